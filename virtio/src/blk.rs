@@ -1,0 +1,623 @@
+//! virtio-blk device (virtio 1.2 §5.2) with a pluggable [`BlockBackend`].
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::memory::GuestMemory;
+use crate::mmio::{DeviceStats, VirtioDevice};
+use crate::queue::{DescriptorChain, Queue, QueueError};
+use crate::spec::{blk_status, device_id, feature, BlkRequestType};
+
+/// virtio 1.2 §5.2.6: sizes are expressed in 512-byte sectors regardless of blk_size.
+pub const SECTOR_SIZE: u64 = 512;
+/// Queue size offered for the single request queue (virtio 1.2 §5.2.2).
+pub const BLK_QUEUE_SIZE: u16 = 256;
+/// virtio 1.2 §5.2.6: struct virtio_blk_req header is 16 bytes.
+const HEADER_LEN: u64 = 16;
+/// virtio 1.2 §5.2.6: GET_ID returns a 20-byte string.
+pub const BLK_ID_BYTES: usize = 20;
+/// Bytes copied per backend call.
+const CHUNK: usize = 4096;
+/// Maximum sectors of one discard / write-zeroes segment (config max_*_sectors).
+const MAX_ZERO_SECTORS: u32 = 0x0040_0000;
+
+/// A failed backend operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendError {
+    /// The range lies beyond the end of the disk.
+    OutOfRange {
+        /// Byte offset.
+        offset: u64,
+        /// Length in bytes.
+        len: u64,
+    },
+    /// The disk is read-only.
+    ReadOnly,
+    /// Backend I/O failure.
+    Io,
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendError::OutOfRange { offset, len } => {
+                write!(f, "disk range {offset:#x}+{len:#x} is out of range")
+            }
+            BackendError::ReadOnly => write!(f, "disk is read-only"),
+            BackendError::Io => write!(f, "backend I/O error"),
+        }
+    }
+}
+
+/// Storage behind a virtio-blk device.
+pub trait BlockBackend {
+    /// Size in bytes.
+    fn len(&self) -> u64;
+    /// Whether the disk is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Whether writes are refused.
+    fn read_only(&self) -> bool;
+    /// Reads `buf.len()` bytes at byte `offset`.
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BackendError>;
+    /// Writes `data` at byte `offset`.
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), BackendError>;
+    /// Makes completed writes durable.
+    fn flush(&mut self) -> Result<(), BackendError>;
+    /// Zeroes `len` bytes at `offset`.
+    fn write_zeroes(&mut self, offset: u64, len: u64) -> Result<(), BackendError> {
+        let zeros = [0u8; 512];
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(zeros.len() as u64) as usize;
+            let off = offset
+                .checked_add(done)
+                .ok_or(BackendError::OutOfRange { offset, len })?;
+            self.write_at(off, &zeros[..n])?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+}
+
+const BLOCK: u64 = 4096;
+
+enum Base {
+    Owned(Vec<u8>),
+    Borrowed(&'static [u8]),
+}
+
+/// A RAM disk: either an owned image written in place, or a copy-on-write overlay of
+/// modified 4 KiB blocks over a borrowed `&'static [u8]` image.
+pub struct RamDisk {
+    base: Base,
+    overlay: BTreeMap<u64, Box<[u8]>>,
+    read_only: bool,
+    flushes: u64,
+}
+
+impl fmt::Debug for RamDisk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RamDisk")
+            .field("len", &self.len())
+            .field("overlay_blocks", &self.overlay.len())
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+impl RamDisk {
+    /// A zeroed writable disk of `size` bytes.
+    pub fn new(size: usize) -> Self {
+        Self::from_image(vec![0; size])
+    }
+
+    /// A writable disk holding `image` (written in place).
+    pub fn from_image(image: Vec<u8>) -> Self {
+        RamDisk {
+            base: Base::Owned(image),
+            overlay: BTreeMap::new(),
+            read_only: false,
+            flushes: 0,
+        }
+    }
+
+    /// A writable copy-on-write disk over a borrowed image: writes go to an overlay of
+    /// 4 KiB blocks, the image is never modified.
+    pub fn from_static(image: &'static [u8]) -> Self {
+        RamDisk {
+            base: Base::Borrowed(image),
+            overlay: BTreeMap::new(),
+            read_only: false,
+            flushes: 0,
+        }
+    }
+
+    /// Makes the disk read-only (VIRTIO_BLK_F_RO).
+    pub fn read_only(mut self, ro: bool) -> Self {
+        self.read_only = ro;
+        self
+    }
+
+    /// Number of flushes seen.
+    pub fn flushes(&self) -> u64 {
+        self.flushes
+    }
+
+    fn base(&self) -> &[u8] {
+        match &self.base {
+            Base::Owned(v) => v,
+            Base::Borrowed(s) => s,
+        }
+    }
+
+    fn check(&self, offset: u64, len: u64) -> Result<(), BackendError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len() => Ok(()),
+            _ => Err(BackendError::OutOfRange { offset, len }),
+        }
+    }
+}
+
+impl BlockBackend for RamDisk {
+    fn len(&self) -> u64 {
+        self.base().len() as u64
+    }
+
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BackendError> {
+        self.check(offset, buf.len() as u64)?;
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let block = pos / BLOCK;
+            let within = (pos % BLOCK) as usize;
+            let n = (BLOCK as usize - within).min(buf.len() - done);
+            let dst = &mut buf[done..done + n];
+            match self.overlay.get(&block) {
+                Some(b) => dst.copy_from_slice(&b[within..within + n]),
+                None => {
+                    let p = pos as usize;
+                    dst.copy_from_slice(&self.base()[p..p + n]);
+                }
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), BackendError> {
+        if self.read_only {
+            return Err(BackendError::ReadOnly);
+        }
+        self.check(offset, data.len() as u64)?;
+        let len = self.len();
+        if let Base::Owned(v) = &mut self.base {
+            let p = offset as usize;
+            v[p..p + data.len()].copy_from_slice(data);
+            return Ok(());
+        }
+        let mut done = 0usize;
+        while done < data.len() {
+            let pos = offset + done as u64;
+            let block = pos / BLOCK;
+            let within = (pos % BLOCK) as usize;
+            let n = (BLOCK as usize - within).min(data.len() - done);
+            if !self.overlay.contains_key(&block) {
+                let start = block * BLOCK;
+                let end = (start + BLOCK).min(len);
+                let mut copy = vec![0u8; BLOCK as usize].into_boxed_slice();
+                let src = &self.base()[start as usize..end as usize];
+                copy[..src.len()].copy_from_slice(src);
+                self.overlay.insert(block, copy);
+            }
+            if let Some(b) = self.overlay.get_mut(&block) {
+                b[within..within + n].copy_from_slice(&data[done..done + n]);
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), BackendError> {
+        self.flushes += 1;
+        Ok(())
+    }
+}
+
+/// Limits and identity of a block device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockConfig {
+    /// virtio 1.2 §5.2.4 seg_max: maximum data segments per request.
+    pub seg_max: u32,
+    /// virtio 1.2 §5.2.4 size_max: maximum bytes of any single segment.
+    pub size_max: u32,
+    /// GET_ID string (NUL-padded, not necessarily NUL-terminated when 20 bytes long).
+    pub id: [u8; BLK_ID_BYTES],
+}
+
+impl Default for BlockConfig {
+    fn default() -> Self {
+        let mut id = [0u8; BLK_ID_BYTES];
+        id[..13].copy_from_slice(b"bulkhead-disk");
+        BlockConfig {
+            seg_max: 126,
+            size_max: 64 * 1024,
+            id,
+        }
+    }
+}
+
+/// A virtio-blk device (virtio 1.2 §5.2) with one request queue.
+#[derive(Debug)]
+pub struct BlockDevice<B: BlockBackend> {
+    backend: B,
+    config: BlockConfig,
+    features: u64,
+    scratch: Vec<u8>,
+}
+
+/// Outcome of one request: the status byte and bytes written before it.
+struct Completion {
+    status: u8,
+    data_written: u32,
+}
+
+impl Completion {
+    fn status(status: u8) -> Self {
+        Completion {
+            status,
+            data_written: 0,
+        }
+    }
+}
+
+impl<B: BlockBackend> BlockDevice<B> {
+    /// A device over `backend` with default limits.
+    pub fn new(backend: B) -> Self {
+        Self::with_config(backend, BlockConfig::default())
+    }
+
+    /// A device over `backend` with the given limits and id.
+    pub fn with_config(backend: B, mut config: BlockConfig) -> Self {
+        // virtio 1.2 §2.7.5.3.1: a chain (header + data + status) fits the queue size.
+        config.seg_max = config.seg_max.clamp(1, u32::from(BLK_QUEUE_SIZE) - 2);
+        config.size_max = config.size_max.max(SECTOR_SIZE as u32);
+        BlockDevice {
+            backend,
+            config,
+            features: 0,
+            scratch: vec![0; CHUNK],
+        }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The backend, mutably.
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    /// Capacity in 512-byte sectors (virtio 1.2 §5.2.4).
+    pub fn capacity(&self) -> u64 {
+        self.backend.len() / SECTOR_SIZE
+    }
+
+    /// virtio 1.2 §5.2.4 struct virtio_blk_config (through write_zeroes_may_unmap).
+    fn config_bytes(&self) -> [u8; 60] {
+        let mut c = [0u8; 60];
+        c[0..8].copy_from_slice(&self.capacity().to_le_bytes());
+        c[8..12].copy_from_slice(&self.config.size_max.to_le_bytes());
+        c[12..16].copy_from_slice(&self.config.seg_max.to_le_bytes());
+        // geometry (16..20) not offered; blk_size at 20.
+        c[20..24].copy_from_slice(&(SECTOR_SIZE as u32).to_le_bytes());
+        // topology (24..32) not offered; writeback 32, num_queues 34 (MQ not offered).
+        c[34..36].copy_from_slice(&1u16.to_le_bytes());
+        if !self.backend.read_only() {
+            c[36..40].copy_from_slice(&MAX_ZERO_SECTORS.to_le_bytes()); // max_discard_sectors
+            c[40..44].copy_from_slice(&1u32.to_le_bytes()); // max_discard_seg
+            c[44..48].copy_from_slice(&1u32.to_le_bytes()); // discard_sector_alignment
+            c[48..52].copy_from_slice(&MAX_ZERO_SECTORS.to_le_bytes()); // max_write_zeroes_sectors
+            c[52..56].copy_from_slice(&1u32.to_le_bytes()); // max_write_zeroes_seg
+            c[56] = 0; // write_zeroes_may_unmap
+        }
+        c
+    }
+
+    /// Byte range of `sectors_len` bytes at `sector`, if inside the disk.
+    fn disk_range(&self, sector: u64, len: u64) -> Option<u64> {
+        let offset = sector.checked_mul(SECTOR_SIZE)?;
+        let end = offset.checked_add(len)?;
+        (end <= self.capacity() * SECTOR_SIZE).then_some(offset)
+    }
+
+    fn handle(
+        &mut self,
+        chain: &DescriptorChain,
+        mem: &mut dyn GuestMemory,
+        stats: &mut DeviceStats,
+    ) -> Completion {
+        // virtio 1.2 §5.2.6: header (16 bytes) device-readable, data, status byte
+        // device-writable (last byte of the chain).
+        let readable = chain.readable_len();
+        let writable = chain.writable_len();
+        if readable < HEADER_LEN {
+            return Completion::status(blk_status::IOERR);
+        }
+        // seg_max / size_max (virtio 1.2 §5.2.6.1: the driver MUST NOT exceed them);
+        // violations fail with IOERR. Header and status descriptors are not data.
+        let data_segments = chain.descriptor_count().saturating_sub(2);
+        if data_segments > self.config.seg_max as usize
+            || chain
+                .readable
+                .iter()
+                .chain(chain.writable.iter())
+                .any(|s| s.len > self.config.size_max)
+        {
+            return Completion::status(blk_status::IOERR);
+        }
+        let mut hdr = [0u8; HEADER_LEN as usize];
+        if chain.read_at(mem, 0, &mut hdr) != Ok(hdr.len()) {
+            return Completion::status(blk_status::IOERR);
+        }
+        let ty = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
+        let sector = u64::from_le_bytes([
+            hdr[8], hdr[9], hdr[10], hdr[11], hdr[12], hdr[13], hdr[14], hdr[15],
+        ]);
+        let out_len = readable - HEADER_LEN;
+        let in_len = writable - 1; // writable >= 1 checked by the caller
+        let Some(ty) = BlkRequestType::from_u32(ty) else {
+            // virtio 1.2 §5.2.6.2: unknown request types fail with UNSUPP.
+            return Completion::status(blk_status::UNSUPP);
+        };
+        match ty {
+            BlkRequestType::In => self.read(chain, mem, stats, sector, in_len),
+            BlkRequestType::Out => self.write(chain, mem, stats, sector, out_len),
+            BlkRequestType::Flush => {
+                // virtio 1.2 §5.2.6.2: FLUSH only with VIRTIO_BLK_F_FLUSH.
+                if self.features & feature::BLK_FLUSH == 0 {
+                    return Completion::status(blk_status::UNSUPP);
+                }
+                match self.backend.flush() {
+                    Ok(()) => Completion::status(blk_status::OK),
+                    Err(_) => Completion::status(blk_status::IOERR),
+                }
+            }
+            BlkRequestType::GetId => {
+                let n = (in_len as usize).min(BLK_ID_BYTES);
+                match chain.write_at(mem, 0, &self.config.id[..n]) {
+                    Ok(w) => {
+                        stats.bytes_written += w as u64;
+                        Completion {
+                            status: blk_status::OK,
+                            data_written: w as u32,
+                        }
+                    }
+                    Err(_) => Completion::status(blk_status::IOERR),
+                }
+            }
+            BlkRequestType::Discard | BlkRequestType::WriteZeroes => {
+                self.zeroes(chain, mem, ty, out_len)
+            }
+        }
+    }
+
+    fn read(
+        &mut self,
+        chain: &DescriptorChain,
+        mem: &mut dyn GuestMemory,
+        stats: &mut DeviceStats,
+        sector: u64,
+        len: u64,
+    ) -> Completion {
+        // virtio 1.2 §5.2.6.1: data length is a multiple of 512; out-of-range fails.
+        if !len.is_multiple_of(SECTOR_SIZE) {
+            return Completion::status(blk_status::IOERR);
+        }
+        let Some(offset) = self.disk_range(sector, len) else {
+            return Completion::status(blk_status::IOERR);
+        };
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(CHUNK as u64) as usize;
+            let buf = &mut self.scratch[..n];
+            if self.backend.read_at(offset + done, buf).is_err() {
+                return Completion::status(blk_status::IOERR);
+            }
+            if chain.write_at(mem, done, buf) != Ok(n) {
+                return Completion::status(blk_status::IOERR);
+            }
+            done += n as u64;
+        }
+        stats.bytes_written += len;
+        Completion {
+            status: blk_status::OK,
+            data_written: len as u32,
+        }
+    }
+
+    fn write(
+        &mut self,
+        chain: &DescriptorChain,
+        mem: &mut dyn GuestMemory,
+        stats: &mut DeviceStats,
+        sector: u64,
+        len: u64,
+    ) -> Completion {
+        // virtio 1.2 §5.2.6.2: a read-only device fails OUT with IOERR.
+        if self.backend.read_only() {
+            return Completion::status(blk_status::IOERR);
+        }
+        if !len.is_multiple_of(SECTOR_SIZE) {
+            return Completion::status(blk_status::IOERR);
+        }
+        let Some(offset) = self.disk_range(sector, len) else {
+            return Completion::status(blk_status::IOERR);
+        };
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(CHUNK as u64) as usize;
+            let buf = &mut self.scratch[..n];
+            if chain.read_at(mem, HEADER_LEN + done, buf) != Ok(n) {
+                return Completion::status(blk_status::IOERR);
+            }
+            if self.backend.write_at(offset + done, buf).is_err() {
+                return Completion::status(blk_status::IOERR);
+            }
+            done += n as u64;
+        }
+        stats.bytes_read += len;
+        Completion::status(blk_status::OK)
+    }
+
+    /// virtio 1.2 §5.2.6: DISCARD / WRITE_ZEROES carry struct
+    /// virtio_blk_discard_write_zeroes { le64 sector; le32 num_sectors; le32 flags; }.
+    fn zeroes(
+        &mut self,
+        chain: &DescriptorChain,
+        mem: &mut dyn GuestMemory,
+        ty: BlkRequestType,
+        len: u64,
+    ) -> Completion {
+        let needed = match ty {
+            BlkRequestType::Discard => feature::BLK_DISCARD,
+            _ => feature::BLK_WRITE_ZEROES,
+        };
+        if self.features & needed == 0 {
+            return Completion::status(blk_status::UNSUPP);
+        }
+        if self.backend.read_only() {
+            return Completion::status(blk_status::IOERR);
+        }
+        // max_discard_seg = max_write_zeroes_seg = 1.
+        if len != 16 {
+            return Completion::status(blk_status::IOERR);
+        }
+        let mut seg = [0u8; 16];
+        if chain.read_at(mem, HEADER_LEN, &mut seg) != Ok(16) {
+            return Completion::status(blk_status::IOERR);
+        }
+        let sector = u64::from_le_bytes([
+            seg[0], seg[1], seg[2], seg[3], seg[4], seg[5], seg[6], seg[7],
+        ]);
+        let num = u32::from_le_bytes([seg[8], seg[9], seg[10], seg[11]]);
+        let flags = u32::from_le_bytes([seg[12], seg[13], seg[14], seg[15]]);
+        // virtio 1.2 §5.2.6.2: unknown flags, or unmap on DISCARD, fail with UNSUPP.
+        let unmap = flags & 1 != 0;
+        if flags & !1 != 0 || (unmap && ty == BlkRequestType::Discard) {
+            return Completion::status(blk_status::UNSUPP);
+        }
+        if num > MAX_ZERO_SECTORS {
+            return Completion::status(blk_status::IOERR);
+        }
+        let bytes = u64::from(num) * SECTOR_SIZE;
+        let Some(offset) = self.disk_range(sector, bytes) else {
+            return Completion::status(blk_status::IOERR);
+        };
+        match self.backend.write_zeroes(offset, bytes) {
+            Ok(()) => Completion::status(blk_status::OK),
+            Err(_) => Completion::status(blk_status::IOERR),
+        }
+    }
+}
+
+impl<B: BlockBackend> VirtioDevice for BlockDevice<B> {
+    fn device_id(&self) -> u32 {
+        device_id::BLOCK
+    }
+
+    fn device_features(&self) -> u64 {
+        let mut f = feature::VERSION_1
+            | feature::RING_EVENT_IDX
+            | feature::RING_INDIRECT_DESC
+            | feature::BLK_SIZE_MAX
+            | feature::BLK_SEG_MAX
+            | feature::BLK_BLK_SIZE
+            | feature::BLK_FLUSH;
+        if self.backend.read_only() {
+            f |= feature::BLK_RO;
+        } else {
+            f |= feature::BLK_DISCARD | feature::BLK_WRITE_ZEROES;
+        }
+        f
+    }
+
+    fn num_queues(&self) -> usize {
+        1
+    }
+
+    fn queue_max_size(&self, index: usize) -> u16 {
+        if index == 0 {
+            BLK_QUEUE_SIZE
+        } else {
+            0
+        }
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        let cfg = self.config_bytes();
+        read_bytes(&cfg, offset, data);
+    }
+
+    fn write_config(&mut self, _offset: u64, _data: &[u8]) {
+        // virtio 1.2 §5.2.4: only `writeback` is writable, with CONFIG_WCE (not offered).
+    }
+
+    fn activate(&mut self, features: u64) {
+        self.features = features;
+    }
+
+    fn process_queue(
+        &mut self,
+        _index: usize,
+        queue: &mut Queue,
+        mem: &mut dyn GuestMemory,
+        stats: &mut DeviceStats,
+    ) -> Result<(), QueueError> {
+        while let Some(chain) = queue.pop(mem)? {
+            stats.requests += 1;
+            let writable = chain.writable_len();
+            if writable == 0 {
+                // No room for the status byte (virtio 1.2 §5.2.6): the request fails
+                // without a status; the buffer is returned with nothing written.
+                stats.errors += 1;
+                queue.add_used(mem, chain.head, 0)?;
+                continue;
+            }
+            let c = self.handle(&chain, mem, stats);
+            if c.status != blk_status::OK {
+                stats.errors += 1;
+            }
+            let status_ok = chain.write_at(mem, writable - 1, &[c.status]) == Ok(1);
+            let used = c.data_written.saturating_add(u32::from(status_ok));
+            queue.add_used(mem, chain.head, used)?;
+        }
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.features = 0;
+    }
+}
+
+/// Copies `data.len()` bytes of `src` at `offset`, zero past the end.
+pub(crate) fn read_bytes(src: &[u8], offset: u64, data: &mut [u8]) {
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = offset
+            .checked_add(i as u64)
+            .and_then(|o| usize::try_from(o).ok())
+            .and_then(|o| src.get(o))
+            .copied()
+            .unwrap_or(0);
+    }
+}
