@@ -220,7 +220,7 @@ impl<A: FrameAllocator, M: TableMemory> Ept<A, M> {
     ///
     /// Fails with [`EptError::AlreadyMapped`] if any page of the range is
     /// mapped. Only not-present entries are filled, so the result is always
-    /// [`Invalidation::None`] (SDM Vol. 3C §29.4.3.3). If allocating a table
+    /// [`Invalidation::None`] (SDM Vol. 3C §29.4.3.4). If allocating a table
     /// fails midway, the pages mapped so far are removed again and the error
     /// returned; a vCPU running concurrently on this EPT may have cached them,
     /// so such a caller must treat the error like `SingleContext`.
@@ -270,7 +270,7 @@ impl<A: FrameAllocator, M: TableMemory> Ept<A, M> {
     /// Returns [`Invalidation::None`] if no entry changed. Any change yields
     /// `SingleContext`: it is required when permissions are removed or a page
     /// is split, and recommended when they are only added (otherwise the
-    /// guest may take one spurious EPT violation, SDM Vol. 3C §29.4.3.3).
+    /// guest may take one spurious EPT violation, SDM Vol. 3C §29.4.3.4).
     pub fn protect(
         &mut self,
         gpa: Gpa,
@@ -662,7 +662,7 @@ impl<A: FrameAllocator, M: TableMemory> Ept<A, M> {
             }
             let child = if is_leaf(e, level) {
                 // A large page straddling the range boundary: split it so
-                // the part outside keeps its mapping (SDM Vol. 3C §29.4.3.3
+                // the part outside keeps its mapping (SDM Vol. 3C §29.4.3.4
                 // asks for INVEPT after changing bit 7, reported via `changed`).
                 // `fill_reserve` set aside the frames, so this cannot fail;
                 // if it somehow did, the page is left mapped as it was.

@@ -103,9 +103,10 @@ pub struct InveptDescriptor {
 /// from *present* EPT entries (SDM Vol. 3C §29.4.1) tagged with the EPTP, and
 /// keeps them across VM exits and entries (§29.4.3.2). It never caches
 /// anything derived from not-present entries (§29.4.2), so filling a
-/// not-present entry needs no invalidation (§29.4.3.3). Removing or reducing
+/// not-present entry needs no invalidation (§29.4.3.4, "Guidelines for Use of
+/// the INVEPT Instruction"). Removing or reducing
 /// permissions, changing an address, the page size (bit 7), the memory type
-/// or the ignore-PAT bit of a present entry does (§29.4.3.3).
+/// or the ignore-PAT bit of a present entry does (§29.4.3.4).
 ///
 /// When the value is [`Invalidation::SingleContext`], the caller must execute
 /// INVEPT with type single-context (or all-context) and the contained EPTP
