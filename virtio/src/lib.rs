@@ -13,8 +13,10 @@ extern crate alloc;
 pub mod blk;
 pub mod memory;
 pub mod mmio;
+pub mod net;
 pub mod queue;
 pub mod spec;
+pub mod switch;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
@@ -24,4 +26,6 @@ mod tests;
 pub use blk::{BackendError, BlockBackend, BlockConfig, BlockDevice, RamDisk};
 pub use memory::{GuestMemory, MemError, VecMemory};
 pub use mmio::{DeviceError, DeviceStats, MmioEffect, MmioTransport, VirtioDevice};
+pub use net::NetDevice;
 pub use queue::{DescriptorChain, Queue, QueueError, Segment};
+pub use switch::{Gateway, NetPort, Switch};

@@ -388,4 +388,23 @@ impl Driver {
         bufs.push(Buf::w(st, 1));
         (bufs, st)
     }
+
+    /// Sends an Ethernet frame on virtio-net TX queue `q` (virtio 1.2 §5.1.6.2): a
+    /// 12-byte zeroed virtio_net_hdr and the frame in one descriptor, like Linux.
+    pub fn net_tx(&mut self, q: usize, frame: &[u8]) -> u16 {
+        let mut buf = vec![0u8; 12];
+        buf.extend_from_slice(frame);
+        let a = self.alloc_data(&buf);
+        self.add_chain(q, &[Buf::r(a, buf.len() as u32)])
+    }
+
+    /// Posts `n` RX buffers of `len` bytes on queue `q`; returns (head, gpa) pairs.
+    pub fn net_rx_buffers(&mut self, q: usize, n: usize, len: u32) -> Vec<(u16, u64)> {
+        (0..n)
+            .map(|_| {
+                let a = self.alloc(u64::from(len), 16);
+                (self.add_chain(q, &[Buf::w(a, len)]), a)
+            })
+            .collect()
+    }
 }

@@ -3,6 +3,7 @@
 mod blk;
 mod fuzz_smoke;
 mod mmio;
+mod net;
 mod queue_errors;
 
 use crate::blk::{BlockConfig, BlockDevice, RamDisk};
