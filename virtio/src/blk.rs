@@ -584,7 +584,12 @@ impl<B: BlockBackend> VirtioDevice for BlockDevice<B> {
         mem: &mut dyn GuestMemory,
         stats: &mut DeviceStats,
     ) -> Result<(), QueueError> {
-        while let Some(chain) = queue.pop(mem)? {
+        // At most one queue's worth per call, so a driver racing on another vCPU
+        // cannot keep the device busy forever; the transport re-checks afterwards.
+        for _ in 0..queue.size() {
+            let Some(chain) = queue.pop(mem)? else {
+                break;
+            };
             stats.requests += 1;
             let writable = chain.writable_len();
             if writable == 0 {

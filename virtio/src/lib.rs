@@ -1,10 +1,37 @@
 //! Device side of virtio 1.2 for the Bulkhead hypervisor: split virtqueues (§2.7),
 //! the virtio-mmio version 2 transport (§4.2), virtio-blk (§5.2) and virtio-net (§5.1)
-//! with a virtual switch and a gateway port.
+//! with a learning virtual switch and a gateway port (ARP + ICMP echo).
 //!
 //! Only modern devices (VIRTIO_F_VERSION_1) are implemented. Guest memory is reached
 //! exclusively through the bounds-checked [`GuestMemory`] trait; no input from the guest
-//! can make the crate panic, loop forever or allocate without bound.
+//! can make the crate panic, loop forever or allocate without bound. Any malformed
+//! virtqueue ends in a [`QueueError`]: the device sets DEVICE_NEEDS_RESET (§2.1.2),
+//! raises a configuration change interrupt and ignores the queues until reset.
+//!
+//! # Use from the hypervisor
+//!
+//! ```
+//! use virtio::{MmioTransport, BlockDevice, RamDisk, NetDevice, Switch, Gateway, NetPort, VecMemory};
+//!
+//! // Guest RAM as the hypervisor exposes it (implement `GuestMemory` over EPT-mapped RAM).
+//! let mut ram = VecMemory::new(0x4000_0000, 1 << 20);
+//! // One MMIO window (0x200 bytes) per device, e.g. at 0xd000_0000 and 0xd000_1000.
+//! let mut blk = MmioTransport::new(BlockDevice::new(RamDisk::from_image(vec![0; 1 << 20])));
+//! let mut net = MmioTransport::new(NetDevice::new([0x52, 0x54, 0, 0x12, 0x34, 0x56]));
+//! let mut switch = Switch::new(256);
+//! let mut gateway = Gateway::new([0x02, 0, 0, 0, 0, 1], [10, 0, 2, 2]);
+//!
+//! // EPT violation on the window: decode the access, then
+//! let value = blk.read(0x000, 4); // MagicValue
+//! assert_eq!(value, 0x7472_6976);
+//! let effect = net.write(0x050, 4, 1, &mut ram); // QueueNotify(TX)
+//! if effect.interrupt { /* inject the device's IRQ (edge) */ }
+//!
+//! // Move frames between ports (after TX notifies, and when frames arrive).
+//! switch.pump(&mut [net.device_mut() as &mut dyn NetPort, &mut gateway]);
+//! // Copy delivered frames into RX buffers; inject if asked.
+//! if net.poll(&mut ram).interrupt { /* inject */ }
+//! ```
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 

@@ -506,6 +506,14 @@ impl<D: VirtioDevice> MmioTransport<D> {
         }
         self.status = accepted;
         if added & status::DRIVER_OK != 0 && accepted & status::DRIVER_OK != 0 {
+            // Features are final now (virtio 1.2 §3.1.1): apply them to every queue.
+            let f = self.driver_features;
+            for q in &mut self.queues {
+                q.set_features(
+                    f & feature::RING_EVENT_IDX != 0,
+                    f & feature::RING_INDIRECT_DESC != 0,
+                );
+            }
             self.device.activate(self.driver_features);
             self.device_generation = self.device.config_generation();
         }
@@ -598,13 +606,39 @@ impl<D: VirtioDevice> MmioTransport<D> {
     }
 
     /// Lets the device complete asynchronous work (e.g. deliver RX frames queued with
-    /// the device's own API) and reports whether to inject the interrupt.
+    /// the device's own API), processes buffers a notification left over because of
+    /// its work bound, and reports whether to inject the interrupt. Call it after
+    /// delivering frames and, ideally, periodically (e.g. on a timer tick).
     pub fn poll(&mut self, mem: &mut dyn GuestMemory) -> MmioEffect {
         if !self.active() {
             return self.config_effect_if_ok();
         }
         if let Err(e) = self.device.poll(&mut self.queues, mem, &mut self.stats) {
             return self.fail(e);
+        }
+        // Pick up buffers left over when a notification hit its work bound.
+        for index in 0..self.queues.len() {
+            let Some(q) = self.queues.get_mut(index) else {
+                break;
+            };
+            let pending = match q.ready().then(|| q.has_available(mem)) {
+                Some(Ok(p)) => p,
+                Some(Err(error)) => {
+                    return self.fail(DeviceError::Queue {
+                        queue: index,
+                        error,
+                    })
+                }
+                None => false,
+            };
+            if pending {
+                if let Err(error) = self.device.process_queue(index, q, mem, &mut self.stats) {
+                    return self.fail(DeviceError::Queue {
+                        queue: index,
+                        error,
+                    });
+                }
+            }
         }
         match self.interrupt_decision(mem) {
             Ok(e) => e,

@@ -120,7 +120,12 @@ impl NetDevice {
         mem: &mut dyn GuestMemory,
         stats: &mut DeviceStats,
     ) -> Result<(), QueueError> {
-        while let Some(chain) = queue.pop(mem)? {
+        // At most one queue's worth per call, so a driver racing on another vCPU
+        // cannot keep the device busy forever; the transport re-checks afterwards.
+        for _ in 0..queue.size() {
+            let Some(chain) = queue.pop(mem)? else {
+                break;
+            };
             stats.requests += 1;
             let total = chain.readable_len();
             let mut hdr = [0u8; NET_HDR_LEN];
@@ -164,6 +169,7 @@ impl NetDevice {
         if !queue.ready() {
             return Ok(());
         }
+        // Bounded by the backlog length (each iteration removes one frame).
         while !self.rx_backlog.is_empty() {
             let Some(chain) = queue.pop(mem)? else {
                 break;
