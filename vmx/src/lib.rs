@@ -33,6 +33,8 @@ pub mod fields;
 pub mod fixtures;
 pub mod instructions;
 pub mod msr;
+#[cfg(test)]
+mod tests;
 
 pub use caps::{
     BasicInfo, Capabilities, EptVpidCap, FixedBits, MemoryType, MiscInfo, RawCapabilities,
