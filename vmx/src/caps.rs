@@ -40,17 +40,17 @@ pub struct RawCapabilities {
     pub ept_vpid_cap: Option<u64>,
     /// IA32_VMX_VMFUNC (0x491), present if "enable VM functions" may be 1.
     pub vmfunc: Option<u64>,
-    /// IA32_VMX_TRUE_PINBASED_CTLS (0x48D), present if IA32_VMX_BASIC[55] is 1.
+    /// IA32_VMX_TRUE_PINBASED_CTLS (0x48D), present if `IA32_VMX_BASIC[55]` is 1.
     pub true_pinbased: Option<u64>,
-    /// IA32_VMX_TRUE_PROCBASED_CTLS (0x48E), present if IA32_VMX_BASIC[55] is 1.
+    /// IA32_VMX_TRUE_PROCBASED_CTLS (0x48E), present if `IA32_VMX_BASIC[55]` is 1.
     pub true_procbased: Option<u64>,
-    /// IA32_VMX_TRUE_EXIT_CTLS (0x48F), present if IA32_VMX_BASIC[55] is 1.
+    /// IA32_VMX_TRUE_EXIT_CTLS (0x48F), present if `IA32_VMX_BASIC[55]` is 1.
     pub true_exit: Option<u64>,
-    /// IA32_VMX_TRUE_ENTRY_CTLS (0x490), present if IA32_VMX_BASIC[55] is 1.
+    /// IA32_VMX_TRUE_ENTRY_CTLS (0x490), present if `IA32_VMX_BASIC[55]` is 1.
     pub true_entry: Option<u64>,
 }
 
-/// IA32_VMX_BASIC[55]: the TRUE_* control capability MSRs exist (SDM Vol. 3D Appendix A.1).
+/// `IA32_VMX_BASIC[55]`: the TRUE_* control capability MSRs exist (SDM Vol. 3D Appendix A.1).
 const BASIC_TRUE_CONTROLS: u64 = 1 << 55;
 
 fn allowed1(msr_value: u64, bit: u32) -> bool {
@@ -62,7 +62,7 @@ impl RawCapabilities {
     /// capability bit says it exists (Bochs raises #GP otherwise): PROCBASED_CTLS2 only if the
     /// primary controls allow "activate secondary controls" (bit 31 of the allowed-1 half);
     /// EPT_VPID_CAP only if secondary allows EPT (bit 1) or VPID (bit 5); VMFUNC only if
-    /// secondary allows "enable VM functions" (bit 13); TRUE_* only if IA32_VMX_BASIC[55].
+    /// secondary allows "enable VM functions" (bit 13); TRUE_* only if `IA32_VMX_BASIC[55]`.
     pub fn read(mut rdmsr: impl FnMut(Msr) -> u64) -> Self {
         let basic = rdmsr(Msr::IA32_VMX_BASIC);
         let procbased = rdmsr(Msr::IA32_VMX_PROCBASED_CTLS);
@@ -126,9 +126,9 @@ pub enum MemoryType {
 }
 
 impl MemoryType {
-    /// Encoding of UC in IA32_VMX_BASIC[53:50] (SDM Vol. 3D Table A-1).
+    /// Encoding of UC in `IA32_VMX_BASIC[53:50]` (SDM Vol. 3D Table A-1).
     pub const UC: u8 = 0;
-    /// Encoding of WB in IA32_VMX_BASIC[53:50] (SDM Vol. 3D Table A-1).
+    /// Encoding of WB in `IA32_VMX_BASIC[53:50]` (SDM Vol. 3D Table A-1).
     pub const WB: u8 = 6;
 
     /// Decodes a 4-bit memory type.
@@ -348,7 +348,7 @@ bitflags::bitflags! {
 /// Decoded VMX capabilities.
 ///
 /// The control capabilities are the *effective* ones: the TRUE_* MSRs when
-/// IA32_VMX_BASIC[55] is set and they were read, the plain MSRs otherwise
+/// `IA32_VMX_BASIC[55]` is set and they were read, the plain MSRs otherwise
 /// (SDM Vol. 3D Appendix A.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Capabilities {

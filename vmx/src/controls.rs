@@ -25,7 +25,7 @@ pub enum ControlKind {
 
 impl ControlKind {
     /// The capability MSR reporting the allowed settings of these controls: the TRUE_* MSR when
-    /// `true_controls` (IA32_VMX_BASIC[55]) is set and one exists (SDM Vol. 3D Appendix A.2).
+    /// `true_controls` (`IA32_VMX_BASIC[55]`) is set and one exists (SDM Vol. 3D Appendix A.2).
     pub const fn capability_msr(self, true_controls: bool) -> Msr {
         match (self, true_controls) {
             (Self::PinBased, false) => Msr::IA32_VMX_PINBASED_CTLS,
@@ -765,7 +765,7 @@ fn adjust_field<F: ControlFlags>(
 
 /// Computes all five control fields for `request` (SDM Vol. 3D Appendix A.2-A.5).
 ///
-/// Uses the TRUE_* capability MSRs when IA32_VMX_BASIC[55] is set (SDM Vol. 3D Appendix A.2),
+/// Uses the TRUE_* capability MSRs when `IA32_VMX_BASIC[55]` is set (SDM Vol. 3D Appendix A.2),
 /// so default1 controls that the processor allows to be 0 are cleared unless requested.
 /// Optional controls the processor lacks, or whose prerequisite control ended up 0, are
 /// dropped; missing required controls are errors.

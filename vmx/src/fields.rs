@@ -158,7 +158,7 @@ impl VmcsField {
         self.name
     }
 
-    /// Whether VMWRITE may write the field without IA32_VMX_MISC[29] (not a VM-exit
+    /// Whether VMWRITE may write the field without `IA32_VMX_MISC[29]` (not a VM-exit
     /// information field; SDM Vol. 3C §31.3 VMWRITE).
     pub const fn is_writable(self) -> bool {
         !matches!(self.kind, FieldKind::ExitInformation)

@@ -16,7 +16,7 @@
 //! * [`instructions`]: the only inline assembly of the crate, thin `unsafe` wrappers around
 //!   VMXON, VMXOFF, VMCLEAR, VMPTRLD, VMPTRST, VMREAD, VMWRITE, INVEPT and INVVPID.
 //!
-//! With the `fixtures` feature (always on in this crate's tests), [`fixtures`] provides the
+//! With the `fixtures` feature (always on in this crate's tests), `vmx::fixtures` provides the
 //! capability MSR values of several Bochs CPU models.
 //!
 //! Decoders never panic: values a guest can influence are decoded totally, with unknown
