@@ -487,9 +487,7 @@ impl Capabilities {
             ControlKind::PinBased => pick(self.raw.pinbased, self.raw.true_pinbased),
             ControlKind::PrimaryProcBased => pick(self.raw.procbased, self.raw.true_procbased),
             ControlKind::SecondaryProcBased => {
-                let s = self.secondary;
-                let value = (u64::from(s.may_be_one) << 32) | u64::from(s.must_be_one);
-                (kind.capability_msr(false), value)
+                (kind.capability_msr(false), self.secondary.to_msr())
             }
             ControlKind::Exit => pick(self.raw.exit, self.raw.true_exit),
             ControlKind::Entry => pick(self.raw.entry, self.raw.true_entry),

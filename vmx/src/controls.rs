@@ -6,6 +6,7 @@
 use core::fmt;
 
 use crate::caps::Capabilities;
+use crate::fields::VmcsField;
 use crate::msr::Msr;
 
 /// The five 32-bit control fields this crate computes.
@@ -342,6 +343,11 @@ impl AllowedSettings {
         }
     }
 
+    /// Joins the two halves back into the MSR layout (SDM Vol. 3D Appendix A.3.1).
+    pub const fn to_msr(self) -> u64 {
+        ((self.may_be_one as u64) << Self::HALF_BITS) | self.must_be_one as u64
+    }
+
     /// No control may be 1 (used when a capability MSR does not exist).
     pub const NONE: Self = Self {
         must_be_one: 0,
@@ -628,6 +634,36 @@ pub struct ControlSet {
     pub exit: ExitControls,
     /// VM-entry controls.
     pub entry: EntryControls,
+}
+
+impl ControlSet {
+    /// The VMCS control fields and values to write with VMWRITE (SDM Vol. 3D Appendix B.3.1).
+    /// The secondary controls field is skipped unless "activate secondary controls" is set,
+    /// since processors without secondary controls do not support that field.
+    pub fn vmcs_writes(&self) -> impl Iterator<Item = (VmcsField, u64)> {
+        let secondary = self
+            .primary
+            .contains(PrimaryControls::ACTIVATE_SECONDARY_CONTROLS)
+            .then_some((
+                VmcsField::SECONDARY_PROC_BASED_VM_EXEC_CONTROLS,
+                u64::from(self.secondary.bits()),
+            ));
+        [
+            Some((
+                VmcsField::PIN_BASED_VM_EXEC_CONTROLS,
+                u64::from(self.pin.bits()),
+            )),
+            Some((
+                VmcsField::PRIMARY_PROC_BASED_VM_EXEC_CONTROLS,
+                u64::from(self.primary.bits()),
+            )),
+            secondary,
+            Some((VmcsField::VM_EXIT_CONTROLS, u64::from(self.exit.bits()))),
+            Some((VmcsField::VM_ENTRY_CONTROLS, u64::from(self.entry.bits()))),
+        ]
+        .into_iter()
+        .flatten()
+    }
 }
 
 /// A control that the VM-entry checks only allow together with another one

@@ -16,6 +16,7 @@
 //!   on models without VM functions.
 
 use crate::caps::RawCapabilities;
+use crate::controls::{EntryControls, ExitControls, PrimaryControls};
 use crate::msr::Msr;
 
 /// CR0_FIXED0 on every Bochs model: PE, NE, PG.
@@ -44,17 +45,18 @@ const fn true_pin(plain: u64) -> u64 {
 
 /// TRUE_PROCBASED (constructed): CR3-load/CR3-store exiting (bits 15, 16) may be 0.
 const fn true_proc(plain: u64) -> u64 {
-    plain & !0x0001_8000
+    let may_be_zero = PrimaryControls::CR3_LOAD_EXITING.union(PrimaryControls::CR3_STORE_EXITING);
+    plain & !(may_be_zero.bits() as u64)
 }
 
 /// TRUE_EXIT (constructed): "save debug controls" (bit 2) may be 0.
 const fn true_exit(plain: u64) -> u64 {
-    plain & !0x4
+    plain & !(ExitControls::SAVE_DEBUG_CONTROLS.bits() as u64)
 }
 
 /// TRUE_ENTRY (constructed): "load debug controls" (bit 2) may be 0.
 const fn true_entry(plain: u64) -> u64 {
-    plain & !0x4
+    plain & !(EntryControls::LOAD_DEBUG_CONTROLS.bits() as u64)
 }
 
 const fn with_true(mut raw: RawCapabilities) -> RawCapabilities {

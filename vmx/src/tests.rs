@@ -697,3 +697,23 @@ fn control_kind_names_and_msrs() {
         assert!(PrimaryControls::bit_name(bit).is_some(), "bit {bit}");
     }
 }
+
+#[test]
+fn control_set_vmcs_writes() {
+    use crate::fields::VmcsField;
+    let set = compute_controls(&caps(fixtures::skylake_x()), &ept_request()).expect("controls");
+    let writes: Vec<(VmcsField, u64)> = set.vmcs_writes().collect();
+    assert_eq!(writes.len(), 5);
+    assert!(writes.contains(&(
+        VmcsField::SECONDARY_PROC_BASED_VM_EXEC_CONTROLS,
+        u64::from(set.secondary.bits())
+    )));
+    let mut request = ept_request();
+    request.secondary = Requested::default();
+    request.exit.required = ExitControls::HOST_ADDRESS_SPACE_SIZE;
+    request.entry.required = EntryControls::empty();
+    let set = compute_controls(&caps(fixtures::core2_penryn()), &request).expect("controls");
+    let fields: Vec<VmcsField> = set.vmcs_writes().map(|(f, _)| f).collect();
+    assert_eq!(fields.len(), 4);
+    assert!(!fields.contains(&VmcsField::SECONDARY_PROC_BASED_VM_EXEC_CONTROLS));
+}
