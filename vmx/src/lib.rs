@@ -47,9 +47,10 @@ pub use controls::{
 };
 pub use error::{VmFail, VmInstructionError};
 pub use exit::{
-    CrAccess, DecodedExitReason, EntryFailure, EptViolation, ExceptionVector, ExitReason,
-    InterruptionInfo, InterruptionType, IoQualification,
+    CrAccess, DecodedExitReason, EntryFailure, EptViolation, ExceptionVector, ExitReason, Gpr,
+    InterruptionInfo, InterruptionType, InvalidGuestStateCause, IoDirection, IoOperandEncoding,
+    IoQualification, IoSize, LmswOperand, QualificationError,
 };
 pub use fields::{Access, FieldKind, SegmentAccessRights, VmcsField, Width};
 pub use instructions::{InveptType, InvvpidType};
-pub use msr::{FeatureControl, Msr};
+pub use msr::{FeatureControl, FeatureControlError, Msr};
