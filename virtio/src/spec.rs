@@ -173,6 +173,9 @@ pub enum Register {
 
 /// virtio 1.2 §4.2.2: device-specific configuration space starts at 0x100.
 pub const MMIO_CONFIG_OFFSET: u64 = 0x100;
+/// Size of one virtio-mmio register window as usually described to the guest
+/// (e.g. device tree `reg = <base 0x200>`); covers the registers and config space.
+pub const MMIO_WINDOW_SIZE: u64 = 0x200;
 
 impl Register {
     /// All registers, for lookups.
@@ -304,4 +307,48 @@ pub mod net_status {
 /// passed `event_idx` since `old_idx` (all arithmetic modulo 2^16).
 pub fn vring_need_event(event_idx: u16, new_idx: u16, old_idx: u16) -> bool {
     new_idx.wrapping_sub(event_idx).wrapping_sub(1) < new_idx.wrapping_sub(old_idx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn need_event() {
+        // virtio 1.2 §2.7.7.2: notify iff event_idx is in [old, new).
+        assert!(vring_need_event(0, 1, 0));
+        assert!(!vring_need_event(1, 1, 0));
+        assert!(vring_need_event(4, 10, 0));
+        assert!(!vring_need_event(10, 10, 0));
+        assert!(vring_need_event(0xffff, 2, 0xfffe), "wraps modulo 2^16");
+        assert!(!vring_need_event(5, 3, 3), "nothing new, no event");
+    }
+
+    #[test]
+    fn register_offsets_round_trip() {
+        for r in Register::ALL {
+            assert_eq!(Register::from_offset(r.offset()), Some(r));
+        }
+        assert_eq!(
+            Register::from_offset(0x0fc),
+            Some(Register::ConfigGeneration)
+        );
+        assert_eq!(Register::from_offset(0x018), None);
+        assert_eq!(Register::from_offset(0x100), None);
+    }
+
+    #[test]
+    fn blk_request_types_round_trip() {
+        for t in [
+            BlkRequestType::In,
+            BlkRequestType::Out,
+            BlkRequestType::Flush,
+            BlkRequestType::GetId,
+            BlkRequestType::Discard,
+            BlkRequestType::WriteZeroes,
+        ] {
+            assert_eq!(BlkRequestType::from_u32(t.as_u32()), Some(t));
+        }
+        assert_eq!(BlkRequestType::from_u32(BlkRequestType::GET_LIFETIME), None);
+    }
 }
