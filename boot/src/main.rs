@@ -1,1 +1,223 @@
-fn main() {}
+//! `bulkhead-boot`: build Bulkhead's disk images and run them under emulators.
+
+use bulkhead_boot::image::{build_images, build_kernel, default_image_dir};
+use bulkhead_boot::run::{run, Platform, RunSpec};
+use bulkhead_boot::{bochs, qemu, BootError};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+const HELP: &str = "\
+bulkhead-boot: build Bulkhead's disk images and run them under emulators
+
+USAGE:
+  bulkhead-boot build [--out-dir DIR] [--ramdisk FILE]
+      Build the kernel (x86_64-unknown-none, release) and write bulkhead-bios.img and
+      bulkhead-uefi.img to DIR (default: target/images).
+  bulkhead-boot image --kernel ELF [--out-dir DIR] [--ramdisk FILE]
+      Create the two images from an already-built kernel ELF.
+  bulkhead-boot run [--platform P] [--cpu MODEL] [--image IMG] [--timeout SECS]
+                    [--megs N] [--serial FILE] [--quiet] [--keep]
+      Boot an image and echo its serial console. P is one of:
+        bochs       Bochs + BIOS, VT-x emulated (BIOS image)           [default unless KVM]
+        bochs-uefi  Bochs + OVMF, UEFI firmware and VT-x (UEFI image)
+        qemu        QEMU TCG + OVMF, no VMX: UEFI path and diagnosis (UEFI image)
+        kvm         QEMU/KVM with nested VMX, -cpu host (UEFI image)  [default when present]
+        auto        kvm when this machine has nested VMX, else bochs
+      MODEL is a Bochs cpu model (default corei7_skylake_x) or a QEMU -cpu (default max).
+      IMG defaults to target/images/bulkhead-{bios,uefi}.img for the platform.
+      Exit status: the kernel's exit status (docs/exit-status.md), 124 on timeout,
+      125 when the emulator stopped without the kernel's verdict, 2 on usage errors.
+  bulkhead-boot platforms
+      Say which platforms this machine can run, and the Bochs CPU models with VMX.
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match real_main(&args) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("bulkhead-boot: {e}");
+            ExitCode::from(if matches!(e, BootError::Usage(_)) {
+                2
+            } else {
+                1
+            })
+        }
+    }
+}
+
+struct Opts {
+    args: Vec<(String, Option<String>)>,
+}
+
+impl Opts {
+    fn parse(args: &[String], flags: &[&str], valued: &[&str]) -> Result<Self, BootError> {
+        let mut out = Vec::new();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            if flags.contains(&a.as_str()) {
+                out.push((a.clone(), None));
+            } else if valued.contains(&a.as_str()) {
+                let v = it
+                    .next()
+                    .ok_or_else(|| BootError::Usage(format!("{a} needs a value")))?;
+                out.push((a.clone(), Some(v.clone())));
+            } else {
+                return Err(BootError::Usage(format!("unknown argument '{a}'")));
+            }
+        }
+        Ok(Opts { args: out })
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.args
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_deref())
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.args.iter().any(|(n, _)| n == name)
+    }
+}
+
+fn real_main(args: &[String]) -> Result<u8, BootError> {
+    let Some((cmd, rest)) = args.split_first() else {
+        print!("{HELP}");
+        return Ok(2);
+    };
+    match cmd.as_str() {
+        "-h" | "--help" | "help" => {
+            print!("{HELP}");
+            Ok(0)
+        }
+        "build" => {
+            let o = Opts::parse(rest, &[], &["--out-dir", "--ramdisk"])?;
+            let kernel = build_kernel()?;
+            let out = o
+                .get("--out-dir")
+                .map_or_else(default_image_dir, PathBuf::from);
+            let images = build_images(&kernel, o.get("--ramdisk").map(std::path::Path::new), &out)?;
+            println!("{}\n{}", images.bios.display(), images.uefi.display());
+            Ok(0)
+        }
+        "image" => {
+            let o = Opts::parse(rest, &[], &["--kernel", "--out-dir", "--ramdisk"])?;
+            let kernel = o
+                .get("--kernel")
+                .ok_or_else(|| BootError::Usage("image needs --kernel ELF".into()))?;
+            let out = o
+                .get("--out-dir")
+                .map_or_else(default_image_dir, PathBuf::from);
+            let images = build_images(
+                kernel.as_ref(),
+                o.get("--ramdisk").map(std::path::Path::new),
+                &out,
+            )?;
+            println!("{}\n{}", images.bios.display(), images.uefi.display());
+            Ok(0)
+        }
+        "run" => {
+            let o = Opts::parse(
+                rest,
+                &["--quiet", "--keep"],
+                &[
+                    "--platform",
+                    "--cpu",
+                    "--image",
+                    "--timeout",
+                    "--megs",
+                    "--serial",
+                    "--cpus",
+                ],
+            )?;
+            let platform = match o.get("--platform").unwrap_or("auto") {
+                "auto" => Platform::best_available(),
+                p => Platform::parse(p)
+                    .ok_or_else(|| BootError::Usage(format!("unknown platform '{p}'")))?,
+            };
+            let image = o.get("--image").map_or_else(
+                || {
+                    default_image_dir().join(if platform.uses_uefi() {
+                        "bulkhead-uefi.img"
+                    } else {
+                        "bulkhead-bios.img"
+                    })
+                },
+                PathBuf::from,
+            );
+            let mut spec = RunSpec::new(platform, image);
+            if let Some(c) = o.get("--cpu") {
+                spec.cpu_model = c.to_string();
+            }
+            let num = |name: &str, v: &str| -> Result<u64, BootError> {
+                v.parse().map_err(|_| {
+                    BootError::Usage(format!("{name} takes a whole number, not '{v}'"))
+                })
+            };
+            if let Some(t) = o.get("--timeout") {
+                spec.timeout = Duration::from_secs(num("--timeout", t)?);
+            }
+            if let Some(m) = o.get("--megs") {
+                spec.megs = u32::try_from(num("--megs", m)?)
+                    .map_err(|_| BootError::Usage("--megs is too large".into()))?;
+            }
+            if let Some(c) = o.get("--cpus") {
+                spec.cpus = u32::try_from(num("--cpus", c)?)
+                    .map_err(|_| BootError::Usage("--cpus is too large".into()))?;
+            }
+            spec.serial_out = o.get("--serial").map(PathBuf::from);
+            spec.echo = !o.has("--quiet");
+            spec.keep_work_dir = o.has("--keep");
+            eprintln!(
+                "bulkhead-boot: running {} on {} (cpu {}, timeout {} s)",
+                spec.image.display(),
+                platform.name(),
+                spec.cpu_model,
+                spec.timeout.as_secs()
+            );
+            let outcome = run(&spec)?;
+            eprintln!("bulkhead-boot: {}", outcome.summary());
+            if outcome.exit.is_none() && !outcome.emulator_log_tail.is_empty() {
+                eprintln!(
+                    "bulkhead-boot: emulator log tail:\n{}",
+                    outcome.emulator_log_tail
+                );
+            }
+            if let Some(w) = &outcome.work_dir {
+                eprintln!("bulkhead-boot: work directory kept at {}", w.display());
+            }
+            Ok(u8::try_from(outcome.status_code()).unwrap_or(1))
+        }
+        "platforms" => {
+            for p in Platform::ALL {
+                let state = match p {
+                    Platform::Kvm => qemu::kvm_nested_vmx()
+                        .map(|()| "available".to_string())
+                        .unwrap_or_else(|w| format!("unavailable: {w}")),
+                    Platform::Bochs | Platform::BochsUefi => {
+                        if std::path::Path::new("/usr/bin/bochs-bin").exists() {
+                            "available".into()
+                        } else {
+                            "unavailable: run scripts/setup".into()
+                        }
+                    }
+                    Platform::Qemu => {
+                        if std::path::Path::new(qemu::OVMF_CODE).exists() {
+                            "available".into()
+                        } else {
+                            "unavailable: run scripts/setup".into()
+                        }
+                    }
+                };
+                println!("{:<11} {state}", p.name());
+            }
+            println!("best: {}", Platform::best_available().name());
+            println!("Bochs CPU models with VMX: {}", bochs::VMX_MODELS.join(" "));
+            Ok(0)
+        }
+        other => Err(BootError::Usage(format!("unknown command '{other}'"))),
+    }
+}

@@ -1,0 +1,130 @@
+//! QEMU command lines: TCG + OVMF (UEFI boot path, no VMX) and KVM with nested VMX.
+
+use std::path::{Path, PathBuf};
+
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
+/// isa-debug-exit: the kernel writes its exit status V here; QEMU exits with (V << 1) | 1.
+pub const DEBUG_EXIT_IOBASE: &str = "0xf4";
+
+/// How QEMU executes the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// Software emulation: no VMX; exercises the UEFI boot path and the "no VT-x" diagnosis.
+    Tcg,
+    /// Hardware virtualization with the host CPU passed through (needs nested VMX).
+    Kvm,
+}
+
+/// One QEMU run.
+#[derive(Debug, Clone)]
+pub struct QemuConfig {
+    pub accel: Accel,
+    /// `-cpu` for TCG (KVM always uses `host`).
+    pub cpu: String,
+    pub megs: u32,
+    pub disk: PathBuf,
+    pub vars: PathBuf,
+    pub serial: PathBuf,
+}
+
+impl QemuConfig {
+    pub fn args(&self) -> Vec<String> {
+        let mut a: Vec<String> = Vec::new();
+        let mut push = |s: &str| a.push(s.to_string());
+        match self.accel {
+            Accel::Tcg => {
+                push("-accel");
+                push("tcg");
+                push("-cpu");
+                push(&self.cpu);
+            }
+            Accel::Kvm => {
+                push("-accel");
+                push("kvm");
+                push("-cpu");
+                push("host");
+            }
+        }
+        for s in [
+            "-m",
+            &self.megs.to_string(),
+            "-display",
+            "none",
+            "-no-reboot",
+            "-monitor",
+            "none",
+        ] {
+            push(s);
+        }
+        push("-drive");
+        push(&format!(
+            "if=pflash,format=raw,readonly=on,file={OVMF_CODE}"
+        ));
+        push("-drive");
+        push(&format!(
+            "if=pflash,format=raw,file={}",
+            self.vars.display()
+        ));
+        push("-drive");
+        push(&format!("format=raw,file={}", self.disk.display()));
+        push("-serial");
+        push(&format!("file:{}", self.serial.display()));
+        push("-device");
+        push(&format!(
+            "isa-debug-exit,iobase={DEBUG_EXIT_IOBASE},iosize=0x04"
+        ));
+        a
+    }
+}
+
+/// Whether this machine can run QEMU/KVM with nested VMX: /dev/kvm, an Intel CPU with VMX,
+/// and kvm_intel loaded with nested=1. (A PVM-only or AMD KVM cannot run Bulkhead.)
+pub fn kvm_nested_vmx() -> Result<(), String> {
+    if !Path::new("/dev/kvm").exists() {
+        return Err("/dev/kvm does not exist".into());
+    }
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let has_vmx = cpuinfo
+        .lines()
+        .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "vmx"));
+    if !has_vmx {
+        return Err("the host CPU has no VMX flag (not Intel VT-x)".into());
+    }
+    match std::fs::read_to_string("/sys/module/kvm_intel/parameters/nested") {
+        Ok(v) if matches!(v.trim(), "Y" | "1") => Ok(()),
+        Ok(_) => Err("kvm_intel is loaded without nested=1 (modprobe kvm_intel nested=1)".into()),
+        Err(_) => Err("the kvm_intel module is not loaded".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(accel: Accel) -> QemuConfig {
+        QemuConfig {
+            accel,
+            cpu: "max".into(),
+            megs: 256,
+            disk: "/t/d.img".into(),
+            vars: "/t/vars.fd".into(),
+            serial: "/t/s.txt".into(),
+        }
+    }
+
+    #[test]
+    fn tcg_uses_the_requested_cpu_and_debug_exit() {
+        let a = cfg(Accel::Tcg).args().join(" ");
+        assert!(a.contains("-accel tcg -cpu max"));
+        assert!(a.contains("-device isa-debug-exit,iobase=0xf4,iosize=0x04"));
+        assert!(a.contains("-serial file:/t/s.txt"));
+        assert!(a.contains("file=/t/vars.fd"));
+    }
+
+    #[test]
+    fn kvm_passes_the_host_cpu_through() {
+        let a = cfg(Accel::Kvm).args().join(" ");
+        assert!(a.contains("-accel kvm -cpu host"));
+    }
+}

@@ -1,0 +1,411 @@
+//! Running an image under an emulator: a private work directory per run (image copy, config,
+//! serial file, logs), live echo of the serial output, a wall-clock timeout, and a verdict
+//! from the transcript (the kernel's exit line) and the emulator's exit status.
+
+use crate::bochs::{self, BochsConfig, Firmware};
+use crate::error::{io, BootError};
+use crate::qemu::{self, Accel, QemuConfig};
+use crate::transcript::{parse_exit, KernelExit};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where to run an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    /// Bochs with its BIOS: VT-x emulated (BIOS image).
+    Bochs,
+    /// Bochs with OVMF: UEFI firmware + VT-x, the nearest thing to a real machine (UEFI image).
+    BochsUefi,
+    /// QEMU TCG with OVMF: UEFI boot path, no VMX (UEFI image).
+    Qemu,
+    /// QEMU/KVM with nested VMX on an Intel host (UEFI image).
+    Kvm,
+}
+
+impl Platform {
+    pub const ALL: [Platform; 4] = [
+        Platform::Bochs,
+        Platform::BochsUefi,
+        Platform::Qemu,
+        Platform::Kvm,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::Bochs => "bochs",
+            Platform::BochsUefi => "bochs-uefi",
+            Platform::Qemu => "qemu",
+            Platform::Kvm => "kvm",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    /// Whether the platform boots the UEFI image (else the BIOS one).
+    pub fn uses_uefi(self) -> bool {
+        !matches!(self, Platform::Bochs)
+    }
+
+    /// The best platform for running guests here: KVM with nested VMX when available, else
+    /// Bochs (VT-x emulated).
+    pub fn best_available() -> Self {
+        if qemu::kvm_nested_vmx().is_ok() {
+            Platform::Kvm
+        } else {
+            Platform::Bochs
+        }
+    }
+}
+
+/// What to run and how.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub platform: Platform,
+    pub image: PathBuf,
+    /// Bochs `cpu: model=` (Bochs platforms) or QEMU `-cpu` (TCG).
+    pub cpu_model: String,
+    pub cpus: u32,
+    pub megs: u32,
+    pub timeout: Duration,
+    /// Copy the transcript here as well (it is always kept in the run's work directory).
+    pub serial_out: Option<PathBuf>,
+    /// Echo serial output to stdout as it arrives.
+    pub echo: bool,
+    /// Keep the work directory (config, logs) after the run.
+    pub keep_work_dir: bool,
+}
+
+impl RunSpec {
+    pub fn new(platform: Platform, image: impl Into<PathBuf>) -> Self {
+        RunSpec {
+            platform,
+            image: image.into(),
+            cpu_model: match platform {
+                Platform::Qemu => "max".into(),
+                Platform::Kvm => "host".into(),
+                _ => bochs::DEFAULT_MODEL.into(),
+            },
+            cpus: 1,
+            megs: 256,
+            timeout: Duration::from_secs(120),
+            serial_out: None,
+            echo: false,
+            keep_work_dir: false,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub platform: Platform,
+    pub transcript: String,
+    /// The kernel's exit line, if it printed one.
+    pub exit: Option<KernelExit>,
+    pub timed_out: bool,
+    /// The emulator's exit status (unreliable for Bochs; informative only).
+    pub emulator_status: Option<ExitStatus>,
+    pub wall: Duration,
+    /// The work directory, if kept.
+    pub work_dir: Option<PathBuf>,
+    /// The tail of the emulator's own log and stderr, for diagnosing a run without exit line.
+    pub emulator_log_tail: String,
+}
+
+/// Exit code of `bulkhead-boot run` when the wall-clock timeout hit.
+pub const STATUS_TIMEOUT: i32 = 124;
+/// Exit code when the emulator stopped without the kernel's exit line.
+pub const STATUS_NO_VERDICT: i32 = 125;
+
+impl RunOutcome {
+    /// The kernel's status, or 124 (timeout) / 125 (no exit line).
+    pub fn status_code(&self) -> i32 {
+        match (&self.exit, self.timed_out) {
+            (Some(e), _) => i32::from(e.code),
+            (None, true) => STATUS_TIMEOUT,
+            (None, false) => STATUS_NO_VERDICT,
+        }
+    }
+
+    /// One line for humans.
+    pub fn summary(&self) -> String {
+        match (&self.exit, self.timed_out) {
+            (Some(e), _) => format!(
+                "{}: kernel exit status {} ({}) after {:.1} s",
+                self.platform.name(),
+                e.code,
+                e.name,
+                self.wall.as_secs_f64()
+            ),
+            (None, true) => format!(
+                "{}: timed out after {:.1} s without an exit line",
+                self.platform.name(),
+                self.wall.as_secs_f64()
+            ),
+            (None, false) => format!(
+                "{}: emulator stopped ({}) without the kernel's exit line",
+                self.platform.name(),
+                self.emulator_status
+                    .map_or("unknown status".into(), |s| s.to_string())
+            ),
+        }
+    }
+
+    /// Whether the transcript contains `needle`.
+    pub fn saw(&self, needle: &str) -> bool {
+        self.transcript.contains(needle)
+    }
+}
+
+fn require(what: &'static str, path: &Path) -> Result<(), BootError> {
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(BootError::Missing {
+            what,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+fn find_program(name: &str) -> Result<PathBuf, BootError> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or(BootError::Missing {
+            what: "emulator",
+            path: PathBuf::from(name),
+        })
+}
+
+/// The kernel's first line; a run that never printed it did not reach the kernel.
+pub const KERNEL_BANNER: &str = "Bulkhead ";
+
+/// How often a run is retried when Bochs itself crashes before the kernel starts.
+const EMULATOR_CRASH_RETRIES: u32 = 2;
+
+/// Runs the image and waits for the verdict.
+///
+/// Bochs 2.7's RFB display occasionally crashes (SIGSEGV) while the bootloader switches video
+/// modes on a loaded machine, before Bulkhead runs at all. Such a run — killed by a signal with
+/// no kernel output — is retried (at most twice, said on stderr); anything after the kernel's
+/// first line is never retried.
+pub fn run(spec: &RunSpec) -> Result<RunOutcome, BootError> {
+    let mut attempt = 0;
+    loop {
+        let outcome = run_once(spec)?;
+        let emulator_crashed = outcome.exit.is_none()
+            && !outcome.timed_out
+            && outcome.emulator_status.is_some_and(|s| s.code().is_none())
+            && !outcome.transcript.contains(KERNEL_BANNER);
+        if !emulator_crashed || attempt == EMULATOR_CRASH_RETRIES {
+            return Ok(outcome);
+        }
+        attempt += 1;
+        eprintln!(
+            "bulkhead-boot: the emulator crashed ({}) before the kernel started; retrying ({attempt}/{EMULATOR_CRASH_RETRIES})",
+            outcome.emulator_status.map_or("unknown".into(), |s| s.to_string())
+        );
+    }
+}
+
+fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
+    require("disk image", &spec.image)?;
+    let dir = tempfile::Builder::new()
+        .prefix("bulkhead-run-")
+        .tempdir()
+        .map_err(io(
+            "cannot create a work directory in",
+            std::env::temp_dir(),
+        ))?;
+    let work = dir.path().to_path_buf();
+    // Each run boots its own copy: Bochs locks its disk and UEFI writes to the ESP, so two
+    // runs of one image must not share the file.
+    let disk = work.join("disk.img");
+    std::fs::copy(&spec.image, &disk).map_err(io("cannot copy the image to", &disk))?;
+    let serial = work.join("serial.txt");
+    std::fs::write(&serial, b"").map_err(io("cannot create", &serial))?;
+    let stdout_path = work.join("emulator.stdout");
+    let stderr_path = work.join("emulator.stderr");
+    let emulator_log = work.join("emulator.log");
+
+    let mut command = match spec.platform {
+        Platform::Bochs | Platform::BochsUefi => {
+            if bochs::BROKEN_MODELS.contains(&spec.cpu_model.as_str()) {
+                return Err(BootError::Usage(format!(
+                    "Bochs CPU model {} crashes Bochs 2.7; pick another",
+                    spec.cpu_model
+                )));
+            }
+            let firmware = if spec.platform == Platform::Bochs {
+                Firmware::bios()
+            } else {
+                Firmware::uefi()
+            };
+            for f in firmware.files() {
+                require("firmware", f)?;
+            }
+            let config = BochsConfig {
+                cpu_model: spec.cpu_model.clone(),
+                cpus: spec.cpus,
+                ips: 50_000_000,
+                megs: spec.megs,
+                firmware,
+                disk: disk.clone(),
+                serial: serial.clone(),
+                log: emulator_log.clone(),
+            };
+            let rc = work.join("bochsrc");
+            std::fs::write(&rc, config.render()).map_err(io("cannot write", &rc))?;
+            // The debugger is compiled in: a command file with `c` makes Bochs run at once.
+            let cmds = work.join("debugger.rc");
+            std::fs::write(&cmds, "c\n").map_err(io("cannot write", &cmds))?;
+            let mut c = Command::new(find_program("bochs-bin")?);
+            c.arg("-q")
+                .arg("-unlock")
+                .arg("-f")
+                .arg(&rc)
+                .arg("-rc")
+                .arg(&cmds);
+            c
+        }
+        Platform::Qemu | Platform::Kvm => {
+            let accel = if spec.platform == Platform::Kvm {
+                qemu::kvm_nested_vmx().map_err(|why| BootError::PlatformUnavailable {
+                    platform: "kvm",
+                    why,
+                })?;
+                Accel::Kvm
+            } else {
+                Accel::Tcg
+            };
+            require("OVMF firmware", Path::new(qemu::OVMF_CODE))?;
+            let vars = work.join("OVMF_VARS.fd");
+            std::fs::copy(qemu::OVMF_VARS, &vars)
+                .map_err(io("cannot copy OVMF variables to", &vars))?;
+            let config = QemuConfig {
+                accel,
+                cpu: spec.cpu_model.clone(),
+                megs: spec.megs,
+                disk: disk.clone(),
+                vars,
+                serial: serial.clone(),
+            };
+            let mut c = Command::new(find_program("qemu-system-x86_64")?);
+            c.args(config.args());
+            c
+        }
+    };
+    command
+        .current_dir(&work)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path).map_err(io("cannot create", &stdout_path))?)
+        .stderr(std::fs::File::create(&stderr_path).map_err(io("cannot create", &stderr_path))?);
+
+    let start = Instant::now();
+    let mut child = command
+        .spawn()
+        .map_err(io("cannot start the emulator for", &spec.image))?;
+    let (transcript, timed_out, emulator_status) = watch(&mut child, &serial, spec, start)?;
+    let wall = start.elapsed();
+
+    let mut emulator_log_tail = String::new();
+    for p in [&stderr_path, &emulator_log] {
+        if let Ok(text) = std::fs::read_to_string(p) {
+            let lines: Vec<&str> = text.lines().collect();
+            for l in &lines[lines.len().saturating_sub(15)..] {
+                emulator_log_tail.push_str(l);
+                emulator_log_tail.push('\n');
+            }
+        }
+    }
+    if let Some(out) = &spec.serial_out {
+        std::fs::write(out, &transcript).map_err(io("cannot write the transcript to", out))?;
+    }
+    let work_dir = if spec.keep_work_dir {
+        Some(dir.keep())
+    } else {
+        None
+    };
+    Ok(RunOutcome {
+        platform: spec.platform,
+        exit: parse_exit(&transcript),
+        transcript,
+        timed_out,
+        emulator_status,
+        wall,
+        work_dir,
+        emulator_log_tail,
+    })
+}
+
+/// Follows the serial file until the kernel's exit line, the emulator's end, or the timeout.
+fn watch(
+    child: &mut Child,
+    serial: &Path,
+    spec: &RunSpec,
+    start: Instant,
+) -> Result<(String, bool, Option<ExitStatus>), BootError> {
+    let mut file = std::fs::File::open(serial).map_err(io("cannot open", serial))?;
+    let mut bytes = Vec::new();
+    let mut offset = 0u64;
+    let mut exit_seen_at: Option<Instant> = None;
+    let mut stdout = std::io::stdout();
+    loop {
+        let status = child
+            .try_wait()
+            .map_err(io("cannot wait for the emulator of", &spec.image))?;
+        // Read whatever arrived (also after the emulator ended: the last bytes).
+        file.seek(SeekFrom::Start(offset))
+            .map_err(io("cannot read", serial))?;
+        let mut chunk = Vec::new();
+        file.read_to_end(&mut chunk)
+            .map_err(io("cannot read", serial))?;
+        if !chunk.is_empty() {
+            offset += chunk.len() as u64;
+            if spec.echo {
+                let _ = stdout.write_all(&chunk);
+                let _ = stdout.flush();
+            }
+            bytes.extend_from_slice(&chunk);
+            if exit_seen_at.is_none() && parse_exit(&String::from_utf8_lossy(&bytes)).is_some() {
+                exit_seen_at = Some(Instant::now());
+            }
+        }
+        if let Some(status) = status {
+            return Ok((
+                String::from_utf8_lossy(&bytes).into_owned(),
+                false,
+                Some(status),
+            ));
+        }
+        // The kernel asked the emulator to stop; give it a moment, then end it ourselves
+        // (e.g. QEMU without isa-debug-exit, or real-hardware-style halting).
+        let lingering = exit_seen_at.is_some_and(|t| t.elapsed() > Duration::from_secs(3));
+        let timed_out = start.elapsed() > spec.timeout;
+        if lingering || timed_out {
+            let _ = child.kill();
+            let status = child.wait().ok();
+            file.seek(SeekFrom::Start(offset))
+                .map_err(io("cannot read", serial))?;
+            let mut rest = Vec::new();
+            let _ = file.read_to_end(&mut rest);
+            if spec.echo {
+                let _ = stdout.write_all(&rest);
+            }
+            bytes.extend_from_slice(&rest);
+            return Ok((
+                String::from_utf8_lossy(&bytes).into_owned(),
+                timed_out && !lingering,
+                status,
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

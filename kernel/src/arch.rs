@@ -1,0 +1,139 @@
+//! The kernel's small named place for privileged instructions: port I/O, MSRs, control
+//! registers, CPUID, TSC and halting. Everything else calls these safe or narrowly-unsafe
+//! wrappers instead of writing inline assembly.
+
+use core::arch::asm;
+use vmx::msr::Msr;
+
+/// Reads a byte from an I/O port.
+pub fn inb(port: u16) -> u8 {
+    let value: u8;
+    // SAFETY: port reads have no memory effects; the ports the kernel reads (COM1, 0xE9) are
+    // side-effect free status/data registers on every platform Bulkhead runs on.
+    unsafe {
+        asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags))
+    };
+    value
+}
+
+/// Writes a byte to an I/O port.
+///
+/// # Safety
+/// The caller must know which device owns `port` on this platform and that the write has no
+/// effect on memory safety (e.g. it must not reprogram a DMA engine).
+pub unsafe fn outb(port: u16, value: u8) {
+    // SAFETY: the caller guarantees the port write is harmless (see the function contract).
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
+    };
+}
+
+/// Writes a 32-bit value to an I/O port.
+///
+/// # Safety
+/// Same contract as [`outb`].
+pub unsafe fn outl(port: u16, value: u32) {
+    // SAFETY: the caller guarantees the port write is harmless (see the function contract).
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
+    };
+}
+
+/// Reads a model-specific register.
+///
+/// # Safety
+/// The MSR must exist on this CPU (RDMSR of a missing MSR raises #GP; Bochs models differ),
+/// which the caller establishes from CPUID or a VMX capability bit.
+pub unsafe fn rdmsr(msr: Msr) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: the caller guarantees the MSR exists; RDMSR has no memory effects.
+    unsafe {
+        asm!("rdmsr", in("ecx") msr.0, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Writes a model-specific register.
+///
+/// # Safety
+/// The MSR must exist and the value must be valid for it; the write must not break the
+/// kernel's own memory safety (e.g. EFER, PAT or the syscall MSRs the kernel relies on).
+pub unsafe fn wrmsr(msr: Msr, value: u64) {
+    // SAFETY: the caller guarantees the MSR exists and the value is harmless.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr.0, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nostack, preserves_flags))
+    };
+}
+
+/// Executes CPUID for `leaf`/`subleaf`: (eax, ebx, ecx, edx).
+pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
+    let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+    [r.eax, r.ebx, r.ecx, r.edx]
+}
+
+/// Reads the time-stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC only reads the TSC; CR4.TSD is clear in ring 0 anyway.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Reads CR0.
+pub fn read_cr0() -> u64 {
+    let v: u64;
+    // SAFETY: reading a control register has no side effects in ring 0.
+    unsafe { asm!("mov {}, cr0", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Reads CR2 (the faulting linear address of the last #PF).
+pub fn read_cr2() -> u64 {
+    let v: u64;
+    // SAFETY: reading a control register has no side effects in ring 0.
+    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Reads CR3.
+pub fn read_cr3() -> u64 {
+    let v: u64;
+    // SAFETY: reading a control register has no side effects in ring 0.
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Reads CR4.
+pub fn read_cr4() -> u64 {
+    let v: u64;
+    // SAFETY: reading a control register has no side effects in ring 0.
+    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Disables interrupts and halts forever (the end of a run on real hardware).
+pub fn halt_forever() -> ! {
+    loop {
+        // SAFETY: CLI; HLT stops this CPU; nothing runs afterwards.
+        unsafe { asm!("cli; hlt", options(nomem, nostack)) };
+    }
+}
+
+/// Writes CR0.
+///
+/// # Safety
+/// The new value must keep paging, protection and caching consistent with the kernel's page
+/// tables (callers only add VMX-required fixed bits, which are already set in long mode).
+pub unsafe fn write_cr0(value: u64) {
+    // SAFETY: the caller guarantees the value is consistent with the running kernel.
+    unsafe { asm!("mov cr0, {}", in(reg) value, options(nostack, preserves_flags)) };
+}
+
+/// Writes CR4.
+///
+/// # Safety
+/// As for [`write_cr0`]: only bits that do not change how the kernel's memory is accessed
+/// (such as CR4.VMXE) may be toggled.
+pub unsafe fn write_cr4(value: u64) {
+    // SAFETY: the caller guarantees the value is consistent with the running kernel.
+    unsafe { asm!("mov cr4, {}", in(reg) value, options(nostack, preserves_flags)) };
+}

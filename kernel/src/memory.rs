@@ -1,0 +1,161 @@
+//! Physical memory: a frame allocator over the bootloader's memory map, the direct map of all
+//! physical memory (set up by the bootloader at a dynamic offset), and the kernel heap.
+
+use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
+use linked_list_allocator::LockedHeap;
+use spin::{Mutex, Once};
+
+pub const FRAME_SIZE: u64 = 4096;
+/// At most this many usable regions are tracked (UEFI maps have ~100 entries, most of them
+/// not usable); further ones are reported and left unused.
+const MAX_REGIONS: usize = 64;
+/// The kernel heap: enough for per-VM device state and logs; guest RAM is not on the heap.
+const HEAP_SIZE: u64 = 8 * 1024 * 1024;
+
+#[global_allocator]
+static HEAP: LockedHeap = LockedHeap::empty();
+
+static PHYS_OFFSET: Once<u64> = Once::new();
+static FRAMES: Mutex<FrameAllocator> = Mutex::new(FrameAllocator::empty());
+
+/// A usable physical range: [next, end) is still free.
+#[derive(Debug, Clone, Copy, Default)]
+struct Range {
+    next: u64,
+    end: u64,
+}
+
+/// Bump allocation within each usable region (largest first), plus a free list of single
+/// frames threaded through the freed frames themselves (via the direct map).
+#[derive(Debug)]
+pub struct FrameAllocator {
+    regions: [Range; MAX_REGIONS],
+    count: usize,
+    free_list: u64,
+    allocated: u64,
+}
+
+impl FrameAllocator {
+    const fn empty() -> Self {
+        Self {
+            regions: [Range { next: 0, end: 0 }; MAX_REGIONS],
+            count: 0,
+            free_list: 0,
+            allocated: 0,
+        }
+    }
+
+    /// Bump-allocates `size` bytes aligned to `align` (a power of two, at least 4 KiB) from
+    /// the first region with room; `None` when none has.
+    fn bump(&mut self, size: u64, align: u64) -> Option<u64> {
+        self.regions[..self.count].iter_mut().find_map(|r| {
+            let start = r.next.checked_next_multiple_of(align)?;
+            let end = start.checked_add(size)?;
+            (end <= r.end).then(|| {
+                r.next = end;
+                start
+            })
+        })
+    }
+}
+
+/// Physical-to-virtual translation through the bootloader's direct map.
+pub fn phys_to_virt(phys: u64) -> *mut u8 {
+    (PHYS_OFFSET.get().copied().unwrap_or(0) + phys) as *mut u8
+}
+
+/// Allocates one zeroed 4 KiB frame; returns its physical address.
+pub fn allocate_frame() -> Option<u64> {
+    let mut frames = FRAMES.lock();
+    let frame = if frames.free_list != 0 {
+        let frame = frames.free_list;
+        // SAFETY: every frame on the free list was handed back by `free_frame`, is owned by
+        // the allocator and mapped by the direct map; its first word holds the next link.
+        frames.free_list = unsafe { phys_to_virt(frame).cast::<u64>().read() };
+        frame
+    } else {
+        frames.bump(FRAME_SIZE, FRAME_SIZE)?
+    };
+    frames.allocated += 1;
+    drop(frames);
+    // SAFETY: the frame was just taken from the allocator, so nothing else references it,
+    // and the direct map covers it.
+    unsafe { core::ptr::write_bytes(phys_to_virt(frame), 0, FRAME_SIZE as usize) };
+    Some(frame)
+}
+
+/// Returns a frame obtained from [`allocate_frame`].
+///
+/// # Safety
+/// `frame` must come from [`allocate_frame`], not be freed twice, and no longer be used by
+/// anything (CPU structures included: a VMCS must be VMCLEARed first).
+pub unsafe fn free_frame(frame: u64) {
+    let mut frames = FRAMES.lock();
+    // SAFETY: the caller hands over ownership of the frame; we store the list link in it.
+    unsafe { phys_to_virt(frame).cast::<u64>().write(frames.free_list) };
+    frames.free_list = frame;
+    frames.allocated -= 1;
+}
+
+/// What [`init`] found, for the platform report.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MemorySummary {
+    pub regions: usize,
+    pub usable_regions: usize,
+    pub usable_bytes: u64,
+    pub largest_usable: u64,
+    pub highest_address: u64,
+    pub ignored_regions: usize,
+    pub heap_start: u64,
+    pub heap_size: u64,
+}
+
+/// Sets up the direct map offset, the frame allocator and the heap.
+pub fn init(regions: &MemoryRegions, phys_offset: u64) -> Result<MemorySummary, &'static str> {
+    PHYS_OFFSET.call_once(|| phys_offset);
+    let mut summary = MemorySummary {
+        regions: regions.len(),
+        ..Default::default()
+    };
+    let mut frames = FRAMES.lock();
+    for r in regions.iter() {
+        summary.highest_address = summary.highest_address.max(r.end);
+        if r.kind != MemoryRegionKind::Usable {
+            continue;
+        }
+        // Frame 0 stays unused so a zero physical address can never be handed out.
+        let start = r.start.max(FRAME_SIZE).next_multiple_of(FRAME_SIZE);
+        let end = r.end & !(FRAME_SIZE - 1);
+        if end <= start {
+            continue;
+        }
+        summary.usable_regions += 1;
+        summary.usable_bytes += end - start;
+        summary.largest_usable = summary.largest_usable.max(end - start);
+        if frames.count == MAX_REGIONS {
+            summary.ignored_regions += 1;
+            continue;
+        }
+        let i = frames.count;
+        frames.regions[i] = Range { next: start, end };
+        frames.count += 1;
+    }
+    // Largest regions first: big contiguous allocations (heap, guest RAM) come from them.
+    let count = frames.count;
+    frames.regions[..count].sort_unstable_by_key(|r| core::cmp::Reverse(r.end - r.next));
+    let heap = frames
+        .bump(HEAP_SIZE, 2 * 1024 * 1024)
+        .ok_or("not enough memory for the 8 MiB kernel heap")?;
+    drop(frames);
+    // SAFETY: the heap range was just reserved from the allocator, is mapped by the direct map
+    // and is used for nothing else for the rest of the kernel's life.
+    unsafe { HEAP.lock().init(phys_to_virt(heap), HEAP_SIZE as usize) };
+    summary.heap_start = heap;
+    summary.heap_size = HEAP_SIZE;
+    Ok(summary)
+}
+
+/// Frames currently handed out by [`allocate_frame`].
+pub fn allocated_frames() -> u64 {
+    FRAMES.lock().allocated
+}
