@@ -1,0 +1,1 @@
+//! Emulated port-I/O devices.

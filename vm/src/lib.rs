@@ -1,0 +1,16 @@
+//! Bulkhead's hardware-independent VM model, unit-tested on the host. The kernel owns the
+//! hardware (VMCS, EPT, VM entry); everything that decides *what* happens on an exit lives
+//! here.
+
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod archive;
+pub mod config;
+pub mod cpuid;
+pub mod devices;
+pub mod insn;
+pub mod io;
+pub mod msr;
+pub mod stats;
