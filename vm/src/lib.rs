@@ -12,5 +12,6 @@ pub mod cpuid;
 pub mod devices;
 pub mod insn;
 pub mod io;
+pub mod loader;
 pub mod msr;
 pub mod stats;

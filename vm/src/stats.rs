@@ -1,1 +1,158 @@
-//! (in progress)
+//! Exit statistics per VM: for every basic exit reason, how many exits and how many TSC ticks
+//! were spent handling them (from VM exit to the next VM entry), plus counters that are not
+//! exit reasons (unclaimed ports, injected interrupts). Printed when a VM stops and readable by
+//! the guest through the EXIT_STATS hypercall.
+
+use core::fmt;
+use vmx::exit::ExitReason;
+
+/// Basic exit reasons are 16-bit; the SDM defines 0..=79 today. Unknown ones share a slot.
+pub const REASON_SLOTS: usize = 80;
+const OTHER_SLOT: usize = REASON_SLOTS;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReasonStats {
+    pub count: u64,
+    pub ticks: u64,
+}
+
+/// Counters of one VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitStats {
+    reasons: [ReasonStats; REASON_SLOTS + 1],
+    pub total: ReasonStats,
+    pub unclaimed_port_accesses: u64,
+    pub interrupts_injected: u64,
+    pub exceptions_injected: u64,
+    pub hypercalls: u64,
+    pub multicall_operations: u64,
+    pub mmio_accesses: u64,
+}
+
+impl Default for ExitStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ExitStats {
+    pub const fn new() -> Self {
+        ExitStats {
+            reasons: [ReasonStats { count: 0, ticks: 0 }; REASON_SLOTS + 1],
+            total: ReasonStats { count: 0, ticks: 0 },
+            unclaimed_port_accesses: 0,
+            interrupts_injected: 0,
+            exceptions_injected: 0,
+            hypercalls: 0,
+            multicall_operations: 0,
+            mmio_accesses: 0,
+        }
+    }
+
+    fn slot(basic_reason: u16) -> usize {
+        let r = usize::from(basic_reason);
+        if r < REASON_SLOTS {
+            r
+        } else {
+            OTHER_SLOT
+        }
+    }
+
+    /// Records one exit with the basic reason number and the ticks it took.
+    pub fn record(&mut self, basic_reason: u16, ticks: u64) {
+        let s = &mut self.reasons[Self::slot(basic_reason)];
+        s.count += 1;
+        s.ticks = s.ticks.saturating_add(ticks);
+        self.total.count += 1;
+        self.total.ticks = self.total.ticks.saturating_add(ticks);
+    }
+
+    /// The counters of one basic reason.
+    pub fn get(&self, basic_reason: u16) -> ReasonStats {
+        self.reasons[Self::slot(basic_reason)]
+    }
+
+    /// Every reason with at least one exit: (basic reason number, counters); unknown reasons
+    /// (≥ 80) are summed under 0xFFFF.
+    pub fn nonzero(&self) -> impl Iterator<Item = (u16, ReasonStats)> + '_ {
+        self.reasons
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.count > 0)
+            .map(|(i, s)| (if i == OTHER_SLOT { 0xFFFF } else { i as u16 }, *s))
+    }
+}
+
+fn reason_name(r: u16) -> &'static str {
+    if r == 0xFFFF {
+        "other"
+    } else {
+        ExitReason::from_basic(r).description()
+    }
+}
+
+/// The table printed at VM stop: one `exits: <reason> count=<n> ticks=<t> avg=<a>` line per
+/// reason, then totals and the other counters.
+impl fmt::Display for ExitStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (r, s) in self.nonzero() {
+            writeln!(
+                f,
+                "exits: {:<22} count={} ticks={} avg={}",
+                reason_name(r),
+                s.count,
+                s.ticks,
+                s.ticks / s.count.max(1)
+            )?;
+        }
+        writeln!(
+            f,
+            "exits: {:<22} count={} ticks={}",
+            "total", self.total.count, self.total.ticks
+        )?;
+        write!(
+            f,
+            "exits: hypercalls={} multicall-ops={} mmio={} unclaimed-ports={} interrupts-injected={} exceptions-injected={}",
+            self.hypercalls,
+            self.multicall_operations,
+            self.mmio_accesses,
+            self.unclaimed_port_accesses,
+            self.interrupts_injected,
+            self.exceptions_injected
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_prints() {
+        let mut s = ExitStats::new();
+        s.record(10, 100); // CPUID
+        s.record(10, 300);
+        s.record(12, 50); // HLT
+        s.record(999, 7);
+        assert_eq!(
+            s.get(10),
+            ReasonStats {
+                count: 2,
+                ticks: 400
+            }
+        );
+        assert_eq!(s.get(999), ReasonStats { count: 1, ticks: 7 });
+        assert_eq!(
+            s.total,
+            ReasonStats {
+                count: 4,
+                ticks: 457
+            }
+        );
+        let text = alloc::format!("{s}");
+        assert!(text.contains("count=2 ticks=400 avg=200"), "{text}");
+        assert!(text.contains("other"), "{text}");
+        assert!(text.contains("total"), "{text}");
+        assert_eq!(s.nonzero().count(), 3);
+    }
+}
