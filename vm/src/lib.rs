@@ -14,4 +14,5 @@ pub mod insn;
 pub mod io;
 pub mod loader;
 pub mod msr;
+pub mod paging;
 pub mod stats;
