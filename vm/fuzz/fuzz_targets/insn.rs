@@ -84,7 +84,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(accesses == 1 || accesses == 2);
             assert_eq!(e.read.is_some(), e.op.reads());
             assert_eq!(e.written.is_some(), e.op.writes());
-            assert_eq!(regs.rflags & !rflags::STATUS, before.rflags & !rflags::STATUS);
+            assert_eq!(
+                regs.rflags & !rflags::STATUS,
+                before.rflags & !rflags::STATUS
+            );
         }
         Err(e) => {
             assert_eq!(accesses, 0, "device accessed on error {e}");
