@@ -189,7 +189,9 @@ impl RegOperand {
     }
 
     /// Writes `value` (truncated to the operand width) with the architectural rules: 8- and
-    /// 16-bit writes preserve the rest of the register, 32-bit writes zero-extend to 64 bits.
+    /// 16-bit writes preserve the rest of the register, 32-bit writes zero-extend to 64 bits
+    /// (in every mode: outside 64-bit mode bits 63:32 are not architecturally visible, and
+    /// after a switch back to 64-bit mode they are undefined, so zero is as good as any).
     pub fn write(self, regs: &mut impl Registers, value: u64) {
         let old = regs.get(self.gpr);
         let new = match (self.size, self.high_byte) {

@@ -76,7 +76,9 @@ fn stores() {
         .with(Gpr::R9, 0xaaaa_bbbb_cccc_dddd)
         .with(Gpr::Rsi, 0xffff_ffff_ffff_ff5e)
         .with(Gpr::R12, 0x0000_0000_0000_00c3)
-        .with(Gpr::R14, 0x1234_5678_9abc_def0);
+        .with(Gpr::R14, 0x1234_5678_9abc_def0)
+        .with(Gpr::Rsp, 0x7fff_ffff_ffff_ff9d)
+        .with(Gpr::Rbp, 0x0000_0000_0000_ab3c);
     #[rustfmt::skip]
     let cases: &[(&[u8], CpuMode, MmioAccess)] = &[
         (&[0x89, 0x07], Bits64, write(4, 0x5566_7788)),                  // mov [rdi], eax
@@ -85,6 +87,9 @@ fn stores() {
         (&[0x88, 0x07], Bits64, write(1, 0x88)),                         // mov [rdi], al
         (&[0x88, 0x27], Bits64, write(1, 0x77)),                         // mov [rdi], ah
         (&[0x40, 0x88, 0x37], Bits64, write(1, 0x5e)),                   // mov [rdi], sil
+        (&[0x40, 0x88, 0x27], Bits64, write(1, 0x9d)),                   // mov [rdi], spl (not ah)
+        (&[0x41, 0x88, 0x28], Bits64, write(1, 0x3c)),                   // mov [r8], bpl (REX.B)
+        (&[0xc7, 0x45, 0x00, 0x05, 0x00, 0x00, 0x00], Bits64, write(4, 5)), // mov dword [rbp+0], 5
         (&[0x44, 0x88, 0x27], Bits64, write(1, 0xc3)),                   // mov [rdi], r12b
         (&[0x66, 0x89, 0x07], Bits64, write(2, 0x7788)),                 // mov [rdi], ax
         // mov [r13+0x12345678], r14w (66 REX.RB, disp32)
@@ -164,6 +169,8 @@ fn loads() {
         (&[0x0f, 0xb6, 0x0c, 0x8a], Bits32, 0x99, 1, Gpr::Rcx, 0x99),
         (&[0x66, 0x8b, 0x87, 0x34, 0x12], Bits16, 0xdead_beef, 4, Gpr::Rax, 0xdead_beef), // mov eax, [bx+0x1234]
         (&[0x8a, 0x05], Bits16, 0x11, 1, Gpr::Rax, 0xa5a5_a5a5_a5a5_a511),   // mov al, [di]
+        // mov r11w, [r9+rax*2] (66 REX.RB, SIB): preserves bits 63:16
+        (&[0x66, 0x45, 0x8b, 0x1c, 0x41], Bits64, 0xffff_1234, 2, Gpr::R11, 0xa5a5_a5a5_a5a5_1234),
     ];
     for &(bytes, mode, device, size, dest, expected) in cases {
         let mut r = Regs {
