@@ -447,6 +447,12 @@ const fn sign_extend(value: u64, size: u8) -> u64 {
     }
 }
 
+/// Builds the decoder's lazily initialised tables (a one-time heap allocation, ~tens of KiB)
+/// now rather than on the first MMIO exit. Optional; call once after the heap is up.
+pub fn warm_up() {
+    let _ = Decoder::try_new(64, &[0x90], DecoderOptions::NONE).map(|mut d| d.decode());
+}
+
 /// Decodes the instruction at the start of `bytes` (surplus bytes are ignored) and works out
 /// its MMIO access. `regs` is only read, for the value a store writes.
 pub fn decode(bytes: &[u8], mode: CpuMode, regs: &impl Registers) -> Result<Decoded, InsnError> {

@@ -466,6 +466,12 @@ fn error_messages() {
 }
 
 #[test]
+fn warm_up_is_idempotent() {
+    warm_up();
+    warm_up();
+}
+
+#[test]
 fn cpu_mode_from_segment() {
     assert_eq!(CpuMode::from_segment(true, true, false), Bits64);
     assert_eq!(CpuMode::from_segment(true, false, true), Bits32); // compat, 32-bit CS
