@@ -1,1 +1,4 @@
-//! Emulated port-I/O devices.
+//! Emulated legacy PC port-I/O devices.
+
+pub mod pic;
+pub mod pit;
