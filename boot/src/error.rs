@@ -19,6 +19,8 @@ pub enum BootError {
     Image { kind: &'static str, message: String },
     /// The requested platform cannot run on this machine.
     PlatformUnavailable { platform: &'static str, why: String },
+    /// A bundle directory cannot be packed (bad configuration, bad file name).
+    Bundle(String),
     /// A command-line argument is wrong.
     Usage(String),
 }
@@ -43,6 +45,7 @@ impl fmt::Display for BootError {
             BootError::PlatformUnavailable { platform, why } => {
                 write!(f, "platform {platform} is not available here: {why}")
             }
+            BootError::Bundle(m) => write!(f, "bundle: {m}"),
             BootError::Usage(m) => write!(f, "{m} (see --help)"),
         }
     }

@@ -45,7 +45,7 @@ pub fn build_kernel() -> Result<PathBuf, BootError> {
             "cargo exited with {status}"
         )));
     }
-    Ok(root.join("target/x86_64-unknown-none/release/bulkhead"))
+    Ok(kernel_path())
 }
 
 /// Creates `bulkhead-bios.img` and `bulkhead-uefi.img` in `out_dir` from the kernel ELF and an
@@ -87,4 +87,127 @@ pub fn build_images(
             message: format!("{e:#}"),
         })?;
     Ok(images)
+}
+
+/// The kernel ELF that `build_kernel` produces.
+pub fn kernel_path() -> PathBuf {
+    workspace_root().join("target/x86_64-unknown-none/release/bulkhead")
+}
+
+/// Packs every regular file of `dir` (not recursive) into a boot archive
+/// (`vm::archive`); the directory must contain `bulkhead.conf`, which is parsed first so a
+/// mistake is reported here, on the host, with its line number.
+pub fn pack_bundle(dir: &Path) -> Result<Vec<u8>, BootError> {
+    let conf = dir.join("bulkhead.conf");
+    let text = std::fs::read(&conf).map_err(io("cannot read", &conf))?;
+    vm::config::Config::parse(&text)
+        .map_err(|e| BootError::Bundle(format!("{}: {e}", conf.display())))?;
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io("cannot list", dir))? {
+        let entry = entry.map_err(io("cannot list", dir))?;
+        let path = entry.path();
+        if !path.is_file() {
+            continue;
+        }
+        let name = entry
+            .file_name()
+            .into_string()
+            .map_err(|_| BootError::Bundle(format!("{} has a non-UTF-8 name", path.display())))?;
+        files.push((
+            name,
+            std::fs::read(&path).map_err(io("cannot read", &path))?,
+        ));
+    }
+    files.sort();
+    let mut builder = vm::archive::ArchiveBuilder::new();
+    for (name, data) in &files {
+        builder
+            .add(name, data)
+            .map_err(|e| BootError::Bundle(format!("{name}: {e}")))?;
+    }
+    Ok(builder.finish())
+}
+
+/// Packs `bundle` and writes the ramdisk file next to the images; returns its path.
+pub fn write_ramdisk(bundle: &Path, out_dir: &Path) -> Result<PathBuf, BootError> {
+    let archive = pack_bundle(bundle)?;
+    std::fs::create_dir_all(out_dir).map_err(io("cannot create", out_dir))?;
+    let path = out_dir.join("bulkhead-archive.bin");
+    std::fs::write(&path, archive).map_err(io("cannot write", &path))?;
+    Ok(path)
+}
+
+/// Creates only the BIOS image (for tests that boot Bochs with many bundles).
+pub fn build_bios_image(
+    kernel: &Path,
+    ramdisk: Option<&Path>,
+    out: &Path,
+) -> Result<(), BootError> {
+    let mut bios = bootloader::BiosBoot::new(kernel);
+    if let Some(r) = ramdisk {
+        bios.set_ramdisk(r);
+    }
+    bios.create_disk_image(out).map_err(|e| BootError::Image {
+        kind: "BIOS",
+        message: format!("{e:#}"),
+    })
+}
+
+/// Where the test guests are built.
+pub fn guest_dir() -> PathBuf {
+    workspace_root().join("target").join("guests")
+}
+
+/// Builds the test guests (tests/guest): the no_std ELF guests with cargo, the real-mode
+/// guest with the GNU assembler; copies them to `target/guests`.
+pub fn build_guests() -> Result<PathBuf, BootError> {
+    let root = workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args([
+            "build",
+            "-p",
+            "guest-selftest",
+            "-p",
+            "guest-hostile",
+            "--target",
+            "x86_64-unknown-none",
+            "--release",
+        ])
+        .status()
+        .map_err(|e| {
+            BootError::KernelBuild(format!("could not start cargo for the test guests: {e}"))
+        })?;
+    if !status.success() {
+        return Err(BootError::KernelBuild(format!(
+            "building the test guests: cargo exited with {status}"
+        )));
+    }
+    let out = guest_dir();
+    std::fs::create_dir_all(&out).map_err(io("cannot create", &out))?;
+    let release = root.join("target/x86_64-unknown-none/release");
+    for entry in std::fs::read_dir(&release).map_err(io("cannot list", &release))? {
+        let entry = entry.map_err(io("cannot list", &release))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_guest = !name.contains('.') && (name == "selftest" || name.starts_with("hostile-"));
+        if is_guest && entry.path().is_file() {
+            let dst = out.join(format!("{name}.elf"));
+            std::fs::copy(entry.path(), &dst).map_err(io("cannot copy to", &dst))?;
+        }
+    }
+    let script = root.join("tests/guest/realmode/build.sh");
+    let status = Command::new("sh")
+        .arg(&script)
+        .arg(out.join("realmode.bin"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| BootError::KernelBuild(format!("could not run {}: {e}", script.display())))?;
+    if !status.success() {
+        return Err(BootError::KernelBuild(format!(
+            "{} failed ({status}); is binutils installed?",
+            script.display()
+        )));
+    }
+    Ok(out)
 }

@@ -11,9 +11,13 @@ const HELP: &str = "\
 bulkhead-boot: build Bulkhead's disk images and run them under emulators
 
 USAGE:
-  bulkhead-boot build [--out-dir DIR] [--ramdisk FILE]
+  bulkhead-boot build [--out-dir DIR] [--bundle DIR | --ramdisk FILE]
       Build the kernel (x86_64-unknown-none, release) and write bulkhead-bios.img and
-      bulkhead-uefi.img to DIR (default: target/images).
+      bulkhead-uefi.img to DIR (default: target/images). A bundle is a directory with
+      bulkhead.conf (docs/configuration.md) and the files it names (guest images, disks);
+      it is packed into the boot archive that the images carry as their ramdisk.
+  bulkhead-boot guests
+      Build the test guests (tests/guest) into target/guests.
   bulkhead-boot image --kernel ELF [--out-dir DIR] [--ramdisk FILE]
       Create the two images from an already-built kernel ELF.
   bulkhead-boot run [--platform P] [--cpu MODEL] [--image IMG] [--timeout SECS]
@@ -93,13 +97,26 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
             print!("{HELP}");
             Ok(0)
         }
+        "guests" => {
+            println!("{}", bulkhead_boot::image::build_guests()?.display());
+            Ok(0)
+        }
         "build" => {
-            let o = Opts::parse(rest, &[], &["--out-dir", "--ramdisk"])?;
+            let o = Opts::parse(rest, &[], &["--out-dir", "--ramdisk", "--bundle"])?;
             let kernel = build_kernel()?;
             let out = o
                 .get("--out-dir")
                 .map_or_else(default_image_dir, PathBuf::from);
-            let images = build_images(&kernel, o.get("--ramdisk").map(std::path::Path::new), &out)?;
+            let ramdisk = match (o.get("--bundle"), o.get("--ramdisk")) {
+                (Some(_), Some(_)) => {
+                    return Err(BootError::Usage(
+                        "give --bundle or --ramdisk, not both".into(),
+                    ))
+                }
+                (Some(b), None) => Some(bulkhead_boot::image::write_ramdisk(b.as_ref(), &out)?),
+                (None, r) => r.map(PathBuf::from),
+            };
+            let images = build_images(&kernel, ramdisk.as_deref(), &out)?;
             println!("{}\n{}", images.bios.display(), images.uefi.display());
             Ok(0)
         }

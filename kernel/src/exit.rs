@@ -21,6 +21,8 @@ pub enum ExitStatus {
     VmxDisabledByFirmware = 18,
     /// VT-x lacks a feature Bulkhead requires (EPT, unrestricted guest, ...).
     VmxFeatureMissing = 19,
+    /// The boot archive or its configuration is malformed, or a VM could not be created.
+    BadConfiguration = 32,
 }
 
 impl ExitStatus {
@@ -33,6 +35,7 @@ impl ExitStatus {
             ExitStatus::NoVmx => "no-vmx",
             ExitStatus::VmxDisabledByFirmware => "vmx-disabled-by-firmware",
             ExitStatus::VmxFeatureMissing => "vmx-feature-missing",
+            ExitStatus::BadConfiguration => "bad-configuration",
         }
     }
 }

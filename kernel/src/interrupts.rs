@@ -240,3 +240,10 @@ pub fn init() {
     });
     idt.load();
 }
+
+/// The TSS selector and base, for the VMCS host-state area.
+pub fn tss() -> (u16, u64) {
+    let sel = GDT.get().map_or(0, |g| g.3 .0);
+    let base = TSS.get().map_or(0, |t| t as *const TaskStateSegment as u64);
+    (sel, base)
+}

@@ -16,6 +16,7 @@ mod interrupts;
 mod memory;
 mod platform;
 mod serial;
+mod vmm;
 mod vmxon;
 
 use bootloader_api::config::{BootloaderConfig, Mapping};
@@ -38,6 +39,13 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     serial::init();
     serial::init_logger(log::LevelFilter::Info);
     interrupts::init();
+    // Bulkhead runs with interrupts disabled; mask the legacy PICs so no stray IRQ (the
+    // firmware's timer) reaches the CPU as an external-interrupt exit (8259A datasheet, OCW1).
+    // SAFETY: 0x21/0xA1 are the PIC mask registers on every PC; masking has no memory effect.
+    unsafe {
+        arch::outb(0x21, 0xff);
+        arch::outb(0xa1, 0xff);
+    }
     // The bootloader's last log line has no newline.
     println!();
     info!("Bulkhead {} starting", env!("CARGO_PKG_VERSION"));
@@ -62,29 +70,77 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         error!("the platform report returned no VMX capabilities although VT-x is usable");
         exit::exit(ExitStatus::HypervisorFailure);
     };
-    // Prove VMX root operation works on this CPU: VMXON, then VMXOFF.
-    match vmxon::enter(caps) {
-        Ok(root) => {
-            info!(
-                "vmx: VMXON ok (revision {:#x}, VMXON region at {:#x})",
-                caps.revision_id(),
-                root.region()
-            );
-            if let Err(e) = root.leave() {
-                error!("vmx: VMXOFF failed: {e}");
-                exit::exit(ExitStatus::HypervisorFailure);
-            }
-            info!(
-                "vmx: VMXOFF ok ({} frames in use)",
-                memory::allocated_frames()
-            );
-        }
+    let root = match vmxon::enter(caps) {
+        Ok(root) => root,
         Err(e) => {
             error!("vmx: {e}");
             exit::exit(ExitStatus::HypervisorFailure);
         }
+    };
+    info!(
+        "vmx: VMXON ok (revision {:#x}, VMXON region at {:#x})",
+        caps.revision_id(),
+        root.region()
+    );
+
+    // The boot archive (the bootloader's ramdisk) says which VMs to run.
+    let status = match boot_archive(boot_info) {
+        None => {
+            info!("bulkhead: no boot archive in the image: nothing to run (build one with `bulkhead-boot build --bundle DIR`)");
+            ExitStatus::Ok
+        }
+        Some(Err(why)) => {
+            error!("bulkhead: {why}");
+            ExitStatus::BadConfiguration
+        }
+        Some(Ok((archive, config))) => {
+            info!(
+                "bulkhead: configuration has {} VM(s), timeslice {} ticks",
+                config.vms.len(),
+                config.hypervisor.timeslice
+            );
+            // Build the instruction decoder's tables now, not on the first MMIO exit.
+            vm::insn::warm_up();
+            let (created, failed) = vmm::run(caps, &archive, &config);
+            info!("bulkhead: all VMs stopped ({created} ran, {failed} could not start)");
+            if failed > 0 {
+                ExitStatus::BadConfiguration
+            } else {
+                ExitStatus::Ok
+            }
+        }
+    };
+    if let Err(e) = root.leave() {
+        error!("vmx: VMXOFF failed: {e}");
+        exit::exit(ExitStatus::HypervisorFailure);
     }
-    exit::exit(ExitStatus::Ok)
+    info!(
+        "vmx: VMXOFF ok ({} frames in use)",
+        memory::allocated_frames()
+    );
+    exit::exit(status)
+}
+
+/// The boot archive and its parsed `bulkhead.conf`, if the image carries a ramdisk.
+fn boot_archive(
+    boot_info: &'static BootInfo,
+) -> Option<Result<(vm::archive::Archive<'static>, vm::config::Config), alloc::string::String>> {
+    let addr = boot_info.ramdisk_addr.into_option()?;
+    let len = usize::try_from(boot_info.ramdisk_len).ok()?;
+    if len == 0 {
+        return None;
+    }
+    // SAFETY: the bootloader mapped the ramdisk at `addr` for `len` bytes and marked it as
+    // used in the memory map, so the frame allocator never hands it out; nothing writes it.
+    let bytes: &'static [u8] = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
+    Some((|| {
+        let archive = vm::archive::Archive::parse(bytes).map_err(|e| alloc::format!("{e}"))?;
+        let text = archive
+            .get("bulkhead.conf")
+            .ok_or_else(|| alloc::string::String::from("the boot archive has no bulkhead.conf"))?;
+        let config = vm::config::Config::parse(text).map_err(|e| alloc::format!("{e}"))?;
+        Ok((archive, config))
+    })())
 }
 
 #[panic_handler]

@@ -59,6 +59,14 @@ impl FrameAllocator {
     }
 }
 
+/// Reserves `size` bytes of physically contiguous memory aligned to `align` (guest RAM). The
+/// memory is not zeroed; it is never returned (VMs live until the run ends).
+pub fn allocate_contiguous(size: u64, align: u64) -> Option<u64> {
+    FRAMES
+        .lock()
+        .bump(size.next_multiple_of(FRAME_SIZE), align.max(FRAME_SIZE))
+}
+
 /// Physical-to-virtual translation through the bootloader's direct map.
 pub fn phys_to_virt(phys: u64) -> *mut u8 {
     (PHYS_OFFSET.get().copied().unwrap_or(0) + phys) as *mut u8

@@ -1,0 +1,303 @@
+//! Exit dispatch: one place that maps an exit reason to its handler; each handler returns an
+//! [`Action`] and never touches the hardware beyond the current VMCS fields it reads.
+
+use super::vmcs;
+use super::{StopReason, Vm};
+use vmx::exit::{
+    CrAccess, DecodedExitReason, EptViolation, ExceptionVector, ExitReason, Gpr, InterruptionInfo,
+    InterruptionType, IoDirection, IoQualification,
+};
+use vmx::fields::VmcsField as F;
+
+/// What the vCPU does after an exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Re-enter at the same RIP (the handler already changed what was needed).
+    Resume,
+    /// Skip the exiting instruction (SDM Vol. 3C §28.2.5: VM-exit instruction length).
+    Advance,
+    /// Deliver an exception to the guest at the faulting instruction.
+    Inject {
+        vector: ExceptionVector,
+        error_code: Option<u32>,
+    },
+    /// Reflect an intercepted software exception (INT3): delivered after the instruction.
+    InjectSoftware { vector: ExceptionVector },
+    /// Skip the instruction and sleep until an interrupt is pending (HLT, idle hypercall).
+    Halt,
+    /// Skip the instruction and let other vCPUs run (end of slice, yield hypercall).
+    Yield,
+    /// The VM ends.
+    Stop(StopReason),
+}
+
+/// Everything a handler learns from the exit.
+#[derive(Debug, Clone, Copy)]
+pub struct ExitInfo {
+    pub reason: DecodedExitReason,
+    pub qualification: u64,
+    pub rip: u64,
+    pub instruction_length: u64,
+}
+
+impl ExitInfo {
+    pub fn read() -> Self {
+        ExitInfo {
+            reason: ExitReason::from_raw(vmcs::read_exit(F::EXIT_REASON) as u32),
+            qualification: vmcs::read_exit(F::EXIT_QUALIFICATION),
+            rip: vmcs::read_exit(F::GUEST_RIP),
+            instruction_length: vmcs::read_exit(F::VM_EXIT_INSTRUCTION_LENGTH),
+        }
+    }
+}
+
+/// The single dispatch point.
+pub fn dispatch(vm: &mut Vm, info: &ExitInfo) -> Action {
+    if info.reason.entry_failure {
+        return Action::Stop(StopReason::EntryFailure {
+            reason: info.reason.reason,
+            qualification: info.qualification,
+        });
+    }
+    match info.reason.reason {
+        ExitReason::ExceptionOrNmi => exception_or_nmi(vm),
+        ExitReason::ExternalInterrupt => Action::Resume,
+        ExitReason::TripleFault => Action::Stop(StopReason::TripleFault),
+        ExitReason::InterruptWindow => vm.interrupt_window(),
+        ExitReason::Cpuid => cpuid(vm),
+        ExitReason::Hlt => hlt(vm),
+        ExitReason::Vmcall => vm.hypercall(),
+        ExitReason::Vmclear
+        | ExitReason::Vmlaunch
+        | ExitReason::Vmptrld
+        | ExitReason::Vmptrst
+        | ExitReason::Vmread
+        | ExitReason::Vmresume
+        | ExitReason::Vmwrite
+        | ExitReason::Vmxoff
+        | ExitReason::Vmxon
+        | ExitReason::Invept
+        | ExitReason::Invvpid
+        | ExitReason::Vmfunc => vmx_instruction(),
+        ExitReason::ControlRegisterAccess => cr_access(vm, info),
+        ExitReason::IoInstruction => io(vm, info),
+        ExitReason::Rdmsr => vm.rdmsr(),
+        ExitReason::Wrmsr => vm.wrmsr(),
+        ExitReason::EptViolation => ept_violation(vm, info),
+        ExitReason::EptMisconfiguration => Action::Stop(StopReason::Bug("EPT misconfiguration")),
+        ExitReason::PreemptionTimerExpired => Action::Yield,
+        ExitReason::Xsetbv => xsetbv(vm),
+        other => Action::Stop(StopReason::Unhandled(other)),
+    }
+}
+
+/// Exception or NMI (reason 0): host NMIs are consumed; intercepted guest exceptions (only
+/// #BP, see the exception bitmap) are reflected (SDM Vol. 3C §28.2.2).
+fn exception_or_nmi(vm: &mut Vm) -> Action {
+    let info = InterruptionInfo::from_raw(vmcs::read_exit(F::VM_EXIT_INTERRUPTION_INFO) as u32);
+    match info.kind() {
+        InterruptionType::Nmi => {
+            vm.stats.nmis += 1;
+            Action::Resume
+        }
+        InterruptionType::SoftwareException
+            if info.vector() == ExceptionVector::Breakpoint.vector() =>
+        {
+            Action::InjectSoftware {
+                vector: ExceptionVector::Breakpoint,
+            }
+        }
+        _ => match ExceptionVector::from_u8(info.vector()) {
+            Some(vector) => {
+                let error_code = info
+                    .error_code_valid()
+                    .then(|| vmcs::read_exit(F::VM_EXIT_INTERRUPTION_ERROR_CODE) as u32);
+                Action::Inject { vector, error_code }
+            }
+            None => Action::Stop(StopReason::Bug(
+                "an exception exit with a vector Bulkhead does not intercept",
+            )),
+        },
+    }
+}
+
+/// CPUID (reason 10): the VM's policy answers (SDM Vol. 3C §26.1.2: CPUID always exits).
+fn cpuid(vm: &mut Vm) -> Action {
+    let leaf = vm.vcpu.regs.rax as u32;
+    let subleaf = vm.vcpu.regs.rcx as u32;
+    let [a, b, c, d] = vm.platform.cpuid(leaf, subleaf);
+    let r = &mut vm.vcpu.regs;
+    (r.rax, r.rbx, r.rcx, r.rdx) = (u64::from(a), u64::from(b), u64::from(c), u64::from(d));
+    Action::Advance
+}
+
+/// RFLAGS.IF (SDM Vol. 3A §2.3).
+const RFLAGS_IF: u64 = 1 << 9;
+
+/// HLT (reason 12): sleep until an interrupt is pending; with interrupts disabled and none
+/// pending nothing can ever wake the vCPU, so the VM has powered itself off.
+fn hlt(vm: &mut Vm) -> Action {
+    let rflags = vmcs::read_exit(F::GUEST_RFLAGS);
+    if rflags & RFLAGS_IF == 0 && !vm.platform.interrupt_pending() {
+        return Action::Stop(StopReason::HaltedWithInterruptsDisabled);
+    }
+    Action::Halt
+}
+
+/// VMX instructions in the guest (reasons 19-27, 50, 53, 59): VMX is not offered to guests
+/// (CPUID.1:ECX.VMX = 0), so they raise #UD as on a CPU without VMX (SDM Vol. 3C §31.3).
+fn vmx_instruction() -> Action {
+    Action::Inject {
+        vector: ExceptionVector::InvalidOpcode,
+        error_code: None,
+    }
+}
+
+fn gpr(regs: &super::entry::GuestRegs, rsp: u64, g: Gpr) -> u64 {
+    match g {
+        Gpr::Rax => regs.rax,
+        Gpr::Rcx => regs.rcx,
+        Gpr::Rdx => regs.rdx,
+        Gpr::Rbx => regs.rbx,
+        Gpr::Rsp => rsp,
+        Gpr::Rbp => regs.rbp,
+        Gpr::Rsi => regs.rsi,
+        Gpr::Rdi => regs.rdi,
+        Gpr::R8 => regs.r8,
+        Gpr::R9 => regs.r9,
+        Gpr::R10 => regs.r10,
+        Gpr::R11 => regs.r11,
+        Gpr::R12 => regs.r12,
+        Gpr::R13 => regs.r13,
+        Gpr::R14 => regs.r14,
+        Gpr::R15 => regs.r15,
+    }
+}
+
+/// Writes a guest GPR (RSP goes to the VMCS).
+pub fn set_gpr(regs: &mut super::entry::GuestRegs, g: Gpr, value: u64) {
+    let slot = match g {
+        Gpr::Rax => &mut regs.rax,
+        Gpr::Rcx => &mut regs.rcx,
+        Gpr::Rdx => &mut regs.rdx,
+        Gpr::Rbx => &mut regs.rbx,
+        Gpr::Rsp => {
+            let _ = vmcs::write(F::GUEST_RSP, value);
+            return;
+        }
+        Gpr::Rbp => &mut regs.rbp,
+        Gpr::Rsi => &mut regs.rsi,
+        Gpr::Rdi => &mut regs.rdi,
+        Gpr::R8 => &mut regs.r8,
+        Gpr::R9 => &mut regs.r9,
+        Gpr::R10 => &mut regs.r10,
+        Gpr::R11 => &mut regs.r11,
+        Gpr::R12 => &mut regs.r12,
+        Gpr::R13 => &mut regs.r13,
+        Gpr::R14 => &mut regs.r14,
+        Gpr::R15 => &mut regs.r15,
+    };
+    *slot = value;
+}
+
+/// Reads a guest GPR (RSP from the VMCS).
+pub fn get_gpr(regs: &super::entry::GuestRegs, g: Gpr) -> u64 {
+    let rsp = if g == Gpr::Rsp {
+        vmcs::read_exit(F::GUEST_RSP)
+    } else {
+        0
+    };
+    gpr(regs, rsp, g)
+}
+
+/// Control-register access (reason 28), SDM Vol. 3C §28.2.1 Table 28-3.
+fn cr_access(vm: &mut Vm, info: &ExitInfo) -> Action {
+    match CrAccess::from_raw(info.qualification) {
+        CrAccess::MovToCr { cr, gpr } => {
+            let value = get_gpr(&vm.vcpu.regs, gpr);
+            vm.write_cr(cr, value)
+        }
+        CrAccess::MovFromCr { cr: 3, gpr } => {
+            set_gpr(&mut vm.vcpu.regs, gpr, vmcs::read_exit(F::GUEST_CR3));
+            Action::Advance
+        }
+        CrAccess::MovFromCr { .. } => Action::Stop(StopReason::Bug(
+            "a MOV from a control register Bulkhead does not intercept",
+        )),
+        CrAccess::Clts => {
+            let shadow = vmcs::read_exit(F::CR0_READ_SHADOW);
+            vm.write_cr(0, shadow & !(1 << 3))
+        }
+        CrAccess::Lmsw { source_data, .. } => {
+            // LMSW loads CR0[3:0] but cannot clear PE (SDM Vol. 2A LMSW).
+            let shadow = vmcs::read_exit(F::CR0_READ_SHADOW);
+            let low = u64::from(source_data) & 0xf;
+            vm.write_cr(0, (shadow & !0xe) | low | (shadow & 1))
+        }
+    }
+}
+
+/// I/O instruction (reason 30), SDM Vol. 3C §28.2.1 Table 28-5.
+fn io(vm: &mut Vm, info: &ExitInfo) -> Action {
+    let Ok(q) = IoQualification::from_raw(info.qualification) else {
+        return Action::Stop(StopReason::Bug("malformed I/O exit qualification"));
+    };
+    if q.string {
+        return vm.string_io(&q);
+    }
+    let size = q.size.bytes();
+    let mask = if size == 4 {
+        0xffff_ffff
+    } else {
+        (1u64 << (size * 8)) - 1
+    };
+    match q.direction {
+        IoDirection::In => {
+            let value =
+                u64::from(
+                    vm.platform
+                        .port_read(q.port, size, &mut vm.console, &mut vm.stats),
+                );
+            let rax = &mut vm.vcpu.regs.rax;
+            // IN to EAX zero-extends into RAX in 64-bit mode; AL/AX keep the upper bits.
+            *rax = if size == 4 {
+                value & mask
+            } else {
+                (*rax & !mask) | (value & mask)
+            };
+        }
+        IoDirection::Out => {
+            let value = (vm.vcpu.regs.rax & mask) as u32;
+            vm.platform
+                .port_write(q.port, size, value, &mut vm.console, &mut vm.stats);
+        }
+    }
+    Action::Advance
+}
+
+/// EPT violation (reason 48), SDM Vol. 3C §28.2.1 Table 28-7: an MMIO region's device, or
+/// the end of the VM (the access is outside its RAM and every region; nothing was touched).
+fn ept_violation(vm: &mut Vm, info: &ExitInfo) -> Action {
+    let gpa = vmcs::read_exit(F::GUEST_PHYSICAL_ADDRESS);
+    let q = EptViolation::from_raw(info.qualification);
+    if vm.platform.is_mmio(gpa) {
+        return vm.mmio(gpa, info);
+    }
+    let access = if q.contains(EptViolation::FETCH) {
+        "instruction fetch"
+    } else if q.contains(EptViolation::WRITE) {
+        "write"
+    } else {
+        "read"
+    };
+    Action::Stop(StopReason::OutsideMemory { gpa, access })
+}
+
+/// XSETBV (reason 55): not offered yet (CPUID hides XSAVE) → #GP... but a guest that probes
+/// it anyway gets #UD as on a CPU without XSAVE (SDM Vol. 2D XSETBV).
+fn xsetbv(_vm: &mut Vm) -> Action {
+    Action::Inject {
+        vector: ExceptionVector::InvalidOpcode,
+        error_code: None,
+    }
+}

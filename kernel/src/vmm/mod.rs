@@ -1,0 +1,740 @@
+//! The virtual machine monitor: VMs built from the boot archive's configuration, each with its
+//! own RAM, EPT, VMCS and devices, run round-robin on this CPU. A VM that misbehaves is
+//! stopped with a report; the others keep running.
+
+mod entry;
+mod exits;
+mod guest_memory;
+mod platform;
+mod setup;
+mod vmcs;
+
+use crate::{arch, memory};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use entry::GuestRegs;
+use exits::{Action, ExitInfo};
+use guest_memory::GuestMemory;
+use hypercall::{HcAction, HcError, HcRegs, HypercallHost};
+use log::{error, info, warn};
+use platform::Platform;
+use vm::archive::Archive;
+use vm::config::{Config, GuestKind, VmConfig};
+use vm::loader::{self, EntryMode};
+use vm::stats::ExitStats;
+use vmx::caps::Capabilities;
+use vmx::controls::{ControlSet, PinBasedControls};
+use vmx::exit::{ExceptionVector, ExitReason, InterruptionInfo};
+use vmx::fields::VmcsField as F;
+use vmx::msr::Msr;
+
+pub use setup::SetupError;
+
+/// Why a VM ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// HLT with RFLAGS.IF = 0 and nothing pending: the guest powered itself off.
+    HaltedWithInterruptsDisabled,
+    /// HLT with interrupts enabled but no device that could ever interrupt.
+    HaltedWithoutInterruptSource,
+    TripleFault,
+    /// A guest access to guest-physical memory that is neither RAM nor an MMIO region.
+    OutsideMemory {
+        gpa: u64,
+        access: &'static str,
+    },
+    /// An MMIO access Bulkhead could not emulate.
+    MmioUnemulated {
+        gpa: u64,
+    },
+    /// An exit reason Bulkhead does not handle.
+    Unhandled(ExitReason),
+    /// VM entry failed (SDM Vol. 3C §27.8).
+    EntryFailure {
+        reason: ExitReason,
+        qualification: u64,
+    },
+    /// VMLAUNCH/VMRESUME itself failed (VMfail, SDM Vol. 3C §31.2).
+    EntryInstructionFailed {
+        rflags: u64,
+        error: u64,
+    },
+    /// Something only a hypervisor bug can cause.
+    Bug(&'static str),
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopReason::HaltedWithInterruptsDisabled => {
+                write!(f, "guest halted with interrupts disabled (powered off)")
+            }
+            StopReason::HaltedWithoutInterruptSource => write!(
+                f,
+                "guest halted waiting for an interrupt no device can send"
+            ),
+            StopReason::TripleFault => write!(f, "triple fault"),
+            StopReason::OutsideMemory { gpa, access } => {
+                write!(
+                    f,
+                    "{access} of guest-physical {gpa:#x}, outside guest RAM and every MMIO region"
+                )
+            }
+            StopReason::MmioUnemulated { gpa } => write!(f, "unemulated MMIO access at {gpa:#x}"),
+            StopReason::Unhandled(r) => write!(f, "unhandled exit reason {r}"),
+            StopReason::EntryFailure {
+                reason,
+                qualification,
+            } => {
+                let class = vmx::exit::EntryFailure::classify(
+                    ExitReason::from_raw(u32::from(reason.number()) | (1 << 31)),
+                    *qualification,
+                );
+                match class {
+                    Some(class) => write!(
+                        f,
+                        "VM entry failed: {reason}, qualification {qualification:#x}: {class}"
+                    ),
+                    None => write!(
+                        f,
+                        "VM entry failed: {reason}, qualification {qualification:#x}"
+                    ),
+                }
+            }
+            StopReason::EntryInstructionFailed { rflags, error } => {
+                write!(
+                    f,
+                    "VMLAUNCH/VMRESUME failed (RFLAGS {rflags:#x}): VM-instruction error {error}"
+                )
+            }
+            StopReason::Bug(m) => write!(f, "hypervisor bug: {m}"),
+        }
+    }
+}
+
+/// vCPU scheduling state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Runnable,
+    Halted,
+    Stopped(StopReason),
+}
+
+/// One vCPU: its VMCS and the registers the VMCS does not hold.
+#[derive(Debug)]
+pub struct Vcpu {
+    vmcs: vmcs::Vmcs,
+    regs: GuestRegs,
+    launched: bool,
+    controls: ControlSet,
+    state: State,
+}
+
+/// MSRs the VMCS does not switch and the host kernel does not use; each VM's values are
+/// loaded while it runs (SDM Vol. 3C §25.4: not part of the guest-state area).
+const SWITCHED_MSRS: [Msr; 5] = [
+    Msr::IA32_STAR,
+    Msr::IA32_LSTAR,
+    Msr::IA32_CSTAR,
+    Msr::IA32_FMASK,
+    Msr::IA32_KERNEL_GS_BASE,
+];
+
+/// Per-VM console: bytes from the UART and the console hypercall, printed line by line with
+/// the VM's name.
+#[derive(Debug)]
+pub struct Console {
+    name: String,
+    line: Vec<u8>,
+}
+
+impl Console {
+    const MAX_LINE: usize = 240;
+
+    fn new(name: &str) -> Self {
+        Console {
+            name: name.into(),
+            line: Vec::new(),
+        }
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            match b {
+                b'\n' => self.flush(),
+                b'\r' => {}
+                _ => {
+                    self.line.push(b);
+                    if self.line.len() >= Self::MAX_LINE {
+                        self.flush();
+                    }
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        let text = String::from_utf8_lossy(&self.line);
+        crate::println!("[{}] {}", self.name, text);
+        self.line.clear();
+    }
+}
+
+/// One virtual machine.
+#[derive(Debug)]
+pub struct Vm {
+    name: String,
+    memory: GuestMemory,
+    vcpu: Vcpu,
+    platform: Platform,
+    console: Console,
+    stats: VmStats,
+    msrs: [u64; SWITCHED_MSRS.len()],
+    caps: Capabilities,
+}
+
+/// Exit statistics plus the counters outside them.
+#[derive(Debug, Default)]
+pub struct VmStats {
+    pub exits: ExitStats,
+    pub nmis: u64,
+}
+
+impl core::ops::Deref for VmStats {
+    type Target = ExitStats;
+    fn deref(&self) -> &ExitStats {
+        &self.exits
+    }
+}
+
+impl core::ops::DerefMut for VmStats {
+    fn deref_mut(&mut self) -> &mut ExitStats {
+        &mut self.exits
+    }
+}
+
+/// Why a VM could not be created.
+#[derive(Debug)]
+pub enum CreateError {
+    MissingEntry(String),
+    Load(loader::LoadError),
+    Memory(guest_memory::GuestMemoryError),
+    Setup(SetupError),
+    Platform(String),
+}
+
+impl fmt::Display for CreateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CreateError::MissingEntry(n) => write!(
+                f,
+                "the boot archive has no entry {n:?}; add the file to the bundle"
+            ),
+            CreateError::Load(e) => write!(f, "loading the guest image failed: {e}"),
+            CreateError::Memory(e) => write!(f, "{e}"),
+            CreateError::Setup(e) => write!(f, "programming the VMCS failed: {e}"),
+            CreateError::Platform(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl Vm {
+    fn create(
+        index: usize,
+        config: &VmConfig,
+        archive: &Archive,
+        caps: &Capabilities,
+    ) -> Result<Vm, CreateError> {
+        let image = archive
+            .get(&config.image)
+            .ok_or_else(|| CreateError::MissingEntry(config.image.clone()))?;
+        let ept_config = ept::EptConfig {
+            page_2m: caps.ept_2m_pages(),
+            page_1g: caps.ept_1g_pages(),
+            ..Default::default()
+        };
+        let mut memory =
+            GuestMemory::new(config.memory, ept_config).map_err(CreateError::Memory)?;
+        let boot = match config.kind {
+            GuestKind::Elf64 => loader::load_elf64(image, config.memory, index as u64, &mut memory),
+            GuestKind::Real16 => loader::load_real16(image, config.memory, &mut memory),
+            GuestKind::Linux => {
+                return Err(CreateError::Platform(
+                    "kind = linux is not supported yet".into(),
+                ))
+            }
+        }
+        .map_err(CreateError::Load)?;
+        let platform = Platform::new(config, archive, caps).map_err(CreateError::Platform)?;
+
+        let long_mode = matches!(boot.mode, EntryMode::Long64 { .. });
+        let controls = setup::controls(caps, long_mode)
+            .map_err(|e| CreateError::Setup(SetupError::Controls(e)))?;
+        let vmcs = vmcs::Vmcs::new(caps).map_err(|e| CreateError::Setup(e.into()))?;
+        vmcs.load().map_err(|e| CreateError::Setup(e.into()))?;
+        let resources = setup::VcpuResources {
+            eptp: memory.eptp(),
+            vpid: index as u16 + 1,
+            msr_bitmap: setup::msr_bitmap().map_err(CreateError::Setup)?,
+            io_bitmaps: setup::io_bitmaps().map_err(CreateError::Setup)?,
+        };
+        setup::write_controls(&controls, &resources).map_err(|e| CreateError::Setup(e.into()))?;
+        setup::write_guest_state(caps, &boot).map_err(|e| CreateError::Setup(e.into()))?;
+        let regs = GuestRegs {
+            rdi: boot.rdi,
+            rsi: boot.rsi,
+            ..Default::default()
+        };
+        let overhead = memory.overhead_bytes() + 4 * memory::FRAME_SIZE;
+        info!(
+            "vm {}: {} MiB RAM, {} guest {} entered at {:#x}, {} virtio device(s), VPID {}, overhead {} KiB (VMCS, bitmaps, EPT)",
+            config.name,
+            config.memory >> 20,
+            match config.kind {
+                GuestKind::Elf64 => "64-bit",
+                GuestKind::Real16 => "real-mode",
+                GuestKind::Linux => "Linux",
+            },
+            config.image,
+            boot.rip,
+            config.devices.len(),
+            resources.vpid,
+            overhead >> 10
+        );
+        Ok(Vm {
+            name: config.name.clone(),
+            memory,
+            vcpu: Vcpu {
+                vmcs,
+                regs,
+                launched: false,
+                controls,
+                state: State::Runnable,
+            },
+            platform,
+            console: Console::new(&config.name),
+            stats: VmStats::default(),
+            msrs: [0; SWITCHED_MSRS.len()],
+            caps: caps.clone(),
+        })
+    }
+
+    /// Whether the guest is in 64-bit mode (EFER.LMA and CS.L).
+    fn long_mode(&self) -> bool {
+        const EFER_LMA: u64 = 1 << 10;
+        const CS_L: u64 = 1 << 13;
+        vmcs::read_exit(F::GUEST_IA32_EFER) & EFER_LMA != 0
+            && vmcs::read_exit(F::GUEST_CS_ACCESS_RIGHTS) & CS_L != 0
+    }
+
+    /// VMCALL (reason 18): the hypercall ABI v1 (docs/hypercall-abi.md).
+    fn hypercall(&mut self) -> Action {
+        let long = self.long_mode();
+        let r = &self.vcpu.regs;
+        let regs = HcRegs {
+            rax: r.rax,
+            rbx: r.rbx,
+            rcx: r.rcx,
+            rdx: r.rdx,
+            rsi: r.rsi,
+        };
+        let regs = if long { regs } else { regs.low32() };
+        let cpl = ((vmcs::read_exit(F::GUEST_SS_ACCESS_RIGHTS) >> 5) & 3) as u8;
+        let outcome = {
+            let mut host = HcHost {
+                memory: &mut self.memory,
+                console: &mut self.console,
+                stats: &self.stats.exits,
+            };
+            hypercall::dispatch(&mut host, regs, cpl)
+        };
+        self.stats.hypercalls += 1;
+        if regs.rax == hypercall::call::MULTICALL {
+            self.stats.multicall_operations += u64::from(outcome.calls_executed);
+        }
+        self.vcpu.regs.rax = outcome.rax(long);
+        match outcome.action {
+            HcAction::Continue => Action::Advance,
+            HcAction::Yield => Action::Yield,
+            HcAction::Idle => Action::Halt,
+        }
+    }
+
+    fn rdmsr(&mut self) -> Action {
+        let msr = Msr(self.vcpu.regs.rcx as u32);
+        match self.platform.rdmsr(msr, &SWITCHED_MSRS) {
+            Some(value) => {
+                self.vcpu.regs.rax = value & 0xffff_ffff;
+                self.vcpu.regs.rdx = value >> 32;
+                Action::Advance
+            }
+            None => Action::Inject {
+                vector: ExceptionVector::GeneralProtection,
+                error_code: Some(0),
+            },
+        }
+    }
+
+    fn wrmsr(&mut self) -> Action {
+        let msr = Msr(self.vcpu.regs.rcx as u32);
+        let value = (self.vcpu.regs.rdx << 32) | (self.vcpu.regs.rax & 0xffff_ffff);
+        if self.platform.wrmsr(msr, value, &SWITCHED_MSRS) {
+            Action::Advance
+        } else {
+            Action::Inject {
+                vector: ExceptionVector::GeneralProtection,
+                error_code: Some(0),
+            }
+        }
+    }
+
+    /// MOV to CR0/CR3/CR4 that exited because it touches a bit Bulkhead owns
+    /// (SDM Vol. 3C §26.1.3): the guest sees its value in the read shadow; the CPU runs with
+    /// the fixed bits applied. CR4.VMXE cannot be set (VMX is not offered): #GP.
+    fn write_cr(&mut self, cr: u8, value: u64) -> Action {
+        let gp = Action::Inject {
+            vector: ExceptionVector::GeneralProtection,
+            error_code: Some(0),
+        };
+        let result = match cr {
+            0 => {
+                // SDM Vol. 3A §2.5: PG without PE, or NW without CD, raise #GP; so do bits 63:32.
+                if value >> 32 != 0
+                    || (value & setup::CR0_PG != 0 && value & setup::CR0_PE == 0)
+                    || (value & (1 << 29) != 0 && value & (1 << 30) == 0)
+                {
+                    return gp;
+                }
+                vmcs::write(F::CR0_READ_SHADOW, value).and_then(|()| {
+                    vmcs::write(F::GUEST_CR0, setup::effective_cr0(&self.caps, value))
+                })
+            }
+            3 => vmcs::write(F::GUEST_CR3, value),
+            4 => {
+                let (_, cr4_mask) = setup::cr_masks(&self.caps);
+                // VMXE, and every bit this CPU cannot set, is reserved for the guest.
+                if value & setup::CR4_VMXE != 0
+                    || value & cr4_mask & !setup::CR4_VMXE != 0
+                    || value >> 32 != 0
+                {
+                    return gp;
+                }
+                vmcs::write(F::CR4_READ_SHADOW, value).and_then(|()| {
+                    vmcs::write(F::GUEST_CR4, setup::effective_cr4(&self.caps, value))
+                })
+            }
+            _ => {
+                return Action::Stop(StopReason::Bug(
+                    "a MOV to a control register Bulkhead does not intercept",
+                ))
+            }
+        };
+        match result {
+            Ok(()) => Action::Advance,
+            Err(_) => Action::Stop(StopReason::Bug("VMWRITE of a control register failed")),
+        }
+    }
+
+    /// INS/OUTS: not used by the guests Bulkhead runs; stop with a precise report.
+    fn string_io(&mut self, q: &vmx::exit::IoQualification) -> Action {
+        warn!(
+            "vm {}: string I/O on port {:#x} is not emulated",
+            self.name, q.port
+        );
+        Action::Stop(StopReason::Unhandled(ExitReason::IoInstruction))
+    }
+
+    /// An EPT violation inside an MMIO region: decode the instruction at RIP and perform it
+    /// against the region's device.
+    fn mmio(&mut self, gpa: u64, info: &ExitInfo) -> Action {
+        self.stats.mmio_accesses += 1;
+        let mut bytes = [0u8; 15];
+        let Some(n) = self.fetch_instruction(info.rip, &mut bytes) else {
+            return Action::Stop(StopReason::MmioUnemulated { gpa });
+        };
+        let mode = vm::insn::CpuMode::from_segment(
+            vmcs::read_exit(F::GUEST_IA32_EFER) & (1 << 10) != 0,
+            vmcs::read_exit(F::GUEST_CS_ACCESS_RIGHTS) & (1 << 13) != 0,
+            vmcs::read_exit(F::GUEST_CS_ACCESS_RIGHTS) & (1 << 14) != 0,
+        );
+        let mut regs = InsnRegs {
+            regs: &mut self.vcpu.regs,
+        };
+        let platform = &mut self.platform;
+        let memory = &mut self.memory;
+        let result = vm::insn::emulate(&bytes[..n], mode, &mut regs, |access| {
+            platform.mmio(gpa, access, memory)
+        });
+        match result {
+            Ok(done) => {
+                let _ = vmcs::write(F::GUEST_RIP, info.rip + u64::from(done.len));
+                Action::Resume
+            }
+            Err(e) => {
+                error!(
+                    "vm {}: cannot emulate the MMIO access at {gpa:#x} (RIP {:#x}): {e}",
+                    self.name, info.rip
+                );
+                Action::Stop(StopReason::MmioUnemulated { gpa })
+            }
+        }
+    }
+
+    /// Copies up to 15 instruction bytes at the guest's RIP through its page tables.
+    fn fetch_instruction(&self, rip: u64, out: &mut [u8; 15]) -> Option<usize> {
+        let state = vm::paging::PagingState {
+            cr0: vmcs::read_exit(F::GUEST_CR0),
+            cr3: vmcs::read_exit(F::GUEST_CR3),
+            cr4: vmcs::read_exit(F::GUEST_CR4),
+            efer: vmcs::read_exit(F::GUEST_IA32_EFER),
+        };
+        let linear = vmcs::read_exit(F::GUEST_CS_BASE).wrapping_add(rip);
+        let mut n = 0;
+        while n < out.len() {
+            let la = linear.wrapping_add(n as u64);
+            let gpa = vm::paging::translate(
+                &state,
+                la,
+                |a| self.memory.read_u64(a),
+                |a| {
+                    let mut b = [0u8; 4];
+                    self.memory.read(a, &mut b).map(|()| u32::from_le_bytes(b))
+                },
+            );
+            let Ok(gpa) = gpa else { break };
+            let chunk = ((4096 - (la & 0xfff)) as usize).min(out.len() - n);
+            if self.memory.read(gpa, &mut out[n..n + chunk]).is_none() {
+                break;
+            }
+            n += chunk;
+        }
+        (n > 0).then_some(n)
+    }
+
+    /// Interrupt window open (reason 7): inject the pending interrupt.
+    fn interrupt_window(&mut self) -> Action {
+        let _ = setup::set_interrupt_window_exiting(&mut self.vcpu.controls, false);
+        Action::Resume
+    }
+
+    fn swap_msrs_in(&self) {
+        for (msr, value) in SWITCHED_MSRS.iter().zip(self.msrs) {
+            // SAFETY: these MSRs exist on every CPU with long mode; the host kernel does not
+            // use them (no SYSCALL, no SWAPGS), so guest values cannot affect it.
+            unsafe { arch::wrmsr(*msr, value) };
+        }
+    }
+
+    fn swap_msrs_out(&mut self) {
+        for (msr, slot) in SWITCHED_MSRS.iter().zip(self.msrs.iter_mut()) {
+            // SAFETY: as above.
+            *slot = unsafe { arch::rdmsr(*msr) };
+        }
+    }
+
+    fn stop(&mut self, reason: StopReason) {
+        self.vcpu.state = State::Stopped(reason);
+        let rip = vmcs::read(F::GUEST_RIP).unwrap_or(0);
+        if !self.console.line.is_empty() {
+            self.console.flush();
+        }
+        info!("vm {}: stopped: {reason} (RIP {rip:#x})", self.name);
+        for line in alloc::format!("{}", self.stats.exits).lines() {
+            info!("vm {}: {line}", self.name);
+        }
+    }
+
+    /// Applies a handler's action to the VMCS; returns whether the vCPU keeps running.
+    fn apply(&mut self, action: Action, info: &ExitInfo) -> bool {
+        let advance = |len: u64| {
+            let _ = vmcs::write(F::GUEST_RIP, info.rip + len);
+            // Skipping an instruction ends STI/MOV-SS blocking (SDM Vol. 3C §25.4.2).
+            let state = vmcs::read_exit(F::GUEST_INTERRUPTIBILITY_STATE);
+            if state & 0b11 != 0 {
+                let _ = vmcs::write(F::GUEST_INTERRUPTIBILITY_STATE, state & !0b11);
+            }
+        };
+        match action {
+            Action::Resume => true,
+            Action::Advance => {
+                advance(info.instruction_length);
+                true
+            }
+            Action::Inject { vector, error_code } => {
+                let info = InterruptionInfo::new_exception(vector, error_code.is_some());
+                let _ = vmcs::write(F::VM_ENTRY_INTERRUPTION_INFO, u64::from(info.raw()));
+                if let Some(code) = error_code {
+                    let _ = vmcs::write(F::VM_ENTRY_EXCEPTION_ERROR_CODE, u64::from(code));
+                }
+                self.stats.exceptions_injected += 1;
+                true
+            }
+            Action::InjectSoftware { vector } => {
+                // SDM Vol. 3C §27.6.1.1: software exceptions need the instruction length.
+                let info_field = InterruptionInfo::new_software_exception(vector);
+                let _ = vmcs::write(F::VM_ENTRY_INTERRUPTION_INFO, u64::from(info_field.raw()));
+                let _ = vmcs::write(F::VM_ENTRY_INSTRUCTION_LENGTH, info.instruction_length);
+                self.stats.exceptions_injected += 1;
+                true
+            }
+            Action::Halt => {
+                advance(info.instruction_length);
+                self.vcpu.state = State::Halted;
+                false
+            }
+            Action::Yield => {
+                if info.reason.reason != ExitReason::PreemptionTimerExpired {
+                    advance(info.instruction_length);
+                }
+                false
+            }
+            Action::Stop(reason) => {
+                self.stop(reason);
+                false
+            }
+        }
+    }
+
+    /// Runs the vCPU for up to one time slice.
+    fn run_slice(&mut self, timeslice: u64) {
+        if let Err(e) = self.vcpu.vmcs.load() {
+            self.stop(StopReason::Bug("VMPTRLD failed"));
+            error!("vm {}: {e}", self.name);
+            return;
+        }
+        let preemption = self
+            .vcpu
+            .controls
+            .pin
+            .contains(PinBasedControls::ACTIVATE_VMX_PREEMPTION_TIMER);
+        if preemption {
+            // SDM Vol. 3C §26.5.1: the timer counts down at TSC >> rate.
+            let ticks =
+                (timeslice >> self.caps.preemption_timer_rate()).clamp(1, u64::from(u32::MAX));
+            let _ = vmcs::write(F::VMX_PREEMPTION_TIMER_VALUE, ticks);
+        }
+        self.swap_msrs_in();
+        let slice_end = arch::rdtsc().saturating_add(timeslice);
+        loop {
+            // SAFETY: this VM's VMCS is current (loaded above) with complete host and guest
+            // state, and `launched` tracks VMLAUNCH for it.
+            let result = unsafe { entry::enter(&mut self.vcpu.regs, self.vcpu.launched) };
+            let exited_at = arch::rdtsc();
+            if let Err(rflags) = result {
+                let error = vmcs::read(F::VM_INSTRUCTION_ERROR).unwrap_or(0);
+                self.stop(StopReason::EntryInstructionFailed { rflags, error });
+                break;
+            }
+            self.vcpu.launched = true;
+            let info = ExitInfo::read();
+            let action = exits::dispatch(self, &info);
+            let keep_running = self.apply(action, &info);
+            self.stats
+                .record(info.reason.reason.number(), arch::rdtsc() - exited_at);
+            if !keep_running {
+                break;
+            }
+            if !preemption && arch::rdtsc() > slice_end {
+                break;
+            }
+        }
+        self.swap_msrs_out();
+    }
+}
+
+/// Guest registers for the instruction emulator.
+struct InsnRegs<'a> {
+    regs: &'a mut GuestRegs,
+}
+
+impl vm::insn::Registers for InsnRegs<'_> {
+    fn get(&self, r: vm::insn::Gpr) -> u64 {
+        exits::get_gpr(self.regs, r)
+    }
+    fn set(&mut self, r: vm::insn::Gpr, value: u64) {
+        exits::set_gpr(self.regs, r, value);
+    }
+    fn rflags(&self) -> u64 {
+        vmcs::read_exit(F::GUEST_RFLAGS)
+    }
+    fn set_rflags(&mut self, value: u64) {
+        let _ = vmcs::write(F::GUEST_RFLAGS, value);
+    }
+}
+
+/// The hypercall dispatcher's view of one VM.
+struct HcHost<'a> {
+    memory: &'a mut GuestMemory,
+    console: &'a mut Console,
+    stats: &'a ExitStats,
+}
+
+impl HypercallHost for HcHost<'_> {
+    fn read_guest(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), HcError> {
+        self.memory.read(gpa, buf).ok_or(HcError::BadAddress)
+    }
+    fn write_guest(&mut self, gpa: u64, data: &[u8]) -> Result<(), HcError> {
+        self.memory.write(gpa, data).ok_or(HcError::BadAddress)
+    }
+    fn console_write(&mut self, bytes: &[u8]) {
+        self.console.write(bytes);
+    }
+    fn exit_stats(&self, out: &mut dyn FnMut(u32, u64, u64)) {
+        for (reason, s) in self.stats.nonzero() {
+            out(u32::from(reason), s.count, s.ticks);
+        }
+    }
+}
+
+/// Creates every configured VM and runs them round-robin until all have stopped. Returns how
+/// many VMs were created and how many could not be.
+pub fn run(caps: &Capabilities, archive: &Archive, config: &Config) -> (usize, usize) {
+    let mut vms: Vec<Vm> = Vec::new();
+    let mut failed = 0;
+    for (i, vc) in config.vms.iter().enumerate() {
+        match Vm::create(i, vc, archive, caps) {
+            Ok(vm) => vms.push(vm),
+            Err(e) => {
+                error!("vm {}: not started: {e}", vc.name);
+                failed += 1;
+            }
+        }
+    }
+    let created = vms.len();
+    let timeslice = config.hypervisor.timeslice;
+    let mut next = 0;
+    loop {
+        if vms
+            .iter()
+            .all(|v| matches!(v.vcpu.state, State::Stopped(_)))
+        {
+            break;
+        }
+        // Wake halted vCPUs with a pending interrupt.
+        for vm in vms.iter_mut() {
+            if vm.vcpu.state == State::Halted && vm.platform.interrupt_pending() {
+                vm.vcpu.state = State::Runnable;
+            }
+        }
+        let runnable = (0..vms.len())
+            .map(|k| (next + k) % vms.len())
+            .find(|&i| vms[i].vcpu.state == State::Runnable);
+        match runnable {
+            Some(i) => {
+                vms[i].run_slice(timeslice);
+                next = i + 1;
+            }
+            None => {
+                // Everyone left is halted; without a device timer nothing will wake them.
+                for vm in vms.iter_mut().filter(|v| v.vcpu.state == State::Halted) {
+                    if let Err(e) = vm.vcpu.vmcs.load() {
+                        error!("vm {}: {e}", vm.name);
+                    }
+                    vm.stop(StopReason::HaltedWithoutInterruptSource);
+                }
+            }
+        }
+    }
+    (created, failed)
+}

@@ -1,0 +1,395 @@
+//! Programming a VMCS: VM-execution controls from the capability MSRs, host state from the
+//! running kernel, and the guest's initial state for a 64-bit or a real-mode start.
+
+use super::entry;
+use super::vmcs::{self, VmcsError};
+use crate::{arch, memory};
+use core::fmt;
+use vm::loader::{self, BootState, EntryMode};
+use vmx::caps::Capabilities;
+use vmx::controls::{
+    compute_controls, ControlError, ControlRequest, ControlSet, EntryControls, PinBasedControls,
+    PrimaryControls, SecondaryControls,
+};
+use vmx::exit::ExceptionVector;
+use vmx::fields::{SegmentAccessRights, VmcsField as F};
+use vmx::msr::Msr;
+use x86_64::instructions::tables::{sgdt, sidt};
+
+/// CR0.PE, CR0.PG and CR4.VMXE (SDM Vol. 3A §2.5).
+pub const CR0_PE: u64 = 1 << 0;
+pub const CR0_PG: u64 = 1 << 31;
+pub const CR4_VMXE: u64 = 1 << 13;
+/// EFER bits (SDM Vol. 3A §2.2.1).
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
+const EFER_NXE: u64 = 1 << 11;
+/// The power-on PAT (SDM Vol. 3A §12.12.4).
+const PAT_DEFAULT: u64 = 0x0007_0406_0007_0406;
+/// Exceptions that exit instead of going to the guest: #BP is intercepted and reflected
+/// (it exercises the exception path; SDM Vol. 3C §26.2).
+pub const EXCEPTION_BITMAP: u32 = 1 << ExceptionVector::Breakpoint as u32;
+
+/// Why a vCPU's VMCS could not be programmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetupError {
+    Controls(ControlError),
+    Vmcs(VmcsError),
+    OutOfMemory,
+}
+
+impl From<VmcsError> for SetupError {
+    fn from(e: VmcsError) -> Self {
+        SetupError::Vmcs(e)
+    }
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::Controls(e) => write!(f, "{e}"),
+            SetupError::Vmcs(e) => write!(f, "{e}"),
+            SetupError::OutOfMemory => write!(f, "no memory for the MSR or I/O bitmaps"),
+        }
+    }
+}
+
+/// The controls every Bulkhead vCPU uses: EPT + unrestricted guest (required), VPID and the
+/// preemption timer when available, HLT exiting, MSR and I/O bitmaps, external-interrupt and
+/// NMI exiting; CR3 accesses do not exit (EPT makes them harmless).
+pub fn controls(caps: &Capabilities, long_mode: bool) -> Result<ControlSet, ControlError> {
+    let mut request = ControlRequest::unrestricted_ept();
+    request.pin.optional |= PinBasedControls::ACTIVATE_VMX_PREEMPTION_TIMER;
+    request.secondary.optional |= SecondaryControls::ENABLE_VPID;
+    if long_mode {
+        request.entry.required |= EntryControls::IA32E_MODE_GUEST;
+    }
+    compute_controls(caps, &request)
+}
+
+/// A frame filled with `byte`.
+fn filled_frame(byte: u8) -> Result<u64, SetupError> {
+    let frame = memory::allocate_frame().ok_or(SetupError::OutOfMemory)?;
+    // SAFETY: the frame was just allocated and is mapped by the direct map.
+    unsafe {
+        core::ptr::write_bytes(
+            memory::phys_to_virt(frame),
+            byte,
+            memory::FRAME_SIZE as usize,
+        )
+    };
+    Ok(frame)
+}
+
+/// The MSR bitmap (SDM Vol. 3C §25.6.9): every MSR exits except the hot ones whose guest
+/// values the VMCS itself switches (FS_BASE, GS_BASE: SDM Vol. 3C §27.3.2, §28.3.2) and
+/// KERNEL_GS_BASE (switched per VM by the scheduler).
+pub fn msr_bitmap() -> Result<u64, SetupError> {
+    let frame = filled_frame(0xff)?;
+    let bitmap = memory::phys_to_virt(frame);
+    for msr in [
+        Msr::IA32_FS_BASE,
+        Msr::IA32_GS_BASE,
+        Msr::IA32_KERNEL_GS_BASE,
+    ] {
+        // High MSRs (0xC0000000..0xC0001FFF): read bitmap at 0x400, write bitmap at 0xC00.
+        let bit = (msr.0 - 0xC000_0000) as usize;
+        for base in [0x400usize, 0xC00] {
+            // SAFETY: base + bit / 8 < 4096 for MSRs in the high range; the frame is ours.
+            unsafe { *bitmap.add(base + bit / 8) &= !(1 << (bit % 8)) };
+        }
+    }
+    Ok(frame)
+}
+
+/// I/O bitmaps A and B (SDM Vol. 3C §25.6.4): every port exits.
+pub fn io_bitmaps() -> Result<(u64, u64), SetupError> {
+    Ok((filled_frame(0xff)?, filled_frame(0xff)?))
+}
+
+fn host_selectors() -> (u16, u16, u16, u64) {
+    use x86_64::instructions::segmentation::{Segment, CS, SS};
+    let (tr, tr_base) = crate::interrupts::tss();
+    (CS::get_reg().0 & !7, SS::get_reg().0 & !7, tr & !7, tr_base)
+}
+
+/// Writes the host-state area (SDM Vol. 3C §25.5, checked per §27.2.2-27.2.4).
+pub fn write_host_state() -> Result<(), VmcsError> {
+    let (cs, ss, tr, tr_base) = host_selectors();
+    vmcs::write(F::HOST_CR0, arch::read_cr0())?;
+    vmcs::write(F::HOST_CR3, arch::read_cr3())?;
+    vmcs::write(F::HOST_CR4, arch::read_cr4())?;
+    vmcs::write(F::HOST_CS_SELECTOR, u64::from(cs))?;
+    vmcs::write(F::HOST_SS_SELECTOR, u64::from(ss))?;
+    for f in [
+        F::HOST_DS_SELECTOR,
+        F::HOST_ES_SELECTOR,
+        F::HOST_FS_SELECTOR,
+        F::HOST_GS_SELECTOR,
+    ] {
+        vmcs::write(f, 0)?;
+    }
+    vmcs::write(F::HOST_TR_SELECTOR, u64::from(tr))?;
+    // SAFETY: the kernel's FS/GS base MSRs always exist in 64-bit mode.
+    let (fs, gs) = unsafe {
+        (
+            arch::rdmsr(Msr::IA32_FS_BASE),
+            arch::rdmsr(Msr::IA32_GS_BASE),
+        )
+    };
+    vmcs::write(F::HOST_FS_BASE, fs)?;
+    vmcs::write(F::HOST_GS_BASE, gs)?;
+    vmcs::write(F::HOST_TR_BASE, tr_base)?;
+    vmcs::write(F::HOST_GDTR_BASE, sgdt().base.as_u64())?;
+    vmcs::write(F::HOST_IDTR_BASE, sidt().base.as_u64())?;
+    vmcs::write(F::HOST_IA32_SYSENTER_CS, 0)?;
+    vmcs::write(F::HOST_IA32_SYSENTER_ESP, 0)?;
+    vmcs::write(F::HOST_IA32_SYSENTER_EIP, 0)?;
+    // SAFETY: EFER and PAT exist on every CPU with VMX.
+    let (efer, pat) = unsafe { (arch::rdmsr(Msr::IA32_EFER), arch::rdmsr(Msr::IA32_PAT)) };
+    vmcs::write(F::HOST_IA32_EFER, efer)?;
+    vmcs::write(F::HOST_IA32_PAT, pat)?;
+    vmcs::write(F::HOST_RIP, entry::host_rip())?;
+    Ok(())
+}
+
+/// The guest CR0 the CPU runs with for a guest-visible `cr0` (fixed bits applied; with
+/// unrestricted guest PE and PG are free, SDM Vol. 3C §27.3.1.1).
+pub fn effective_cr0(caps: &Capabilities, cr0: u64) -> u64 {
+    let fixed = caps.guest_cr0_fixed(true);
+    (cr0 | fixed.must_be_one) & fixed.may_be_one
+}
+
+/// The guest CR4 the CPU runs with (VMXE forced on by CR4_FIXED0, hidden by the shadow).
+pub fn effective_cr4(caps: &Capabilities, cr4: u64) -> u64 {
+    (cr4 | caps.cr4_fixed.must_be_one) & caps.cr4_fixed.may_be_one
+}
+
+/// CR0/CR4 bits the guest may not own: the fixed ones; guest reads see the shadows.
+pub fn cr_masks(caps: &Capabilities) -> (u64, u64) {
+    let f0 = caps.guest_cr0_fixed(true);
+    let cr0_mask = f0.must_be_one | (!f0.may_be_one & 0xffff_ffff);
+    let cr4_mask = caps.cr4_fixed.must_be_one | (!caps.cr4_fixed.may_be_one & 0xffff_ffff);
+    (cr0_mask, cr4_mask)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn segment(
+    sel: F,
+    base: F,
+    limit: F,
+    ar: F,
+    s: u16,
+    b: u64,
+    l: u32,
+    rights: SegmentAccessRights,
+) -> Result<(), VmcsError> {
+    vmcs::write(sel, u64::from(s))?;
+    vmcs::write(base, b)?;
+    vmcs::write(limit, u64::from(l))?;
+    vmcs::write(ar, u64::from(rights.raw()))
+}
+
+/// Writes the guest-state area for the boot state (SDM Vol. 3C §25.4, checked per §27.3.1).
+pub fn write_guest_state(caps: &Capabilities, boot: &BootState) -> Result<(), VmcsError> {
+    let (
+        cr0,
+        cr4,
+        efer,
+        cs_rights,
+        data_rights,
+        cs_sel,
+        data_sel,
+        limit,
+        tr_sel,
+        tr_base,
+        tr_limit,
+        gdt_base,
+        gdt_limit,
+    ) = match boot.mode {
+        EntryMode::Long64 { cr3 } => {
+            vmcs::write(F::GUEST_CR3, cr3)?;
+            // PE | MP | ET | NE | WP | PG; PAE | OSFXSR | OSXMMEXCPT.
+            (
+                0x8001_0033,
+                0x620,
+                EFER_LME | EFER_LMA | EFER_NXE,
+                SegmentAccessRights::LONG_MODE_CODE,
+                SegmentAccessRights::FLAT_DATA,
+                loader::CODE64_SELECTOR,
+                loader::DATA_SELECTOR,
+                0xffff_ffff,
+                loader::TSS_SELECTOR,
+                loader::TSS_GPA,
+                loader::TSS_LIMIT,
+                loader::GDT_GPA,
+                u64::from(loader::GDT_LIMIT),
+            )
+        }
+        EntryMode::Real16 => {
+            vmcs::write(F::GUEST_CR3, 0)?;
+            // ET | NE: real mode, paging off (allowed by unrestricted guest).
+            (
+                0x30,
+                0,
+                0,
+                SegmentAccessRights::REAL_MODE_CODE,
+                SegmentAccessRights::REAL_MODE_DATA,
+                0,
+                0,
+                0xffff,
+                0,
+                0,
+                0xffff,
+                0,
+                0xffff,
+            )
+        }
+    };
+    let (cr0_mask, cr4_mask) = cr_masks(caps);
+    vmcs::write(F::CR0_GUEST_HOST_MASK, cr0_mask)?;
+    vmcs::write(F::CR4_GUEST_HOST_MASK, cr4_mask)?;
+    vmcs::write(F::CR0_READ_SHADOW, cr0)?;
+    vmcs::write(F::CR4_READ_SHADOW, cr4)?;
+    vmcs::write(F::GUEST_CR0, effective_cr0(caps, cr0))?;
+    vmcs::write(F::GUEST_CR4, effective_cr4(caps, cr4))?;
+    vmcs::write(F::GUEST_IA32_EFER, efer)?;
+    vmcs::write(F::GUEST_IA32_PAT, PAT_DEFAULT)?;
+    vmcs::write(F::GUEST_DR7, 0x400)?;
+    vmcs::write(F::GUEST_RFLAGS, 0x2)?;
+    vmcs::write(F::GUEST_RIP, boot.rip)?;
+    vmcs::write(F::GUEST_RSP, boot.rsp)?;
+    segment(
+        F::GUEST_CS_SELECTOR,
+        F::GUEST_CS_BASE,
+        F::GUEST_CS_LIMIT,
+        F::GUEST_CS_ACCESS_RIGHTS,
+        cs_sel,
+        0,
+        limit,
+        cs_rights,
+    )?;
+    for (s, b, l, a) in [
+        (
+            F::GUEST_SS_SELECTOR,
+            F::GUEST_SS_BASE,
+            F::GUEST_SS_LIMIT,
+            F::GUEST_SS_ACCESS_RIGHTS,
+        ),
+        (
+            F::GUEST_DS_SELECTOR,
+            F::GUEST_DS_BASE,
+            F::GUEST_DS_LIMIT,
+            F::GUEST_DS_ACCESS_RIGHTS,
+        ),
+        (
+            F::GUEST_ES_SELECTOR,
+            F::GUEST_ES_BASE,
+            F::GUEST_ES_LIMIT,
+            F::GUEST_ES_ACCESS_RIGHTS,
+        ),
+        (
+            F::GUEST_FS_SELECTOR,
+            F::GUEST_FS_BASE,
+            F::GUEST_FS_LIMIT,
+            F::GUEST_FS_ACCESS_RIGHTS,
+        ),
+        (
+            F::GUEST_GS_SELECTOR,
+            F::GUEST_GS_BASE,
+            F::GUEST_GS_LIMIT,
+            F::GUEST_GS_ACCESS_RIGHTS,
+        ),
+    ] {
+        segment(s, b, l, a, data_sel, 0, limit, data_rights)?;
+    }
+    // TR must be a usable busy TSS (SDM Vol. 3C §27.3.1.2); LDTR may be unusable.
+    let tr_type = if boot.mode == EntryMode::Real16 {
+        SegmentAccessRights::TYPE_TSS16_BUSY
+    } else {
+        SegmentAccessRights::TYPE_TSS_BUSY
+    };
+    segment(
+        F::GUEST_TR_SELECTOR,
+        F::GUEST_TR_BASE,
+        F::GUEST_TR_LIMIT,
+        F::GUEST_TR_ACCESS_RIGHTS,
+        tr_sel,
+        tr_base,
+        tr_limit,
+        SegmentAccessRights::new(tr_type, false, 0),
+    )?;
+    segment(
+        F::GUEST_LDTR_SELECTOR,
+        F::GUEST_LDTR_BASE,
+        F::GUEST_LDTR_LIMIT,
+        F::GUEST_LDTR_ACCESS_RIGHTS,
+        0,
+        0,
+        0,
+        SegmentAccessRights::UNUSABLE_SEGMENT,
+    )?;
+    vmcs::write(F::GUEST_GDTR_BASE, gdt_base)?;
+    vmcs::write(F::GUEST_GDTR_LIMIT, gdt_limit)?;
+    vmcs::write(F::GUEST_IDTR_BASE, 0)?;
+    vmcs::write(
+        F::GUEST_IDTR_LIMIT,
+        if boot.mode == EntryMode::Real16 {
+            0x3ff
+        } else {
+            0
+        },
+    )?;
+    vmcs::write(F::GUEST_IA32_SYSENTER_CS, 0)?;
+    vmcs::write(F::GUEST_IA32_SYSENTER_ESP, 0)?;
+    vmcs::write(F::GUEST_IA32_SYSENTER_EIP, 0)?;
+    vmcs::write(F::GUEST_IA32_DEBUGCTL, 0)?;
+    vmcs::write(F::GUEST_INTERRUPTIBILITY_STATE, 0)?;
+    vmcs::write(F::GUEST_ACTIVITY_STATE, 0)?;
+    vmcs::write(F::GUEST_PENDING_DEBUG_EXCEPTIONS, 0)?;
+    // SDM Vol. 3C §27.3.1.5: no shadow VMCS, so the link pointer is all ones.
+    vmcs::write(F::VMCS_LINK_POINTER, u64::MAX)?;
+    Ok(())
+}
+
+/// Everything a vCPU's VMCS needs besides guest state.
+#[derive(Debug, Clone, Copy)]
+pub struct VcpuResources {
+    pub eptp: u64,
+    pub vpid: u16,
+    pub msr_bitmap: u64,
+    pub io_bitmaps: (u64, u64),
+}
+
+/// Writes the controls and host state of the current VMCS.
+pub fn write_controls(set: &ControlSet, res: &VcpuResources) -> Result<(), VmcsError> {
+    for (field, value) in set.vmcs_writes() {
+        vmcs::write(field, value)?;
+    }
+    vmcs::write(F::EXCEPTION_BITMAP, u64::from(EXCEPTION_BITMAP))?;
+    vmcs::write(F::PAGE_FAULT_ERROR_CODE_MASK, 0)?;
+    vmcs::write(F::PAGE_FAULT_ERROR_CODE_MATCH, 0)?;
+    vmcs::write(F::CR3_TARGET_COUNT, 0)?;
+    vmcs::write(F::VM_EXIT_MSR_STORE_COUNT, 0)?;
+    vmcs::write(F::VM_EXIT_MSR_LOAD_COUNT, 0)?;
+    vmcs::write(F::VM_ENTRY_MSR_LOAD_COUNT, 0)?;
+    vmcs::write(F::VM_ENTRY_INTERRUPTION_INFO, 0)?;
+    vmcs::write(F::EPT_POINTER, res.eptp)?;
+    if set.secondary.contains(SecondaryControls::ENABLE_VPID) {
+        vmcs::write(F::VPID, u64::from(res.vpid))?;
+    }
+    vmcs::write(F::MSR_BITMAP, res.msr_bitmap)?;
+    vmcs::write(F::IO_BITMAP_A, res.io_bitmaps.0)?;
+    vmcs::write(F::IO_BITMAP_B, res.io_bitmaps.1)?;
+    write_host_state()
+}
+
+/// Sets or clears interrupt-window exiting (SDM Vol. 3C §25.6.2).
+pub fn set_interrupt_window_exiting(set: &mut ControlSet, on: bool) -> Result<(), VmcsError> {
+    set.primary
+        .set(PrimaryControls::INTERRUPT_WINDOW_EXITING, on);
+    vmcs::write(
+        F::PRIMARY_PROC_BASED_VM_EXEC_CONTROLS,
+        u64::from(set.primary.bits()),
+    )
+}
