@@ -1,4 +1,19 @@
-//! Emulated legacy PC port-I/O devices.
+//! Emulated legacy PC port-I/O devices and the [`LegacyPlatform`] that owns them.
+//!
+//! Each device cites its datasheet: Intel 8259A ([`pic`]), Intel 8254 ([`pit`]), Motorola
+//! MC146818A ([`rtc`]), National Semiconductor PC16550D ([`uart`]); [`dma_page`] is the PC/AT
+//! DMA page-register file with the port-0x80 I/O-delay sink.
 
+pub mod dma_page;
 pub mod pic;
 pub mod pit;
+pub mod platform;
+pub mod rtc;
+pub mod uart;
+
+pub use dma_page::DmaPages;
+pub use pic::Pic;
+pub use pit::Pit;
+pub use platform::{LegacyPlatform, PlatformConfig};
+pub use rtc::Rtc;
+pub use uart::Uart;

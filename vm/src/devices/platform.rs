@@ -1,0 +1,481 @@
+//! [`LegacyPlatform`]: the PC devices a `nolapic` Linux guest needs, owned together so that
+//! devices can raise interrupts on the PIC while they handle an access.
+//!
+//! | Ports          | Device                                                   |
+//! |----------------|----------------------------------------------------------|
+//! | 0x20-0x21, 0xA0-0xA1, 0x4D0-0x4D1 | [`Pic`] (8259A pair + ELCR)           |
+//! | 0x40-0x43, 0x61 | [`Pit`] (8254 + port B)                                 |
+//! | 0x70-0x71      | [`Rtc`] (MC146818)                                       |
+//! | 0x80-0x8F      | [`DmaPages`] (0x80 I/O-delay sink, page registers)       |
+//! | 0x3F8-0x3FF    | [`Uart`] (16550A COM1, IRQ 4)                            |
+//! | anything else  | [`IoBus`]: run-time devices, else unclaimed (all ones, counted) |
+//!
+//! Per exit the hypervisor calls [`LegacyPlatform::io_read`] / [`LegacyPlatform::io_write`]
+//! for I/O instructions, [`LegacyPlatform::tick`] when its timer for
+//! [`LegacyPlatform::next_deadline_tsc`] fires (every access also ticks), and before VM entry
+//! [`LegacyPlatform::pending_vector`] → [`LegacyPlatform::acknowledge`] to inject an external
+//! interrupt when the guest can take one (RFLAGS.IF and no blocking), or interrupt-window
+//! exiting when it cannot.
+
+use alloc::boxed::Box;
+
+use super::dma_page::{self, DmaPages};
+use super::pic::{self, Pic};
+use super::pit::{self, Pit};
+use super::rtc::{self, Rtc};
+use super::uart::Uart;
+use crate::io::{
+    AccessSize, ConsoleBuffer, DeviceId, IoBus, IoContext, IoError, PortDevice, UnclaimedStats,
+};
+
+/// Construction parameters of a [`LegacyPlatform`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlatformConfig {
+    /// TSC frequency in Hz (time base of the PIT and RTC).
+    pub tsc_hz: u64,
+    /// TSC value at which `wall_clock_secs` holds.
+    pub boot_tsc: u64,
+    /// Wall-clock time for the RTC, seconds since the Unix epoch.
+    pub wall_clock_secs: u64,
+    /// Guest RAM size for the CMOS memory-size bytes (0 leaves them zero).
+    pub ram_bytes: u64,
+    /// Capacity of the console buffer in bytes.
+    pub console_capacity: usize,
+}
+
+impl PlatformConfig {
+    /// Defaults for a TSC of `tsc_hz`: clock at the epoch, no RAM bytes, 4 KiB console.
+    pub const fn new(tsc_hz: u64) -> Self {
+        Self {
+            tsc_hz,
+            boot_tsc: 0,
+            wall_clock_secs: 0,
+            ram_bytes: 0,
+            console_capacity: ConsoleBuffer::DEFAULT_CAPACITY,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Builtin {
+    Pic,
+    Pit,
+    Rtc,
+    Dma,
+    Uart,
+}
+
+/// The legacy PC platform: PIC, PIT, RTC, COM1, DMA page registers, plus an [`IoBus`] for
+/// everything else, and the console buffer COM1 writes into.
+#[derive(Debug)]
+pub struct LegacyPlatform {
+    pic: Pic,
+    pit: Pit,
+    rtc: Rtc,
+    uart: Uart,
+    dma: DmaPages,
+    bus: IoBus,
+    console: ConsoleBuffer,
+}
+
+impl LegacyPlatform {
+    /// Builds the platform. The built-in port ranges are reserved on the bus, so
+    /// [`LegacyPlatform::register`] rejects devices that would overlap them.
+    pub fn new(config: PlatformConfig) -> Self {
+        let mut rtc = Rtc::new(config.wall_clock_secs, config.boot_tsc, config.tsc_hz);
+        if config.ram_bytes != 0 {
+            rtc.set_memory_size(config.ram_bytes);
+        }
+        let uart = Uart::com1();
+        let mut bus = IoBus::new();
+        let ranges: [(u16, u16, &'static str); 8] = [
+            (pic::MASTER_CMD, pic::MASTER_DATA, "pic"),
+            (pic::SLAVE_CMD, pic::SLAVE_DATA, "pic"),
+            (pic::ELCR_MASTER, pic::ELCR_SLAVE, "elcr"),
+            (pit::PORT_COUNTER0, pit::PORT_CONTROL, "pit"),
+            (pit::PORT_B, pit::PORT_B, "port-b"),
+            (rtc::PORT_INDEX, rtc::PORT_DATA, "rtc"),
+            (dma_page::FIRST, dma_page::LAST, "dma-page"),
+            (uart.base(), uart.base() + 7, "uart"),
+        ];
+        for (first, last, name) in ranges {
+            // Fixed, disjoint ranges on an empty bus: cannot fail.
+            let _ = bus.reserve(first, last, name);
+        }
+        Self {
+            pic: Pic::new(),
+            pit: Pit::new(config.tsc_hz),
+            rtc,
+            uart,
+            dma: DmaPages::new(),
+            bus,
+            console: ConsoleBuffer::new(config.console_capacity),
+        }
+    }
+
+    fn builtin(&self, port: u16) -> Option<Builtin> {
+        if Pic::claims(port) {
+            Some(Builtin::Pic)
+        } else if Pit::claims(port) {
+            Some(Builtin::Pit)
+        } else if Rtc::claims(port) {
+            Some(Builtin::Rtc)
+        } else if DmaPages::claims(port) {
+            Some(Builtin::Dma)
+        } else if self.uart.claims(port) {
+            Some(Builtin::Uart)
+        } else {
+            None
+        }
+    }
+
+    fn touches_builtin(&self, port: u16, size: AccessSize) -> bool {
+        (0..u16::from(size.bytes())).any(|i| self.builtin(port.wrapping_add(i)).is_some())
+    }
+
+    fn read_builtin(&mut self, b: Builtin, port: u16, now: u64) -> u8 {
+        let mut ctx = IoContext::new(now, &mut self.pic, &mut self.console);
+        match b {
+            Builtin::Pit => self.pit.read_port(port, &mut ctx),
+            Builtin::Uart => self.uart.read_port(port, &mut ctx),
+            Builtin::Rtc => self.rtc.read_port(port, now),
+            Builtin::Dma => self.dma.read_port(port),
+            Builtin::Pic => self.pic.read_port(port),
+        }
+    }
+
+    fn write_builtin(&mut self, b: Builtin, port: u16, value: u8, now: u64) {
+        let mut ctx = IoContext::new(now, &mut self.pic, &mut self.console);
+        match b {
+            Builtin::Pit => self.pit.write_port(port, value, &mut ctx),
+            Builtin::Uart => self.uart.write_port(port, value, &mut ctx),
+            Builtin::Rtc => self.rtc.write_port(port, value, now),
+            Builtin::Dma => self.dma.write_port(port, value),
+            Builtin::Pic => self.pic.write_port(port, value),
+        }
+    }
+
+    /// `in` of `size` from `port` at TSC time `now_tsc`: returns the value for the low
+    /// `size` bytes of EAX (the upper bytes are zero).
+    pub fn io_read(&mut self, port: u16, size: AccessSize, now_tsc: u64) -> u32 {
+        self.tick(now_tsc);
+        if !self.touches_builtin(port, size) {
+            let mut ctx = IoContext::new(now_tsc, &mut self.pic, &mut self.console);
+            return self.bus.read(port, size, &mut ctx);
+        }
+        // The built-in devices are 8-bit: split the access as the ISA bus does.
+        let mut value = 0u32;
+        for i in 0..size.bytes() {
+            let p = port.wrapping_add(u16::from(i));
+            let byte = match self.builtin(p) {
+                Some(b) => self.read_builtin(b, p, now_tsc),
+                None => {
+                    let mut ctx = IoContext::new(now_tsc, &mut self.pic, &mut self.console);
+                    self.bus.read(p, AccessSize::Byte, &mut ctx) as u8
+                }
+            };
+            value |= u32::from(byte) << (8 * u32::from(i));
+        }
+        value
+    }
+
+    /// `out` of the low `size` bytes of `value` to `port` at TSC time `now_tsc`.
+    pub fn io_write(&mut self, port: u16, size: AccessSize, value: u32, now_tsc: u64) {
+        self.tick(now_tsc);
+        if !self.touches_builtin(port, size) {
+            let mut ctx = IoContext::new(now_tsc, &mut self.pic, &mut self.console);
+            self.bus.write(port, size, value, &mut ctx);
+            return;
+        }
+        for i in 0..size.bytes() {
+            let p = port.wrapping_add(u16::from(i));
+            let byte = (value >> (8 * u32::from(i))) as u8;
+            match self.builtin(p) {
+                Some(b) => self.write_builtin(b, p, byte, now_tsc),
+                None => {
+                    let mut ctx = IoContext::new(now_tsc, &mut self.pic, &mut self.console);
+                    self.bus
+                        .write(p, AccessSize::Byte, u32::from(byte), &mut ctx);
+                }
+            }
+        }
+    }
+
+    /// Brings time-driven interrupt sources (PIT counter 0 → IRQ0) up to `now_tsc`.
+    pub fn tick(&mut self, now_tsc: u64) {
+        let mut ctx = IoContext::new(now_tsc, &mut self.pic, &mut self.console);
+        self.pit.advance(&mut ctx);
+    }
+
+    /// When the next timer interrupt is due (TSC), for arming the preemption timer.
+    pub fn next_deadline_tsc(&self) -> Option<u64> {
+        self.pit.next_deadline_tsc()
+    }
+
+    /// Vector of the interrupt the PIC wants to deliver, if any (no side effects).
+    pub fn pending_vector(&self) -> Option<u8> {
+        self.pic.pending_vector()
+    }
+
+    /// INTA: takes the pending interrupt into service and returns its vector to inject.
+    pub fn acknowledge(&mut self) -> Option<u8> {
+        self.pic.acknowledge()
+    }
+
+    /// Drives ISA interrupt line `irq` from outside the port devices (e.g. a virtio device).
+    pub fn set_irq(&mut self, irq: u8, level: bool) {
+        self.pic.set_line(irq, level);
+    }
+
+    /// Feeds console input to COM1; returns how many bytes fit.
+    pub fn uart_receive(&mut self, bytes: &[u8], now_tsc: u64) -> usize {
+        let mut ctx = IoContext::new(now_tsc, &mut self.pic, &mut self.console);
+        self.uart.receive(bytes, &mut ctx)
+    }
+
+    /// Registers a run-time device on `first..=last`.
+    pub fn register(
+        &mut self,
+        first: u16,
+        last: u16,
+        device: Box<dyn PortDevice>,
+    ) -> Result<DeviceId, IoError> {
+        self.bus.register(first, last, device)
+    }
+
+    /// Counters of accesses to unclaimed ports.
+    pub fn unclaimed(&self) -> &UnclaimedStats {
+        self.bus.unclaimed()
+    }
+
+    /// Name of the device that handles `port`, if any.
+    pub fn owner_name(&self, port: u16) -> Option<&'static str> {
+        self.bus.owner_name(port)
+    }
+
+    /// The console output buffer (drain it when [`ConsoleBuffer::line_ready`]).
+    pub fn console(&mut self) -> &mut ConsoleBuffer {
+        &mut self.console
+    }
+
+    /// The PIC.
+    pub fn pic(&self) -> &Pic {
+        &self.pic
+    }
+
+    /// The PIC, mutably.
+    pub fn pic_mut(&mut self) -> &mut Pic {
+        &mut self.pic
+    }
+
+    /// The PIT.
+    pub fn pit(&self) -> &Pit {
+        &self.pit
+    }
+
+    /// The RTC, mutably (to preset CMOS bytes).
+    pub fn rtc_mut(&mut self) -> &mut Rtc {
+        &mut self.rtc
+    }
+
+    /// COM1.
+    pub fn uart(&self) -> &Uart {
+        &self.uart
+    }
+
+    /// The DMA page registers / port 0x80 sink.
+    pub fn dma_pages(&self) -> &DmaPages {
+        &self.dma
+    }
+
+    /// The run-time device bus.
+    pub fn bus_mut(&mut self) -> &mut IoBus {
+        &mut self.bus
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::pit::PIT_HZ;
+    use alloc::vec::Vec;
+
+    const HZ: u64 = 3_000_000_000;
+    const B: AccessSize = AccessSize::Byte;
+
+    fn platform() -> LegacyPlatform {
+        let mut cfg = PlatformConfig::new(HZ);
+        cfg.wall_clock_secs = 1_798_761_599;
+        cfg.ram_bytes = 64 << 20;
+        LegacyPlatform::new(cfg)
+    }
+
+    fn out(p: &mut LegacyPlatform, port: u16, v: u8, now: u64) {
+        p.io_write(port, B, u32::from(v), now);
+    }
+
+    fn linux_boot_devices(p: &mut LegacyPlatform) {
+        // init_8259A.
+        for (port, v) in [
+            (0x21, 0xff),
+            (0xa1, 0xff),
+            (0x20, 0x11),
+            (0x21, 0x30),
+            (0x21, 0x04),
+            (0x21, 0x01),
+            (0xa0, 0x11),
+            (0xa1, 0x38),
+            (0xa1, 0x02),
+            (0xa1, 0x01),
+            (0x21, 0xfb),
+            (0xa1, 0xff),
+        ] {
+            out(p, port, v, 0);
+            out(p, 0x80, 0, 0); // outb_p's I/O delay
+        }
+        // PIT periodic at HZ=100, then unmask IRQ0.
+        out(p, 0x43, 0x34, 0);
+        out(p, 0x40, 0x9c, 0);
+        out(p, 0x40, 0x2e, 0);
+        out(p, 0x21, 0xfa, 0);
+    }
+
+    #[test]
+    fn timer_interrupt_path() {
+        let mut p = platform();
+        linux_boot_devices(&mut p);
+        assert_eq!(p.pending_vector(), None);
+        let deadline = p.next_deadline_tsc().unwrap();
+        assert_eq!(deadline, (11932 * HZ).div_ceil(PIT_HZ));
+        p.tick(deadline);
+        assert_eq!(p.pending_vector(), Some(0x30));
+        assert_eq!(p.acknowledge(), Some(0x30));
+        out(&mut p, 0x20, 0x60, deadline);
+        assert!(p.next_deadline_tsc().unwrap() > deadline);
+        // Port 0x80 traffic is absorbed, not unclaimed.
+        assert_eq!(p.unclaimed().total(), 0);
+        assert_eq!(p.dma_pages().io_delay_writes(), 12);
+    }
+
+    #[test]
+    fn console_and_uart_irq() {
+        let mut p = platform();
+        linux_boot_devices(&mut p);
+        for &b in b"hello\n" {
+            out(&mut p, 0x3f8, b, 0);
+        }
+        assert!(p.console().line_ready());
+        let mut got = Vec::new();
+        p.console().drain(&mut |b| got.extend_from_slice(b));
+        assert_eq!(got, b"hello\n");
+        // Unmask IRQ4, enable THRE interrupts with OUT2: vector 0x34.
+        out(&mut p, 0x21, 0xea, 0);
+        out(&mut p, 0x3fc, 0x0b, 0);
+        out(&mut p, 0x3f9, 0x02, 0);
+        assert_eq!(p.pending_vector(), Some(0x34));
+        assert_eq!(p.acknowledge(), Some(0x34));
+        assert_eq!(p.io_read(0x3fa, B, 0), 0x02);
+        out(&mut p, 0x20, 0x64, 0);
+        assert_eq!(p.pending_vector(), None);
+        // Input raises received-data interrupts.
+        out(&mut p, 0x3f9, 0x01, 0);
+        assert_eq!(p.uart_receive(b"x", 0), 1);
+        assert_eq!(p.acknowledge(), Some(0x34));
+        assert_eq!(p.io_read(0x3f8, B, 0), u32::from(b'x'));
+    }
+
+    #[test]
+    fn unclaimed_ports_and_wide_accesses() {
+        let mut p = platform();
+        assert_eq!(p.io_read(0x87, B, 0), 0xff, "DMA page register reset value");
+        assert_eq!(p.io_read(0x92, B, 0), 0xff);
+        assert_eq!(p.io_read(0xcfc, AccessSize::Dword, 0), 0xffff_ffff);
+        p.io_write(0x92, B, 1, 0);
+        assert_eq!(p.unclaimed().total(), 3);
+        assert_eq!(p.unclaimed().port(0x92).unwrap().reads, 1);
+        assert_eq!(p.unclaimed().port(0x87), None);
+        // A word read of 0x70 reads index (0xff) and data; a word write sets index and data.
+        p.io_write(0x70, AccessSize::Word, 0x1015, 0);
+        assert_eq!(p.io_read(0x71, B, 0), 0x10);
+        // RTC through the platform: UIP clear, BCD year.
+        out(&mut p, 0x70, 0x0a, 0);
+        assert_eq!(p.io_read(0x71, B, 0) & 0x80, 0);
+        out(&mut p, 0x70, 0x09, 0);
+        assert_eq!(p.io_read(0x71, B, 0), 0x26);
+        out(&mut p, 0x70, 0x35, 0);
+        assert_eq!(
+            p.io_read(0x71, B, 0),
+            0x03,
+            "48 MiB above 16 MiB = 0x300 blocks"
+        );
+        // ELCR and PIC through the platform.
+        p.io_write(0x4d0, AccessSize::Word, 0x0e20, 0);
+        assert_eq!(p.io_read(0x4d0, AccessSize::Word, 0), 0x0e20);
+        // A dword straddling the PIT control port and unclaimed 0x44-0x46.
+        assert_eq!(p.io_read(0x43, AccessSize::Dword, 0), 0xffff_ffff);
+        assert_eq!(p.unclaimed().port(0x44).unwrap().reads, 1);
+        assert_eq!(p.owner_name(0x3fd), Some("uart"));
+    }
+
+    #[test]
+    fn registration_respects_builtins() {
+        struct Dummy;
+        impl PortDevice for Dummy {
+            fn name(&self) -> &'static str {
+                "dummy"
+            }
+            fn read(&mut self, _: u16, _: AccessSize, ctx: &mut IoContext<'_>) -> u32 {
+                ctx.raise_irq(5);
+                0x1234_5678
+            }
+            fn write(&mut self, _: u16, _: AccessSize, _: u32, ctx: &mut IoContext<'_>) {
+                ctx.lower_irq(5);
+            }
+        }
+        let mut p = platform();
+        assert_eq!(
+            p.register(0x3f0, 0x3f8, Box::new(Dummy)).unwrap_err(),
+            IoError::Overlap {
+                first: 0x3f0,
+                last: 0x3f8,
+                existing: "uart"
+            }
+        );
+        assert!(p.register(0x61, 0x61, Box::new(Dummy)).is_err());
+        assert!(p.register(0x80, 0x80, Box::new(Dummy)).is_err());
+        p.register(0x500, 0x503, Box::new(Dummy)).unwrap();
+        linux_boot_devices(&mut p);
+        out(&mut p, 0x21, 0xda, 0);
+        assert_eq!(p.io_read(0x500, AccessSize::Word, 0), 0x5678);
+        assert_eq!(p.acknowledge(), Some(0x35));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut p = platform();
+        let mut x: u32 = 0x1234_5678;
+        for i in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let ports = [
+                0x20, 0x21, 0xa0, 0xa1, 0x40, 0x41, 0x42, 0x43, 0x61, 0x70, 0x71,
+            ];
+            let port = if x & 1 == 0 {
+                ports[(x as usize >> 8) % ports.len()]
+            } else {
+                0x3f8 + (x >> 9) as u16 % 8
+            };
+            let size = [B, AccessSize::Word, AccessSize::Dword][(x >> 20) as usize % 3];
+            let now = i * 1000;
+            if x & 2 == 0 {
+                p.io_write(port, size, x >> 3, now);
+            } else {
+                let _ = p.io_read(port, size, now);
+            }
+            let _ = p.acknowledge();
+            let _ = p.next_deadline_tsc();
+        }
+        let _ = p.io_read(0xffff, AccessSize::Dword, u64::MAX);
+    }
+}

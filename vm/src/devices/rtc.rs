@@ -1,0 +1,516 @@
+//! Motorola MC146818 real-time clock and CMOS RAM (MC146818A datasheet), at the PC/AT ports
+//! 0x70 (index; bit 7 = NMI disable) and 0x71 (data).
+//!
+//! Time registers (0x00 seconds … 0x09 year, plus the IBM century byte 0x32) are computed on
+//! every read from a wall-clock base (seconds since the Unix epoch at a given TSC) advanced by
+//! TSC time, in BCD or binary and 12- or 24-hour format as register B selects. Register A's
+//! update-in-progress bit is always 0, so a guest never waits for an update cycle; register D
+//! reports valid RAM and time. Guest writes to the time registers move the clock (an offset
+//! from the base), and register B's SET bit freezes the registers while the guest writes them,
+//! as on the real part. Periodic/alarm/update interrupts (IRQ8) are not generated: register C
+//! reads 0. Bytes 0x0E-0x7F are general CMOS RAM the hypervisor may preset (memory size,
+//! equipment) before the guest runs.
+
+/// Index port (write-only on the PC; bit 7 disables NMI).
+pub const PORT_INDEX: u16 = 0x70;
+/// Data port.
+pub const PORT_DATA: u16 = 0x71;
+
+/// Register A: UIP(7), divider(6:4), rate select(3:0).
+pub const REG_A: u8 = 0x0a;
+/// Register B: SET(7), PIE(6), AIE(5), UIE(4), SQWE(3), DM(2, 1 = binary), 24/12(1), DSE(0).
+pub const REG_B: u8 = 0x0b;
+/// Register C: interrupt flags (read clears).
+pub const REG_C: u8 = 0x0c;
+/// Register D: VRT(7).
+pub const REG_D: u8 = 0x0d;
+/// IBM PC century byte.
+pub const REG_CENTURY: u8 = 0x32;
+
+const B_SET: u8 = 0x80;
+const B_BINARY: u8 = 0x04;
+const B_24H: u8 = 0x02;
+
+/// A calendar date and time (UTC, proleptic Gregorian).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateTime {
+    /// Full year, e.g. 2026.
+    pub year: i64,
+    /// 1-12.
+    pub month: u8,
+    /// 1-31.
+    pub day: u8,
+    /// 0-23.
+    pub hour: u8,
+    /// 0-59.
+    pub minute: u8,
+    /// 0-59.
+    pub second: u8,
+}
+
+/// Days since 1970-01-01 of a civil date (H. Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: u8, day: u8) -> i64 {
+    let m = i64::from(month.clamp(1, 12));
+    let y = if m <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(day.clamp(1, 31)) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+impl DateTime {
+    /// The date and time `secs` seconds after 1970-01-01 00:00:00 UTC (H. Hinnant's
+    /// `civil_from_days`). Total for every `i64`.
+    pub fn from_unix(secs: i64) -> Self {
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400);
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Self {
+            year,
+            month,
+            day,
+            hour: (rem / 3600) as u8,
+            minute: (rem / 60 % 60) as u8,
+            second: (rem % 60) as u8,
+        }
+    }
+
+    /// Seconds since the Unix epoch; out-of-range fields are clamped (so any guest-written
+    /// register combination yields some time rather than an error).
+    pub fn to_unix(self) -> i64 {
+        let year = self.year.clamp(-1_000_000, 1_000_000);
+        days_from_civil(year, self.month, self.day) * 86_400
+            + i64::from(self.hour.min(23)) * 3600
+            + i64::from(self.minute.min(59)) * 60
+            + i64::from(self.second.min(59))
+    }
+
+    /// Day of the week, 1 = Sunday … 7 = Saturday (the MC146818 convention).
+    pub fn weekday(self) -> u8 {
+        // 1970-01-01 was a Thursday (5).
+        ((days_from_civil(self.year, self.month, self.day) + 4).rem_euclid(7) + 1) as u8
+    }
+}
+
+fn to_bcd(v: u8) -> u8 {
+    ((v / 10) << 4) | (v % 10)
+}
+
+fn from_bcd(v: u8) -> u8 {
+    (v >> 4) * 10 + (v & 0x0f)
+}
+
+/// The MC146818 RTC with 128 bytes of CMOS.
+#[derive(Debug, Clone)]
+pub struct Rtc {
+    index: u8,
+    nmi_disabled: bool,
+    cmos: [u8; 128],
+    tsc_hz: u64,
+    base_tsc: u64,
+    base_secs: i64,
+    /// Correction applied by guest writes to the time registers.
+    offset_secs: i64,
+    /// Registers frozen while register B's SET bit is on.
+    frozen: Option<DateTime>,
+}
+
+impl Rtc {
+    /// A clock reading `wall_clock_secs` (seconds since the Unix epoch) at TSC `base_tsc`,
+    /// the TSC running at `tsc_hz` (clamped to at least 1).
+    pub fn new(wall_clock_secs: u64, base_tsc: u64, tsc_hz: u64) -> Self {
+        let mut cmos = [0u8; 128];
+        cmos[usize::from(REG_A)] = 0x26; // 32.768 kHz time base, 1024 Hz periodic rate
+        cmos[usize::from(REG_B)] = B_24H; // 24-hour, BCD
+        Self {
+            index: 0,
+            nmi_disabled: false,
+            cmos,
+            tsc_hz: tsc_hz.max(1),
+            base_tsc,
+            base_secs: i64::try_from(wall_clock_secs).unwrap_or(i64::MAX / 2),
+            offset_secs: 0,
+            frozen: None,
+        }
+    }
+
+    /// Whether `port` belongs to the RTC.
+    pub const fn claims(port: u16) -> bool {
+        matches!(port, PORT_INDEX | PORT_DATA)
+    }
+
+    /// Whether the guest last wrote the index port with bit 7 set (NMI masked).
+    pub fn nmi_disabled(&self) -> bool {
+        self.nmi_disabled
+    }
+
+    /// Presets general CMOS byte `index` (0x0E-0x7F; the clock registers and the century byte
+    /// are not settable this way). Returns whether the byte was stored.
+    pub fn set_cmos_byte(&mut self, index: u8, value: u8) -> bool {
+        if !(0x0e..0x80).contains(&index) || index == REG_CENTURY {
+            return false;
+        }
+        self.cmos[usize::from(index)] = value;
+        true
+    }
+
+    /// A general CMOS byte (any index below 0x80; clock registers read their stored raw
+    /// value, which is not the time).
+    pub fn cmos_byte(&self, index: u8) -> u8 {
+        self.cmos.get(usize::from(index)).copied().unwrap_or(0xff)
+    }
+
+    /// Fills the PC/AT memory-size bytes for a guest with `ram_bytes` of RAM: base memory
+    /// (0x15/0x16, 640 KiB), extended memory above 1 MiB in KiB (0x17/0x18 and 0x30/0x31,
+    /// capped at 0xFFFF), memory above 16 MiB in 64-KiB blocks (0x34/0x35, capped, covering
+    /// up to 4 GiB), memory above 4 GiB in 64-KiB blocks (0x5B-0x5D, the SeaBIOS/QEMU
+    /// convention), and the standard checksum over 0x10-0x2D at 0x2E/0x2F.
+    pub fn set_memory_size(&mut self, ram_bytes: u64) {
+        const KIB: u64 = 1024;
+        const MIB: u64 = 1024 * KIB;
+        const GIB: u64 = 1024 * MIB;
+        let put16 = |cmos: &mut [u8; 128], lo: usize, v: u64| {
+            let v = v.min(0xffff) as u16;
+            cmos[lo] = v as u8;
+            cmos[lo + 1] = (v >> 8) as u8;
+        };
+        put16(&mut self.cmos, 0x15, 640);
+        let below_4g = ram_bytes.min(4 * GIB);
+        let ext_kib = below_4g.saturating_sub(MIB) / KIB;
+        put16(&mut self.cmos, 0x17, ext_kib);
+        put16(&mut self.cmos, 0x30, ext_kib);
+        put16(
+            &mut self.cmos,
+            0x34,
+            below_4g.saturating_sub(16 * MIB) / (64 * KIB),
+        );
+        let high = (ram_bytes.saturating_sub(4 * GIB) / (64 * KIB)).min(0xff_ffff);
+        self.cmos[0x5b] = high as u8;
+        self.cmos[0x5c] = (high >> 8) as u8;
+        self.cmos[0x5d] = (high >> 16) as u8;
+        let sum: u16 = self.cmos[0x10..=0x2d].iter().map(|&b| u16::from(b)).sum();
+        self.cmos[0x2e] = (sum >> 8) as u8;
+        self.cmos[0x2f] = sum as u8;
+    }
+
+    fn elapsed_secs(&self, now_tsc: u64) -> i64 {
+        let s = now_tsc.saturating_sub(self.base_tsc) / self.tsc_hz;
+        i64::try_from(s).unwrap_or(i64::MAX / 4)
+    }
+
+    /// Seconds since the Unix epoch the clock shows at `now_tsc`.
+    pub fn unix_time(&self, now_tsc: u64) -> i64 {
+        self.base_secs
+            .saturating_add(self.elapsed_secs(now_tsc))
+            .saturating_add(self.offset_secs)
+    }
+
+    /// The date and time the registers show at `now_tsc`.
+    pub fn now(&self, now_tsc: u64) -> DateTime {
+        self.frozen
+            .unwrap_or_else(|| DateTime::from_unix(self.unix_time(now_tsc)))
+    }
+
+    fn set_time(&mut self, dt: DateTime, now_tsc: u64) {
+        let current = self.base_secs.saturating_add(self.elapsed_secs(now_tsc));
+        self.offset_secs = dt.to_unix().saturating_sub(current);
+    }
+
+    fn binary(&self) -> bool {
+        self.cmos[usize::from(REG_B)] & B_BINARY != 0
+    }
+
+    fn encode(&self, v: u8) -> u8 {
+        if self.binary() {
+            v
+        } else {
+            to_bcd(v)
+        }
+    }
+
+    fn decode(&self, v: u8) -> u8 {
+        if self.binary() {
+            v
+        } else {
+            from_bcd(v)
+        }
+    }
+
+    fn read_register(&mut self, index: u8, now_tsc: u64) -> u8 {
+        let dt = self.now(now_tsc);
+        match index {
+            0x00 => self.encode(dt.second),
+            0x02 => self.encode(dt.minute),
+            0x04 => {
+                if self.cmos[usize::from(REG_B)] & B_24H != 0 {
+                    self.encode(dt.hour)
+                } else {
+                    let h12 = match dt.hour % 12 {
+                        0 => 12,
+                        h => h,
+                    };
+                    self.encode(h12) | if dt.hour >= 12 { 0x80 } else { 0 }
+                }
+            }
+            0x06 => self.encode(dt.weekday()),
+            0x07 => self.encode(dt.day),
+            0x08 => self.encode(dt.month),
+            0x09 => self.encode(dt.year.rem_euclid(100) as u8),
+            REG_CENTURY => self.encode(dt.year.div_euclid(100).clamp(0, 99) as u8),
+            // UIP is never set.
+            REG_A => self.cmos[usize::from(REG_A)] & 0x7f,
+            // No interrupt sources are modelled, so no flags are ever pending.
+            REG_C => 0,
+            REG_D => 0x80,
+            i => self.cmos_byte(i),
+        }
+    }
+
+    fn write_register(&mut self, index: u8, value: u8, now_tsc: u64) {
+        let time_field = matches!(index, 0x00 | 0x02 | 0x04 | 0x07 | 0x08 | 0x09 | REG_CENTURY);
+        if time_field {
+            let mut dt = self.now(now_tsc);
+            match index {
+                0x00 => dt.second = self.decode(value),
+                0x02 => dt.minute = self.decode(value),
+                0x04 => {
+                    dt.hour = if self.cmos[usize::from(REG_B)] & B_24H != 0 {
+                        self.decode(value)
+                    } else {
+                        let h = self.decode(value & 0x7f) % 12;
+                        h + if value & 0x80 != 0 { 12 } else { 0 }
+                    }
+                }
+                0x07 => dt.day = self.decode(value),
+                0x08 => dt.month = self.decode(value),
+                0x09 => dt.year = dt.year.div_euclid(100) * 100 + i64::from(self.decode(value)),
+                _ => dt.year = i64::from(self.decode(value)) * 100 + dt.year.rem_euclid(100),
+            }
+            // Normalise (e.g. 31 February) through the epoch round trip.
+            let dt = DateTime::from_unix(dt.to_unix());
+            if self.frozen.is_some() {
+                self.frozen = Some(dt);
+            } else {
+                self.set_time(dt, now_tsc);
+            }
+            return;
+        }
+        match index {
+            REG_A => self.cmos[usize::from(REG_A)] = value & 0x7f,
+            REG_B => {
+                let old = self.cmos[usize::from(REG_B)];
+                let mut value = value;
+                if value & B_SET != 0 {
+                    // SET freezes the update cycle and clears UIE.
+                    value &= !0x10;
+                    if old & B_SET == 0 {
+                        self.frozen = Some(self.now(now_tsc));
+                    }
+                } else if let Some(dt) = self.frozen.take() {
+                    self.set_time(dt, now_tsc);
+                }
+                self.cmos[usize::from(REG_B)] = value;
+            }
+            // C and D are read-only; the day of week is derived from the date.
+            REG_C | REG_D | 0x06 => {}
+            i => {
+                if let Some(b) = self.cmos.get_mut(usize::from(i)) {
+                    *b = value;
+                }
+            }
+        }
+    }
+
+    /// Byte read from 0x70/0x71 (0x70 reads 0xff: the index register is write-only).
+    pub fn read_port(&mut self, port: u16, now_tsc: u64) -> u8 {
+        match port {
+            PORT_DATA => self.read_register(self.index, now_tsc),
+            _ => 0xff,
+        }
+    }
+
+    /// Byte write to 0x70/0x71.
+    pub fn write_port(&mut self, port: u16, value: u8, now_tsc: u64) {
+        match port {
+            PORT_INDEX => {
+                self.nmi_disabled = value & 0x80 != 0;
+                self.index = value & 0x7f;
+            }
+            PORT_DATA => self.write_register(self.index, value, now_tsc),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HZ: u64 = 1_000_000_000;
+    /// 2026-12-31 23:59:59 UTC.
+    const NYE: u64 = 1_798_761_599;
+
+    fn read(rtc: &mut Rtc, index: u8, now: u64) -> u8 {
+        rtc.write_port(PORT_INDEX, 0x80 | index, now);
+        rtc.read_port(PORT_DATA, now)
+    }
+
+    #[test]
+    fn calendar_conversion() {
+        assert_eq!(
+            DateTime::from_unix(NYE as i64),
+            DateTime {
+                year: 2026,
+                month: 12,
+                day: 31,
+                hour: 23,
+                minute: 59,
+                second: 59
+            }
+        );
+        assert_eq!(
+            DateTime::from_unix(0).weekday(),
+            5,
+            "1970-01-01 was a Thursday"
+        );
+        assert_eq!(DateTime::from_unix(951_782_400).month, 2, "2000-02-29");
+        assert_eq!(DateTime::from_unix(951_782_400).day, 29);
+        for s in [-86_401i64, 0, 68_169_600, 4_107_542_399, NYE as i64] {
+            assert_eq!(DateTime::from_unix(s).to_unix(), s);
+        }
+        let _ = DateTime::from_unix(i64::MIN).to_unix();
+        let _ = DateTime::from_unix(i64::MAX).to_unix();
+    }
+
+    #[test]
+    fn bcd_reads_and_rollover() {
+        let mut rtc = Rtc::new(NYE, 1000, HZ);
+        assert_eq!(read(&mut rtc, 0x00, 1000), 0x59);
+        assert_eq!(read(&mut rtc, 0x02, 1000), 0x59);
+        assert_eq!(read(&mut rtc, 0x04, 1000), 0x23);
+        assert_eq!(read(&mut rtc, 0x07, 1000), 0x31);
+        assert_eq!(read(&mut rtc, 0x08, 1000), 0x12);
+        assert_eq!(read(&mut rtc, 0x09, 1000), 0x26);
+        assert_eq!(read(&mut rtc, REG_CENTURY, 1000), 0x20);
+        assert_eq!(read(&mut rtc, 0x06, 1000), 0x05, "Thursday");
+        assert!(rtc.nmi_disabled());
+        // + 2 s: 2027-01-01 00:00:01.
+        let now = 1000 + 2 * HZ;
+        assert_eq!(read(&mut rtc, 0x00, now), 0x01);
+        assert_eq!(read(&mut rtc, 0x04, now), 0x00);
+        assert_eq!(read(&mut rtc, 0x07, now), 0x01);
+        assert_eq!(read(&mut rtc, 0x08, now), 0x01);
+        assert_eq!(read(&mut rtc, 0x09, now), 0x27);
+    }
+
+    #[test]
+    fn status_registers_never_stall() {
+        let mut rtc = Rtc::new(NYE, 0, HZ);
+        for t in (0..3 * HZ).step_by(HZ as usize / 7) {
+            assert_eq!(read(&mut rtc, REG_A, t) & 0x80, 0);
+        }
+        assert_eq!(read(&mut rtc, REG_A, 0), 0x26);
+        assert_eq!(read(&mut rtc, REG_B, 0), 0x02);
+        assert_eq!(read(&mut rtc, REG_C, 0), 0x00);
+        assert_eq!(read(&mut rtc, REG_D, 0), 0x80);
+        rtc.write_port(PORT_INDEX, REG_A, 0);
+        rtc.write_port(PORT_DATA, 0xff, 0);
+        assert_eq!(read(&mut rtc, REG_A, 0), 0x7f);
+    }
+
+    #[test]
+    fn binary_and_12_hour_modes() {
+        let mut rtc = Rtc::new(NYE, 0, HZ);
+        rtc.write_port(PORT_INDEX, REG_B, 0);
+        rtc.write_port(PORT_DATA, B_BINARY, 0); // binary, 12-hour
+        assert_eq!(read(&mut rtc, 0x00, 0), 59);
+        assert_eq!(read(&mut rtc, 0x04, 0), 0x80 | 11, "11 PM");
+        assert_eq!(read(&mut rtc, 0x09, 0), 26);
+        // Writes in binary mode: set the year to 2030 and 8 AM.
+        rtc.write_port(PORT_INDEX, 0x09, 0);
+        rtc.write_port(PORT_DATA, 30, 0);
+        rtc.write_port(PORT_INDEX, 0x04, 0);
+        rtc.write_port(PORT_DATA, 8, 0);
+        assert_eq!(read(&mut rtc, 0x09, 5 * HZ), 30);
+        assert_eq!(read(&mut rtc, 0x04, 0), 8, "AM");
+        assert_eq!(read(&mut rtc, 0x00, 5 * HZ), 4, "59 + 5 s wrapped");
+        assert_eq!(read(&mut rtc, 0x04, 5 * HZ), 9, "08:59:59 + 5 s");
+        assert_eq!(read(&mut rtc, 0x08, 5 * HZ), 12);
+    }
+
+    #[test]
+    fn set_bit_freezes_then_commits() {
+        let mut rtc = Rtc::new(NYE, 0, HZ);
+        rtc.write_port(PORT_INDEX, REG_B, 0);
+        rtc.write_port(PORT_DATA, B_SET | B_24H, 0);
+        for (i, v) in [
+            (0x00u8, 0x30u8),
+            (0x02, 0x15),
+            (0x04, 0x10),
+            (0x07, 0x04),
+            (0x08, 0x07),
+        ] {
+            rtc.write_port(PORT_INDEX, i, 0);
+            rtc.write_port(PORT_DATA, v, 0);
+        }
+        assert_eq!(read(&mut rtc, 0x00, 10 * HZ), 0x30, "frozen while SET");
+        rtc.write_port(PORT_INDEX, REG_B, 10 * HZ);
+        rtc.write_port(PORT_DATA, B_24H, 10 * HZ);
+        assert_eq!(read(&mut rtc, 0x00, 13 * HZ), 0x33);
+        assert_eq!(read(&mut rtc, 0x07, 13 * HZ), 0x04);
+        assert_eq!(read(&mut rtc, 0x08, 13 * HZ), 0x07);
+        assert_eq!(read(&mut rtc, 0x09, 13 * HZ), 0x26);
+        // Garbage in every register never panics.
+        for i in 0..=255u8 {
+            for v in [0u8, 0x99, 0xff, 0x5a] {
+                rtc.write_port(PORT_INDEX, i, u64::MAX);
+                rtc.write_port(PORT_DATA, v, u64::MAX);
+                let _ = rtc.read_port(PORT_DATA, u64::MAX);
+                let _ = rtc.read_port(PORT_INDEX, 0);
+            }
+        }
+    }
+
+    #[test]
+    fn cmos_memory_bytes() {
+        let mut rtc = Rtc::new(0, 0, HZ);
+        rtc.set_memory_size(32 << 20);
+        assert_eq!(read(&mut rtc, 0x15, 0), 0x80);
+        assert_eq!(read(&mut rtc, 0x16, 0), 0x02);
+        assert_eq!(read(&mut rtc, 0x17, 0), 0x00);
+        assert_eq!(
+            read(&mut rtc, 0x18, 0),
+            0x7c,
+            "31 MiB above 1 MiB = 0x7c00 KiB"
+        );
+        assert_eq!(read(&mut rtc, 0x30, 0), 0x00);
+        assert_eq!(read(&mut rtc, 0x31, 0), 0x7c);
+        assert_eq!(read(&mut rtc, 0x34, 0), 0x00);
+        assert_eq!(
+            read(&mut rtc, 0x35, 0),
+            0x01,
+            "16 MiB above 16 MiB in 64 KiB blocks"
+        );
+        rtc.set_memory_size(6 << 30);
+        assert_eq!(read(&mut rtc, 0x18, 0), 0xff, "capped");
+        assert_eq!(
+            read(&mut rtc, 0x5c, 0),
+            0x80,
+            "2 GiB above 4 GiB = 0x8000 blocks"
+        );
+        assert!(rtc.set_cmos_byte(0x10, 0x44));
+        assert!(!rtc.set_cmos_byte(0x00, 1));
+        assert!(!rtc.set_cmos_byte(0x80, 1));
+        assert_eq!(read(&mut rtc, 0x10, 0), 0x44);
+    }
+}
