@@ -1,7 +1,6 @@
 //! The hypercall ABI v1 (docs/hypercall-abi.md) as raw VMCALLs: the test guests also pass
 //! garbage, so they use this rather than typed wrappers.
 
-use crate::probe;
 use crate::trap::Fault;
 
 pub const ABI_VERSION: u64 = 0x0001_0000;
@@ -66,20 +65,30 @@ impl Entry {
 /// hypervisor refuses).
 pub unsafe fn call(nr: u64, args: [u64; 4]) -> Result<i64, Fault> {
     let ret: u64;
+    crate::trap::clear();
     // SAFETY: the caller vouches for the memory the call may write; VMCALL preserves every
     // register except RAX (ABI §2); RBX, reserved by LLVM, is swapped in and out around it.
-    // The asm is not `nomem`: the hypervisor writes guest memory.
-    let fault = unsafe {
-        probe!(
-            "xchg {a0}, rbx\nvmcall\nxchg {a0}, rbx",
+    // The recovery label sits *before* the second XCHG, so RBX is restored on the fault path
+    // too. The asm is not `nomem`: the hypervisor writes guest memory.
+    unsafe {
+        core::arch::asm!(
+            "lea {tmp}, [rip + 2f]",
+            "mov qword ptr [{slot}], {tmp}",
+            "xchg {a0}, rbx",
+            "vmcall",
+            "2:",
+            "xchg {a0}, rbx",
+            slot = in(reg) crate::trap::RECOVER_RIP.as_ptr(),
+            tmp = out(reg) _,
             a0 = inout(reg) args[0] => _,
             inout("rax") nr => ret,
             in("rcx") args[1],
             in("rdx") args[2],
             in("rsi") args[3],
             options(nostack)
-        )
-    };
+        );
+    }
+    let fault = crate::trap::take();
     fault.map_or(Ok(ret as i64), Err)
 }
 
