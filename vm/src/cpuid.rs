@@ -42,6 +42,8 @@ pub const HV_TIMING_LEAF: u32 = 0x4000_0010;
 pub const EXT_BASE_LEAF: u32 = 0x8000_0000;
 /// Highest extended leaf exposed.
 pub const EXT_MAX_LEAF: u32 = 0x8000_0008;
+/// Most vCPUs the topology leaves describe.
+pub const MAX_VCPUS: u32 = 1 << 16;
 /// Highest basic leaf ever exposed (bounds the table).
 pub const BASIC_LEAF_CAP: u32 = 0x3f;
 
@@ -219,7 +221,7 @@ pub struct HypervisorLeaves<'a> {
 /// What the guest may see beyond the fixed policy.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuidConfig<'a> {
-    /// Number of vCPUs (topology leaves); at least 1.
+    /// Number of vCPUs (topology leaves), 1..=[`MAX_VCPUS`].
     pub vcpus: u32,
     /// Upper bound on the maximum basic leaf (after raising it to 0x16 for `tsc_hz`).
     pub max_basic_leaf: Option<u32>,
@@ -321,7 +323,7 @@ impl CpuidPolicy {
     where
         F: FnMut(u32, u32) -> [u32; 4],
     {
-        let vcpus = config.vcpus.max(1);
+        let vcpus = config.vcpus.clamp(1, MAX_VCPUS);
         let core_bits = bits_for(vcpus);
         let local_apic = config.local_apic;
         let host0 = host(0, 0);
@@ -813,6 +815,19 @@ mod tests {
         );
         assert_eq!(p.lookup(0xd, 2, &s), [0x100, 0x240, 0, 0]);
         assert_eq!(p.lookup(0xd, 3, &s), [0; 4]);
+    }
+
+    #[test]
+    fn extreme_vcpu_counts_are_clamped() {
+        for vcpus in [0, 1, 2, 255, 256, u32::MAX] {
+            let mut cfg = CpuidConfig::new(hv());
+            cfg.vcpus = vcpus;
+            let p = CpuidPolicy::from_host(host, &cfg);
+            let l = p.lookup(0xb, 1, &vcpu(0));
+            assert_eq!(l[1], vcpus.clamp(1, MAX_VCPUS).min(0xffff));
+            let _ = p.lookup(4, 3, &vcpu(0));
+            let _ = p.lookup(1, 0, &vcpu(0));
+        }
     }
 
     #[test]
