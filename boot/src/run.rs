@@ -190,6 +190,38 @@ pub const KERNEL_BANNER: &str = "Bulkhead ";
 /// How often a run is retried when Bochs itself crashes before the kernel starts.
 const EMULATOR_CRASH_RETRIES: u32 = 2;
 
+/// How to give each Bochs its own network namespace, if this machine allows it.
+///
+/// Bochs's RFB display (the only headless display in Debian's build) listens on the first
+/// free port from 5900; a second concurrent Bochs that has to fall back to another port
+/// crashes in its Cirrus display refresh (`bx_svga_cirrus_c::update`, seen as SIGSEGV in
+/// about one run in five). In a private network namespace every instance gets port 5900
+/// and two runs at once never collide. Root uses `unshare -n`; other users `unshare -rn`
+/// (user namespaces). Probed once.
+fn namespace_prefix() -> Option<&'static [&'static str]> {
+    static PREFIX: std::sync::OnceLock<Option<&'static [&'static str]>> =
+        std::sync::OnceLock::new();
+    *PREFIX.get_or_init(|| {
+        let candidates: [&'static [&'static str]; 2] = [&["unshare", "-n"], &["unshare", "-rn"]];
+        let found = candidates.into_iter().find(|p| {
+            Command::new(p[0])
+                .args(&p[1..])
+                .arg("true")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        if found.is_none() {
+            eprintln!(
+                "bulkhead-boot: cannot create network namespaces (unshare); concurrent Bochs runs may crash \
+                 in Bochs's RFB display, so run them one at a time"
+            );
+        }
+        found
+    })
+}
+
 /// Runs the image and waits for the verdict.
 ///
 /// Bochs 2.7's RFB display occasionally crashes (SIGSEGV) while the bootloader switches video
@@ -266,7 +298,15 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
             // The debugger is compiled in: a command file with `c` makes Bochs run at once.
             let cmds = work.join("debugger.rc");
             std::fs::write(&cmds, "c\n").map_err(io("cannot write", &cmds))?;
-            let mut c = Command::new(find_program("bochs-bin")?);
+            let bochs = find_program("bochs-bin")?;
+            let mut c = match namespace_prefix() {
+                Some(prefix) => {
+                    let mut c = Command::new(prefix[0]);
+                    c.args(&prefix[1..]).arg(&bochs);
+                    c
+                }
+                None => Command::new(&bochs),
+            };
             c.arg("-q")
                 .arg("-unlock")
                 .arg("-f")

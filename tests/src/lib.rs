@@ -1,7 +1,9 @@
 //! Shared helpers for Bulkhead's integration tests: find the images `scripts/test` built, boot
 //! them on a platform, and assert on the transcript with the whole transcript shown on failure.
 
-use bulkhead_boot::image::default_image_dir;
+use bulkhead_boot::image::{
+    build_bios_image, default_image_dir, guest_dir, kernel_path, pack_bundle,
+};
 use bulkhead_boot::{Platform, RunOutcome, RunSpec};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -94,5 +96,86 @@ impl Checked {
             .lines()
             .find(|l| l.contains(needle))
             .unwrap_or_else(|| self.fail(&format!("no line contains {needle:?}")))
+    }
+}
+
+/// A BIOS image whose boot archive holds `conf` (as bulkhead.conf) and the named files from
+/// `target/guests` (built by `bulkhead-boot guests`, which scripts/test runs). The image lives
+/// in a temporary directory owned by the returned guard.
+pub fn bundle_image(conf: &str, guests: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir_all(&bundle).expect("bundle directory");
+    std::fs::write(bundle.join("bulkhead.conf"), conf).expect("write bulkhead.conf");
+    for g in guests {
+        let src = guest_dir().join(g);
+        assert!(
+            src.is_file(),
+            "{} is missing: build the test guests with `cargo run -p bulkhead-boot -- guests` (scripts/test does)",
+            src.display()
+        );
+        std::fs::copy(&src, bundle.join(g)).expect("copy guest");
+    }
+    let archive = pack_bundle(&bundle).unwrap_or_else(|e| panic!("packing the bundle: {e}"));
+    let ramdisk = dir.path().join("archive.bin");
+    std::fs::write(&ramdisk, archive).expect("write archive");
+    let kernel = kernel_path();
+    assert!(
+        kernel.is_file(),
+        "{} is missing: build it with `cargo kernel` (scripts/test does)",
+        kernel.display()
+    );
+    let image = dir.path().join("bulkhead-bios.img");
+    build_bios_image(&kernel, Some(&ramdisk), &image)
+        .unwrap_or_else(|e| panic!("building the image: {e}"));
+    (dir, image)
+}
+
+/// Boots `image` in Bochs with `cpu`.
+pub fn boot_image(image: &std::path::Path, cpu: &str, timeout_secs: u64) -> Checked {
+    let mut spec = RunSpec::new(Platform::Bochs, image);
+    spec.cpu_model = cpu.to_string();
+    spec.timeout = Duration::from_secs(timeout_secs);
+    let outcome = bulkhead_boot::run(&spec).unwrap_or_else(|e| panic!("could not run Bochs: {e}"));
+    eprintln!("bochs ({cpu}): {}", outcome.summary());
+    Checked {
+        outcome,
+        label: format!("bochs with cpu {cpu}"),
+    }
+}
+
+impl Checked {
+    /// The exit-statistics line of `vm` for `reason` (e.g. "CPUID"), as (count, ticks).
+    pub fn exit_count(&self, vm: &str, reason: &str) -> Option<u64> {
+        let prefix = format!("vm {vm}: exits: {reason} ");
+        self.outcome.transcript.lines().find_map(|l| {
+            let rest = &l[l.find(&prefix)? + prefix.len()..];
+            let count = rest.trim_start().strip_prefix("count=")?;
+            count.split_whitespace().next()?.parse().ok()
+        })
+    }
+
+    /// Asserts the exit count of `vm` for `reason` is exactly `expected` (0 = no line).
+    pub fn exits(&self, vm: &str, reason: &str, expected: u64) -> &Self {
+        let got = self.exit_count(vm, reason).unwrap_or(0);
+        if got != expected {
+            self.fail(&format!(
+                "vm {vm}: expected {expected} {reason} exits, the statistics say {got}"
+            ));
+        }
+        self
+    }
+
+    /// Asserts a counter from the `exits: hypercalls=... ` line of `vm`.
+    pub fn counter(&self, vm: &str, name: &str, expected: u64) -> &Self {
+        let line = self.line(&format!("vm {vm}: exits: hypercalls="));
+        let got = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse::<u64>().ok());
+        if got != Some(expected) {
+            self.fail(&format!("vm {vm}: expected {name}={expected}, got {got:?}"));
+        }
+        self
     }
 }

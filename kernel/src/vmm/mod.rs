@@ -629,9 +629,10 @@ impl Vm {
             self.vcpu.launched = true;
             let info = ExitInfo::read();
             let action = exits::dispatch(self, &info);
-            let keep_running = self.apply(action, &info);
+            // Recorded before the action is applied, so a stopping VM's report includes it.
             self.stats
                 .record(info.reason.reason.number(), arch::rdtsc() - exited_at);
+            let keep_running = self.apply(action, &info);
             if !keep_running {
                 break;
             }

@@ -1,0 +1,144 @@
+//! VMX engine integration tests: test guests run under Bulkhead in Bochs and exercise every
+//! exit handler; the assertions cover the guests' PASS lines, the hypervisor's stop reports
+//! and exact exit counts from the statistics printed when each VM stops.
+
+use bulkhead_tests::{boot_image, bundle_image, Checked};
+
+const SELFTEST_CHECKS: &[&str] = &[
+    "cpuid-hypervisor-bit",
+    "cpuid-vmx-hidden",
+    "cpuid-signature",
+    "abi-version",
+    "hypercall-nop",
+    "hypercall-console",
+    "hypercall-unknown",
+    "hypercall-bad-pointer",
+    "multicall-8",
+    "exit-stats",
+    "io-unclaimed",
+    "msr-roundtrip",
+    "msr-unknown-gp",
+    "msr-feature-control",
+    "cr4-vmxe-gp",
+    "cr-read",
+    "vmx-ud",
+    "int3-reflected",
+    "mmio-virtio-magic",
+    "rdtsc-monotonic",
+];
+
+const SELFTEST_CONF: &str = "\
+[vm selftest]
+kind = elf64
+image = selftest.elf
+memory = 16M
+virtio-blk = size:1M
+";
+
+/// The selftest guest on one CPU model: every check passes, and the exit statistics match
+/// what the guest does (one INT3, one MOV to CR4, one VMXON and one VMREAD, 6 RDMSR and 5
+/// WRMSR, 133 MMIO accesses, 67 unclaimed port accesses, 2673 multicall operations).
+fn selftest_on(cpu: &str) -> Checked {
+    let (_dir, image) = bundle_image(SELFTEST_CONF, &["selftest.elf"]);
+    let run = boot_image(&image, cpu, 240);
+    run.exited(0, "ok")
+        .saw("vm selftest: 16 MiB RAM, 64-bit guest selftest.elf");
+    for check in SELFTEST_CHECKS {
+        run.saw(&format!("[selftest] guest selftest: PASS {check}"));
+    }
+    run.saw("[selftest] guest selftest: hello via hypercall")
+        .saw("[selftest] guest selftest: DONE passed=20 failed=0")
+        .not_saw("FAIL")
+        .saw("vm selftest: stopped: guest halted with interrupts disabled (powered off)")
+        .exits("selftest", "exception or NMI", 1)
+        .exits("selftest", "control-register access", 1)
+        .exits("selftest", "VMXON", 1)
+        .exits("selftest", "VMREAD", 1)
+        .exits("selftest", "RDMSR", 6)
+        .exits("selftest", "WRMSR", 5)
+        .exits("selftest", "EPT violation", 133)
+        .exits("selftest", "external interrupt", 0)
+        .counter("selftest", "mmio", 133)
+        .counter("selftest", "unclaimed-ports", 67)
+        .counter("selftest", "multicall-ops", 2673)
+        .counter("selftest", "exceptions-injected", 6)
+        .saw("bulkhead: all VMs stopped (1 ran, 0 could not start)");
+    // 64 benchmark CPUIDs plus the checks': at least 68.
+    assert!(run.exit_count("selftest", "CPUID").unwrap_or(0) >= 68);
+    run
+}
+
+#[test]
+fn selftest_passes_on_skylake_x() {
+    selftest_on("corei7_skylake_x");
+}
+
+#[test]
+fn selftest_passes_on_arrandale_the_oldest_model_with_unrestricted_guest() {
+    selftest_on("corei5_arrandale_m520");
+}
+
+#[test]
+fn selftest_passes_on_tigerlake() {
+    selftest_on("tigerlake");
+}
+
+/// Every hostile guest, each in its own VM, with a well-behaved VM after them: each attack
+/// ends in the architectural fault or a precise stop report, and the last VM still passes.
+#[test]
+fn hostile_guests_are_contained_and_the_others_keep_running() {
+    let attacks = [
+        "oob-read",
+        "oob-read-high",
+        "oob-write",
+        "host-memory",
+        "triple-fault",
+        "vmx-instructions",
+        "vmx-msrs",
+        "bad-hypercalls",
+    ];
+    let mut conf =
+        String::from("[vm realmode]\nkind = real16\nimage = realmode.bin\nmemory = 4M\n");
+    let mut files = vec!["realmode.bin".to_string(), "selftest.elf".to_string()];
+    for a in attacks {
+        conf += &format!("[vm {a}]\nkind = elf64\nimage = hostile-{a}.elf\nmemory = 16M\n");
+        files.push(format!("hostile-{a}.elf"));
+    }
+    conf += SELFTEST_CONF;
+    let files: Vec<&str> = files.iter().map(String::as_str).collect();
+    let (_dir, image) = bundle_image(&conf, &files);
+    let run = boot_image(&image, "corei7_skylake_x", 400);
+    run.exited(0, "ok")
+        // The real-mode guest: unrestricted guest, CPUID and hypercalls from 16-bit code.
+        .saw("[realmode] guest realmode: DONE passed=6 failed=0")
+        .saw("vm realmode: stopped: guest halted with interrupts disabled")
+        // Memory outside the VM: stopped before anything is touched.
+        .saw("vm oob-read: stopped: read of guest-physical 0x1400000, outside guest RAM and every MMIO region")
+        .saw("vm oob-read-high: stopped: read of guest-physical 0x100000000, outside guest RAM and every MMIO region")
+        .saw("vm oob-write: stopped: write of guest-physical 0x1000000, outside guest RAM and every MMIO region")
+        .saw("vm host-memory: stopped: write of guest-physical 0x80000000, outside guest RAM and every MMIO region")
+        .saw("vm triple-fault: stopped: triple fault")
+        .exits("triple-fault", "triple fault", 1)
+        // Architectural faults the guests observe and report themselves.
+        .saw("[vmx-instructions] guest hostile-vmx-instructions: DONE passed=12 failed=0")
+        .saw("[vmx-msrs] guest hostile-vmx-msrs: DONE passed=26 failed=0")
+        .saw("[bad-hypercalls] guest hostile-bad-hypercalls: DONE passed=60 failed=0")
+        // The well-behaved VM after all of them.
+        .saw("[selftest] guest selftest: DONE passed=20 failed=0")
+        .not_saw("FAIL")
+        .not_saw("hypervisor bug")
+        .saw("bulkhead: all VMs stopped (10 ran, 0 could not start)");
+}
+
+/// A configuration mistake is reported with its line, and the run ends with status 32.
+#[test]
+fn a_vm_that_cannot_start_is_reported_and_the_rest_run() {
+    let conf =
+        format!("[vm missing]\nkind = elf64\nimage = nothere.elf\nmemory = 16M\n{SELFTEST_CONF}");
+    let (_dir, image) = bundle_image(&conf, &["selftest.elf"]);
+    boot_image(&image, "corei7_skylake_x", 240)
+        .saw("vm missing: not started: the boot archive has no entry \"nothere.elf\"")
+        .saw("[selftest] guest selftest: DONE passed=20 failed=0")
+        .saw("bulkhead: all VMs stopped (1 ran, 1 could not start)")
+        .exited(32, "bad-configuration");
+}
