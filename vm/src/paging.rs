@@ -19,8 +19,13 @@ pub enum WalkError {
 impl fmt::Display for WalkError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WalkError::NotPresent { level } => write!(f, "the guest's page tables do not map the address (level {level} entry not present)"),
-            WalkError::TableOutsideRam { gpa } => write!(f, "a guest page table at {gpa:#x} lies outside guest RAM"),
+            WalkError::NotPresent { level } => write!(
+                f,
+                "the guest's page tables do not map the address (level {level} entry not present)"
+            ),
+            WalkError::TableOutsideRam { gpa } => {
+                write!(f, "a guest page table at {gpa:#x} lies outside guest RAM")
+            }
             WalkError::Unsupported(m) => write!(f, "unsupported paging mode: {m}"),
         }
     }
@@ -108,33 +113,71 @@ mod tests {
 
     #[test]
     fn paging_off_is_identity() {
-        let s = PagingState { cr0: 0x11, cr3: 0, cr4: 0, efer: 0 };
+        let s = PagingState {
+            cr0: 0x11,
+            cr3: 0,
+            cr4: 0,
+            efer: 0,
+        };
         assert_eq!(translate(&s, 0x1234, |_| None, |_| None), Ok(0x1234));
     }
 
     #[test]
     fn long_mode_4k_and_2m_pages() {
-        let s = PagingState { cr0: CR0_PG | 1, cr3: 0x1000, cr4: CR4_PAE, efer: EFER_LMA | (1 << 8) };
+        let s = PagingState {
+            cr0: CR0_PG | 1,
+            cr3: 0x1000,
+            cr4: CR4_PAE,
+            efer: EFER_LMA | (1 << 8),
+        };
         // PML4[0] → 0x2000; PDPT[0] → 0x3000; PD[0] 2 MiB page at 0x4000_0000;
         // PD[1] → PT 0x5000; PT[3] → 0x9000.
-        let m = mem(&[(0x1000, 0x2003), (0x2000, 0x3003), (0x3000, 0x4000_0083), (0x3008, 0x5003), (0x5018, 0x9003)]);
+        let m = mem(&[
+            (0x1000, 0x2003),
+            (0x2000, 0x3003),
+            (0x3000, 0x4000_0083),
+            (0x3008, 0x5003),
+            (0x5018, 0x9003),
+        ]);
         let r = |a| m.get(&a).copied().or(Some(0));
         assert_eq!(translate(&s, 0x12345, r, |_| None), Ok(0x4001_2345));
         assert_eq!(translate(&s, 0x20_3abc, r, |_| None), Ok(0x9abc));
-        assert_eq!(translate(&s, 0x40_0000, r, |_| None), Err(WalkError::NotPresent { level: 2 }));
-        assert_eq!(translate(&s, 0x12345, |_| None, |_| None), Err(WalkError::TableOutsideRam { gpa: 0x1000 }));
-        let s5 = PagingState { cr4: CR4_PAE | CR4_LA57, ..s };
-        assert!(matches!(translate(&s5, 0, r, |_| None), Err(WalkError::Unsupported(_))));
+        assert_eq!(
+            translate(&s, 0x40_0000, r, |_| None),
+            Err(WalkError::NotPresent { level: 2 })
+        );
+        assert_eq!(
+            translate(&s, 0x12345, |_| None, |_| None),
+            Err(WalkError::TableOutsideRam { gpa: 0x1000 })
+        );
+        let s5 = PagingState {
+            cr4: CR4_PAE | CR4_LA57,
+            ..s
+        };
+        assert!(matches!(
+            translate(&s5, 0, r, |_| None),
+            Err(WalkError::Unsupported(_))
+        ));
     }
 
     #[test]
     fn legacy_32bit_paging() {
-        let s = PagingState { cr0: CR0_PG | 1, cr3: 0x1000, cr4: CR4_PSE, efer: 0 };
-        let m: BTreeMap<u64, u32> = [(0x1000, 0x2003u32), (0x1004, 0x0080_0083), (0x2008, 0x7003)].into_iter().collect();
+        let s = PagingState {
+            cr0: CR0_PG | 1,
+            cr3: 0x1000,
+            cr4: CR4_PSE,
+            efer: 0,
+        };
+        let m: BTreeMap<u64, u32> = [(0x1000, 0x2003u32), (0x1004, 0x0080_0083), (0x2008, 0x7003)]
+            .into_iter()
+            .collect();
         let r = |a| m.get(&a).copied().or(Some(0));
         assert_eq!(translate(&s, 0x2123, |_| None, r), Ok(0x7123));
         assert_eq!(translate(&s, 0x40_1234, |_| None, r), Ok(0x80_1234));
         let pae = PagingState { cr4: CR4_PAE, ..s };
-        assert!(matches!(translate(&pae, 0, |_| None, r), Err(WalkError::Unsupported(_))));
+        assert!(matches!(
+            translate(&pae, 0, |_| None, r),
+            Err(WalkError::Unsupported(_))
+        ));
     }
 }
