@@ -190,7 +190,8 @@ pub fn build_guests() -> Result<PathBuf, BootError> {
     for entry in std::fs::read_dir(&release).map_err(io("cannot list", &release))? {
         let entry = entry.map_err(io("cannot list", &release))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let is_guest = !name.contains('.') && (name == "selftest" || name.starts_with("hostile-"));
+        let is_guest = !name.contains('.')
+            && (name == "selftest" || name == "timer" || name.starts_with("hostile-"));
         if is_guest && entry.path().is_file() {
             let dst = out.join(format!("{name}.elf"));
             std::fs::copy(entry.path(), &dst).map_err(io("cannot copy to", &dst))?;

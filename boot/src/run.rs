@@ -187,7 +187,7 @@ fn find_program(name: &str) -> Result<PathBuf, BootError> {
 /// The kernel's first line; a run that never printed it did not reach the kernel.
 pub const KERNEL_BANNER: &str = "Bulkhead ";
 
-/// How often a run is retried when Bochs itself crashes before the kernel starts.
+/// How often a run is retried when the emulator itself crashes.
 const EMULATOR_CRASH_RETRIES: u32 = 2;
 
 /// How to give each Bochs its own network namespace, if this machine allows it.
@@ -224,25 +224,26 @@ fn namespace_prefix() -> Option<&'static [&'static str]> {
 
 /// Runs the image and waits for the verdict.
 ///
-/// Bochs 2.7's RFB display occasionally crashes (SIGSEGV) while the bootloader switches video
-/// modes on a loaded machine, before Bulkhead runs at all. Such a run — killed by a signal with
-/// no kernel output — is retried (at most twice, said on stderr); anything after the kernel's
-/// first line is never retried.
+/// Bochs 2.7 occasionally dies from a signal in its own display code (SIGSEGV in
+/// `bx_svga_cirrus_c::update`, called from the VGA refresh timer), whatever the guest does.
+/// A run that Bochs itself killed — a signal, no exit line from the kernel, no timeout — is
+/// retried, at most twice and said on stderr. A run the kernel ended, or that timed out, is
+/// never retried.
 pub fn run(spec: &RunSpec) -> Result<RunOutcome, BootError> {
     let mut attempt = 0;
     loop {
         let outcome = run_once(spec)?;
         let emulator_crashed = outcome.exit.is_none()
             && !outcome.timed_out
-            && outcome.emulator_status.is_some_and(|s| s.code().is_none())
-            && !outcome.transcript.contains(KERNEL_BANNER);
+            && outcome.emulator_status.is_some_and(|s| s.code().is_none());
         if !emulator_crashed || attempt == EMULATOR_CRASH_RETRIES {
             return Ok(outcome);
         }
         attempt += 1;
         eprintln!(
-            "bulkhead-boot: the emulator crashed ({}) before the kernel started; retrying ({attempt}/{EMULATOR_CRASH_RETRIES})",
-            outcome.emulator_status.map_or("unknown".into(), |s| s.to_string())
+            "bulkhead-boot: the emulator crashed ({}) {}; retrying ({attempt}/{EMULATOR_CRASH_RETRIES})",
+            outcome.emulator_status.map_or("unknown".into(), |s| s.to_string()),
+            if outcome.transcript.contains(KERNEL_BANNER) { "while the kernel ran" } else { "before the kernel started" }
         );
     }
 }

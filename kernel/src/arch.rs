@@ -137,3 +137,81 @@ pub unsafe fn write_cr4(value: u64) {
     // SAFETY: the caller guarantees the value is consistent with the running kernel.
     unsafe { asm!("mov cr4, {}", in(reg) value, options(nostack, preserves_flags)) };
 }
+
+/// Measures the TSC frequency against the PIT's channel 2 (a fixed 1.193182 MHz clock):
+/// count 11932 PIT ticks (10 ms) in mode 0 with the speaker gate, and read the TSC around it
+/// (8254 datasheet; the method Linux's `pit_calibrate_tsc` uses). Under Bochs with
+/// `clock: sync=none` this measures virtual time, so the result is repeatable.
+pub fn calibrate_tsc_hz() -> u64 {
+    const PIT_HZ: u64 = 1_193_182;
+    const TICKS: u16 = 11_932;
+    // SAFETY: ports 0x61 (system control B), 0x43 (PIT mode) and 0x42 (PIT channel 2) belong to
+    // the PC platform's PIT/speaker logic, which nothing else in Bulkhead uses; the speaker
+    // output stays disabled (bit 1 clear).
+    unsafe {
+        let ctl = inb(0x61);
+        outb(0x61, (ctl & !0x02) | 0x01); // gate on, speaker off
+        outb(0x43, 0b1011_0000); // channel 2, lobyte/hibyte, mode 0, binary
+        outb(0x42, (TICKS & 0xff) as u8);
+        outb(0x42, (TICKS >> 8) as u8);
+        let start = rdtsc();
+        let mut spins = 0u64;
+        // OUT2 (bit 5 of 0x61) goes high when the count reaches zero.
+        while inb(0x61) & 0x20 == 0 && spins < 100_000_000 {
+            spins += 1;
+        }
+        let end = rdtsc();
+        outb(0x61, ctl);
+        (end - start) * PIT_HZ / u64::from(TICKS)
+    }
+}
+
+/// Sets CR4.OSFXSR and CR4.OSXMMEXCPT so FXSAVE/FXRSTOR switch the guests' SSE state
+/// (SDM Vol. 3A §2.5, §13.1); the kernel itself never uses SSE (soft-float target).
+pub fn enable_fxsr() {
+    const OSFXSR: u64 = 1 << 9;
+    const OSXMMEXCPT: u64 = 1 << 10;
+    // SAFETY: these bits only change how FXSAVE/FXRSTOR and SSE instructions behave; the
+    // kernel does not execute SSE code.
+    unsafe { write_cr4(read_cr4() | OSFXSR | OSXMMEXCPT) };
+}
+
+/// A 512-byte FXSAVE area (SDM Vol. 1 §10.5).
+#[repr(C, align(16))]
+#[derive(Clone)]
+pub struct FxArea(pub [u8; 512]);
+
+impl core::fmt::Debug for FxArea {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("FxArea")
+    }
+}
+
+impl FxArea {
+    /// The x87/SSE state after reset: FCW 0x37F, MXCSR 0x1F80, everything else zero.
+    pub fn initial() -> Self {
+        let mut a = [0u8; 512];
+        a[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
+        a[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+        FxArea(a)
+    }
+
+    /// Saves the CPU's x87/SSE state here.
+    pub fn save(&mut self) {
+        // SAFETY: the area is 512 bytes and 16-byte aligned as FXSAVE requires; CR4.OSFXSR is
+        // set by `enable_fxsr` before any VM runs.
+        unsafe { asm!("fxsave64 [{}]", in(reg) self.0.as_mut_ptr(), options(nostack)) };
+    }
+
+    /// Loads this state into the CPU.
+    pub fn restore(&self) {
+        // SAFETY: as for `save`; the area holds a state produced by FXSAVE or `initial`
+        // (MXCSR reserved bits clear), so FXRSTOR cannot fault.
+        unsafe { asm!("fxrstor64 [{}]", in(reg) self.0.as_ptr(), options(nostack)) };
+    }
+}
+
+/// Whether the CPU has IA32_TSC_AUX (CPUID.80000001H:EDX.RDTSCP[27]).
+pub fn has_tsc_aux() -> bool {
+    cpuid(0x8000_0000, 0)[0] >= 0x8000_0001 && cpuid(0x8000_0001, 0)[3] & (1 << 27) != 0
+}

@@ -101,7 +101,10 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
             );
             // Build the instruction decoder's tables now, not on the first MMIO exit.
             vm::insn::warm_up();
-            let (created, failed) = vmm::run(caps, &archive, &config);
+            let tsc_hz = arch::calibrate_tsc_hz();
+            info!("tsc: {} kHz (calibrated against the PIT)", tsc_hz / 1000);
+            arch::enable_fxsr();
+            let (created, failed) = vmm::run(caps, &archive, &config, tsc_hz);
             info!("bulkhead: all VMs stopped ({created} ran, {failed} could not start)");
             if failed > 0 {
                 ExitStatus::BadConfiguration

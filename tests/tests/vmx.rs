@@ -142,3 +142,38 @@ fn a_vm_that_cannot_start_is_reported_and_the_rest_run() {
         .saw("bulkhead: all VMs stopped (1 ran, 1 could not start)")
         .exited(32, "bad-configuration");
 }
+
+/// Interrupts and scheduling: the timer guest's PIT interrupts reach it through the PIC and
+/// VT-x injection and wake it from HLT at the programmed 100 Hz; its CPU-bound phase is
+/// preempted by the VMX-preemption timer, so the selftest VM behind it finishes first.
+#[test]
+fn timer_interrupts_wake_hlt_and_a_cpu_hog_is_preempted() {
+    let conf = format!("[hypervisor]\ntimeslice = 2000000\n[vm timer]\nkind = elf64\nimage = timer.elf\nmemory = 16M\n{SELFTEST_CONF}");
+    let (_dir, image) = bundle_image(&conf, &["timer.elf", "selftest.elf"]);
+    let run = boot_image(&image, "corei7_skylake_x", 240);
+    run.exited(0, "ok")
+        .saw("[timer] guest timer: PASS pit-irq-wakes-hlt")
+        .saw("[timer] guest timer: PASS pit-rate")
+        .saw("[timer] guest timer: PASS cpu-bound-spin")
+        .saw("[timer] guest timer: DONE passed=3 failed=0")
+        .saw("[selftest] guest selftest: DONE passed=20 failed=0")
+        .counter("timer", "interrupts-injected", 10)
+        .exits("timer", "HLT", 11);
+    // 40 M ticks of spinning in 2 M-tick slices: at least 15 preemptions.
+    let preempted = run
+        .exit_count("timer", "VMX-preemption timer expired")
+        .unwrap_or(0);
+    assert!(
+        preempted >= 15,
+        "the CPU-bound VM was preempted only {preempted} times"
+    );
+    let t = &run.outcome.transcript;
+    let selftest_done = t
+        .find("[selftest] guest selftest: DONE")
+        .expect("selftest DONE");
+    let timer_done = t.find("[timer] guest timer: DONE").expect("timer DONE");
+    assert!(
+        selftest_done < timer_done,
+        "the VM behind a CPU hog must not wait for it to finish"
+    );
+}

@@ -65,7 +65,7 @@ pub fn dispatch(vm: &mut Vm, info: &ExitInfo) -> Action {
         ExitReason::TripleFault => Action::Stop(StopReason::TripleFault),
         ExitReason::InterruptWindow => vm.interrupt_window(),
         ExitReason::Cpuid => cpuid(vm),
-        ExitReason::Hlt => hlt(vm),
+        ExitReason::Hlt => hlt(),
         ExitReason::Vmcall => vm.hypercall(),
         ExitReason::Vmclear
         | ExitReason::Vmlaunch
@@ -85,7 +85,7 @@ pub fn dispatch(vm: &mut Vm, info: &ExitInfo) -> Action {
         ExitReason::Wrmsr => vm.wrmsr(),
         ExitReason::EptViolation => ept_violation(vm, info),
         ExitReason::EptMisconfiguration => Action::Stop(StopReason::Bug("EPT misconfiguration")),
-        ExitReason::PreemptionTimerExpired => Action::Yield,
+        ExitReason::PreemptionTimerExpired => vm.timer_expired(),
         ExitReason::Xsetbv => xsetbv(vm),
         other => Action::Stop(StopReason::Unhandled(other)),
     }
@@ -125,7 +125,8 @@ fn exception_or_nmi(vm: &mut Vm) -> Action {
 fn cpuid(vm: &mut Vm) -> Action {
     let leaf = vm.vcpu.regs.rax as u32;
     let subleaf = vm.vcpu.regs.rcx as u32;
-    let [a, b, c, d] = vm.platform.cpuid(leaf, subleaf);
+    let cr4 = vmcs::read_exit(F::CR4_READ_SHADOW);
+    let [a, b, c, d] = vm.platform.cpuid(leaf, subleaf, cr4);
     let r = &mut vm.vcpu.regs;
     (r.rax, r.rbx, r.rcx, r.rdx) = (u64::from(a), u64::from(b), u64::from(c), u64::from(d));
     Action::Advance
@@ -134,11 +135,13 @@ fn cpuid(vm: &mut Vm) -> Action {
 /// RFLAGS.IF (SDM Vol. 3A §2.3).
 const RFLAGS_IF: u64 = 1 << 9;
 
-/// HLT (reason 12): sleep until an interrupt is pending; with interrupts disabled and none
-/// pending nothing can ever wake the vCPU, so the VM has powered itself off.
-fn hlt(vm: &mut Vm) -> Action {
+/// HLT (reason 12): sleep until an interrupt is pending; with interrupts disabled nothing can
+/// ever wake the vCPU, so the VM has powered itself off.
+fn hlt() -> Action {
     let rflags = vmcs::read_exit(F::GUEST_RFLAGS);
-    if rflags & RFLAGS_IF == 0 && !vm.platform.interrupt_pending() {
+    // With IF = 0 only NMI, SMI or INIT could wake the CPU (SDM Vol. 2A HLT); Bulkhead
+    // sends none of them to guests.
+    if rflags & RFLAGS_IF == 0 {
         return Action::Stop(StopReason::HaltedWithInterruptsDisabled);
     }
     Action::Halt
@@ -253,11 +256,7 @@ fn io(vm: &mut Vm, info: &ExitInfo) -> Action {
     };
     match q.direction {
         IoDirection::In => {
-            let value =
-                u64::from(
-                    vm.platform
-                        .port_read(q.port, size, &mut vm.console, &mut vm.stats),
-                );
+            let value = u64::from(vm.platform.port_read(q.port, size, &mut vm.console));
             let rax = &mut vm.vcpu.regs.rax;
             // IN to EAX zero-extends into RAX in 64-bit mode; AL/AX keep the upper bits.
             *rax = if size == 4 {
@@ -268,8 +267,7 @@ fn io(vm: &mut Vm, info: &ExitInfo) -> Action {
         }
         IoDirection::Out => {
             let value = (vm.vcpu.regs.rax & mask) as u32;
-            vm.platform
-                .port_write(q.port, size, value, &mut vm.console, &mut vm.stats);
+            vm.platform.port_write(q.port, size, value, &mut vm.console);
         }
     }
     Action::Advance

@@ -10,6 +10,7 @@ mod setup;
 mod vmcs;
 
 use crate::{arch, memory};
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -22,12 +23,12 @@ use platform::Platform;
 use vm::archive::Archive;
 use vm::config::{Config, GuestKind, VmConfig};
 use vm::loader::{self, EntryMode};
+use vm::msr::{MsrAction, MsrContext, VmcsMsr};
 use vm::stats::ExitStats;
 use vmx::caps::Capabilities;
 use vmx::controls::{ControlSet, PinBasedControls};
 use vmx::exit::{ExceptionVector, ExitReason, InterruptionInfo};
 use vmx::fields::VmcsField as F;
-use vmx::msr::Msr;
 
 pub use setup::SetupError;
 
@@ -131,16 +132,6 @@ pub struct Vcpu {
     state: State,
 }
 
-/// MSRs the VMCS does not switch and the host kernel does not use; each VM's values are
-/// loaded while it runs (SDM Vol. 3C §25.4: not part of the guest-state area).
-const SWITCHED_MSRS: [Msr; 5] = [
-    Msr::IA32_STAR,
-    Msr::IA32_LSTAR,
-    Msr::IA32_CSTAR,
-    Msr::IA32_FMASK,
-    Msr::IA32_KERNEL_GS_BASE,
-];
-
 /// Per-VM console: bytes from the UART and the console hypercall, printed line by line with
 /// the VM's name.
 #[derive(Debug)]
@@ -190,8 +181,13 @@ pub struct Vm {
     platform: Platform,
     console: Console,
     stats: VmStats,
-    msrs: [u64; SWITCHED_MSRS.len()],
     caps: Capabilities,
+    /// x87/SSE state while the VM is not running (SDM Vol. 1 §10.5).
+    fpu: Box<arch::FxArea>,
+    /// End of the current time slice (TSC).
+    slice_end: u64,
+    /// When a halted VM's device fires (TSC): the slice ends early then, so that VM runs.
+    wake_others_at: u64,
 }
 
 /// Exit statistics plus the counters outside them.
@@ -245,6 +241,7 @@ impl Vm {
         config: &VmConfig,
         archive: &Archive,
         caps: &Capabilities,
+        tsc_hz: u64,
     ) -> Result<Vm, CreateError> {
         let image = archive
             .get(&config.image)
@@ -266,7 +263,7 @@ impl Vm {
             }
         }
         .map_err(CreateError::Load)?;
-        let platform = Platform::new(config, archive, caps).map_err(CreateError::Platform)?;
+        let platform = Platform::new(config, archive, tsc_hz).map_err(CreateError::Platform)?;
 
         let long_mode = matches!(boot.mode, EntryMode::Long64 { .. });
         let controls = setup::controls(caps, long_mode)
@@ -276,7 +273,7 @@ impl Vm {
         let resources = setup::VcpuResources {
             eptp: memory.eptp(),
             vpid: index as u16 + 1,
-            msr_bitmap: setup::msr_bitmap().map_err(CreateError::Setup)?,
+            msr_bitmap: setup::msr_bitmap(&platform.msr_bitmap()).map_err(CreateError::Setup)?,
             io_bitmaps: setup::io_bitmaps().map_err(CreateError::Setup)?,
         };
         setup::write_controls(&controls, &resources).map_err(|e| CreateError::Setup(e.into()))?;
@@ -315,8 +312,10 @@ impl Vm {
             platform,
             console: Console::new(&config.name),
             stats: VmStats::default(),
-            msrs: [0; SWITCHED_MSRS.len()],
             caps: caps.clone(),
+            fpu: Box::new(arch::FxArea::initial()),
+            slice_end: 0,
+            wake_others_at: u64::MAX,
         })
     }
 
@@ -361,31 +360,38 @@ impl Vm {
         }
     }
 
+    /// RDMSR (reason 31): the VM's MSR policy (vm::msr) decides.
     fn rdmsr(&mut self) -> Action {
-        let msr = Msr(self.vcpu.regs.rcx as u32);
-        match self.platform.rdmsr(msr, &SWITCHED_MSRS) {
-            Some(value) => {
-                self.vcpu.regs.rax = value & 0xffff_ffff;
-                self.vcpu.regs.rdx = value >> 32;
-                Action::Advance
-            }
-            None => Action::Inject {
-                vector: ExceptionVector::GeneralProtection,
-                error_code: Some(0),
+        let msr = self.vcpu.regs.rcx as u32;
+        let value = match self.platform.rdmsr(msr, &self.msr_context()) {
+            MsrAction::Read(v) => v,
+            MsrAction::ReadVmcs(field) => vmcs::read_exit(vmcs_msr_field(field)),
+            MsrAction::InjectGp | MsrAction::Written | MsrAction::WriteVmcs(..) => return gp(),
+        };
+        self.vcpu.regs.rax = value & 0xffff_ffff;
+        self.vcpu.regs.rdx = value >> 32;
+        Action::Advance
+    }
+
+    /// WRMSR (reason 32): the VM's MSR policy validates; VMCS-held MSRs go to the VMCS.
+    fn wrmsr(&mut self) -> Action {
+        let msr = self.vcpu.regs.rcx as u32;
+        let value = (self.vcpu.regs.rdx << 32) | (self.vcpu.regs.rax & 0xffff_ffff);
+        match self.platform.wrmsr(msr, value, &self.msr_context()) {
+            MsrAction::Written => Action::Advance,
+            MsrAction::WriteVmcs(field, v) => match vmcs::write(vmcs_msr_field(field), v) {
+                Ok(()) => Action::Advance,
+                Err(_) => Action::Stop(StopReason::Bug("VMWRITE of an MSR field failed")),
             },
+            MsrAction::InjectGp | MsrAction::Read(_) | MsrAction::ReadVmcs(_) => gp(),
         }
     }
 
-    fn wrmsr(&mut self) -> Action {
-        let msr = Msr(self.vcpu.regs.rcx as u32);
-        let value = (self.vcpu.regs.rdx << 32) | (self.vcpu.regs.rax & 0xffff_ffff);
-        if self.platform.wrmsr(msr, value, &SWITCHED_MSRS) {
-            Action::Advance
-        } else {
-            Action::Inject {
-                vector: ExceptionVector::GeneralProtection,
-                error_code: Some(0),
-            }
+    fn msr_context(&self) -> MsrContext {
+        MsrContext {
+            efer: vmcs::read_exit(F::GUEST_IA32_EFER),
+            cr0: vmcs::read_exit(F::CR0_READ_SHADOW),
+            guest_tsc: arch::rdtsc(),
         }
     }
 
@@ -512,29 +518,60 @@ impl Vm {
         (n > 0).then_some(n)
     }
 
-    /// Interrupt window open (reason 7): inject the pending interrupt.
+    /// Interrupt window open (reason 7): the pending interrupt is injected before the next
+    /// entry (see `inject_pending_interrupt`).
     fn interrupt_window(&mut self) -> Action {
         let _ = setup::set_interrupt_window_exiting(&mut self.vcpu.controls, false);
         Action::Resume
     }
 
-    fn swap_msrs_in(&self) {
-        for (msr, value) in SWITCHED_MSRS.iter().zip(self.msrs) {
-            // SAFETY: these MSRs exist on every CPU with long mode; the host kernel does not
-            // use them (no SYSCALL, no SWAPGS), so guest values cannot affect it.
-            unsafe { arch::wrmsr(*msr, value) };
+    /// VMX-preemption timer (reason 52): a device deadline or the end of the time slice.
+    fn timer_expired(&mut self) -> Action {
+        if arch::rdtsc() >= self.slice_end.min(self.wake_others_at) {
+            Action::Yield
+        } else {
+            Action::Resume
         }
     }
 
-    fn swap_msrs_out(&mut self) {
-        for (msr, slot) in SWITCHED_MSRS.iter().zip(self.msrs.iter_mut()) {
-            // SAFETY: as above.
-            *slot = unsafe { arch::rdmsr(*msr) };
+    /// Delivers the PIC's pending interrupt if the guest can take it now (RFLAGS.IF = 1, no
+    /// STI/MOV-SS blocking, no event already being injected: SDM Vol. 3C §27.6.1 and §26.8),
+    /// otherwise asks for an exit when the window opens (interrupt-window exiting, §26.7.5).
+    fn inject_pending_interrupt(&mut self) {
+        if self.platform.pending_vector().is_none() {
+            return;
         }
+        let injecting = vmcs::read_exit(F::VM_ENTRY_INTERRUPTION_INFO) & (1 << 31) != 0;
+        let rflags = vmcs::read_exit(F::GUEST_RFLAGS);
+        let blocking = vmcs::read_exit(F::GUEST_INTERRUPTIBILITY_STATE) & 0b11;
+        if !injecting && rflags & (1 << 9) != 0 && blocking == 0 {
+            if let Some(vector) = self.platform.acknowledge() {
+                let info = InterruptionInfo::new_external_interrupt(vector);
+                let _ = vmcs::write(F::VM_ENTRY_INTERRUPTION_INFO, u64::from(info.raw()));
+                self.stats.interrupts_injected += 1;
+                // A halted guest resumes at the instruction after HLT (activity state active).
+                let _ = vmcs::write(F::GUEST_ACTIVITY_STATE, 0);
+            }
+        } else if !injecting {
+            let _ = setup::set_interrupt_window_exiting(&mut self.vcpu.controls, true);
+        }
+    }
+
+    /// Makes this VM's MSR and FPU values live before it runs.
+    fn switch_in(&self) {
+        self.platform.load_msrs();
+        self.fpu.restore();
+    }
+
+    /// Saves what `switch_in` made live after the VM ran.
+    fn switch_out(&mut self) {
+        self.platform.save_msrs();
+        self.fpu.save();
     }
 
     fn stop(&mut self, reason: StopReason) {
         self.vcpu.state = State::Stopped(reason);
+        self.stats.unclaimed_port_accesses = self.platform.unclaimed_port_accesses();
         let rip = vmcs::read(F::GUEST_RIP).unwrap_or(0);
         if !self.console.line.is_empty() {
             self.console.flush();
@@ -596,8 +633,11 @@ impl Vm {
         }
     }
 
-    /// Runs the vCPU for up to one time slice.
-    fn run_slice(&mut self, timeslice: u64) {
+    /// Runs the vCPU for up to one time slice: device timers are brought up to date and
+    /// pending interrupts injected before every entry; the VMX-preemption timer is armed for
+    /// the earlier of the next device deadline and the end of the slice (SDM Vol. 3C §26.5.1:
+    /// it counts down at the TSC rate >> IA32_VMX_MISC[4:0]).
+    fn run_slice(&mut self, timeslice: u64, wake_others_at: u64) {
         if let Err(e) = self.vcpu.vmcs.load() {
             self.stop(StopReason::Bug("VMPTRLD failed"));
             error!("vm {}: {e}", self.name);
@@ -608,15 +648,23 @@ impl Vm {
             .controls
             .pin
             .contains(PinBasedControls::ACTIVATE_VMX_PREEMPTION_TIMER);
-        if preemption {
-            // SDM Vol. 3C §26.5.1: the timer counts down at TSC >> rate.
-            let ticks =
-                (timeslice >> self.caps.preemption_timer_rate()).clamp(1, u64::from(u32::MAX));
-            let _ = vmcs::write(F::VMX_PREEMPTION_TIMER_VALUE, ticks);
-        }
-        self.swap_msrs_in();
-        let slice_end = arch::rdtsc().saturating_add(timeslice);
+        let rate = self.caps.preemption_timer_rate();
+        self.switch_in();
+        self.slice_end = arch::rdtsc().saturating_add(timeslice);
+        self.wake_others_at = wake_others_at;
         loop {
+            let now = arch::rdtsc();
+            self.platform.tick(now);
+            self.inject_pending_interrupt();
+            if preemption {
+                let slice_end = self.slice_end.min(self.wake_others_at);
+                let deadline = self
+                    .platform
+                    .next_deadline()
+                    .map_or(slice_end, |d| d.min(slice_end));
+                let ticks = (deadline.saturating_sub(now) >> rate).clamp(1, u64::from(u32::MAX));
+                let _ = vmcs::write(F::VMX_PREEMPTION_TIMER_VALUE, ticks);
+            }
             // SAFETY: this VM's VMCS is current (loaded above) with complete host and guest
             // state, and `launched` tracks VMLAUNCH for it.
             let result = unsafe { entry::enter(&mut self.vcpu.regs, self.vcpu.launched) };
@@ -632,15 +680,36 @@ impl Vm {
             // Recorded before the action is applied, so a stopping VM's report includes it.
             self.stats
                 .record(info.reason.reason.number(), arch::rdtsc() - exited_at);
-            let keep_running = self.apply(action, &info);
-            if !keep_running {
+            if !self.apply(action, &info) {
                 break;
             }
-            if !preemption && arch::rdtsc() > slice_end {
+            if !preemption && arch::rdtsc() > self.slice_end.min(self.wake_others_at) {
                 break;
             }
         }
-        self.swap_msrs_out();
+        self.switch_out();
+    }
+}
+
+/// #GP(0) (SDM Vol. 3A §6.15).
+fn gp() -> Action {
+    Action::Inject {
+        vector: ExceptionVector::GeneralProtection,
+        error_code: Some(0),
+    }
+}
+
+/// The guest-state field holding an MSR the VMCS switches.
+fn vmcs_msr_field(msr: VmcsMsr) -> F {
+    match msr {
+        VmcsMsr::Efer => F::GUEST_IA32_EFER,
+        VmcsMsr::Pat => F::GUEST_IA32_PAT,
+        VmcsMsr::DebugCtl => F::GUEST_IA32_DEBUGCTL,
+        VmcsMsr::SysenterCs => F::GUEST_IA32_SYSENTER_CS,
+        VmcsMsr::SysenterEsp => F::GUEST_IA32_SYSENTER_ESP,
+        VmcsMsr::SysenterEip => F::GUEST_IA32_SYSENTER_EIP,
+        VmcsMsr::FsBase => F::GUEST_FS_BASE,
+        VmcsMsr::GsBase => F::GUEST_GS_BASE,
     }
 }
 
@@ -690,11 +759,11 @@ impl HypercallHost for HcHost<'_> {
 
 /// Creates every configured VM and runs them round-robin until all have stopped. Returns how
 /// many VMs were created and how many could not be.
-pub fn run(caps: &Capabilities, archive: &Archive, config: &Config) -> (usize, usize) {
+pub fn run(caps: &Capabilities, archive: &Archive, config: &Config, tsc_hz: u64) -> (usize, usize) {
     let mut vms: Vec<Vm> = Vec::new();
     let mut failed = 0;
     for (i, vc) in config.vms.iter().enumerate() {
-        match Vm::create(i, vc, archive, caps) {
+        match Vm::create(i, vc, archive, caps, tsc_hz) {
             Ok(vm) => vms.push(vm),
             Err(e) => {
                 error!("vm {}: not started: {e}", vc.name);
@@ -705,29 +774,46 @@ pub fn run(caps: &Capabilities, archive: &Archive, config: &Config) -> (usize, u
     let created = vms.len();
     let timeslice = config.hypervisor.timeslice;
     let mut next = 0;
-    loop {
-        if vms
-            .iter()
-            .all(|v| matches!(v.vcpu.state, State::Stopped(_)))
-        {
-            break;
-        }
-        // Wake halted vCPUs with a pending interrupt.
-        for vm in vms.iter_mut() {
-            if vm.vcpu.state == State::Halted && vm.platform.interrupt_pending() {
+    while !vms
+        .iter()
+        .all(|v| matches!(v.vcpu.state, State::Stopped(_)))
+    {
+        // Halted vCPUs wake when their devices raise an interrupt.
+        let now = arch::rdtsc();
+        for vm in vms.iter_mut().filter(|v| v.vcpu.state == State::Halted) {
+            vm.platform.tick(now);
+            if vm.platform.pending_vector().is_some() {
                 vm.vcpu.state = State::Runnable;
             }
         }
         let runnable = (0..vms.len())
             .map(|k| (next + k) % vms.len())
             .find(|&i| vms[i].vcpu.state == State::Runnable);
-        match runnable {
-            Some(i) => {
-                vms[i].run_slice(timeslice);
-                next = i + 1;
+        if let Some(i) = runnable {
+            let wake_others_at = vms
+                .iter()
+                .filter(|v| v.vcpu.state == State::Halted)
+                .filter_map(|v| v.platform.next_deadline())
+                .min()
+                .unwrap_or(u64::MAX);
+            vms[i].run_slice(timeslice, wake_others_at);
+            next = i + 1;
+            continue;
+        }
+        // Everyone left is halted: wait for the earliest device deadline; without one
+        // nothing can ever wake them.
+        let deadline = vms
+            .iter()
+            .filter(|v| v.vcpu.state == State::Halted)
+            .filter_map(|v| v.platform.next_deadline())
+            .min();
+        match deadline {
+            Some(d) => {
+                while arch::rdtsc() < d {
+                    core::hint::spin_loop();
+                }
             }
             None => {
-                // Everyone left is halted; without a device timer nothing will wake them.
                 for vm in vms.iter_mut().filter(|v| v.vcpu.state == State::Halted) {
                     if let Err(e) = vm.vcpu.vmcs.load() {
                         error!("vm {}: {e}", vm.name);

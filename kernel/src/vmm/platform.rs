@@ -1,8 +1,11 @@
-//! A VM's platform as the exit handlers see it: the CPUID policy, the MSR policy, port I/O
-//! devices and the virtio-mmio devices in its physical map (docs/vm-platform.md).
+//! A VM's platform as the exit handlers see it (docs/vm-platform.md): the legacy PC devices
+//! (8259A PICs, 8254 PIT, MC146818 RTC, 16550A UART on COM1) behind the port I/O bus, the
+//! CPUID and MSR policies, and the virtio-mmio devices in its physical map. The device models
+//! and policies live in the host-tested `vm` crate; this module only connects them to the
+//! VMCS and guest memory.
 
 use super::guest_memory::GuestMemory;
-use super::{Console, VmStats};
+use super::Console;
 use crate::arch;
 use alloc::boxed::Box;
 use alloc::format;
@@ -11,9 +14,12 @@ use alloc::vec::Vec;
 use hypercall::cpuid as hv;
 use vm::archive::Archive;
 use vm::config::{DeviceConfig, DiskSource, VmConfig};
+use vm::cpuid::{CpuidConfig, CpuidPolicy, HypervisorLeaves, VcpuCpuidState};
+use vm::devices::{LegacyPlatform, PlatformConfig};
 use vm::insn::MmioAccess;
-use vmx::caps::Capabilities;
-use vmx::msr::{FeatureControl, Msr};
+use vm::io::AccessSize;
+use vm::msr::{MsrAction, MsrConfig, MsrContext, MsrPolicy, MsrState};
+use vmx::msr::Msr;
 
 /// A virtio device behind the MMIO transport.
 enum Device {
@@ -37,19 +43,22 @@ struct MmioRegion {
     device: Box<Device>,
 }
 
-/// The 16550 UART's ports (COM1), its line status register and the THRE|TEMT bits.
-const COM1: u16 = 0x3f8;
-const COM1_LSR: u16 = COM1 + 5;
-const LSR_THRE_TEMT: u32 = 0x60;
-
 /// The VM's devices and policies.
-#[derive(Debug)]
 pub struct Platform {
+    legacy: LegacyPlatform,
+    cpuid: CpuidPolicy,
+    msr: MsrPolicy,
+    pub msr_state: MsrState,
     mmio: Vec<MmioRegion>,
-    /// Emulated MSR values this VM may write and read back.
-    tsc_aux: u64,
-    sysenter: [u64; 3],
-    scratch: u8,
+    tsc_aux: bool,
+}
+
+impl core::fmt::Debug for Platform {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Platform")
+            .field("mmio", &self.mmio)
+            .finish()
+    }
 }
 
 impl virtio::GuestMemory for GuestMemory {
@@ -77,8 +86,14 @@ impl virtio::GuestMemory for GuestMemory {
     }
 }
 
+/// Bulkhead's hypervisor CPUID leaves (docs/hypercall-abi.md).
+fn hypervisor_leaves() -> [(u32, [u32; 4]); 1] {
+    let l = hv::hypervisor_leaf(hv::LEAF_INTERFACE, hv::FEATURES_V1).unwrap_or_default();
+    [(hv::LEAF_INTERFACE, [l.eax, l.ebx, l.ecx, l.edx])]
+}
+
 impl Platform {
-    pub fn new(config: &VmConfig, archive: &Archive, _caps: &Capabilities) -> Result<Self, String> {
+    pub fn new(config: &VmConfig, archive: &Archive, tsc_hz: u64) -> Result<Self, String> {
         let mut mmio = Vec::new();
         for (i, dev) in config.devices.iter().enumerate() {
             let (base, irq) = VmConfig::device_window(i);
@@ -107,90 +122,94 @@ impl Platform {
                 device: Box::new(device),
             });
         }
+        let mut pc = PlatformConfig::new(tsc_hz);
+        pc.boot_tsc = arch::rdtsc();
+        pc.ram_bytes = config.memory;
+        let legacy = LegacyPlatform::new(pc);
+
+        let leaves = hypervisor_leaves();
+        let mut cc = CpuidConfig::new(HypervisorLeaves {
+            max_leaf: hv::MAX_LEAF,
+            signature: hv::SIGNATURE,
+            leaves: &leaves,
+        });
+        cc.tsc_hz = Some(tsc_hz);
+        // XSAVE state is not switched between VMs yet (only FXSAVE state is): not offered.
+        cc.xsave = false;
+        let cpuid = CpuidPolicy::from_host(arch::cpuid, &cc);
+        let msr = MsrPolicy::new(MsrConfig::new(tsc_hz));
+        let msr_state = MsrState::new(&msr, true);
         Ok(Platform {
+            legacy,
+            cpuid,
+            msr,
+            msr_state,
             mmio,
-            tsc_aux: 0,
-            sysenter: [0; 3],
-            scratch: 0,
+            tsc_aux: arch::has_tsc_aux(),
         })
     }
 
-    /// CPUID as the guest sees it: the host's answers with VMX, SMX, MONITOR, XSAVE,
-    /// TSC-deadline and performance monitoring hidden, the hypervisor bit set, and Bulkhead's
-    /// leaves at 0x40000000 (docs/hypercall-abi.md).
-    pub fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
-        if let Some(l) = hv::hypervisor_leaf(leaf, hv::FEATURES_V1) {
-            return [l.eax, l.ebx, l.ecx, l.edx];
-        }
-        let mut r = arch::cpuid(leaf, subleaf);
-        match leaf {
-            1 => {
-                const MONITOR: u32 = 1 << 3;
-                const VMX: u32 = 1 << 5;
-                const SMX: u32 = 1 << 6;
-                const TSC_DEADLINE: u32 = 1 << 24;
-                const XSAVE: u32 = 1 << 26;
-                const OSXSAVE: u32 = 1 << 27;
-                const AVX: u32 = 1 << 28;
-                r[2] &= !(MONITOR | VMX | SMX | TSC_DEADLINE | XSAVE | OSXSAVE | AVX);
-                r[2] |= hv::HYPERVISOR_PRESENT_ECX;
-            }
-            // Performance monitoring and XSAVE state enumeration are not offered.
-            0xA | 0xD => r = [0; 4],
-            _ => {}
-        }
-        r
+    /// CPUID as the guest sees it (precomputed policy).
+    pub fn cpuid(&self, leaf: u32, subleaf: u32, cr4: u64) -> [u32; 4] {
+        self.cpuid.lookup(
+            leaf,
+            subleaf,
+            &VcpuCpuidState {
+                apic_id: 0,
+                cr4,
+                xcr0: 1,
+            },
+        )
     }
 
-    /// Whether an interrupt is pending for the guest (no interrupt controller yet).
-    pub fn interrupt_pending(&self) -> bool {
-        false
+    /// Brings the timers up to date.
+    pub fn tick(&mut self, now: u64) {
+        self.legacy.tick(now);
     }
 
-    /// IN from a port: COM1 transmit always ready; unclaimed ports read all ones.
-    pub fn port_read(
-        &mut self,
-        port: u16,
-        size: u8,
-        _console: &mut Console,
-        stats: &mut VmStats,
-    ) -> u32 {
-        match port {
-            COM1_LSR => LSR_THRE_TEMT,
-            0x3ff => u32::from(self.scratch),
-            COM1..=0x3fe => 0,
-            _ => {
-                stats.unclaimed_port_accesses += 1;
-                if size == 4 {
-                    u32::MAX
-                } else {
-                    (1u32 << (size * 8)) - 1
-                }
-            }
-        }
+    /// The vector the PIC would deliver next, if any.
+    pub fn pending_vector(&self) -> Option<u8> {
+        self.legacy.pending_vector()
     }
 
-    /// OUT to a port: COM1's THR goes to the VM's console; unclaimed writes are dropped.
-    pub fn port_write(
-        &mut self,
-        port: u16,
-        _size: u8,
-        value: u32,
-        console: &mut Console,
-        stats: &mut VmStats,
-    ) {
-        match port {
-            COM1 => console.write(&[value as u8]),
-            0x3ff => self.scratch = value as u8,
-            0x3f9..=0x3fe => {}
-            _ => stats.unclaimed_port_accesses += 1,
-        }
+    /// INTA: the PIC moves the request in service and returns its vector.
+    pub fn acknowledge(&mut self) -> Option<u8> {
+        self.legacy.acknowledge()
     }
 
-    fn region(&mut self, gpa: u64) -> Option<&mut MmioRegion> {
-        self.mmio
-            .iter_mut()
-            .find(|r| (r.base..r.base + vm::config::MMIO_STRIDE).contains(&gpa))
+    /// When the next device timer fires, in TSC ticks.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.legacy.next_deadline_tsc()
+    }
+
+    /// Ports nobody claims, accessed so far.
+    pub fn unclaimed_port_accesses(&self) -> u64 {
+        self.legacy.unclaimed().total()
+    }
+
+    fn drain_console(&mut self, console: &mut Console) {
+        self.legacy
+            .console()
+            .drain(&mut |bytes| console.write(bytes));
+    }
+
+    /// IN from a port.
+    pub fn port_read(&mut self, port: u16, size: u8, console: &mut Console) -> u32 {
+        let Some(size) = AccessSize::from_bytes(size) else {
+            return u32::MAX;
+        };
+        let value = self.legacy.io_read(port, size, arch::rdtsc());
+        self.drain_console(console);
+        value
+    }
+
+    /// OUT to a port.
+    pub fn port_write(&mut self, port: u16, size: u8, value: u32, console: &mut Console) {
+        let Some(size) = AccessSize::from_bytes(size) else {
+            return;
+        };
+        self.legacy.io_write(port, size, value, arch::rdtsc());
+        self.drain_console(console);
     }
 
     pub fn is_mmio(&self, gpa: u64) -> bool {
@@ -199,88 +218,86 @@ impl Platform {
             .any(|r| (r.base..r.base + vm::config::MMIO_STRIDE).contains(&gpa))
     }
 
-    /// One MMIO access, already decoded, against the region's device.
+    /// One MMIO access against the region's device; a completion interrupt is raised on the
+    /// device's IRQ line as an edge (virtio 1.2 §4.2.3.4 over the 8259A).
     pub fn mmio(&mut self, gpa: u64, access: MmioAccess, memory: &mut GuestMemory) -> u64 {
-        let Some(region) = self.region(gpa) else {
+        let Some(region) = self
+            .mmio
+            .iter_mut()
+            .find(|r| (r.base..r.base + vm::config::MMIO_STRIDE).contains(&gpa))
+        else {
             return u64::MAX;
         };
         let offset = gpa - region.base;
-        let _irq = region.irq;
-        match (access, &mut *region.device) {
-            (MmioAccess::Read { size }, Device::Blk(t)) => t.read(offset, size),
-            (MmioAccess::Read { size }, Device::Net(t)) => t.read(offset, size),
+        let (value, interrupt) = match (access, &mut *region.device) {
+            (MmioAccess::Read { size }, Device::Blk(t)) => (t.read(offset, size), false),
+            (MmioAccess::Read { size }, Device::Net(t)) => (t.read(offset, size), false),
             (MmioAccess::Write { size, value }, Device::Blk(t)) => {
-                let _effect = t.write(offset, size, value, memory);
-                0
+                (0, t.write(offset, size, value, memory).interrupt)
             }
             (MmioAccess::Write { size, value }, Device::Net(t)) => {
-                let _effect = t.write(offset, size, value, memory);
-                0
+                (0, t.write(offset, size, value, memory).interrupt)
             }
+        };
+        if interrupt {
+            let irq = region.irq;
+            self.legacy.set_irq(irq, true);
+            self.legacy.set_irq(irq, false);
         }
+        value
     }
 
-    /// RDMSR policy: `None` raises #GP. MSRs in `switched` live in hardware while the VM runs.
-    pub fn rdmsr(&self, msr: Msr, switched: &[Msr]) -> Option<u64> {
-        if switched.contains(&msr) {
-            // SAFETY: the switched MSRs exist on every CPU with long mode.
-            return Some(unsafe { arch::rdmsr(msr) });
-        }
-        match msr {
-            // Locked with VMX disabled: a guest never tries VMXON (SDM Vol. 3C §24.7).
-            Msr::IA32_FEATURE_CONTROL => Some(FeatureControl::LOCK.bits()),
-            Msr::IA32_TSC_AUX => Some(self.tsc_aux),
-            Msr::IA32_SYSENTER_CS => Some(self.sysenter[0]),
-            Msr::IA32_SYSENTER_ESP => Some(self.sysenter[1]),
-            Msr::IA32_SYSENTER_EIP => Some(self.sysenter[2]),
-            Msr::IA32_EFER => Some(super::vmcs::read_exit(
-                vmx::fields::VmcsField::GUEST_IA32_EFER,
-            )),
-            Msr::IA32_PAT => Some(super::vmcs::read_exit(
-                vmx::fields::VmcsField::GUEST_IA32_PAT,
-            )),
-            _ => None,
-        }
-    }
-
-    /// WRMSR policy: `false` raises #GP.
-    pub fn wrmsr(&mut self, msr: Msr, value: u64, switched: &[Msr]) -> bool {
-        let canonical = |v: u64| ((v as i64) << 16 >> 16) as u64 == v;
-        if switched.contains(&msr) {
-            if msr != Msr::IA32_STAR && msr != Msr::IA32_FMASK && !canonical(value) {
-                return false;
+    /// Loads this VM's values of the MSRs the VMCS does not switch (before it runs).
+    pub fn load_msrs(&self) {
+        for (msr, value) in self.msr_state.swapped() {
+            if msr == Msr::IA32_TSC_AUX && !self.tsc_aux {
+                continue;
             }
-            // SAFETY: the value is canonical where the MSR holds an address; the host kernel
-            // does not use these MSRs.
+            // SAFETY: these MSRs exist in long mode (TSC_AUX checked above); the host kernel
+            // uses none of them (no SYSCALL, no SWAPGS), and the policy validated the values.
             unsafe { arch::wrmsr(msr, value) };
-            return true;
         }
-        match msr {
-            Msr::IA32_TSC_AUX if value >> 32 == 0 => self.tsc_aux = value,
-            Msr::IA32_SYSENTER_CS => self.sysenter[0] = value & 0xffff,
-            Msr::IA32_SYSENTER_ESP if canonical(value) => self.sysenter[1] = value,
-            Msr::IA32_SYSENTER_EIP if canonical(value) => self.sysenter[2] = value,
-            Msr::IA32_EFER => {
-                // SCE, LME, LMA (read-only, must match), NXE; anything else is reserved.
-                const ALLOWED: u64 = 1 | (1 << 8) | (1 << 10) | (1 << 11);
-                if value & !ALLOWED != 0 {
-                    return false;
-                }
-                let _ = super::vmcs::write(vmx::fields::VmcsField::GUEST_IA32_EFER, value);
-            }
-            Msr::IA32_PAT => {
-                // Each byte must be a valid memory type: 0, 1, 4, 5, 6 or 7.
-                if value
-                    .to_le_bytes()
-                    .iter()
-                    .any(|b| !matches!(b, 0 | 1 | 4..=7))
-                {
-                    return false;
-                }
-                let _ = super::vmcs::write(vmx::fields::VmcsField::GUEST_IA32_PAT, value);
-            }
-            _ => return false,
+    }
+
+    /// Reads back the passed-through KERNEL_GS_BASE (after the VM ran).
+    pub fn save_msrs(&mut self) {
+        // SAFETY: KERNEL_GS_BASE exists in long mode.
+        let v = unsafe { arch::rdmsr(Msr::IA32_KERNEL_GS_BASE) };
+        self.msr_state.kernel_gs_base = v;
+    }
+
+    /// RDMSR/WRMSR decisions (vm::msr).
+    pub fn rdmsr(&self, msr: u32, ctx: &MsrContext) -> MsrAction {
+        if msr == Msr::IA32_KERNEL_GS_BASE.0 {
+            // Passed through: the live value is in the CPU.
+            // SAFETY: KERNEL_GS_BASE exists in long mode.
+            return MsrAction::Read(unsafe { arch::rdmsr(Msr::IA32_KERNEL_GS_BASE) });
         }
-        true
+        self.msr.rdmsr(&self.msr_state, msr, ctx)
+    }
+
+    pub fn wrmsr(&mut self, msr: u32, value: u64, ctx: &MsrContext) -> MsrAction {
+        let action = self.msr.wrmsr(&mut self.msr_state, msr, value, ctx);
+        if action == MsrAction::Written {
+            // A swapped MSR must reach the CPU now: the guest may use it (SYSCALL) before the
+            // next slice reloads them.
+            if let Some((m, v)) = self
+                .msr_state
+                .swapped()
+                .into_iter()
+                .find(|(m, _)| m.0 == msr)
+            {
+                if m != Msr::IA32_TSC_AUX || self.tsc_aux {
+                    // SAFETY: as in `load_msrs`.
+                    unsafe { arch::wrmsr(m, v) };
+                }
+            }
+        }
+        action
+    }
+
+    /// The MSR bitmap of this VM's policy (SDM Vol. 3C §25.6.9).
+    pub fn msr_bitmap(&self) -> [u8; 4096] {
+        self.msr.msr_bitmap()
     }
 }

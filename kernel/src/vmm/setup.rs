@@ -81,24 +81,14 @@ fn filled_frame(byte: u8) -> Result<u64, SetupError> {
     Ok(frame)
 }
 
-/// The MSR bitmap (SDM Vol. 3C §25.6.9): every MSR exits except the hot ones whose guest
-/// values the VMCS itself switches (FS_BASE, GS_BASE: SDM Vol. 3C §27.3.2, §28.3.2) and
-/// KERNEL_GS_BASE (switched per VM by the scheduler).
-pub fn msr_bitmap() -> Result<u64, SetupError> {
+/// A frame holding the VM's MSR bitmap (SDM Vol. 3C §25.6.9), computed by its MSR policy:
+/// every MSR exits except the hot ones the policy passes through.
+pub fn msr_bitmap(bitmap: &[u8; 4096]) -> Result<u64, SetupError> {
     let frame = filled_frame(0xff)?;
-    let bitmap = memory::phys_to_virt(frame);
-    for msr in [
-        Msr::IA32_FS_BASE,
-        Msr::IA32_GS_BASE,
-        Msr::IA32_KERNEL_GS_BASE,
-    ] {
-        // High MSRs (0xC0000000..0xC0001FFF): read bitmap at 0x400, write bitmap at 0xC00.
-        let bit = (msr.0 - 0xC000_0000) as usize;
-        for base in [0x400usize, 0xC00] {
-            // SAFETY: base + bit / 8 < 4096 for MSRs in the high range; the frame is ours.
-            unsafe { *bitmap.add(base + bit / 8) &= !(1 << (bit % 8)) };
-        }
-    }
+    // SAFETY: the frame was just allocated (4 KiB) and is mapped by the direct map.
+    unsafe {
+        core::ptr::copy_nonoverlapping(bitmap.as_ptr(), memory::phys_to_virt(frame), bitmap.len())
+    };
     Ok(frame)
 }
 

@@ -275,3 +275,18 @@ macro_rules! probe {
         $crate::trap::take()
     }};
 }
+
+/// Points IDT vector `vector` (32..=255) at an interrupt stub `handler` (which must save what
+/// it uses and end with IRETQ). [`init`] must have run.
+///
+/// # Safety
+/// `handler` must be the address of such a stub; it runs whenever the vector is delivered.
+pub unsafe fn set_interrupt_gate(vector: u8, handler: u64) {
+    // SAFETY: single vCPU; the caller guarantees the handler contract; the IDT is the static
+    // one loaded by `init`, so updating the entry in place is what the CPU will read.
+    unsafe {
+        if let Some(idt) = (*core::ptr::addr_of_mut!(IDT)).as_mut() {
+            idt[vector].set_handler_addr(VirtAddr::new(handler));
+        }
+    }
+}
