@@ -580,6 +580,9 @@ impl Vm {
         for line in alloc::format!("{}", self.stats.exits).lines() {
             info!("vm {}: {line}", self.name);
         }
+        for line in self.platform.device_report() {
+            info!("vm {}: {line}", self.name);
+        }
     }
 
     /// Applies a handler's action to the VMCS; returns whether the vCPU keeps running.
