@@ -15,12 +15,12 @@
 //! | `0x1000..0x1027`                | GDT ([`GDT_GPA`]): 0x08 code64, 0x10 data, 0x18 TSS     |
 //! | `0x2000..0x2FFF`                | TSS ([`TSS_GPA`])                                       |
 //! | `0x3000..0x3FFF`                | PML4 ([`PML4_GPA`], the entry CR3)                      |
-//! | `0x4000..0x4FFF`                | PDPT ([`PDPT_GPA`])                                     |
+//! | `0x4000..0x4FFF`                | PDPT ([`PDPT_GPA`](crate::loader::PDPT_GPA))                                     |
 //! | `0x5000..0x8FFF`                | 4 page directories: identity map of 0..4 GiB, 2 MiB pages |
 //! | `0x9000..0x9FFF`                | zero page, `struct boot_params` ([`ZERO_PAGE_GPA`])     |
 //! | `0xA000..0xDFFF`                | boot stack, RSP = [`BOOT_STACK_TOP`] = `0xE000`         |
 //! | `0x2_0000..0x2_FFFF`            | kernel command line, NUL-terminated ([`CMDLINE_GPA`])   |
-//! | `0x9_D000..0x9_EFFF`            | used by the kernel's decompressor for its 5-level-paging trampoline (it picks the top of the first e820 RAM entry below 0x9F000) |
+//! | `0x9_D000..0x9_EFFF`            | the decompressor's 32-bit trampoline, only when it must toggle 5-level paging (it takes the 8 KiB below the first RAM end under 0x9F000, saves and restores them) |
 //! | `0x9_FC00..0xF_FFFF`            | e820 reserved (EBDA, VGA, BIOS area)                    |
 //! | `pref_address..+init_size`      | protected-mode kernel (0x100_0000 for the test guest)   |
 //! | top of RAM below `initrd_addr_max` and 4 GiB | initrd, 4 KiB aligned                      |
@@ -39,13 +39,14 @@
 //! Selectors: boot.rst asks for a GDT with flat `__BOOT_CS` = 0x10 and `__BOOT_DS` = 0x18 and
 //! CS/DS/ES/SS loaded with them. Bulkhead's long-mode environment has code64 at 0x08, data at
 //! 0x10 and the TSS at 0x18, so the guest enters with CS = 0x08, DS = ES = SS = 0x10. This works:
-//! `startup_64` in arch/x86/boot/compressed/head_64.S loads null selectors into DS, ES, SS, FS
-//! and GS, sets its own stack, then `lgdt`s its own GDT and reloads CS with `lretq` to its
-//! `__KERNEL_CS` before any segment or interrupt use (Linux 4.14+; older decompressors stay on
-//! the loader's CS, which is flat 64-bit code here, until the decompressed kernel loads its own
-//! GDT). QEMU, Firecracker and cloud-hypervisor use 0x10/0x18 to follow the letter of the
-//! document; doing so here would need a GDT with 0x10 = code64 and 0x18 = data, which clashes
-//! with the existing ELF guest contract (data at 0x10, TSS at 0x18).
+//! `startup_64` in arch/x86/boot/compressed/head_64.S (Linux 6.1) loads null selectors into DS,
+//! ES, SS, FS and GS, switches to its own stack, `lgdt`s its own GDT and reloads CS with `lretq`
+//! to its `__KERNEL_CS` before any other segment or interrupt use. Older decompressors also
+//! zero the data segments and never load a selector of the loader's GDT; they run on the
+//! loader's CS, flat 64-bit code here, until the decompressed kernel loads its own GDT.
+//! QEMU, Firecracker and cloud-hypervisor use 0x10/0x18 to follow the letter of the document;
+//! doing so here would need a GDT with 0x10 = code64 and 0x18 = data, which clashes with the
+//! existing ELF guest contract (data at 0x10, TSS at 0x18).
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -287,7 +288,9 @@ pub struct LinuxConfig<'a> {
     pub cmdline: &'a str,
     /// The initial ramdisk, if any (an empty one counts as none).
     pub initrd: Option<&'a [u8]>,
-    /// Extra e820 entries, e.g. the virtio-mmio window as reserved; RAM is carved around them.
+    /// Extra e820 entries, e.g. the virtio-mmio window as reserved. They go to the kernel as
+    /// given; the base RAM entries are split around every one of them (whatever its kind), and
+    /// the loader places nothing in them.
     pub e820_extra: &'a [E820Entry],
 }
 
