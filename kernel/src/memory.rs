@@ -9,8 +9,10 @@ pub const FRAME_SIZE: u64 = 4096;
 /// At most this many usable regions are tracked (UEFI maps have ~100 entries, most of them
 /// not usable); further ones are reported and left unused.
 const MAX_REGIONS: usize = 64;
-/// The kernel heap: enough for per-VM device state and logs; guest RAM is not on the heap.
-const HEAP_SIZE: u64 = 8 * 1024 * 1024;
+/// The kernel heap holds device state (RAM disks, network buffers) and logs; guest RAM is not
+/// on the heap. It gets a quarter of usable memory, between 8 MiB and 512 MiB.
+const HEAP_MIN: u64 = 8 << 20;
+const HEAP_MAX: u64 = 512 << 20;
 
 #[global_allocator]
 static HEAP: LockedHeap = LockedHeap::empty();
@@ -151,19 +153,25 @@ pub fn init(regions: &MemoryRegions, phys_offset: u64) -> Result<MemorySummary, 
     // Largest regions first: big contiguous allocations (heap, guest RAM) come from them.
     let count = frames.count;
     frames.regions[..count].sort_unstable_by_key(|r| core::cmp::Reverse(r.end - r.next));
+    let heap_size = (summary.usable_bytes / 4).clamp(HEAP_MIN, HEAP_MAX) & !((2 << 20) - 1);
     let heap = frames
-        .bump(HEAP_SIZE, 2 * 1024 * 1024)
-        .ok_or("not enough memory for the 8 MiB kernel heap")?;
+        .bump(heap_size, 2 << 20)
+        .ok_or("not enough memory for the kernel heap (at least 8 MiB)")?;
     drop(frames);
     // SAFETY: the heap range was just reserved from the allocator, is mapped by the direct map
     // and is used for nothing else for the rest of the kernel's life.
-    unsafe { HEAP.lock().init(phys_to_virt(heap), HEAP_SIZE as usize) };
+    unsafe { HEAP.lock().init(phys_to_virt(heap), heap_size as usize) };
     summary.heap_start = heap;
-    summary.heap_size = HEAP_SIZE;
+    summary.heap_size = heap_size;
     Ok(summary)
 }
 
 /// Frames currently handed out by [`allocate_frame`].
 pub fn allocated_frames() -> u64 {
     FRAMES.lock().allocated
+}
+
+/// Free bytes on the kernel heap (a VM's device state must fit before it is created).
+pub fn heap_free() -> usize {
+    HEAP.lock().free()
 }

@@ -103,18 +103,24 @@ impl Checked {
 /// `target/guests` (built by `bulkhead-boot guests`, which scripts/test runs). The image lives
 /// in a temporary directory owned by the returned guard.
 pub fn bundle_image(conf: &str, guests: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let files: Vec<PathBuf> = guests.iter().map(|g| guest_dir().join(g)).collect();
+    bundle_files(conf, &files)
+}
+
+/// Like [`bundle_image`], with files from anywhere (e.g. the Linux guest's build directory).
+pub fn bundle_files(conf: &str, files: &[PathBuf]) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let bundle = dir.path().join("bundle");
     std::fs::create_dir_all(&bundle).expect("bundle directory");
     std::fs::write(bundle.join("bulkhead.conf"), conf).expect("write bulkhead.conf");
-    for g in guests {
-        let src = guest_dir().join(g);
+    for src in files {
         assert!(
             src.is_file(),
             "{} is missing: build the test guests with `cargo run -p bulkhead-boot -- guests` (scripts/test does)",
             src.display()
         );
-        std::fs::copy(&src, bundle.join(g)).expect("copy guest");
+        let name = src.file_name().expect("file name");
+        std::fs::copy(src, bundle.join(name)).expect("copy guest");
     }
     let archive = pack_bundle(&bundle).unwrap_or_else(|e| panic!("packing the bundle: {e}"));
     let ramdisk = dir.path().join("archive.bin");
@@ -178,4 +184,36 @@ impl Checked {
         }
         self
     }
+}
+
+/// The Linux test guest's build directory (bzImage, initramfs.cpio.lz4, manifest):
+/// `$BULKHEAD_LINUX_GUEST`, else the output of `scripts/build-guest` (cached by content hash;
+/// the first build takes about 6 minutes).
+pub fn linux_guest() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BULKHEAD_LINUX_GUEST") {
+        return PathBuf::from(dir);
+    }
+    let root = bulkhead_boot::image::workspace_root();
+    let out = std::process::Command::new(root.join("scripts/build-guest"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run scripts/build-guest");
+    assert!(out.status.success(), "scripts/build-guest failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    PathBuf::from(
+        text.lines()
+            .last()
+            .expect("build-guest prints its output directory")
+            .trim(),
+    )
+}
+
+/// A value from the Linux guest's manifest (`key=value` lines).
+pub fn manifest_value(dir: &std::path::Path, key: &str) -> String {
+    let text = std::fs::read_to_string(dir.join("manifest")).expect("read the guest manifest");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("the guest manifest has no {key}"))
+        .trim()
+        .to_string()
 }

@@ -14,6 +14,7 @@
 //! virtio-blk = size:1M         # or image:disk.img, optionally ",ro"
 //! virtio-net = 52:54:00:12:34:56
 //! cmdline = console=ttyS0      # linux only
+//! console-timestamps = yes      # prefix console lines with ticks since first entry
 //! initrd = initramfs.cpio.gz   # linux only
 //! ```
 //!
@@ -74,6 +75,8 @@ pub struct VmConfig {
     pub cmdline: Option<String>,
     pub initrd: Option<String>,
     pub devices: Vec<DeviceConfig>,
+    /// Prefix each console line with the TSC ticks since the VM's first entry.
+    pub console_timestamps: bool,
 }
 
 /// Hypervisor-wide settings.
@@ -226,6 +229,7 @@ struct VmDraft {
     cmdline: Option<String>,
     initrd: Option<String>,
     devices: Vec<DeviceConfig>,
+    console_timestamps: bool,
     seen: Vec<String>,
 }
 
@@ -394,6 +398,13 @@ impl Config {
                             *slot = Some(value.to_string());
                         }
                         "cmdline" => vm.cmdline = Some(value.to_string()),
+                        "console-timestamps" => {
+                            vm.console_timestamps = match value {
+                                "yes" | "true" => true,
+                                "no" | "false" => false,
+                                _ => return Err(bad(line, key, value, "yes or no")),
+                            }
+                        }
                         "memory" => {
                             vm.memory = Some(
                                 parse_size(value)
@@ -497,6 +508,7 @@ impl Config {
                     cmdline: d.cmdline,
                     initrd: d.initrd,
                     devices: d.devices,
+                    console_timestamps: d.console_timestamps,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;

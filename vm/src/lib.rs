@@ -12,6 +12,7 @@ pub mod cpuid;
 pub mod devices;
 pub mod insn;
 pub mod io;
+pub mod linux;
 pub mod loader;
 pub mod msr;
 pub mod paging;

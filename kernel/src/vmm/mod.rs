@@ -133,20 +133,26 @@ pub struct Vcpu {
 }
 
 /// Per-VM console: bytes from the UART and the console hypercall, printed line by line with
-/// the VM's name.
+/// the VM's name (and, with `console-timestamps = yes`, the TSC ticks since the VM's first
+/// entry: `[linux +123456789] text`).
 #[derive(Debug)]
 pub struct Console {
     name: String,
     line: Vec<u8>,
+    /// TSC of the first VM entry, when timestamps are on (0 until then).
+    timestamps: bool,
+    started: u64,
 }
 
 impl Console {
     const MAX_LINE: usize = 240;
 
-    fn new(name: &str) -> Self {
+    fn new(name: &str, timestamps: bool) -> Self {
         Console {
             name: name.into(),
             line: Vec::new(),
+            timestamps,
+            started: 0,
         }
     }
 
@@ -167,7 +173,16 @@ impl Console {
 
     fn flush(&mut self) {
         let text = String::from_utf8_lossy(&self.line);
-        crate::println!("[{}] {}", self.name, text);
+        if self.timestamps {
+            crate::println!(
+                "[{} +{}] {}",
+                self.name,
+                arch::rdtsc().saturating_sub(self.started),
+                text
+            );
+        } else {
+            crate::println!("[{}] {}", self.name, text);
+        }
         self.line.clear();
     }
 }
@@ -236,13 +251,13 @@ impl fmt::Display for CreateError {
 }
 
 impl Vm {
-    fn create(
+    /// Allocates the VM's RAM and loads its guest image.
+    fn load(
         index: usize,
         config: &VmConfig,
-        archive: &Archive,
+        archive: &Archive<'static>,
         caps: &Capabilities,
-        tsc_hz: u64,
-    ) -> Result<Vm, CreateError> {
+    ) -> Result<(loader::BootState, GuestMemory), CreateError> {
         let image = archive
             .get(&config.image)
             .ok_or_else(|| CreateError::MissingEntry(config.image.clone()))?;
@@ -253,16 +268,26 @@ impl Vm {
         };
         let mut memory =
             GuestMemory::new(config.memory, ept_config).map_err(CreateError::Memory)?;
-        let boot = match config.kind {
+        match config.kind {
             GuestKind::Elf64 => loader::load_elf64(image, config.memory, index as u64, &mut memory),
             GuestKind::Real16 => loader::load_real16(image, config.memory, &mut memory),
             GuestKind::Linux => {
-                return Err(CreateError::Platform(
-                    "kind = linux is not supported yet".into(),
-                ))
+                return linux_boot(config, archive, image, &mut memory).map(|boot| (boot, memory));
             }
         }
-        .map_err(CreateError::Load)?;
+        .map_err(CreateError::Load)
+        .map(|boot| (boot, memory))
+    }
+
+    fn create(
+        index: usize,
+        config: &VmConfig,
+        archive: &Archive<'static>,
+        caps: &Capabilities,
+        tsc_hz: u64,
+    ) -> Result<Vm, CreateError> {
+        let (boot, memory) = Self::load(index, config, archive, caps)?;
+
         let platform = Platform::new(config, archive, tsc_hz).map_err(CreateError::Platform)?;
 
         let long_mode = matches!(boot.mode, EntryMode::Long64 { .. });
@@ -310,7 +335,7 @@ impl Vm {
                 state: State::Runnable,
             },
             platform,
-            console: Console::new(&config.name),
+            console: Console::new(&config.name, config.console_timestamps),
             stats: VmStats::default(),
             caps: caps.clone(),
             fpu: Box::new(arch::FxArea::initial()),
@@ -576,7 +601,11 @@ impl Vm {
         if !self.console.line.is_empty() {
             self.console.flush();
         }
-        info!("vm {}: stopped: {reason} (RIP {rip:#x})", self.name);
+        let ran = arch::rdtsc().saturating_sub(self.console.started);
+        info!(
+            "vm {}: stopped: {reason} (RIP {rip:#x}) after {ran} ticks",
+            self.name
+        );
         for line in alloc::format!("{}", self.stats.exits).lines() {
             info!("vm {}: {line}", self.name);
         }
@@ -668,6 +697,10 @@ impl Vm {
                 let ticks = (deadline.saturating_sub(now) >> rate).clamp(1, u64::from(u32::MAX));
                 let _ = vmcs::write(F::VMX_PREEMPTION_TIMER_VALUE, ticks);
             }
+            if !self.vcpu.launched {
+                self.console.started = arch::rdtsc();
+                info!("vm {}: first VM entry", self.name);
+            }
             // SAFETY: this VM's VMCS is current (loaded above) with complete host and guest
             // state, and `launched` tracks VMLAUNCH for it.
             let result = unsafe { entry::enter(&mut self.vcpu.regs, self.vcpu.launched) };
@@ -692,6 +725,45 @@ impl Vm {
         }
         self.switch_out();
     }
+}
+
+/// Loads a Linux bzImage through the 64-bit boot protocol (vm::linux): the command line gets
+/// one `virtio_mmio.device=` entry per device of the VM, and the e820 map marks the
+/// virtio-mmio window reserved.
+fn linux_boot(
+    config: &VmConfig,
+    archive: &Archive<'static>,
+    image: &[u8],
+    memory: &mut GuestMemory,
+) -> Result<loader::BootState, CreateError> {
+    let initrd = match &config.initrd {
+        Some(name) => Some(
+            archive
+                .get(name)
+                .ok_or_else(|| CreateError::MissingEntry(name.clone()))?,
+        ),
+        None => None,
+    };
+    let mut cmdline = config.cmdline.clone().unwrap_or_default();
+    for i in 0..config.devices.len() {
+        let (base, irq) = VmConfig::device_window(i);
+        cmdline += &alloc::format!(" virtio_mmio.device=4K@{base:#x}:{irq}");
+    }
+    let window = vm::linux::E820Entry {
+        addr: vm::config::MMIO_BASE,
+        size: vm::config::MMIO_STRIDE * vm::config::MAX_DEVICES as u64,
+        kind: vm::linux::E820Kind::Reserved,
+    };
+    let extra = [window];
+    let lc = vm::linux::LinuxConfig {
+        ram: config.memory,
+        cmdline: cmdline.trim(),
+        initrd,
+        e820_extra: &extra,
+    };
+    info!("vm {}: Linux command line: {}", config.name, lc.cmdline);
+    vm::linux::load_linux(image, &lc, memory)
+        .map_err(|e| CreateError::Platform(alloc::format!("loading the Linux kernel failed: {e}")))
 }
 
 /// #GP(0) (SDM Vol. 3A §6.15).
@@ -762,7 +834,12 @@ impl HypercallHost for HcHost<'_> {
 
 /// Creates every configured VM and runs them round-robin until all have stopped. Returns how
 /// many VMs were created and how many could not be.
-pub fn run(caps: &Capabilities, archive: &Archive, config: &Config, tsc_hz: u64) -> (usize, usize) {
+pub fn run(
+    caps: &Capabilities,
+    archive: &Archive<'static>,
+    config: &Config,
+    tsc_hz: u64,
+) -> (usize, usize) {
     let mut vms: Vec<Vm> = Vec::new();
     let mut failed = 0;
     for (i, vc) in config.vms.iter().enumerate() {

@@ -105,19 +105,31 @@ fn hypervisor_leaves() -> [(u32, [u32; 4]); 1] {
 }
 
 impl Platform {
-    pub fn new(config: &VmConfig, archive: &Archive, tsc_hz: u64) -> Result<Self, String> {
+    pub fn new(config: &VmConfig, archive: &Archive<'static>, tsc_hz: u64) -> Result<Self, String> {
         let mut mmio = Vec::new();
         for (i, dev) in config.devices.iter().enumerate() {
             let (base, irq) = VmConfig::device_window(i);
             let device = match dev {
                 DeviceConfig::VirtioBlk { source, read_only } => {
                     let disk = match source {
-                        DiskSource::Empty { size } => virtio::RamDisk::new(*size as usize),
+                        DiskSource::Empty { size } => {
+                            // Keep a quarter of the heap for everything else.
+                            let room = crate::memory::heap_free() / 4 * 3;
+                            if *size as usize > room {
+                                return Err(format!(
+                                    "a {} MiB RAM disk does not fit in the hypervisor heap ({} MiB free); use a smaller \
+                                     `virtio-blk = size:...` or give the machine more memory",
+                                    size >> 20,
+                                    room >> 20
+                                ));
+                            }
+                            virtio::RamDisk::new(*size as usize)
+                        }
+                        // Copy-on-write over the archive entry: only written blocks use the heap.
                         DiskSource::Image(name) => {
-                            let data = archive.get(name).ok_or_else(|| {
+                            virtio::RamDisk::from_static(archive.get(name).ok_or_else(|| {
                                 format!("the boot archive has no disk image {name:?}")
-                            })?;
-                            virtio::RamDisk::from_image(data.to_vec())
+                            })?)
                         }
                     };
                     Device::Blk(virtio::MmioTransport::new(virtio::BlockDevice::new(

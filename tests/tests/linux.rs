@@ -1,0 +1,116 @@
+//! Linux end to end: an unmodified Linux 6.1 (tests/guest/linux, built by
+//! scripts/build-guest) boots under Bulkhead in Bochs, finds virtio-blk and virtio-net,
+//! writes and reads back a pattern on /dev/vda, pings the gateway and powers off.
+
+use bulkhead_tests::{boot_image, bundle_files, linux_guest, manifest_value, Checked};
+
+const CMDLINE: &str =
+    "console=ttyS0,115200 panic=-1 reboot=t io_delay=none nolapic tsc=reliable no_timer_check";
+
+fn linux_conf(disk: &str) -> String {
+    format!(
+        "[vm linux]\nkind = linux\nimage = bzImage\ninitrd = initramfs.cpio.lz4\nmemory = 64M\nconsole-timestamps = yes\n\
+         cmdline = {CMDLINE}\nvirtio-blk = {disk}\nvirtio-net = 52:54:00:12:34:56\n"
+    )
+}
+
+fn boot_linux(disk: &str) -> Checked {
+    let dir = linux_guest();
+    let files = [dir.join("bzImage"), dir.join("initramfs.cpio.lz4")];
+    let (_tmp, image) = bundle_files(&linux_conf(disk), &files);
+    boot_image(&image, "corei7_skylake_x", 600)
+}
+
+/// Whether every guest check passed, judged from the transcript alone (so the negative test
+/// below can show this judgement rejects a failing guest).
+fn linux_passed(run: &Checked, pattern: &str) -> Result<(), String> {
+    let t = &run.outcome.transcript;
+    for needle in [
+        "guest: userspace up uptime=",
+        "guest: virtio-blk: found /dev/vda size=8388608",
+        &format!("guest: PASS virtio-blk pattern sha256={pattern}"),
+        "guest: virtio-net: found eth0 mac=52:54:00:12:34:56",
+        "guest: PASS virtio-net ping 192.0.2.1 received=3/3",
+        "guest: ALL PASS",
+        "vm linux: stopped: guest halted with interrupts disabled (powered off)",
+        "bulkhead: exit status 0 (ok)",
+    ] {
+        if !t.contains(needle) {
+            return Err(format!("missing {needle:?}"));
+        }
+    }
+    for bad in [
+        "guest: FAIL",
+        "FAILED",
+        "unhandled exit",
+        "hypervisor bug",
+        "Kernel panic",
+    ] {
+        if t.contains(bad) {
+            return Err(format!("found {bad:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// The `+ticks` prefix of the console line containing `needle`.
+fn ticks_of(run: &Checked, needle: &str) -> u64 {
+    let line = run.line(needle);
+    let start = line.find(" +").expect("console timestamp") + 2;
+    line[start..]
+        .split(']')
+        .next()
+        .and_then(|t| t.parse().ok())
+        .expect("ticks")
+}
+
+#[test]
+fn linux_boots_and_uses_virtio_blk_and_net() {
+    let dir = linux_guest();
+    let pattern = manifest_value(&dir, "blk_pattern_sha256");
+    let run = boot_linux("size:8M");
+    if let Err(why) = linux_passed(&run, &pattern) {
+        run.saw(&format!("<linux check failed: {why}>"));
+    }
+    // The devices did their work through the virtqueues, and their IRQs reached the guest.
+    run.saw("vm linux: virtio-blk at 0xd0000000 irq 5: requests=")
+        .saw("vm linux: virtio-net at 0xd0001000 irq 6: requests=");
+    assert!(
+        run.exit_count("linux", "EPT violation").unwrap_or(0) > 0,
+        "virtio-mmio accesses are EPT violations"
+    );
+    assert!(
+        run.exit_count("linux", "HLT").unwrap_or(0) > 0,
+        "the idle guest halts and is woken"
+    );
+    let injected = run.line("vm linux: exits: hypercalls=");
+    assert!(
+        !injected.contains("interrupts-injected=0 "),
+        "timer and device interrupts were injected: {injected}"
+    );
+    // Boot time, recorded (not judged): emulated ticks from the first VM entry and the
+    // guest's own uptime when userspace started.
+    let ticks = ticks_of(&run, "guest: userspace up");
+    let uptime = run
+        .line("guest: userspace up uptime=")
+        .rsplit('=')
+        .next()
+        .unwrap_or("?")
+        .to_string();
+    eprintln!("linux boot: userspace after {ticks} TSC ticks from the first VM entry; guest uptime {uptime} s");
+}
+
+/// A read-only disk makes the guest's blk check fail; the judgement above must reject it.
+#[test]
+fn a_failing_guest_check_fails_the_judgement() {
+    let dir = linux_guest();
+    let pattern = manifest_value(&dir, "blk_pattern_sha256");
+    let run = boot_linux("size:8M,ro");
+    run.saw("guest: FAIL virtio-blk write")
+        .saw("guest: FAILED 1 checks")
+        .not_saw("guest: ALL PASS");
+    assert!(
+        linux_passed(&run, &pattern).is_err(),
+        "a failing guest check must fail the Linux test"
+    );
+}
