@@ -191,7 +191,10 @@ pub fn build_guests() -> Result<PathBuf, BootError> {
         let entry = entry.map_err(io("cannot list", &release))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let is_guest = !name.contains('.')
-            && (name == "selftest" || name == "timer" || name.starts_with("hostile-"));
+            && (name == "selftest"
+                || name == "timer"
+                || name.starts_with("hostile-")
+                || name == "virtio-client");
         if is_guest && entry.path().is_file() {
             let dst = out.join(format!("{name}.elf"));
             std::fs::copy(entry.path(), &dst).map_err(io("cannot copy to", &dst))?;
