@@ -90,7 +90,7 @@ impl RunSpec {
                 _ => bochs::DEFAULT_MODEL.into(),
             },
             cpus: 1,
-            megs: 256,
+            megs: 512,
             timeout: Duration::from_secs(120),
             serial_out: None,
             echo: false,

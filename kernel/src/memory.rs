@@ -10,7 +10,7 @@ pub const FRAME_SIZE: u64 = 4096;
 /// not usable); further ones are reported and left unused.
 const MAX_REGIONS: usize = 64;
 /// The kernel heap holds device state (RAM disks, network buffers) and logs; guest RAM is not
-/// on the heap. It gets a quarter of usable memory, between 8 MiB and 512 MiB.
+/// on the heap. It gets an eighth of usable memory, between 8 MiB and 512 MiB.
 const HEAP_MIN: u64 = 8 << 20;
 const HEAP_MAX: u64 = 512 << 20;
 
@@ -153,7 +153,7 @@ pub fn init(regions: &MemoryRegions, phys_offset: u64) -> Result<MemorySummary, 
     // Largest regions first: big contiguous allocations (heap, guest RAM) come from them.
     let count = frames.count;
     frames.regions[..count].sort_unstable_by_key(|r| core::cmp::Reverse(r.end - r.next));
-    let heap_size = (summary.usable_bytes / 4).clamp(HEAP_MIN, HEAP_MAX) & !((2 << 20) - 1);
+    let heap_size = (summary.usable_bytes / 8).clamp(HEAP_MIN, HEAP_MAX) & !((2 << 20) - 1);
     let heap = frames
         .bump(heap_size, 2 << 20)
         .ok_or("not enough memory for the kernel heap (at least 8 MiB)")?;
