@@ -171,6 +171,8 @@ pub fn build_guests() -> Result<PathBuf, BootError> {
             "guest-selftest",
             "-p",
             "guest-hostile",
+            "-p",
+            "guest-virtio",
             "--target",
             "x86_64-unknown-none",
             "--release",

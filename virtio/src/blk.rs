@@ -354,15 +354,20 @@ impl<B: BlockBackend> BlockDevice<B> {
         if readable < HEADER_LEN {
             return Completion::status(blk_status::IOERR);
         }
-        // seg_max / size_max (virtio 1.2 §5.2.6.1: the driver MUST NOT exceed them);
-        // violations fail with IOERR. Header and status descriptors are not data.
+        // seg_max / size_max bind the driver only when it negotiated VIRTIO_BLK_F_SEG_MAX /
+        // VIRTIO_BLK_F_SIZE_MAX (virtio 1.2 §5.2.3, §5.2.6.1); violations then fail with
+        // IOERR. Without them any size is served (data moves in fixed-size chunks, so a
+        // large segment costs no memory). Header and status descriptors are not data.
         let data_segments = chain.descriptor_count().saturating_sub(2);
-        if data_segments > self.config.seg_max as usize
-            || chain
-                .readable
-                .iter()
-                .chain(chain.writable.iter())
-                .any(|s| s.len > self.config.size_max)
+        let seg_limit = self.features & feature::BLK_SEG_MAX != 0;
+        let size_limit = self.features & feature::BLK_SIZE_MAX != 0;
+        if (seg_limit && data_segments > self.config.seg_max as usize)
+            || (size_limit
+                && chain
+                    .readable
+                    .iter()
+                    .chain(chain.writable.iter())
+                    .any(|s| s.len > self.config.size_max))
         {
             return Completion::status(blk_status::IOERR);
         }

@@ -173,6 +173,9 @@ pub struct MmioTransport<D: VirtioDevice> {
     vendor_id: u32,
     error: Option<DeviceError>,
     stats: DeviceStats,
+    /// Deferred notification mode: QueueNotify only marks the queue kicked (bit per queue).
+    deferred: bool,
+    kicked: u64,
 }
 
 impl<D: VirtioDevice> MmioTransport<D> {
@@ -196,7 +199,42 @@ impl<D: VirtioDevice> MmioTransport<D> {
             vendor_id: u32::from_le_bytes(*b"BLKH"),
             error: None,
             stats: DeviceStats::default(),
+            deferred: false,
+            kicked: 0,
         }
+    }
+
+    /// Deferred notification mode, as an asynchronous backend behaves: a QueueNotify only
+    /// marks its queue kicked and [`MmioTransport::process_kicks`] does the work later (when
+    /// the vCPU halts or a short deadline passes). Until then the device has not moved
+    /// avail_event past the kick, so with VIRTIO_F_EVENT_IDX the driver adds further
+    /// requests without notifying again (virtio 1.2 §2.7.10): one exit for a whole batch.
+    pub fn set_deferred_notify(&mut self, deferred: bool) {
+        self.deferred = deferred;
+    }
+
+    /// Whether queues were kicked and not yet processed (deferred mode).
+    pub fn has_kicks(&self) -> bool {
+        self.kicked != 0
+    }
+
+    /// Processes every kicked queue (deferred mode) and decides once whether to interrupt.
+    pub fn process_kicks(&mut self, mem: &mut dyn GuestMemory) -> MmioEffect {
+        let kicked = core::mem::take(&mut self.kicked);
+        if kicked == 0 || !self.active() {
+            return MmioEffect::default();
+        }
+        let mut effect = MmioEffect::default();
+        for index in 0..self.queues.len().min(64) {
+            if kicked & (1 << index) == 0 {
+                continue;
+            }
+            match self.run_queue(index, mem) {
+                Ok(e) => effect.interrupt |= e.interrupt,
+                Err((queue, error)) => return self.fail(DeviceError::Queue { queue, error }),
+            }
+        }
+        effect
     }
 
     /// The device.
@@ -243,6 +281,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
     /// virtio 1.2 §2.4 / §4.2.2.1: writing 0 to Status resets the device.
     fn reset(&mut self) {
         self.device.reset();
+        self.kicked = 0;
         for q in &mut self.queues {
             q.reset();
         }
@@ -543,6 +582,22 @@ impl<D: VirtioDevice> MmioTransport<D> {
         };
         if !q.ready() {
             self.bad_access();
+            return MmioEffect::default();
+        }
+        if self.deferred && index < 64 {
+            self.kicked |= 1 << index;
+            // The device will process this queue soon: the driver need not notify again
+            // meanwhile (virtio 1.2 §2.7.10).
+            let result = self
+                .queues
+                .get_mut(index)
+                .map(|q| q.disable_notification(mem));
+            if let Some(Err(error)) = result {
+                return self.fail(DeviceError::Queue {
+                    queue: index,
+                    error,
+                });
+            }
             return MmioEffect::default();
         }
         match self.run_queue(index, mem) {

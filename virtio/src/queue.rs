@@ -254,6 +254,8 @@ pub struct Queue {
     /// Whether used buffers were added since the last interrupt decision.
     used_pending: bool,
     event_idx: bool,
+    /// `disable_notification` is in effect.
+    notifications_suppressed: bool,
     indirect: bool,
 }
 
@@ -272,6 +274,7 @@ impl Queue {
             signalled_used: 0,
             used_pending: false,
             event_idx: false,
+            notifications_suppressed: false,
             indirect: false,
         }
     }
@@ -568,8 +571,27 @@ impl Queue {
             // virtio 1.2 §2.7.8: le16 avail_event follows ring[size] in the used ring.
             let avail_event = self.used_ring.wrapping_add(4 + 8 * u64::from(self.size));
             mem.write_u16(avail_event, self.next_avail)?;
+        } else if self.notifications_suppressed {
+            mem.write_u16(self.used_ring, 0)?;
         }
+        self.notifications_suppressed = false;
         self.has_available(mem)
+    }
+
+    /// Asks the driver not to notify for now, because the device will process the queue
+    /// anyway (virtio 1.2 §2.7.10): with EVENT_IDX, avail_event moves a whole ring ahead of
+    /// what the device consumed (the driver cannot get further ahead); without it, the used
+    /// ring's VIRTQ_USED_F_NO_NOTIFY flag. [`Queue::enable_notification`] undoes it.
+    pub fn disable_notification(&mut self, mem: &mut dyn GuestMemory) -> Result<(), QueueError> {
+        self.check_ready()?;
+        if self.event_idx {
+            let avail_event = self.used_ring.wrapping_add(4 + 8 * u64::from(self.size));
+            mem.write_u16(avail_event, self.next_avail.wrapping_add(self.size))?;
+        } else {
+            mem.write_u16(self.used_ring, ring::USED_F_NO_NOTIFY)?;
+        }
+        self.notifications_suppressed = true;
+        Ok(())
     }
 
     /// Decides whether the driver must be interrupted for the used buffers added since

@@ -269,6 +269,11 @@ impl Driver {
         self.mem.write_u16(avail + 2, idx).expect("in RAM");
     }
 
+    /// The driver's current avail idx of queue `q`.
+    pub fn avail_idx(&self, q: usize) -> u16 {
+        self.queues[q].avail_idx
+    }
+
     /// Sets the avail ring's idx directly (for malformed-ring tests).
     pub fn set_avail_idx(&mut self, q: usize, idx: u16) {
         self.queues[q].avail_idx = idx;

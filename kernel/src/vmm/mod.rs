@@ -588,8 +588,10 @@ impl Vm {
         self.fpu.restore();
     }
 
-    /// Saves what `switch_in` made live after the VM ran.
+    /// Saves what `switch_in` made live after the VM ran, and finishes its queued I/O so it
+    /// does not wait for the VM's next slice.
     fn switch_out(&mut self) {
+        self.platform.process_kicks(&mut self.memory);
         self.platform.save_msrs();
         self.fpu.save();
     }
@@ -649,6 +651,8 @@ impl Vm {
             }
             Action::Halt => {
                 advance(info.instruction_length);
+                // An idle vCPU is the moment to do the I/O it queued.
+                self.platform.process_kicks(&mut self.memory);
                 self.vcpu.state = State::Halted;
                 false
             }
@@ -686,10 +690,16 @@ impl Vm {
         self.wake_others_at = wake_others_at;
         loop {
             let now = arch::rdtsc();
+            if self.platform.kick_deadline().is_some_and(|d| now >= d) {
+                self.platform.process_kicks(&mut self.memory);
+            }
             self.platform.tick(now);
             self.inject_pending_interrupt();
             if preemption {
-                let slice_end = self.slice_end.min(self.wake_others_at);
+                let slice_end = self
+                    .slice_end
+                    .min(self.wake_others_at)
+                    .min(self.platform.kick_deadline().unwrap_or(u64::MAX));
                 let deadline = self
                     .platform
                     .next_deadline()

@@ -2,8 +2,9 @@
 
 use super::*;
 use crate::blk::BlockBackend;
-use crate::spec::{blk_status, interrupt, BlkRequestType as T, Register};
+use crate::spec::{blk_status, interrupt, ring, BlkRequestType as T, Register};
 use crate::testing::Buf;
+use crate::GuestMemory as _;
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
@@ -114,6 +115,33 @@ fn seg_max_and_size_max_violations() {
     let big = d.alloc(2048, 16);
     let (s, _, _) = run(&mut d, &mut t, T::IN, 0, &[Buf::w(big, 2048)]);
     assert_eq!(s, blk_status::IOERR, "segment 2048 > size_max 1024");
+}
+
+/// Found by the virtio-drivers guest: a driver that did not negotiate SEG_MAX/SIZE_MAX is not
+/// bound by them (virtio 1.2 §5.2.3).
+#[test]
+fn limits_apply_only_when_negotiated() {
+    let cfg = BlockConfig {
+        seg_max: 2,
+        size_max: 1024,
+        ..BlockConfig::default()
+    };
+    let without = ALL_FEATURES & !(feature::BLK_SEG_MAX | feature::BLK_SIZE_MAX);
+    let (mut d, mut t) = blk_with(RamDisk::new(1 << 20), cfg, without);
+    let big = d.alloc(4096, 16);
+    let (s, _, _) = run(&mut d, &mut t, T::IN, 0, &[Buf::w(big, 4096)]);
+    assert_eq!(
+        s,
+        blk_status::OK,
+        "a 4 KiB segment with size_max 1024 not negotiated"
+    );
+    let bufs: Vec<Buf> = (0..4).map(|_| Buf::w(d.alloc(512, 16), 512)).collect();
+    let (s, _, _) = run(&mut d, &mut t, T::IN, 0, &bufs);
+    assert_eq!(
+        s,
+        blk_status::OK,
+        "4 data segments with seg_max 2 not negotiated"
+    );
 }
 
 #[test]
@@ -255,6 +283,85 @@ fn batching_32_requests_one_notify() {
     assert_eq!(t.interrupt_status(), 0);
     // EVENT_IDX: the device asks to be notified at the next avail index (§2.7.10).
     assert_eq!(d.avail_event(0), 32);
+}
+
+/// Deferred notifications (an asynchronous backend): a driver that adds 32 requests one at a
+/// time and notifies whenever EVENT_IDX says so (virtio 1.2 §2.7.10, vring_need_event) kicks
+/// once; the device then completes all 32 with one interrupt.
+#[test]
+fn deferred_notify_batches_a_driver_that_kicks_per_request() {
+    let mut t = MmioTransport::new(BlockDevice::new(RamDisk::new(1 << 20)));
+    t.set_deferred_notify(true);
+    let mut d = Driver::new(1 << 20);
+    d.setup(&mut t, ALL_FEATURES, 128).unwrap();
+    let mut kicks = 0;
+    for i in 0..32u64 {
+        let a = d.alloc_data(&[i as u8; 512]);
+        let (bufs, _) = d.blk_request(T::OUT, i, &[Buf::r(a, 512)]);
+        let old = d.avail_idx(0);
+        d.add_chain(0, &bufs);
+        let new = d.avail_idx(0);
+        let event = d.avail_event(0);
+        // vring_need_event(event, new, old)
+        if new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old) {
+            assert!(
+                !d.kick(&mut t, 0).interrupt,
+                "deferred: nothing completes at the kick"
+            );
+            kicks += 1;
+        }
+    }
+    assert_eq!(kicks, 1, "one notification for the whole batch");
+    assert!(t.has_kicks());
+    assert!(
+        d.pop_used(0).is_none(),
+        "nothing completed before processing"
+    );
+    assert!(t.process_kicks(&mut d.mem).interrupt);
+    assert!(!t.has_kicks());
+    let mut n = 0;
+    while d.pop_used(0).is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 32);
+    let st = t.stats();
+    assert_eq!((st.notifications, st.requests, st.interrupts), (1, 32, 1));
+    // Caught up: the device asks to be notified at the next request again.
+    assert_eq!(d.avail_event(0), 32);
+}
+
+/// The same without EVENT_IDX: the device sets VIRTQ_USED_F_NO_NOTIFY while it has work
+/// queued, and clears it once it has caught up (virtio 1.2 §2.7.10).
+#[test]
+fn deferred_notify_without_event_idx_uses_no_notify() {
+    let mut t = MmioTransport::new(BlockDevice::new(RamDisk::new(1 << 20)));
+    t.set_deferred_notify(true);
+    let mut d = Driver::new(1 << 20);
+    d.setup(&mut t, ALL_FEATURES & !feature::RING_EVENT_IDX, 128)
+        .unwrap();
+    let used_flags = |d: &Driver| d.mem.read_u16(d.queues[0].used).unwrap();
+    let mut kicks = 0;
+    for i in 0..8u64 {
+        let a = d.alloc_data(&[i as u8; 512]);
+        let (bufs, _) = d.blk_request(T::OUT, i, &[Buf::r(a, 512)]);
+        d.add_chain(0, &bufs);
+        if used_flags(&d) & ring::USED_F_NO_NOTIFY == 0 {
+            d.kick(&mut t, 0);
+            kicks += 1;
+        }
+    }
+    assert_eq!(kicks, 1);
+    assert!(t.process_kicks(&mut d.mem).interrupt);
+    assert_eq!(
+        used_flags(&d) & ring::USED_F_NO_NOTIFY,
+        0,
+        "notifications re-enabled"
+    );
+    let mut n = 0;
+    while d.pop_used(0).is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 8);
 }
 
 #[test]
