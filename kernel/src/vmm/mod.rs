@@ -288,7 +288,10 @@ impl Vm {
     ) -> Result<Vm, CreateError> {
         let (boot, memory) = Self::load(index, config, archive, caps)?;
 
+        let heap_before = memory::heap_free();
         let platform = Platform::new(config, archive, tsc_hz).map_err(CreateError::Platform)?;
+        // Device state (RAM disks, queues, switch) lives on the heap.
+        let device_bytes = heap_before.saturating_sub(memory::heap_free()) as u64;
 
         let long_mode = matches!(boot.mode, EntryMode::Long64 { .. });
         let controls = setup::controls(caps, long_mode)
@@ -308,9 +311,17 @@ impl Vm {
             rsi: boot.rsi,
             ..Default::default()
         };
-        let overhead = memory.overhead_bytes() + 4 * memory::FRAME_SIZE;
+        // VMCS, MSR bitmap and the two I/O bitmaps: four frames.
+        let vmx_bytes = 4 * memory::FRAME_SIZE;
+        let ept_bytes = memory.overhead_bytes();
         info!(
-            "vm {}: {} MiB RAM, {} guest {} entered at {:#x}, {} virtio device(s), VPID {}, overhead {} KiB (VMCS, bitmaps, EPT)",
+            "vm {}: memory beyond guest RAM: {} bytes (VMCS and bitmaps {vmx_bytes}, EPT {ept_bytes}, device state {device_bytes})",
+            config.name,
+            vmx_bytes + ept_bytes + device_bytes
+        );
+        let overhead = vmx_bytes + ept_bytes + device_bytes;
+        info!(
+            "vm {}: {} MiB RAM, {} guest {} entered at {:#x}, {} virtio device(s), VPID {}, overhead {} KiB (VMCS, bitmaps, EPT, devices)",
             config.name,
             config.memory >> 20,
             match config.kind {
