@@ -24,6 +24,7 @@ const SELFTEST_CHECKS: &[&str] = &[
     "vmx-ud",
     "int3-reflected",
     "mmio-virtio-magic",
+    "guest-crate",
     "rdtsc-monotonic",
 ];
 
@@ -37,7 +38,7 @@ virtio-blk = size:1M
 
 /// The selftest guest on one CPU model: every check passes, and the exit statistics match
 /// what the guest does (one INT3, one MOV to CR4, one VMXON and one VMREAD, 6 RDMSR and 5
-/// WRMSR, 133 MMIO accesses, 67 unclaimed port accesses, 2673 multicall operations).
+/// WRMSR, 133 MMIO accesses, 67 unclaimed port accesses, 2677 multicall operations).
 fn selftest_on(cpu: &str) -> Checked {
     let (_dir, image) = bundle_image(SELFTEST_CONF, &["selftest.elf"]);
     let run = boot_image(&image, cpu, 240);
@@ -47,7 +48,8 @@ fn selftest_on(cpu: &str) -> Checked {
         run.saw(&format!("[selftest] guest selftest: PASS {check}"));
     }
     run.saw("[selftest] guest selftest: hello via hypercall")
-        .saw("[selftest] guest selftest: DONE passed=20 failed=0")
+        .saw("[selftest] guest selftest: hello via the hypercall crate")
+        .saw("[selftest] guest selftest: DONE passed=21 failed=0")
         .not_saw("FAIL")
         .saw("vm selftest: stopped: guest halted with interrupts disabled (powered off)")
         .exits("selftest", "exception or NMI", 1)
@@ -60,7 +62,7 @@ fn selftest_on(cpu: &str) -> Checked {
         .exits("selftest", "external interrupt", 0)
         .counter("selftest", "mmio", 133)
         .counter("selftest", "unclaimed-ports", 67)
-        .counter("selftest", "multicall-ops", 2673)
+        .counter("selftest", "multicall-ops", 2677)
         .counter("selftest", "exceptions-injected", 6)
         .saw("bulkhead: all VMs stopped (1 ran, 0 could not start)");
     // 64 benchmark CPUIDs plus the checks': at least 68.
@@ -124,7 +126,7 @@ fn hostile_guests_are_contained_and_the_others_keep_running() {
         .saw("[vmx-msrs] guest hostile-vmx-msrs: DONE passed=26 failed=0")
         .saw("[bad-hypercalls] guest hostile-bad-hypercalls: DONE passed=60 failed=0")
         // The well-behaved VM after all of them.
-        .saw("[selftest] guest selftest: DONE passed=20 failed=0")
+        .saw("[selftest] guest selftest: DONE passed=21 failed=0")
         .not_saw("FAIL")
         .not_saw("hypervisor bug")
         .saw("bulkhead: all VMs stopped (10 ran, 0 could not start)");
@@ -138,7 +140,7 @@ fn a_vm_that_cannot_start_is_reported_and_the_rest_run() {
     let (_dir, image) = bundle_image(&conf, &["selftest.elf"]);
     boot_image(&image, "corei7_skylake_x", 240)
         .saw("vm missing: not started: the boot archive has no entry \"nothere.elf\"")
-        .saw("[selftest] guest selftest: DONE passed=20 failed=0")
+        .saw("[selftest] guest selftest: DONE passed=21 failed=0")
         .saw("bulkhead: all VMs stopped (1 ran, 1 could not start)")
         .exited(32, "bad-configuration");
 }
@@ -156,7 +158,7 @@ fn timer_interrupts_wake_hlt_and_a_cpu_hog_is_preempted() {
         .saw("[timer] guest timer: PASS pit-rate")
         .saw("[timer] guest timer: PASS cpu-bound-spin")
         .saw("[timer] guest timer: DONE passed=3 failed=0")
-        .saw("[selftest] guest selftest: DONE passed=20 failed=0")
+        .saw("[selftest] guest selftest: DONE passed=21 failed=0")
         .counter("timer", "interrupts-injected", 10)
         .exits("timer", "HLT", 11);
     // 40 M ticks of spinning in 2 M-tick slices: at least 15 preemptions.

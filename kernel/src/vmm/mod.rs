@@ -609,6 +609,12 @@ impl Vm {
 
     fn stop(&mut self, reason: StopReason) {
         self.vcpu.state = State::Stopped(reason);
+        if matches!(
+            reason,
+            StopReason::EntryFailure { .. } | StopReason::EntryInstructionFailed { .. }
+        ) {
+            vmcs::dump(&self.name);
+        }
         self.stats.unclaimed_port_accesses = self.platform.unclaimed_port_accesses();
         let rip = vmcs::read(F::GUEST_RIP).unwrap_or(0);
         if !self.console.line.is_empty() {

@@ -89,3 +89,26 @@ pub fn read_exit(field: VmcsField) -> u64 {
         }
     }
 }
+
+/// Prints every readable field of the current VMCS (after a failed VM entry, so the failed
+/// check can be found against SDM Vol. 3C §27.2-27.3). Fields this CPU does not support
+/// fail VMREAD and are skipped.
+pub fn dump(vm: &str) {
+    log::error!("vm {vm}: VMCS dump (fields this CPU lacks are omitted):");
+    let mut line = alloc::string::String::new();
+    let mut n = 0;
+    for field in VmcsField::ALL {
+        if let Ok(value) = read(*field) {
+            use core::fmt::Write;
+            let _ = write!(line, " {}={value:#x}", field.name());
+            n += 1;
+            if n % 4 == 0 {
+                log::error!("vm {vm}: vmcs{line}");
+                line.clear();
+            }
+        }
+    }
+    if !line.is_empty() {
+        log::error!("vm {vm}: vmcs{line}");
+    }
+}

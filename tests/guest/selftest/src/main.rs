@@ -55,6 +55,7 @@ fn main(ram_size: u64, vm_index: u64) -> ! {
     check("vmx-ud", vmx_ud());
     check("int3-reflected", int3_reflected());
     check("mmio-virtio-magic", mmio_virtio_magic());
+    check("guest-crate", guest_crate());
     check("rdtsc-monotonic", rdtsc_monotonic());
 
     benchmarks();
@@ -142,6 +143,39 @@ fn hypercall_console() -> Check {
     let bytes = line.finish();
     let r = hcall("CONSOLE_WRITE", hv::console_write(bytes))?;
     expect_eq("CONSOLE_WRITE", r, bytes.len() as i64)
+}
+
+/// The published guest-side crate (`hypercall::guest`) against the real hypervisor:
+/// discovery, VERSION, NOP, CONSOLE_WRITE and a 4-entry MULTICALL.
+fn guest_crate() -> Check {
+    use hypercall::guest;
+    let v = guest::detect().ok_or_else(|| detail!("hypercall::guest::detect found no Bulkhead"))?;
+    if v != hypercall::Version::V1_0 {
+        return Err(detail!("detect() reported {v}"));
+    }
+    let v = guest::version().map_err(|e| detail!("version(): {e}"))?;
+    if v != hypercall::Version::V1_0 {
+        return Err(detail!("version() returned {v}"));
+    }
+    guest::nop().map_err(|e| detail!("nop(): {e}"))?;
+    let msg = b"guest selftest: hello via the hypercall crate\n";
+    let n = guest::console_write(msg).map_err(|e| detail!("console_write(): {e}"))?;
+    if n != msg.len() {
+        return Err(detail!("console_write() wrote {n} of {} bytes", msg.len()));
+    }
+    let mut batch = hypercall::multicall::Batch::new();
+    for _ in 0..4 {
+        batch
+            .push_nop()
+            .map_err(|_| detail!("Batch::push_nop failed"))?;
+    }
+    // SAFETY: test guests run on identity-mapped memory, so the batch's virtual address is
+    // its guest-physical address, as multicall requires.
+    let ran = unsafe { guest::multicall(&mut batch) }.map_err(|e| detail!("multicall(): {e}"))?;
+    if ran != 4 || batch.results().any(|r| r != Ok(0)) {
+        return Err(detail!("multicall ran {ran} of 4 NOPs"));
+    }
+    Ok(())
 }
 
 fn hypercall_unknown() -> Check {
