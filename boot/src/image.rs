@@ -24,27 +24,31 @@ pub fn default_image_dir() -> PathBuf {
     workspace_root().join("target").join("images")
 }
 
+/// Runs `cargo build --target x86_64-unknown-none --release` for `packages` (no_std
+/// binaries: the kernel, the test guests) in the workspace.
+fn cargo_build_none(packages: &[&str], what: &str) -> Result<(), BootError> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.current_dir(workspace_root()).arg("build");
+    for p in packages {
+        command.args(["-p", p]);
+    }
+    let status = command
+        .args(["--target", "x86_64-unknown-none", "--release"])
+        .status()
+        .map_err(|e| BootError::KernelBuild(format!("could not start cargo for {what}: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(BootError::KernelBuild(format!(
+            "building {what}: cargo exited with {status}"
+        )))
+    }
+}
+
 /// Builds the kernel for x86_64-unknown-none (release) and returns the ELF's path.
 pub fn build_kernel() -> Result<PathBuf, BootError> {
-    let root = workspace_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "-p",
-            "bulkhead-kernel",
-            "--target",
-            "x86_64-unknown-none",
-            "--release",
-        ])
-        .status()
-        .map_err(|e| BootError::KernelBuild(format!("could not start cargo: {e}")))?;
-    if !status.success() {
-        return Err(BootError::KernelBuild(format!(
-            "cargo exited with {status}"
-        )));
-    }
+    cargo_build_none(&["bulkhead-kernel"], "the kernel")?;
     Ok(kernel_path())
 }
 
@@ -162,30 +166,10 @@ pub fn guest_dir() -> PathBuf {
 /// guest with the GNU assembler; copies them to `target/guests`.
 pub fn build_guests() -> Result<PathBuf, BootError> {
     let root = workspace_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "-p",
-            "guest-selftest",
-            "-p",
-            "guest-hostile",
-            "-p",
-            "guest-virtio",
-            "--target",
-            "x86_64-unknown-none",
-            "--release",
-        ])
-        .status()
-        .map_err(|e| {
-            BootError::KernelBuild(format!("could not start cargo for the test guests: {e}"))
-        })?;
-    if !status.success() {
-        return Err(BootError::KernelBuild(format!(
-            "building the test guests: cargo exited with {status}"
-        )));
-    }
+    cargo_build_none(
+        &["guest-selftest", "guest-hostile", "guest-virtio"],
+        "the test guests",
+    )?;
     let out = guest_dir();
     std::fs::create_dir_all(&out).map_err(io("cannot create", &out))?;
     let release = root.join("target/x86_64-unknown-none/release");
