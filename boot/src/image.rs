@@ -157,6 +157,22 @@ pub fn build_bios_image(
     })
 }
 
+/// Creates only the UEFI image.
+pub fn build_uefi_image(
+    kernel: &Path,
+    ramdisk: Option<&Path>,
+    out: &Path,
+) -> Result<(), BootError> {
+    let mut uefi = bootloader::UefiBoot::new(kernel);
+    if let Some(r) = ramdisk {
+        uefi.set_ramdisk(r);
+    }
+    uefi.create_disk_image(out).map_err(|e| BootError::Image {
+        kind: "UEFI",
+        message: format!("{e:#}"),
+    })
+}
+
 /// Where the test guests are built.
 pub fn guest_dir() -> PathBuf {
     workspace_root().join("target").join("guests")

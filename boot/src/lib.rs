@@ -3,6 +3,7 @@
 //! QEMU/KVM, and judge the serial transcript. The `bulkhead-boot` binary and the integration
 //! tests (`tests/`) both use it.
 
+pub mod bench;
 pub mod bochs;
 pub mod error;
 pub mod image;

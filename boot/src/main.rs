@@ -32,6 +32,12 @@ USAGE:
       IMG defaults to target/images/bulkhead-{bios,uefi}.img for the platform.
       Exit status: the kernel's exit status (docs/exit-status.md), 124 on timeout,
       125 when the emulator stopped without the kernel's verdict, 2 on usage errors.
+  bulkhead-boot bench [--cpu MODEL] [--out FILE.json] [--smoke]
+      Build what the benchmarks need, run them in Bochs (exit round trips, virtio-blk and
+      virtio-net, Linux under Bulkhead and on bare Bochs, image sizes, per-VM memory), print
+      a markdown table and write the figures as JSON to FILE (default target/bench/bench.json).
+      --smoke runs only the exit round trips and sizes (other rows marked skipped).
+      Exit status 1 when a figure that should have been measured is missing.
   bulkhead-boot platforms
       Say which platforms this machine can run, and the Bochs CPU models with VMX.
 ";
@@ -207,6 +213,29 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
                 eprintln!("bulkhead-boot: work directory kept at {}", w.display());
             }
             Ok(u8::try_from(outcome.status_code()).unwrap_or(1))
+        }
+        "bench" => {
+            let o = Opts::parse(rest, &["--smoke", "--quiet"], &["--cpu", "--out"])?;
+            let mut opts = bulkhead_boot::bench::Options::new();
+            if let Some(c) = o.get("--cpu") {
+                opts.cpu = c.to_string();
+            }
+            if let Some(f) = o.get("--out") {
+                opts.out = PathBuf::from(f);
+            }
+            opts.smoke = o.has("--smoke");
+            opts.verbose = !o.has("--quiet");
+            let report = bulkhead_boot::bench::run_bench(&opts)?;
+            print!("{}", report.markdown());
+            println!("\nJSON: {}", opts.out.display());
+            let missing = report.missing();
+            for f in &missing {
+                eprintln!(
+                    "bulkhead-boot: bench: not measured: {} / {}",
+                    f.section, f.name
+                );
+            }
+            Ok(u8::from(!missing.is_empty()))
         }
         "platforms" => {
             for p in Platform::ALL {

@@ -2,7 +2,7 @@
 //! them on a platform, and assert on the transcript with the whole transcript shown on failure.
 
 use bulkhead_boot::image::{
-    build_bios_image, default_image_dir, guest_dir, kernel_path, pack_bundle,
+    build_bios_image, build_uefi_image, default_image_dir, guest_dir, kernel_path, pack_bundle,
 };
 use bulkhead_boot::{Platform, RunOutcome, RunSpec};
 use std::path::PathBuf;
@@ -137,9 +137,32 @@ pub fn bundle_files(conf: &str, files: &[PathBuf]) -> (tempfile::TempDir, PathBu
     (dir, image)
 }
 
+/// The UEFI image of a bundle of test guests (for Bochs + OVMF).
+pub fn bundle_uefi_image(conf: &str, guests: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let (dir, _bios) = bundle_image(conf, guests);
+    let image = dir.path().join("bulkhead-uefi.img");
+    build_uefi_image(
+        &kernel_path(),
+        Some(&dir.path().join("archive.bin")),
+        &image,
+    )
+    .unwrap_or_else(|e| panic!("building the UEFI image: {e}"));
+    (dir, image)
+}
+
 /// Boots `image` in Bochs with `cpu`.
 pub fn boot_image(image: &std::path::Path, cpu: &str, timeout_secs: u64) -> Checked {
-    let mut spec = RunSpec::new(Platform::Bochs, image);
+    boot_image_on(Platform::Bochs, image, cpu, timeout_secs)
+}
+
+/// Boots `image` on `platform` with `cpu`.
+pub fn boot_image_on(
+    platform: Platform,
+    image: &std::path::Path,
+    cpu: &str,
+    timeout_secs: u64,
+) -> Checked {
+    let mut spec = RunSpec::new(platform, image);
     spec.cpu_model = cpu.to_string();
     spec.timeout = Duration::from_secs(timeout_secs);
     let outcome = bulkhead_boot::run(&spec).unwrap_or_else(|e| panic!("could not run Bochs: {e}"));

@@ -2,7 +2,8 @@
 //! exit handler; the assertions cover the guests' PASS lines, the hypervisor's stop reports
 //! and exact exit counts from the statistics printed when each VM stops.
 
-use bulkhead_tests::{boot_image, bundle_image, Checked};
+use bulkhead_boot::Platform;
+use bulkhead_tests::{boot_image, boot_image_on, bundle_image, bundle_uefi_image, Checked};
 
 const SELFTEST_CHECKS: &[&str] = &[
     "cpuid-hypervisor-bit",
@@ -178,4 +179,18 @@ fn timer_interrupts_wake_hlt_and_a_cpu_hog_is_preempted() {
         selftest_done < timer_done,
         "the VM behind a CPU hog must not wait for it to finish"
     );
+}
+
+/// The UEFI path with VMs, the closest here to a real machine booted from USB: OVMF, the
+/// kernel locking IA32_FEATURE_CONTROL itself, a fragmented UEFI memory map, the boot archive
+/// from the UEFI loader's ramdisk, and the selftest guest passing.
+#[test]
+fn selftest_runs_under_uefi_firmware() {
+    let (_dir, image) = bundle_uefi_image(SELFTEST_CONF, &["selftest.elf"]);
+    boot_image_on(Platform::BochsUefi, &image, "corei7_skylake_x", 400)
+        .exited(0, "ok")
+        .saw("feature control: IA32_FEATURE_CONTROL was 0x0 (unlocked); Bulkhead enabled VMX outside SMX and locked it")
+        .saw("[selftest] guest selftest: DONE passed=21 failed=0")
+        .not_saw("FAIL")
+        .saw("bulkhead: all VMs stopped (1 ran, 0 could not start)");
 }

@@ -203,6 +203,8 @@ pub struct Vm {
     slice_end: u64,
     /// When a halted VM's device fires (TSC): the slice ends early then, so that VM runs.
     wake_others_at: u64,
+    /// The shortest device-timer interval honoured (10 µs of TSC ticks).
+    min_timer_ticks: u64,
 }
 
 /// Exit statistics plus the counters outside them.
@@ -352,6 +354,7 @@ impl Vm {
             fpu: Box::new(arch::FxArea::initial()),
             slice_end: 0,
             wake_others_at: u64::MAX,
+            min_timer_ticks: tsc_hz / 100_000,
         })
     }
 
@@ -717,10 +720,14 @@ impl Vm {
                     .slice_end
                     .min(self.wake_others_at)
                     .min(self.platform.kick_deadline().unwrap_or(u64::MAX));
+                // A guest may program its PIT for a 1-tick period; a floor on device deadlines
+                // (10 µs) keeps that from turning into an exit storm. Coalesced ticks are
+                // delivered as one interrupt, as the PIT model already does for missed ones.
+                let floor = now.saturating_add(self.min_timer_ticks);
                 let deadline = self
                     .platform
                     .next_deadline()
-                    .map_or(slice_end, |d| d.min(slice_end));
+                    .map_or(slice_end, |d| d.max(floor).min(slice_end));
                 let ticks = (deadline.saturating_sub(now) >> rate).clamp(1, u64::from(u32::MAX));
                 let _ = vmcs::write(F::VMX_PREEMPTION_TIMER_VALUE, ticks);
             }
