@@ -937,6 +937,19 @@ pub fn run_bench(o: &Options) -> Result<Report, BootError> {
     };
     if let Some(parent) = o.out.parent() {
         std::fs::create_dir_all(parent).map_err(io("cannot create", parent))?;
+        // The transcripts the figures came from, next to the JSON, for checking them.
+        let runs = [
+            ("selftest", Some(&selftest)),
+            ("virtio-client", virtio.as_ref()),
+            ("linux-bulkhead", bulkhead_linux.as_ref()),
+            ("linux-bare", bare_linux.as_ref()),
+        ];
+        for (name, run) in runs {
+            if let Some(r) = run {
+                let p = parent.join(format!("{name}.transcript.txt"));
+                std::fs::write(&p, &r.transcript).map_err(io("cannot write", &p))?;
+            }
+        }
     }
     std::fs::write(&o.out, report.to_json()).map_err(io("cannot write", &o.out))?;
     Ok(report)
