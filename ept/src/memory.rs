@@ -40,7 +40,14 @@ pub trait FrameAllocator {
 ///
 /// A kernel implementation with a direct map looks like:
 ///
-/// ```ignore
+/// ```no_run
+/// use core::sync::atomic::AtomicU64;
+/// use ept::{Hpa, TableMemory};
+///
+/// struct DirectMap {
+///     offset: u64,
+/// }
+///
 /// unsafe impl TableMemory for DirectMap {
 ///     fn table(&self, frame: Hpa) -> &[AtomicU64; 512] {
 ///         // SAFETY: `frame` is an EPT table frame from our allocator, mapped

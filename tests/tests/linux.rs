@@ -114,3 +114,26 @@ fn a_failing_guest_check_fails_the_judgement() {
         "a failing guest check must fail the Linux test"
     );
 }
+
+/// The boot-protocol loader against the real guest kernel (the unit tests use synthetic
+/// headers): the values docs/vm-platform.md relies on.
+#[test]
+fn the_loader_accepts_the_real_guest_kernel() {
+    let image = std::fs::read(linux_guest().join("bzImage")).expect("read bzImage");
+    let h = vm::linux::parse_header(&image).expect("a valid bzImage");
+    assert!(
+        h.version >= vm::linux::MIN_PROTOCOL,
+        "boot protocol {:#x}",
+        h.version
+    );
+    assert_ne!(h.xloadflags & vm::linux::XLF_KERNEL_64, 0, "64-bit entry");
+    assert_eq!(
+        h.pref_address, 0x100_0000,
+        "docs/vm-platform.md: loads at 16 MiB"
+    );
+    assert!(
+        h.init_size > 0 && h.init_size < 64 << 20,
+        "init_size {:#x}",
+        h.init_size
+    );
+}

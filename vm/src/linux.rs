@@ -1250,25 +1250,4 @@ mod tests {
             let _ = load_linux(&b, &config(ram, "console=ttyS0", Some(&[1; 64])), &mut mem);
         }
     }
-
-    /// Manual check of a real bzImage: `BULKHEAD_BZIMAGE=path cargo test -p vm linux::tests::
-    /// real_bzimage -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "needs BULKHEAD_BZIMAGE"]
-    fn real_bzimage() {
-        let path = std::env::var("BULKHEAD_BZIMAGE").expect("BULKHEAD_BZIMAGE");
-        let image = std::fs::read(path).unwrap();
-        let h = parse_header(&image).unwrap();
-        std::println!("{h:#x?}");
-        let mut mem = Mem::new(256 * MIB);
-        let initrd = [0u8; 4096];
-        let s = load_linux(
-            &image,
-            &config(256 * MIB, "console=ttyS0", Some(&initrd)),
-            &mut mem,
-        )
-        .unwrap();
-        std::println!("{s:#x?} e820 {:#x?}", e820(&mem));
-        std::println!("initrd at {:#x}", mem.u32(ZERO_PAGE_GPA + 0x218));
-    }
 }
