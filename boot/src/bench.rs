@@ -555,6 +555,24 @@ pub fn linux_figures(r: &LinuxRuns<'_>) -> Vec<Figure> {
             "the two figures above, divided",
         ));
     }
+    // The guests' own idea of the TSC rate: the clocks above are only comparable when the
+    // two runs agree on it (and on the PIT they calibrate against).
+    let tsc_mhz = |t: &str| {
+        let l = t
+            .lines()
+            .find(|l| l.contains("tsc: Detected ") && l.ends_with(" MHz TSC"))?;
+        let i = l.find("tsc: Detected ")? + "tsc: Detected ".len();
+        l[i..].strip_suffix(" MHz TSC")?.trim().parse().ok()
+    };
+    for (who, t) in [("Bulkhead", r.bulkhead), ("bare Bochs", r.bare)] {
+        out.push(Figure::new(
+            s,
+            &format!("{who}: guest kernel's TSC frequency"),
+            tsc_mhz(t),
+            "MHz",
+            "the guest kernel's `tsc: Detected <f> MHz TSC` (calibration, or CPUID 0x15/0x16 when it trusts them)",
+        ));
+    }
     out.push(Figure::new(
         s,
         "Bulkhead: host wall time of the run",
@@ -1044,6 +1062,8 @@ guest virtio-client: BENCH blk-read-64k bytes=16777216 ticks=100000000 requests=
     const BULKHEAD_LINUX: &str = "\
 [    100] INFO  vm linux: memory beyond guest RAM: 90112 bytes (VMCS and bitmaps 16384, EPT 73728, device state 0)
 [linux +1000] [    0.000000] Linux version 6.1.192
+[linux +1500] [    0.000000] tsc: Detected 50.000 MHz processor
+[linux +2000] [    0.000000] tsc: Detected 50.001 MHz TSC
 [linux +40000000] [    0.701000] Run /init as init process
 [linux +41000000] guest: userspace up uptime=0.72
 [linux +45000000] guest: workload sha256 bytes=2097152 ms=80
@@ -1052,6 +1072,7 @@ guest virtio-client: BENCH blk-read-64k bytes=16777216 ticks=100000000 requests=
 ";
     const BARE_LINUX: &str = "\
 [    0.000000] Linux version 6.1.192
+[    0.000000] tsc: Detected 3499.912 MHz TSC
 [    0.559125] Run /init as init process
 guest: userspace up uptime=0.57
 guest: workload sha256 bytes=2097152 ms=40
@@ -1083,6 +1104,10 @@ guest: workload spawn count=20 ms=10
             Some(4_000_000.0)
         );
         assert_eq!(get("bare Bochs: uptime at userspace"), Some(0.57));
+        assert_eq!(
+            get("bare Bochs: guest kernel's TSC frequency"),
+            Some(3499.912)
+        );
         assert_eq!(
             get("ratio Bulkhead / bare: CPU-bound workload (sha256 of 2 MiB)"),
             Some(2.0)
