@@ -493,7 +493,7 @@ pub fn linux_figures(r: &LinuxRuns<'_>) -> Vec<Figure> {
     let sha_ticks = workload_ticks(bk, "guest: workload sha256");
     out.push(Figure::new(
         s,
-        "Bulkhead: CPU-bound workload (sha256 of 2 MiB)",
+        "Bulkhead: CPU-bound workload (sha256 of 2 MiB), hypervisor ticks",
         sha_ticks.map(|t| t as f64),
         "TSC ticks",
         "difference of the hypervisor console timestamps of the guest line before the workload and of `guest: workload sha256`",
@@ -1100,7 +1100,7 @@ guest: workload spawn count=20 ms=10
         let get = |n: &str| f.iter().find(|f| f.name == n).and_then(|f| f.value);
         assert_eq!(get("Bulkhead: VM entry to userspace"), Some(41_000_000.0));
         assert_eq!(
-            get("Bulkhead: CPU-bound workload (sha256 of 2 MiB)"),
+            get("Bulkhead: CPU-bound workload (sha256 of 2 MiB), hypervisor ticks"),
             Some(4_000_000.0)
         );
         assert_eq!(get("bare Bochs: uptime at userspace"), Some(0.57));
@@ -1117,6 +1117,10 @@ guest: workload spawn count=20 ms=10
             Some(2.0)
         );
         assert!(f.iter().all(|f| f.status == Status::Measured), "{f:#?}");
+        let mut names: Vec<_> = f.iter().map(|f| &f.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), f.len(), "figure names are unique");
         let f = linux_figures(&LinuxRuns::default());
         assert!(f.iter().all(|f| f.status == Status::Missing));
     }
