@@ -26,6 +26,10 @@ pub const BROKEN_MODELS: &[&str] = &["zambezi"];
 
 pub const DEFAULT_MODEL: &str = "corei7_skylake_x";
 
+/// Emulated instructions per second. With `clock: sync=none` Bochs advances the TSC once per
+/// instruction, so this is also the guest-visible TSC frequency in Hz.
+pub const IPS: u64 = 50_000_000;
+
 /// Firmware Bochs boots with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Firmware {

@@ -287,7 +287,7 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
             let config = BochsConfig {
                 cpu_model: spec.cpu_model.clone(),
                 cpus: spec.cpus,
-                ips: 50_000_000,
+                ips: bochs::IPS,
                 megs: spec.megs,
                 firmware,
                 disk: disk.clone(),
