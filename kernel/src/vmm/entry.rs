@@ -146,7 +146,7 @@ pub unsafe fn enter(regs: &mut GuestRegs, launched: bool) -> Result<(), u64> {
     }
 }
 
-#[cfg(test)]
+// The assembly above hard-codes these offsets.
 const _: () = assert!(core::mem::offset_of!(GuestRegs, cr2) == 120);
 const _: () = assert!(core::mem::offset_of!(GuestRegs, rdi) == 40);
 const _: () = assert!(core::mem::offset_of!(GuestRegs, r15) == 112);

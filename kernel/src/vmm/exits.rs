@@ -60,7 +60,7 @@ pub fn dispatch(vm: &mut Vm, info: &ExitInfo) -> Action {
         });
     }
     match info.reason.reason {
-        ExitReason::ExceptionOrNmi => exception_or_nmi(vm),
+        ExitReason::ExceptionOrNmi => exception_or_nmi(),
         ExitReason::ExternalInterrupt => Action::Resume,
         ExitReason::TripleFault => Action::Stop(StopReason::TripleFault),
         ExitReason::InterruptWindow => vm.interrupt_window(),
@@ -86,20 +86,18 @@ pub fn dispatch(vm: &mut Vm, info: &ExitInfo) -> Action {
         ExitReason::EptViolation => ept_violation(vm, info),
         ExitReason::EptMisconfiguration => Action::Stop(StopReason::Bug("EPT misconfiguration")),
         ExitReason::PreemptionTimerExpired => vm.timer_expired(),
-        ExitReason::Xsetbv => xsetbv(vm),
+        ExitReason::Xsetbv => xsetbv(),
         other => Action::Stop(StopReason::Unhandled(other)),
     }
 }
 
 /// Exception or NMI (reason 0): host NMIs are consumed; intercepted guest exceptions (only
 /// #BP, see the exception bitmap) are reflected (SDM Vol. 3C §28.2.2).
-fn exception_or_nmi(vm: &mut Vm) -> Action {
+fn exception_or_nmi() -> Action {
     let info = InterruptionInfo::from_raw(vmcs::read_exit(F::VM_EXIT_INTERRUPTION_INFO) as u32);
     match info.kind() {
-        InterruptionType::Nmi => {
-            vm.stats.nmis += 1;
-            Action::Resume
-        }
+        // Counted as an exception-or-NMI exit in the statistics.
+        InterruptionType::Nmi => Action::Resume,
         InterruptionType::SoftwareException
             if info.vector() == ExceptionVector::Breakpoint.vector() =>
         {
@@ -156,27 +154,6 @@ fn vmx_instruction() -> Action {
     }
 }
 
-fn gpr(regs: &super::entry::GuestRegs, rsp: u64, g: Gpr) -> u64 {
-    match g {
-        Gpr::Rax => regs.rax,
-        Gpr::Rcx => regs.rcx,
-        Gpr::Rdx => regs.rdx,
-        Gpr::Rbx => regs.rbx,
-        Gpr::Rsp => rsp,
-        Gpr::Rbp => regs.rbp,
-        Gpr::Rsi => regs.rsi,
-        Gpr::Rdi => regs.rdi,
-        Gpr::R8 => regs.r8,
-        Gpr::R9 => regs.r9,
-        Gpr::R10 => regs.r10,
-        Gpr::R11 => regs.r11,
-        Gpr::R12 => regs.r12,
-        Gpr::R13 => regs.r13,
-        Gpr::R14 => regs.r14,
-        Gpr::R15 => regs.r15,
-    }
-}
-
 /// Writes a guest GPR (RSP goes to the VMCS).
 pub fn set_gpr(regs: &mut super::entry::GuestRegs, g: Gpr, value: u64) {
     let slot = match g {
@@ -205,12 +182,24 @@ pub fn set_gpr(regs: &mut super::entry::GuestRegs, g: Gpr, value: u64) {
 
 /// Reads a guest GPR (RSP from the VMCS).
 pub fn get_gpr(regs: &super::entry::GuestRegs, g: Gpr) -> u64 {
-    let rsp = if g == Gpr::Rsp {
-        vmcs::read_exit(F::GUEST_RSP)
-    } else {
-        0
-    };
-    gpr(regs, rsp, g)
+    match g {
+        Gpr::Rax => regs.rax,
+        Gpr::Rcx => regs.rcx,
+        Gpr::Rdx => regs.rdx,
+        Gpr::Rbx => regs.rbx,
+        Gpr::Rsp => vmcs::read_exit(F::GUEST_RSP),
+        Gpr::Rbp => regs.rbp,
+        Gpr::Rsi => regs.rsi,
+        Gpr::Rdi => regs.rdi,
+        Gpr::R8 => regs.r8,
+        Gpr::R9 => regs.r9,
+        Gpr::R10 => regs.r10,
+        Gpr::R11 => regs.r11,
+        Gpr::R12 => regs.r12,
+        Gpr::R13 => regs.r13,
+        Gpr::R14 => regs.r14,
+        Gpr::R15 => regs.r15,
+    }
 }
 
 /// Control-register access (reason 28), SDM Vol. 3C §28.2.1 Table 28-3.
@@ -291,9 +280,9 @@ fn ept_violation(vm: &mut Vm, info: &ExitInfo) -> Action {
     Action::Stop(StopReason::OutsideMemory { gpa, access })
 }
 
-/// XSETBV (reason 55): not offered yet (CPUID hides XSAVE) → #GP... but a guest that probes
-/// it anyway gets #UD as on a CPU without XSAVE (SDM Vol. 2D XSETBV).
-fn xsetbv(_vm: &mut Vm) -> Action {
+/// XSETBV (reason 55): XSAVE is not offered (CPUID.1:ECX.XSAVE = 0, only FXSAVE state is
+/// switched between VMs), so it raises #UD as on a CPU without XSAVE (SDM Vol. 2D XSETBV).
+fn xsetbv() -> Action {
     Action::Inject {
         vector: ExceptionVector::InvalidOpcode,
         error_code: None,

@@ -139,8 +139,9 @@ pub struct Vcpu {
 pub struct Console {
     name: String,
     line: Vec<u8>,
-    /// TSC of the first VM entry, when timestamps are on (0 until then).
+    /// Prefix lines with the ticks since the first VM entry.
     timestamps: bool,
+    /// TSC of the first VM entry (0 until then).
     started: u64,
 }
 
@@ -195,7 +196,7 @@ pub struct Vm {
     vcpu: Vcpu,
     platform: Platform,
     console: Console,
-    stats: VmStats,
+    stats: ExitStats,
     caps: Capabilities,
     /// x87/SSE state while the VM is not running (SDM Vol. 1 §10.5).
     fpu: Box<arch::FxArea>,
@@ -205,26 +206,6 @@ pub struct Vm {
     wake_others_at: u64,
     /// The shortest device-timer interval honoured (10 µs of TSC ticks).
     min_timer_ticks: u64,
-}
-
-/// Exit statistics plus the counters outside them.
-#[derive(Debug, Default)]
-pub struct VmStats {
-    pub exits: ExitStats,
-    pub nmis: u64,
-}
-
-impl core::ops::Deref for VmStats {
-    type Target = ExitStats;
-    fn deref(&self) -> &ExitStats {
-        &self.exits
-    }
-}
-
-impl core::ops::DerefMut for VmStats {
-    fn deref_mut(&mut self) -> &mut ExitStats {
-        &mut self.exits
-    }
 }
 
 /// Why a VM could not be created.
@@ -349,7 +330,7 @@ impl Vm {
             },
             platform,
             console: Console::new(&config.name, config.console_timestamps),
-            stats: VmStats::default(),
+            stats: ExitStats::new(),
             caps: caps.clone(),
             fpu: Box::new(arch::FxArea::initial()),
             slice_end: 0,
@@ -383,7 +364,7 @@ impl Vm {
             let mut host = HcHost {
                 memory: &mut self.memory,
                 console: &mut self.console,
-                stats: &self.stats.exits,
+                stats: &self.stats,
             };
             hypercall::dispatch(&mut host, regs, cpl)
         };
@@ -557,6 +538,11 @@ impl Vm {
         (n > 0).then_some(n)
     }
 
+    /// When this slice ends: its time is up, or a halted VM's device fires.
+    fn slice_deadline(&self) -> u64 {
+        self.slice_end.min(self.wake_others_at)
+    }
+
     /// Interrupt window open (reason 7): the pending interrupt is injected before the next
     /// entry (see `inject_pending_interrupt`).
     fn interrupt_window(&mut self) -> Action {
@@ -566,7 +552,7 @@ impl Vm {
 
     /// VMX-preemption timer (reason 52): a device deadline or the end of the time slice.
     fn timer_expired(&mut self) -> Action {
-        if arch::rdtsc() >= self.slice_end.min(self.wake_others_at) {
+        if arch::rdtsc() >= self.slice_deadline() {
             Action::Yield
         } else {
             Action::Resume
@@ -628,7 +614,7 @@ impl Vm {
             "vm {}: stopped: {reason} (RIP {rip:#x}) after {ran} ticks",
             self.name
         );
-        for line in alloc::format!("{}", self.stats.exits).lines() {
+        for line in alloc::format!("{}", self.stats).lines() {
             info!("vm {}: {line}", self.name);
         }
         for line in self.platform.device_report() {
@@ -717,8 +703,7 @@ impl Vm {
             self.inject_pending_interrupt();
             if preemption {
                 let slice_end = self
-                    .slice_end
-                    .min(self.wake_others_at)
+                    .slice_deadline()
                     .min(self.platform.kick_deadline().unwrap_or(u64::MAX));
                 // A guest may program its PIT for a 1-tick period; a floor on device deadlines
                 // (10 µs) keeps that from turning into an exit storm. Coalesced ticks are
@@ -753,7 +738,7 @@ impl Vm {
             if !self.apply(action, &info) {
                 break;
             }
-            if !preemption && arch::rdtsc() > self.slice_end.min(self.wake_others_at) {
+            if !preemption && arch::rdtsc() > self.slice_deadline() {
                 break;
             }
         }
