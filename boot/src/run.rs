@@ -155,9 +155,22 @@ impl RunOutcome {
         }
     }
 
-    /// Whether the transcript contains `needle`.
+    /// Whether the transcript shows `needle` where only its rightful author can print it
+    /// (a guest console line for a needle starting with `[`, the hypervisor's own lines
+    /// otherwise: [`crate::transcript::shows`]).
     pub fn saw(&self, needle: &str) -> bool {
+        crate::transcript::shows(&self.transcript, needle)
+    }
+
+    /// Whether `needle` appears anywhere in the transcript, guest lines included (for
+    /// assertions that something must appear nowhere).
+    pub fn contains(&self, needle: &str) -> bool {
         self.transcript.contains(needle)
+    }
+
+    /// Whether VM `vm`'s console printed a line containing `needle`.
+    pub fn guest_said(&self, vm: &str, needle: &str) -> bool {
+        crate::transcript::guest_lines(&self.transcript, vm).any(|l| l.contains(needle))
     }
 }
 

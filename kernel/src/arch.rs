@@ -6,10 +6,14 @@ use core::arch::asm;
 use vmx::msr::Msr;
 
 /// Reads a byte from an I/O port.
-pub fn inb(port: u16) -> u8 {
+///
+/// # Safety
+/// The caller must know which device owns `port`: a read can change device state (a UART's
+/// receive buffer, a PIC's poll mode, a DMA flip-flop), which other code may rely on.
+pub unsafe fn inb(port: u16) -> u8 {
     let value: u8;
-    // SAFETY: port reads have no memory effects; the ports the kernel reads (COM1, 0xE9) are
-    // side-effect free status/data registers on every platform Bulkhead runs on.
+    // SAFETY: port reads have no memory effects; the caller guarantees the device-state effect
+    // of reading `port` is harmless (see the function contract).
     unsafe {
         asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags))
     };

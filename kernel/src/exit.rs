@@ -80,7 +80,9 @@ pub fn platform() -> Platform {
             return Platform::Qemu;
         }
     }
-    if arch::inb(BOCHS_E9_PORT) == 0xe9 {
+    // SAFETY: reading port 0xE9 has no effect: Bochs's port-E9 hack answers 0xE9, other
+    // machines float the bus (0xFF) or have nothing there.
+    if unsafe { arch::inb(BOCHS_E9_PORT) } == 0xe9 {
         return Platform::Bochs;
     }
     Platform::Hardware

@@ -4,6 +4,7 @@
 use bulkhead_boot::image::{
     build_bios_image, build_uefi_image, default_image_dir, guest_dir, kernel_path, pack_bundle,
 };
+use bulkhead_boot::transcript::{guest_lines, kernel_messages};
 use bulkhead_boot::{Platform, RunOutcome, RunSpec};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -63,17 +64,27 @@ impl Checked {
         );
     }
 
-    /// Asserts the transcript contains `needle`.
+    /// Asserts the transcript shows `needle` from its rightful author: a needle starting with
+    /// `[` must begin a guest console line (`[vm] text`); any other must be in a hypervisor
+    /// line, never in a guest's (bulkhead_boot::transcript::shows).
     pub fn saw(&self, needle: &str) -> &Self {
         if !self.outcome.saw(needle) {
-            self.fail(&format!("expected the transcript to contain {needle:?}"));
+            self.fail(&format!("expected the transcript to show {needle:?}"));
         }
         self
     }
 
-    /// Asserts the transcript does not contain `needle`.
+    /// Asserts VM `vm`'s console printed a line containing `needle`.
+    pub fn said(&self, vm: &str, needle: &str) -> &Self {
+        if !self.outcome.guest_said(vm, needle) {
+            self.fail(&format!("expected vm {vm}'s console to print {needle:?}"));
+        }
+        self
+    }
+
+    /// Asserts `needle` appears nowhere in the transcript, guest lines included.
     pub fn not_saw(&self, needle: &str) -> &Self {
-        if self.outcome.saw(needle) {
+        if self.outcome.contains(needle) {
             self.fail(&format!(
                 "expected the transcript NOT to contain {needle:?}"
             ));
@@ -89,13 +100,18 @@ impl Checked {
         }
     }
 
-    /// The transcript line containing `needle` (first one).
+    /// The first hypervisor log message containing `needle` (guest lines are never taken).
     pub fn line(&self, needle: &str) -> &str {
-        self.outcome
-            .transcript
-            .lines()
+        kernel_messages(&self.outcome.transcript)
             .find(|l| l.contains(needle))
-            .unwrap_or_else(|| self.fail(&format!("no line contains {needle:?}")))
+            .unwrap_or_else(|| self.fail(&format!("no hypervisor line contains {needle:?}")))
+    }
+
+    /// The first line of `vm`'s console containing `needle` (without the `[vm] ` prefix).
+    pub fn guest_line(&self, vm: &str, needle: &str) -> &str {
+        guest_lines(&self.outcome.transcript, vm)
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| self.fail(&format!("vm {vm}'s console printed no {needle:?}")))
     }
 }
 
@@ -177,15 +193,22 @@ impl Checked {
     /// The exit-statistics line of `vm` for `reason` (e.g. "CPUID"), as (count, ticks).
     pub fn exit_count(&self, vm: &str, reason: &str) -> Option<u64> {
         let prefix = format!("vm {vm}: exits: {reason} ");
-        self.outcome.transcript.lines().find_map(|l| {
-            let rest = &l[l.find(&prefix)? + prefix.len()..];
+        kernel_messages(&self.outcome.transcript).find_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
             let count = rest.trim_start().strip_prefix("count=")?;
             count.split_whitespace().next()?.parse().ok()
         })
     }
 
-    /// Asserts the exit count of `vm` for `reason` is exactly `expected` (0 = no line).
+    /// Asserts the exit count of `vm` for `reason` is exactly `expected`. Zero means the
+    /// VM's statistics were printed (its `exits: total` line is there) without a line for
+    /// `reason`; a run whose statistics are missing fails.
     pub fn exits(&self, vm: &str, reason: &str, expected: u64) -> &Self {
+        if self.exit_count(vm, "total").is_none() {
+            self.fail(&format!(
+                "vm {vm}: no exit statistics in the transcript (expected {expected} {reason} exits)"
+            ));
+        }
         let got = self.exit_count(vm, reason).unwrap_or(0);
         if got != expected {
             self.fail(&format!(

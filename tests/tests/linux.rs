@@ -24,7 +24,7 @@ fn boot_linux(disk: &str) -> Checked {
 /// Whether every guest check passed, judged from the transcript alone (so the negative test
 /// below can show this judgement rejects a failing guest).
 fn linux_passed(run: &Checked, pattern: &str) -> Result<(), String> {
-    let t = &run.outcome.transcript;
+    let out = &run.outcome;
     for needle in [
         "guest: userspace up uptime=",
         "guest: virtio-blk: found /dev/vda size=8388608",
@@ -32,12 +32,17 @@ fn linux_passed(run: &Checked, pattern: &str) -> Result<(), String> {
         "guest: virtio-net: found eth0 mac=52:54:00:12:34:56",
         "guest: PASS virtio-net ping 192.0.2.1 received=3/3",
         "guest: ALL PASS",
-        "vm linux: stopped: guest halted with interrupts disabled (powered off)",
-        "bulkhead: exit status 0 (ok)",
     ] {
-        if !t.contains(needle) {
-            return Err(format!("missing {needle:?}"));
+        if !out.guest_said("linux", needle) {
+            return Err(format!("the guest did not print {needle:?}"));
         }
+    }
+    let stopped = "vm linux: stopped: guest halted with interrupts disabled (powered off)";
+    if !out.saw(stopped) {
+        return Err(format!("missing {stopped:?}"));
+    }
+    if out.exit.as_ref().map(|e| (e.code, e.name.as_str())) != Some((0, "ok")) {
+        return Err("the kernel did not end with exit status 0 (ok)".into());
     }
     for bad in [
         "guest: FAIL",
@@ -46,7 +51,7 @@ fn linux_passed(run: &Checked, pattern: &str) -> Result<(), String> {
         "hypervisor bug",
         "Kernel panic",
     ] {
-        if t.contains(bad) {
+        if out.contains(bad) {
             return Err(format!("found {bad:?}"));
         }
     }
@@ -55,7 +60,12 @@ fn linux_passed(run: &Checked, pattern: &str) -> Result<(), String> {
 
 /// The `+ticks` prefix of the console line containing `needle`.
 fn ticks_of(run: &Checked, needle: &str) -> u64 {
-    let line = run.line(needle);
+    let line = run
+        .outcome
+        .transcript
+        .lines()
+        .find(|l| l.starts_with("[linux +") && l.contains(needle))
+        .unwrap_or_else(|| panic!("no timestamped linux console line contains {needle:?}"));
     let start = line.find(" +").expect("console timestamp") + 2;
     line[start..]
         .split(']')
@@ -92,7 +102,7 @@ fn linux_boots_and_uses_virtio_blk_and_net() {
     // guest's own uptime when userspace started.
     let ticks = ticks_of(&run, "guest: userspace up");
     let uptime = run
-        .line("guest: userspace up uptime=")
+        .guest_line("linux", "guest: userspace up uptime=")
         .rsplit('=')
         .next()
         .unwrap_or("?")
@@ -106,8 +116,8 @@ fn a_failing_guest_check_fails_the_judgement() {
     let dir = linux_guest();
     let pattern = manifest_value(&dir, "blk_pattern_sha256");
     let run = boot_linux("size:8M,ro");
-    run.saw("guest: FAIL virtio-blk write")
-        .saw("guest: FAILED 1 checks")
+    run.said("linux", "guest: FAIL virtio-blk write")
+        .said("linux", "guest: FAILED 1 checks")
         .not_saw("guest: ALL PASS");
     assert!(
         linux_passed(&run, &pattern).is_err(),

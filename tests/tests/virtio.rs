@@ -24,7 +24,7 @@ fn device_counter(run: &Checked, device: &str, name: &str) -> u64 {
 
 /// A `key=value` from the guest line containing `needle`.
 fn guest_value(run: &Checked, needle: &str, key: &str) -> u64 {
-    let line = run.line(needle);
+    let line = run.guest_line("virtio", needle);
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(&format!("{key}=")))
         .and_then(|v| v.trim_start_matches('~').parse().ok())
@@ -48,11 +48,11 @@ fn virtio_drivers_client_uses_blk_and_net() {
         "net-ping",
         "net-ping-1000",
     ] {
-        run.saw(&format!("guest virtio-client: PASS {check}"));
+        run.said("virtio", &format!("guest virtio-client: PASS {check}"));
     }
-    run.saw("guest virtio-client: DONE passed=10 failed=0")
+    run.said("virtio", "guest virtio-client: DONE passed=10 failed=0")
         .not_saw("FAIL")
-        .saw("net arp: 192.0.2.1 is at 02:00:00:00:00:01");
+        .said("virtio", "net arp: 192.0.2.1 is at 02:00:00:00:00:01");
     // 32 requests queued at once (16 at a time: virtio-drivers' queue size) cost a handful
     // of notifications, not 32: the device suppresses notifications while it has work.
     let batch_mmio = guest_value(&run, "blk batch write:", "mmio_exits");

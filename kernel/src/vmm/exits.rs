@@ -162,7 +162,7 @@ pub fn set_gpr(regs: &mut super::entry::GuestRegs, g: Gpr, value: u64) {
         Gpr::Rdx => &mut regs.rdx,
         Gpr::Rbx => &mut regs.rbx,
         Gpr::Rsp => {
-            let _ = vmcs::write(F::GUEST_RSP, value);
+            let _ = vmcs::write_guest(vmcs::guest_field!(GUEST_RSP), value);
             return;
         }
         Gpr::Rbp => &mut regs.rbp,

@@ -287,7 +287,10 @@ impl Vm {
             msr_bitmap: setup::msr_bitmap(&platform.msr_bitmap()).map_err(CreateError::Setup)?,
             io_bitmaps: setup::io_bitmaps().map_err(CreateError::Setup)?,
         };
-        setup::write_controls(&controls, &resources).map_err(|e| CreateError::Setup(e.into()))?;
+        // SAFETY: the EPT maps only this VM's RAM (GuestMemory), the bitmaps are frames just
+        // allocated for this VM, and `controls` come from `setup::controls` for this CPU.
+        unsafe { setup::write_controls(&controls, &resources) }
+            .map_err(|e| CreateError::Setup(e.into()))?;
         setup::write_guest_state(caps, &boot).map_err(|e| CreateError::Setup(e.into()))?;
         let regs = GuestRegs {
             rdi: boot.rdi,
@@ -385,7 +388,7 @@ impl Vm {
         let msr = self.vcpu.regs.rcx as u32;
         let value = match self.platform.rdmsr(msr, &self.msr_context()) {
             MsrAction::Read(v) => v,
-            MsrAction::ReadVmcs(field) => vmcs::read_exit(vmcs_msr_field(field)),
+            MsrAction::ReadVmcs(field) => vmcs::read_exit(vmcs_msr_field(field).field()),
             MsrAction::InjectGp | MsrAction::Written | MsrAction::WriteVmcs(..) => return gp(),
         };
         self.vcpu.regs.rax = value & 0xffff_ffff;
@@ -399,7 +402,7 @@ impl Vm {
         let value = (self.vcpu.regs.rdx << 32) | (self.vcpu.regs.rax & 0xffff_ffff);
         match self.platform.wrmsr(msr, value, &self.msr_context()) {
             MsrAction::Written => Action::Advance,
-            MsrAction::WriteVmcs(field, v) => match vmcs::write(vmcs_msr_field(field), v) {
+            MsrAction::WriteVmcs(field, v) => match vmcs::write_guest(vmcs_msr_field(field), v) {
                 Ok(()) => Action::Advance,
                 Err(_) => Action::Stop(StopReason::Bug("VMWRITE of an MSR field failed")),
             },
@@ -432,11 +435,14 @@ impl Vm {
                 {
                     return gp;
                 }
-                vmcs::write(F::CR0_READ_SHADOW, value).and_then(|()| {
-                    vmcs::write(F::GUEST_CR0, setup::effective_cr0(&self.caps, value))
+                vmcs::write_guest(vmcs::guest_field!(CR0_READ_SHADOW), value).and_then(|()| {
+                    vmcs::write_guest(
+                        vmcs::guest_field!(GUEST_CR0),
+                        setup::effective_cr0(&self.caps, value),
+                    )
                 })
             }
-            3 => vmcs::write(F::GUEST_CR3, value),
+            3 => vmcs::write_guest(vmcs::guest_field!(GUEST_CR3), value),
             4 => {
                 let (_, cr4_mask) = setup::cr_masks(&self.caps);
                 // VMXE, and every bit this CPU cannot set, is reserved for the guest.
@@ -446,8 +452,11 @@ impl Vm {
                 {
                     return gp;
                 }
-                vmcs::write(F::CR4_READ_SHADOW, value).and_then(|()| {
-                    vmcs::write(F::GUEST_CR4, setup::effective_cr4(&self.caps, value))
+                vmcs::write_guest(vmcs::guest_field!(CR4_READ_SHADOW), value).and_then(|()| {
+                    vmcs::write_guest(
+                        vmcs::guest_field!(GUEST_CR4),
+                        setup::effective_cr4(&self.caps, value),
+                    )
                 })
             }
             _ => {
@@ -494,7 +503,10 @@ impl Vm {
         });
         match result {
             Ok(done) => {
-                let _ = vmcs::write(F::GUEST_RIP, info.rip + u64::from(done.len));
+                let _ = vmcs::write_guest(
+                    vmcs::guest_field!(GUEST_RIP),
+                    info.rip.wrapping_add(u64::from(done.len)),
+                );
                 Action::Resume
             }
             Err(e) => {
@@ -572,10 +584,13 @@ impl Vm {
         if !injecting && rflags & (1 << 9) != 0 && blocking == 0 {
             if let Some(vector) = self.platform.acknowledge() {
                 let info = InterruptionInfo::new_external_interrupt(vector);
-                let _ = vmcs::write(F::VM_ENTRY_INTERRUPTION_INFO, u64::from(info.raw()));
+                let _ = vmcs::write_guest(
+                    vmcs::guest_field!(VM_ENTRY_INTERRUPTION_INFO),
+                    u64::from(info.raw()),
+                );
                 self.stats.interrupts_injected += 1;
                 // A halted guest resumes at the instruction after HLT (activity state active).
-                let _ = vmcs::write(F::GUEST_ACTIVITY_STATE, 0);
+                let _ = vmcs::write_guest(vmcs::guest_field!(GUEST_ACTIVITY_STATE), 0);
             }
         } else if !injecting {
             let _ = setup::set_interrupt_window_exiting(&mut self.vcpu.controls, true);
@@ -625,11 +640,14 @@ impl Vm {
     /// Applies a handler's action to the VMCS; returns whether the vCPU keeps running.
     fn apply(&mut self, action: Action, info: &ExitInfo) -> bool {
         let advance = |len: u64| {
-            let _ = vmcs::write(F::GUEST_RIP, info.rip + len);
+            let _ = vmcs::write_guest(vmcs::guest_field!(GUEST_RIP), info.rip.wrapping_add(len));
             // Skipping an instruction ends STI/MOV-SS blocking (SDM Vol. 3C §25.4.2).
             let state = vmcs::read_exit(F::GUEST_INTERRUPTIBILITY_STATE);
             if state & 0b11 != 0 {
-                let _ = vmcs::write(F::GUEST_INTERRUPTIBILITY_STATE, state & !0b11);
+                let _ = vmcs::write_guest(
+                    vmcs::guest_field!(GUEST_INTERRUPTIBILITY_STATE),
+                    state & !0b11,
+                );
             }
         };
         match action {
@@ -640,9 +658,15 @@ impl Vm {
             }
             Action::Inject { vector, error_code } => {
                 let info = InterruptionInfo::new_exception(vector, error_code.is_some());
-                let _ = vmcs::write(F::VM_ENTRY_INTERRUPTION_INFO, u64::from(info.raw()));
+                let _ = vmcs::write_guest(
+                    vmcs::guest_field!(VM_ENTRY_INTERRUPTION_INFO),
+                    u64::from(info.raw()),
+                );
                 if let Some(code) = error_code {
-                    let _ = vmcs::write(F::VM_ENTRY_EXCEPTION_ERROR_CODE, u64::from(code));
+                    let _ = vmcs::write_guest(
+                        vmcs::guest_field!(VM_ENTRY_EXCEPTION_ERROR_CODE),
+                        u64::from(code),
+                    );
                 }
                 self.stats.exceptions_injected += 1;
                 true
@@ -650,8 +674,14 @@ impl Vm {
             Action::InjectSoftware { vector } => {
                 // SDM Vol. 3C §27.6.1.1: software exceptions need the instruction length.
                 let info_field = InterruptionInfo::new_software_exception(vector);
-                let _ = vmcs::write(F::VM_ENTRY_INTERRUPTION_INFO, u64::from(info_field.raw()));
-                let _ = vmcs::write(F::VM_ENTRY_INSTRUCTION_LENGTH, info.instruction_length);
+                let _ = vmcs::write_guest(
+                    vmcs::guest_field!(VM_ENTRY_INTERRUPTION_INFO),
+                    u64::from(info_field.raw()),
+                );
+                let _ = vmcs::write_guest(
+                    vmcs::guest_field!(VM_ENTRY_INSTRUCTION_LENGTH),
+                    info.instruction_length,
+                );
                 self.stats.exceptions_injected += 1;
                 true
             }
@@ -714,7 +744,7 @@ impl Vm {
                     .next_deadline()
                     .map_or(slice_end, |d| d.max(floor).min(slice_end));
                 let ticks = (deadline.saturating_sub(now) >> rate).clamp(1, u64::from(u32::MAX));
-                let _ = vmcs::write(F::VMX_PREEMPTION_TIMER_VALUE, ticks);
+                let _ = vmcs::write_guest(vmcs::guest_field!(VMX_PREEMPTION_TIMER_VALUE), ticks);
             }
             if !self.vcpu.launched {
                 self.console.started = arch::rdtsc();
@@ -794,16 +824,16 @@ fn gp() -> Action {
 }
 
 /// The guest-state field holding an MSR the VMCS switches.
-fn vmcs_msr_field(msr: VmcsMsr) -> F {
+fn vmcs_msr_field(msr: VmcsMsr) -> vmcs::GuestField {
     match msr {
-        VmcsMsr::Efer => F::GUEST_IA32_EFER,
-        VmcsMsr::Pat => F::GUEST_IA32_PAT,
-        VmcsMsr::DebugCtl => F::GUEST_IA32_DEBUGCTL,
-        VmcsMsr::SysenterCs => F::GUEST_IA32_SYSENTER_CS,
-        VmcsMsr::SysenterEsp => F::GUEST_IA32_SYSENTER_ESP,
-        VmcsMsr::SysenterEip => F::GUEST_IA32_SYSENTER_EIP,
-        VmcsMsr::FsBase => F::GUEST_FS_BASE,
-        VmcsMsr::GsBase => F::GUEST_GS_BASE,
+        VmcsMsr::Efer => vmcs::guest_field!(GUEST_IA32_EFER),
+        VmcsMsr::Pat => vmcs::guest_field!(GUEST_IA32_PAT),
+        VmcsMsr::DebugCtl => vmcs::guest_field!(GUEST_IA32_DEBUGCTL),
+        VmcsMsr::SysenterCs => vmcs::guest_field!(GUEST_IA32_SYSENTER_CS),
+        VmcsMsr::SysenterEsp => vmcs::guest_field!(GUEST_IA32_SYSENTER_ESP),
+        VmcsMsr::SysenterEip => vmcs::guest_field!(GUEST_IA32_SYSENTER_EIP),
+        VmcsMsr::FsBase => vmcs::guest_field!(GUEST_FS_BASE),
+        VmcsMsr::GsBase => vmcs::guest_field!(GUEST_GS_BASE),
     }
 }
 
@@ -823,7 +853,7 @@ impl vm::insn::Registers for InsnRegs<'_> {
         vmcs::read_exit(F::GUEST_RFLAGS)
     }
     fn set_rflags(&mut self, value: u64) {
-        let _ = vmcs::write(F::GUEST_RFLAGS, value);
+        let _ = vmcs::write_guest(vmcs::guest_field!(GUEST_RFLAGS), value);
     }
 }
 

@@ -2,7 +2,7 @@
 //! running kernel, and the guest's initial state for a 64-bit or a real-mode start.
 
 use super::entry;
-use super::vmcs::{self, VmcsError};
+use super::vmcs::{self, guest_field, GuestField, VmcsError};
 use crate::{arch, memory};
 use core::fmt;
 use vm::loader::{self, BootState, EntryMode};
@@ -105,21 +105,28 @@ fn host_selectors() -> (u16, u16, u16, u64) {
 
 /// Writes the host-state area (SDM Vol. 3C §25.5, checked per §27.2.2-27.2.4).
 pub fn write_host_state() -> Result<(), VmcsError> {
+    /// SAFETY (for every call): the host-state values below are read from the running kernel
+    /// itself (its control registers, selectors, descriptor tables, MSRs) and HOST_RIP is the
+    /// VM-exit entry point of `entry`, so a VM exit resumes this kernel exactly as it runs.
+    fn host(field: F, value: u64) -> Result<(), VmcsError> {
+        // SAFETY: see above: the value describes the running kernel.
+        unsafe { vmcs::write(field, value) }
+    }
     let (cs, ss, tr, tr_base) = host_selectors();
-    vmcs::write(F::HOST_CR0, arch::read_cr0())?;
-    vmcs::write(F::HOST_CR3, arch::read_cr3())?;
-    vmcs::write(F::HOST_CR4, arch::read_cr4())?;
-    vmcs::write(F::HOST_CS_SELECTOR, u64::from(cs))?;
-    vmcs::write(F::HOST_SS_SELECTOR, u64::from(ss))?;
+    host(F::HOST_CR0, arch::read_cr0())?;
+    host(F::HOST_CR3, arch::read_cr3())?;
+    host(F::HOST_CR4, arch::read_cr4())?;
+    host(F::HOST_CS_SELECTOR, u64::from(cs))?;
+    host(F::HOST_SS_SELECTOR, u64::from(ss))?;
     for f in [
         F::HOST_DS_SELECTOR,
         F::HOST_ES_SELECTOR,
         F::HOST_FS_SELECTOR,
         F::HOST_GS_SELECTOR,
     ] {
-        vmcs::write(f, 0)?;
+        host(f, 0)?;
     }
-    vmcs::write(F::HOST_TR_SELECTOR, u64::from(tr))?;
+    host(F::HOST_TR_SELECTOR, u64::from(tr))?;
     // SAFETY: the kernel's FS/GS base MSRs always exist in 64-bit mode.
     let (fs, gs) = unsafe {
         (
@@ -127,19 +134,19 @@ pub fn write_host_state() -> Result<(), VmcsError> {
             arch::rdmsr(Msr::IA32_GS_BASE),
         )
     };
-    vmcs::write(F::HOST_FS_BASE, fs)?;
-    vmcs::write(F::HOST_GS_BASE, gs)?;
-    vmcs::write(F::HOST_TR_BASE, tr_base)?;
-    vmcs::write(F::HOST_GDTR_BASE, sgdt().base.as_u64())?;
-    vmcs::write(F::HOST_IDTR_BASE, sidt().base.as_u64())?;
-    vmcs::write(F::HOST_IA32_SYSENTER_CS, 0)?;
-    vmcs::write(F::HOST_IA32_SYSENTER_ESP, 0)?;
-    vmcs::write(F::HOST_IA32_SYSENTER_EIP, 0)?;
+    host(F::HOST_FS_BASE, fs)?;
+    host(F::HOST_GS_BASE, gs)?;
+    host(F::HOST_TR_BASE, tr_base)?;
+    host(F::HOST_GDTR_BASE, sgdt().base.as_u64())?;
+    host(F::HOST_IDTR_BASE, sidt().base.as_u64())?;
+    host(F::HOST_IA32_SYSENTER_CS, 0)?;
+    host(F::HOST_IA32_SYSENTER_ESP, 0)?;
+    host(F::HOST_IA32_SYSENTER_EIP, 0)?;
     // SAFETY: EFER and PAT exist on every CPU with VMX.
     let (efer, pat) = unsafe { (arch::rdmsr(Msr::IA32_EFER), arch::rdmsr(Msr::IA32_PAT)) };
-    vmcs::write(F::HOST_IA32_EFER, efer)?;
-    vmcs::write(F::HOST_IA32_PAT, pat)?;
-    vmcs::write(F::HOST_RIP, entry::host_rip())?;
+    host(F::HOST_IA32_EFER, efer)?;
+    host(F::HOST_IA32_PAT, pat)?;
+    host(F::HOST_RIP, entry::host_rip())?;
     Ok(())
 }
 
@@ -165,19 +172,19 @@ pub fn cr_masks(caps: &Capabilities) -> (u64, u64) {
 
 #[allow(clippy::too_many_arguments)]
 fn segment(
-    sel: F,
-    base: F,
-    limit: F,
-    ar: F,
+    sel: GuestField,
+    base: GuestField,
+    limit: GuestField,
+    ar: GuestField,
     s: u16,
     b: u64,
     l: u32,
     rights: SegmentAccessRights,
 ) -> Result<(), VmcsError> {
-    vmcs::write(sel, u64::from(s))?;
-    vmcs::write(base, b)?;
-    vmcs::write(limit, u64::from(l))?;
-    vmcs::write(ar, u64::from(rights.raw()))
+    vmcs::write_guest(sel, u64::from(s))?;
+    vmcs::write_guest(base, b)?;
+    vmcs::write_guest(limit, u64::from(l))?;
+    vmcs::write_guest(ar, u64::from(rights.raw()))
 }
 
 /// Writes the guest-state area for the boot state (SDM Vol. 3C §25.4, checked per §27.3.1).
@@ -198,7 +205,7 @@ pub fn write_guest_state(caps: &Capabilities, boot: &BootState) -> Result<(), Vm
         gdt_limit,
     ) = match boot.mode {
         EntryMode::Long64 { cr3 } => {
-            vmcs::write(F::GUEST_CR3, cr3)?;
+            vmcs::write_guest(guest_field!(GUEST_CR3), cr3)?;
             // PE | MP | ET | NE | WP | PG; PAE | OSFXSR | OSXMMEXCPT.
             (
                 0x8001_0033,
@@ -217,7 +224,7 @@ pub fn write_guest_state(caps: &Capabilities, boot: &BootState) -> Result<(), Vm
             )
         }
         EntryMode::Real16 => {
-            vmcs::write(F::GUEST_CR3, 0)?;
+            vmcs::write_guest(guest_field!(GUEST_CR3), 0)?;
             // ET | NE: real mode, paging off (allowed by unrestricted guest).
             (
                 0x30,
@@ -237,23 +244,27 @@ pub fn write_guest_state(caps: &Capabilities, boot: &BootState) -> Result<(), Vm
         }
     };
     let (cr0_mask, cr4_mask) = cr_masks(caps);
-    vmcs::write(F::CR0_GUEST_HOST_MASK, cr0_mask)?;
-    vmcs::write(F::CR4_GUEST_HOST_MASK, cr4_mask)?;
-    vmcs::write(F::CR0_READ_SHADOW, cr0)?;
-    vmcs::write(F::CR4_READ_SHADOW, cr4)?;
-    vmcs::write(F::GUEST_CR0, effective_cr0(caps, cr0))?;
-    vmcs::write(F::GUEST_CR4, effective_cr4(caps, cr4))?;
-    vmcs::write(F::GUEST_IA32_EFER, efer)?;
-    vmcs::write(F::GUEST_IA32_PAT, PAT_DEFAULT)?;
-    vmcs::write(F::GUEST_DR7, 0x400)?;
-    vmcs::write(F::GUEST_RFLAGS, 0x2)?;
-    vmcs::write(F::GUEST_RIP, boot.rip)?;
-    vmcs::write(F::GUEST_RSP, boot.rsp)?;
+    // SAFETY: the guest/host masks only decide which CR0/CR4 writes exit (SDM Vol. 3C
+    // §25.6.6); the CPU still enforces the fixed bits on the guest's own writes (§26.3).
+    unsafe {
+        vmcs::write(F::CR0_GUEST_HOST_MASK, cr0_mask)?;
+        vmcs::write(F::CR4_GUEST_HOST_MASK, cr4_mask)?;
+    }
+    vmcs::write_guest(guest_field!(CR0_READ_SHADOW), cr0)?;
+    vmcs::write_guest(guest_field!(CR4_READ_SHADOW), cr4)?;
+    vmcs::write_guest(guest_field!(GUEST_CR0), effective_cr0(caps, cr0))?;
+    vmcs::write_guest(guest_field!(GUEST_CR4), effective_cr4(caps, cr4))?;
+    vmcs::write_guest(guest_field!(GUEST_IA32_EFER), efer)?;
+    vmcs::write_guest(guest_field!(GUEST_IA32_PAT), PAT_DEFAULT)?;
+    vmcs::write_guest(guest_field!(GUEST_DR7), 0x400)?;
+    vmcs::write_guest(guest_field!(GUEST_RFLAGS), 0x2)?;
+    vmcs::write_guest(guest_field!(GUEST_RIP), boot.rip)?;
+    vmcs::write_guest(guest_field!(GUEST_RSP), boot.rsp)?;
     segment(
-        F::GUEST_CS_SELECTOR,
-        F::GUEST_CS_BASE,
-        F::GUEST_CS_LIMIT,
-        F::GUEST_CS_ACCESS_RIGHTS,
+        guest_field!(GUEST_CS_SELECTOR),
+        guest_field!(GUEST_CS_BASE),
+        guest_field!(GUEST_CS_LIMIT),
+        guest_field!(GUEST_CS_ACCESS_RIGHTS),
         cs_sel,
         0,
         limit,
@@ -261,34 +272,34 @@ pub fn write_guest_state(caps: &Capabilities, boot: &BootState) -> Result<(), Vm
     )?;
     for (s, b, l, a) in [
         (
-            F::GUEST_SS_SELECTOR,
-            F::GUEST_SS_BASE,
-            F::GUEST_SS_LIMIT,
-            F::GUEST_SS_ACCESS_RIGHTS,
+            guest_field!(GUEST_SS_SELECTOR),
+            guest_field!(GUEST_SS_BASE),
+            guest_field!(GUEST_SS_LIMIT),
+            guest_field!(GUEST_SS_ACCESS_RIGHTS),
         ),
         (
-            F::GUEST_DS_SELECTOR,
-            F::GUEST_DS_BASE,
-            F::GUEST_DS_LIMIT,
-            F::GUEST_DS_ACCESS_RIGHTS,
+            guest_field!(GUEST_DS_SELECTOR),
+            guest_field!(GUEST_DS_BASE),
+            guest_field!(GUEST_DS_LIMIT),
+            guest_field!(GUEST_DS_ACCESS_RIGHTS),
         ),
         (
-            F::GUEST_ES_SELECTOR,
-            F::GUEST_ES_BASE,
-            F::GUEST_ES_LIMIT,
-            F::GUEST_ES_ACCESS_RIGHTS,
+            guest_field!(GUEST_ES_SELECTOR),
+            guest_field!(GUEST_ES_BASE),
+            guest_field!(GUEST_ES_LIMIT),
+            guest_field!(GUEST_ES_ACCESS_RIGHTS),
         ),
         (
-            F::GUEST_FS_SELECTOR,
-            F::GUEST_FS_BASE,
-            F::GUEST_FS_LIMIT,
-            F::GUEST_FS_ACCESS_RIGHTS,
+            guest_field!(GUEST_FS_SELECTOR),
+            guest_field!(GUEST_FS_BASE),
+            guest_field!(GUEST_FS_LIMIT),
+            guest_field!(GUEST_FS_ACCESS_RIGHTS),
         ),
         (
-            F::GUEST_GS_SELECTOR,
-            F::GUEST_GS_BASE,
-            F::GUEST_GS_LIMIT,
-            F::GUEST_GS_ACCESS_RIGHTS,
+            guest_field!(GUEST_GS_SELECTOR),
+            guest_field!(GUEST_GS_BASE),
+            guest_field!(GUEST_GS_LIMIT),
+            guest_field!(GUEST_GS_ACCESS_RIGHTS),
         ),
     ] {
         segment(s, b, l, a, data_sel, 0, limit, data_rights)?;
@@ -300,45 +311,45 @@ pub fn write_guest_state(caps: &Capabilities, boot: &BootState) -> Result<(), Vm
         SegmentAccessRights::TYPE_TSS_BUSY
     };
     segment(
-        F::GUEST_TR_SELECTOR,
-        F::GUEST_TR_BASE,
-        F::GUEST_TR_LIMIT,
-        F::GUEST_TR_ACCESS_RIGHTS,
+        guest_field!(GUEST_TR_SELECTOR),
+        guest_field!(GUEST_TR_BASE),
+        guest_field!(GUEST_TR_LIMIT),
+        guest_field!(GUEST_TR_ACCESS_RIGHTS),
         tr_sel,
         tr_base,
         tr_limit,
         SegmentAccessRights::new(tr_type, false, 0),
     )?;
     segment(
-        F::GUEST_LDTR_SELECTOR,
-        F::GUEST_LDTR_BASE,
-        F::GUEST_LDTR_LIMIT,
-        F::GUEST_LDTR_ACCESS_RIGHTS,
+        guest_field!(GUEST_LDTR_SELECTOR),
+        guest_field!(GUEST_LDTR_BASE),
+        guest_field!(GUEST_LDTR_LIMIT),
+        guest_field!(GUEST_LDTR_ACCESS_RIGHTS),
         0,
         0,
         0,
         SegmentAccessRights::UNUSABLE_SEGMENT,
     )?;
-    vmcs::write(F::GUEST_GDTR_BASE, gdt_base)?;
-    vmcs::write(F::GUEST_GDTR_LIMIT, gdt_limit)?;
-    vmcs::write(F::GUEST_IDTR_BASE, 0)?;
-    vmcs::write(
-        F::GUEST_IDTR_LIMIT,
+    vmcs::write_guest(guest_field!(GUEST_GDTR_BASE), gdt_base)?;
+    vmcs::write_guest(guest_field!(GUEST_GDTR_LIMIT), gdt_limit)?;
+    vmcs::write_guest(guest_field!(GUEST_IDTR_BASE), 0)?;
+    vmcs::write_guest(
+        guest_field!(GUEST_IDTR_LIMIT),
         if boot.mode == EntryMode::Real16 {
             0x3ff
         } else {
             0
         },
     )?;
-    vmcs::write(F::GUEST_IA32_SYSENTER_CS, 0)?;
-    vmcs::write(F::GUEST_IA32_SYSENTER_ESP, 0)?;
-    vmcs::write(F::GUEST_IA32_SYSENTER_EIP, 0)?;
-    vmcs::write(F::GUEST_IA32_DEBUGCTL, 0)?;
-    vmcs::write(F::GUEST_INTERRUPTIBILITY_STATE, 0)?;
-    vmcs::write(F::GUEST_ACTIVITY_STATE, 0)?;
-    vmcs::write(F::GUEST_PENDING_DEBUG_EXCEPTIONS, 0)?;
+    vmcs::write_guest(guest_field!(GUEST_IA32_SYSENTER_CS), 0)?;
+    vmcs::write_guest(guest_field!(GUEST_IA32_SYSENTER_ESP), 0)?;
+    vmcs::write_guest(guest_field!(GUEST_IA32_SYSENTER_EIP), 0)?;
+    vmcs::write_guest(guest_field!(GUEST_IA32_DEBUGCTL), 0)?;
+    vmcs::write_guest(guest_field!(GUEST_INTERRUPTIBILITY_STATE), 0)?;
+    vmcs::write_guest(guest_field!(GUEST_ACTIVITY_STATE), 0)?;
+    vmcs::write_guest(guest_field!(GUEST_PENDING_DEBUG_EXCEPTIONS), 0)?;
     // SDM Vol. 3C §27.3.1.5: no shadow VMCS, so the link pointer is all ones.
-    vmcs::write(F::VMCS_LINK_POINTER, u64::MAX)?;
+    vmcs::write_guest(guest_field!(VMCS_LINK_POINTER), u64::MAX)?;
     Ok(())
 }
 
@@ -352,34 +363,53 @@ pub struct VcpuResources {
 }
 
 /// Writes the controls and host state of the current VMCS.
-pub fn write_controls(set: &ControlSet, res: &VcpuResources) -> Result<(), VmcsError> {
-    for (field, value) in set.vmcs_writes() {
-        vmcs::write(field, value)?;
-    }
-    vmcs::write(F::EXCEPTION_BITMAP, u64::from(EXCEPTION_BITMAP))?;
-    vmcs::write(F::PAGE_FAULT_ERROR_CODE_MASK, 0)?;
-    vmcs::write(F::PAGE_FAULT_ERROR_CODE_MATCH, 0)?;
-    vmcs::write(F::CR3_TARGET_COUNT, 0)?;
-    vmcs::write(F::VM_EXIT_MSR_STORE_COUNT, 0)?;
-    vmcs::write(F::VM_EXIT_MSR_LOAD_COUNT, 0)?;
-    vmcs::write(F::VM_ENTRY_MSR_LOAD_COUNT, 0)?;
-    vmcs::write(F::VM_ENTRY_INTERRUPTION_INFO, 0)?;
-    vmcs::write(F::EPT_POINTER, res.eptp)?;
-    if set.secondary.contains(SecondaryControls::ENABLE_VPID) {
-        vmcs::write(F::VPID, u64::from(res.vpid))?;
-    }
-    vmcs::write(F::MSR_BITMAP, res.msr_bitmap)?;
-    vmcs::write(F::IO_BITMAP_A, res.io_bitmaps.0)?;
-    vmcs::write(F::IO_BITMAP_B, res.io_bitmaps.1)?;
+///
+/// # Safety
+/// `res` must name frames this VM owns: its EPT hierarchy (mapping only its own RAM and
+/// nothing of the host), its MSR bitmap and its two I/O bitmaps (SDM Vol. 3C §25.6.4,
+/// §25.6.9, §25.6.11); `set` must come from `compute_controls` for this CPU.
+pub unsafe fn write_controls(set: &ControlSet, res: &VcpuResources) -> Result<(), VmcsError> {
+    // SAFETY: the caller guarantees the resources and controls (see the function contract).
+    unsafe { write_control_fields(set, res)? };
     write_host_state()
+}
+
+/// # Safety
+/// As [`write_controls`].
+unsafe fn write_control_fields(set: &ControlSet, res: &VcpuResources) -> Result<(), VmcsError> {
+    // SAFETY: forwarded from the caller's contract.
+    let w = |f: F, v: u64| unsafe { vmcs::write(f, v) };
+    for (field, value) in set.vmcs_writes() {
+        w(field, value)?;
+    }
+    w(F::EXCEPTION_BITMAP, u64::from(EXCEPTION_BITMAP))?;
+    w(F::PAGE_FAULT_ERROR_CODE_MASK, 0)?;
+    w(F::PAGE_FAULT_ERROR_CODE_MATCH, 0)?;
+    w(F::CR3_TARGET_COUNT, 0)?;
+    w(F::VM_EXIT_MSR_STORE_COUNT, 0)?;
+    w(F::VM_EXIT_MSR_LOAD_COUNT, 0)?;
+    w(F::VM_ENTRY_MSR_LOAD_COUNT, 0)?;
+    w(F::VM_ENTRY_INTERRUPTION_INFO, 0)?;
+    w(F::EPT_POINTER, res.eptp)?;
+    if set.secondary.contains(SecondaryControls::ENABLE_VPID) {
+        w(F::VPID, u64::from(res.vpid))?;
+    }
+    w(F::MSR_BITMAP, res.msr_bitmap)?;
+    w(F::IO_BITMAP_A, res.io_bitmaps.0)?;
+    w(F::IO_BITMAP_B, res.io_bitmaps.1)?;
+    Ok(())
 }
 
 /// Sets or clears interrupt-window exiting (SDM Vol. 3C §25.6.2).
 pub fn set_interrupt_window_exiting(set: &mut ControlSet, on: bool) -> Result<(), VmcsError> {
     set.primary
         .set(PrimaryControls::INTERRUPT_WINDOW_EXITING, on);
-    vmcs::write(
-        F::PRIMARY_PROC_BASED_VM_EXEC_CONTROLS,
-        u64::from(set.primary.bits()),
-    )
+    // SAFETY: `set` holds the primary controls computed for this CPU; only the
+    // interrupt-window bit changed, which makes the guest exit sooner and nothing else.
+    unsafe {
+        vmcs::write(
+            F::PRIMARY_PROC_BASED_VM_EXEC_CONTROLS,
+            u64::from(set.primary.bits()),
+        )
+    }
 }

@@ -5,7 +5,7 @@ use crate::memory;
 use core::fmt;
 use vmx::caps::Capabilities;
 use vmx::error::VmFail;
-use vmx::fields::VmcsField;
+use vmx::fields::{FieldKind, VmcsField};
 use vmx::instructions;
 
 /// A VMX instruction failed on a named field or region.
@@ -64,12 +64,69 @@ impl Vmcs {
     }
 }
 
-/// Writes a field of the current VMCS.
-pub fn write(field: VmcsField, value: u64) -> Result<(), VmcsError> {
-    // SAFETY: VMWRITE only changes the current VMCS; values that refer to memory (bitmaps,
-    // EPTP, host state) are constructed by this module's callers from frames they own.
+/// Writes any field of the current VMCS.
+///
+/// # Safety
+/// Control and host-state fields decide what the host runs on the next VM exit (HOST_RIP,
+/// HOST_CR3, ...) and which memory the guest can reach (EPT pointer, bitmap and MSR-area
+/// addresses, SDM Vol. 3C §25.6): the caller must write values that keep the host intact and
+/// the guest inside its VM. Exit handlers use [`write_guest`] instead.
+pub unsafe fn write(field: VmcsField, value: u64) -> Result<(), VmcsError> {
+    // SAFETY: VMWRITE only changes the current VMCS; the caller guarantees the value is sound
+    // for the field (see the function contract).
     unsafe { instructions::vmwrite(field, value) }
         .map_err(|error| VmcsError::Write { field, error })
+}
+
+/// A VMCS field that cannot break the host or widen what the guest reaches: the guest-state
+/// area (SDM Vol. 3C §25.4), which VM entry checks (§27.3.1) before the guest runs, and the
+/// event-injection and read-shadow controls, which only change what the guest sees (§25.8.3,
+/// §25.6.6). Build one with [`guest_field!`]: a host-state or control field is a compile error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestField(VmcsField);
+
+impl GuestField {
+    /// Control fields a handler may write: injection (SDM Vol. 3C §25.8.3) and the CR0/CR4
+    /// read shadows (§25.6.6).
+    const SAFE_CONTROLS: [VmcsField; 5] = [
+        VmcsField::VM_ENTRY_INTERRUPTION_INFO,
+        VmcsField::VM_ENTRY_EXCEPTION_ERROR_CODE,
+        VmcsField::VM_ENTRY_INSTRUCTION_LENGTH,
+        VmcsField::CR0_READ_SHADOW,
+        VmcsField::CR4_READ_SHADOW,
+    ];
+
+    /// Panics (at compile time, through [`guest_field!`]) for any other field.
+    pub const fn new(field: VmcsField) -> Self {
+        let mut ok = matches!(field.kind(), FieldKind::GuestState);
+        let mut i = 0;
+        while i < Self::SAFE_CONTROLS.len() {
+            ok |= Self::SAFE_CONTROLS[i].encoding() == field.encoding();
+            i += 1;
+        }
+        assert!(ok, "not a guest-state or injection field");
+        GuestField(field)
+    }
+
+    /// The field.
+    pub const fn field(self) -> VmcsField {
+        self.0
+    }
+}
+
+/// A [`GuestField`] checked at compile time: `guest_field!(GUEST_RIP)`.
+macro_rules! guest_field {
+    ($name:ident) => {
+        const { $crate::vmm::vmcs::GuestField::new(vmx::fields::VmcsField::$name) }
+    };
+}
+pub(crate) use guest_field;
+
+/// Writes a guest-state or injection field of the current VMCS.
+pub fn write_guest(field: GuestField, value: u64) -> Result<(), VmcsError> {
+    // SAFETY: `GuestField` admits only fields VM entry checks or that only change what the
+    // guest sees (see its documentation); a bad value fails this VM's entry, nothing else.
+    unsafe { write(field.0, value) }
 }
 
 /// Reads a field of the current VMCS.
