@@ -195,6 +195,7 @@ pub fn build_guests() -> Result<PathBuf, BootError> {
         let is_guest = !name.contains('.')
             && (name == "selftest"
                 || name == "timer"
+                || name == "events"
                 || name.starts_with("hostile-")
                 || name == "virtio-client");
         if is_guest && entry.path().is_file() {

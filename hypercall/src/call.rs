@@ -18,8 +18,19 @@ pub const IDLE: u64 = 4;
 /// if `len` = 0).
 pub const EXIT_STATS: u64 = 5;
 
+/// `MEM_RELEASE(gpa, pages)` (v1.1): the guest no longer needs the contents of the `pages`
+/// (1..=[`MEM_RELEASE_MAX_PAGES`]) 4 KiB pages at `gpa` (4 KiB aligned, guest RAM). The
+/// hypervisor zeroes them and takes them out of the VM's EPT; the first access to one maps it
+/// again, zero-filled. Returns `pages`.
+pub const MEM_RELEASE: u64 = 6;
+
 /// The first unassigned call number in v1.
-pub const FIRST_UNASSIGNED: u64 = 6;
+pub const FIRST_UNASSIGNED: u64 = 7;
+
+/// The most pages one `MEM_RELEASE` takes (2 MiB): the work of one call stays bounded.
+pub const MEM_RELEASE_MAX_PAGES: u64 = 512;
+/// The page size `MEM_RELEASE` counts in.
+pub const PAGE_SIZE: u64 = 4096;
 
 /// `IDLE` mode 0: give the rest of the time slice to other vCPUs.
 pub const IDLE_YIELD: u64 = 0;
@@ -38,6 +49,7 @@ pub const fn name(nr: u64) -> Option<&'static str> {
         MULTICALL => Some("MULTICALL"),
         IDLE => Some("IDLE"),
         EXIT_STATS => Some("EXIT_STATS"),
+        MEM_RELEASE => Some("MEM_RELEASE"),
         _ => None,
     }
 }
@@ -51,6 +63,7 @@ pub const fn feature(nr: u64) -> Option<u32> {
         MULTICALL => Some(cpuid::FEATURE_MULTICALL),
         IDLE => Some(cpuid::FEATURE_IDLE),
         EXIT_STATS => Some(cpuid::FEATURE_EXIT_STATS),
+        MEM_RELEASE => Some(cpuid::FEATURE_MEM_RELEASE),
         _ => None,
     }
 }

@@ -33,9 +33,11 @@ pub const FEATURE_EXIT_STATS: u32 = 1 << 1;
 pub const FEATURE_CONSOLE: u32 = 1 << 2;
 /// Feature bit 3: `IDLE` is available.
 pub const FEATURE_IDLE: u32 = 1 << 3;
-/// Every feature bit v1 defines.
+/// Feature bit 4 (v1.1): `MEM_RELEASE` is available.
+pub const FEATURE_MEM_RELEASE: u32 = 1 << 4;
+/// Every feature bit v1 (up to v1.1) defines.
 pub const FEATURES_V1: u32 =
-    FEATURE_MULTICALL | FEATURE_EXIT_STATS | FEATURE_CONSOLE | FEATURE_IDLE;
+    FEATURE_MULTICALL | FEATURE_EXIT_STATS | FEATURE_CONSOLE | FEATURE_IDLE | FEATURE_MEM_RELEASE;
 
 /// ECX of [`LEAF_INTERFACE`]: the maximum multicall batch, in entries (128).
 pub const MAX_BATCH: u32 = multicall::MAX_ENTRIES as u32;

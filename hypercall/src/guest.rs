@@ -153,6 +153,13 @@ pub fn console_write(bytes: &[u8]) -> Result<usize, CallError> {
 }
 
 /// `IDLE(1)`: sleep until an interrupt is pending, like `HLT`. Call with interrupts enabled,
+/// `MEM_RELEASE`: gives back the contents of `pages` 4 KiB pages at guest-physical `gpa`; they
+/// read as zero when next touched.
+pub fn mem_release(gpa: u64, pages: u64) -> Result<u64, CallError> {
+    // SAFETY: MEM_RELEASE changes only the named guest pages, which the caller gives up.
+    decode(unsafe { vmcall(call::MEM_RELEASE, gpa, pages, 0, 0) })
+}
+
 /// or only an NMI wakes the vCPU.
 pub fn idle() -> Result<(), CallError> {
     // SAFETY: IDLE writes no guest memory.

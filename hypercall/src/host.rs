@@ -28,6 +28,14 @@ pub trait HypercallHost {
     /// [`stats::MAX_ENTRIES`] are copied to the guest.
     fn exit_stats(&self, out: &mut dyn FnMut(u32, u64, u64));
 
+    /// `MEM_RELEASE`: zero the `pages` 4 KiB pages at `gpa` (aligned, range checked not to
+    /// overflow) and unmap them until touched. Must check the whole range is guest RAM
+    /// ([`HcError::BadAddress`] otherwise, changing nothing).
+    fn release_memory(&mut self, gpa: u64, pages: u64) -> Result<(), HcError> {
+        let _ = (gpa, pages);
+        Err(HcError::Unsupported)
+    }
+
     /// The frequency of the ticks in [`HypercallHost::exit_stats`] (TSC Hz), 0 if unknown.
     fn tick_hz(&self) -> u64 {
         0
@@ -203,6 +211,10 @@ fn single<H: HypercallHost + ?Sized>(
             reserved(&args[2..])?;
             exit_stats(host, args[0], args[1])
         }
+        call::MEM_RELEASE => {
+            reserved(&args[2..])?;
+            mem_release(host, args[0], args[1])
+        }
         _ => Err(HcError::UnknownCall),
     }
 }
@@ -227,6 +239,27 @@ fn console_write<H: HypercallHost + ?Sized>(
     host.read_guest(gpa, bytes)?;
     host.console_write(bytes);
     Ok(len)
+}
+
+fn mem_release<H: HypercallHost + ?Sized>(
+    host: &mut H,
+    gpa: u64,
+    pages: u64,
+) -> Result<u64, HcError> {
+    if !gpa.is_multiple_of(call::PAGE_SIZE) {
+        return Err(HcError::BadArgument);
+    }
+    if pages == 0 {
+        return Err(HcError::BadLength);
+    }
+    if pages > call::MEM_RELEASE_MAX_PAGES {
+        return Err(HcError::TooLarge);
+    }
+    // `pages <= 512`: the product cannot overflow.
+    gpa.checked_add(pages * call::PAGE_SIZE)
+        .ok_or(HcError::BadAddress)?;
+    host.release_memory(gpa, pages)?;
+    Ok(pages)
 }
 
 #[inline(never)]

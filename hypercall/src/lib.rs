@@ -39,8 +39,10 @@ pub struct Version {
 impl Version {
     /// ABI v1.0.
     pub const V1_0: Version = Version { major: 1, minor: 0 };
+    /// ABI v1.1: adds `MEM_RELEASE`.
+    pub const V1_1: Version = Version { major: 1, minor: 1 };
     /// The version this crate implements.
-    pub const CURRENT: Version = Version::V1_0;
+    pub const CURRENT: Version = Version::V1_1;
 
     /// The wire form, `major << 16 | minor`.
     pub const fn raw(self) -> u32 {
@@ -68,7 +70,7 @@ impl fmt::Display for Version {
     }
 }
 
-/// The ABI version this crate implements, in wire form (`0x0001_0000`).
+/// The ABI version this crate implements, in wire form (`0x0001_0001`).
 pub const ABI_VERSION: u32 = Version::CURRENT.raw();
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ struct FakeVm {
     read_only: bool,
     reads: usize,
     writes: usize,
+    /// `(gpa, pages)` of each `MEM_RELEASE` the fake honoured.
+    released: Vec<(u64, u64)>,
 }
 
 impl FakeVm {
@@ -31,6 +33,7 @@ impl FakeVm {
             read_only: false,
             reads: 0,
             writes: 0,
+            released: Vec::new(),
         }
     }
 
@@ -114,6 +117,14 @@ impl HypercallHost for FakeVm {
         2_000_000_000
     }
 
+    fn release_memory(&mut self, gpa: u64, pages: u64) -> Result<(), HcError> {
+        let len = usize::try_from(pages * call::PAGE_SIZE).map_err(|_| HcError::BadAddress)?;
+        let r = self.range(gpa, len)?;
+        self.ram[r].fill(0);
+        self.released.push((gpa, pages));
+        Ok(())
+    }
+
     fn features(&self) -> u32 {
         self.features
     }
@@ -162,7 +173,9 @@ fn error_codes_are_stable() {
 
 #[test]
 fn version_and_cpuid_constants() {
-    assert_eq!(ABI_VERSION, 0x0001_0000);
+    assert_eq!(ABI_VERSION, 0x0001_0001);
+    assert_eq!(Version::CURRENT, Version::V1_1);
+    assert_eq!(Version::V1_1.to_string(), "1.1");
     assert_eq!(
         Version::from_raw(0x0001_0002),
         Version { major: 1, minor: 2 }
@@ -185,9 +198,9 @@ fn version_and_cpuid_constants() {
     let i = cpuid::hypervisor_leaf(0x4000_0001, cpuid::FEATURE_CONSOLE | (1 << 20)).unwrap();
     assert_eq!(
         (i.eax, i.ebx, i.ecx, i.edx),
-        (0x0001_0000, cpuid::FEATURE_CONSOLE, 128, 0)
+        (0x0001_0001, cpuid::FEATURE_CONSOLE, 128, 0)
     );
-    assert_eq!(cpuid::FEATURES_V1, 0b1111);
+    assert_eq!(cpuid::FEATURES_V1, 0b1_1111);
     assert_eq!(
         cpuid::hypervisor_leaf(0x4000_0002, 0xf),
         Some(cpuid::Leaf::default())
@@ -196,7 +209,7 @@ fn version_and_cpuid_constants() {
     assert_eq!(cpuid::hypervisor_leaf(1, 0xf), None);
 
     let iface = cpuid::Interface::from_leaves(v, i).unwrap();
-    assert_eq!(iface.version, Version::V1_0);
+    assert_eq!(iface.version, Version::V1_1);
     assert!(iface.has(cpuid::FEATURE_CONSOLE) && !iface.has(cpuid::FEATURE_MULTICALL));
     assert_eq!(
         cpuid::Interface::from_leaves(cpuid::Leaf { ebx: 1, ..v }, i),
@@ -235,7 +248,7 @@ fn version_and_nop() {
     assert_eq!(
         o,
         HcOutcome {
-            result: 0x0001_0000,
+            result: 0x0001_0001,
             action: HcAction::Continue,
             calls_executed: 1
         }
@@ -276,8 +289,8 @@ fn version_and_nop() {
 fn unknown_calls() {
     let mut vm = FakeVm::new();
     for nr in [
-        6,
         7,
+        8,
         100,
         1 << 32,
         (1 << 32) | call::NOP,
@@ -329,7 +342,7 @@ fn cpl_above_zero_is_refused_without_acting() {
 fn features_withheld_are_unsupported() {
     let mut vm = FakeVm::new();
     vm.features = 0;
-    assert_eq!(vm.call(call::VERSION, 0, 0).result, 0x0001_0000);
+    assert_eq!(vm.call(call::VERSION, 0, 0).result, 0x0001_0001);
     assert_eq!(vm.call(call::NOP, 0, 0).result, 0);
     assert_eq!(
         err(vm.call(call::CONSOLE_WRITE, BASE, 1)),
@@ -681,7 +694,7 @@ fn multicall_mixed_batch() {
         results,
         [
             3,
-            0x0001_0000,
+            0x0001_0001,
             e(HcError::BadAddress),
             e(HcError::Nested),
             e(HcError::UnknownCall),
@@ -730,7 +743,7 @@ fn multicall_bad_arguments() {
     assert_eq!(err(dispatch(&mut vm, regs, 0)), HcError::BadArgument);
     // The last entry of RAM is fine.
     let o = vm.call(call::MULTICALL, end - 32, 1);
-    assert_eq!((o.result, vm.entry(end - 32).result), (1, 0x0001_0000));
+    assert_eq!((o.result, vm.entry(end - 32).result), (1, 0x0001_0001));
 }
 
 #[test]
@@ -870,7 +883,7 @@ fn garbage_registers_never_panic() {
         assert!(o.calls_executed as usize <= multicall::MAX_ENTRIES);
         match decode(o.result) {
             Ok(v) => {
-                assert!(v <= 0x0001_0000, "{regs:?} -> {v}");
+                assert!(v <= 0x0001_0001, "{regs:?} -> {v}");
                 seen[0] += 1;
             }
             Err(CallError::Hc(e)) => seen[e.code() as usize] += 1,
@@ -916,4 +929,75 @@ fn guest_wrappers_refuse_without_bulkhead() {
     // SAFETY: as above.
     let r = unsafe { crate::guest::exit_stats(&mut buf) };
     assert_eq!(r, Err(CallError::NoHypervisor));
+}
+
+// ---- MEM_RELEASE (v1.1) -----------------------------------------------------------------
+
+#[test]
+fn mem_release_zeroes_the_pages_it_is_given() {
+    let mut vm = FakeVm::new();
+    vm.poke(BASE + 0x1000, &[0xaa; 0x2000]);
+    let o = vm.call(call::MEM_RELEASE, BASE + 0x1000, 2);
+    assert_eq!((o.result, o.action), (2, HcAction::Continue));
+    assert_eq!(vm.released, [(BASE + 0x1000, 2)]);
+    assert!(vm.peek(BASE + 0x1000, 0x2000).iter().all(|&b| b == 0));
+}
+
+#[test]
+fn mem_release_rejects_bad_ranges_without_acting() {
+    let mut vm = FakeVm::new();
+    for (gpa, pages, want) in [
+        (BASE + 1, 1, HcError::BadArgument),
+        (BASE + 0x800, 1, HcError::BadArgument),
+        (BASE, 0, HcError::BadLength),
+        (BASE, call::MEM_RELEASE_MAX_PAGES + 1, HcError::TooLarge),
+        (BASE, u64::MAX, HcError::TooLarge),
+        (!0xfff, 2, HcError::BadAddress),
+        // Past the end of the fake's RAM: the host's check.
+        (BASE + RAM as u64 - 0x1000, 2, HcError::BadAddress),
+        (0, 1, HcError::BadAddress),
+    ] {
+        assert_eq!(
+            err(vm.call(call::MEM_RELEASE, gpa, pages)),
+            want,
+            "{gpa:#x}+{pages}"
+        );
+    }
+    let regs = HcRegs {
+        rax: call::MEM_RELEASE,
+        rbx: BASE,
+        rcx: 1,
+        rdx: 1,
+        rsi: 0,
+    };
+    assert_eq!(err(dispatch(&mut vm, regs, 0)), HcError::BadArgument);
+    assert!(vm.released.is_empty());
+    vm.features = cpuid::FEATURES_V1 & !cpuid::FEATURE_MEM_RELEASE;
+    assert_eq!(
+        err(vm.call(call::MEM_RELEASE, BASE, 1)),
+        HcError::Unsupported
+    );
+    assert!(vm.released.is_empty());
+}
+
+#[test]
+fn a_host_without_mem_release_says_unsupported() {
+    struct Bare;
+    impl HypercallHost for Bare {
+        fn read_guest(&mut self, _: u64, _: &mut [u8]) -> Result<(), HcError> {
+            Err(HcError::BadAddress)
+        }
+        fn write_guest(&mut self, _: u64, _: &[u8]) -> Result<(), HcError> {
+            Err(HcError::BadAddress)
+        }
+        fn console_write(&mut self, _: &[u8]) {}
+        fn exit_stats(&self, _: &mut dyn FnMut(u32, u64, u64)) {}
+    }
+    let regs = HcRegs {
+        rax: call::MEM_RELEASE,
+        rbx: 0x1000,
+        rcx: 1,
+        ..HcRegs::default()
+    };
+    assert_eq!(err(dispatch(&mut Bare, regs, 0)), HcError::Unsupported);
 }

@@ -12,6 +12,7 @@ extern crate alloc;
 
 mod arch;
 mod exit;
+mod host_irq;
 mod interrupts;
 mod memory;
 mod platform;
@@ -39,13 +40,10 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     serial::init();
     serial::init_logger(log::LevelFilter::Info);
     interrupts::init();
-    // Bulkhead runs with interrupts disabled; mask the legacy PICs so no stray IRQ (the
-    // firmware's timer) reaches the CPU as an external-interrupt exit (8259A datasheet, OCW1).
-    // SAFETY: 0x21/0xA1 are the PIC mask registers on every PC; masking has no memory effect.
-    unsafe {
-        arch::outb(0x21, 0xff);
-        arch::outb(0xa1, 0xff);
-    }
+    // Bulkhead runs with interrupts disabled; remap the legacy PICs to known vectors and mask
+    // them, so no stray IRQ (the firmware's timer) reaches the CPU as an external-interrupt
+    // exit, and one that does is recognised by its vector.
+    host_irq::init();
     // The bootloader's last log line has no newline.
     println!();
     info!("Bulkhead {} starting", env!("CARGO_PKG_VERSION"));

@@ -18,6 +18,9 @@ const HEAP_MAX: u64 = 512 << 20;
 static HEAP: LockedHeap = LockedHeap::empty();
 
 static PHYS_OFFSET: Once<u64> = Once::new();
+/// The end of the highest region of the firmware's memory map: the bootloader's direct map
+/// covers physical addresses below it.
+static MAPPED_END: Once<u64> = Once::new();
 static FRAMES: Mutex<FrameAllocator> = Mutex::new(FrameAllocator::empty());
 
 /// A usable physical range: [next, end) is still free.
@@ -150,6 +153,7 @@ pub fn init(regions: &MemoryRegions, phys_offset: u64) -> Result<MemorySummary, 
         frames.regions[i] = Range { next: start, end };
         frames.count += 1;
     }
+    MAPPED_END.call_once(|| summary.highest_address);
     // Largest regions first: big contiguous allocations (heap, guest RAM) come from them.
     let count = frames.count;
     frames.regions[..count].sort_unstable_by_key(|r| core::cmp::Reverse(r.end - r.next));
@@ -164,6 +168,14 @@ pub fn init(regions: &MemoryRegions, phys_offset: u64) -> Result<MemorySummary, 
     summary.heap_start = heap;
     summary.heap_size = heap_size;
     Ok(summary)
+}
+
+/// Whether the direct map covers the 4 KiB page at `phys` (device pages such as the local
+/// APIC's are mapped only when the firmware's memory map reaches them).
+pub fn is_direct_mapped(phys: u64) -> bool {
+    MAPPED_END
+        .get()
+        .is_some_and(|&end| phys.checked_add(FRAME_SIZE).is_some_and(|e| e <= end))
 }
 
 /// Frames currently handed out by [`allocate_frame`].

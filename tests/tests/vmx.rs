@@ -194,3 +194,32 @@ fn selftest_runs_under_uefi_firmware() {
         .not_saw("FAIL")
         .saw("bulkhead: all VMs stopped (1 ran, 0 could not start)");
 }
+
+/// Events whose delivery exits (here: an EPT violation on a stack page the guest gave back
+/// with MEM_RELEASE) are delivered again (SDM Vol. 3C §28.2.4): an injected timer interrupt,
+/// a CPU-raised #UD, INT n and an injected #GP each reach their handler exactly once, and the
+/// statistics count the eight re-deliveries.
+#[test]
+fn events_interrupted_by_an_exit_are_delivered_again() {
+    let conf =
+        format!("[vm events]\nkind = elf64\nimage = events.elf\nmemory = 16M\n{SELFTEST_CONF}");
+    let (_dir, image) = bundle_image(&conf, &["events.elf", "selftest.elf"]);
+    let run = boot_image(&image, "corei7_skylake_x", 240);
+    run.exited(0, "ok");
+    for check in [
+        "released-page-reads-zero",
+        "mem-release-errors",
+        "timer-irq-redelivered",
+        "ud-redelivered",
+        "int-n-redelivered",
+        "injected-gp-redelivered",
+    ] {
+        run.saw(&format!("[events] guest events: PASS {check}"));
+    }
+    run.saw("[events] guest events: DONE passed=6 failed=0")
+        .not_saw("FAIL")
+        .counter("events", "events-reinjected", 8)
+        .saw("vm events: memory: released-pages=9 faulted-in=9")
+        .saw("[selftest] guest selftest: DONE passed=21 failed=0")
+        .counter("selftest", "events-reinjected", 0);
+}

@@ -27,6 +27,13 @@ pub struct ExitStats {
     pub hypercalls: u64,
     pub multicall_operations: u64,
     pub mmio_accesses: u64,
+    /// Events whose delivery an exit interrupted, delivered again (SDM Vol. 3C §28.2.4).
+    pub events_reinjected: u64,
+    /// Host interrupts taken as external-interrupt exits and ended at their controller,
+    /// spurious ones (no EOI due), and ones whose controller could not be reached.
+    pub host_interrupts_ended: u64,
+    pub host_interrupts_spurious: u64,
+    pub host_interrupts_unended: u64,
 }
 
 impl Default for ExitStats {
@@ -46,6 +53,10 @@ impl ExitStats {
             hypercalls: 0,
             multicall_operations: 0,
             mmio_accesses: 0,
+            events_reinjected: 0,
+            host_interrupts_ended: 0,
+            host_interrupts_spurious: 0,
+            host_interrupts_unended: 0,
         }
     }
 
@@ -112,13 +123,17 @@ impl fmt::Display for ExitStats {
         )?;
         write!(
             f,
-            "exits: hypercalls={} multicall-ops={} mmio={} unclaimed-ports={} interrupts-injected={} exceptions-injected={}",
+            "exits: hypercalls={} multicall-ops={} mmio={} unclaimed-ports={} interrupts-injected={} exceptions-injected={} events-reinjected={} host-irqs-ended={} host-irqs-spurious={} host-irqs-unended={}",
             self.hypercalls,
             self.multicall_operations,
             self.mmio_accesses,
             self.unclaimed_port_accesses,
             self.interrupts_injected,
-            self.exceptions_injected
+            self.exceptions_injected,
+            self.events_reinjected,
+            self.host_interrupts_ended,
+            self.host_interrupts_spurious,
+            self.host_interrupts_unended
         )
     }
 }

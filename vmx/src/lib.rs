@@ -27,6 +27,7 @@
 pub mod caps;
 pub mod controls;
 pub mod error;
+pub mod event;
 pub mod exit;
 pub mod fields;
 #[cfg(any(test, feature = "fixtures"))]

@@ -3,6 +3,7 @@
 
 use super::vmcs;
 use super::{StopReason, Vm};
+use vmx::event::Injection;
 use vmx::exit::{
     CrAccess, DecodedExitReason, EptViolation, ExceptionVector, ExitReason, Gpr, InterruptionInfo,
     InterruptionType, IoDirection, IoQualification,
@@ -38,15 +39,25 @@ pub struct ExitInfo {
     pub qualification: u64,
     pub rip: u64,
     pub instruction_length: u64,
+    /// The event whose delivery this exit interrupted, to be delivered again (SDM Vol. 3C
+    /// §28.2.4): the exit was caused by the delivery (e.g. an EPT violation on the guest's
+    /// stack or IDT), not by the instruction at RIP.
+    pub interrupted: Option<Injection>,
 }
 
 impl ExitInfo {
     pub fn read() -> Self {
+        let instruction_length = vmcs::read_exit(F::VM_EXIT_INSTRUCTION_LENGTH);
         ExitInfo {
             reason: ExitReason::from_raw(vmcs::read_exit(F::EXIT_REASON) as u32),
             qualification: vmcs::read_exit(F::EXIT_QUALIFICATION),
             rip: vmcs::read_exit(F::GUEST_RIP),
-            instruction_length: vmcs::read_exit(F::VM_EXIT_INSTRUCTION_LENGTH),
+            instruction_length,
+            interrupted: Injection::from_idt_vectoring(
+                vmcs::read_exit(F::IDT_VECTORING_INFO) as u32,
+                vmcs::read_exit(F::IDT_VECTORING_ERROR_CODE) as u32,
+                instruction_length as u32,
+            ),
         }
     }
 }
@@ -61,7 +72,7 @@ pub fn dispatch(vm: &mut Vm, info: &ExitInfo) -> Action {
     }
     match info.reason.reason {
         ExitReason::ExceptionOrNmi => exception_or_nmi(),
-        ExitReason::ExternalInterrupt => Action::Resume,
+        ExitReason::ExternalInterrupt => vm.host_interrupt(),
         ExitReason::TripleFault => Action::Stop(StopReason::TripleFault),
         ExitReason::InterruptWindow => vm.interrupt_window(),
         ExitReason::Cpuid => cpuid(vm),
@@ -268,7 +279,27 @@ fn ept_violation(vm: &mut Vm, info: &ExitInfo) -> Action {
     let gpa = vmcs::read_exit(F::GUEST_PHYSICAL_ADDRESS);
     let q = EptViolation::from_raw(info.qualification);
     if vm.platform.is_mmio(gpa) {
+        if let Some(event) = info.interrupted {
+            // The CPU touched a device window while delivering an event (the guest's IDT,
+            // GDT or stack lies in it): there is no instruction to emulate, and a device
+            // cannot serve as a descriptor table or stack.
+            return Action::Stop(StopReason::EventDeliveryThroughMmio {
+                gpa,
+                vector: event.info.vector(),
+            });
+        }
         return vm.mmio(gpa, info);
+    }
+    // A page the guest gave back with MEM_RELEASE, touched again (by an instruction or by
+    // event delivery: `apply` then delivers the interrupted event again).
+    match vm.memory.fault_in(gpa) {
+        Ok(true) => return Action::Resume,
+        Ok(false) => {}
+        Err(_) => {
+            return Action::Stop(StopReason::Bug(
+                "no EPT table frame for a page the guest touched after MEM_RELEASE",
+            ))
+        }
     }
     let access = if q.contains(EptViolation::FETCH) {
         "instruction fetch"

@@ -9,18 +9,32 @@ use core::sync::atomic::AtomicU64;
 use ept::{Access, Ept, EptConfig, FrameAllocator, Gpa, Hpa, MemoryType, TableMemory};
 use vm::loader::{GuestWrite, LoadError};
 
-/// EPT page-table frames come from the kernel's frame allocator.
+/// EPT page-table frames: from the kernel's frame allocator while the hierarchy is built,
+/// then only from this VM's own pool, filled at creation with the worst case the guest can
+/// cause (every large page split, [`GuestMemory::worst_case_table_frames`]); so nothing a
+/// guest does to its EPT takes frames from the host or another VM.
 #[derive(Debug, Default)]
-pub struct KernelFrames;
+pub struct KernelFrames {
+    pool: alloc::vec::Vec<u64>,
+    sealed: bool,
+}
 
 impl FrameAllocator for KernelFrames {
     fn allocate_table(&mut self) -> Option<Hpa> {
-        memory::allocate_frame().map(Hpa::new)
+        if self.sealed {
+            self.pool.pop().map(Hpa::new)
+        } else {
+            memory::allocate_frame().map(Hpa::new)
+        }
     }
 
     fn free_table(&mut self, frame: Hpa) {
-        // SAFETY: `Ept` only frees frames it got from `allocate_table` and no longer uses.
-        unsafe { memory::free_frame(frame.as_u64()) }
+        if self.sealed && self.pool.len() < self.pool.capacity() {
+            self.pool.push(frame.as_u64());
+        } else {
+            // SAFETY: `Ept` only frees frames it got from `allocate_table` and no longer uses.
+            unsafe { memory::free_frame(frame.as_u64()) }
+        }
     }
 }
 
@@ -55,11 +69,43 @@ impl fmt::Display for GuestMemoryError {
     }
 }
 
+/// Why released guest pages could not be taken out of the EPT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseError {
+    /// The range is not entirely guest RAM.
+    OutsideRam,
+    /// The EPT could not be changed (no frame for a split table).
+    Ept(ept::EptError),
+    /// INVEPT failed (a hypervisor bug: the EPTP is this VM's own).
+    Invept(vmx::error::VmFail),
+}
+
+/// Which INVEPT this CPU offers for invalidating one VM's mappings (SDM Vol. 3C §31.3 INVEPT,
+/// §29.4.3.4): single-context when available, else all-context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InveptKind(vmx::instructions::InveptType);
+
+impl InveptKind {
+    pub fn for_cpu(caps: &vmx::caps::Capabilities) -> Self {
+        use vmx::caps::EptVpidCap;
+        InveptKind(if caps.ept_vpid_has(EptVpidCap::INVEPT_SINGLE_CONTEXT) {
+            vmx::instructions::InveptType::SingleContext
+        } else {
+            vmx::instructions::InveptType::AllContext
+        })
+    }
+}
+
 /// Guest RAM [0, size) backed by host [hpa, hpa + size), and the EPT that maps it.
 pub struct GuestMemory {
     hpa: u64,
     size: u64,
     ept: Ept<KernelFrames, DirectMap>,
+    invept: InveptKind,
+    /// 4 KiB pages mapped again after a `MEM_RELEASE` (first touch).
+    pub faulted_in: u64,
+    /// 4 KiB pages given back with `MEM_RELEASE`.
+    pub released: u64,
 }
 
 impl fmt::Debug for GuestMemory {
@@ -74,13 +120,14 @@ impl fmt::Debug for GuestMemory {
 impl GuestMemory {
     /// Allocates and zeroes `size` bytes of RAM (2 MiB aligned so EPT can use large pages)
     /// and maps them write-back with RWX at GPA 0.
-    pub fn new(size: u64, config: EptConfig) -> Result<Self, GuestMemoryError> {
+    pub fn new(size: u64, config: EptConfig, invept: InveptKind) -> Result<Self, GuestMemoryError> {
         const ALIGN: u64 = 2 << 20;
         let hpa = memory::allocate_contiguous(size, ALIGN)
             .ok_or(GuestMemoryError::OutOfMemory { bytes: size })?;
         // SAFETY: the range was just reserved for this VM and is covered by the direct map.
         unsafe { core::ptr::write_bytes(memory::phys_to_virt(hpa), 0, size as usize) };
-        let mut ept = Ept::new(KernelFrames, DirectMap, config).map_err(GuestMemoryError::Ept)?;
+        let mut ept =
+            Ept::new(KernelFrames::default(), DirectMap, config).map_err(GuestMemoryError::Ept)?;
         // A fresh hierarchy: nothing cached yet, no INVEPT needed (SDM Vol. 3C §29.4.2).
         let _ = ept
             .map(
@@ -91,7 +138,78 @@ impl GuestMemory {
                 MemoryType::WriteBack,
             )
             .map_err(GuestMemoryError::Ept)?;
-        Ok(GuestMemory { hpa, size, ept })
+        // The pool for later splits: the worst case less what the hierarchy holds already.
+        let spare = Self::worst_case_table_frames(size).saturating_sub(ept.table_frames() as u64);
+        let frames = ept.allocator_mut();
+        frames
+            .pool
+            .try_reserve_exact(spare as usize)
+            .map_err(|_| GuestMemoryError::OutOfMemory { bytes: size })?;
+        for _ in 0..spare {
+            let frame =
+                memory::allocate_frame().ok_or(GuestMemoryError::OutOfMemory { bytes: size })?;
+            frames.pool.push(frame);
+        }
+        frames.sealed = true;
+        Ok(GuestMemory {
+            hpa,
+            size,
+            ept,
+            invept,
+            faulted_in: 0,
+            released: 0,
+        })
+    }
+
+    /// The most EPT table frames this VM can ever need: every 2 MiB and 1 GiB page split down
+    /// to 4 KiB pages (one page table per 2 MiB, one directory per 1 GiB) plus the PDPT and
+    /// PML4 (SDM Vol. 3C §29.3.2). Reserved at creation, so splits never fail for lack of frames
+    /// another VM took.
+    pub fn worst_case_table_frames(size: u64) -> u64 {
+        size.div_ceil(2 << 20) + size.div_ceil(1 << 30) + 2
+    }
+
+    /// `MEM_RELEASE`: zeroes the 4 KiB pages [gpa, gpa + len) and removes them from the EPT
+    /// (splitting large pages), then invalidates this VM's cached translations (SDM Vol. 3C
+    /// §29.4.3.4: required after removing a mapping). The next access to any of them is an
+    /// EPT violation that [`GuestMemory::fault_in`] serves.
+    pub fn release(&mut self, gpa: u64, len: u64) -> Result<(), ReleaseError> {
+        let dst = self.range(gpa, len).ok_or(ReleaseError::OutsideRam)?;
+        let invalidation = self
+            .ept
+            .unmap(Gpa::new(gpa), len)
+            .map_err(ReleaseError::Ept)?;
+        // SAFETY: the range lies inside this VM's RAM (checked above), which the direct map
+        // covers; the guest gave its contents up.
+        unsafe { core::ptr::write_bytes(dst, 0, len as usize) };
+        if invalidation.is_required() {
+            // SAFETY: VMX root operation is active; the EPTP is this VM's own.
+            unsafe { vmx::instructions::invept(self.invept.0, self.eptp()) }
+                .map_err(ReleaseError::Invept)?;
+        }
+        self.released += len / FRAME_SIZE;
+        Ok(())
+    }
+
+    /// Maps the released page holding `gpa` back (first touch after `MEM_RELEASE`): `Ok(true)`
+    /// when it was a released RAM page, `Ok(false)` when `gpa` is not guest RAM or is mapped
+    /// already (a genuine violation). Filling a not-present entry needs no INVEPT (SDM Vol.
+    /// 3C §29.4.3.4).
+    pub fn fault_in(&mut self, gpa: u64) -> Result<bool, ept::EptError> {
+        let page = gpa & !(FRAME_SIZE - 1);
+        if page >= self.size || self.ept.translate(Gpa::new(page)).is_some() {
+            return Ok(false);
+        }
+        // Filling a not-present entry: `Invalidation::None` (SDM Vol. 3C §29.4.3.4).
+        let _ = self.ept.map(
+            Gpa::new(page),
+            Hpa::new(self.hpa + page),
+            FRAME_SIZE,
+            Access::RWX,
+            MemoryType::WriteBack,
+        )?;
+        self.faulted_in += 1;
+        Ok(true)
     }
 
     pub fn size(&self) -> u64 {
@@ -133,10 +251,10 @@ impl GuestMemory {
         Some(u64::from_le_bytes(b))
     }
 
-    /// Frames of host memory this VM uses beyond its RAM: EPT tables (the VMCS and bitmaps are
-    /// counted by the caller).
+    /// Frames of host memory this VM uses beyond its RAM: EPT tables and the pool reserved
+    /// for splitting them (the VMCS and bitmaps are counted by the caller).
     pub fn overhead_bytes(&self) -> u64 {
-        self.ept.table_frames() as u64 * FRAME_SIZE
+        (self.ept.table_frames() + self.ept.allocator().pool.len()) as u64 * FRAME_SIZE
     }
 }
 

@@ -27,6 +27,7 @@ use vm::msr::{MsrAction, MsrContext, VmcsMsr};
 use vm::stats::ExitStats;
 use vmx::caps::Capabilities;
 use vmx::controls::{ControlSet, PinBasedControls};
+use vmx::event::{Combined, Injection};
 use vmx::exit::{ExceptionVector, ExitReason, InterruptionInfo};
 use vmx::fields::VmcsField as F;
 
@@ -51,6 +52,12 @@ pub enum StopReason {
     },
     /// An exit reason Bulkhead does not handle.
     Unhandled(ExitReason),
+    /// Delivering an event touched a virtio-mmio window (the guest's IDT, GDT or stack is
+    /// there).
+    EventDeliveryThroughMmio {
+        gpa: u64,
+        vector: u8,
+    },
     /// VM entry failed (SDM Vol. 3C §27.8).
     EntryFailure {
         reason: ExitReason,
@@ -84,6 +91,10 @@ impl fmt::Display for StopReason {
             }
             StopReason::MmioUnemulated { gpa } => write!(f, "unemulated MMIO access at {gpa:#x}"),
             StopReason::Unhandled(r) => write!(f, "unhandled exit reason {r}"),
+            StopReason::EventDeliveryThroughMmio { gpa, vector } => write!(
+                f,
+                "delivering vector {vector:#x} touched the device window at {gpa:#x} (the guest's IDT, GDT or stack is in MMIO)"
+            ),
             StopReason::EntryFailure {
                 reason,
                 qualification,
@@ -130,6 +141,9 @@ pub struct Vcpu {
     launched: bool,
     controls: ControlSet,
     state: State,
+    /// An interrupt whose delivery an exit interrupted while the exit's handler injected an
+    /// exception first (SDM Vol. 3A §6.15): delivered at the next interrupt window.
+    deferred_event: Option<Injection>,
 }
 
 /// Per-VM console: bytes from the UART and the console hypercall, printed line by line with
@@ -206,6 +220,8 @@ pub struct Vm {
     wake_others_at: u64,
     /// The shortest device-timer interval honoured (10 µs of TSC ticks).
     min_timer_ticks: u64,
+    /// The TSC frequency (the unit of every tick count the VM is told).
+    tsc_hz: u64,
 }
 
 /// Why a VM could not be created.
@@ -249,8 +265,12 @@ impl Vm {
             page_1g: caps.ept_1g_pages(),
             ..Default::default()
         };
-        let mut memory =
-            GuestMemory::new(config.memory, ept_config).map_err(CreateError::Memory)?;
+        let mut memory = GuestMemory::new(
+            config.memory,
+            ept_config,
+            guest_memory::InveptKind::for_cpu(caps),
+        )
+        .map_err(CreateError::Memory)?;
         match config.kind {
             GuestKind::Elf64 => loader::load_elf64(image, config.memory, index as u64, &mut memory),
             GuestKind::Real16 => loader::load_real16(image, config.memory, &mut memory),
@@ -330,6 +350,7 @@ impl Vm {
                 launched: false,
                 controls,
                 state: State::Runnable,
+                deferred_event: None,
             },
             platform,
             console: Console::new(&config.name, config.console_timestamps),
@@ -339,6 +360,7 @@ impl Vm {
             slice_end: 0,
             wake_others_at: u64::MAX,
             min_timer_ticks: tsc_hz / 100_000,
+            tsc_hz,
         })
     }
 
@@ -368,6 +390,7 @@ impl Vm {
                 memory: &mut self.memory,
                 console: &mut self.console,
                 stats: &self.stats,
+                tsc_hz: self.tsc_hz,
             };
             hypercall::dispatch(&mut host, regs, cpl)
         };
@@ -571,30 +594,57 @@ impl Vm {
         }
     }
 
-    /// Delivers the PIC's pending interrupt if the guest can take it now (RFLAGS.IF = 1, no
-    /// STI/MOV-SS blocking, no event already being injected: SDM Vol. 3C §27.6.1 and §26.8),
-    /// otherwise asks for an exit when the window opens (interrupt-window exiting, §26.7.5).
+    /// Delivers the next interrupt if the guest can take it now (RFLAGS.IF = 1, no STI/MOV-SS
+    /// blocking, no event already being injected: SDM Vol. 3C §27.6.1 and §26.8), otherwise
+    /// asks for an exit when the window opens (interrupt-window exiting, §26.7.5). An
+    /// interrupt deferred behind an exception (see [`Vcpu::deferred_event`]) goes first, then
+    /// the PIC's.
     fn inject_pending_interrupt(&mut self) {
-        if self.platform.pending_vector().is_none() {
+        if self.vcpu.deferred_event.is_none() && self.platform.pending_vector().is_none() {
             return;
         }
         let injecting = vmcs::read_exit(F::VM_ENTRY_INTERRUPTION_INFO) & (1 << 31) != 0;
+        if injecting {
+            return;
+        }
         let rflags = vmcs::read_exit(F::GUEST_RFLAGS);
         let blocking = vmcs::read_exit(F::GUEST_INTERRUPTIBILITY_STATE) & 0b11;
-        if !injecting && rflags & (1 << 9) != 0 && blocking == 0 {
-            if let Some(vector) = self.platform.acknowledge() {
-                let info = InterruptionInfo::new_external_interrupt(vector);
-                let _ = vmcs::write_guest(
-                    vmcs::guest_field!(VM_ENTRY_INTERRUPTION_INFO),
-                    u64::from(info.raw()),
-                );
-                self.stats.interrupts_injected += 1;
-                // A halted guest resumes at the instruction after HLT (activity state active).
-                let _ = vmcs::write_guest(vmcs::guest_field!(GUEST_ACTIVITY_STATE), 0);
-            }
-        } else if !injecting {
+        if rflags & (1 << 9) == 0 || blocking != 0 {
             let _ = setup::set_interrupt_window_exiting(&mut self.vcpu.controls, true);
+            return;
         }
+        let event = match self.vcpu.deferred_event.take() {
+            Some(event) => Some(event),
+            None => self.platform.acknowledge().map(|vector| Injection {
+                info: InterruptionInfo::new_external_interrupt(vector),
+                error_code: None,
+                instruction_length: None,
+            }),
+        };
+        if let Some(event) = event {
+            write_injection(&event);
+            self.stats.interrupts_injected += 1;
+            // A halted guest resumes at the instruction after HLT (activity state active).
+            let _ = vmcs::write_guest(vmcs::guest_field!(GUEST_ACTIVITY_STATE), 0);
+        }
+    }
+
+    /// External interrupt (reason 1): the CPU acknowledged a host interrupt on exit (SDM Vol.
+    /// 3C §25.7.1, the vector is in the VM-exit interruption information); end it at the host
+    /// controller and let the guest continue.
+    fn host_interrupt(&mut self) -> Action {
+        let info = InterruptionInfo::from_raw(vmcs::read_exit(F::VM_EXIT_INTERRUPTION_INFO) as u32);
+        if !info.valid() {
+            return Action::Stop(StopReason::Bug(
+                "external-interrupt exit without a vector although interrupts are acknowledged on exit",
+            ));
+        }
+        match crate::host_irq::end_of_interrupt(info.vector()) {
+            crate::host_irq::Eoi::Sent(_) => self.stats.host_interrupts_ended += 1,
+            crate::host_irq::Eoi::Spurious(_) => self.stats.host_interrupts_spurious += 1,
+            crate::host_irq::Eoi::Unreachable(_) => self.stats.host_interrupts_unended += 1,
+        }
+        Action::Resume
     }
 
     /// Makes this VM's MSR and FPU values live before it runs.
@@ -632,12 +682,19 @@ impl Vm {
         for line in alloc::format!("{}", self.stats).lines() {
             info!("vm {}: {line}", self.name);
         }
+        info!(
+            "vm {}: memory: released-pages={} faulted-in={}",
+            self.name, self.memory.released, self.memory.faulted_in
+        );
         for line in self.platform.device_report() {
             info!("vm {}: {line}", self.name);
         }
     }
 
-    /// Applies a handler's action to the VMCS; returns whether the vCPU keeps running.
+    /// Applies a handler's action to the VMCS; returns whether the vCPU keeps running. An
+    /// event whose delivery the exit interrupted is delivered again on the next entry (SDM Vol.
+    /// 3C §28.2.4), combined with an exception the handler raises as the CPU would (SDM Vol. 3A
+    /// §6.15 Table 6-5).
     fn apply(&mut self, action: Action, info: &ExitInfo) -> bool {
         let advance = |len: u64| {
             let _ = vmcs::write_guest(vmcs::guest_field!(GUEST_RIP), info.rip.wrapping_add(len));
@@ -650,38 +707,40 @@ impl Vm {
                 );
             }
         };
-        match action {
+        let mut reinject = info.interrupted;
+        let keep_running = match action {
             Action::Resume => true,
             Action::Advance => {
                 advance(info.instruction_length);
                 true
             }
             Action::Inject { vector, error_code } => {
-                let info = InterruptionInfo::new_exception(vector, error_code.is_some());
-                let _ = vmcs::write_guest(
-                    vmcs::guest_field!(VM_ENTRY_INTERRUPTION_INFO),
-                    u64::from(info.raw()),
-                );
-                if let Some(code) = error_code {
-                    let _ = vmcs::write_guest(
-                        vmcs::guest_field!(VM_ENTRY_EXCEPTION_ERROR_CODE),
-                        u64::from(code),
-                    );
-                }
+                let new = Injection::exception(vector, error_code);
+                let now = match reinject
+                    .take()
+                    .map(|pending| vmx::event::combine(pending, new))
+                {
+                    None => new,
+                    Some(Combined::Inject { now, deferred }) => {
+                        self.vcpu.deferred_event = deferred.or(self.vcpu.deferred_event);
+                        now
+                    }
+                    Some(Combined::TripleFault) => {
+                        self.stop(StopReason::TripleFault);
+                        return false;
+                    }
+                };
+                write_injection(&now);
                 self.stats.exceptions_injected += 1;
                 true
             }
             Action::InjectSoftware { vector } => {
                 // SDM Vol. 3C §27.6.1.1: software exceptions need the instruction length.
-                let info_field = InterruptionInfo::new_software_exception(vector);
-                let _ = vmcs::write_guest(
-                    vmcs::guest_field!(VM_ENTRY_INTERRUPTION_INFO),
-                    u64::from(info_field.raw()),
-                );
-                let _ = vmcs::write_guest(
-                    vmcs::guest_field!(VM_ENTRY_INSTRUCTION_LENGTH),
-                    info.instruction_length,
-                );
+                write_injection(&Injection {
+                    info: InterruptionInfo::new_software_exception(vector),
+                    error_code: None,
+                    instruction_length: Some(info.instruction_length as u32),
+                });
                 self.stats.exceptions_injected += 1;
                 true
             }
@@ -700,9 +759,17 @@ impl Vm {
             }
             Action::Stop(reason) => {
                 self.stop(reason);
-                false
+                return false;
+            }
+        };
+        if let Some(event) = reinject {
+            write_injection(&event);
+            self.stats.events_reinjected += 1;
+            if self.vcpu.state == State::Halted {
+                self.vcpu.state = State::Runnable;
             }
         }
+        keep_running
     }
 
     /// Runs the vCPU for up to one time slice: device timers are brought up to date and
@@ -815,6 +882,26 @@ fn linux_boot(
         .map_err(|e| CreateError::Platform(alloc::format!("loading the Linux kernel failed: {e}")))
 }
 
+/// Programs the VM-entry event-injection fields for `event` (SDM Vol. 3C §25.8.3).
+fn write_injection(event: &Injection) {
+    let _ = vmcs::write_guest(
+        vmcs::guest_field!(VM_ENTRY_INTERRUPTION_INFO),
+        u64::from(event.info.raw()),
+    );
+    if let Some(code) = event.error_code {
+        let _ = vmcs::write_guest(
+            vmcs::guest_field!(VM_ENTRY_EXCEPTION_ERROR_CODE),
+            u64::from(code),
+        );
+    }
+    if let Some(len) = event.instruction_length {
+        let _ = vmcs::write_guest(
+            vmcs::guest_field!(VM_ENTRY_INSTRUCTION_LENGTH),
+            u64::from(len),
+        );
+    }
+}
+
 /// #GP(0) (SDM Vol. 3A §6.15).
 fn gp() -> Action {
     Action::Inject {
@@ -862,6 +949,7 @@ struct HcHost<'a> {
     memory: &'a mut GuestMemory,
     console: &'a mut Console,
     stats: &'a ExitStats,
+    tsc_hz: u64,
 }
 
 impl HypercallHost for HcHost<'_> {
@@ -877,6 +965,19 @@ impl HypercallHost for HcHost<'_> {
     fn exit_stats(&self, out: &mut dyn FnMut(u32, u64, u64)) {
         for (reason, s) in self.stats.nonzero() {
             out(u32::from(reason), s.count, s.ticks);
+        }
+    }
+    fn tick_hz(&self) -> u64 {
+        self.tsc_hz
+    }
+    fn release_memory(&mut self, gpa: u64, pages: u64) -> Result<(), HcError> {
+        match self.memory.release(gpa, pages * hypercall::call::PAGE_SIZE) {
+            Ok(()) => Ok(()),
+            Err(guest_memory::ReleaseError::OutsideRam) => Err(HcError::BadAddress),
+            Err(e) => {
+                warn!("MEM_RELEASE of {pages} page(s) at {gpa:#x} failed: {e:?}");
+                Err(HcError::TooLarge)
+            }
         }
     }
 }

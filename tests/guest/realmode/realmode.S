@@ -13,7 +13,7 @@
  *     guest realmode: start
  *     guest realmode: PASS cpuid-signature       CPUID 0x40000000: EBX,ECX,EDX = "BulkheadHV\0\0"
  *     guest realmode: PASS io-unclaimed          in al/ax from port 0x2F0 = 0xFF/0xFFFF
- *     guest realmode: PASS hypercall-version     VMCALL VERSION (EAX = 0) = 0x00010000
+ *     guest realmode: PASS hypercall-version     VMCALL VERSION (EAX = 0) = 0x00010001 (ABI v1.1)
  *     guest realmode: PASS hypercall-console     CONSOLE_WRITE of the hello line = its length
  *     guest realmode: PASS protected-mode-enter  CR0.PE set, far jump to a 16-bit PM segment
  *     guest realmode: PASS real-mode-return      CR0.PE cleared, back in real mode
@@ -94,11 +94,11 @@ _start:
     xor edx, edx
     xor esi, esi
     vmcall
-    cmp eax, 0x00010000
+    cmp eax, 0x00010001
     jne 1f
     PASS "hypercall-version"
     jmp 2f
-1:  FAIL "hypercall-version", "VERSION did not return 0x10000"
+1:  FAIL "hypercall-version", "VERSION did not return 0x10001"
 2:
 
     /* --- hypercall-console: CONSOLE_WRITE(gpa of the line, its length) ---------------- */

@@ -3,7 +3,7 @@
 
 use crate::trap::Fault;
 
-pub const ABI_VERSION: u64 = 0x0001_0000;
+pub const ABI_VERSION: u64 = 0x0001_0001;
 pub const CPUID_BASE: u32 = 0x4000_0000;
 pub const CPUID_INFO: u32 = 0x4000_0001;
 /// "Bulk", "head", "HV\0\0".
@@ -15,6 +15,7 @@ pub const CONSOLE_WRITE: u64 = 2;
 pub const MULTICALL: u64 = 3;
 pub const IDLE: u64 = 4;
 pub const EXIT_STATS: u64 = 5;
+pub const MEM_RELEASE: u64 = 6;
 
 pub const UNKNOWN_CALL: i64 = 1;
 pub const BAD_ADDRESS: i64 = 2;

@@ -150,11 +150,11 @@ fn hypercall_console() -> Check {
 fn guest_crate() -> Check {
     use hypercall::guest;
     let v = guest::detect().ok_or_else(|| detail!("hypercall::guest::detect found no Bulkhead"))?;
-    if v != hypercall::Version::V1_0 {
+    if v != hypercall::Version::CURRENT {
         return Err(detail!("detect() reported {v}"));
     }
     let v = guest::version().map_err(|e| detail!("version(): {e}"))?;
-    if v != hypercall::Version::V1_0 {
+    if v != hypercall::Version::CURRENT {
         return Err(detail!("version() returned {v}"));
     }
     guest::nop().map_err(|e| detail!("nop(): {e}"))?;

@@ -290,3 +290,26 @@ pub unsafe fn set_interrupt_gate(vector: u8, handler: u64) {
         }
     }
 }
+
+/// Points exception vector 6 (#UD) or 13 (#GP) at `handler` (an IRETQ-ending stub that handles
+/// the CPU frame itself, #GP's error code included). Other vectors are left alone.
+///
+/// # Safety
+/// As [`set_interrupt_gate`].
+pub unsafe fn set_exception_gate(vector: u8, handler: u64) {
+    // SAFETY: as in `set_interrupt_gate`.
+    unsafe {
+        if let Some(idt) = (*core::ptr::addr_of_mut!(IDT)).as_mut() {
+            let addr = VirtAddr::new(handler);
+            match vector {
+                UD => {
+                    idt.invalid_opcode.set_handler_addr(addr);
+                }
+                GP => {
+                    idt.general_protection_fault.set_handler_addr(addr);
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -114,7 +114,7 @@ fn main(ram: u64, _vm_index: u64) -> ! {
     let too_large = E(hv::TOO_LARGE);
 
     // Unassigned numbers: checked before anything else, whatever the arguments.
-    c.case("unknown-6", 6, [0; 4], unknown);
+    c.case("unknown-7", 7, [0; 4], unknown);
     c.case("unknown-0xdead", 0xdead, [0; 4], unknown);
     c.case("unknown-0xffffffff", 0xffff_ffff, [0; 4], unknown);
     c.case("unknown-nop-high-bits", 1 << 32 | nop, [0; 4], unknown);

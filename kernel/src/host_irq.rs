@@ -1,0 +1,137 @@
+//! The host's interrupt controllers, as far as Bulkhead uses them today: it runs with
+//! RFLAGS.IF = 0 and takes host interrupts only as external-interrupt VM exits with
+//! "acknowledge interrupt on exit" (SDM Vol. 3C §25.7.1, §28.2.2: the CPU performs the
+//! interrupt acknowledge and stores the vector in the VM-exit interruption information). The
+//! handler must then end the interrupt at its controller (EOI), or the controller never sends
+//! another of that priority.
+//!
+//! At boot the 8259A pair is remapped to [`PIC_VECTOR_BASE`]..+16 and masked, so a host vector
+//! says which controller it came from: 8259A vectors, or the local APIC's (everything else).
+
+use crate::arch;
+use vmx::msr::Msr;
+
+/// The 8259A master's and slave's first vectors after [`init`] (8259A datasheet, ICW2).
+pub const PIC_VECTOR_BASE: u8 = 0x20;
+const MASTER_CMD: u16 = 0x20;
+const MASTER_DATA: u16 = 0x21;
+const SLAVE_CMD: u16 = 0xa0;
+const SLAVE_DATA: u16 = 0xa1;
+/// ICW1: edge triggered, cascade, ICW4 needed (8259A datasheet).
+const ICW1_INIT_ICW4: u8 = 0x11;
+/// ICW3: the slave on the master's IR2; the slave's cascade identity 2.
+const ICW3_MASTER: u8 = 1 << 2;
+const ICW3_SLAVE: u8 = 2;
+/// ICW4: 8086 mode.
+const ICW4_8086: u8 = 0x01;
+/// OCW2: non-specific EOI.
+const OCW2_EOI: u8 = 0x20;
+/// OCW3: read the in-service register on the next command-port read.
+const OCW3_READ_ISR: u8 = 0x0b;
+/// IA32_APIC_BASE bits (SDM Vol. 3A §11.4.4): global enable, x2APIC mode, base address.
+const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
+const APIC_X2APIC_MODE: u64 = 1 << 10;
+const APIC_BASE_MASK: u64 = 0x000f_ffff_ffff_f000;
+/// xAPIC EOI register offset (SDM Vol. 3A §11.4.1 Table 11-1).
+const XAPIC_EOI: u64 = 0xb0;
+
+/// Remaps the 8259A pair to [`PIC_VECTOR_BASE`] and masks every line (ICW1-ICW4, OCW1).
+pub fn init() {
+    let base = PIC_VECTOR_BASE;
+    // SAFETY: 0x20/0x21/0xA0/0xA1 are the 8259A pair on every PC; the initialisation sequence
+    // only changes which vectors they send and masks them, with interrupts disabled.
+    unsafe {
+        arch::outb(MASTER_CMD, ICW1_INIT_ICW4);
+        arch::outb(SLAVE_CMD, ICW1_INIT_ICW4);
+        arch::outb(MASTER_DATA, base);
+        arch::outb(SLAVE_DATA, base + 8);
+        arch::outb(MASTER_DATA, ICW3_MASTER);
+        arch::outb(SLAVE_DATA, ICW3_SLAVE);
+        arch::outb(MASTER_DATA, ICW4_8086);
+        arch::outb(SLAVE_DATA, ICW4_8086);
+        arch::outb(MASTER_DATA, 0xff);
+        arch::outb(SLAVE_DATA, 0xff);
+    }
+}
+
+/// Where a host interrupt came from, decided by its vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// IRQ line of the 8259A pair (0-15).
+    Pic(u8),
+    /// The local APIC (timer, IPIs, IOAPIC-routed lines, or its spurious vector).
+    LocalApic,
+}
+
+/// How an EOI went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eoi {
+    /// The controller was told.
+    Sent(Source),
+    /// Spurious 8259A IRQ 7/15: nothing in service, no EOI due.
+    Spurious(Source),
+    /// The local APIC is disabled or its page is outside the direct map: nothing could be
+    /// told (the interrupt is counted; a host LAPIC driver comes with SMP).
+    Unreachable(Source),
+}
+
+/// The source of `vector`.
+pub fn source(vector: u8) -> Source {
+    match vector.checked_sub(PIC_VECTOR_BASE) {
+        Some(irq) if irq < 16 => Source::Pic(irq),
+        _ => Source::LocalApic,
+    }
+}
+
+/// Ends the host interrupt `vector` at its controller. An 8259A IRQ 7 or 15 that is not in
+/// service is spurious and gets no EOI (8259A datasheet, "spurious interrupts").
+pub fn end_of_interrupt(vector: u8) -> Eoi {
+    let src = source(vector);
+    match src {
+        Source::Pic(irq) => {
+            let (cmd, line) = if irq < 8 {
+                (MASTER_CMD, irq)
+            } else {
+                (SLAVE_CMD, irq - 8)
+            };
+            // SAFETY: OCW3 then a command-port read returns the ISR and changes nothing else.
+            let isr = unsafe {
+                arch::outb(cmd, OCW3_READ_ISR);
+                arch::inb(cmd)
+            };
+            if isr & (1 << line) == 0 {
+                return Eoi::Spurious(src);
+            }
+            // SAFETY: a non-specific EOI ends the highest in-service IRQ, the one just taken
+            // (interrupts are disabled in the host, so nothing nests).
+            unsafe {
+                if irq >= 8 {
+                    arch::outb(SLAVE_CMD, OCW2_EOI);
+                }
+                arch::outb(MASTER_CMD, OCW2_EOI);
+            }
+        }
+        Source::LocalApic => {
+            // SAFETY: IA32_APIC_BASE exists on every CPU with VMX (SDM Vol. 3A §11.4.4).
+            let base = unsafe { arch::rdmsr(Msr::IA32_APIC_BASE) };
+            if base & APIC_GLOBAL_ENABLE == 0 {
+                return Eoi::Unreachable(src);
+            }
+            if base & APIC_X2APIC_MODE != 0 {
+                // SAFETY: in x2APIC mode the EOI MSR exists; writing 0 ends the interrupt in
+                // service (SDM Vol. 3A §11.12.1.2).
+                unsafe { arch::wrmsr(Msr::IA32_X2APIC_EOI, 0) };
+            } else {
+                let page = base & APIC_BASE_MASK;
+                if !crate::memory::is_direct_mapped(page) {
+                    return Eoi::Unreachable(src);
+                }
+                let eoi = crate::memory::phys_to_virt(page + XAPIC_EOI);
+                // SAFETY: the xAPIC page is mapped by the direct map of all physical memory;
+                // a 32-bit write of 0 to EOI ends the interrupt in service (SDM Vol. 3A §11.8.5).
+                unsafe { eoi.cast::<u32>().write_volatile(0) };
+            }
+        }
+    }
+    Eoi::Sent(src)
+}
