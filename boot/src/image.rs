@@ -196,6 +196,7 @@ pub fn build_guests() -> Result<PathBuf, BootError> {
             && (name == "selftest"
                 || name == "timer"
                 || name == "events"
+                || name == "isolation"
                 || name.starts_with("hostile-")
                 || name == "virtio-client");
         if is_guest && entry.path().is_file() {

@@ -219,3 +219,50 @@ impl FxArea {
 pub fn has_tsc_aux() -> bool {
     cpuid(0x8000_0000, 0)[0] >= 0x8000_0001 && cpuid(0x8000_0001, 0)[3] & (1 << 27) != 0
 }
+
+/// The debug-address registers DR0-DR3 and the debug-status register DR6 (SDM Vol. 3B §18.2),
+/// which the VMCS does not switch: saved and restored per vCPU around its time slices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DebugRegs {
+    pub dr: [u64; 4],
+    pub dr6: u64,
+}
+
+impl DebugRegs {
+    /// The power-on values (SDM Vol. 3A §10.1.1 Table 10-1: DR0-DR3 = 0, DR6 = FFFF0FF0H).
+    pub const fn initial() -> Self {
+        DebugRegs {
+            dr: [0; 4],
+            dr6: 0xffff_0ff0,
+        }
+    }
+
+    /// Reads the live registers.
+    pub fn save(&mut self) {
+        // SAFETY: MOV from DR0-DR3/DR6 at CPL 0 has no side effects (CR4.DE only matters for
+        // DR4/DR5, SDM Vol. 3B §18.2.2).
+        unsafe {
+            asm!("mov {}, dr0", out(reg) self.dr[0], options(nomem, nostack, preserves_flags));
+            asm!("mov {}, dr1", out(reg) self.dr[1], options(nomem, nostack, preserves_flags));
+            asm!("mov {}, dr2", out(reg) self.dr[2], options(nomem, nostack, preserves_flags));
+            asm!("mov {}, dr3", out(reg) self.dr[3], options(nomem, nostack, preserves_flags));
+            asm!("mov {}, dr6", out(reg) self.dr6, options(nomem, nostack, preserves_flags));
+        }
+    }
+
+    /// Makes these values live. The host runs with DR7 = 0x400 (every breakpoint disabled; a
+    /// VM exit loads it, SDM Vol. 3C §28.5.1), so guest addresses here never trap the host.
+    pub fn restore(&self) {
+        // The reserved bits of DR6 read as 1 and must not be written as 0 (SDM Vol. 3B §18.2.3).
+        let dr6 = self.dr6 | 0xffff_0ff0;
+        // SAFETY: as above; with DR7 = 0x400 in the host the addresses have no effect until the
+        // guest's DR7 is loaded by VM entry ("load debug controls").
+        unsafe {
+            asm!("mov dr0, {}", in(reg) self.dr[0], options(nomem, nostack, preserves_flags));
+            asm!("mov dr1, {}", in(reg) self.dr[1], options(nomem, nostack, preserves_flags));
+            asm!("mov dr2, {}", in(reg) self.dr[2], options(nomem, nostack, preserves_flags));
+            asm!("mov dr3, {}", in(reg) self.dr[3], options(nomem, nostack, preserves_flags));
+            asm!("mov dr6, {}", in(reg) dr6 & 0xffff_ffff, options(nomem, nostack, preserves_flags));
+        }
+    }
+}

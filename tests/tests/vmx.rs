@@ -223,3 +223,37 @@ fn events_interrupted_by_an_exit_are_delivered_again() {
         .saw("[selftest] guest selftest: DONE passed=21 failed=0")
         .counter("selftest", "events-reinjected", 0);
 }
+
+/// Architectural state the VMCS does not switch stays each VM's own: two VMs set CR8, DR0-DR3,
+/// DR6 and DR7 to different values and read them back after 300 switches to each other; a
+/// hardware breakpoint armed across 100 exits fires; RDPMC, MONITOR and MWAIT are intercepted
+/// (#GP, #UD as on a CPU without them), never reaching host state.
+#[test]
+fn cr8_and_debug_registers_are_per_vm_and_host_state_readers_are_intercepted() {
+    let mut conf = String::new();
+    for name in ["iso-a", "iso-b"] {
+        conf += &format!("[vm {name}]\nkind = elf64\nimage = isolation.elf\nmemory = 16M\n");
+    }
+    let (_dir, image) = bundle_image(&conf, &["isolation.elf"]);
+    let run = boot_image(&image, "corei7_skylake_x", 240);
+    run.exited(0, "ok");
+    for vm in ["iso-a", "iso-b"] {
+        for check in [
+            "state-survives-switches",
+            "breakpoint-survives-exits",
+            "rdpmc-gp",
+            "monitor-mwait-ud",
+            "cr8-reserved-gp",
+        ] {
+            run.saw(&format!("[{vm}] guest isolation: PASS {check}"));
+        }
+        run.saw(&format!("[{vm}] guest isolation: DONE passed=5 failed=0"))
+            .exits(vm, "RDPMC", 1)
+            .exits(vm, "MONITOR", 1)
+            .exits(vm, "MWAIT", 1)
+            // One CR8 read per state check (300 in the loop, 1 in the last check), two CR8
+            // writes and one refused: every MOV CR8 exits.
+            .exits(vm, "control-register access", 300 + 1 + 3);
+    }
+    run.not_saw("FAIL");
+}

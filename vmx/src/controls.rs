@@ -591,10 +591,19 @@ impl ControlRequest {
                 PinBasedControls::EXTERNAL_INTERRUPT_EXITING | PinBasedControls::NMI_EXITING,
                 PinBasedControls::ACTIVATE_VMX_PREEMPTION_TIMER,
             ),
+            // CR8 (the TPR of the host's local APIC) and the instructions that read host
+            // state (RDPMC: the host's performance counters) or change the physical CPU's
+            // sleep state (MONITOR/MWAIT) always exit, so guests can neither observe nor
+            // disturb the host or each other through them (SDM Vol. 3C §26.1.3).
             primary: Requested::new(
                 PrimaryControls::HLT_EXITING
                     | PrimaryControls::USE_MSR_BITMAPS
-                    | PrimaryControls::USE_IO_BITMAPS,
+                    | PrimaryControls::USE_IO_BITMAPS
+                    | PrimaryControls::CR8_LOAD_EXITING
+                    | PrimaryControls::CR8_STORE_EXITING
+                    | PrimaryControls::RDPMC_EXITING
+                    | PrimaryControls::MWAIT_EXITING
+                    | PrimaryControls::MONITOR_EXITING,
                 PrimaryControls::empty(),
             ),
             secondary: Requested::new(
@@ -604,8 +613,11 @@ impl ControlRequest {
                     | SecondaryControls::ENABLE_INVPCID
                     | SecondaryControls::ENABLE_XSAVES_XRSTORS,
             ),
+            // DR7 and IA32_DEBUGCTL travel through the VMCS: a VM exit would otherwise set
+            // DR7 to 0x400 and lose the guest's breakpoints (SDM Vol. 3C §28.3.1, §27.3.2.1).
             exit: Requested::new(
                 ExitControls::HOST_ADDRESS_SPACE_SIZE
+                    | ExitControls::SAVE_DEBUG_CONTROLS
                     | ExitControls::ACKNOWLEDGE_INTERRUPT_ON_EXIT
                     | ExitControls::SAVE_IA32_EFER
                     | ExitControls::LOAD_IA32_EFER
@@ -614,7 +626,9 @@ impl ControlRequest {
                 ExitControls::SAVE_VMX_PREEMPTION_TIMER_VALUE,
             ),
             entry: Requested::new(
-                EntryControls::LOAD_IA32_EFER | EntryControls::LOAD_IA32_PAT,
+                EntryControls::LOAD_DEBUG_CONTROLS
+                    | EntryControls::LOAD_IA32_EFER
+                    | EntryControls::LOAD_IA32_PAT,
                 EntryControls::empty(),
             ),
         }

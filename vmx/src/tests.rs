@@ -339,6 +339,22 @@ fn ept_request() -> ControlRequest {
 }
 
 #[test]
+fn bulkhead_switches_debug_state_and_intercepts_host_state_readers() {
+    let set = compute_controls(&caps(fixtures::skylake_x()), &ept_request()).expect("controls");
+    assert!(set.exit.contains(ExitControls::SAVE_DEBUG_CONTROLS));
+    assert!(set.entry.contains(EntryControls::LOAD_DEBUG_CONTROLS));
+    for c in [
+        PrimaryControls::CR8_LOAD_EXITING,
+        PrimaryControls::CR8_STORE_EXITING,
+        PrimaryControls::RDPMC_EXITING,
+        PrimaryControls::MWAIT_EXITING,
+        PrimaryControls::MONITOR_EXITING,
+    ] {
+        assert!(set.primary.contains(c), "{c:?}");
+    }
+}
+
+#[test]
 fn controls_succeed_on_modern_models() {
     for raw in [
         fixtures::skylake_x(),
@@ -457,7 +473,10 @@ fn penryn_optional_secondary_is_dropped() {
 
 #[test]
 fn true_controls_clear_default1_bits() {
-    let request = ept_request();
+    // A request without the debug controls Bulkhead asks for, to see the default1 rule.
+    let mut request = ept_request();
+    request.exit.required -= ExitControls::SAVE_DEBUG_CONTROLS;
+    request.entry.required -= EntryControls::LOAD_DEBUG_CONTROLS;
     let with_true = compute_controls(&caps(fixtures::skylake_x()), &request).expect("controls");
     // CR3-load/store exiting are default1 but TRUE_PROCBASED allows 0 (SDM Vol. 3D A.2).
     assert!(!with_true

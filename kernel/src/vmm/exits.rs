@@ -98,6 +98,8 @@ pub fn dispatch(vm: &mut Vm, info: &ExitInfo) -> Action {
         ExitReason::EptMisconfiguration => Action::Stop(StopReason::Bug("EPT misconfiguration")),
         ExitReason::PreemptionTimerExpired => vm.timer_expired(),
         ExitReason::Xsetbv => xsetbv(),
+        ExitReason::Rdpmc => rdpmc(),
+        ExitReason::Monitor | ExitReason::Mwait => monitor_mwait(),
         other => Action::Stop(StopReason::Unhandled(other)),
     }
 }
@@ -224,6 +226,10 @@ fn cr_access(vm: &mut Vm, info: &ExitInfo) -> Action {
             set_gpr(&mut vm.vcpu.regs, gpr, vmcs::read_exit(F::GUEST_CR3));
             Action::Advance
         }
+        CrAccess::MovFromCr { cr: 8, gpr } => {
+            set_gpr(&mut vm.vcpu.regs, gpr, vm.vcpu.cr8);
+            Action::Advance
+        }
         CrAccess::MovFromCr { .. } => Action::Stop(StopReason::Bug(
             "a MOV from a control register Bulkhead does not intercept",
         )),
@@ -314,6 +320,21 @@ fn ept_violation(vm: &mut Vm, info: &ExitInfo) -> Action {
 /// XSETBV (reason 55): XSAVE is not offered (CPUID.1:ECX.XSAVE = 0, only FXSAVE state is
 /// switched between VMs), so it raises #UD as on a CPU without XSAVE (SDM Vol. 2D XSETBV).
 fn xsetbv() -> Action {
+    Action::Inject {
+        vector: ExceptionVector::InvalidOpcode,
+        error_code: None,
+    }
+}
+
+/// RDPMC (reason 15): no performance counters are offered (CPUID leaf 0xA is zero), so every
+/// counter number is invalid: #GP(0) (SDM Vol. 2B RDPMC). The host's counters stay unread.
+fn rdpmc() -> Action {
+    super::gp()
+}
+
+/// MONITOR (reason 39) and MWAIT (reason 36): CPUID.1:ECX.MONITOR is 0 for guests, so both
+/// raise #UD (SDM Vol. 2B MONITOR, MWAIT); a guest never picks the physical CPU's sleep state.
+fn monitor_mwait() -> Action {
     Action::Inject {
         vector: ExceptionVector::InvalidOpcode,
         error_code: None,

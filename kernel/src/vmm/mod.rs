@@ -144,6 +144,11 @@ pub struct Vcpu {
     /// An interrupt whose delivery an exit interrupted while the exit's handler injected an
     /// exception first (SDM Vol. 3A §6.15): delivered at the next interrupt window.
     deferred_event: Option<Injection>,
+    /// The guest's CR8 (task-priority register, SDM Vol. 3A §11.8.6.1): MOV CR8 exits (the
+    /// real CR8 is the host local APIC's TPR) and reads back this value.
+    cr8: u64,
+    /// DR0-DR3 and DR6 while the vCPU is not running (DR7 is in the VMCS).
+    debug: arch::DebugRegs,
 }
 
 /// Per-VM console: bytes from the UART and the console hypercall, printed line by line with
@@ -351,6 +356,8 @@ impl Vm {
                 controls,
                 state: State::Runnable,
                 deferred_event: None,
+                cr8: 0,
+                debug: arch::DebugRegs::initial(),
             },
             platform,
             console: Console::new(&config.name, config.console_timestamps),
@@ -481,6 +488,14 @@ impl Vm {
                         setup::effective_cr4(&self.caps, value),
                     )
                 })
+            }
+            8 => {
+                // MOV to CR8: bits 63:4 are reserved (#GP), SDM Vol. 3A §2.5 and §11.8.6.1.
+                if value >> 4 != 0 {
+                    return gp;
+                }
+                self.vcpu.cr8 = value;
+                Ok(())
             }
             _ => {
                 return Action::Stop(StopReason::Bug(
@@ -647,10 +662,11 @@ impl Vm {
         Action::Resume
     }
 
-    /// Makes this VM's MSR and FPU values live before it runs.
+    /// Makes this VM's MSR, FPU and debug-register values live before it runs.
     fn switch_in(&self) {
         self.platform.load_msrs();
         self.fpu.restore();
+        self.vcpu.debug.restore();
     }
 
     /// Saves what `switch_in` made live after the VM ran, and finishes its queued I/O so it
@@ -659,6 +675,7 @@ impl Vm {
         self.platform.process_kicks(&mut self.memory);
         self.platform.save_msrs();
         self.fpu.save();
+        self.vcpu.debug.save();
     }
 
     fn stop(&mut self, reason: StopReason) {

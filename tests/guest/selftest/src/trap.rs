@@ -60,6 +60,7 @@ impl core::fmt::Display for Fault {
 }
 
 pub const DE: u8 = 0;
+pub const DB: u8 = 1;
 pub const BP: u8 = 3;
 pub const UD: u8 = 6;
 pub const DF: u8 = 8;
@@ -291,7 +292,7 @@ pub unsafe fn set_interrupt_gate(vector: u8, handler: u64) {
     }
 }
 
-/// Points exception vector 6 (#UD) or 13 (#GP) at `handler` (an IRETQ-ending stub that handles
+/// Points exception vector 1 (#DB), 6 (#UD) or 13 (#GP) at `handler` (an IRETQ-ending stub that handles
 /// the CPU frame itself, #GP's error code included). Other vectors are left alone.
 ///
 /// # Safety
@@ -302,6 +303,9 @@ pub unsafe fn set_exception_gate(vector: u8, handler: u64) {
         if let Some(idt) = (*core::ptr::addr_of_mut!(IDT)).as_mut() {
             let addr = VirtAddr::new(handler);
             match vector {
+                DB => {
+                    idt.debug.set_handler_addr(addr);
+                }
                 UD => {
                     idt.invalid_opcode.set_handler_addr(addr);
                 }
