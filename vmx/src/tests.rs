@@ -504,7 +504,6 @@ fn true_controls_clear_default1_bits() {
     assert!(plain.entry.contains(EntryControls::LOAD_DEBUG_CONTROLS));
 
     // Requesting a default1 control keeps it with TRUE controls too.
-    let mut request = request;
     request.primary.required |= PrimaryControls::CR3_LOAD_EXITING;
     let set = compute_controls(&caps(fixtures::skylake_x()), &request).expect("controls");
     assert!(set.primary.contains(PrimaryControls::CR3_LOAD_EXITING));
