@@ -257,3 +257,33 @@ fn cr8_and_debug_registers_are_per_vm_and_host_state_readers_are_intercepted() {
     }
     run.not_saw("FAIL");
 }
+
+/// Fair time: a VM whose timer is a 1-tick PIT with every PIC line masked can never be woken
+/// and is stopped at once (before this was fixed it stalled its neighbour for minutes and the
+/// run never ended); a VM storming with an unmasked 1-tick PIT gets its interrupts (coalesced)
+/// while the selftest VM beside it passes.
+#[test]
+fn timers_cost_their_own_vm_and_a_vm_nothing_can_wake_is_stopped() {
+    let conf = format!(
+        "[vm masked-halt]\nkind = elf64\nimage = hostile-masked-halt.elf\nmemory = 16M\n\
+         [vm timer-storm]\nkind = elf64\nimage = hostile-timer-storm.elf\nmemory = 16M\n{SELFTEST_CONF}"
+    );
+    let (_dir, image) = bundle_image(
+        &conf,
+        &[
+            "hostile-masked-halt.elf",
+            "hostile-timer-storm.elf",
+            "selftest.elf",
+        ],
+    );
+    let run = boot_image(&image, "corei7_skylake_x", 300);
+    run.exited(0, "ok")
+        .saw("vm masked-halt: stopped: guest halted waiting for an interrupt no device can send")
+        .saw("[timer-storm] guest hostile-timer-storm: PASS storm-survived")
+        .saw("[timer-storm] guest hostile-timer-storm: DONE passed=1 failed=0")
+        .saw("[selftest] guest selftest: DONE passed=21 failed=0")
+        .not_saw("FAIL")
+        .saw("bulkhead: all VMs stopped (3 ran, 0 could not start)");
+    let storm = run.guest_line("timer-storm", "storm: 2000 interrupts in");
+    eprintln!("timer storm: {storm}");
+}

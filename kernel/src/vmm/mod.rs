@@ -223,6 +223,8 @@ pub struct Vm {
     slice_end: u64,
     /// When a halted VM's device fires (TSC): the slice ends early then, so that VM runs.
     wake_others_at: u64,
+    /// What is left of a slice cut short for another VM's wake-up (resumed next).
+    slice_left: Option<u64>,
     /// The shortest device-timer interval honoured (10 µs of TSC ticks).
     min_timer_ticks: u64,
     /// The TSC frequency (the unit of every tick count the VM is told).
@@ -366,6 +368,7 @@ impl Vm {
             fpu: Box::new(arch::FxArea::initial()),
             slice_end: 0,
             wake_others_at: u64::MAX,
+            slice_left: None,
             min_timer_ticks: tsc_hz / 100_000,
             tsc_hz,
         })
@@ -678,6 +681,14 @@ impl Vm {
         self.vcpu.debug.save();
     }
 
+    /// A halted vCPU that nothing can ever wake: its VM is stopped.
+    fn halt_forever(&mut self) {
+        if let Err(e) = self.vcpu.vmcs.load() {
+            error!("vm {}: {e}", self.name);
+        }
+        self.stop(StopReason::HaltedWithoutInterruptSource);
+    }
+
     fn stop(&mut self, reason: StopReason) {
         self.vcpu.state = State::Stopped(reason);
         if matches!(
@@ -793,11 +804,14 @@ impl Vm {
     /// pending interrupts injected before every entry; the VMX-preemption timer is armed for
     /// the earlier of the next device deadline and the end of the slice (SDM Vol. 3C §26.5.1:
     /// it counts down at the TSC rate >> IA32_VMX_MISC[4:0]).
-    fn run_slice(&mut self, timeslice: u64, wake_others_at: u64) {
+    ///
+    /// Returns whether the slice was cut short for a halted VM's wake-up: the rest of the
+    /// slice is then kept in `slice_left`, so another VM's timers never cost this one its time.
+    fn run_slice(&mut self, timeslice: u64, wake_others_at: u64) -> bool {
         if let Err(e) = self.vcpu.vmcs.load() {
             self.stop(StopReason::Bug("VMPTRLD failed"));
             error!("vm {}: {e}", self.name);
-            return;
+            return false;
         }
         let preemption = self
             .vcpu
@@ -806,7 +820,8 @@ impl Vm {
             .contains(PinBasedControls::ACTIVATE_VMX_PREEMPTION_TIMER);
         let rate = self.caps.preemption_timer_rate();
         self.switch_in();
-        self.slice_end = arch::rdtsc().saturating_add(timeslice);
+        let budget = self.slice_left.take().unwrap_or(timeslice);
+        self.slice_end = arch::rdtsc().saturating_add(budget);
         self.wake_others_at = wake_others_at;
         loop {
             let now = arch::rdtsc();
@@ -825,7 +840,7 @@ impl Vm {
                 let floor = now.saturating_add(self.min_timer_ticks);
                 let deadline = self
                     .platform
-                    .next_deadline()
+                    .next_wake()
                     .map_or(slice_end, |d| d.max(floor).min(slice_end));
                 let ticks = (deadline.saturating_sub(now) >> rate).clamp(1, u64::from(u32::MAX));
                 let _ = vmcs::write_guest(vmcs::guest_field!(VMX_PREEMPTION_TIMER_VALUE), ticks);
@@ -857,6 +872,14 @@ impl Vm {
             }
         }
         self.switch_out();
+        let now = arch::rdtsc();
+        let cut_for_wakeup = self.vcpu.state == State::Runnable
+            && now >= self.wake_others_at
+            && now < self.slice_end;
+        if cut_for_wakeup {
+            self.slice_left = Some(self.slice_end - now);
+        }
+        cut_for_wakeup
     }
 }
 
@@ -1020,17 +1043,25 @@ pub fn run(
     }
     let created = vms.len();
     let timeslice = config.hypervisor.timeslice;
+    // A halted VM's timer may cut another VM's slice at most this often (100 µs): the PIT
+    // model coalesces the ticks in between into one interrupt, as for any missed tick.
+    let min_wake = tsc_hz / 10_000;
     let mut next = 0;
+    // The VM whose slice was cut for a wake-up: it resumes after the woken VM.
+    let mut resume: Option<usize> = None;
     while !vms
         .iter()
         .all(|v| matches!(v.vcpu.state, State::Stopped(_)))
     {
-        // Halted vCPUs wake when their devices raise an interrupt.
+        // Halted vCPUs wake when their devices raise an interrupt; one that no device can
+        // interrupt any more (every line masked, no timer) never wakes: its VM is stopped.
         let now = arch::rdtsc();
         for vm in vms.iter_mut().filter(|v| v.vcpu.state == State::Halted) {
             vm.platform.tick(now);
-            if vm.platform.pending_vector().is_some() {
+            if vm.platform.pending_vector().is_some() || vm.vcpu.deferred_event.is_some() {
                 vm.vcpu.state = State::Runnable;
+            } else if !vm.platform.can_wake() {
+                vm.halt_forever();
             }
         }
         let runnable = (0..vms.len())
@@ -1040,11 +1071,19 @@ pub fn run(
             let wake_others_at = vms
                 .iter()
                 .filter(|v| v.vcpu.state == State::Halted)
-                .filter_map(|v| v.platform.next_deadline())
+                .filter_map(|v| v.platform.next_wake())
                 .min()
-                .unwrap_or(u64::MAX);
-            vms[i].run_slice(timeslice, wake_others_at);
-            next = i + 1;
+                .map_or(u64::MAX, |d| d.max(now.saturating_add(min_wake)));
+            let cut = vms[i].run_slice(timeslice, wake_others_at);
+            next = if cut {
+                resume = Some(i);
+                i + 1
+            } else {
+                match resume.take() {
+                    Some(r) if r != i => r,
+                    _ => i + 1,
+                }
+            };
             continue;
         }
         // Everyone left is halted: wait for the earliest device deadline; without one
@@ -1052,7 +1091,7 @@ pub fn run(
         let deadline = vms
             .iter()
             .filter(|v| v.vcpu.state == State::Halted)
-            .filter_map(|v| v.platform.next_deadline())
+            .filter_map(|v| v.platform.next_wake())
             .min();
         match deadline {
             Some(d) => {
@@ -1062,10 +1101,7 @@ pub fn run(
             }
             None => {
                 for vm in vms.iter_mut().filter(|v| v.vcpu.state == State::Halted) {
-                    if let Err(e) = vm.vcpu.vmcs.load() {
-                        error!("vm {}: {e}", vm.name);
-                    }
-                    vm.stop(StopReason::HaltedWithoutInterruptSource);
+                    vm.halt_forever();
                 }
             }
         }

@@ -220,9 +220,19 @@ impl Platform {
         self.legacy.acknowledge()
     }
 
-    /// When the next device timer fires, in TSC ticks.
-    pub fn next_deadline(&self) -> Option<u64> {
-        self.legacy.next_deadline_tsc()
+    /// When the next timer interrupt that can reach the vCPU is due, in TSC ticks (a masked
+    /// timer is no reason to exit or to wake).
+    pub fn next_wake(&self) -> Option<u64> {
+        self.legacy.next_wake_tsc()
+    }
+
+    /// Whether any device can still interrupt a halted vCPU: a legacy device
+    /// ([`LegacyPlatform::can_interrupt`]), or queued virtio work whose completion IRQ is
+    /// unmasked.
+    pub fn can_wake(&self) -> bool {
+        self.legacy.can_interrupt()
+            || (self.kick_deadline.is_some()
+                && self.mmio.iter().any(|r| self.legacy.irq_unmasked(r.irq)))
     }
 
     /// Ports nobody claims, accessed so far.

@@ -434,6 +434,17 @@ impl Pic {
         u16::from(self.master.imr) | u16::from(self.slave.imr) << 8
     }
 
+    /// Whether ISA line `irq` (0-15) can reach the CPU: unmasked at its chip and, for a slave
+    /// line, the cascade line IRQ2 unmasked at the master (8259A datasheet, OCW1 and
+    /// cascade mode).
+    pub fn line_unmasked(&self, irq: u8) -> bool {
+        match irq {
+            0..=7 => self.master.imr & (1 << irq) == 0,
+            8..=15 => self.master.imr & (1 << 2) == 0 && self.slave.imr & (1 << (irq - 8)) == 0,
+            _ => false,
+        }
+    }
+
     /// Vector bases programmed by ICW2 (master, slave).
     pub fn vector_bases(&self) -> (u8, u8) {
         (self.master.vector_base, self.slave.vector_base)

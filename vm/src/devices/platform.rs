@@ -65,6 +65,10 @@ enum Builtin {
     Uart,
 }
 
+/// ISA lines of the built-in devices (docs/vm-platform.md).
+const PIT_IRQ: u8 = 0;
+const UART_IRQ: u8 = 4;
+
 /// The legacy PC platform: PIC, PIT, RTC, COM1, DMA page registers, plus an [`IoBus`] for
 /// everything else, and the console buffer COM1 writes into.
 #[derive(Debug)]
@@ -212,6 +216,30 @@ impl LegacyPlatform {
         self.pit.next_deadline_tsc()
     }
 
+    /// When the next timer interrupt that can reach the CPU is due: the PIT's deadline while
+    /// IRQ0 is unmasked. A masked line never interrupts, whatever its counter does, so it is
+    /// no reason to interrupt this VM or any other.
+    pub fn next_wake_tsc(&self) -> Option<u64> {
+        self.pic
+            .line_unmasked(PIT_IRQ)
+            .then(|| self.pit.next_deadline_tsc())
+            .flatten()
+    }
+
+    /// Whether a legacy device can still interrupt a halted vCPU: a request is pending at the
+    /// PIC, the PIT runs with IRQ0 unmasked, or the UART's IRQ4 is unmasked (received bytes
+    /// need no guest action to arrive). The RTC model raises no interrupts.
+    pub fn can_interrupt(&self) -> bool {
+        self.pending_vector().is_some()
+            || self.next_wake_tsc().is_some()
+            || self.pic.line_unmasked(UART_IRQ)
+    }
+
+    /// Whether ISA line `irq` can reach the CPU through the PIC pair.
+    pub fn irq_unmasked(&self, irq: u8) -> bool {
+        self.pic.line_unmasked(irq)
+    }
+
     /// Vector of the interrupt the PIC wants to deliver, if any (no side effects).
     pub fn pending_vector(&self) -> Option<u8> {
         self.pic.pending_vector()
@@ -355,6 +383,32 @@ mod tests {
         // Port 0x80 traffic is absorbed, not unclaimed.
         assert_eq!(p.unclaimed().total(), 0);
         assert_eq!(p.dma_pages().io_delay_writes(), 12);
+    }
+
+    #[test]
+    fn a_masked_timer_wakes_nobody() {
+        let mut p = platform();
+        linux_boot_devices(&mut p);
+        let deadline = p.next_deadline_tsc().unwrap();
+        assert_eq!(p.next_wake_tsc(), Some(deadline));
+        assert!(p.can_interrupt());
+        // Mask everything (OCW1 0xFF on both chips): the PIT still counts, but its deadline
+        // is no reason to wake this vCPU, and nothing else can interrupt it.
+        out(&mut p, 0x21, 0xff, 0);
+        out(&mut p, 0xa1, 0xff, 0);
+        assert_eq!(p.next_deadline_tsc(), Some(deadline));
+        assert_eq!(p.next_wake_tsc(), None);
+        assert!(!p.can_interrupt());
+        // Only the UART's line unmasked: input could still arrive.
+        out(&mut p, 0x21, 0xef, 0);
+        assert!(p.can_interrupt() && p.next_wake_tsc().is_none());
+        // A slave line needs the cascade line IRQ2 unmasked at the master.
+        out(&mut p, 0xa1, 0x00, 0);
+        out(&mut p, 0x21, 0xff, 0);
+        assert!(!p.irq_unmasked(8));
+        out(&mut p, 0x21, 0xfb, 0);
+        assert!(p.irq_unmasked(8) && p.irq_unmasked(15) && !p.irq_unmasked(0));
+        assert!(!p.irq_unmasked(16));
     }
 
     #[test]

@@ -1,0 +1,79 @@
+//! `hostile-timer-storm`: programs PIT channel 0 for a period of one PIT tick (count 1, about
+//! 1.19 MHz), unmasks only IRQ0 and sleeps in `sti; hlt` until 2,000 timer interrupts have
+//! come (the handler EOIs each and masks IRQ0 after the last); then it powers off. Its timer must cost its own time, not its
+//! neighbours': the hypervisor coalesces the ticks (a halted VM's deadline cuts another VM's
+//! slice at most every 100 µs) and gives the cut slice back.
+
+#![no_std]
+#![no_main]
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use guest_rt::cpu::{self, outb};
+use guest_rt::report::{self, pass};
+
+guest_rt::entry!(main);
+
+const VECTOR_BASE: u8 = 0x20;
+const WANTED: u64 = 2_000;
+
+static TICKS: AtomicU64 = AtomicU64::new(0);
+
+#[no_mangle]
+extern "C" fn storm_tick() {
+    // At 1.19 MHz the next tick is due before IRETQ returns, so the interrupted loop never
+    // runs again (a livelock on real hardware too): the handler itself masks IRQ0 at the end.
+    if TICKS.fetch_add(1, Ordering::Relaxed) + 1 >= WANTED {
+        outb(0x21, 0xFF);
+    }
+    outb(0x20, 0x20); // non-specific EOI (OCW2)
+}
+
+core::arch::global_asm!(
+    ".global storm_irq_stub",
+    "storm_irq_stub:",
+    "push rax", "push rcx", "push rdx", "push rsi", "push rdi",
+    "push r8", "push r9", "push r10", "push r11",
+    "cld",
+    "call {tick}",
+    "pop r11", "pop r10", "pop r9", "pop r8",
+    "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rax",
+    "iretq",
+    tick = sym storm_tick,
+);
+
+extern "C" {
+    fn storm_irq_stub();
+}
+
+fn main(_ram_size: u64, _vm_index: u64) -> ! {
+    guest_rt::trap::init();
+    report::start("hostile-timer-storm");
+    // SAFETY: the stub saves what it uses and ends with IRETQ.
+    unsafe { guest_rt::trap::set_interrupt_gate(VECTOR_BASE, storm_irq_stub as *const () as u64) };
+    for (port, value) in [
+        (0x20, 0x11),
+        (0xA0, 0x11),
+        (0x21, VECTOR_BASE),
+        (0xA1, VECTOR_BASE + 8),
+        (0x21, 4),
+        (0xA1, 2),
+        (0x21, 1),
+        (0xA1, 1),
+        (0x21, 0xFE),
+        (0xA1, 0xFF),
+        (0x43, 0x34),
+        (0x40, 1),
+        (0x40, 0),
+    ] {
+        outb(port, value);
+    }
+    let start = cpu::rdtsc();
+    while TICKS.load(Ordering::Relaxed) < WANTED {
+        // SAFETY: sleeps until the next timer interrupt, whose handler is installed.
+        unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+    }
+    let elapsed = cpu::rdtsc() - start;
+    guest_rt::say!("storm: {WANTED} interrupts in {elapsed} TSC ticks");
+    pass("storm-survived");
+    report::done()
+}
