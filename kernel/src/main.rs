@@ -101,6 +101,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
             vm::insn::warm_up();
             let tsc_hz = arch::calibrate_tsc_hz();
             info!("tsc: {} kHz (calibrated against the PIT)", tsc_hz / 1000);
+            serial::set_tsc_hz(tsc_hz);
             arch::enable_fxsr();
             let (created, failed) = vmm::run(caps, &archive, &config, tsc_hz);
             info!("bulkhead: all VMs stopped ({created} ran, {failed} could not start)");

@@ -1,29 +1,71 @@
 //! COM1 console (a 16550 through the `uart_16550` crate) behind the `log` facade, with a TSC
 //! timestamp on every line.
+//!
+//! Nothing on the VM exit path waits for the UART (docs/architecture.md, "Console"): all
+//! output goes into one bounded queue ([`vm::console::ByteRing`]) in order, and [`pump`] moves
+//! at most one transmit FIFO's worth (16 bytes) to the UART when its transmitter is empty. The
+//! scheduler pumps between slices, while idle, and on a preemption-timer deadline while bytes
+//! wait, like a transmit interrupt would. Guest console lines are admitted only while the
+//! queue has room beyond [`HYPERVISOR_RESERVE`] (else the caller drops and counts them);
+//! the hypervisor's own text is never dropped: when the queue is full it drains synchronously.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 use uart_16550::backend::PioBackend;
 use uart_16550::spec::registers::LSR;
 use uart_16550::{Config, Uart16550};
+use vm::console::ByteRing;
 
 /// COM1's base I/O port on PC-compatible machines.
 const COM1: u16 = 0x3f8;
+/// The output queue: 64 KiB, about 5.7 s of output at 115200 baud.
+const QUEUE_BYTES: usize = 64 * 1024;
+/// Room kept for the hypervisor's own lines: guest lines are refused when less is free.
+pub const HYPERVISOR_RESERVE: usize = QUEUE_BYTES / 4;
+/// The 16550's transmit FIFO (bytes written at once when it is empty).
+pub const FIFO_BYTES: u64 = 16;
+/// Bits per byte on the wire at 8-N-1 (start, 8 data, stop).
+const BITS_PER_BYTE: u64 = 10;
+pub const BAUD: u64 = 115_200;
 
 static PORT: Mutex<Option<Uart16550<PioBackend>>> = Mutex::new(None);
+static QUEUE: Mutex<ByteRing<QUEUE_BYTES>> = Mutex::new(ByteRing::new());
+/// When [`pump_if_due`] next has work (TSC), `u64::MAX` while nothing is queued.
+static NEXT_PUMP: AtomicU64 = AtomicU64::new(u64::MAX);
+/// [`fifo_drain_ticks`] of the calibrated TSC (0 until [`set_tsc_hz`]: pump at every call).
+static PUMP_INTERVAL: AtomicU64 = AtomicU64::new(0);
 
-struct Console<'a>(&'a mut Uart16550<PioBackend>);
+/// Tells the console the TSC rate, so [`pump_if_due`] runs once per FIFO drain time.
+pub fn set_tsc_hz(tsc_hz: u64) {
+    PUMP_INTERVAL.store(fifo_drain_ticks(tsc_hz), Ordering::Relaxed);
+}
 
-impl Write for Console<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for b in s.bytes() {
-            if b == b'\n' {
-                self.0.send_bytes_exact(b"\r");
-            }
-            self.0.send_bytes_exact(&[b]);
-        }
-        Ok(())
+/// When queued bytes next need a [`pump`] (TSC), if any are queued: the VMM arms the
+/// preemption timer for it, as a transmit interrupt would interrupt the guest.
+pub fn next_pump() -> Option<u64> {
+    let t = NEXT_PUMP.load(Ordering::Relaxed);
+    (t != u64::MAX).then_some(t)
+}
+
+/// Pumps if bytes wait and the last pump was at least one FIFO drain time ago: one atomic
+/// load when there is nothing to do, so the VM exit path can call it every time.
+pub fn pump_if_due(now: u64) {
+    if now < NEXT_PUMP.load(Ordering::Relaxed) {
+        return;
     }
+    let more = pump();
+    let next = if more {
+        now.saturating_add(PUMP_INTERVAL.load(Ordering::Relaxed))
+    } else {
+        u64::MAX
+    };
+    NEXT_PUMP.store(next, Ordering::Relaxed);
+}
+
+/// Marks queued output as due for the next [`pump_if_due`].
+fn mark_pending() {
+    let _ = NEXT_PUMP.compare_exchange(u64::MAX, 0, Ordering::Relaxed, Ordering::Relaxed);
 }
 
 /// Initialises COM1 at 115200 8-N-1. Output before this call is dropped.
@@ -43,25 +85,178 @@ pub fn init() {
     }
 }
 
-/// Writes formatted text to COM1.
-pub fn print(args: fmt::Arguments) {
-    if let Some(uart) = PORT.lock().as_mut() {
-        let _ = Console(uart).write_fmt(args);
+/// TSC ticks the UART needs to send one FIFO's worth: how often [`pump`] should run while
+/// bytes wait.
+pub fn fifo_drain_ticks(tsc_hz: u64) -> u64 {
+    tsc_hz.saturating_mul(FIFO_BYTES * BITS_PER_BYTE) / BAUD
+}
+
+/// Moves at most one transmit FIFO's worth of queued bytes to the UART, if its transmitter
+/// is empty; never waits. Returns whether bytes are still queued.
+pub fn pump() -> bool {
+    let mut q = QUEUE.lock();
+    if q.is_empty() {
+        return false;
+    }
+    let mut port = PORT.lock();
+    let Some(uart) = port.as_mut() else {
+        // No UART: the output goes nowhere.
+        let n = q.len();
+        q.consume(n);
+        return false;
+    };
+    let mut sent = 0;
+    // `send_bytes` writes up to a FIFO's worth only when the FIFO is empty (LSR.THRE), so
+    // this loop runs at most twice (the front may end at the ring's wrap).
+    while sent < FIFO_BYTES as usize && !q.is_empty() {
+        let chunk = q.front();
+        let want = chunk.len().min(FIFO_BYTES as usize - sent);
+        let n = uart.send_bytes(&chunk[..want]);
+        q.consume(n);
+        sent += n;
+        if n < want {
+            break;
+        }
+    }
+    !q.is_empty()
+}
+
+/// Queues `bytes` of hypervisor text, draining the UART synchronously while the queue is
+/// full (the hypervisor's own output is never dropped).
+fn push_hypervisor(mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        let took = {
+            let mut q = QUEUE.lock();
+            let n = bytes.len().min(q.free());
+            let ok = q.push(&bytes[..n]);
+            debug_assert!(ok);
+            n
+        };
+        bytes = &bytes[took..];
+        mark_pending();
+        if !bytes.is_empty() {
+            pump();
+            core::hint::spin_loop();
+        }
     }
 }
 
-/// Writes to COM1 without waiting for the lock: for the panic and exception paths, which may
-/// have interrupted a holder of the lock on this CPU.
-pub fn print_emergency(args: fmt::Arguments) {
-    // SAFETY: the lock holder (if any) was interrupted on this CPU and never resumes (the
-    // emergency paths end the run), so taking the port over cannot race with it.
-    unsafe { PORT.force_unlock() };
-    print(args);
+/// Formats into a stack buffer and queues it in pieces of at most 512 bytes.
+struct Queued {
+    buf: [u8; 512],
+    len: usize,
 }
 
-/// Waits until the UART has shifted out every byte (LSR.TEMT), so nothing is lost when the
-/// emulator is shut down right after.
+impl Queued {
+    fn flush(&mut self) {
+        push_hypervisor(&self.buf[..self.len]);
+        self.len = 0;
+    }
+}
+
+impl Write for Queued {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for &b in s.as_bytes() {
+            let crlf: &[u8] = if b == b'\n' {
+                b"\r\n"
+            } else {
+                core::slice::from_ref(&b)
+            };
+            if self.len + crlf.len() > self.buf.len() {
+                self.flush();
+            }
+            self.buf[self.len..self.len + crlf.len()].copy_from_slice(crlf);
+            self.len += crlf.len();
+        }
+        Ok(())
+    }
+}
+
+/// Writes formatted hypervisor text to the console queue.
+pub fn print(args: fmt::Arguments) {
+    let mut w = Queued {
+        buf: [0; 512],
+        len: 0,
+    };
+    let _ = w.write_fmt(args);
+    w.flush();
+}
+
+/// Queues one guest console line, `[prefix] text\r\n`, if the queue has room for it beyond
+/// the hypervisor's reserve; returns `false` (nothing queued) otherwise. `text` must already
+/// be cleaned (vm::console::LineBuffer).
+pub fn guest_line(prefix: fmt::Arguments, text: &[u8]) -> bool {
+    let mut head = [0u8; 96];
+    let mut w = Slice {
+        buf: &mut head,
+        len: 0,
+    };
+    let _ = write!(w, "[{prefix}] ");
+    let head_len = w.len;
+    let mut q = QUEUE.lock();
+    let need = head_len + text.len() + 2;
+    if q.free() < need + HYPERVISOR_RESERVE {
+        return false;
+    }
+    let ok = q.push(&head[..head_len]) && q.push(text) && q.push(b"\r\n");
+    mark_pending();
+    ok
+}
+
+/// A `fmt::Write` into a fixed slice (truncating).
+struct Slice<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl Write for Slice<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Writes to COM1 directly, after whatever is queued, without waiting for the locks: for
+/// the panic, exception and exit paths, which may have interrupted a holder of a lock on this
+/// CPU.
+pub fn print_emergency(args: fmt::Arguments) {
+    // SAFETY: the lock holders (if any) were interrupted on this CPU and never resume (the
+    // emergency paths end the run), so taking the queue and the port over cannot race.
+    unsafe {
+        QUEUE.force_unlock();
+        PORT.force_unlock();
+    }
+    flush_queue();
+    struct Direct<'a>(&'a mut Uart16550<PioBackend>);
+    impl Write for Direct<'_> {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            for b in s.bytes() {
+                if b == b'\n' {
+                    self.0.send_bytes_exact(b"\r");
+                }
+                self.0.send_bytes_exact(&[b]);
+            }
+            Ok(())
+        }
+    }
+    if let Some(uart) = PORT.lock().as_mut() {
+        let _ = Direct(uart).write_fmt(args);
+    }
+}
+
+/// Sends everything queued, waiting for the UART.
+fn flush_queue() {
+    while pump() {
+        core::hint::spin_loop();
+    }
+}
+
+/// Sends everything queued and waits until the UART has shifted out every byte
+/// (LSR.TEMT), so nothing is lost when the emulator is shut down right after.
 pub fn drain() {
+    flush_queue();
     if let Some(uart) = PORT.lock().as_mut() {
         for _ in 0..10_000_000 {
             if uart.lsr().contains(LSR::TRANSMITTER_EMPTY) {

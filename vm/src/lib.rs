@@ -8,6 +8,7 @@ extern crate alloc;
 
 pub mod archive;
 pub mod config;
+pub mod console;
 pub mod cpuid;
 pub mod devices;
 pub mod insn;

@@ -32,6 +32,11 @@ use vmx::exit::{ExceptionVector, ExitReason, InterruptionInfo};
 use vmx::fields::VmcsField as F;
 
 pub use setup::SetupError;
+use vm::console::{LineBuffer, RateLimit};
+
+/// Console limits per VM: bytes per second, and the largest burst.
+const CONSOLE_RATE: u64 = 32 * 1024;
+const CONSOLE_BUFFER: u64 = 16 * 1024;
 
 /// Why a VM ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,59 +156,96 @@ pub struct Vcpu {
     debug: arch::DebugRegs,
 }
 
-/// Per-VM console: bytes from the UART and the console hypercall, printed line by line with
-/// the VM's name (and, with `console-timestamps = yes`, the TSC ticks since the VM's first
-/// entry: `[linux +123456789] text`).
+/// Per-VM console (docs/architecture.md, "Console"): bytes from the UART and the console
+/// hypercall are cut into cleaned lines (vm::console::LineBuffer), limited to `console-rate`
+/// bytes per second with bursts of `console-buffer` bytes, and queued for the physical UART
+/// prefixed with the VM's name (and, with `console-timestamps = yes`, the TSC ticks since the
+/// VM's first entry: `[linux +123456789] text`). Nothing waits for the UART; a line over the
+/// limit, or that finds the console queue full, is dropped and counted, and a report line
+/// says so when the VM's output is accepted again.
 #[derive(Debug)]
 pub struct Console {
+    line: LineBuffer,
+    out: ConsoleOut,
+}
+
+/// Where a VM's cleaned console lines go: the limit, the console queue, the counters.
+#[derive(Debug)]
+struct ConsoleOut {
     name: String,
-    line: Vec<u8>,
+    limit: RateLimit,
     /// Prefix lines with the ticks since the first VM entry.
     timestamps: bool,
     /// TSC of the first VM entry (0 until then).
     started: u64,
+    /// Lines and bytes printed, and dropped.
+    lines: u64,
+    bytes: u64,
+    dropped_lines: u64,
+    dropped_bytes: u64,
+    /// Dropped bytes not yet reported.
+    unreported: u64,
 }
 
 impl Console {
-    const MAX_LINE: usize = 240;
-
-    fn new(name: &str, timestamps: bool) -> Self {
+    fn new(name: &str, timestamps: bool, rate: u64, burst: u64, tsc_hz: u64) -> Self {
         Console {
-            name: name.into(),
-            line: Vec::new(),
-            timestamps,
-            started: 0,
+            line: LineBuffer::new(),
+            out: ConsoleOut {
+                name: name.into(),
+                limit: RateLimit::new(rate, burst, tsc_hz, arch::rdtsc()),
+                timestamps,
+                started: 0,
+                lines: 0,
+                bytes: 0,
+                dropped_lines: 0,
+                dropped_bytes: 0,
+                unreported: 0,
+            },
         }
     }
 
     pub fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            match b {
-                b'\n' => self.flush(),
-                b'\r' => {}
-                _ => {
-                    self.line.push(b);
-                    if self.line.len() >= Self::MAX_LINE {
-                        self.flush();
-                    }
-                }
-            }
-        }
+        let out = &mut self.out;
+        self.line.feed(bytes, &mut |text| out.emit(text));
     }
 
     fn flush(&mut self) {
-        let text = String::from_utf8_lossy(&self.line);
-        if self.timestamps {
-            crate::println!(
-                "[{} +{}] {}",
-                self.name,
-                arch::rdtsc().saturating_sub(self.started),
-                text
-            );
-        } else {
-            crate::println!("[{}] {}", self.name, text);
+        if !self.line.is_empty() {
+            let out = &mut self.out;
+            self.line.flush(&mut |text| out.emit(text));
         }
-        self.line.clear();
+    }
+}
+
+impl ConsoleOut {
+    fn emit(&mut self, text: &[u8]) {
+        let now = arch::rdtsc();
+        let cost = text.len() as u64 + 1;
+        let accepted = self.limit.allow(cost, now)
+            && if self.timestamps {
+                crate::serial::guest_line(
+                    format_args!("{} +{}", self.name, now.saturating_sub(self.started)),
+                    text,
+                )
+            } else {
+                crate::serial::guest_line(format_args!("{}", self.name), text)
+            };
+        if accepted {
+            self.lines += 1;
+            self.bytes += cost;
+            if self.unreported > 0 {
+                warn!(
+                    "vm {}: console: {} bytes dropped (over console-rate, or the console queue was full)",
+                    self.name, self.unreported
+                );
+                self.unreported = 0;
+            }
+        } else {
+            self.dropped_lines += 1;
+            self.dropped_bytes += cost;
+            self.unreported += cost;
+        }
     }
 }
 
@@ -362,7 +404,13 @@ impl Vm {
                 debug: arch::DebugRegs::initial(),
             },
             platform,
-            console: Console::new(&config.name, config.console_timestamps),
+            console: Console::new(
+                &config.name,
+                config.console_timestamps,
+                CONSOLE_RATE,
+                CONSOLE_BUFFER,
+                tsc_hz,
+            ),
             stats: ExitStats::new(),
             caps: caps.clone(),
             fpu: Box::new(arch::FxArea::initial()),
@@ -699,10 +747,8 @@ impl Vm {
         }
         self.stats.unclaimed_port_accesses = self.platform.unclaimed_port_accesses();
         let rip = vmcs::read(F::GUEST_RIP).unwrap_or(0);
-        if !self.console.line.is_empty() {
-            self.console.flush();
-        }
-        let ran = arch::rdtsc().saturating_sub(self.console.started);
+        self.console.flush();
+        let ran = arch::rdtsc().saturating_sub(self.console.out.started);
         info!(
             "vm {}: stopped: {reason} (RIP {rip:#x}) after {ran} ticks",
             self.name
@@ -710,6 +756,14 @@ impl Vm {
         for line in alloc::format!("{}", self.stats).lines() {
             info!("vm {}: {line}", self.name);
         }
+        info!(
+            "vm {}: console: lines={} bytes={} console-dropped={} dropped-lines={}",
+            self.name,
+            self.console.out.lines,
+            self.console.out.bytes,
+            self.console.out.dropped_bytes,
+            self.console.out.dropped_lines
+        );
         info!(
             "vm {}: memory: released-pages={} faulted-in={}",
             self.name, self.memory.released, self.memory.faulted_in
@@ -825,15 +879,19 @@ impl Vm {
         self.wake_others_at = wake_others_at;
         loop {
             let now = arch::rdtsc();
+            crate::serial::pump_if_due(now);
             if self.platform.kick_deadline().is_some_and(|d| now >= d) {
                 self.platform.process_kicks(&mut self.memory);
             }
             self.platform.tick(now);
             self.inject_pending_interrupt();
             if preemption {
+                // Queued console output gets the UART's next FIFO slot on time, like a
+                // transmit interrupt would.
                 let slice_end = self
                     .slice_deadline()
-                    .min(self.platform.kick_deadline().unwrap_or(u64::MAX));
+                    .min(self.platform.kick_deadline().unwrap_or(u64::MAX))
+                    .min(crate::serial::next_pump().unwrap_or(u64::MAX));
                 // A guest may program its PIT for a 1-tick period; a floor on device deadlines
                 // (10 µs) keeps that from turning into an exit storm. Coalesced ticks are
                 // delivered as one interrupt, as the PIT model already does for missed ones.
@@ -846,7 +904,7 @@ impl Vm {
                 let _ = vmcs::write_guest(vmcs::guest_field!(VMX_PREEMPTION_TIMER_VALUE), ticks);
             }
             if !self.vcpu.launched {
-                self.console.started = arch::rdtsc();
+                self.console.out.started = arch::rdtsc();
                 info!("vm {}: first VM entry", self.name);
             }
             // SAFETY: this VM's VMCS is current (loaded above) with complete host and guest
@@ -1053,6 +1111,7 @@ pub fn run(
         .iter()
         .all(|v| matches!(v.vcpu.state, State::Stopped(_)))
     {
+        crate::serial::pump_if_due(arch::rdtsc());
         // Halted vCPUs wake when their devices raise an interrupt; one that no device can
         // interrupt any more (every line masked, no timer) never wakes: its VM is stopped.
         let now = arch::rdtsc();
@@ -1095,7 +1154,13 @@ pub fn run(
             .min();
         match deadline {
             Some(d) => {
-                while arch::rdtsc() < d {
+                // Idle: the time to drain the console.
+                loop {
+                    let now = arch::rdtsc();
+                    if now >= d {
+                        break;
+                    }
+                    crate::serial::pump_if_due(now);
                     core::hint::spin_loop();
                 }
             }
