@@ -1,7 +1,5 @@
 //! virtio-blk device (virtio 1.2 §5.2) with a pluggable [`BlockBackend`].
 
-use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
@@ -10,6 +8,8 @@ use crate::memory::GuestMemory;
 use crate::mmio::{DeviceStats, VirtioDevice};
 use crate::queue::{DescriptorChain, Queue, QueueError};
 use crate::spec::{blk_status, device_id, feature, BlkRequestType};
+
+pub use crate::ramdisk::RamDisk;
 
 /// virtio 1.2 §5.2.6: sizes are expressed in 512-byte sectors regardless of blk_size.
 pub const SECTOR_SIZE: u64 = 512;
@@ -38,6 +38,16 @@ pub enum BackendError {
     ReadOnly,
     /// Backend I/O failure.
     Io,
+    /// The disk's heap budget cannot hold the blocks this write needs (copy-on-write
+    /// overlay, see [`crate::ramdisk`]); nothing was written to those blocks.
+    NoSpace {
+        /// The budget in bytes.
+        budget: u64,
+        /// Bytes charged when the write was refused.
+        charged: u64,
+        /// Bytes the write needed.
+        needed: u64,
+    },
 }
 
 impl fmt::Display for BackendError {
@@ -48,6 +58,15 @@ impl fmt::Display for BackendError {
             }
             BackendError::ReadOnly => write!(f, "disk is read-only"),
             BackendError::Io => write!(f, "backend I/O error"),
+            BackendError::NoSpace {
+                budget,
+                charged,
+                needed,
+            } => write!(
+                f,
+                "disk overlay budget exhausted: {charged} of {budget} bytes used, {needed} more \
+                 needed; raise the disk's overlay budget in the VM configuration"
+            ),
         }
     }
 }
@@ -68,7 +87,13 @@ pub trait BlockBackend {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), BackendError>;
     /// Makes completed writes durable.
     fn flush(&mut self) -> Result<(), BackendError>;
-    /// Zeroes `len` bytes at `offset`.
+    /// Heap bytes the backend may still allocate because of guest requests, at most
+    /// (reserve them when the VM is created). Default: 0 (nothing allocated after creation).
+    fn worst_case_bytes(&self) -> u64 {
+        0
+    }
+    /// Zeroes `len` bytes at `offset`. The default writes zeros 512 bytes at a time; the
+    /// device bounds how much it asks for per call.
     fn write_zeroes(&mut self, offset: u64, len: u64) -> Result<(), BackendError> {
         let zeros = [0u8; 512];
         let mut done = 0u64;
@@ -80,154 +105,6 @@ pub trait BlockBackend {
             self.write_at(off, &zeros[..n])?;
             done += n as u64;
         }
-        Ok(())
-    }
-}
-
-const BLOCK: u64 = 4096;
-
-enum Base {
-    Owned(Vec<u8>),
-    Borrowed(&'static [u8]),
-}
-
-/// A RAM disk: either an owned image written in place, or a copy-on-write overlay of
-/// modified 4 KiB blocks over a borrowed `&'static [u8]` image.
-pub struct RamDisk {
-    base: Base,
-    overlay: BTreeMap<u64, Box<[u8]>>,
-    read_only: bool,
-    flushes: u64,
-}
-
-impl fmt::Debug for RamDisk {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RamDisk")
-            .field("len", &self.len())
-            .field("overlay_blocks", &self.overlay.len())
-            .field("read_only", &self.read_only)
-            .finish()
-    }
-}
-
-impl RamDisk {
-    /// A zeroed writable disk of `size` bytes.
-    pub fn new(size: usize) -> Self {
-        Self::from_image(vec![0; size])
-    }
-
-    /// A writable disk holding `image` (written in place).
-    pub fn from_image(image: Vec<u8>) -> Self {
-        RamDisk {
-            base: Base::Owned(image),
-            overlay: BTreeMap::new(),
-            read_only: false,
-            flushes: 0,
-        }
-    }
-
-    /// A writable copy-on-write disk over a borrowed image: writes go to an overlay of
-    /// 4 KiB blocks, the image is never modified.
-    pub fn from_static(image: &'static [u8]) -> Self {
-        RamDisk {
-            base: Base::Borrowed(image),
-            overlay: BTreeMap::new(),
-            read_only: false,
-            flushes: 0,
-        }
-    }
-
-    /// Makes the disk read-only (VIRTIO_BLK_F_RO).
-    pub fn read_only(mut self, ro: bool) -> Self {
-        self.read_only = ro;
-        self
-    }
-
-    /// Number of flushes seen.
-    pub fn flushes(&self) -> u64 {
-        self.flushes
-    }
-
-    fn base(&self) -> &[u8] {
-        match &self.base {
-            Base::Owned(v) => v,
-            Base::Borrowed(s) => s,
-        }
-    }
-
-    fn check(&self, offset: u64, len: u64) -> Result<(), BackendError> {
-        match offset.checked_add(len) {
-            Some(end) if end <= self.len() => Ok(()),
-            _ => Err(BackendError::OutOfRange { offset, len }),
-        }
-    }
-}
-
-impl BlockBackend for RamDisk {
-    fn len(&self) -> u64 {
-        self.base().len() as u64
-    }
-
-    fn read_only(&self) -> bool {
-        self.read_only
-    }
-
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BackendError> {
-        self.check(offset, buf.len() as u64)?;
-        let mut done = 0usize;
-        while done < buf.len() {
-            let pos = offset + done as u64;
-            let block = pos / BLOCK;
-            let within = (pos % BLOCK) as usize;
-            let n = (BLOCK as usize - within).min(buf.len() - done);
-            let dst = &mut buf[done..done + n];
-            match self.overlay.get(&block) {
-                Some(b) => dst.copy_from_slice(&b[within..within + n]),
-                None => {
-                    let p = pos as usize;
-                    dst.copy_from_slice(&self.base()[p..p + n]);
-                }
-            }
-            done += n;
-        }
-        Ok(())
-    }
-
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), BackendError> {
-        if self.read_only {
-            return Err(BackendError::ReadOnly);
-        }
-        self.check(offset, data.len() as u64)?;
-        let len = self.len();
-        if let Base::Owned(v) = &mut self.base {
-            let p = offset as usize;
-            v[p..p + data.len()].copy_from_slice(data);
-            return Ok(());
-        }
-        let mut done = 0usize;
-        while done < data.len() {
-            let pos = offset + done as u64;
-            let block = pos / BLOCK;
-            let within = (pos % BLOCK) as usize;
-            let n = (BLOCK as usize - within).min(data.len() - done);
-            if !self.overlay.contains_key(&block) {
-                let start = block * BLOCK;
-                let end = (start + BLOCK).min(len);
-                let mut copy = vec![0u8; BLOCK as usize].into_boxed_slice();
-                let src = &self.base()[start as usize..end as usize];
-                copy[..src.len()].copy_from_slice(src);
-                self.overlay.insert(block, copy);
-            }
-            if let Some(b) = self.overlay.get_mut(&block) {
-                b[within..within + n].copy_from_slice(&data[done..done + n]);
-            }
-            done += n;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), BackendError> {
-        self.flushes += 1;
         Ok(())
     }
 }
@@ -277,6 +154,15 @@ impl Completion {
             data_written: 0,
         }
     }
+
+    /// virtio 1.2 §5.2.6: any backend failure is VIRTIO_BLK_S_IOERR; an exhausted overlay
+    /// budget is also counted on its own.
+    fn backend_error(e: BackendError, stats: &mut DeviceStats) -> Self {
+        if matches!(e, BackendError::NoSpace { .. }) {
+            stats.budget_exceeded += 1;
+        }
+        Completion::status(blk_status::IOERR)
+    }
 }
 
 impl<B: BlockBackend> BlockDevice<B> {
@@ -306,6 +192,12 @@ impl<B: BlockBackend> BlockDevice<B> {
     /// The backend, mutably.
     pub fn backend_mut(&mut self) -> &mut B {
         &mut self.backend
+    }
+
+    /// Heap bytes the device may still allocate because of the guest: the backend's
+    /// [`BlockBackend::worst_case_bytes`] (the device's own buffers are allocated at creation).
+    pub fn worst_case_bytes(&self) -> u64 {
+        self.backend.worst_case_bytes()
     }
 
     /// Capacity in 512-byte sectors (virtio 1.2 §5.2.4).
@@ -412,7 +304,7 @@ impl<B: BlockBackend> BlockDevice<B> {
                 }
             }
             BlkRequestType::Discard | BlkRequestType::WriteZeroes => {
-                self.zeroes(chain, mem, ty, out_len)
+                self.zeroes(chain, mem, stats, ty, out_len)
             }
         }
     }
@@ -476,8 +368,8 @@ impl<B: BlockBackend> BlockDevice<B> {
             if chain.read_at(mem, HEADER_LEN + done, buf) != Ok(n) {
                 return Completion::status(blk_status::IOERR);
             }
-            if self.backend.write_at(offset + done, buf).is_err() {
-                return Completion::status(blk_status::IOERR);
+            if let Err(e) = self.backend.write_at(offset + done, buf) {
+                return Completion::backend_error(e, stats);
             }
             done += n as u64;
         }
@@ -491,6 +383,7 @@ impl<B: BlockBackend> BlockDevice<B> {
         &mut self,
         chain: &DescriptorChain,
         mem: &mut dyn GuestMemory,
+        stats: &mut DeviceStats,
         ty: BlkRequestType,
         len: u64,
     ) -> Completion {
@@ -531,7 +424,7 @@ impl<B: BlockBackend> BlockDevice<B> {
         };
         match self.backend.write_zeroes(offset, bytes) {
             Ok(()) => Completion::status(blk_status::OK),
-            Err(_) => Completion::status(blk_status::IOERR),
+            Err(e) => Completion::backend_error(e, stats),
         }
     }
 }
@@ -617,6 +510,10 @@ impl<B: BlockBackend> VirtioDevice for BlockDevice<B> {
 
     fn reset(&mut self) {
         self.features = 0;
+    }
+
+    fn worst_case_bytes(&self) -> u64 {
+        self.backend.worst_case_bytes()
     }
 }
 

@@ -42,6 +42,7 @@ pub mod memory;
 pub mod mmio;
 pub mod net;
 pub mod queue;
+pub mod ramdisk;
 pub mod spec;
 pub mod switch;
 #[cfg(any(test, feature = "testing"))]
@@ -50,9 +51,10 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
-pub use blk::{BackendError, BlockBackend, BlockConfig, BlockDevice, RamDisk};
+pub use blk::{BackendError, BlockBackend, BlockConfig, BlockDevice};
 pub use memory::{GuestMemory, MemError, VecMemory};
 pub use mmio::{DeviceError, DeviceStats, MmioEffect, MmioTransport, VirtioDevice};
 pub use net::NetDevice;
 pub use queue::{DescriptorChain, Queue, QueueError, Segment};
+pub use ramdisk::{DiskAllocError, RamDisk};
 pub use switch::{Gateway, NetPort, Switch};

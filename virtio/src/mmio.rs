@@ -27,6 +27,9 @@ pub struct DeviceStats {
     pub errors: u64,
     /// Frames dropped (net: no RX buffer, queue full, oversized).
     pub dropped: u64,
+    /// Requests refused because the device's heap budget was exhausted (blk: copy-on-write
+    /// overlay full, answered with VIRTIO_BLK_S_IOERR; also counted in `errors`).
+    pub budget_exceeded: u64,
     /// Ignored MMIO accesses (bad offset, size or alignment, or write to a read-only
     /// register, or forbidden state transition).
     pub bad_accesses: u64,
@@ -77,6 +80,11 @@ pub trait VirtioDevice {
     fn config_generation(&self) -> u32 {
         0
     }
+    /// Heap bytes the device may still allocate because of guest activity, at most
+    /// (reserve them at VM creation). Default: 0.
+    fn worst_case_bytes(&self) -> u64 {
+        0
+    }
 }
 
 impl<T: VirtioDevice + ?Sized> VirtioDevice for Box<T> {
@@ -123,6 +131,9 @@ impl<T: VirtioDevice + ?Sized> VirtioDevice for Box<T> {
     }
     fn config_generation(&self) -> u32 {
         (**self).config_generation()
+    }
+    fn worst_case_bytes(&self) -> u64 {
+        (**self).worst_case_bytes()
     }
 }
 
@@ -268,6 +279,11 @@ impl<D: VirtioDevice> MmioTransport<D> {
     /// Statistics.
     pub fn stats(&self) -> DeviceStats {
         self.stats
+    }
+    /// Heap bytes the device may still allocate because of the guest
+    /// ([`VirtioDevice::worst_case_bytes`]); reserve them when the VM is created.
+    pub fn worst_case_bytes(&self) -> u64 {
+        self.device.worst_case_bytes()
     }
 
     fn active(&self) -> bool {
