@@ -53,7 +53,10 @@ mod tests;
 
 pub use blk::{BackendError, BlockBackend, BlockConfig, BlockDevice};
 pub use memory::{GuestMemory, MemError, VecMemory};
-pub use mmio::{DeviceError, DeviceStats, MmioEffect, MmioTransport, VirtioDevice};
+pub use mmio::{
+    DeviceError, DeviceStats, MmioEffect, MmioTransport, Progress, VirtioDevice, WorkBudget,
+    MAX_BYTES_PER_CALL, MAX_REQUESTS_PER_CALL,
+};
 pub use net::NetDevice;
 pub use queue::{DescriptorChain, Queue, QueueError, Segment};
 pub use ramdisk::{DiskAllocError, RamDisk};

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use crate::blk::read_bytes;
 use crate::memory::GuestMemory;
-use crate::mmio::{DeviceError, DeviceStats, VirtioDevice};
+use crate::mmio::{DeviceError, DeviceStats, Progress, VirtioDevice, WorkBudget};
 use crate::queue::{Queue, QueueError};
 use crate::spec::{device_id, feature, net_status};
 use crate::switch::NetPort;
@@ -119,13 +119,21 @@ impl NetDevice {
         queue: &mut Queue,
         mem: &mut dyn GuestMemory,
         stats: &mut DeviceStats,
-    ) -> Result<(), QueueError> {
-        // At most one queue's worth per call, so a driver racing on another vCPU
-        // cannot keep the device busy forever; the transport re-checks afterwards.
-        for _ in 0..queue.size() {
+        budget: &mut WorkBudget,
+    ) -> Result<Progress, QueueError> {
+        loop {
+            if budget.exhausted() {
+                self.report(stats);
+                return Ok(if queue.has_available(mem)? {
+                    Progress::More
+                } else {
+                    Progress::Done
+                });
+            }
             let Some(chain) = queue.pop(mem)? else {
                 break;
             };
+            budget.take_request();
             stats.requests += 1;
             let total = chain.readable_len();
             let mut hdr = [0u8; NET_HDR_LEN];
@@ -136,6 +144,7 @@ impl NetDevice {
                 // No GSO features are offered (virtio 1.2 §5.1.6.2.1).
                 && hdr[1] == GSO_NONE;
             if ok {
+                budget.take_bytes(frame_len);
                 let mut frame = vec![0u8; frame_len as usize];
                 if chain.read_at(mem, NET_HDR_LEN as u64, &mut frame) == Ok(frame.len()) {
                     stats.bytes_read += frame_len;
@@ -156,7 +165,7 @@ impl NetDevice {
             queue.add_used(mem, chain.head, 0)?;
         }
         self.report(stats);
-        Ok(())
+        Ok(Progress::Done)
     }
 
     /// virtio 1.2 §5.1.6.3/§5.1.6.4: copies backlog frames into available RX buffers.
@@ -165,12 +174,17 @@ impl NetDevice {
         queue: &mut Queue,
         mem: &mut dyn GuestMemory,
         stats: &mut DeviceStats,
-    ) -> Result<(), QueueError> {
+        budget: &mut WorkBudget,
+    ) -> Result<Progress, QueueError> {
         if !queue.ready() {
-            return Ok(());
+            return Ok(Progress::Done);
         }
-        // Bounded by the backlog length (each iteration removes one frame).
+        // Bounded by the backlog length (each iteration removes one frame) and the budget.
         while !self.rx_backlog.is_empty() {
+            if budget.exhausted() {
+                self.report(stats);
+                return Ok(Progress::More);
+            }
             let Some(chain) = queue.pop(mem)? else {
                 break;
             };
@@ -179,6 +193,8 @@ impl NetDevice {
                 break;
             };
             stats.requests += 1;
+            budget.take_request();
+            budget.take_bytes(frame.len() as u64);
             // virtio 1.2 §5.1.6.3.1: without MRG_RXBUF num_buffers is 1; no checksum or
             // GSO information (flags 0, gso_type NONE).
             let mut hdr = [0u8; NET_HDR_LEN];
@@ -200,7 +216,7 @@ impl NetDevice {
             }
         }
         self.report(stats);
-        Ok(())
+        Ok(Progress::Done)
     }
 }
 
@@ -269,11 +285,12 @@ impl VirtioDevice for NetDevice {
         queue: &mut Queue,
         mem: &mut dyn GuestMemory,
         stats: &mut DeviceStats,
-    ) -> Result<(), QueueError> {
+        budget: &mut WorkBudget,
+    ) -> Result<Progress, QueueError> {
         match index {
-            RX_QUEUE => self.fill_rx(queue, mem, stats),
-            TX_QUEUE => self.transmit(queue, mem, stats),
-            _ => Ok(()),
+            RX_QUEUE => self.fill_rx(queue, mem, stats, budget),
+            TX_QUEUE => self.transmit(queue, mem, stats, budget),
+            _ => Ok(Progress::Done),
         }
     }
 
@@ -282,15 +299,16 @@ impl VirtioDevice for NetDevice {
         queues: &mut [Queue],
         mem: &mut dyn GuestMemory,
         stats: &mut DeviceStats,
-    ) -> Result<(), DeviceError> {
+        budget: &mut WorkBudget,
+    ) -> Result<Progress, DeviceError> {
         match queues.get_mut(RX_QUEUE) {
             Some(q) => self
-                .fill_rx(q, mem, stats)
+                .fill_rx(q, mem, stats, budget)
                 .map_err(|error| DeviceError::Queue {
                     queue: RX_QUEUE,
                     error,
                 }),
-            None => Ok(()),
+            None => Ok(Progress::Done),
         }
     }
 
