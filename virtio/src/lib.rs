@@ -38,6 +38,7 @@
 extern crate alloc;
 
 pub mod blk;
+pub mod frames;
 pub mod memory;
 pub mod mmio;
 pub mod net;
@@ -52,6 +53,7 @@ pub mod testing;
 mod tests;
 
 pub use blk::{BackendError, BlockBackend, BlockConfig, BlockDevice};
+pub use frames::{FrameBuf, FrameRing, MAX_FRAME};
 pub use memory::{GuestMemory, MemError, VecMemory};
 pub use mmio::{
     DeviceError, DeviceStats, MmioEffect, MmioTransport, Progress, VirtioDevice, WorkBudget,
@@ -60,4 +62,4 @@ pub use mmio::{
 pub use net::NetDevice;
 pub use queue::{DescriptorChain, Queue, QueueError, Segment};
 pub use ramdisk::{DiskAllocError, RamDisk};
-pub use switch::{Gateway, NetPort, Switch};
+pub use switch::{Gateway, NetPort, PortSet, PumpOutcome, Switch};
