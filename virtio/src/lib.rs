@@ -1,6 +1,7 @@
 //! Device side of virtio 1.2 for the Bulkhead hypervisor: split virtqueues (§2.7),
-//! the virtio-mmio version 2 transport (§4.2), virtio-blk (§5.2) and virtio-net (§5.1)
-//! with a learning virtual switch and a gateway port (ARP + ICMP echo).
+//! the virtio-mmio version 2 transport (§4.2), virtio-blk (§5.2), virtio-net (§5.1)
+//! with a learning virtual switch and a gateway port (ARP + ICMP echo), and a one-port
+//! virtio-console (§5.3).
 //!
 //! Only modern devices (VIRTIO_F_VERSION_1) are implemented. Guest memory is reached
 //! exclusively through the bounds-checked [`GuestMemory`] trait; no input from the guest
@@ -38,6 +39,7 @@
 extern crate alloc;
 
 pub mod blk;
+pub mod console;
 pub mod frames;
 pub mod memory;
 pub mod mmio;
@@ -53,6 +55,7 @@ pub mod testing;
 mod tests;
 
 pub use blk::{BackendError, BlockBackend, BlockConfig, BlockDevice};
+pub use console::{ByteRing, ConsoleDevice, ConsoleSink};
 pub use frames::{FrameBuf, FrameRing, MAX_FRAME};
 pub use memory::{GuestMemory, MemError, VecMemory};
 pub use mmio::{

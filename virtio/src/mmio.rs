@@ -420,6 +420,8 @@ impl<D: VirtioDevice> MmioTransport<D> {
     /// and, if DRIVER_OK was set, sends a configuration change notification.
     fn fail(&mut self, err: DeviceError) -> MmioEffect {
         self.stats.errors += 1;
+        // The queues are ignored until reset: no work is left.
+        self.pending = 0;
         if self.error.is_none() {
             self.error = Some(err);
         }

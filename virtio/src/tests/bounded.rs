@@ -209,3 +209,29 @@ fn reset_drops_a_request_in_flight() {
     assert_eq!(d.pop_used(0), Some((u32::from(head), 513)));
     assert_eq!(d.read(st, 1)[0], blk_status::OK);
 }
+
+/// Found by the fuzz target: a queue error while work is pending leaves nothing pending
+/// (the device needs a reset), so `more` and `has_kicks` agree.
+#[test]
+fn a_broken_ring_leaves_no_pending_work() {
+    let mut t = MmioTransport::new(BlockDevice::new(RamDisk::new(1 << 16)));
+    t.set_deferred_notify(true);
+    let mut d = Driver::new(1 << 20);
+    d.setup(&mut t, ALL_FEATURES, 64).unwrap();
+    let r = d.alloc(512, 16);
+    let (bufs, _) = d.blk_request(T::IN, 0, &[Buf::w(r, 512)]);
+    d.add_chain(0, &bufs);
+    assert!(d.kick(&mut t, 0).more);
+    // virtio 1.2 §2.7.6: the available index may not run more than the queue size ahead.
+    d.set_avail_idx(0, 1000);
+    let e = t.process_kicks(&mut d.mem);
+    assert!(
+        e.interrupt,
+        "configuration change interrupt for DEVICE_NEEDS_RESET"
+    );
+    assert!(!e.more && !t.has_kicks());
+    assert_eq!(
+        t.error().map(|e| e.to_string()),
+        Some("virtqueue 0: available index jumped from 0 to 1000, more than the queue size".into())
+    );
+}

@@ -3,6 +3,7 @@
 mod blk;
 mod bounded;
 mod budget;
+mod console;
 mod fuzz_smoke;
 mod mmio;
 mod net;
