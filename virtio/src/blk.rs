@@ -1,15 +1,15 @@
 //! virtio-blk device (virtio 1.2 §5.2) with a pluggable [`BlockBackend`].
 
-use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
 use crate::memory::GuestMemory;
-use crate::mmio::{DeviceStats, VirtioDevice};
+use crate::mmio::{DeviceStats, Progress, VirtioDevice, WorkBudget};
 use crate::queue::{DescriptorChain, Queue, QueueError};
 use crate::spec::{blk_status, device_id, feature, BlkRequestType};
+
+pub use crate::ramdisk::RamDisk;
 
 /// virtio 1.2 §5.2.6: sizes are expressed in 512-byte sectors regardless of blk_size.
 pub const SECTOR_SIZE: u64 = 512;
@@ -23,6 +23,8 @@ pub const BLK_ID_BYTES: usize = 20;
 const CHUNK: usize = 4096;
 /// Maximum sectors of one discard / write-zeroes segment (config max_*_sectors).
 const MAX_ZERO_SECTORS: u32 = 0x0040_0000;
+/// virtio 1.2 §5.2.6: VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP in virtio_blk_discard_write_zeroes.
+const ZEROES_FLAG_UNMAP: u32 = 1;
 
 /// A failed backend operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,16 @@ pub enum BackendError {
     ReadOnly,
     /// Backend I/O failure.
     Io,
+    /// The disk's heap budget cannot hold the blocks this write needs (copy-on-write
+    /// overlay, see [`crate::ramdisk`]); nothing was written to those blocks.
+    NoSpace {
+        /// The budget in bytes.
+        budget: u64,
+        /// Bytes charged when the write was refused.
+        charged: u64,
+        /// Bytes the write needed.
+        needed: u64,
+    },
 }
 
 impl fmt::Display for BackendError {
@@ -48,6 +60,15 @@ impl fmt::Display for BackendError {
             }
             BackendError::ReadOnly => write!(f, "disk is read-only"),
             BackendError::Io => write!(f, "backend I/O error"),
+            BackendError::NoSpace {
+                budget,
+                charged,
+                needed,
+            } => write!(
+                f,
+                "disk overlay budget exhausted: {charged} of {budget} bytes used, {needed} more \
+                 needed; raise the disk's overlay budget in the VM configuration"
+            ),
         }
     }
 }
@@ -68,7 +89,13 @@ pub trait BlockBackend {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), BackendError>;
     /// Makes completed writes durable.
     fn flush(&mut self) -> Result<(), BackendError>;
-    /// Zeroes `len` bytes at `offset`.
+    /// Heap bytes the backend may still allocate because of guest requests, at most
+    /// (reserve them when the VM is created). Default: 0 (nothing allocated after creation).
+    fn worst_case_bytes(&self) -> u64 {
+        0
+    }
+    /// Zeroes `len` bytes at `offset`. The default writes zeros 512 bytes at a time; the
+    /// device bounds how much it asks for per call.
     fn write_zeroes(&mut self, offset: u64, len: u64) -> Result<(), BackendError> {
         let zeros = [0u8; 512];
         let mut done = 0u64;
@@ -80,154 +107,6 @@ pub trait BlockBackend {
             self.write_at(off, &zeros[..n])?;
             done += n as u64;
         }
-        Ok(())
-    }
-}
-
-const BLOCK: u64 = 4096;
-
-enum Base {
-    Owned(Vec<u8>),
-    Borrowed(&'static [u8]),
-}
-
-/// A RAM disk: either an owned image written in place, or a copy-on-write overlay of
-/// modified 4 KiB blocks over a borrowed `&'static [u8]` image.
-pub struct RamDisk {
-    base: Base,
-    overlay: BTreeMap<u64, Box<[u8]>>,
-    read_only: bool,
-    flushes: u64,
-}
-
-impl fmt::Debug for RamDisk {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RamDisk")
-            .field("len", &self.len())
-            .field("overlay_blocks", &self.overlay.len())
-            .field("read_only", &self.read_only)
-            .finish()
-    }
-}
-
-impl RamDisk {
-    /// A zeroed writable disk of `size` bytes.
-    pub fn new(size: usize) -> Self {
-        Self::from_image(vec![0; size])
-    }
-
-    /// A writable disk holding `image` (written in place).
-    pub fn from_image(image: Vec<u8>) -> Self {
-        RamDisk {
-            base: Base::Owned(image),
-            overlay: BTreeMap::new(),
-            read_only: false,
-            flushes: 0,
-        }
-    }
-
-    /// A writable copy-on-write disk over a borrowed image: writes go to an overlay of
-    /// 4 KiB blocks, the image is never modified.
-    pub fn from_static(image: &'static [u8]) -> Self {
-        RamDisk {
-            base: Base::Borrowed(image),
-            overlay: BTreeMap::new(),
-            read_only: false,
-            flushes: 0,
-        }
-    }
-
-    /// Makes the disk read-only (VIRTIO_BLK_F_RO).
-    pub fn read_only(mut self, ro: bool) -> Self {
-        self.read_only = ro;
-        self
-    }
-
-    /// Number of flushes seen.
-    pub fn flushes(&self) -> u64 {
-        self.flushes
-    }
-
-    fn base(&self) -> &[u8] {
-        match &self.base {
-            Base::Owned(v) => v,
-            Base::Borrowed(s) => s,
-        }
-    }
-
-    fn check(&self, offset: u64, len: u64) -> Result<(), BackendError> {
-        match offset.checked_add(len) {
-            Some(end) if end <= self.len() => Ok(()),
-            _ => Err(BackendError::OutOfRange { offset, len }),
-        }
-    }
-}
-
-impl BlockBackend for RamDisk {
-    fn len(&self) -> u64 {
-        self.base().len() as u64
-    }
-
-    fn read_only(&self) -> bool {
-        self.read_only
-    }
-
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BackendError> {
-        self.check(offset, buf.len() as u64)?;
-        let mut done = 0usize;
-        while done < buf.len() {
-            let pos = offset + done as u64;
-            let block = pos / BLOCK;
-            let within = (pos % BLOCK) as usize;
-            let n = (BLOCK as usize - within).min(buf.len() - done);
-            let dst = &mut buf[done..done + n];
-            match self.overlay.get(&block) {
-                Some(b) => dst.copy_from_slice(&b[within..within + n]),
-                None => {
-                    let p = pos as usize;
-                    dst.copy_from_slice(&self.base()[p..p + n]);
-                }
-            }
-            done += n;
-        }
-        Ok(())
-    }
-
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), BackendError> {
-        if self.read_only {
-            return Err(BackendError::ReadOnly);
-        }
-        self.check(offset, data.len() as u64)?;
-        let len = self.len();
-        if let Base::Owned(v) = &mut self.base {
-            let p = offset as usize;
-            v[p..p + data.len()].copy_from_slice(data);
-            return Ok(());
-        }
-        let mut done = 0usize;
-        while done < data.len() {
-            let pos = offset + done as u64;
-            let block = pos / BLOCK;
-            let within = (pos % BLOCK) as usize;
-            let n = (BLOCK as usize - within).min(data.len() - done);
-            if !self.overlay.contains_key(&block) {
-                let start = block * BLOCK;
-                let end = (start + BLOCK).min(len);
-                let mut copy = vec![0u8; BLOCK as usize].into_boxed_slice();
-                let src = &self.base()[start as usize..end as usize];
-                copy[..src.len()].copy_from_slice(src);
-                self.overlay.insert(block, copy);
-            }
-            if let Some(b) = self.overlay.get_mut(&block) {
-                b[within..within + n].copy_from_slice(&data[done..done + n]);
-            }
-            done += n;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), BackendError> {
-        self.flushes += 1;
         Ok(())
     }
 }
@@ -256,15 +135,27 @@ impl Default for BlockConfig {
 }
 
 /// A virtio-blk device (virtio 1.2 §5.2) with one request queue.
+///
+/// Work per transport call is bounded ([`crate::mmio::MAX_REQUESTS_PER_CALL`] requests,
+/// [`crate::mmio::MAX_BYTES_PER_CALL`] bytes). A request larger than the byte bound is not
+/// refused (a driver that did not negotiate SEG_MAX / SIZE_MAX may send any size, virtio
+/// 1.2 §5.2.3): its data phase stops at the bound and continues in the next call from where
+/// it stopped; it completes (status byte, used ring) when all its data has moved. Nothing
+/// is allocated per request: the chain and the copy buffer are allocated at creation.
 #[derive(Debug)]
 pub struct BlockDevice<B: BlockBackend> {
     backend: B,
     config: BlockConfig,
     features: u64,
     scratch: Vec<u8>,
+    /// The chain of the request being processed.
+    chain: DescriptorChain,
+    /// The data phase of `chain`, when it did not finish within one call.
+    in_flight: Option<InFlight>,
 }
 
 /// Outcome of one request: the status byte and bytes written before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Completion {
     status: u8,
     data_written: u32,
@@ -277,6 +168,44 @@ impl Completion {
             data_written: 0,
         }
     }
+
+    /// virtio 1.2 §5.2.6: any backend failure is VIRTIO_BLK_S_IOERR; an exhausted overlay
+    /// budget is also counted on its own.
+    fn backend_error(e: BackendError, stats: &mut DeviceStats) -> Self {
+        if matches!(e, BackendError::NoSpace { .. }) {
+            stats.budget_exceeded += 1;
+        }
+        Completion::status(blk_status::IOERR)
+    }
+}
+
+/// What the data phase of a request does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DataOp {
+    /// VIRTIO_BLK_T_IN: disk → the chain's writable buffers.
+    Read,
+    /// VIRTIO_BLK_T_OUT: the chain's readable buffers after the header → disk.
+    Write,
+    /// VIRTIO_BLK_T_WRITE_ZEROES / DISCARD: zero the disk range.
+    Zero,
+}
+
+/// The data phase of a request, possibly spanning several transport calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct InFlight {
+    op: DataOp,
+    /// Byte offset on the disk.
+    offset: u64,
+    /// Data bytes of the request.
+    len: u64,
+    /// Data bytes moved so far.
+    done: u64,
+}
+
+/// The result of starting or advancing a request.
+enum Step {
+    Complete(Completion),
+    Continue(InFlight),
 }
 
 impl<B: BlockBackend> BlockDevice<B> {
@@ -295,6 +224,8 @@ impl<B: BlockBackend> BlockDevice<B> {
             config,
             features: 0,
             scratch: vec![0; CHUNK],
+            chain: DescriptorChain::with_capacity(BLK_QUEUE_SIZE),
+            in_flight: None,
         }
     }
 
@@ -306,6 +237,17 @@ impl<B: BlockBackend> BlockDevice<B> {
     /// The backend, mutably.
     pub fn backend_mut(&mut self) -> &mut B {
         &mut self.backend
+    }
+
+    /// Heap bytes the device may still allocate because of the guest: the backend's
+    /// [`BlockBackend::worst_case_bytes`] (the device's own buffers are allocated at creation).
+    pub fn worst_case_bytes(&self) -> u64 {
+        self.backend.worst_case_bytes()
+    }
+
+    /// Whether a request's data phase stopped at the work bound and waits for the next call.
+    pub fn request_in_flight(&self) -> bool {
+        self.in_flight.is_some()
     }
 
     /// Capacity in 512-byte sectors (virtio 1.2 §5.2.4).
@@ -341,18 +283,17 @@ impl<B: BlockBackend> BlockDevice<B> {
         (end <= self.capacity() * SECTOR_SIZE).then_some(offset)
     }
 
-    fn handle(
-        &mut self,
-        chain: &DescriptorChain,
-        mem: &mut dyn GuestMemory,
-        stats: &mut DeviceStats,
-    ) -> Completion {
+    /// Validates the request in `self.chain` and either completes it (no data phase, or
+    /// invalid) or returns its data phase.
+    fn start(&mut self, mem: &mut dyn GuestMemory, stats: &mut DeviceStats) -> Step {
+        let chain = &self.chain;
         // virtio 1.2 §5.2.6: header (16 bytes) device-readable, data, status byte
         // device-writable (last byte of the chain).
         let readable = chain.readable_len();
         let writable = chain.writable_len();
+        let fail = |status| Step::Complete(Completion::status(status));
         if readable < HEADER_LEN {
-            return Completion::status(blk_status::IOERR);
+            return fail(blk_status::IOERR);
         }
         // seg_max / size_max bind the driver only when it negotiated VIRTIO_BLK_F_SEG_MAX /
         // VIRTIO_BLK_F_SIZE_MAX (virtio 1.2 §5.2.3, §5.2.6.1); violations then fail with
@@ -369,11 +310,11 @@ impl<B: BlockBackend> BlockDevice<B> {
                     .chain(chain.writable.iter())
                     .any(|s| s.len > self.config.size_max))
         {
-            return Completion::status(blk_status::IOERR);
+            return fail(blk_status::IOERR);
         }
         let mut hdr = [0u8; HEADER_LEN as usize];
         if chain.read_at(mem, 0, &mut hdr) != Ok(hdr.len()) {
-            return Completion::status(blk_status::IOERR);
+            return fail(blk_status::IOERR);
         }
         let ty = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
         let sector = u64::from_le_bytes([
@@ -383,134 +324,98 @@ impl<B: BlockBackend> BlockDevice<B> {
         let in_len = writable - 1; // writable >= 1 checked by the caller
         let Some(ty) = BlkRequestType::from_u32(ty) else {
             // virtio 1.2 §5.2.6.2: unknown request types fail with UNSUPP.
-            return Completion::status(blk_status::UNSUPP);
+            return fail(blk_status::UNSUPP);
+        };
+        let data = |op, offset, len| {
+            Step::Continue(InFlight {
+                op,
+                offset,
+                len,
+                done: 0,
+            })
         };
         match ty {
-            BlkRequestType::In => self.read(chain, mem, stats, sector, in_len),
-            BlkRequestType::Out => self.write(chain, mem, stats, sector, out_len),
+            BlkRequestType::In => match self.data_range(sector, in_len) {
+                Some(offset) => data(DataOp::Read, offset, in_len),
+                None => fail(blk_status::IOERR),
+            },
+            BlkRequestType::Out => {
+                // virtio 1.2 §5.2.6.2: a read-only device fails OUT with IOERR.
+                if self.backend.read_only() {
+                    return fail(blk_status::IOERR);
+                }
+                match self.data_range(sector, out_len) {
+                    Some(offset) => data(DataOp::Write, offset, out_len),
+                    None => fail(blk_status::IOERR),
+                }
+            }
             BlkRequestType::Flush => {
                 // virtio 1.2 §5.2.6.2: FLUSH only with VIRTIO_BLK_F_FLUSH.
                 if self.features & feature::BLK_FLUSH == 0 {
-                    return Completion::status(blk_status::UNSUPP);
+                    return fail(blk_status::UNSUPP);
                 }
                 match self.backend.flush() {
-                    Ok(()) => Completion::status(blk_status::OK),
-                    Err(_) => Completion::status(blk_status::IOERR),
+                    Ok(()) => fail(blk_status::OK),
+                    Err(e) => Step::Complete(Completion::backend_error(e, stats)),
                 }
             }
             BlkRequestType::GetId => {
                 let n = (in_len as usize).min(BLK_ID_BYTES);
-                match chain.write_at(mem, 0, &self.config.id[..n]) {
+                match self.chain.write_at(mem, 0, &self.config.id[..n]) {
                     Ok(w) => {
                         stats.bytes_written += w as u64;
-                        Completion {
+                        Step::Complete(Completion {
                             status: blk_status::OK,
                             data_written: w as u32,
-                        }
+                        })
                     }
-                    Err(_) => Completion::status(blk_status::IOERR),
+                    Err(_) => fail(blk_status::IOERR),
                 }
             }
             BlkRequestType::Discard | BlkRequestType::WriteZeroes => {
-                self.zeroes(chain, mem, ty, out_len)
+                match self.zero_range(mem, ty, out_len) {
+                    Ok((offset, len)) => data(DataOp::Zero, offset, len),
+                    Err(status) => fail(status),
+                }
             }
         }
     }
 
-    fn read(
-        &mut self,
-        chain: &DescriptorChain,
-        mem: &mut dyn GuestMemory,
-        stats: &mut DeviceStats,
-        sector: u64,
-        len: u64,
-    ) -> Completion {
-        // virtio 1.2 §5.2.6.1: data length is a multiple of 512; out-of-range fails.
+    /// virtio 1.2 §5.2.6.1: the data length of IN/OUT is a multiple of 512 and the range
+    /// lies inside the disk. Returns the byte offset.
+    fn data_range(&self, sector: u64, len: u64) -> Option<u64> {
         if !len.is_multiple_of(SECTOR_SIZE) {
-            return Completion::status(blk_status::IOERR);
+            return None;
         }
-        let Some(offset) = self.disk_range(sector, len) else {
-            return Completion::status(blk_status::IOERR);
-        };
-        let mut done = 0u64;
-        while done < len {
-            let n = (len - done).min(CHUNK as u64) as usize;
-            let buf = &mut self.scratch[..n];
-            if self.backend.read_at(offset + done, buf).is_err() {
-                return Completion::status(blk_status::IOERR);
-            }
-            if chain.write_at(mem, done, buf) != Ok(n) {
-                return Completion::status(blk_status::IOERR);
-            }
-            done += n as u64;
-        }
-        stats.bytes_written += len;
-        Completion {
-            status: blk_status::OK,
-            data_written: len as u32,
-        }
-    }
-
-    fn write(
-        &mut self,
-        chain: &DescriptorChain,
-        mem: &mut dyn GuestMemory,
-        stats: &mut DeviceStats,
-        sector: u64,
-        len: u64,
-    ) -> Completion {
-        // virtio 1.2 §5.2.6.2: a read-only device fails OUT with IOERR.
-        if self.backend.read_only() {
-            return Completion::status(blk_status::IOERR);
-        }
-        if !len.is_multiple_of(SECTOR_SIZE) {
-            return Completion::status(blk_status::IOERR);
-        }
-        let Some(offset) = self.disk_range(sector, len) else {
-            return Completion::status(blk_status::IOERR);
-        };
-        let mut done = 0u64;
-        while done < len {
-            let n = (len - done).min(CHUNK as u64) as usize;
-            let buf = &mut self.scratch[..n];
-            if chain.read_at(mem, HEADER_LEN + done, buf) != Ok(n) {
-                return Completion::status(blk_status::IOERR);
-            }
-            if self.backend.write_at(offset + done, buf).is_err() {
-                return Completion::status(blk_status::IOERR);
-            }
-            done += n as u64;
-        }
-        stats.bytes_read += len;
-        Completion::status(blk_status::OK)
+        self.disk_range(sector, len)
     }
 
     /// virtio 1.2 §5.2.6: DISCARD / WRITE_ZEROES carry struct
     /// virtio_blk_discard_write_zeroes { le64 sector; le32 num_sectors; le32 flags; }.
-    fn zeroes(
-        &mut self,
-        chain: &DescriptorChain,
-        mem: &mut dyn GuestMemory,
+    /// Returns the disk byte range or the failure status.
+    fn zero_range(
+        &self,
+        mem: &dyn GuestMemory,
         ty: BlkRequestType,
         len: u64,
-    ) -> Completion {
+    ) -> Result<(u64, u64), u8> {
         let needed = match ty {
             BlkRequestType::Discard => feature::BLK_DISCARD,
             _ => feature::BLK_WRITE_ZEROES,
         };
         if self.features & needed == 0 {
-            return Completion::status(blk_status::UNSUPP);
+            return Err(blk_status::UNSUPP);
         }
         if self.backend.read_only() {
-            return Completion::status(blk_status::IOERR);
+            return Err(blk_status::IOERR);
         }
         // max_discard_seg = max_write_zeroes_seg = 1.
         if len != 16 {
-            return Completion::status(blk_status::IOERR);
+            return Err(blk_status::IOERR);
         }
         let mut seg = [0u8; 16];
-        if chain.read_at(mem, HEADER_LEN, &mut seg) != Ok(16) {
-            return Completion::status(blk_status::IOERR);
+        if self.chain.read_at(mem, HEADER_LEN, &mut seg) != Ok(16) {
+            return Err(blk_status::IOERR);
         }
         let sector = u64::from_le_bytes([
             seg[0], seg[1], seg[2], seg[3], seg[4], seg[5], seg[6], seg[7],
@@ -518,21 +423,96 @@ impl<B: BlockBackend> BlockDevice<B> {
         let num = u32::from_le_bytes([seg[8], seg[9], seg[10], seg[11]]);
         let flags = u32::from_le_bytes([seg[12], seg[13], seg[14], seg[15]]);
         // virtio 1.2 §5.2.6.2: unknown flags, or unmap on DISCARD, fail with UNSUPP.
-        let unmap = flags & 1 != 0;
-        if flags & !1 != 0 || (unmap && ty == BlkRequestType::Discard) {
-            return Completion::status(blk_status::UNSUPP);
+        let unmap = flags & ZEROES_FLAG_UNMAP != 0;
+        if flags & !ZEROES_FLAG_UNMAP != 0 || (unmap && ty == BlkRequestType::Discard) {
+            return Err(blk_status::UNSUPP);
         }
         if num > MAX_ZERO_SECTORS {
-            return Completion::status(blk_status::IOERR);
+            return Err(blk_status::IOERR);
         }
         let bytes = u64::from(num) * SECTOR_SIZE;
-        let Some(offset) = self.disk_range(sector, bytes) else {
-            return Completion::status(blk_status::IOERR);
-        };
-        match self.backend.write_zeroes(offset, bytes) {
-            Ok(()) => Completion::status(blk_status::OK),
-            Err(_) => Completion::status(blk_status::IOERR),
+        match self.disk_range(sector, bytes) {
+            Some(offset) => Ok((offset, bytes)),
+            None => Err(blk_status::IOERR),
         }
+    }
+
+    /// Moves as much of the data phase as `budget` allows, in [`CHUNK`]-byte pieces.
+    fn advance(
+        &mut self,
+        mut f: InFlight,
+        mem: &mut dyn GuestMemory,
+        stats: &mut DeviceStats,
+        budget: &mut WorkBudget,
+    ) -> Step {
+        let end = f.done + budget.take_bytes(f.len - f.done);
+        let ioerr = Step::Complete(Completion::status(blk_status::IOERR));
+        while f.done < end {
+            let n = (end - f.done).min(CHUNK as u64) as usize;
+            let at = f.offset + f.done;
+            let buf = &mut self.scratch[..n];
+            match f.op {
+                DataOp::Read => {
+                    if let Err(e) = self.backend.read_at(at, buf) {
+                        return Step::Complete(Completion::backend_error(e, stats));
+                    }
+                    if self.chain.write_at(mem, f.done, buf) != Ok(n) {
+                        return ioerr;
+                    }
+                    stats.bytes_written += n as u64;
+                }
+                DataOp::Write => {
+                    if self.chain.read_at(mem, HEADER_LEN + f.done, buf) != Ok(n) {
+                        return ioerr;
+                    }
+                    if let Err(e) = self.backend.write_at(at, buf) {
+                        return Step::Complete(Completion::backend_error(e, stats));
+                    }
+                    stats.bytes_read += n as u64;
+                }
+                DataOp::Zero => {
+                    // One backend call for the whole granted range (a copy-on-write disk
+                    // records it as one zero range).
+                    let n = end - f.done;
+                    if let Err(e) = self.backend.write_zeroes(at, n) {
+                        return Step::Complete(Completion::backend_error(e, stats));
+                    }
+                    f.done += n;
+                    continue;
+                }
+            }
+            f.done += n as u64;
+        }
+        if f.done < f.len {
+            return Step::Continue(f);
+        }
+        Step::Complete(Completion {
+            status: blk_status::OK,
+            // The chain's total length fits in 32 bits (checked when it was popped).
+            data_written: if f.op == DataOp::Read {
+                f.len as u32
+            } else {
+                0
+            },
+        })
+    }
+
+    /// Writes the status byte (last writable byte, virtio 1.2 §5.2.6) and returns the chain
+    /// through the used ring with the bytes written.
+    fn complete(
+        &mut self,
+        queue: &mut Queue,
+        mem: &mut dyn GuestMemory,
+        stats: &mut DeviceStats,
+        c: Completion,
+    ) -> Result<(), QueueError> {
+        if c.status != blk_status::OK {
+            stats.errors += 1;
+        }
+        let writable = self.chain.writable_len();
+        let status_ok = self.chain.write_at(mem, writable - 1, &[c.status]) == Ok(1);
+        let used = c.data_written.saturating_add(u32::from(status_ok));
+        queue.add_used(mem, self.chain.head, used)
     }
 }
 
@@ -588,35 +568,58 @@ impl<B: BlockBackend> VirtioDevice for BlockDevice<B> {
         queue: &mut Queue,
         mem: &mut dyn GuestMemory,
         stats: &mut DeviceStats,
-    ) -> Result<(), QueueError> {
-        // At most one queue's worth per call, so a driver racing on another vCPU
-        // cannot keep the device busy forever; the transport re-checks afterwards.
-        for _ in 0..queue.size() {
-            let Some(chain) = queue.pop(mem)? else {
-                break;
-            };
+        budget: &mut WorkBudget,
+    ) -> Result<Progress, QueueError> {
+        // Each iteration either finishes the request in flight, stops at the work bound,
+        // or takes one request from the budget: bounded by MAX_REQUESTS_PER_CALL.
+        loop {
+            if let Some(f) = self.in_flight.take() {
+                match self.advance(f, mem, stats, budget) {
+                    Step::Continue(f) => {
+                        self.in_flight = Some(f);
+                        return Ok(Progress::More);
+                    }
+                    Step::Complete(c) => self.complete(queue, mem, stats, c)?,
+                }
+            }
+            if budget.exhausted() {
+                return Ok(if queue.has_available(mem)? {
+                    Progress::More
+                } else {
+                    Progress::Done
+                });
+            }
+            if !queue.pop_into(mem, &mut self.chain)? {
+                return Ok(Progress::Done);
+            }
+            budget.take_request();
             stats.requests += 1;
-            let writable = chain.writable_len();
-            if writable == 0 {
+            if self.chain.writable_len() == 0 {
                 // No room for the status byte (virtio 1.2 §5.2.6): the request fails
                 // without a status; the buffer is returned with nothing written.
                 stats.errors += 1;
-                queue.add_used(mem, chain.head, 0)?;
+                queue.add_used(mem, self.chain.head, 0)?;
                 continue;
             }
-            let c = self.handle(&chain, mem, stats);
-            if c.status != blk_status::OK {
-                stats.errors += 1;
+            match self.start(mem, stats) {
+                Step::Complete(c) => self.complete(queue, mem, stats, c)?,
+                // The next iteration moves its data.
+                Step::Continue(f) => self.in_flight = Some(f),
             }
-            let status_ok = chain.write_at(mem, writable - 1, &[c.status]) == Ok(1);
-            let used = c.data_written.saturating_add(u32::from(status_ok));
-            queue.add_used(mem, chain.head, used)?;
         }
-        Ok(())
+    }
+
+    fn queue_stopped(&mut self, _index: usize) {
+        self.in_flight = None;
     }
 
     fn reset(&mut self) {
         self.features = 0;
+        self.in_flight = None;
+    }
+
+    fn worst_case_bytes(&self) -> u64 {
+        self.backend.worst_case_bytes()
     }
 }
 

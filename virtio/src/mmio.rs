@@ -27,9 +27,79 @@ pub struct DeviceStats {
     pub errors: u64,
     /// Frames dropped (net: no RX buffer, queue full, oversized).
     pub dropped: u64,
+    /// Requests refused because the device's heap budget was exhausted (blk: copy-on-write
+    /// overlay full, answered with VIRTIO_BLK_S_IOERR; also counted in `errors`).
+    pub budget_exceeded: u64,
     /// Ignored MMIO accesses (bad offset, size or alignment, or write to a read-only
     /// register, or forbidden state transition).
     pub bad_accesses: u64,
+}
+
+/// Requests (blk requests, net frames, console buffers) a device starts per transport
+/// call ([`MmioTransport::write`] of a QueueNotify, [`MmioTransport::process_kicks`],
+/// [`MmioTransport::poll`]). The rest stays pending for the next call.
+pub const MAX_REQUESTS_PER_CALL: u32 = 32;
+/// Data bytes a device moves per transport call (guest memory ↔ backend, zeroed bytes).
+/// A request larger than what is left continues in the next call from where it stopped.
+pub const MAX_BYTES_PER_CALL: u64 = 1 << 20;
+
+/// What one transport call may still do: requests to start and data bytes to move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkBudget {
+    requests: u32,
+    bytes: u64,
+}
+
+impl WorkBudget {
+    /// A budget of `requests` requests and `bytes` bytes.
+    pub const fn new(requests: u32, bytes: u64) -> Self {
+        WorkBudget { requests, bytes }
+    }
+
+    /// [`MAX_REQUESTS_PER_CALL`] and [`MAX_BYTES_PER_CALL`].
+    pub const fn per_call() -> Self {
+        Self::new(MAX_REQUESTS_PER_CALL, MAX_BYTES_PER_CALL)
+    }
+
+    /// Requests left.
+    pub fn requests(&self) -> u32 {
+        self.requests
+    }
+
+    /// Bytes left.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Whether nothing more may be started or moved.
+    pub fn exhausted(&self) -> bool {
+        self.requests == 0 || self.bytes == 0
+    }
+
+    /// Takes one request; false (and nothing taken) when the budget is exhausted.
+    pub fn take_request(&mut self) -> bool {
+        if self.exhausted() {
+            return false;
+        }
+        self.requests -= 1;
+        true
+    }
+
+    /// Takes up to `want` bytes; returns how many were granted.
+    pub fn take_bytes(&mut self, want: u64) -> u64 {
+        let n = want.min(self.bytes);
+        self.bytes -= n;
+        n
+    }
+}
+
+/// Whether a device finished what it could do on a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing left to do for now.
+    Done,
+    /// The work budget ran out with work left; the transport keeps the queue pending.
+    More,
 }
 
 /// A device behind a virtio transport.
@@ -51,30 +121,43 @@ pub trait VirtioDevice {
     fn activate(&mut self, features: u64) {
         let _ = features;
     }
-    /// Processes every available buffer of queue `index` (called on QueueNotify).
+    /// Processes available buffers of queue `index` within `budget` (called on QueueNotify
+    /// and for pending queues). Returns [`Progress::More`] when the budget ran out before
+    /// the work did.
     fn process_queue(
         &mut self,
         index: usize,
         queue: &mut Queue,
         mem: &mut dyn GuestMemory,
         stats: &mut DeviceStats,
-    ) -> Result<(), QueueError>;
-    /// Completes asynchronous work (e.g. net RX frames that arrived), called by
-    /// [`MmioTransport::poll`].
+        budget: &mut WorkBudget,
+    ) -> Result<Progress, QueueError>;
+    /// Completes asynchronous work (e.g. net RX frames that arrived) within `budget`,
+    /// called by [`MmioTransport::poll`].
     fn poll(
         &mut self,
         queues: &mut [Queue],
         mem: &mut dyn GuestMemory,
         stats: &mut DeviceStats,
-    ) -> Result<(), DeviceError> {
-        let _ = (queues, mem, stats);
-        Ok(())
+        budget: &mut WorkBudget,
+    ) -> Result<Progress, DeviceError> {
+        let _ = (queues, mem, stats, budget);
+        Ok(Progress::Done)
+    }
+    /// The driver cleared QueueReady of queue `index`: forget work in flight on it.
+    fn queue_stopped(&mut self, index: usize) {
+        let _ = index;
     }
     /// Resets device-internal state (virtio 1.2 §2.4).
     fn reset(&mut self);
     /// Config generation changes since creation; a change raises a configuration
     /// change interrupt (virtio 1.2 §2.5.1, §4.2.2 ConfigGeneration).
     fn config_generation(&self) -> u32 {
+        0
+    }
+    /// Heap bytes the device may still allocate because of guest activity, at most
+    /// (reserve them at VM creation). Default: 0.
+    fn worst_case_bytes(&self) -> u64 {
         0
     }
 }
@@ -107,22 +190,30 @@ impl<T: VirtioDevice + ?Sized> VirtioDevice for Box<T> {
         queue: &mut Queue,
         mem: &mut dyn GuestMemory,
         stats: &mut DeviceStats,
-    ) -> Result<(), QueueError> {
-        (**self).process_queue(index, queue, mem, stats)
+        budget: &mut WorkBudget,
+    ) -> Result<Progress, QueueError> {
+        (**self).process_queue(index, queue, mem, stats, budget)
     }
     fn poll(
         &mut self,
         queues: &mut [Queue],
         mem: &mut dyn GuestMemory,
         stats: &mut DeviceStats,
-    ) -> Result<(), DeviceError> {
-        (**self).poll(queues, mem, stats)
+        budget: &mut WorkBudget,
+    ) -> Result<Progress, DeviceError> {
+        (**self).poll(queues, mem, stats, budget)
+    }
+    fn queue_stopped(&mut self, index: usize) {
+        (**self).queue_stopped(index)
     }
     fn reset(&mut self) {
         (**self).reset()
     }
     fn config_generation(&self) -> u32 {
         (**self).config_generation()
+    }
+    fn worst_case_bytes(&self) -> u64 {
+        (**self).worst_case_bytes()
     }
 }
 
@@ -131,6 +222,11 @@ impl<T: VirtioDevice + ?Sized> VirtioDevice for Box<T> {
 pub struct MmioEffect {
     /// Inject the device's interrupt (InterruptStatus became non-zero for a new event).
     pub interrupt: bool,
+    /// Work is left because the call hit its work bound ([`MAX_REQUESTS_PER_CALL`],
+    /// [`MAX_BYTES_PER_CALL`]) or a deferred kick waits: call
+    /// [`MmioTransport::process_kicks`] again soon (e.g. in the VM's next time slice).
+    /// Same as [`MmioTransport::has_kicks`] after the call.
+    pub more: bool,
 }
 
 /// Why the device entered DEVICE_NEEDS_RESET.
@@ -153,9 +249,11 @@ impl fmt::Display for DeviceError {
     }
 }
 
-/// Maximum rounds of "process, re-enable notifications, re-check" per notify, so that a
-/// driver racing on another vCPU cannot keep the device busy forever.
+/// Maximum rounds of "process, re-enable notifications, re-check" per queue and call, so
+/// that a driver racing on another vCPU cannot keep the device busy forever.
 const MAX_BATCH_ROUNDS: usize = 4;
+/// Queues the pending-work bit mask can track; higher queues are processed synchronously.
+const MAX_TRACKED_QUEUES: usize = 64;
 
 /// A virtio-mmio version 2 register window (virtio 1.2 §4.2.2) around a device.
 #[derive(Debug)]
@@ -173,9 +271,13 @@ pub struct MmioTransport<D: VirtioDevice> {
     vendor_id: u32,
     error: Option<DeviceError>,
     stats: DeviceStats,
-    /// Deferred notification mode: QueueNotify only marks the queue kicked (bit per queue).
+    /// Deferred notification mode: QueueNotify only marks the queue pending.
     deferred: bool,
-    kicked: u64,
+    /// Queues with work left (deferred kicks, or a call that hit its work bound), one bit
+    /// per queue.
+    pending: u64,
+    /// First queue [`MmioTransport::process_kicks`] looks at (round robin between queues).
+    next_queue: usize,
 }
 
 impl<D: VirtioDevice> MmioTransport<D> {
@@ -200,7 +302,8 @@ impl<D: VirtioDevice> MmioTransport<D> {
             error: None,
             stats: DeviceStats::default(),
             deferred: false,
-            kicked: 0,
+            pending: 0,
+            next_queue: 0,
         }
     }
 
@@ -213,28 +316,40 @@ impl<D: VirtioDevice> MmioTransport<D> {
         self.deferred = deferred;
     }
 
-    /// Whether queues were kicked and not yet processed (deferred mode).
+    /// Whether queues have work left: kicked and not processed yet (deferred mode), or left
+    /// over by a call that reached its work bound. Call [`MmioTransport::process_kicks`].
     pub fn has_kicks(&self) -> bool {
-        self.kicked != 0
+        self.pending != 0
     }
 
-    /// Processes every kicked queue (deferred mode) and decides once whether to interrupt.
+    /// Processes pending queues (deferred kicks, leftovers of bounded calls) within one
+    /// [`WorkBudget::per_call`], round robin between queues, and decides once whether to
+    /// interrupt. `more` in the result says work is still left (call again later).
     pub fn process_kicks(&mut self, mem: &mut dyn GuestMemory) -> MmioEffect {
-        let kicked = core::mem::take(&mut self.kicked);
-        if kicked == 0 || !self.active() {
+        if self.pending == 0 || !self.active() {
+            self.pending = 0;
             return MmioEffect::default();
         }
-        let mut effect = MmioEffect::default();
-        for index in 0..self.queues.len().min(64) {
-            if kicked & (1 << index) == 0 {
+        let mut budget = WorkBudget::per_call();
+        let n = self.queues.len().min(MAX_TRACKED_QUEUES);
+        let start = self.next_queue % n.max(1);
+        for k in 0..n {
+            let index = (start + k) % n;
+            if self.pending & (1 << index) == 0 {
                 continue;
             }
-            match self.run_queue(index, mem) {
-                Ok(e) => effect.interrupt |= e.interrupt,
+            if budget.exhausted() {
+                // Start the next call here, so every queue gets its turn.
+                self.next_queue = index;
+                break;
+            }
+            match self.run_queue(index, mem, &mut budget) {
+                Ok(Progress::Done) => self.pending &= !(1 << index),
+                Ok(Progress::More) => self.next_queue = index + 1,
                 Err((queue, error)) => return self.fail(DeviceError::Queue { queue, error }),
             }
         }
-        effect
+        self.finish_call(mem)
     }
 
     /// The device.
@@ -269,6 +384,11 @@ impl<D: VirtioDevice> MmioTransport<D> {
     pub fn stats(&self) -> DeviceStats {
         self.stats
     }
+    /// Heap bytes the device may still allocate because of the guest
+    /// ([`VirtioDevice::worst_case_bytes`]); reserve them when the VM is created.
+    pub fn worst_case_bytes(&self) -> u64 {
+        self.device.worst_case_bytes()
+    }
 
     fn active(&self) -> bool {
         self.status & status::DRIVER_OK != 0 && self.status & status::DEVICE_NEEDS_RESET == 0
@@ -281,7 +401,8 @@ impl<D: VirtioDevice> MmioTransport<D> {
     /// virtio 1.2 §2.4 / §4.2.2.1: writing 0 to Status resets the device.
     fn reset(&mut self) {
         self.device.reset();
-        self.kicked = 0;
+        self.pending = 0;
+        self.next_queue = 0;
         for q in &mut self.queues {
             q.reset();
         }
@@ -299,6 +420,8 @@ impl<D: VirtioDevice> MmioTransport<D> {
     /// and, if DRIVER_OK was set, sends a configuration change notification.
     fn fail(&mut self, err: DeviceError) -> MmioEffect {
         self.stats.errors += 1;
+        // The queues are ignored until reset: no work is left.
+        self.pending = 0;
         if self.error.is_none() {
             self.error = Some(err);
         }
@@ -315,7 +438,10 @@ impl<D: VirtioDevice> MmioTransport<D> {
         // virtio 1.2 §4.2.2.1: the bit stays set until acknowledged via InterruptACK.
         self.interrupt_status |= bits;
         self.stats.interrupts += 1;
-        MmioEffect { interrupt: true }
+        MmioEffect {
+            interrupt: true,
+            more: false,
+        }
     }
 
     fn bad_access(&mut self) {
@@ -494,6 +620,10 @@ impl<D: VirtioDevice> MmioTransport<D> {
         };
         if v == 0 {
             q.deactivate();
+            if sel < MAX_TRACKED_QUEUES {
+                self.pending &= !(1 << sel);
+            }
+            self.device.queue_stopped(sel);
             return MmioEffect::default();
         }
         if q.ready() {
@@ -584,8 +714,9 @@ impl<D: VirtioDevice> MmioTransport<D> {
             self.bad_access();
             return MmioEffect::default();
         }
-        if self.deferred && index < 64 {
-            self.kicked |= 1 << index;
+        let tracked = index < MAX_TRACKED_QUEUES;
+        if self.deferred && tracked {
+            self.pending |= 1 << index;
             // The device will process this queue soon: the driver need not notify again
             // meanwhile (virtio 1.2 §2.7.10).
             let result = self
@@ -598,34 +729,62 @@ impl<D: VirtioDevice> MmioTransport<D> {
                     error,
                 });
             }
-            return MmioEffect::default();
+            return MmioEffect {
+                interrupt: false,
+                more: true,
+            };
         }
-        match self.run_queue(index, mem) {
-            Ok(effect) => effect,
-            Err((queue, error)) => self.fail(DeviceError::Queue { queue, error }),
+        // Synchronous mode: this call does up to one budget of work (continuing what an
+        // earlier call left, in order); the rest stays pending.
+        let mut budget = WorkBudget::per_call();
+        match self.run_queue(index, mem, &mut budget) {
+            Ok(Progress::More) if tracked => self.pending |= 1 << index,
+            Ok(Progress::Done) if tracked => self.pending &= !(1 << index),
+            Ok(_) => {}
+            Err((queue, error)) => return self.fail(DeviceError::Queue { queue, error }),
         }
+        self.finish_call(mem)
     }
 
-    /// Batching: processes every available buffer, then decides once whether to
-    /// interrupt (virtio 1.2 §2.7.7, §2.7.10).
+    /// Processes queue `index` within `budget` (virtio 1.2 §2.7.13); with work left, the
+    /// driver is asked not to notify (the device comes back by itself, virtio 1.2
+    /// §2.7.10), otherwise notifications are re-enabled and the queue re-checked.
     fn run_queue(
         &mut self,
         index: usize,
         mem: &mut dyn GuestMemory,
-    ) -> Result<MmioEffect, (usize, QueueError)> {
+        budget: &mut WorkBudget,
+    ) -> Result<Progress, (usize, QueueError)> {
         let Some(q) = self.queues.get_mut(index) else {
-            return Ok(MmioEffect::default());
+            return Ok(Progress::Done);
         };
         let on_queue = |e| (index, e);
         for _ in 0..MAX_BATCH_ROUNDS {
-            self.device
-                .process_queue(index, q, mem, &mut self.stats)
+            let progress = self
+                .device
+                .process_queue(index, q, mem, &mut self.stats, budget)
                 .map_err(on_queue)?;
+            if progress == Progress::More {
+                q.disable_notification(mem).map_err(on_queue)?;
+                return Ok(Progress::More);
+            }
             if !q.enable_notification(mem).map_err(on_queue)? {
                 break;
             }
         }
-        self.interrupt_decision(mem)
+        Ok(Progress::Done)
+    }
+
+    /// End of a call that processed queues: one interrupt decision for all of them
+    /// (virtio 1.2 §2.7.7), and whether work is left.
+    fn finish_call(&mut self, mem: &mut dyn GuestMemory) -> MmioEffect {
+        match self.interrupt_decision(mem) {
+            Ok(mut e) => {
+                e.more = self.pending != 0;
+                e
+            }
+            Err((queue, error)) => self.fail(DeviceError::Queue { queue, error }),
+        }
     }
 
     fn interrupt_decision(
@@ -660,23 +819,35 @@ impl<D: VirtioDevice> MmioTransport<D> {
         }
     }
 
-    /// Lets the device complete asynchronous work (e.g. deliver RX frames queued with
-    /// the device's own API), processes buffers a notification left over because of
-    /// its work bound, and reports whether to inject the interrupt. Call it after
-    /// delivering frames and, ideally, periodically (e.g. on a timer tick).
+    /// Lets the device complete asynchronous work (e.g. deliver RX frames queued with the
+    /// device's own API), processes queues with available buffers or work left, all
+    /// within one [`WorkBudget::per_call`], and reports whether to inject the interrupt and
+    /// whether work is left (`more`). Call it after delivering frames or input and, ideally,
+    /// periodically (e.g. on a timer tick).
     pub fn poll(&mut self, mem: &mut dyn GuestMemory) -> MmioEffect {
         if !self.active() {
             return self.config_effect_if_ok();
         }
-        if let Err(e) = self.device.poll(&mut self.queues, mem, &mut self.stats) {
-            return self.fail(e);
+        let mut budget = WorkBudget::per_call();
+        match self
+            .device
+            .poll(&mut self.queues, mem, &mut self.stats, &mut budget)
+        {
+            Ok(Progress::Done) => {}
+            // Asynchronous work left over: the next poll continues it.
+            Ok(Progress::More) => budget = WorkBudget::new(0, 0),
+            Err(e) => return self.fail(e),
         }
-        // Pick up buffers left over when a notification hit its work bound.
         for index in 0..self.queues.len() {
+            if budget.exhausted() {
+                break;
+            }
             let Some(q) = self.queues.get_mut(index) else {
                 break;
             };
-            let pending = match q.ready().then(|| q.has_available(mem)) {
+            let tracked = index < MAX_TRACKED_QUEUES;
+            let pending = tracked && self.pending & (1 << index) != 0;
+            let available = match q.ready().then(|| q.has_available(mem)) {
                 Some(Ok(p)) => p,
                 Some(Err(error)) => {
                     return self.fail(DeviceError::Queue {
@@ -686,19 +857,17 @@ impl<D: VirtioDevice> MmioTransport<D> {
                 }
                 None => false,
             };
-            if pending {
-                if let Err(error) = self.device.process_queue(index, q, mem, &mut self.stats) {
-                    return self.fail(DeviceError::Queue {
-                        queue: index,
-                        error,
-                    });
-                }
+            if !(pending || available) {
+                continue;
+            }
+            match self.run_queue(index, mem, &mut budget) {
+                Ok(Progress::Done) if tracked => self.pending &= !(1 << index),
+                Ok(Progress::More) if tracked => self.pending |= 1 << index,
+                Ok(_) => {}
+                Err((queue, error)) => return self.fail(DeviceError::Queue { queue, error }),
             }
         }
-        match self.interrupt_decision(mem) {
-            Ok(e) => e,
-            Err((queue, error)) => self.fail(DeviceError::Queue { queue, error }),
-        }
+        self.finish_call(mem)
     }
 
     fn config_effect_if_ok(&mut self) -> MmioEffect {

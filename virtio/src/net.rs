@@ -1,16 +1,15 @@
 //! virtio-net device (virtio 1.2 §5.1): one RX and one TX queue, MAC and link status,
 //! no offloads, no mergeable RX buffers.
 
-use alloc::collections::VecDeque;
-use alloc::vec;
-use alloc::vec::Vec;
-
 use crate::blk::read_bytes;
+use crate::frames::{FrameBuf, FrameRing};
 use crate::memory::GuestMemory;
-use crate::mmio::{DeviceError, DeviceStats, VirtioDevice};
-use crate::queue::{Queue, QueueError};
+use crate::mmio::{DeviceError, DeviceStats, Progress, VirtioDevice, WorkBudget};
+use crate::queue::{DescriptorChain, Queue, QueueError};
 use crate::spec::{device_id, feature, net_status};
 use crate::switch::NetPort;
+
+pub use crate::frames::MAX_FRAME;
 
 /// virtio 1.2 §5.1.2: receiveq1 is queue 0.
 pub const RX_QUEUE: usize = 0;
@@ -21,15 +20,13 @@ pub const NET_QUEUE_SIZE: u16 = 256;
 /// virtio 1.2 §5.1.6: struct virtio_net_hdr is 12 bytes when VERSION_1 is negotiated
 /// (num_buffers is always present).
 pub const NET_HDR_LEN: usize = 12;
-/// Largest Ethernet frame accepted without GSO (1500-byte MTU, 14-byte header,
-/// 802.1Q tag; virtio 1.2 §5.1.6.3.1: buffers need not hold more without GSO).
-pub const MAX_FRAME: usize = 1518;
 /// Smallest Ethernet frame the device forwards (the Ethernet header).
 pub const MIN_FRAME: usize = 14;
 /// Frames buffered for a guest with no RX buffers; more are dropped and counted.
 pub const RX_BACKLOG: usize = 64;
 /// Frames sent by the guest not yet taken by the switch; more are dropped and counted.
-pub const TX_BACKLOG: usize = 256;
+/// At least the frames one call may transmit ([`crate::mmio::MAX_REQUESTS_PER_CALL`]).
+pub const TX_BACKLOG: usize = 64;
 
 /// virtio 1.2 §5.1.6: gso_type VIRTIO_NET_HDR_GSO_NONE.
 const GSO_NONE: u8 = 0;
@@ -37,14 +34,21 @@ const GSO_NONE: u8 = 0;
 /// A virtio-net device. Frames sent by the guest are queued for [`NetPort::take_frame`];
 /// frames for the guest are queued by [`NetPort::deliver`] and copied into RX buffers
 /// by [`crate::MmioTransport::poll`] (or when the driver adds RX buffers).
+///
+/// Both frame queues are [`FrameRing`]s allocated at creation
+/// ([`NetDevice::heap_bytes`] in all, nothing later): no allocation per frame or per MMIO
+/// access; frames that find a queue full are dropped and counted
+/// ([`crate::DeviceStats::dropped`]).
 #[derive(Debug)]
 pub struct NetDevice {
     mac: [u8; 6],
     link_up: bool,
     generation: u32,
     features: u64,
-    rx_backlog: VecDeque<Vec<u8>>,
-    tx_out: VecDeque<Vec<u8>>,
+    rx_backlog: FrameRing,
+    tx_out: FrameRing,
+    /// The chain being processed (capacity [`NET_QUEUE_SIZE`]: no allocation per frame).
+    chain: DescriptorChain,
     /// Drops not yet folded into [`DeviceStats::dropped`].
     unreported_drops: u64,
     total_drops: u64,
@@ -58,11 +62,20 @@ impl NetDevice {
             link_up: true,
             generation: 0,
             features: 0,
-            rx_backlog: VecDeque::new(),
-            tx_out: VecDeque::new(),
+            rx_backlog: FrameRing::new(RX_BACKLOG),
+            tx_out: FrameRing::new(TX_BACKLOG),
+            chain: DescriptorChain::with_capacity(NET_QUEUE_SIZE),
             unreported_drops: 0,
             total_drops: 0,
         }
+    }
+
+    /// Heap bytes one device holds (its frame rings and descriptor chain), all allocated by
+    /// [`NetDevice::new`].
+    pub const fn heap_bytes() -> usize {
+        FrameRing::heap_bytes(RX_BACKLOG)
+            + FrameRing::heap_bytes(TX_BACKLOG)
+            + 2 * NET_QUEUE_SIZE as usize * core::mem::size_of::<crate::queue::Segment>()
     }
 
     /// The device's MAC address (VIRTIO_NET_F_MAC).
@@ -89,6 +102,11 @@ impl NetDevice {
         self.rx_backlog.len()
     }
 
+    /// Frames sent by the guest waiting for the switch.
+    pub fn tx_backlog(&self) -> usize {
+        self.tx_out.len()
+    }
+
     /// Frames dropped since creation (RX backlog full, TX backlog full, malformed).
     pub fn dropped(&self) -> u64 {
         self.total_drops
@@ -113,20 +131,29 @@ impl NetDevice {
         c
     }
 
-    /// virtio 1.2 §5.1.6.2: transmit every available TX chain.
+    /// virtio 1.2 §5.1.6.2: transmits available TX chains within `budget`.
     fn transmit(
         &mut self,
         queue: &mut Queue,
         mem: &mut dyn GuestMemory,
         stats: &mut DeviceStats,
-    ) -> Result<(), QueueError> {
-        // At most one queue's worth per call, so a driver racing on another vCPU
-        // cannot keep the device busy forever; the transport re-checks afterwards.
-        for _ in 0..queue.size() {
-            let Some(chain) = queue.pop(mem)? else {
+        budget: &mut WorkBudget,
+    ) -> Result<Progress, QueueError> {
+        loop {
+            if budget.exhausted() {
+                self.report(stats);
+                return Ok(if queue.has_available(mem)? {
+                    Progress::More
+                } else {
+                    Progress::Done
+                });
+            }
+            if !queue.pop_into(mem, &mut self.chain)? {
                 break;
-            };
+            }
+            budget.take_request();
             stats.requests += 1;
+            let chain = &self.chain;
             let total = chain.readable_len();
             let mut hdr = [0u8; NET_HDR_LEN];
             let frame_len = total.saturating_sub(NET_HDR_LEN as u64);
@@ -135,50 +162,57 @@ impl NetDevice {
                 && chain.read_at(mem, 0, &mut hdr) == Ok(NET_HDR_LEN)
                 // No GSO features are offered (virtio 1.2 §5.1.6.2.1).
                 && hdr[1] == GSO_NONE;
-            if ok {
-                let mut frame = vec![0u8; frame_len as usize];
-                if chain.read_at(mem, NET_HDR_LEN as u64, &mut frame) == Ok(frame.len()) {
+            if !ok {
+                stats.errors += 1;
+                self.drop_frame();
+            } else if !self.link_up || self.tx_out.is_full() {
+                self.drop_frame();
+            } else {
+                budget.take_bytes(frame_len);
+                let n = frame_len as usize;
+                let copied = self.tx_out.push_with(|slot| {
+                    let dst = slot.get_mut(..n)?;
+                    (chain.read_at(mem, NET_HDR_LEN as u64, dst) == Ok(n)).then_some(n)
+                });
+                if copied.is_some() {
                     stats.bytes_read += frame_len;
-                    if self.tx_out.len() < TX_BACKLOG && self.link_up {
-                        self.tx_out.push_back(frame);
-                    } else {
-                        self.drop_frame();
-                    }
                 } else {
                     stats.errors += 1;
                     self.drop_frame();
                 }
-            } else {
-                stats.errors += 1;
-                self.drop_frame();
             }
             // virtio 1.2 §5.1.6.2: TX buffers are returned with nothing written.
-            queue.add_used(mem, chain.head, 0)?;
+            queue.add_used(mem, self.chain.head, 0)?;
         }
         self.report(stats);
-        Ok(())
+        Ok(Progress::Done)
     }
 
-    /// virtio 1.2 §5.1.6.3/§5.1.6.4: copies backlog frames into available RX buffers.
+    /// virtio 1.2 §5.1.6.3/§5.1.6.4: copies backlog frames into available RX buffers
+    /// within `budget`.
     fn fill_rx(
         &mut self,
         queue: &mut Queue,
         mem: &mut dyn GuestMemory,
         stats: &mut DeviceStats,
-    ) -> Result<(), QueueError> {
+        budget: &mut WorkBudget,
+    ) -> Result<Progress, QueueError> {
         if !queue.ready() {
-            return Ok(());
+            return Ok(Progress::Done);
         }
-        // Bounded by the backlog length (each iteration removes one frame).
-        while !self.rx_backlog.is_empty() {
-            let Some(chain) = queue.pop(mem)? else {
+        // Bounded by the backlog length (each iteration removes one frame) and the budget.
+        while let Some(frame) = self.rx_backlog.front() {
+            if budget.exhausted() {
+                self.report(stats);
+                return Ok(Progress::More);
+            }
+            if !queue.pop_into(mem, &mut self.chain)? {
                 break;
-            };
-            let Some(frame) = self.rx_backlog.pop_front() else {
-                queue.undo_pop();
-                break;
-            };
+            }
+            let chain = &self.chain;
             stats.requests += 1;
+            budget.take_request();
+            budget.take_bytes(frame.len() as u64);
             // virtio 1.2 §5.1.6.3.1: without MRG_RXBUF num_buffers is 1; no checksum or
             // GSO information (flags 0, gso_type NONE).
             let mut hdr = [0u8; NET_HDR_LEN];
@@ -187,20 +221,23 @@ impl NetDevice {
             let fits = chain.readable.is_empty() && chain.writable_len() >= need;
             let written = fits
                 && chain.write_at(mem, 0, &hdr) == Ok(NET_HDR_LEN)
-                && chain.write_at(mem, NET_HDR_LEN as u64, &frame) == Ok(frame.len());
+                && chain.write_at(mem, NET_HDR_LEN as u64, frame) == Ok(frame.len());
+            let head = chain.head;
+            let frame_len = frame.len() as u64;
+            self.rx_backlog.pop();
             if written {
-                stats.bytes_written += frame.len() as u64;
-                queue.add_used(mem, chain.head, need as u32)?;
+                stats.bytes_written += frame_len;
+                queue.add_used(mem, head, need as u32)?;
             } else {
                 // A buffer that is read-only or too small: the frame is dropped and the
                 // buffer returned empty.
                 stats.errors += 1;
                 self.drop_frame();
-                queue.add_used(mem, chain.head, 0)?;
+                queue.add_used(mem, head, 0)?;
             }
         }
         self.report(stats);
-        Ok(())
+        Ok(Progress::Done)
     }
 }
 
@@ -211,17 +248,20 @@ impl NetPort for NetDevice {
         if !self.link_up
             || frame.len() < MIN_FRAME
             || frame.len() > MAX_FRAME
-            || self.rx_backlog.len() >= RX_BACKLOG
+            || !self.rx_backlog.push(frame)
         {
             self.drop_frame();
             return false;
         }
-        self.rx_backlog.push_back(frame.to_vec());
         true
     }
 
-    fn take_frame(&mut self) -> Option<Vec<u8>> {
-        self.tx_out.pop_front()
+    fn take_frame(&mut self, buf: &mut FrameBuf) -> Option<usize> {
+        self.tx_out.pop_into(buf)
+    }
+
+    fn has_frame(&self) -> bool {
+        !self.tx_out.is_empty()
     }
 }
 
@@ -269,11 +309,12 @@ impl VirtioDevice for NetDevice {
         queue: &mut Queue,
         mem: &mut dyn GuestMemory,
         stats: &mut DeviceStats,
-    ) -> Result<(), QueueError> {
+        budget: &mut WorkBudget,
+    ) -> Result<Progress, QueueError> {
         match index {
-            RX_QUEUE => self.fill_rx(queue, mem, stats),
-            TX_QUEUE => self.transmit(queue, mem, stats),
-            _ => Ok(()),
+            RX_QUEUE => self.fill_rx(queue, mem, stats, budget),
+            TX_QUEUE => self.transmit(queue, mem, stats, budget),
+            _ => Ok(Progress::Done),
         }
     }
 
@@ -282,15 +323,16 @@ impl VirtioDevice for NetDevice {
         queues: &mut [Queue],
         mem: &mut dyn GuestMemory,
         stats: &mut DeviceStats,
-    ) -> Result<(), DeviceError> {
+        budget: &mut WorkBudget,
+    ) -> Result<Progress, DeviceError> {
         match queues.get_mut(RX_QUEUE) {
             Some(q) => self
-                .fill_rx(q, mem, stats)
+                .fill_rx(q, mem, stats, budget)
                 .map_err(|error| DeviceError::Queue {
                     queue: RX_QUEUE,
                     error,
                 }),
-            None => Ok(()),
+            None => Ok(Progress::Done),
         }
     }
 

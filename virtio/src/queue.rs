@@ -158,6 +158,23 @@ pub struct DescriptorChain {
 }
 
 impl DescriptorChain {
+    /// An empty chain that can hold chains of up to `descriptors` descriptors without
+    /// allocating (give it the queue's maximum size and use it with [`Queue::pop_into`]).
+    pub fn with_capacity(descriptors: u16) -> Self {
+        DescriptorChain {
+            head: 0,
+            readable: Vec::with_capacity(usize::from(descriptors)),
+            writable: Vec::with_capacity(usize::from(descriptors)),
+        }
+    }
+
+    /// Empties the chain, keeping its capacity.
+    pub fn clear(&mut self) {
+        self.head = 0;
+        self.readable.clear();
+        self.writable.clear();
+    }
+
     /// Total bytes the device may read.
     pub fn readable_len(&self) -> u64 {
         self.readable.iter().map(|s| u64::from(s.len)).sum()
@@ -257,6 +274,9 @@ pub struct Queue {
     /// `disable_notification` is in effect.
     notifications_suppressed: bool,
     indirect: bool,
+    /// Descriptors visited by the chain walk (one bit per entry of the table being walked),
+    /// allocated once for `max_size` entries: no allocation per request.
+    visited: Vec<u64>,
 }
 
 impl Queue {
@@ -276,12 +296,20 @@ impl Queue {
             event_idx: false,
             notifications_suppressed: false,
             indirect: false,
+            visited: vec![0; usize::from(max_size.min(ring::MAX_QUEUE_SIZE)).div_ceil(64)],
         }
     }
 
     /// Back to the reset state (virtio 1.2 §4.2.2.1: QueueReady becomes 0).
     pub fn reset(&mut self) {
-        *self = Queue::new(self.max_size);
+        // Keeps the visited bitmap (`Queue::new(0)` allocates nothing).
+        let (visited, max) = (core::mem::take(&mut self.visited), self.max_size);
+        *self = Queue {
+            visited,
+            max_size: max,
+            size: max,
+            ..Queue::new(0)
+        };
     }
 
     /// QueueNumMax.
@@ -422,18 +450,34 @@ impl Queue {
         Ok(self.avail_idx(mem)? != self.next_avail)
     }
 
-    /// Takes the next available descriptor chain, if any (virtio 1.2 §2.7.13).
+    /// Takes the next available descriptor chain, if any (virtio 1.2 §2.7.13). Allocates the
+    /// chain; devices use [`Queue::pop_into`].
     pub fn pop(&mut self, mem: &dyn GuestMemory) -> Result<Option<DescriptorChain>, QueueError> {
+        let mut chain = DescriptorChain::with_capacity(self.size);
+        Ok(self.pop_into(mem, &mut chain)?.then_some(chain))
+    }
+
+    /// Takes the next available descriptor chain into `chain` (virtio 1.2 §2.7.13); false if
+    /// the driver made none available. Allocates nothing when `chain` was created with
+    /// [`DescriptorChain::with_capacity`] of at least the queue size.
+    pub fn pop_into(
+        &mut self,
+        mem: &dyn GuestMemory,
+        chain: &mut DescriptorChain,
+    ) -> Result<bool, QueueError> {
         self.check_ready()?;
         let avail = self.avail_idx(mem)?;
         if avail == self.next_avail {
-            return Ok(None);
+            return Ok(false);
         }
         // virtio 1.2 §2.7.6: ring[idx % size] holds the head of a chain.
         let slot = u64::from(self.next_avail % self.size);
         let head = mem.read_u16(self.avail_ring.wrapping_add(4 + 2 * slot))?;
         self.next_avail = self.next_avail.wrapping_add(1);
-        self.read_chain(mem, head).map(Some)
+        let mut visited = core::mem::take(&mut self.visited);
+        let walked = self.read_chain(mem, head, chain, &mut visited);
+        self.visited = visited;
+        walked.map(|()| true)
     }
 
     /// Gives back the chain most recently popped (e.g. RX had nothing to deliver).
@@ -441,15 +485,40 @@ impl Queue {
         self.next_avail = self.next_avail.wrapping_sub(1);
     }
 
-    /// Walks and validates the chain starting at `head` (virtio 1.2 §2.7.5, §2.7.5.3).
-    fn read_chain(&self, mem: &dyn GuestMemory, head: u16) -> Result<DescriptorChain, QueueError> {
-        let mut chain = DescriptorChain {
-            head,
-            ..Default::default()
-        };
+    /// Marks descriptor `index` of a table of `table_len` entries visited; a second visit
+    /// is a loop (virtio 1.2 §2.7.5.2).
+    fn visit(visited: &mut [u64], index: u16, table_len: u32) -> Result<(), QueueError> {
+        let (word, bit) = (usize::from(index) / 64, usize::from(index) % 64);
+        // The index was checked against table_len (at most the queue size, which sized
+        // `visited`).
+        let slot = visited
+            .get_mut(word)
+            .ok_or(QueueError::DescIndexOutOfRange { index, table_len })?;
+        if *slot & (1 << bit) != 0 {
+            return Err(QueueError::Loop(index));
+        }
+        *slot |= 1 << bit;
+        Ok(())
+    }
+
+    /// Walks and validates the chain starting at `head` into `chain` (virtio 1.2 §2.7.5,
+    /// §2.7.5.3).
+    fn read_chain(
+        &self,
+        mem: &dyn GuestMemory,
+        head: u16,
+        chain: &mut DescriptorChain,
+        visited: &mut [u64],
+    ) -> Result<(), QueueError> {
+        chain.clear();
+        chain.head = head;
         let mut table = self.desc_table;
         let mut table_len = u32::from(self.size);
-        let mut visited = vec![0u64; (table_len as usize).div_ceil(64)];
+        let words = |entries: u32| (entries as usize).div_ceil(64);
+        visited
+            .get_mut(..words(table_len))
+            .ok_or(QueueError::InvalidSize(self.size))?
+            .fill(0);
         let mut in_indirect = false;
         let mut index = head;
         let mut count: u32 = 0;
@@ -458,15 +527,7 @@ impl Queue {
             if u32::from(index) >= table_len {
                 return Err(QueueError::DescIndexOutOfRange { index, table_len });
             }
-            let (word, bit) = (usize::from(index) / 64, usize::from(index) % 64);
-            // The index was just checked against table_len, which sized `visited`.
-            let slot = visited
-                .get_mut(word)
-                .ok_or(QueueError::DescIndexOutOfRange { index, table_len })?;
-            if *slot & (1 << bit) != 0 {
-                return Err(QueueError::Loop(index));
-            }
-            *slot |= 1 << bit;
+            Self::visit(visited, index, table_len)?;
 
             // virtio 1.2 §2.7.5: struct virtq_desc { le64 addr; le32 len; le16 flags; le16 next; }
             let mut raw = [0u8; 16];
@@ -502,7 +563,10 @@ impl Queue {
                 Self::check_buffer(mem, addr, len)?;
                 table = addr;
                 table_len = entries;
-                visited = vec![0u64; (entries as usize).div_ceil(64)];
+                visited
+                    .get_mut(..words(entries))
+                    .ok_or(QueueError::IndirectTableTooLarge(entries))?
+                    .fill(0);
                 in_indirect = true;
                 index = 0;
                 continue;
@@ -525,7 +589,7 @@ impl Queue {
                 chain.readable.push(seg);
             }
             if flags & ring::DESC_F_NEXT == 0 {
-                return Ok(chain);
+                return Ok(());
             }
             index = next;
         }

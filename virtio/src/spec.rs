@@ -8,6 +8,8 @@ pub mod device_id {
     pub const NET: u32 = 1;
     /// Block device (virtio 1.2 §5.2).
     pub const BLOCK: u32 = 2;
+    /// Console (virtio 1.2 §5.3).
+    pub const CONSOLE: u32 = 3;
 }
 
 /// Feature bits (virtio 1.2 §6 reserved bits, §5.1.3 net, §5.2.3 block).
@@ -58,6 +60,13 @@ pub mod feature {
     pub const NET_STATUS: u64 = 1 << 16;
     /// virtio 1.2 §5.1.3: control channel is available (not offered).
     pub const NET_CTRL_VQ: u64 = 1 << 17;
+
+    /// virtio 1.2 §5.3.3: configuration cols and rows are valid (not offered).
+    pub const CONSOLE_SIZE: u64 = 1 << 0;
+    /// virtio 1.2 §5.3.3: multiple ports and control virtqueues (not offered).
+    pub const CONSOLE_MULTIPORT: u64 = 1 << 1;
+    /// virtio 1.2 §5.3.3: emergency write through emerg_wr (not offered).
+    pub const CONSOLE_EMERG_WRITE: u64 = 1 << 2;
 }
 
 /// Device status field bits (virtio 1.2 §2.1).

@@ -1,16 +1,57 @@
 //! A learning Ethernet switch between [`NetPort`]s, and a gateway port answering ARP
 //! and ICMP echo for one IPv4 address.
+//!
+//! Nothing here allocates after creation: frames move through one [`FrameBuf`] owned by the
+//! switch, the MAC table is allocated at its full capacity, the gateway queues replies in a
+//! [`FrameRing`], and ports are reached through [`PortSet`] (no list of ports is built per
+//! call). [`Switch::pump_set`] moves at most [`MAX_FRAMES_PER_PUMP`] frames per call.
 
-use alloc::collections::VecDeque;
-use alloc::vec;
+use alloc::boxed::Box;
 use alloc::vec::Vec;
+
+use crate::frames::{FrameBuf, FrameRing, MAX_FRAME};
 
 /// An Ethernet endpoint attached to a switch port.
 pub trait NetPort {
     /// A frame from the network for this endpoint. Returns false if it was dropped.
     fn deliver(&mut self, frame: &[u8]) -> bool;
-    /// The next frame this endpoint sends onto the network.
-    fn take_frame(&mut self) -> Option<Vec<u8>>;
+    /// Moves the next frame this endpoint sends onto the network into `buf`; its length.
+    fn take_frame(&mut self, buf: &mut FrameBuf) -> Option<usize>;
+    /// Whether [`NetPort::take_frame`] has a frame.
+    fn has_frame(&self) -> bool;
+}
+
+/// The ports of one switch, by port number (`0..len()`). Implement it over the
+/// hypervisor's own device list so pumping needs no per-call list of ports.
+pub trait PortSet {
+    /// Number of ports.
+    fn len(&self) -> usize;
+    /// Whether there are no ports.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Port `index`, if it exists.
+    fn port(&mut self, index: usize) -> Option<&mut dyn NetPort>;
+    /// Port `index`, shared (to ask whether it has frames).
+    fn port_ref(&self, index: usize) -> Option<&dyn NetPort>;
+}
+
+impl PortSet for [&mut dyn NetPort] {
+    fn len(&self) -> usize {
+        <[_]>::len(self)
+    }
+    fn port(&mut self, index: usize) -> Option<&mut dyn NetPort> {
+        match self.get_mut(index) {
+            Some(p) => Some(&mut **p),
+            None => None,
+        }
+    }
+    fn port_ref(&self, index: usize) -> Option<&dyn NetPort> {
+        match self.get(index) {
+            Some(p) => Some(&**p),
+            None => None,
+        }
+    }
 }
 
 /// An Ethernet MAC address.
@@ -45,47 +86,120 @@ pub struct SwitchStats {
     pub evicted: u64,
 }
 
-/// Rounds of "take from every port, forward" per [`Switch::pump`] (gateway replies
-/// need a second round).
-const PUMP_ROUNDS: usize = 8;
-/// Frames taken from one port per round.
-const PORT_BUDGET: usize = 512;
+/// Frames one [`Switch::pump_set`] call moves at most (taken round robin, one per port
+/// per round, so one busy port cannot starve the others). The rest wait in the ports'
+/// queues for the next call.
+pub const MAX_FRAMES_PER_PUMP: u64 = 64;
 
-/// A learning switch: forwards by learned source MAC, floods unknown and broadcast
-/// destinations to every other port. The MAC table is bounded; the least recently
-/// seen entry is evicted when full.
+/// What one pump call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PumpOutcome {
+    /// Frames taken from ports and forwarded.
+    pub frames: u64,
+    /// The call stopped at [`MAX_FRAMES_PER_PUMP`] with frames still waiting: pump again
+    /// (e.g. in the VM's next time slice).
+    pub more: bool,
+}
+
+/// The learning part of the switch.
 #[derive(Debug)]
-pub struct Switch {
+struct Forwarder {
     table: Vec<MacEntry>,
     capacity: usize,
     clock: u64,
     stats: SwitchStats,
 }
 
+/// A learning switch: forwards by learned source MAC, floods unknown and broadcast
+/// destinations to every other port. The MAC table is bounded; the least recently
+/// seen entry is evicted when full.
+#[derive(Debug)]
+pub struct Switch {
+    fwd: Forwarder,
+    /// The frame being forwarded.
+    frame: Box<FrameBuf>,
+}
+
 impl Switch {
-    /// A switch whose MAC table holds at most `mac_capacity` entries (at least 1).
+    /// A switch whose MAC table holds at most `mac_capacity` entries (at least 1), allocated
+    /// now with the frame buffer ([`Switch::heap_bytes`]).
     pub fn new(mac_capacity: usize) -> Self {
+        let capacity = mac_capacity.max(1);
         Switch {
-            table: Vec::new(),
-            capacity: mac_capacity.max(1),
-            clock: 0,
-            stats: SwitchStats::default(),
+            fwd: Forwarder {
+                table: Vec::with_capacity(capacity),
+                capacity,
+                clock: 0,
+                stats: SwitchStats::default(),
+            },
+            frame: Box::new([0; MAX_FRAME]),
         }
+    }
+
+    /// Heap bytes a switch with `mac_capacity` table entries holds.
+    pub const fn heap_bytes(mac_capacity: usize) -> usize {
+        MAX_FRAME + mac_capacity * core::mem::size_of::<MacEntry>()
     }
 
     /// Counters.
     pub fn stats(&self) -> SwitchStats {
-        self.stats
+        self.fwd.stats
     }
 
     /// The port `mac` was learned on.
     pub fn lookup(&self, mac: &Mac) -> Option<usize> {
-        self.table.iter().find(|e| e.mac == *mac).map(|e| e.port)
+        self.fwd.lookup(mac)
     }
 
     /// Number of learned MACs.
     pub fn learned(&self) -> usize {
-        self.table.len()
+        self.fwd.table.len()
+    }
+
+    /// [`Switch::pump_set`] over a slice of ports.
+    pub fn pump(&mut self, ports: &mut [&mut dyn NetPort]) -> PumpOutcome {
+        self.pump_set(ports)
+    }
+
+    /// Moves frames between `ports` (index = port number): round robin, one frame per port
+    /// per round, until no port has a frame or [`MAX_FRAMES_PER_PUMP`] frames moved.
+    /// Allocates nothing.
+    pub fn pump_set<P: PortSet + ?Sized>(&mut self, ports: &mut P) -> PumpOutcome {
+        let mut frames = 0;
+        loop {
+            let mut any = false;
+            for src in 0..ports.len() {
+                if frames == MAX_FRAMES_PER_PUMP {
+                    let more =
+                        (0..ports.len()).any(|i| ports.port_ref(i).is_some_and(|p| p.has_frame()));
+                    return PumpOutcome { frames, more };
+                }
+                let Some(n) = ports.port(src).and_then(|p| p.take_frame(&mut self.frame)) else {
+                    continue;
+                };
+                any = true;
+                frames += 1;
+                let frame = self.frame.get(..n).unwrap_or(&[]);
+                self.fwd.forward(src, frame, ports);
+            }
+            if !any {
+                return PumpOutcome {
+                    frames,
+                    more: false,
+                };
+            }
+        }
+    }
+
+    /// Forwards one frame that arrived on port `src`.
+    pub fn forward(&mut self, src: usize, frame: &[u8], ports: &mut [&mut dyn NetPort]) {
+        self.fwd.forward(src, frame, ports);
+    }
+}
+
+impl Forwarder {
+    fn lookup(&self, mac: &Mac) -> Option<usize> {
+        self.table.iter().find(|e| e.mac == *mac).map(|e| e.port)
     }
 
     fn learn(&mut self, mac: Mac, port: usize) {
@@ -110,6 +224,7 @@ impl Switch {
                 self.stats.evicted += 1;
             }
         }
+        // Within the capacity reserved at creation: no allocation.
         self.table.push(MacEntry {
             mac,
             port,
@@ -117,30 +232,7 @@ impl Switch {
         });
     }
 
-    /// Moves frames between `ports` (index = port number) until no port has anything
-    /// to send or the work bound is reached. Returns the number of frames received.
-    pub fn pump(&mut self, ports: &mut [&mut dyn NetPort]) -> u64 {
-        let before = self.stats.received;
-        for _ in 0..PUMP_ROUNDS {
-            let mut any = false;
-            for src in 0..ports.len() {
-                for _ in 0..PORT_BUDGET {
-                    let Some(frame) = ports.get_mut(src).and_then(|p| p.take_frame()) else {
-                        break;
-                    };
-                    any = true;
-                    self.forward(src, &frame, ports);
-                }
-            }
-            if !any {
-                break;
-            }
-        }
-        self.stats.received - before
-    }
-
-    /// Forwards one frame that arrived on port `src`.
-    pub fn forward(&mut self, src: usize, frame: &[u8], ports: &mut [&mut dyn NetPort]) {
+    fn forward<P: PortSet + ?Sized>(&mut self, src: usize, frame: &[u8], ports: &mut P) {
         self.stats.received += 1;
         let (Some(dst), Some(smac)) = (mac_at(frame, 0), mac_at(frame, 6)) else {
             self.stats.dropped += 1;
@@ -156,7 +248,7 @@ impl Switch {
             Some(p) if p == src => self.stats.dropped += 1,
             Some(p) => {
                 self.stats.unicast += 1;
-                if let Some(port) = ports.get_mut(p) {
+                if let Some(port) = ports.port(p) {
                     if !port.deliver(frame) {
                         self.stats.dropped += 1;
                     }
@@ -164,9 +256,11 @@ impl Switch {
             }
             None => {
                 self.stats.flooded += 1;
-                for (i, port) in ports.iter_mut().enumerate() {
-                    if i != src && !port.deliver(frame) {
-                        self.stats.dropped += 1;
+                for i in (0..ports.len()).filter(|&i| i != src) {
+                    if let Some(port) = ports.port(i) {
+                        if !port.deliver(frame) {
+                            self.stats.dropped += 1;
+                        }
                     }
                 }
             }
@@ -226,16 +320,37 @@ pub enum GatewayReply {
 }
 
 /// Replies queued by the gateway; more are dropped.
-const GATEWAY_BACKLOG: usize = 64;
+pub const GATEWAY_BACKLOG: usize = 32;
 
 /// A switch port that answers ARP requests and ICMP echo requests for one IPv4
-/// address, so a single guest can be tested.
+/// address, so a single guest can be tested. Replies are built in place in a
+/// [`FrameRing`] of [`GATEWAY_BACKLOG`] frames allocated at creation.
 #[derive(Debug)]
 pub struct Gateway {
     mac: Mac,
     ip: [u8; 4],
-    out: VecDeque<Vec<u8>>,
+    out: FrameRing,
+    /// Where a reply is built when `out` is full (to count it as dropped).
+    scratch: Box<FrameBuf>,
     stats: GatewayStats,
+}
+
+/// Writes an Ethernet frame (`dst`, `src`, `ethertype`, then the payload `body` writes at
+/// [`ETH_HDR`]) into `buf`, zero-padded to [`ETH_MIN`]; its length.
+fn ethernet(
+    buf: &mut FrameBuf,
+    dst: Mac,
+    src: Mac,
+    ethertype: u16,
+    body: impl FnOnce(&mut [u8]) -> Option<usize>,
+) -> Option<usize> {
+    buf[..6].copy_from_slice(&dst);
+    buf[6..12].copy_from_slice(&src);
+    buf[12..ETH_HDR].copy_from_slice(&ethertype.to_be_bytes());
+    let n = ETH_HDR + body(&mut buf[ETH_HDR..])?;
+    let len = n.max(ETH_MIN);
+    buf.get_mut(n..len)?.fill(0);
+    Some(len)
 }
 
 impl Gateway {
@@ -244,9 +359,15 @@ impl Gateway {
         Gateway {
             mac,
             ip,
-            out: VecDeque::new(),
+            out: FrameRing::new(GATEWAY_BACKLOG),
+            scratch: Box::new([0; MAX_FRAME]),
             stats: GatewayStats::default(),
         }
+    }
+
+    /// Heap bytes one gateway holds (allocated by [`Gateway::new`]).
+    pub const fn heap_bytes() -> usize {
+        FrameRing::heap_bytes(GATEWAY_BACKLOG) + MAX_FRAME
     }
 
     /// Counters.
@@ -254,117 +375,145 @@ impl Gateway {
         self.stats
     }
 
-    /// The reply to `frame`, if the gateway answers it.
-    pub fn respond(&self, frame: &[u8]) -> Option<(GatewayReply, Vec<u8>)> {
-        let dst = mac_at(frame, 0)?;
-        let src = mac_at(frame, 6)?;
-        if dst != self.mac && dst != BROADCAST {
-            return None;
-        }
-        let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
-        let payload = frame.get(ETH_HDR..)?;
-        match ethertype {
-            ETHERTYPE_ARP => Some((GatewayReply::Arp, self.arp_reply(payload)?)),
-            ETHERTYPE_IPV4 if dst == self.mac => {
-                let ip = self.echo_reply(payload)?;
-                Some((GatewayReply::Echo, self.ethernet(src, ETHERTYPE_IPV4, &ip)))
-            }
-            _ => None,
-        }
+    /// Writes the reply to `frame` into `out`, if the gateway answers it: what it is and
+    /// its length.
+    pub fn respond(&self, frame: &[u8], out: &mut FrameBuf) -> Option<(GatewayReply, usize)> {
+        respond(self.mac, self.ip, frame, out)
     }
+}
 
-    fn ethernet(&self, dst: Mac, ethertype: u16, payload: &[u8]) -> Vec<u8> {
-        let mut f = Vec::with_capacity((ETH_HDR + payload.len()).max(ETH_MIN));
-        f.extend_from_slice(&dst);
-        f.extend_from_slice(&self.mac);
-        f.extend_from_slice(&ethertype.to_be_bytes());
-        f.extend_from_slice(payload);
-        if f.len() < ETH_MIN {
-            f.resize(ETH_MIN, 0);
-        }
-        f
+fn respond(
+    mac: Mac,
+    ip: [u8; 4],
+    frame: &[u8],
+    out: &mut FrameBuf,
+) -> Option<(GatewayReply, usize)> {
+    let dst = mac_at(frame, 0)?;
+    let src = mac_at(frame, 6)?;
+    if dst != mac && dst != BROADCAST {
+        return None;
     }
-
-    /// RFC 826: answers "who has `ip`" requests for Ethernet/IPv4.
-    fn arp_reply(&self, arp: &[u8]) -> Option<Vec<u8>> {
-        let arp = arp.get(..28)?;
-        // htype 1 (Ethernet), ptype 0x0800, hlen 6, plen 4, oper 1 (request).
-        if arp[..8] != [0, 1, 8, 0, 6, 4, 0, 1] || arp[24..28] != self.ip {
-            return None;
+    let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
+    let payload = frame.get(ETH_HDR..)?;
+    match ethertype {
+        ETHERTYPE_ARP => {
+            let sha = arp_request_sender(ip, payload)?;
+            let n = ethernet(out, sha, mac, ETHERTYPE_ARP, |b| {
+                arp_reply(mac, ip, payload, b)
+            })?;
+            Some((GatewayReply::Arp, n))
         }
-        let sha: Mac = arp[8..14].try_into().ok()?;
-        let spa = &arp[14..18];
-        let mut r = Vec::with_capacity(28);
-        r.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
-        r.extend_from_slice(&self.mac);
-        r.extend_from_slice(&self.ip);
-        r.extend_from_slice(&sha);
-        r.extend_from_slice(spa);
-        Some(self.ethernet(sha, ETHERTYPE_ARP, &r))
+        ETHERTYPE_IPV4 if dst == mac => {
+            let n = ethernet(out, src, mac, ETHERTYPE_IPV4, |b| {
+                echo_reply(ip, payload, b)
+            })?;
+            Some((GatewayReply::Echo, n))
+        }
+        _ => None,
     }
+}
 
-    /// RFC 791 / RFC 792: answers ICMP echo requests to `ip` with valid checksums.
-    fn echo_reply(&self, ip: &[u8]) -> Option<Vec<u8>> {
-        let vihl = *ip.first()?;
-        let ihl = usize::from(vihl & 0x0f) * 4;
-        if vihl >> 4 != 4 || ihl < 20 || ip.len() < ihl {
-            return None;
-        }
-        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-        let frag = u16::from_be_bytes([ip[6], ip[7]]);
-        if total < ihl + 8 || total > ip.len() || frag & 0x3fff != 0 {
-            return None; // truncated, or fragmented (MF set or offset != 0)
-        }
-        if ip[9] != IPPROTO_ICMP || ip[16..20] != self.ip || internet_checksum(&ip[..ihl]) != 0 {
-            return None;
-        }
-        let icmp = &ip[ihl..total];
-        if icmp[0] != ICMP_ECHO_REQUEST || icmp[1] != 0 || internet_checksum(icmp) != 0 {
-            return None;
-        }
-        let mut reply_icmp = icmp.to_vec();
-        reply_icmp[0] = ICMP_ECHO_REPLY;
-        reply_icmp[2] = 0;
-        reply_icmp[3] = 0;
-        let c = internet_checksum(&reply_icmp);
-        reply_icmp[2..4].copy_from_slice(&c.to_be_bytes());
-
-        let reply_total = u16::try_from(20 + reply_icmp.len()).ok()?;
-        let mut hdr = vec![0u8; 20];
-        hdr[0] = 0x45;
-        hdr[1] = ip[1];
-        hdr[2..4].copy_from_slice(&reply_total.to_be_bytes());
-        hdr[4..6].copy_from_slice(&ip[4..6]); // identification
-        hdr[8] = 64; // TTL
-        hdr[9] = IPPROTO_ICMP;
-        hdr[12..16].copy_from_slice(&self.ip);
-        hdr[16..20].copy_from_slice(&ip[12..16]);
-        let c = internet_checksum(&hdr);
-        hdr[10..12].copy_from_slice(&c.to_be_bytes());
-        hdr.extend_from_slice(&reply_icmp);
-        Some(hdr)
+/// RFC 826: the sender of a "who has `ip`" request for Ethernet/IPv4.
+fn arp_request_sender(ip: [u8; 4], arp: &[u8]) -> Option<Mac> {
+    let arp = arp.get(..28)?;
+    // htype 1 (Ethernet), ptype 0x0800, hlen 6, plen 4, oper 1 (request).
+    if arp[..8] != [0, 1, 8, 0, 6, 4, 0, 1] || arp[24..28] != ip {
+        return None;
     }
+    arp[8..14].try_into().ok()
+}
+
+/// RFC 826: writes the reply to an ARP request for `ip` into `out`; its length.
+fn arp_reply(mac: Mac, ip: [u8; 4], arp: &[u8], out: &mut [u8]) -> Option<usize> {
+    let sha: Mac = arp_request_sender(ip, arp)?;
+    let spa = arp.get(14..18)?;
+    let r = out.get_mut(..28)?;
+    r[..8].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
+    r[8..14].copy_from_slice(&mac);
+    r[14..18].copy_from_slice(&ip);
+    r[18..24].copy_from_slice(&sha);
+    r[24..28].copy_from_slice(spa);
+    Some(28)
+}
+
+/// RFC 791 / RFC 792: writes the reply to an ICMP echo request to `ip` (with valid
+/// checksums) into `out`; its length.
+fn echo_reply(my_ip: [u8; 4], ip: &[u8], out: &mut [u8]) -> Option<usize> {
+    let vihl = *ip.first()?;
+    let ihl = usize::from(vihl & 0x0f) * 4;
+    if vihl >> 4 != 4 || ihl < 20 || ip.len() < ihl {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let frag = u16::from_be_bytes([ip[6], ip[7]]);
+    if total < ihl + 8 || total > ip.len() || frag & 0x3fff != 0 {
+        return None; // truncated, or fragmented (MF set or offset != 0)
+    }
+    if ip[9] != IPPROTO_ICMP || ip[16..20] != my_ip || internet_checksum(&ip[..ihl]) != 0 {
+        return None;
+    }
+    let icmp = &ip[ihl..total];
+    if icmp[0] != ICMP_ECHO_REQUEST || icmp[1] != 0 || internet_checksum(icmp) != 0 {
+        return None;
+    }
+    let reply_total = 20 + icmp.len();
+    let out = out.get_mut(..reply_total)?;
+    let (hdr, reply_icmp) = out.split_at_mut(20);
+    reply_icmp.copy_from_slice(icmp);
+    reply_icmp[0] = ICMP_ECHO_REPLY;
+    reply_icmp[2] = 0;
+    reply_icmp[3] = 0;
+    let c = internet_checksum(reply_icmp);
+    reply_icmp[2..4].copy_from_slice(&c.to_be_bytes());
+
+    hdr.fill(0);
+    hdr[0] = 0x45;
+    hdr[1] = ip[1];
+    hdr[2..4].copy_from_slice(&u16::try_from(reply_total).ok()?.to_be_bytes());
+    hdr[4..6].copy_from_slice(&ip[4..6]); // identification
+    hdr[8] = 64; // TTL
+    hdr[9] = IPPROTO_ICMP;
+    hdr[12..16].copy_from_slice(&my_ip);
+    hdr[16..20].copy_from_slice(&ip[12..16]);
+    let c = internet_checksum(hdr);
+    hdr[10..12].copy_from_slice(&c.to_be_bytes());
+    Some(reply_total)
 }
 
 impl NetPort for Gateway {
     fn deliver(&mut self, frame: &[u8]) -> bool {
-        let Some((kind, reply)) = self.respond(frame) else {
-            self.stats.ignored += 1;
-            return true;
-        };
+        let (mac, ip) = (self.mac, self.ip);
+        let mut kind = None;
+        let queued = self.out.push_with(|slot| {
+            let (k, n) = respond(mac, ip, frame, slot)?;
+            kind = Some(k);
+            Some(n)
+        });
+        if queued.is_none() && self.out.is_full() {
+            // No room for a reply: build it in the scratch buffer to tell a dropped reply
+            // from a frame the gateway ignores.
+            if let Some((k, _)) = respond(mac, ip, frame, &mut self.scratch) {
+                match k {
+                    GatewayReply::Arp => self.stats.arp_replies += 1,
+                    GatewayReply::Echo => self.stats.echo_replies += 1,
+                }
+                self.stats.dropped += 1;
+                return false;
+            }
+        }
         match kind {
-            GatewayReply::Arp => self.stats.arp_replies += 1,
-            GatewayReply::Echo => self.stats.echo_replies += 1,
+            Some(GatewayReply::Arp) => self.stats.arp_replies += 1,
+            Some(GatewayReply::Echo) => self.stats.echo_replies += 1,
+            None => self.stats.ignored += 1,
         }
-        if self.out.len() >= GATEWAY_BACKLOG {
-            self.stats.dropped += 1;
-            return false;
-        }
-        self.out.push_back(reply);
         true
     }
 
-    fn take_frame(&mut self) -> Option<Vec<u8>> {
-        self.out.pop_front()
+    fn take_frame(&mut self, buf: &mut FrameBuf) -> Option<usize> {
+        self.out.pop_into(buf)
+    }
+
+    fn has_frame(&self) -> bool {
+        !self.out.is_empty()
     }
 }

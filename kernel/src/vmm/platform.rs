@@ -321,7 +321,18 @@ impl Platform {
         let mut raise: Vec<u8> = Vec::new();
         for r in self.mmio.iter_mut() {
             if let Device::Blk(t) = &mut *r.device {
-                if t.process_kicks(memory).interrupt {
+                // Each call is bounded (virtio::MAX_REQUESTS_PER_CALL / MAX_BYTES_PER_CALL);
+                // until the scheduler continues leftover work in the VM's next slice, finish
+                // it here as before. Terminates: every call with work left makes progress.
+                let mut interrupt = false;
+                loop {
+                    let e = t.process_kicks(memory);
+                    interrupt |= e.interrupt;
+                    if !e.more {
+                        break;
+                    }
+                }
+                if interrupt {
                     raise.push(r.irq);
                 }
             }
@@ -370,22 +381,35 @@ impl Platform {
         let Some(net) = self.network.as_mut() else {
             return;
         };
-        {
-            let mut ports: Vec<&mut dyn virtio::NetPort> = Vec::new();
+        let mut raise: Vec<u8> = Vec::new();
+        // Switch pumps and device polls are bounded per call (virtio::switch::MAX_FRAMES_PER_PUMP,
+        // virtio::MAX_REQUESTS_PER_CALL); until the scheduler continues leftover work in the
+        // VM's next slice, repeat them here until nothing is left, as before. Terminates: every
+        // call with work left makes progress, and the guest does not run meanwhile.
+        loop {
+            {
+                let mut ports: Vec<&mut dyn virtio::NetPort> = Vec::new();
+                for r in self.mmio.iter_mut() {
+                    if let Device::Net(t) = &mut *r.device {
+                        ports.push(t.device_mut());
+                    }
+                }
+                ports.push(&mut net.gateway);
+                while net.switch.pump(&mut ports).more {}
+            }
+            let mut more = false;
             for r in self.mmio.iter_mut() {
                 if let Device::Net(t) = &mut *r.device {
-                    ports.push(t.device_mut());
+                    let e = t.poll(memory);
+                    if e.interrupt && !raise.contains(&r.irq) {
+                        raise.push(r.irq);
+                    }
+                    // TX processed by this poll must reach the switch before the next one.
+                    more |= e.more || virtio::NetPort::has_frame(t.device());
                 }
             }
-            ports.push(&mut net.gateway);
-            net.switch.pump(&mut ports);
-        }
-        let mut raise: Vec<u8> = Vec::new();
-        for r in self.mmio.iter_mut() {
-            if let Device::Net(t) = &mut *r.device {
-                if t.poll(memory).interrupt {
-                    raise.push(r.irq);
-                }
+            if !more {
+                break;
             }
         }
         for irq in raise {

@@ -1,7 +1,9 @@
-//! Fuzzes a virtio-blk or virtio-net device behind the MMIO transport: the input
-//! drives guest memory contents, descriptors, avail ring entries, MMIO accesses,
-//! notifications, RX frame delivery and the switch. Nothing may panic or hang, and
-//! DEVICE_NEEDS_RESET must always come with a recorded error.
+//! Fuzzes a virtio-blk (owned or copy-on-write disk with a small overlay budget),
+//! virtio-net or virtio-console device behind the MMIO transport: the input drives guest
+//! memory contents, descriptors, avail ring entries, MMIO accesses, notifications,
+//! deferred-kick processing, RX frame / console input delivery, the switch and the console
+//! sink. Nothing may panic or hang, DEVICE_NEEDS_RESET must always come with a recorded
+//! error, and a disk overlay never exceeds its budget.
 //!
 //! Run with `cargo fuzz run devices` from `virtio/`.
 #![no_main]
@@ -11,9 +13,50 @@ use virtio::memory::GuestMemory;
 use virtio::spec::status;
 use virtio::testing::{Driver, RAM_BASE};
 use virtio::{
-    BlockConfig, BlockDevice, Gateway, MmioTransport, NetDevice, NetPort, RamDisk, Switch,
-    VirtioDevice,
+    BlockBackend, BlockConfig, BlockDevice, ByteRing, ConsoleDevice, Gateway, MmioTransport,
+    NetDevice, NetPort, RamDisk, Switch, VirtioDevice,
 };
+
+/// What the fuzzer may do to the device besides MMIO: deliver a frame or input bytes,
+/// move frames or drain output.
+trait Extra {
+    fn deliver(&mut self, bytes: &[u8]);
+    fn pump(&mut self, sw: &mut Switch, gw: &mut Gateway);
+    fn check(&self) {}
+}
+
+impl Extra for BlockDevice<RamDisk> {
+    fn deliver(&mut self, _: &[u8]) {}
+    fn pump(&mut self, _: &mut Switch, _: &mut Gateway) {}
+    fn check(&self) {
+        let disk = self.backend();
+        if let Some(budget) = disk.overlay_budget() {
+            assert!(disk.overlay_charged() <= budget);
+            assert!(disk.worst_case_bytes() <= budget);
+        }
+    }
+}
+
+impl Extra for NetDevice {
+    fn deliver(&mut self, bytes: &[u8]) {
+        NetPort::deliver(self, bytes);
+    }
+    fn pump(&mut self, sw: &mut Switch, gw: &mut Gateway) {
+        sw.pump(&mut [self as &mut dyn NetPort, gw]);
+    }
+}
+
+impl Extra for ConsoleDevice<ByteRing> {
+    fn deliver(&mut self, bytes: &[u8]) {
+        self.push_input(bytes);
+    }
+    fn pump(&mut self, _: &mut Switch, _: &mut Gateway) {
+        let n = self.sink().len() / 2 + 1;
+        self.sink_mut().drain(n, |b| b.len());
+    }
+}
+
+static IMAGE: [u8; 16 * 1024] = [0x5a; 16 * 1024];
 
 const RAM: usize = 1 << 16;
 
@@ -64,12 +107,7 @@ fn check<D: VirtioDevice>(t: &MmioTransport<D>) {
     }
 }
 
-fn run<D: VirtioDevice>(
-    t: &mut MmioTransport<D>,
-    input: &mut Input<'_>,
-    net: bool,
-    port: impl Fn(&mut MmioTransport<D>) -> Option<&mut dyn NetPort>,
-) {
+fn run<D: VirtioDevice + Extra>(t: &mut MmioTransport<D>, input: &mut Input<'_>) {
     let mut d = Driver::new(RAM);
     let wanted = input.u64() | virtio::spec::feature::VERSION_1;
     let qsize = 1u16 << (input.u8().unwrap_or(4) % 8);
@@ -86,7 +124,7 @@ fn run<D: VirtioDevice>(
             break;
         }
         let nq = d.queues.len();
-        match op % 10 {
+        match op % 11 {
             0 => {
                 let at = RAM_BASE + u64::from(input.u16());
                 let n = usize::from(input.u8().unwrap_or(0));
@@ -125,18 +163,12 @@ fn run<D: VirtioDevice>(
                 let next = input.u16();
                 d.write_desc(q, i, addr, len % 0x4000, flags, next);
             }
-            7 if net => {
+            7 => {
                 let n = usize::from(input.u16() % 1600);
-                let frame = input.bytes(n).to_vec();
-                if let Some(p) = port(t) {
-                    p.deliver(&frame);
-                }
+                let bytes = input.bytes(n).to_vec();
+                t.device_mut().deliver(&bytes);
             }
-            8 if net => {
-                if let Some(p) = port(t) {
-                    sw.pump(&mut [p, &mut gw]);
-                }
-            }
+            8 => t.device_mut().pump(&mut sw, &mut gw),
             9 if nq > 0 => {
                 let q = usize::from(input.u8().unwrap_or(0)) % nq;
                 let v = input.u16();
@@ -146,28 +178,46 @@ fn run<D: VirtioDevice>(
                     d.set_avail_flags(q, v >> 1);
                 }
             }
+            10 => {
+                let e = t.process_kicks(&mut d.mem);
+                assert_eq!(e.more, t.has_kicks());
+            }
             _ => {}
         }
         check(t);
+        t.device().check();
     }
 }
 
 fuzz_target!(|data: &[u8]| {
     let mut input = Input(data);
     let kind = input.u8().unwrap_or(0);
-    if kind & 1 == 0 {
-        let cfg = BlockConfig {
-            seg_max: u32::from(input.u8().unwrap_or(8)),
-            size_max: u32::from(input.u16()),
-            ..BlockConfig::default()
-        };
-        let disk = RamDisk::new(16 * 1024).read_only(kind & 2 != 0);
-        let mut t = MmioTransport::new(BlockDevice::with_config(disk, cfg));
-        run(&mut t, &mut input, false, |_| None);
-    } else {
-        let mut t = MmioTransport::new(NetDevice::new([0x52, 0x54, 0, 0, 0, 1]));
-        run(&mut t, &mut input, true, |t| {
-            Some(t.device_mut() as &mut dyn NetPort)
-        });
+    match kind % 3 {
+        0 => {
+            let cfg = BlockConfig {
+                seg_max: u32::from(input.u8().unwrap_or(8)),
+                size_max: u32::from(input.u16()),
+                ..BlockConfig::default()
+            };
+            let disk = if kind & 4 != 0 {
+                RamDisk::from_static_with_budget(&IMAGE, u64::from(input.u16()))
+            } else {
+                RamDisk::new(16 * 1024)
+            };
+            let disk = disk.read_only(kind & 8 != 0);
+            let mut t = MmioTransport::new(BlockDevice::with_config(disk, cfg));
+            t.set_deferred_notify(kind & 16 != 0);
+            run(&mut t, &mut input);
+        }
+        1 => {
+            let mut t = MmioTransport::new(NetDevice::new([0x52, 0x54, 0, 0, 0, 1]));
+            run(&mut t, &mut input);
+        }
+        _ => {
+            let sink = ByteRing::new(usize::from(input.u8().unwrap_or(16)));
+            let mut t = MmioTransport::new(ConsoleDevice::new(sink));
+            t.set_deferred_notify(kind & 16 != 0);
+            run(&mut t, &mut input);
+        }
     }
 });

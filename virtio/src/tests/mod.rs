@@ -1,6 +1,9 @@
 //! End-to-end tests through the MMIO transport, driven by [`crate::testing::Driver`].
 
 mod blk;
+mod bounded;
+mod budget;
+mod console;
 mod fuzz_smoke;
 mod mmio;
 mod net;
