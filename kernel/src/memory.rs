@@ -2,6 +2,8 @@
 //! physical memory (set up by the bootloader at a dynamic offset), and the kernel heap.
 
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
+use core::alloc::{GlobalAlloc, Layout};
+use core::sync::atomic::{AtomicUsize, Ordering};
 use linked_list_allocator::LockedHeap;
 use spin::{Mutex, Once};
 
@@ -14,8 +16,39 @@ const MAX_REGIONS: usize = 64;
 const HEAP_MIN: u64 = 8 << 20;
 const HEAP_MAX: u64 = 512 << 20;
 
+/// The kernel heap, with its high-water mark: the most bytes ever in use.
+struct Heap {
+    inner: LockedHeap,
+    high_water: AtomicUsize,
+}
+
+// SAFETY: every call is forwarded to `LockedHeap`, a sound allocator; the high-water update
+// only reads its counters.
+unsafe impl GlobalAlloc for Heap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's contract.
+        let p = unsafe { self.inner.alloc(layout) };
+        if !p.is_null() {
+            let used = self.inner.lock().used();
+            self.high_water.fetch_max(used, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded with the caller's contract.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+}
+
 #[global_allocator]
-static HEAP: LockedHeap = LockedHeap::empty();
+static HEAP: Heap = Heap {
+    inner: LockedHeap::empty(),
+    high_water: AtomicUsize::new(0),
+};
+/// Heap bytes promised to VMs for what their guests may still make the hypervisor allocate
+/// (disk overlays): never available to anyone else (docs/architecture.md, "Budgets").
+static RESERVED: AtomicUsize = AtomicUsize::new(0);
 
 static PHYS_OFFSET: Once<u64> = Once::new();
 /// The end of the highest region of the firmware's memory map: the bootloader's direct map
@@ -164,7 +197,11 @@ pub fn init(regions: &MemoryRegions, phys_offset: u64) -> Result<MemorySummary, 
     drop(frames);
     // SAFETY: the heap range was just reserved from the allocator, is mapped by the direct map
     // and is used for nothing else for the rest of the kernel's life.
-    unsafe { HEAP.lock().init(phys_to_virt(heap), heap_size as usize) };
+    unsafe {
+        HEAP.inner
+            .lock()
+            .init(phys_to_virt(heap), heap_size as usize)
+    };
     summary.heap_start = heap;
     summary.heap_size = heap_size;
     Ok(summary)
@@ -185,5 +222,33 @@ pub fn allocated_frames() -> u64 {
 
 /// Free bytes on the kernel heap (a VM's device state must fit before it is created).
 pub fn heap_free() -> usize {
-    HEAP.lock().free()
+    HEAP.inner.lock().free()
+}
+
+/// Free heap bytes nobody has a claim on: free less what VMs have reserved.
+pub fn heap_available() -> usize {
+    heap_free().saturating_sub(RESERVED.load(Ordering::Relaxed))
+}
+
+/// Reserves `bytes` of the heap for a VM's future device allocations if that many are
+/// available beyond `margin` (kept free against fragmentation); returns what was available
+/// otherwise.
+pub fn reserve_heap(bytes: usize, margin: usize) -> Result<(), usize> {
+    let available = heap_available();
+    if bytes.saturating_add(margin) > available {
+        return Err(available);
+    }
+    RESERVED.fetch_add(bytes, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Heap bytes reserved for VMs.
+pub fn heap_reserved() -> usize {
+    RESERVED.load(Ordering::Relaxed)
+}
+
+/// The heap's size, and the most bytes ever in use at once.
+pub fn heap_size_and_high_water() -> (usize, usize) {
+    let size = HEAP.inner.lock().size();
+    (size, HEAP.high_water.load(Ordering::Relaxed))
 }

@@ -57,6 +57,8 @@ pub enum DeviceConfig {
     VirtioBlk { source: DiskSource, read_only: bool },
     /// A network device attached to the VM's virtual switch with its gateway port.
     VirtioNet { mac: [u8; 6] },
+    /// A virtio-console device (one port, `hvc0` in Linux).
+    VirtioConsole,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,6 +7,7 @@ mod exits;
 mod guest_memory;
 mod platform;
 mod setup;
+mod virtio_devices;
 mod vmcs;
 
 use crate::{arch, memory};
@@ -33,6 +34,16 @@ use vmx::fields::VmcsField as F;
 
 pub use setup::SetupError;
 use vm::console::{LineBuffer, RateLimit};
+
+/// Heap a VM takes besides its devices (platform state, statistics, FPU area, console),
+/// rounded up.
+const VM_FIXED_HEAP: u64 = 32 * 1024;
+
+/// Heap kept free against fragmentation when VMs reserve their worst case: 1/32 of the heap,
+/// at least 256 KiB.
+fn heap_margin() -> usize {
+    (memory::heap_size_and_high_water().0 / 32).max(256 * 1024)
+}
 
 /// Console limits per VM: bytes per second, and the largest burst.
 const CONSOLE_RATE: u64 = 32 * 1024;
@@ -281,6 +292,11 @@ pub enum CreateError {
     Memory(guest_memory::GuestMemoryError),
     Setup(SetupError),
     Platform(String),
+    /// The VM's worst case does not fit in the unreserved heap.
+    HeapBudget {
+        need: u64,
+        available: u64,
+    },
 }
 
 impl fmt::Display for CreateError {
@@ -294,6 +310,14 @@ impl fmt::Display for CreateError {
             CreateError::Memory(e) => write!(f, "{e}"),
             CreateError::Setup(e) => write!(f, "programming the VMCS failed: {e}"),
             CreateError::Platform(m) => write!(f, "{m}"),
+            CreateError::HeapBudget { need, available } => write!(
+                f,
+                "its worst case needs {} KiB of hypervisor heap (device state now, disk overlays \
+                 later) but only {} KiB are left unreserved; give it fewer or smaller disks, or \
+                 the machine more memory",
+                need.div_ceil(1024),
+                available / 1024
+            ),
         }
     }
 }
@@ -338,12 +362,36 @@ impl Vm {
         caps: &Capabilities,
         tsc_hz: u64,
     ) -> Result<Vm, CreateError> {
+        // The budget rule (docs/architecture.md, "Budgets"): the VM's whole worst case on the
+        // shared heap, what its devices take now and what its guest can make them take later,
+        // must fit in what is really left; the later part is reserved, so no guest can take
+        // another VM's heap or the hypervisor's.
+        let disk_budget = None;
+        let (create_bytes, growth_bytes) =
+            virtio_devices::VirtioDevices::heap_estimate(config, archive, disk_budget);
+        let margin = heap_margin();
+        let need = (create_bytes + growth_bytes + VM_FIXED_HEAP) as usize;
+        let available = memory::heap_available();
+        if need.saturating_add(margin) > available {
+            return Err(CreateError::HeapBudget {
+                need: need as u64,
+                available: available.saturating_sub(margin) as u64,
+            });
+        }
         let (boot, memory) = Self::load(index, config, archive, caps)?;
 
         let heap_before = memory::heap_free();
-        let platform = Platform::new(config, archive, tsc_hz).map_err(CreateError::Platform)?;
+        let platform =
+            Platform::new(config, archive, tsc_hz, disk_budget).map_err(CreateError::Platform)?;
         // Device state (RAM disks, queues, switch) lives on the heap.
         let device_bytes = heap_before.saturating_sub(memory::heap_free()) as u64;
+        let growth = platform.virtio.worst_case_bytes();
+        memory::reserve_heap(growth as usize, margin).map_err(|available| {
+            CreateError::HeapBudget {
+                need: growth,
+                available: available.saturating_sub(margin) as u64,
+            }
+        })?;
 
         let long_mode = matches!(boot.mode, EntryMode::Long64 { .. });
         let controls = setup::controls(caps, long_mode)
@@ -587,8 +635,9 @@ impl Vm {
         };
         let platform = &mut self.platform;
         let memory = &mut self.memory;
+        let console = &mut self.console;
         let result = vm::insn::emulate(&bytes[..n], mode, &mut regs, |access| {
-            platform.mmio(gpa, access, memory)
+            platform.mmio(gpa, access, memory, console)
         });
         match result {
             Ok(done) => {
@@ -720,10 +769,8 @@ impl Vm {
         self.vcpu.debug.restore();
     }
 
-    /// Saves what `switch_in` made live after the VM ran, and finishes its queued I/O so it
-    /// does not wait for the VM's next slice.
+    /// Saves what `switch_in` made live after the VM ran.
     fn switch_out(&mut self) {
-        self.platform.process_kicks(&mut self.memory);
         self.platform.save_msrs();
         self.fpu.save();
         self.vcpu.debug.save();
@@ -768,7 +815,11 @@ impl Vm {
             "vm {}: memory: released-pages={} faulted-in={}",
             self.name, self.memory.released, self.memory.faulted_in
         );
-        for line in self.platform.device_report() {
+        info!(
+            "vm {}: device work: rounds={} ticks={}",
+            self.name, self.platform.virtio.work.rounds, self.platform.virtio.work.ticks
+        );
+        for line in self.platform.virtio.report() {
             info!("vm {}: {line}", self.name);
         }
     }
@@ -828,8 +879,10 @@ impl Vm {
             }
             Action::Halt => {
                 advance(info.instruction_length);
-                // An idle vCPU is the moment to do the I/O it queued.
-                self.platform.process_kicks(&mut self.memory);
+                // An idle vCPU is the moment to do the I/O it queued (one bounded round; the
+                // scheduler continues the rest while the vCPU sleeps).
+                self.platform
+                    .device_work(&mut self.memory, &mut self.console);
                 self.vcpu.state = State::Halted;
                 false
             }
@@ -880,8 +933,9 @@ impl Vm {
         loop {
             let now = arch::rdtsc();
             crate::serial::pump_if_due(now);
-            if self.platform.kick_deadline().is_some_and(|d| now >= d) {
-                self.platform.process_kicks(&mut self.memory);
+            if self.platform.virtio.work_due().is_some_and(|d| now >= d) {
+                self.platform
+                    .device_work(&mut self.memory, &mut self.console);
             }
             self.platform.tick(now);
             self.inject_pending_interrupt();
@@ -890,7 +944,7 @@ impl Vm {
                 // transmit interrupt would.
                 let slice_end = self
                     .slice_deadline()
-                    .min(self.platform.kick_deadline().unwrap_or(u64::MAX))
+                    .min(self.platform.virtio.work_due().unwrap_or(u64::MAX))
                     .min(crate::serial::next_pump().unwrap_or(u64::MAX));
                 // A guest may program its PIT for a 1-tick period; a floor on device deadlines
                 // (10 µs) keeps that from turning into an exit storm. Coalesced ticks are
@@ -1116,6 +1170,11 @@ pub fn run(
         // interrupt any more (every line masked, no timer) never wakes: its VM is stopped.
         let now = arch::rdtsc();
         for vm in vms.iter_mut().filter(|v| v.vcpu.state == State::Halted) {
+            // Device work a sleeping vCPU waits for: one bounded round per pass, counted for
+            // its VM, with the other VMs' slices in between.
+            if vm.platform.virtio.work_due().is_some_and(|d| now >= d) {
+                vm.platform.device_work(&mut vm.memory, &mut vm.console);
+            }
             vm.platform.tick(now);
             if vm.platform.pending_vector().is_some() || vm.vcpu.deferred_event.is_some() {
                 vm.vcpu.state = State::Runnable;
@@ -1171,5 +1230,12 @@ pub fn run(
             }
         }
     }
+    let (size, high_water) = memory::heap_size_and_high_water();
+    info!(
+        "heap: {} KiB, high-water {} KiB, reserved for guest-driven growth {} KiB",
+        size / 1024,
+        high_water / 1024,
+        memory::heap_reserved() / 1024
+    );
     (created, failed)
 }

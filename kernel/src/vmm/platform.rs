@@ -1,19 +1,17 @@
 //! A VM's platform as the exit handlers see it (docs/vm-platform.md): the legacy PC devices
 //! (8259A PICs, 8254 PIT, MC146818 RTC, 16550A UART on COM1) behind the port I/O bus, the
-//! CPUID and MSR policies, and the virtio-mmio devices in its physical map. The device models
-//! and policies live in the host-tested `vm` crate; this module only connects them to the
-//! VMCS and guest memory.
+//! CPUID and MSR policies, and its virtio-mmio devices (`virtio_devices`). The device models
+//! and policies live in the host-tested `vm` and `virtio` crates; this module only connects
+//! them to the VMCS and guest memory.
 
 use super::guest_memory::GuestMemory;
+use super::virtio_devices::{IrqMask, VirtioDevices};
 use super::Console;
 use crate::arch;
-use alloc::boxed::Box;
-use alloc::format;
 use alloc::string::String;
-use alloc::vec::Vec;
 use hypercall::cpuid as hv;
 use vm::archive::Archive;
-use vm::config::{DeviceConfig, DiskSource, VmConfig};
+use vm::config::VmConfig;
 use vm::cpuid::{CpuidConfig, CpuidPolicy, HypervisorLeaves, VcpuCpuidState};
 use vm::devices::{LegacyPlatform, PlatformConfig};
 use vm::insn::MmioAccess;
@@ -21,59 +19,20 @@ use vm::io::AccessSize;
 use vm::msr::{MsrAction, MsrConfig, MsrContext, MsrPolicy, MsrState};
 use vmx::msr::Msr;
 
-/// A virtio device behind the MMIO transport.
-enum Device {
-    Blk(virtio::MmioTransport<virtio::BlockDevice<virtio::RamDisk>>),
-    Net(virtio::MmioTransport<virtio::NetDevice>),
-}
-
-impl core::fmt::Debug for Device {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
-            Device::Blk(_) => "virtio-blk",
-            Device::Net(_) => "virtio-net",
-        })
-    }
-}
-
-#[derive(Debug)]
-struct MmioRegion {
-    base: u64,
-    irq: u8,
-    device: Box<Device>,
-}
-
-/// The gateway port on every VM's virtual switch (docs/vm-platform.md): it answers ARP and
-/// ICMP echo, so a single guest can test its network.
-pub const GATEWAY_IP: [u8; 4] = [192, 0, 2, 1];
-pub const GATEWAY_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
-
-/// A VM's virtual network: a learning switch between its virtio-net devices and the gateway.
-struct Network {
-    switch: virtio::Switch,
-    gateway: virtio::Gateway,
-}
-
 /// The VM's devices and policies.
 pub struct Platform {
     legacy: LegacyPlatform,
-    network: Option<Network>,
-    /// When kicked virtio queues must be processed at the latest (TSC), if any are pending.
-    kick_deadline: Option<u64>,
-    /// How long a kick may wait for more requests to join its batch: 100 µs (the vCPU
-    /// halting ends the wait earlier).
-    kick_delay: u64,
+    pub virtio: VirtioDevices,
     cpuid: CpuidPolicy,
     msr: MsrPolicy,
     pub msr_state: MsrState,
-    mmio: Vec<MmioRegion>,
     tsc_aux: bool,
 }
 
 impl core::fmt::Debug for Platform {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Platform")
-            .field("mmio", &self.mmio)
+            .field("virtio", &self.virtio)
             .finish()
     }
 }
@@ -110,50 +69,13 @@ fn hypervisor_leaves() -> [(u32, [u32; 4]); 1] {
 }
 
 impl Platform {
-    pub fn new(config: &VmConfig, archive: &Archive<'static>, tsc_hz: u64) -> Result<Self, String> {
-        let mut mmio = Vec::new();
-        for (i, dev) in config.devices.iter().enumerate() {
-            let (base, irq) = VmConfig::device_window(i);
-            let device = match dev {
-                DeviceConfig::VirtioBlk { source, read_only } => {
-                    let disk = match source {
-                        DiskSource::Empty { size } => {
-                            // Keep a quarter of the heap for everything else.
-                            let room = crate::memory::heap_free() / 4 * 3;
-                            if *size as usize > room {
-                                return Err(format!(
-                                    "a {} MiB RAM disk does not fit in the hypervisor heap ({} MiB free); use a smaller \
-                                     `virtio-blk = size:...` or give the machine more memory",
-                                    size >> 20,
-                                    room >> 20
-                                ));
-                            }
-                            virtio::RamDisk::new(*size as usize)
-                        }
-                        // Copy-on-write over the archive entry: only written blocks use the heap.
-                        DiskSource::Image(name) => {
-                            virtio::RamDisk::from_static(archive.get(name).ok_or_else(|| {
-                                format!("the boot archive has no disk image {name:?}")
-                            })?)
-                        }
-                    };
-                    let mut t = virtio::MmioTransport::new(virtio::BlockDevice::new(
-                        disk.read_only(*read_only),
-                    ));
-                    // Asynchronous-backend behaviour: batch the requests behind one kick.
-                    t.set_deferred_notify(true);
-                    Device::Blk(t)
-                }
-                DeviceConfig::VirtioNet { mac } => {
-                    Device::Net(virtio::MmioTransport::new(virtio::NetDevice::new(*mac)))
-                }
-            };
-            mmio.push(MmioRegion {
-                base,
-                irq,
-                device: Box::new(device),
-            });
-        }
+    pub fn new(
+        config: &VmConfig,
+        archive: &Archive<'static>,
+        tsc_hz: u64,
+        disk_budget: Option<u64>,
+    ) -> Result<Self, String> {
+        let virtio = VirtioDevices::new(config, archive, tsc_hz, disk_budget)?;
         let mut pc = PlatformConfig::new(tsc_hz);
         pc.boot_tsc = arch::rdtsc();
         pc.ram_bytes = config.memory;
@@ -171,23 +93,12 @@ impl Platform {
         let cpuid = CpuidPolicy::from_host(arch::cpuid, &cc);
         let msr = MsrPolicy::new(MsrConfig::new(tsc_hz));
         let msr_state = MsrState::new(&msr, true);
-        let has_net = config
-            .devices
-            .iter()
-            .any(|d| matches!(d, DeviceConfig::VirtioNet { .. }));
-        let network = has_net.then(|| Network {
-            switch: virtio::Switch::new(64),
-            gateway: virtio::Gateway::new(GATEWAY_MAC, GATEWAY_IP),
-        });
         Ok(Platform {
             legacy,
-            network,
-            kick_deadline: None,
-            kick_delay: tsc_hz / 10_000,
+            virtio,
             cpuid,
             msr,
             msr_state,
-            mmio,
             tsc_aux: arch::has_tsc_aux(),
         })
     }
@@ -231,8 +142,8 @@ impl Platform {
     /// unmasked.
     pub fn can_wake(&self) -> bool {
         self.legacy.can_interrupt()
-            || (self.kick_deadline.is_some()
-                && self.mmio.iter().any(|r| self.legacy.irq_unmasked(r.irq)))
+            || (self.virtio.work_due().is_some()
+                && self.virtio.irqs().any(|irq| self.legacy.irq_unmasked(irq)))
     }
 
     /// Ports nobody claims, accessed so far.
@@ -266,154 +177,34 @@ impl Platform {
     }
 
     pub fn is_mmio(&self, gpa: u64) -> bool {
-        self.mmio
-            .iter()
-            .any(|r| (r.base..r.base + vm::config::MMIO_STRIDE).contains(&gpa))
+        self.virtio.is_mmio(gpa)
     }
 
-    /// One MMIO access against the region's device; a completion interrupt is raised on the
-    /// device's IRQ line as an edge (virtio 1.2 §4.2.3.4 over the 8259A).
-    pub fn mmio(&mut self, gpa: u64, access: MmioAccess, memory: &mut GuestMemory) -> u64 {
-        let Some(region) = self
-            .mmio
-            .iter_mut()
-            .find(|r| (r.base..r.base + vm::config::MMIO_STRIDE).contains(&gpa))
-        else {
-            return u64::MAX;
-        };
-        let offset = gpa - region.base;
-        let (value, interrupt) = match (access, &mut *region.device) {
-            (MmioAccess::Read { size }, Device::Blk(t)) => (t.read(offset, size), false),
-            (MmioAccess::Read { size }, Device::Net(t)) => (t.read(offset, size), false),
-            (MmioAccess::Write { size, value }, Device::Blk(t)) => {
-                (0, t.write(offset, size, value, memory).interrupt)
-            }
-            (MmioAccess::Write { size, value }, Device::Net(t)) => {
-                (0, t.write(offset, size, value, memory).interrupt)
-            }
-        };
-        let is_net = matches!(&*region.device, Device::Net(_));
-        let kicked = matches!(&*region.device, Device::Blk(t) if t.has_kicks());
-        let irq = region.irq;
-        if interrupt {
-            self.pulse(irq);
-        }
-        if is_net && matches!(access, MmioAccess::Write { .. }) {
-            self.pump_network(memory);
-        }
-        if kicked && self.kick_deadline.is_none() {
-            self.kick_deadline = Some(arch::rdtsc() + self.kick_delay);
-        }
+    /// One MMIO access against a virtio device; its completion interrupts are raised.
+    pub fn mmio(
+        &mut self,
+        gpa: u64,
+        access: MmioAccess,
+        memory: &mut GuestMemory,
+        console: &mut Console,
+    ) -> u64 {
+        let (value, raise) = self.virtio.access(gpa, access, memory, console);
+        self.raise(raise);
         value
     }
 
-    /// When the deferred virtio work must be done at the latest.
-    pub fn kick_deadline(&self) -> Option<u64> {
-        self.kick_deadline
+    /// One bounded round of queued virtio work (the deadline passed, or the vCPU halted);
+    /// leftover work stays due.
+    pub fn device_work(&mut self, memory: &mut GuestMemory, console: &mut Console) {
+        let raise = self.virtio.do_work(memory, console);
+        self.raise(raise);
     }
 
-    /// Processes every kicked virtio queue now (the vCPU halted, or the deadline passed) and
-    /// raises the devices' IRQs once per batch.
-    pub fn process_kicks(&mut self, memory: &mut GuestMemory) {
-        if self.kick_deadline.take().is_none() {
-            return;
-        }
-        let mut raise: Vec<u8> = Vec::new();
-        for r in self.mmio.iter_mut() {
-            if let Device::Blk(t) = &mut *r.device {
-                // Each call is bounded (virtio::MAX_REQUESTS_PER_CALL / MAX_BYTES_PER_CALL);
-                // until the scheduler continues leftover work in the VM's next slice, finish
-                // it here as before. Terminates: every call with work left makes progress.
-                let mut interrupt = false;
-                loop {
-                    let e = t.process_kicks(memory);
-                    interrupt |= e.interrupt;
-                    if !e.more {
-                        break;
-                    }
-                }
-                if interrupt {
-                    raise.push(r.irq);
-                }
-            }
-        }
-        for irq in raise {
-            self.pulse(irq);
-        }
-    }
-
-    /// One line per virtio device: its counters (printed when the VM stops).
-    pub fn device_report(&self) -> Vec<String> {
-        self.mmio
-            .iter()
-            .map(|r| {
-                let (kind, s, problem) = match &*r.device {
-                    Device::Blk(t) => ("virtio-blk", t.stats(), t.error().map(|e| format!("{e}"))),
-                    Device::Net(t) => ("virtio-net", t.stats(), t.error().map(|e| format!("{e}"))),
-                };
-                format!(
-                    "{kind} at {:#x} irq {}: requests={} bytes-read={} bytes-written={} notifications={} interrupts={} errors={} dropped={} bad-accesses={}{}",
-                    r.base,
-                    r.irq,
-                    s.requests,
-                    s.bytes_read,
-                    s.bytes_written,
-                    s.notifications,
-                    s.interrupts,
-                    s.errors,
-                    s.dropped,
-                    s.bad_accesses,
-                    problem.map(|p| format!(" (needs reset: {p})")).unwrap_or_default()
-                )
-            })
-            .collect()
-    }
-
-    /// An edge on a device IRQ line of the 8259A.
-    fn pulse(&mut self, irq: u8) {
-        self.legacy.set_irq(irq, true);
-        self.legacy.set_irq(irq, false);
-    }
-
-    /// Moves frames through the VM's switch (guest TX → gateway → guest RX) and lets each
-    /// net device fill RX buffers, raising its IRQ when the driver wants to know.
-    fn pump_network(&mut self, memory: &mut GuestMemory) {
-        let Some(net) = self.network.as_mut() else {
-            return;
-        };
-        let mut raise: Vec<u8> = Vec::new();
-        // Switch pumps and device polls are bounded per call (virtio::switch::MAX_FRAMES_PER_PUMP,
-        // virtio::MAX_REQUESTS_PER_CALL); until the scheduler continues leftover work in the
-        // VM's next slice, repeat them here until nothing is left, as before. Terminates: every
-        // call with work left makes progress, and the guest does not run meanwhile.
-        loop {
-            {
-                let mut ports: Vec<&mut dyn virtio::NetPort> = Vec::new();
-                for r in self.mmio.iter_mut() {
-                    if let Device::Net(t) = &mut *r.device {
-                        ports.push(t.device_mut());
-                    }
-                }
-                ports.push(&mut net.gateway);
-                while net.switch.pump(&mut ports).more {}
-            }
-            let mut more = false;
-            for r in self.mmio.iter_mut() {
-                if let Device::Net(t) = &mut *r.device {
-                    let e = t.poll(memory);
-                    if e.interrupt && !raise.contains(&r.irq) {
-                        raise.push(r.irq);
-                    }
-                    // TX processed by this poll must reach the switch before the next one.
-                    more |= e.more || virtio::NetPort::has_frame(t.device());
-                }
-            }
-            if !more {
-                break;
-            }
-        }
-        for irq in raise {
-            self.pulse(irq);
+    /// Edges on device IRQ lines of the 8259A.
+    fn raise(&mut self, lines: IrqMask) {
+        for irq in lines.lines() {
+            self.legacy.set_irq(irq, true);
+            self.legacy.set_irq(irq, false);
         }
     }
 

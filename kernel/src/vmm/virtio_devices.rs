@@ -1,0 +1,449 @@
+//! A VM's virtio-mmio devices (docs/vm-platform.md): block, network and console devices in
+//! the MMIO window, the VM's virtual switch with its gateway port, and the device work they
+//! queue. The device models live in the host-tested `virtio` crate; this module places them
+//! in the VM's physical map and schedules their work.
+//!
+//! Device work is bounded (docs/architecture.md, "Budgets and bounded work"): every call into
+//! a device does at most `virtio::MAX_REQUESTS_PER_CALL` requests and `MAX_BYTES_PER_CALL`
+//! bytes, the switch moves at most `virtio::switch::MAX_FRAMES_PER_PUMP` frames, and what is
+//! left waits for the VM's next run-loop iteration ([`VirtioDevices::work_due`]); nothing is
+//! allocated per access or per frame. The time spent is counted for the VM that caused it.
+
+use super::guest_memory::GuestMemory;
+use super::Console;
+use crate::arch;
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use vm::archive::Archive;
+use vm::config::{DeviceConfig, DiskSource, VmConfig, MAX_DEVICES};
+use vm::insn::MmioAccess;
+
+/// Bytes a virtio-console device buffers from the guest before the VM's console takes them.
+const CONSOLE_RING_BYTES: usize = 4096;
+
+/// A virtio device behind the MMIO transport.
+enum Device {
+    Blk(virtio::MmioTransport<virtio::BlockDevice<virtio::RamDisk>>),
+    Net(virtio::MmioTransport<virtio::NetDevice>),
+    Console(virtio::MmioTransport<virtio::ConsoleDevice<virtio::ByteRing>>),
+}
+
+impl Device {
+    fn name(&self) -> &'static str {
+        match self {
+            Device::Blk(_) => "virtio-blk",
+            Device::Net(_) => "virtio-net",
+            Device::Console(_) => "virtio-console",
+        }
+    }
+}
+
+impl core::fmt::Debug for Device {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug)]
+struct MmioRegion {
+    base: u64,
+    irq: u8,
+    device: Box<Device>,
+}
+
+impl MmioRegion {
+    fn contains(&self, gpa: u64) -> bool {
+        (self.base..self.base + vm::config::MMIO_STRIDE).contains(&gpa)
+    }
+}
+
+/// The gateway port on every VM's virtual switch (docs/vm-platform.md): it answers ARP and
+/// ICMP echo, so a single guest can test its network.
+pub const GATEWAY_IP: [u8; 4] = [192, 0, 2, 1];
+pub const GATEWAY_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
+
+/// A VM's virtual network: a learning switch between its virtio-net devices and the gateway.
+struct Network {
+    switch: virtio::Switch,
+    gateway: virtio::Gateway,
+}
+
+/// The switch's view of one VM's ports: its virtio-net devices, then the gateway (no list is
+/// built per call).
+struct VmPorts<'a> {
+    regions: &'a mut [MmioRegion],
+    nets: &'a [usize],
+    gateway: &'a mut virtio::Gateway,
+}
+
+impl virtio::PortSet for VmPorts<'_> {
+    fn len(&self) -> usize {
+        self.nets.len() + 1
+    }
+    fn port(&mut self, i: usize) -> Option<&mut dyn virtio::NetPort> {
+        if i == self.nets.len() {
+            return Some(self.gateway);
+        }
+        match &mut *self.regions.get_mut(*self.nets.get(i)?)?.device {
+            Device::Net(t) => Some(t.device_mut()),
+            _ => None,
+        }
+    }
+    fn port_ref(&self, i: usize) -> Option<&dyn virtio::NetPort> {
+        if i == self.nets.len() {
+            return Some(&*self.gateway);
+        }
+        match &*self.regions.get(*self.nets.get(i)?)?.device {
+            Device::Net(t) => Some(t.device()),
+            _ => None,
+        }
+    }
+}
+
+/// IRQ lines to raise after device work, as a bitmask of ISA lines (no allocation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IrqMask(pub u16);
+
+impl IrqMask {
+    fn add(&mut self, irq: u8) {
+        self.0 |= 1 << irq;
+    }
+    /// The lines, ascending.
+    pub fn lines(self) -> impl Iterator<Item = u8> {
+        (0..16u8).filter(move |i| self.0 & (1 << i) != 0)
+    }
+}
+
+/// Device work done for a VM: how many bounded rounds and the TSC ticks they took (reported
+/// with the VM's exit statistics).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WorkStats {
+    pub rounds: u64,
+    pub ticks: u64,
+}
+
+/// A VM's virtio devices.
+pub struct VirtioDevices {
+    regions: Vec<MmioRegion>,
+    /// Indices of the virtio-net regions, in order.
+    nets: Vec<usize>,
+    network: Option<Network>,
+    /// When queued device work must run at the latest (TSC), if any waits.
+    work_due: Option<u64>,
+    /// How long a kick may wait for more requests to join its batch: 100 µs (the vCPU
+    /// halting ends the wait earlier).
+    kick_delay: u64,
+    pub work: WorkStats,
+}
+
+impl core::fmt::Debug for VirtioDevices {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("VirtioDevices")
+            .field("regions", &self.regions)
+            .finish()
+    }
+}
+
+impl VirtioDevices {
+    /// Creates the configured devices. A copy-on-write disk over an archive image gets an
+    /// overlay budget of `disk_budget` bytes (its whole worst case when `None`).
+    pub fn new(
+        config: &VmConfig,
+        archive: &Archive<'static>,
+        tsc_hz: u64,
+        disk_budget: Option<u64>,
+    ) -> Result<Self, String> {
+        let mut regions = Vec::new();
+        let mut nets = Vec::new();
+        regions
+            .try_reserve_exact(config.devices.len().min(MAX_DEVICES))
+            .map_err(|_| String::from("no hypervisor heap for the device list"))?;
+        for (i, dev) in config.devices.iter().enumerate() {
+            let (base, irq) = VmConfig::device_window(i);
+            let device = match dev {
+                DeviceConfig::VirtioBlk { source, read_only } => {
+                    let disk = match source {
+                        DiskSource::Empty { size } => virtio::RamDisk::try_new(*size as usize)
+                            .map_err(|e| {
+                                format!(
+                                    "a {} MiB RAM disk does not fit in the hypervisor heap ({e}); use a smaller \
+                                     `virtio-blk` size or give the machine more memory",
+                                    size >> 20
+                                )
+                            })?,
+                        // Copy-on-write over the archive entry: only written blocks use the heap,
+                        // at most `disk_budget` bytes of them.
+                        DiskSource::Image(name) => {
+                            let image = archive.get(name).ok_or_else(|| {
+                                format!("the boot archive has no disk image {name:?}")
+                            })?;
+                            let budget = disk_budget.unwrap_or_else(|| {
+                                virtio::ramdisk::full_overlay_bytes(image.len() as u64)
+                            });
+                            virtio::RamDisk::from_static_with_budget(image, budget)
+                        }
+                    };
+                    let mut t = virtio::MmioTransport::new(virtio::BlockDevice::new(
+                        disk.read_only(*read_only),
+                    ));
+                    // Asynchronous-backend behaviour: batch the requests behind one kick.
+                    t.set_deferred_notify(true);
+                    Device::Blk(t)
+                }
+                DeviceConfig::VirtioNet { mac } => {
+                    nets.push(regions.len());
+                    Device::Net(virtio::MmioTransport::new(virtio::NetDevice::new(*mac)))
+                }
+                DeviceConfig::VirtioConsole => Device::Console(virtio::MmioTransport::new(
+                    virtio::ConsoleDevice::new(virtio::ByteRing::new(CONSOLE_RING_BYTES)),
+                )),
+            };
+            regions.push(MmioRegion {
+                base,
+                irq,
+                device: Box::new(device),
+            });
+        }
+        let network = (!nets.is_empty()).then(|| Network {
+            switch: virtio::Switch::new(64),
+            gateway: virtio::Gateway::new(GATEWAY_MAC, GATEWAY_IP),
+        });
+        Ok(VirtioDevices {
+            regions,
+            nets,
+            network,
+            work_due: None,
+            kick_delay: tsc_hz / 10_000,
+            work: WorkStats::default(),
+        })
+    }
+
+    /// Heap bytes creating `config`'s devices takes, and their worst case after that, from
+    /// the configuration alone (checked against the free heap before anything is allocated).
+    /// The creation part is an upper estimate: queues, frame rings and bookkeeping of each
+    /// device plus its RAM disk; the growth part is each copy-on-write disk's overlay budget.
+    pub fn heap_estimate(
+        config: &VmConfig,
+        archive: &Archive<'static>,
+        disk_budget: Option<u64>,
+    ) -> (u64, u64) {
+        /// Transport, queues, request buffers and boxing of one device, rounded up.
+        const PER_DEVICE: u64 = 32 * 1024;
+        let mut create = 0u64;
+        let mut growth = 0u64;
+        let mut nets = 0;
+        for dev in &config.devices {
+            create += PER_DEVICE;
+            match dev {
+                DeviceConfig::VirtioBlk {
+                    source: DiskSource::Empty { size },
+                    ..
+                } => create += size,
+                DeviceConfig::VirtioBlk {
+                    source: DiskSource::Image(name),
+                    ..
+                } => {
+                    let len = archive.get(name).map_or(0, |i| i.len() as u64);
+                    let full = virtio::ramdisk::full_overlay_bytes(len);
+                    growth += disk_budget.map_or(full, |b| b.min(full));
+                }
+                DeviceConfig::VirtioNet { .. } => {
+                    nets += 1;
+                    // RX and TX backlogs of full-size frames.
+                    create += 2 * virtio::FrameRing::heap_bytes(64) as u64;
+                }
+                DeviceConfig::VirtioConsole => {
+                    create += (virtio::ConsoleDevice::<virtio::ByteRing>::heap_bytes()
+                        + CONSOLE_RING_BYTES) as u64;
+                }
+            }
+        }
+        if nets > 0 {
+            create += (virtio::Switch::heap_bytes(64) + virtio::Gateway::heap_bytes()) as u64;
+        }
+        (create, growth)
+    }
+
+    /// Heap bytes the devices may still allocate because of the guest (copy-on-write disk
+    /// overlays); the VM reserves them when it is created.
+    pub fn worst_case_bytes(&self) -> u64 {
+        self.regions
+            .iter()
+            .map(|r| match &*r.device {
+                Device::Blk(t) => t.worst_case_bytes(),
+                Device::Net(t) => t.worst_case_bytes(),
+                Device::Console(t) => t.worst_case_bytes(),
+            })
+            .sum()
+    }
+
+    /// The IRQ lines of the devices.
+    pub fn irqs(&self) -> impl Iterator<Item = u8> + '_ {
+        self.regions.iter().map(|r| r.irq)
+    }
+
+    pub fn is_mmio(&self, gpa: u64) -> bool {
+        self.regions.iter().any(|r| r.contains(gpa))
+    }
+
+    /// When queued device work must run at the latest, if any waits.
+    pub fn work_due(&self) -> Option<u64> {
+        self.work_due
+    }
+
+    /// One MMIO access; returns the value read and the IRQs to raise as edges (virtio 1.2
+    /// §4.2.3.4 over the 8259A).
+    pub fn access(
+        &mut self,
+        gpa: u64,
+        access: MmioAccess,
+        memory: &mut GuestMemory,
+        console: &mut Console,
+    ) -> (u64, IrqMask) {
+        let mut raise = IrqMask::default();
+        let Some(region) = self.regions.iter_mut().find(|r| r.contains(gpa)) else {
+            return (u64::MAX, raise);
+        };
+        let offset = gpa - region.base;
+        let (value, effect) = match (access, &mut *region.device) {
+            (MmioAccess::Read { size }, Device::Blk(t)) => (t.read(offset, size), None),
+            (MmioAccess::Read { size }, Device::Net(t)) => (t.read(offset, size), None),
+            (MmioAccess::Read { size }, Device::Console(t)) => (t.read(offset, size), None),
+            (MmioAccess::Write { size, value }, Device::Blk(t)) => {
+                (0, Some(t.write(offset, size, value, memory)))
+            }
+            (MmioAccess::Write { size, value }, Device::Net(t)) => {
+                (0, Some(t.write(offset, size, value, memory)))
+            }
+            (MmioAccess::Write { size, value }, Device::Console(t)) => {
+                let e = t.write(offset, size, value, memory);
+                drain_console_device(t, console);
+                (0, Some(e))
+            }
+        };
+        let is_net = matches!(&*region.device, Device::Net(_));
+        let irq = region.irq;
+        if let Some(e) = effect {
+            if e.interrupt {
+                raise.add(irq);
+            }
+            if e.more {
+                // Deferred kicks batch for up to 100 µs; leftover work runs next iteration.
+                let due = arch::rdtsc() + self.kick_delay;
+                self.work_due = Some(self.work_due.map_or(due, |d| d.min(due)));
+            }
+            if is_net && self.pump_network(memory, &mut raise) {
+                self.work_due = Some(arch::rdtsc());
+            }
+        }
+        (value, raise)
+    }
+
+    /// One bounded round of queued device work: every device with work left gets one call,
+    /// the switch one pump. Leftover work stays due (now), so it continues at the VM's next
+    /// run-loop iteration, with the guest running in between. Returns the IRQs to raise.
+    pub fn do_work(&mut self, memory: &mut GuestMemory, console: &mut Console) -> IrqMask {
+        let mut raise = IrqMask::default();
+        if self.work_due.take().is_none() {
+            return raise;
+        }
+        let start = arch::rdtsc();
+        let mut more = false;
+        for r in self.regions.iter_mut() {
+            let e = match &mut *r.device {
+                Device::Blk(t) if t.has_kicks() => t.process_kicks(memory),
+                Device::Console(t) if t.has_kicks() => {
+                    let e = t.process_kicks(memory);
+                    drain_console_device(t, console);
+                    e
+                }
+                _ => continue,
+            };
+            if e.interrupt {
+                raise.add(r.irq);
+            }
+            more |= e.more;
+        }
+        more |= self.pump_network(memory, &mut raise);
+        let end = arch::rdtsc();
+        if more {
+            self.work_due = Some(end);
+        }
+        self.work.rounds += 1;
+        self.work.ticks += end - start;
+        raise
+    }
+
+    /// One bounded round of the VM's network: the switch moves frames between the guest
+    /// devices and the gateway, then each net device fills RX buffers and takes TX from the
+    /// rings. Returns whether work is left.
+    fn pump_network(&mut self, memory: &mut GuestMemory, raise: &mut IrqMask) -> bool {
+        let Some(net) = self.network.as_mut() else {
+            return false;
+        };
+        let out = net.switch.pump_set(&mut VmPorts {
+            regions: &mut self.regions,
+            nets: &self.nets,
+            gateway: &mut net.gateway,
+        });
+        let mut more = out.more;
+        for &i in &self.nets {
+            let region = &mut self.regions[i];
+            if let Device::Net(t) = &mut *region.device {
+                let e = t.poll(memory);
+                if e.interrupt {
+                    raise.add(region.irq);
+                }
+                // TX taken by this poll must reach the switch in the next round.
+                more |= e.more || virtio::NetPort::has_frame(t.device());
+            }
+        }
+        more
+    }
+
+    /// One line per device: its counters (printed when the VM stops).
+    pub fn report(&self) -> Vec<String> {
+        self.regions
+            .iter()
+            .map(|r| {
+                let (s, problem) = match &*r.device {
+                    Device::Blk(t) => (t.stats(), t.error()),
+                    Device::Net(t) => (t.stats(), t.error()),
+                    Device::Console(t) => (t.stats(), t.error()),
+                };
+                format!(
+                    "{} at {:#x} irq {}: requests={} bytes-read={} bytes-written={} notifications={} interrupts={} errors={} dropped={} budget-exceeded={} bad-accesses={}{}",
+                    r.device.name(),
+                    r.base,
+                    r.irq,
+                    s.requests,
+                    s.bytes_read,
+                    s.bytes_written,
+                    s.notifications,
+                    s.interrupts,
+                    s.errors,
+                    s.dropped,
+                    s.budget_exceeded,
+                    s.bad_accesses,
+                    problem
+                        .map(|p| format!(" (needs reset: {p})"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+}
+
+/// Moves what a virtio-console device took from the guest into the VM's console (line
+/// discipline, rate limit).
+fn drain_console_device(
+    t: &mut virtio::MmioTransport<virtio::ConsoleDevice<virtio::ByteRing>>,
+    console: &mut Console,
+) {
+    t.device_mut().sink_mut().drain(usize::MAX, |bytes| {
+        console.write(bytes);
+        bytes.len()
+    });
+}
