@@ -162,7 +162,7 @@ impl LegacyPlatform {
     /// `in` of `size` from `port` at TSC time `now_tsc`: returns the value for the low
     /// `size` bytes of EAX (the upper bytes are zero).
     pub fn io_read(&mut self, port: u16, size: AccessSize, now_tsc: u64) -> u32 {
-        self.tick(now_tsc);
+        self.tick_if_observed(port, size, now_tsc);
         if !self.touches_builtin(port, size) {
             let mut ctx = IoContext::new(now_tsc, &mut self.pic, &mut self.console);
             return self.bus.read(port, size, &mut ctx);
@@ -185,7 +185,7 @@ impl LegacyPlatform {
 
     /// `out` of the low `size` bytes of `value` to `port` at TSC time `now_tsc`.
     pub fn io_write(&mut self, port: u16, size: AccessSize, value: u32, now_tsc: u64) {
-        self.tick(now_tsc);
+        self.tick_if_observed(port, size, now_tsc);
         if !self.touches_builtin(port, size) {
             let mut ctx = IoContext::new(now_tsc, &mut self.pic, &mut self.console);
             self.bus.write(port, size, value, &mut ctx);
@@ -202,6 +202,19 @@ impl LegacyPlatform {
                         .write(p, AccessSize::Byte, u32::from(byte), &mut ctx);
                 }
             }
+        }
+    }
+
+    /// Brings the PIT up to `now_tsc` before an access that can observe it: the PIT itself, its
+    /// port B, and the PIC (whose IRR and ISR the PIT's IRQ0 changes). The VMM ticks before every
+    /// VM entry anyway, so other ports (the UART on every console byte) skip the arithmetic.
+    fn tick_if_observed(&mut self, port: u16, size: AccessSize, now_tsc: u64) {
+        let observes = (0..u16::from(size.bytes())).any(|i| {
+            let p = port.wrapping_add(i);
+            Pit::claims(p) || Pic::claims(p)
+        });
+        if observes {
+            self.tick(now_tsc);
         }
     }
 

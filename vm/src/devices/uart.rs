@@ -79,6 +79,9 @@ pub struct Uart {
     msr_delta: u8,
     rx: VecDeque<u8>,
     tx_bytes: u64,
+    /// The level last driven on the IRQ line: the PIC is told only of changes (its priority
+    /// resolution is the costly part of a console byte).
+    line: bool,
 }
 
 impl Uart {
@@ -100,6 +103,7 @@ impl Uart {
             msr_delta: 0,
             rx: VecDeque::with_capacity(RX_CAPACITY),
             tx_bytes: 0,
+            line: false,
         }
     }
 
@@ -169,8 +173,12 @@ impl Uart {
         self.source().is_some() && self.mcr & MCR_OUT2 != 0 && !self.loopback()
     }
 
-    fn update_irq(&self, ctx: &mut IoContext<'_>) {
-        ctx.set_irq(self.irq, self.irq_level());
+    fn update_irq(&mut self, ctx: &mut IoContext<'_>) {
+        let level = self.irq_level();
+        if level != self.line {
+            self.line = level;
+            ctx.set_irq(self.irq, level);
+        }
     }
 
     fn push_rx(&mut self, byte: u8) -> bool {

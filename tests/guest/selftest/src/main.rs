@@ -22,6 +22,8 @@ guest_rt::entry!(main);
 const UNCLAIMED_PORT: u16 = 0x2F0;
 /// The UART's scratch register (harmless to write).
 const UART_SCRATCH: u16 = 0x3FF;
+/// COM1's transmit holding register.
+const UART_THR: u16 = 0x3F8;
 /// Not an architectural MSR and outside the hypervisor range 0x4000_0000..0x4000_00FF.
 const UNKNOWN_MSR: u32 = 0x2F0;
 /// The virtio-mmio region the hypervisor maps for selftest VMs.
@@ -438,6 +440,47 @@ fn bench(name: &str, per: u64, mut op: impl FnMut()) {
     );
 }
 
+/// The (count, ticks) of the I/O-instruction entry of this VM's exit statistics.
+fn io_exit_stats() -> Option<(u64, u64)> {
+    let mut buf = StatsBuf([0; 4096]);
+    let n = hv::exit_stats(&mut buf.0).ok()? as usize;
+    let b = buf.0.get(..n)?;
+    let (count, entry_size, header_size) = (rd32(b, 4), rd32(b, 8), rd32(b, 12));
+    (0..count as usize)
+        .map(|i| header_size as usize + i * entry_size as usize)
+        .find(|&e| rd32(b, e) == hv::EXIT_IO)
+        .map(|e| (rd64(b, e + 8), rd64(b, e + 16)))
+}
+
+/// `BENCH console-byte`: bytes written straight to COM1's THR (no LSR polling), 64 lines of
+/// 32 bytes. `median`/`min` are the guest-side round trip per byte; `handler` is the
+/// hypervisor's own handling time per I/O exit over the run (EXIT_STATS ticks delta / count
+/// delta), the figure the console path is judged by.
+fn bench_console_byte() {
+    const LINE: &[u8] = b"console bench 0123456789abcdef\r\n";
+    let before = io_exit_stats();
+    let mut samples = [0u64; BENCH_N];
+    for s in samples.iter_mut() {
+        let t0 = cpu::rdtsc();
+        for &b in LINE {
+            cpu::outb(UART_THR, b);
+        }
+        *s = cpu::rdtsc().wrapping_sub(t0) / LINE.len() as u64;
+    }
+    let after = io_exit_stats();
+    samples.sort_unstable();
+    let handler = match (before, after) {
+        (Some((c0, t0)), Some((c1, t1))) if c1 > c0 => (t1 - t0) / (c1 - c0),
+        _ => 0,
+    };
+    say!(
+        "BENCH console-byte median={} min={} handler={handler} n={}",
+        samples[BENCH_N / 2],
+        samples[0],
+        BENCH_N * LINE.len()
+    );
+}
+
 fn bench_multicall<const N: usize>(name: &str) {
     let mut batch = [Entry::new(hv::NOP, 0, 0); N];
     bench(name, N as u64, || {
@@ -459,6 +502,7 @@ fn benchmarks() {
         let _ = cpu::inb(UNCLAIMED_PORT);
     });
     bench("pio-out", 1, || cpu::outb(UART_SCRATCH, 0x5A));
+    bench_console_byte();
     bench("mmio-read", 1, || {
         // SAFETY: MagicValue is a read-only register of the mapped virtio region.
         let _ = unsafe { cpu::mmio_read32(VIRTIO_MMIO) };
