@@ -98,14 +98,96 @@ pub fn kernel_path() -> PathBuf {
     workspace_root().join("target/x86_64-unknown-none/release/bulkhead")
 }
 
-/// Packs every regular file of `dir` (not recursive) into a boot archive
-/// (`vm::archive`); the directory must contain `bulkhead.conf`, which is parsed first so a
-/// mistake is reported here, on the host, with its line number.
-pub fn pack_bundle(dir: &Path) -> Result<Vec<u8>, BootError> {
-    let conf = dir.join("bulkhead.conf");
+/// Reads and checks `bulkhead.toml` of a bundle directory. A bundle that still has the old
+/// `bulkhead.conf` is refused with the command that converts it.
+pub fn bundle_config(dir: &Path) -> Result<vm::config::Config, BootError> {
+    let conf = dir.join(vm::config::FILE_NAME);
+    let old = dir.join(vm::config::OLD_FILE_NAME);
+    if old.exists() {
+        return Err(BootError::Bundle(if conf.exists() {
+            format!(
+                "{} has both bulkhead.toml and the old bulkhead.conf: delete {}",
+                dir.display(),
+                old.display()
+            )
+        } else {
+            format!(
+                "{} is in the old format, which Bulkhead no longer reads: convert it with \
+                 `bulkhead-boot config convert {} -o {}`, check the result, then delete \
+                 bulkhead.conf",
+                old.display(),
+                old.display(),
+                conf.display()
+            )
+        }));
+    }
+    if !conf.is_file() {
+        return Err(BootError::Bundle(format!(
+            "{} has no bulkhead.toml: write one (docs/configuration.md)",
+            dir.display()
+        )));
+    }
     let text = std::fs::read(&conf).map_err(io("cannot read", &conf))?;
     vm::config::Config::parse(&text)
-        .map_err(|e| BootError::Bundle(format!("{}: {e}", conf.display())))?;
+        .map_err(|e| BootError::Bundle(e.located(&conf.display().to_string()).to_string()))
+}
+
+/// Checks a bundle directory as `build --bundle` does, without packing it.
+pub fn check_bundle(dir: &Path) -> Result<vm::config::Config, BootError> {
+    bundle_config(dir)
+}
+
+/// One line per VM: name, kind, memory, image and devices.
+pub fn summary(config: &vm::config::Config) -> Vec<String> {
+    use vm::config::{DeviceConfig, DiskSource};
+    let mut out = vec![format!(
+        "timeslice {} TSC ticks, {} VM(s)",
+        config.hypervisor.timeslice,
+        config.vms.len()
+    )];
+    for v in &config.vms {
+        let devices: Vec<String> = v
+            .devices
+            .iter()
+            .map(|d| match d {
+                DeviceConfig::VirtioBlk { source, read_only } => format!(
+                    "virtio-blk {}{}",
+                    match source {
+                        DiskSource::Empty { size } => format!("size {size}"),
+                        DiskSource::Image(name) => format!("image {name}"),
+                    },
+                    if *read_only { " ro" } else { "" }
+                ),
+                DeviceConfig::VirtioNet { mac } => {
+                    format!("virtio-net {}", mac.map(|b| format!("{b:02x}")).join(":"))
+                }
+                DeviceConfig::VirtioConsole => "virtio-console".into(),
+            })
+            .collect();
+        out.push(format!(
+            "vm {}: {}, {} MiB, image {}{}{}",
+            v.name,
+            v.kind.name(),
+            v.memory >> 20,
+            v.image,
+            v.initrd
+                .as_ref()
+                .map_or_else(String::new, |i| format!(", initrd {i}")),
+            if devices.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", devices.join(", "))
+            }
+        ));
+    }
+    out
+}
+
+/// Packs every regular file of `dir` (not recursive) into a boot archive
+/// (`vm::archive`); the directory must contain `bulkhead.toml`, which is checked first so a
+/// mistake is reported here, on the host, with its line and column.
+pub fn pack_bundle(dir: &Path) -> Result<Vec<u8>, BootError> {
+    bundle_config(dir)?;
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io("cannot list", dir))? {
         let entry = entry.map_err(io("cannot list", dir))?;

@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod bochs;
+pub mod convert;
 pub mod error;
 pub mod image;
 pub mod qemu;

@@ -99,7 +99,7 @@ impl Checked {
     }
 }
 
-/// A BIOS image whose boot archive holds `conf` (as bulkhead.conf) and the named files from
+/// A BIOS image whose boot archive holds `conf` (as bulkhead.toml) and the named files from
 /// `target/guests` (built by `bulkhead-boot guests`, which scripts/test runs). The image lives
 /// in a temporary directory owned by the returned guard.
 pub fn bundle_image(conf: &str, guests: &[&str]) -> (tempfile::TempDir, PathBuf) {
@@ -112,7 +112,7 @@ pub fn bundle_files(conf: &str, files: &[PathBuf]) -> (tempfile::TempDir, PathBu
     let dir = tempfile::tempdir().expect("temporary directory");
     let bundle = dir.path().join("bundle");
     std::fs::create_dir_all(&bundle).expect("bundle directory");
-    std::fs::write(bundle.join("bulkhead.conf"), conf).expect("write bulkhead.conf");
+    std::fs::write(bundle.join("bulkhead.toml"), conf).expect("write bulkhead.toml");
     for src in files {
         assert!(
             src.is_file(),

@@ -29,13 +29,15 @@ const SELFTEST_CHECKS: &[&str] = &[
     "rdtsc-monotonic",
 ];
 
-const SELFTEST_CONF: &str = "\
-[vm selftest]
-kind = elf64
-image = selftest.elf
-memory = 16M
-virtio-blk = size:1M
-";
+const SELFTEST_CONF: &str = r#"
+[vm.selftest]
+kind = "elf64"
+image = "selftest.elf"
+memory = "16M"
+
+[[vm.selftest.virtio-blk]]
+size = "1M"
+"#;
 
 /// The selftest guest on one CPU model: every check passes, and the exit statistics match
 /// what the guest does (one INT3, one MOV to CR4, one VMXON and one VMREAD, 6 RDMSR and 5
@@ -100,11 +102,13 @@ fn hostile_guests_are_contained_and_the_others_keep_running() {
         "vmx-msrs",
         "bad-hypercalls",
     ];
-    let mut conf =
-        String::from("[vm realmode]\nkind = real16\nimage = realmode.bin\nmemory = 4M\n");
+    let mut conf = String::from(
+        "[vm.realmode]\nkind = \"real16\"\nimage = \"realmode.bin\"\nmemory = \"4M\"\n",
+    );
     let mut files = vec!["realmode.bin".to_string(), "selftest.elf".to_string()];
     for a in attacks {
-        conf += &format!("[vm {a}]\nkind = elf64\nimage = hostile-{a}.elf\nmemory = 16M\n");
+        conf +=
+            &format!("[vm.{a}]\nkind = \"elf64\"\nimage = \"hostile-{a}.elf\"\nmemory = \"16M\"\n");
         files.push(format!("hostile-{a}.elf"));
     }
     conf += SELFTEST_CONF;
@@ -137,7 +141,7 @@ fn hostile_guests_are_contained_and_the_others_keep_running() {
 #[test]
 fn a_vm_that_cannot_start_is_reported_and_the_rest_run() {
     let conf =
-        format!("[vm missing]\nkind = elf64\nimage = nothere.elf\nmemory = 16M\n{SELFTEST_CONF}");
+        format!("[vm.missing]\nkind = \"elf64\"\nimage = \"nothere.elf\"\nmemory = \"16M\"\n{SELFTEST_CONF}");
     let (_dir, image) = bundle_image(&conf, &["selftest.elf"]);
     boot_image(&image, "corei7_skylake_x", 240)
         .saw("vm missing: not started: the boot archive has no entry \"nothere.elf\"")
@@ -151,7 +155,7 @@ fn a_vm_that_cannot_start_is_reported_and_the_rest_run() {
 /// preempted by the VMX-preemption timer, so the selftest VM behind it finishes first.
 #[test]
 fn timer_interrupts_wake_hlt_and_a_cpu_hog_is_preempted() {
-    let conf = format!("[hypervisor]\ntimeslice = 2000000\n[vm timer]\nkind = elf64\nimage = timer.elf\nmemory = 16M\n{SELFTEST_CONF}");
+    let conf = format!("[hypervisor]\ntimeslice = 2000000\n[vm.timer]\nkind = \"elf64\"\nimage = \"timer.elf\"\nmemory = \"16M\"\n{SELFTEST_CONF}");
     let (_dir, image) = bundle_image(&conf, &["timer.elf", "selftest.elf"]);
     let run = boot_image(&image, "corei7_skylake_x", 240);
     run.exited(0, "ok")

@@ -147,6 +147,9 @@ impl Platform {
                 DeviceConfig::VirtioNet { mac } => {
                     Device::Net(virtio::MmioTransport::new(virtio::NetDevice::new(*mac)))
                 }
+                DeviceConfig::VirtioConsole => {
+                    return Err("virtio-console is not available in this build".into())
+                }
             };
             mmio.push(MmioRegion {
                 base,
