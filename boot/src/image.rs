@@ -1,6 +1,7 @@
 //! Building the kernel and its disk images with the `bootloader` crate.
 
 use crate::error::{io, BootError};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -65,6 +66,9 @@ pub fn build_images(
             path: kernel.to_path_buf(),
         });
     }
+    if let Some(r) = ramdisk {
+        check_ramdisk(r)?;
+    }
     std::fs::create_dir_all(out_dir).map_err(io("cannot create", out_dir))?;
     let images = Images {
         bios: out_dir.join("bulkhead-bios.img"),
@@ -98,9 +102,10 @@ pub fn kernel_path() -> PathBuf {
     workspace_root().join("target/x86_64-unknown-none/release/bulkhead")
 }
 
-/// Reads and checks `bulkhead.toml` of a bundle directory. A bundle that still has the old
-/// `bulkhead.conf` is refused with the command that converts it.
-pub fn bundle_config(dir: &Path) -> Result<vm::config::Config, BootError> {
+/// Reads and checks `bulkhead.toml` of a bundle directory; returns its text and the
+/// configuration. A bundle that still has the old `bulkhead.conf` is refused with the command
+/// that converts it.
+fn read_config(dir: &Path) -> Result<(Vec<u8>, vm::config::Config), BootError> {
     let conf = dir.join(vm::config::FILE_NAME);
     let old = dir.join(vm::config::OLD_FILE_NAME);
     if old.exists() {
@@ -128,13 +133,58 @@ pub fn bundle_config(dir: &Path) -> Result<vm::config::Config, BootError> {
         )));
     }
     let text = std::fs::read(&conf).map_err(io("cannot read", &conf))?;
-    vm::config::Config::parse(&text)
-        .map_err(|e| BootError::Bundle(e.located(&conf.display().to_string()).to_string()))
+    let config = vm::config::Config::parse(&text)
+        .map_err(|e| BootError::Bundle(e.located(&conf.display().to_string()).to_string()))?;
+    Ok((text, config))
 }
 
-/// Checks a bundle directory as `build --bundle` does, without packing it.
+/// Reads and checks `bulkhead.toml` of a bundle directory (the configuration only).
+pub fn bundle_config(dir: &Path) -> Result<vm::config::Config, BootError> {
+    read_config(dir).map(|(_, c)| c)
+}
+
+/// The regular files of `dir` (not recursive), by name.
+fn bundle_files(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, BootError> {
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).map_err(io("cannot list", dir))? {
+        let entry = entry.map_err(io("cannot list", dir))?;
+        let path = entry.path();
+        if !path.is_file() {
+            continue;
+        }
+        let name = entry
+            .file_name()
+            .into_string()
+            .map_err(|_| BootError::Bundle(format!("{} has a non-UTF-8 name", path.display())))?;
+        files.insert(
+            name,
+            std::fs::read(&path).map_err(io("cannot read", &path))?,
+        );
+    }
+    Ok(files)
+}
+
+fn archive_of(files: &BTreeMap<String, Vec<u8>>) -> Result<Vec<u8>, BootError> {
+    let mut builder = vm::archive::ArchiveBuilder::new();
+    for (name, data) in files {
+        builder
+            .add(name, data)
+            .map_err(|e| BootError::Bundle(format!("{name}: {e}")))?;
+    }
+    Ok(builder.finish())
+}
+
+/// Checks a bundle directory as `build --bundle` does, without packing it: the configuration,
+/// then the hypervisor's VM-creation checks on the host (crate::bundle): every named file is
+/// there, every guest image and initrd loads into the VM's memory.
 pub fn check_bundle(dir: &Path) -> Result<vm::config::Config, BootError> {
-    bundle_config(dir)
+    let (text, config) = read_config(dir)?;
+    let files = bundle_files(dir)?;
+    crate::bundle::check(&config, &text, &files).map_err(|p| {
+        let conf = dir.join(vm::config::FILE_NAME);
+        BootError::Bundle(p.located(&conf.display().to_string()).to_string())
+    })?;
+    Ok(config)
 }
 
 /// One line per VM: name, kind, memory, image and devices.
@@ -183,35 +233,39 @@ pub fn summary(config: &vm::config::Config) -> Vec<String> {
     out
 }
 
-/// Packs every regular file of `dir` (not recursive) into a boot archive
-/// (`vm::archive`); the directory must contain `bulkhead.toml`, which is checked first so a
-/// mistake is reported here, on the host, with its line and column.
+/// Packs every regular file of `dir` (not recursive) into a boot archive (`vm::archive`)
+/// after [`check_bundle`]: a mistake in `bulkhead.toml` or a guest that would not load is
+/// reported here, on the host, with its line and column.
 pub fn pack_bundle(dir: &Path) -> Result<Vec<u8>, BootError> {
+    check_bundle(dir)?;
+    archive_of(&bundle_files(dir)?)
+}
+
+/// Like [`pack_bundle`] with the configuration checked but not the files it names: for tests
+/// of the hypervisor's own VM-creation checks (a missing or malformed guest image).
+pub fn pack_bundle_unchecked(dir: &Path) -> Result<Vec<u8>, BootError> {
     bundle_config(dir)?;
-    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io("cannot list", dir))? {
-        let entry = entry.map_err(io("cannot list", dir))?;
-        let path = entry.path();
-        if !path.is_file() {
-            continue;
-        }
-        let name = entry
-            .file_name()
-            .into_string()
-            .map_err(|_| BootError::Bundle(format!("{} has a non-UTF-8 name", path.display())))?;
-        files.push((
-            name,
-            std::fs::read(&path).map_err(io("cannot read", &path))?,
-        ));
+    archive_of(&bundle_files(dir)?)
+}
+
+/// A ramdisk given with `--ramdisk` must be a boot archive: an empty file makes the
+/// bootloader hang without a word, anything else is refused by the hypervisor at boot.
+pub fn check_ramdisk(path: &Path) -> Result<(), BootError> {
+    let data = std::fs::read(path).map_err(io("cannot read the ramdisk", path))?;
+    if data.is_empty() {
+        return Err(BootError::Bundle(format!(
+            "the ramdisk {} is empty, and the bootloader would hang on it without a message: \
+             give a boot archive (`bulkhead-boot build --bundle DIR` writes one)",
+            path.display()
+        )));
     }
-    files.sort();
-    let mut builder = vm::archive::ArchiveBuilder::new();
-    for (name, data) in &files {
-        builder
-            .add(name, data)
-            .map_err(|e| BootError::Bundle(format!("{name}: {e}")))?;
-    }
-    Ok(builder.finish())
+    vm::archive::Archive::parse(&data).map_err(|e| {
+        BootError::Bundle(format!(
+            "the ramdisk {}: {e} (`bulkhead-boot build --bundle DIR` writes one)",
+            path.display()
+        ))
+    })?;
+    Ok(())
 }
 
 /// Packs `bundle` and writes the ramdisk file next to the images; returns its path.

@@ -15,8 +15,9 @@ USAGE:
       Build the kernel (x86_64-unknown-none, release) and write bulkhead-bios.img and
       bulkhead-uefi.img to DIR (default: target/images). A bundle is a directory with
       bulkhead.toml (docs/configuration.md) and the files it names (guest images, disks);
-      its bulkhead.toml is checked on the host, and the directory is packed into the boot
-      archive that the images carry as their ramdisk.
+      it is checked on the host first (bulkhead.toml, and the hypervisor's own loaders run
+      on every guest image and initrd it names), then packed into the boot archive that
+      the images carry as their ramdisk. A --ramdisk FILE must be such an archive.
   bulkhead-boot config check FILE|DIR
   bulkhead-boot config convert OLD.conf [-o NEW.toml]
       Check a bulkhead.toml (or a bundle directory) without building; convert an old
@@ -115,7 +116,6 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
         }
         "build" => {
             let o = Opts::parse(rest, &[], &["--out-dir", "--ramdisk", "--bundle"])?;
-            let kernel = build_kernel()?;
             let out = o
                 .get("--out-dir")
                 .map_or_else(default_image_dir, PathBuf::from);
@@ -128,6 +128,11 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
                 (Some(b), None) => Some(bulkhead_boot::image::write_ramdisk(b.as_ref(), &out)?),
                 (None, r) => r.map(PathBuf::from),
             };
+            if let Some(r) = &ramdisk {
+                // Before the kernel build: a bad ramdisk fails in a second.
+                bulkhead_boot::image::check_ramdisk(r)?;
+            }
+            let kernel = build_kernel()?;
             let images = build_images(&kernel, ramdisk.as_deref(), &out)?;
             println!("{}\n{}", images.bios.display(), images.uefi.display());
             Ok(0)
@@ -281,8 +286,11 @@ USAGE:
   bulkhead-boot config check FILE|DIR
       Check a bulkhead.toml without building an image: TOML syntax, unknown keys (with the
       closest known key), sizes, names, limits and kind-specific keys; each error names its
-      line and column. With a bundle DIR, check its bulkhead.toml as `build --bundle` does.
-      Prints a summary of the VMs; exit status 1 on the first error.
+      line and column. With a bundle DIR, also run the checks `build --bundle` runs: every
+      file the configuration names is in the directory, every guest image and initrd loads
+      into the VM's memory with the hypervisor's loaders (a malformed ELF or bzImage, an
+      initrd larger than RAM, a kernel that needs more memory fail here). Prints a summary
+      of the VMs; exit status 1 on the first error.
   bulkhead-boot config convert OLD.conf [-o NEW.toml]
       Convert the old INI-like bulkhead.conf ([vm NAME] sections) to bulkhead.toml, keeping
       comments; write it to NEW.toml (refusing to overwrite an existing file) or to standard

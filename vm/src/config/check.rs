@@ -57,6 +57,22 @@ pub(super) fn parse_text(text: &str) -> Result<Config, ConfigError> {
     convert(text, file)
 }
 
+/// Line and column of the value at `path` (table keys; array indices in decimal), for tools
+/// that report on a file [`Config::parse`] accepted.
+pub(super) fn value_position(text: &str, path: &[&str]) -> Option<(usize, usize)> {
+    let root = DeTable::parse(text).ok()?;
+    let (first, rest) = path.split_first()?;
+    let mut value = root.get_ref().get(*first)?;
+    for seg in rest {
+        value = match value.get_ref() {
+            DeValue::Table(t) => t.get(*seg)?,
+            DeValue::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(super::error::line_column(text, value.span().start))
+}
+
 // ---- keys and table shapes ------------------------------------------------------------------
 
 type Places = Vec<(String, Range<usize>)>;

@@ -167,7 +167,36 @@ impl Config {
     }
 }
 
+/// Line and column of the value at `path` in a configuration file, e.g.
+/// `["vm", "linux", "virtio-blk", "0", "image"]`; `None` when it is not there. For host tools
+/// that report on what a checked file names (a missing bundle file, an image that does not
+/// load).
+pub fn value_position(bytes: &[u8], path: &[&str]) -> Option<(usize, usize)> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    check::value_position(core::str::from_utf8(bytes).ok()?, path)
+}
+
 impl VmConfig {
+    /// The command line a `kind = "linux"` VM boots with: its `cmdline` and one
+    /// `virtio_mmio.device=4K@BASE:IRQ` per device, in window order (docs/vm-platform.md).
+    pub fn linux_cmdline(&self) -> String {
+        let mut cmdline = self.cmdline.clone().unwrap_or_default();
+        for i in 0..self.devices.len() {
+            let (base, irq) = VmConfig::device_window(i);
+            cmdline += &alloc::format!(" virtio_mmio.device=4K@{base:#x}:{irq}");
+        }
+        cmdline.trim().into()
+    }
+
+    /// The e820 entry that reserves the virtio-mmio window for a Linux guest.
+    pub fn mmio_window_e820() -> crate::linux::E820Entry {
+        crate::linux::E820Entry {
+            addr: MMIO_BASE,
+            size: MMIO_STRIDE * MAX_DEVICES as u64,
+            kind: crate::linux::E820Kind::Reserved,
+        }
+    }
+
     /// Guest-physical base and IRQ of device `index` (docs/vm-platform.md).
     pub fn device_window(index: usize) -> (u64, u8) {
         (

@@ -774,3 +774,33 @@ fn truncated_and_mangled_files_give_errors_not_panics() {
         assert!(Config::parse(junk).is_err(), "{junk:?}");
     }
 }
+
+#[test]
+fn positions_of_values_and_linux_command_lines() {
+    let c = Config::parse(FULL.as_bytes()).unwrap();
+    assert_eq!(
+        value_position(FULL.as_bytes(), &["vm", "linux", "initrd"]),
+        Some((21, 10))
+    );
+    assert_eq!(
+        value_position(
+            FULL.as_bytes(),
+            &["vm", "linux", "virtio-blk", "0", "image"]
+        ),
+        Some((29, 9))
+    );
+    assert_eq!(
+        value_position(FULL.as_bytes(), &["vm", "linux", "virtio-blk", "9"]),
+        None
+    );
+    assert_eq!(value_position(FULL.as_bytes(), &["vm", "nope"]), None);
+    assert_eq!(value_position(b"\xEF\xBB\xBFa = 1\n", &["a"]), Some((1, 5)));
+    assert_eq!(
+        c.vms[1].linux_cmdline(),
+        "console=ttyS0 quiet virtio_mmio.device=4K@0xd0000000:5 \
+         virtio_mmio.device=4K@0xd0001000:6 virtio_mmio.device=4K@0xd0002000:7"
+    );
+    assert_eq!(c.vms[2].linux_cmdline(), "");
+    let w = VmConfig::mmio_window_e820();
+    assert_eq!((w.addr, w.size), (0xD000_0000, 0x8000));
+}
