@@ -715,9 +715,24 @@ pub fn default_out() -> PathBuf {
     workspace_root().join("target/bench/bench.json")
 }
 
-const SELFTEST_CONF: &str =
-    "[vm selftest]\nkind = elf64\nimage = selftest.elf\nmemory = 16M\nvirtio-blk = size:1M\n";
-const VIRTIO_CONF: &str = "[vm virtio]\nkind = elf64\nimage = virtio-client.elf\nmemory = 32M\nvirtio-blk = size:20M\nvirtio-net = 52:54:00:12:34:56\n";
+const SELFTEST_CONF: &str = "\
+[vm.selftest]
+kind = \"elf64\"
+image = \"selftest.elf\"
+memory = \"16M\"
+[[vm.selftest.virtio-blk]]
+size = \"1M\"
+";
+const VIRTIO_CONF: &str = "\
+[vm.virtio]
+kind = \"elf64\"
+image = \"virtio-client.elf\"
+memory = \"32M\"
+[[vm.virtio.virtio-blk]]
+size = \"20M\"
+[[vm.virtio.virtio-net]]
+mac = \"52:54:00:12:34:56\"
+";
 /// The command line both Linux runs share (Bulkhead adds nothing: the VM has no devices).
 /// `tsc_early_khz` tells both kernels the TSC rate Bochs really runs at (one tick per emulated
 /// instruction, [`crate::bochs::IPS`]): on bare Bochs the kernel would otherwise take the CPU
@@ -734,7 +749,8 @@ const _: () = assert!(
 
 fn linux_conf() -> String {
     format!(
-        "[vm linux]\nkind = linux\nimage = bzImage\ninitrd = initramfs.cpio.lz4\nmemory = 64M\nconsole-timestamps = yes\ncmdline = {LINUX_CMDLINE}\n"
+        "[vm.linux]\nkind = \"linux\"\nimage = \"bzImage\"\ninitrd = \"initramfs.cpio.lz4\"\nmemory = \"64M\"\n\
+         console-timestamps = true\ncmdline = \"{LINUX_CMDLINE}\"\n"
     )
 }
 
@@ -750,7 +766,7 @@ fn other_err(what: String) -> BootError {
 fn bundle_image(dir: &Path, conf: &str, files: &[PathBuf]) -> Result<PathBuf, BootError> {
     let bundle = dir.join("bundle");
     std::fs::create_dir_all(&bundle).map_err(io("cannot create", &bundle))?;
-    let conf_path = bundle.join("bulkhead.conf");
+    let conf_path = bundle.join(vm::config::FILE_NAME);
     std::fs::write(&conf_path, conf).map_err(io("cannot write", &conf_path))?;
     for f in files {
         let dst = bundle.join(f.file_name().unwrap_or_default());

@@ -21,6 +21,8 @@ pub enum BootError {
     PlatformUnavailable { platform: &'static str, why: String },
     /// A bundle directory cannot be packed (bad configuration, bad file name).
     Bundle(String),
+    /// A configuration file is malformed, or cannot be converted (the message has its place).
+    Config(String),
     /// A command-line argument is wrong.
     Usage(String),
 }
@@ -46,6 +48,7 @@ impl fmt::Display for BootError {
                 write!(f, "platform {platform} is not available here: {why}")
             }
             BootError::Bundle(m) => write!(f, "bundle: {m}"),
+            BootError::Config(m) => write!(f, "{m}"),
             BootError::Usage(m) => write!(f, "{m} (see --help)"),
         }
     }

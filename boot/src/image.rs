@@ -1,6 +1,7 @@
 //! Building the kernel and its disk images with the `bootloader` crate.
 
 use crate::error::{io, BootError};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -65,6 +66,9 @@ pub fn build_images(
             path: kernel.to_path_buf(),
         });
     }
+    if let Some(r) = ramdisk {
+        check_ramdisk(r)?;
+    }
     std::fs::create_dir_all(out_dir).map_err(io("cannot create", out_dir))?;
     let images = Images {
         bios: out_dir.join("bulkhead-bios.img"),
@@ -98,15 +102,50 @@ pub fn kernel_path() -> PathBuf {
     workspace_root().join("target/x86_64-unknown-none/release/bulkhead")
 }
 
-/// Packs every regular file of `dir` (not recursive) into a boot archive
-/// (`vm::archive`); the directory must contain `bulkhead.conf`, which is parsed first so a
-/// mistake is reported here, on the host, with its line number.
-pub fn pack_bundle(dir: &Path) -> Result<Vec<u8>, BootError> {
-    let conf = dir.join("bulkhead.conf");
+/// Reads and checks `bulkhead.toml` of a bundle directory; returns its text and the
+/// configuration. A bundle that still has the old `bulkhead.conf` is refused with the command
+/// that converts it.
+fn read_config(dir: &Path) -> Result<(Vec<u8>, vm::config::Config), BootError> {
+    let conf = dir.join(vm::config::FILE_NAME);
+    let old = dir.join(vm::config::OLD_FILE_NAME);
+    if old.exists() {
+        return Err(BootError::Bundle(if conf.exists() {
+            format!(
+                "{} has both bulkhead.toml and the old bulkhead.conf: delete {}",
+                dir.display(),
+                old.display()
+            )
+        } else {
+            format!(
+                "{} is in the old format, which Bulkhead no longer reads: convert it with \
+                 `bulkhead-boot config convert {} -o {}`, check the result, then delete \
+                 bulkhead.conf",
+                old.display(),
+                old.display(),
+                conf.display()
+            )
+        }));
+    }
+    if !conf.is_file() {
+        return Err(BootError::Bundle(format!(
+            "{} has no bulkhead.toml: write one (docs/configuration.md)",
+            dir.display()
+        )));
+    }
     let text = std::fs::read(&conf).map_err(io("cannot read", &conf))?;
-    vm::config::Config::parse(&text)
-        .map_err(|e| BootError::Bundle(format!("{}: {e}", conf.display())))?;
-    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let config = vm::config::Config::parse(&text)
+        .map_err(|e| BootError::Bundle(e.located(&conf.display().to_string()).to_string()))?;
+    Ok((text, config))
+}
+
+/// Reads and checks `bulkhead.toml` of a bundle directory (the configuration only).
+pub fn bundle_config(dir: &Path) -> Result<vm::config::Config, BootError> {
+    read_config(dir).map(|(_, c)| c)
+}
+
+/// The regular files of `dir` (not recursive), by name.
+fn bundle_files(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, BootError> {
+    let mut files = BTreeMap::new();
     for entry in std::fs::read_dir(dir).map_err(io("cannot list", dir))? {
         let entry = entry.map_err(io("cannot list", dir))?;
         let path = entry.path();
@@ -117,19 +156,116 @@ pub fn pack_bundle(dir: &Path) -> Result<Vec<u8>, BootError> {
             .file_name()
             .into_string()
             .map_err(|_| BootError::Bundle(format!("{} has a non-UTF-8 name", path.display())))?;
-        files.push((
+        files.insert(
             name,
             std::fs::read(&path).map_err(io("cannot read", &path))?,
-        ));
+        );
     }
-    files.sort();
+    Ok(files)
+}
+
+fn archive_of(files: &BTreeMap<String, Vec<u8>>) -> Result<Vec<u8>, BootError> {
     let mut builder = vm::archive::ArchiveBuilder::new();
-    for (name, data) in &files {
+    for (name, data) in files {
         builder
             .add(name, data)
             .map_err(|e| BootError::Bundle(format!("{name}: {e}")))?;
     }
     Ok(builder.finish())
+}
+
+/// Checks a bundle directory as `build --bundle` does, without packing it: the configuration,
+/// then the hypervisor's VM-creation checks on the host (crate::bundle): every named file is
+/// there, every guest image and initrd loads into the VM's memory.
+pub fn check_bundle(dir: &Path) -> Result<vm::config::Config, BootError> {
+    let (text, config) = read_config(dir)?;
+    let files = bundle_files(dir)?;
+    crate::bundle::check(&config, &text, &files).map_err(|p| {
+        let conf = dir.join(vm::config::FILE_NAME);
+        BootError::Bundle(p.located(&conf.display().to_string()).to_string())
+    })?;
+    Ok(config)
+}
+
+/// One line per VM: name, kind, memory, image and devices.
+pub fn summary(config: &vm::config::Config) -> Vec<String> {
+    use vm::config::{DeviceConfig, DiskSource};
+    let mut out = vec![format!(
+        "timeslice {} TSC ticks, {} VM(s)",
+        config.hypervisor.timeslice,
+        config.vms.len()
+    )];
+    for v in &config.vms {
+        let devices: Vec<String> = v
+            .devices
+            .iter()
+            .map(|d| match d {
+                DeviceConfig::VirtioBlk { source, read_only } => format!(
+                    "virtio-blk {}{}",
+                    match source {
+                        DiskSource::Empty { size } => format!("size {size}"),
+                        DiskSource::Image(name) => format!("image {name}"),
+                    },
+                    if *read_only { " ro" } else { "" }
+                ),
+                DeviceConfig::VirtioNet { mac } => {
+                    format!("virtio-net {}", mac.map(|b| format!("{b:02x}")).join(":"))
+                }
+                DeviceConfig::VirtioConsole => "virtio-console".into(),
+            })
+            .collect();
+        out.push(format!(
+            "vm {}: {}, {} MiB, image {}{}{}",
+            v.name,
+            v.kind.name(),
+            v.memory >> 20,
+            v.image,
+            v.initrd
+                .as_ref()
+                .map_or_else(String::new, |i| format!(", initrd {i}")),
+            if devices.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", devices.join(", "))
+            }
+        ));
+    }
+    out
+}
+
+/// Packs every regular file of `dir` (not recursive) into a boot archive (`vm::archive`)
+/// after [`check_bundle`]: a mistake in `bulkhead.toml` or a guest that would not load is
+/// reported here, on the host, with its line and column.
+pub fn pack_bundle(dir: &Path) -> Result<Vec<u8>, BootError> {
+    check_bundle(dir)?;
+    archive_of(&bundle_files(dir)?)
+}
+
+/// Like [`pack_bundle`] with the configuration checked but not the files it names: for tests
+/// of the hypervisor's own VM-creation checks (a missing or malformed guest image).
+pub fn pack_bundle_unchecked(dir: &Path) -> Result<Vec<u8>, BootError> {
+    bundle_config(dir)?;
+    archive_of(&bundle_files(dir)?)
+}
+
+/// A ramdisk given with `--ramdisk` must be a boot archive: an empty file makes the
+/// bootloader hang without a word, anything else is refused by the hypervisor at boot.
+pub fn check_ramdisk(path: &Path) -> Result<(), BootError> {
+    let data = std::fs::read(path).map_err(io("cannot read the ramdisk", path))?;
+    if data.is_empty() {
+        return Err(BootError::Bundle(format!(
+            "the ramdisk {} is empty, and the bootloader would hang on it without a message: \
+             give a boot archive (`bulkhead-boot build --bundle DIR` writes one)",
+            path.display()
+        )));
+    }
+    vm::archive::Archive::parse(&data).map_err(|e| {
+        BootError::Bundle(format!(
+            "the ramdisk {}: {e} (`bulkhead-boot build --bundle DIR` writes one)",
+            path.display()
+        ))
+    })?;
+    Ok(())
 }
 
 /// Packs `bundle` and writes the ramdisk file next to the images; returns its path.

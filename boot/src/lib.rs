@@ -5,6 +5,8 @@
 
 pub mod bench;
 pub mod bochs;
+pub mod bundle;
+pub mod convert;
 pub mod error;
 pub mod image;
 pub mod qemu;

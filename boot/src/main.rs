@@ -14,8 +14,14 @@ USAGE:
   bulkhead-boot build [--out-dir DIR] [--bundle DIR | --ramdisk FILE]
       Build the kernel (x86_64-unknown-none, release) and write bulkhead-bios.img and
       bulkhead-uefi.img to DIR (default: target/images). A bundle is a directory with
-      bulkhead.conf (docs/configuration.md) and the files it names (guest images, disks);
-      it is packed into the boot archive that the images carry as their ramdisk.
+      bulkhead.toml (docs/configuration.md) and the files it names (guest images, disks);
+      it is checked on the host first (bulkhead.toml, and the hypervisor's own loaders run
+      on every guest image and initrd it names), then packed into the boot archive that
+      the images carry as their ramdisk. A --ramdisk FILE must be such an archive.
+  bulkhead-boot config check FILE|DIR
+  bulkhead-boot config convert OLD.conf [-o NEW.toml]
+      Check a bulkhead.toml (or a bundle directory) without building; convert an old
+      bulkhead.conf to TOML. `bulkhead-boot config --help` says more.
   bulkhead-boot guests
       Build the test guests (tests/guest) into target/guests.
   bulkhead-boot image --kernel ELF [--out-dir DIR] [--ramdisk FILE]
@@ -103,13 +109,13 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
             print!("{HELP}");
             Ok(0)
         }
+        "config" => config_main(rest),
         "guests" => {
             println!("{}", bulkhead_boot::image::build_guests()?.display());
             Ok(0)
         }
         "build" => {
             let o = Opts::parse(rest, &[], &["--out-dir", "--ramdisk", "--bundle"])?;
-            let kernel = build_kernel()?;
             let out = o
                 .get("--out-dir")
                 .map_or_else(default_image_dir, PathBuf::from);
@@ -122,6 +128,11 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
                 (Some(b), None) => Some(bulkhead_boot::image::write_ramdisk(b.as_ref(), &out)?),
                 (None, r) => r.map(PathBuf::from),
             };
+            if let Some(r) = &ramdisk {
+                // Before the kernel build: a bad ramdisk fails in a second.
+                bulkhead_boot::image::check_ramdisk(r)?;
+            }
+            let kernel = build_kernel()?;
             let images = build_images(&kernel, ramdisk.as_deref(), &out)?;
             println!("{}\n{}", images.bios.display(), images.uefi.display());
             Ok(0)
@@ -265,5 +276,140 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
             Ok(0)
         }
         other => Err(BootError::Usage(format!("unknown command '{other}'"))),
+    }
+}
+
+const CONFIG_HELP: &str = "\
+bulkhead-boot config: check and convert Bulkhead's configuration (docs/configuration.md)
+
+USAGE:
+  bulkhead-boot config check FILE|DIR
+      Check a bulkhead.toml without building an image: TOML syntax, unknown keys (with the
+      closest known key), sizes, names, limits and kind-specific keys; each error names its
+      line and column. With a bundle DIR, also run the checks `build --bundle` runs: every
+      file the configuration names is in the directory, every guest image and initrd loads
+      into the VM's memory with the hypervisor's loaders (a malformed ELF or bzImage, an
+      initrd larger than RAM, a kernel that needs more memory fail here). Prints a summary
+      of the VMs; exit status 1 on the first error.
+  bulkhead-boot config convert OLD.conf [-o NEW.toml]
+      Convert the old INI-like bulkhead.conf ([vm NAME] sections) to bulkhead.toml, keeping
+      comments; write it to NEW.toml (refusing to overwrite an existing file) or to standard
+      output. The result is checked like `config check`; errors name the old file's line.
+";
+
+fn config_main(args: &[String]) -> Result<u8, BootError> {
+    let wants_help = |a: &[String]| a.iter().any(|a| a == "-h" || a == "--help");
+    match args.split_first() {
+        None => {
+            print!("{CONFIG_HELP}");
+            Ok(2)
+        }
+        Some((_, rest)) if wants_help(rest) || wants_help(&args[..1]) => {
+            print!("{CONFIG_HELP}");
+            Ok(0)
+        }
+        Some((cmd, rest)) if cmd == "check" => {
+            let [path] = rest else {
+                return Err(BootError::Usage(
+                    "config check takes one FILE or DIR".into(),
+                ));
+            };
+            let path = std::path::Path::new(path);
+            let config = if path.is_dir() {
+                bulkhead_boot::image::check_bundle(path)?
+            } else {
+                let text = std::fs::read(path).map_err(|source| BootError::Io {
+                    what: "cannot read".into(),
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                vm::config::Config::parse(&text).map_err(|e| {
+                    BootError::Config(e.located(&path.display().to_string()).to_string())
+                })?
+            };
+            println!("{}: ok", path.display());
+            for line in bulkhead_boot::image::summary(&config) {
+                println!("  {line}");
+            }
+            Ok(0)
+        }
+        Some((cmd, rest)) if cmd == "convert" => {
+            let o = Opts::parse_positional(rest, &["-o", "--output"])?;
+            let [input] = o.positional.as_slice() else {
+                return Err(BootError::Usage("config convert takes one OLD.conf".into()));
+            };
+            let input = std::path::Path::new(input);
+            let text = std::fs::read_to_string(input).map_err(|source| BootError::Io {
+                what: "cannot read".into(),
+                path: input.to_path_buf(),
+                source,
+            })?;
+            let name = input.file_name().map_or_else(
+                || input.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            let converted = bulkhead_boot::convert::convert(&text, &name)
+                .map_err(|e| BootError::Config(format!("{}: {e}", input.display())))?;
+            for note in &converted.notes {
+                eprintln!("bulkhead-boot: note: {note}");
+            }
+            match o.opts.get("-o").or_else(|| o.opts.get("--output")) {
+                Some(out) => {
+                    let out = std::path::Path::new(out);
+                    if out.exists() {
+                        return Err(BootError::Usage(format!(
+                            "{} exists; remove it or choose another -o",
+                            out.display()
+                        )));
+                    }
+                    std::fs::write(out, &converted.toml).map_err(|source| BootError::Io {
+                        what: "cannot write".into(),
+                        path: out.to_path_buf(),
+                        source,
+                    })?;
+                    eprintln!(
+                        "bulkhead-boot: wrote {} ({} VM(s)); delete {} once you have checked it",
+                        out.display(),
+                        converted.config.vms.len(),
+                        input.display()
+                    );
+                }
+                None => print!("{}", converted.toml),
+            }
+            Ok(0)
+        }
+        Some((other, _)) => Err(BootError::Usage(format!(
+            "unknown config command '{other}': use check or convert"
+        ))),
+    }
+}
+
+/// Options with values plus positional arguments.
+struct Positional {
+    opts: Opts,
+    positional: Vec<String>,
+}
+
+impl Opts {
+    fn parse_positional(args: &[String], valued: &[&str]) -> Result<Positional, BootError> {
+        let mut named = Vec::new();
+        let mut positional = Vec::new();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            if valued.contains(&a.as_str()) {
+                let v = it
+                    .next()
+                    .ok_or_else(|| BootError::Usage(format!("{a} needs a value")))?;
+                named.push((a.clone(), Some(v.clone())));
+            } else if a.starts_with('-') {
+                return Err(BootError::Usage(format!("unknown argument '{a}'")));
+            } else {
+                positional.push(a.clone());
+            }
+        }
+        Ok(Positional {
+            opts: Opts { args: named },
+            positional,
+        })
     }
 }

@@ -123,7 +123,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     exit::exit(status)
 }
 
-/// The boot archive and its parsed `bulkhead.conf`, if the image carries a ramdisk.
+/// The boot archive and its parsed `bulkhead.toml`, if the image carries a ramdisk.
 fn boot_archive(
     boot_info: &'static BootInfo,
 ) -> Option<Result<(vm::archive::Archive<'static>, vm::config::Config), alloc::string::String>> {
@@ -137,9 +137,16 @@ fn boot_archive(
     let bytes: &'static [u8] = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
     Some((|| {
         let archive = vm::archive::Archive::parse(bytes).map_err(|e| alloc::format!("{e}"))?;
-        let text = archive
-            .get("bulkhead.conf")
-            .ok_or_else(|| alloc::string::String::from("the boot archive has no bulkhead.conf"))?;
+        let text = archive.get(vm::config::FILE_NAME).ok_or_else(|| {
+            if archive.get(vm::config::OLD_FILE_NAME).is_some() {
+                alloc::string::String::from(
+                    "the boot archive has bulkhead.conf, the old format: convert it with \
+                     `bulkhead-boot config convert` and rebuild the image",
+                )
+            } else {
+                alloc::string::String::from("the boot archive has no bulkhead.toml")
+            }
+        })?;
         let config = vm::config::Config::parse(text).map_err(|e| alloc::format!("{e}"))?;
         Ok((archive, config))
     })())

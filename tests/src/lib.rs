@@ -3,6 +3,7 @@
 
 use bulkhead_boot::image::{
     build_bios_image, build_uefi_image, default_image_dir, guest_dir, kernel_path, pack_bundle,
+    pack_bundle_unchecked,
 };
 use bulkhead_boot::transcript::{guest_lines, kernel_messages};
 use bulkhead_boot::{Platform, RunOutcome, RunSpec};
@@ -115,7 +116,7 @@ impl Checked {
     }
 }
 
-/// A BIOS image whose boot archive holds `conf` (as bulkhead.conf) and the named files from
+/// A BIOS image whose boot archive holds `conf` (as bulkhead.toml) and the named files from
 /// `target/guests` (built by `bulkhead-boot guests`, which scripts/test runs). The image lives
 /// in a temporary directory owned by the returned guard.
 pub fn bundle_image(conf: &str, guests: &[&str]) -> (tempfile::TempDir, PathBuf) {
@@ -123,12 +124,27 @@ pub fn bundle_image(conf: &str, guests: &[&str]) -> (tempfile::TempDir, PathBuf)
     bundle_files(conf, &files)
 }
 
+/// Like [`bundle_image`] without the host-side checks of the files the configuration names
+/// (the configuration itself is still checked): for tests of the hypervisor's own checks.
+pub fn bundle_image_unchecked(conf: &str, guests: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let files: Vec<PathBuf> = guests.iter().map(|g| guest_dir().join(g)).collect();
+    bundle_with(conf, &files, pack_bundle_unchecked)
+}
+
 /// Like [`bundle_image`], with files from anywhere (e.g. the Linux guest's build directory).
 pub fn bundle_files(conf: &str, files: &[PathBuf]) -> (tempfile::TempDir, PathBuf) {
+    bundle_with(conf, files, pack_bundle)
+}
+
+fn bundle_with(
+    conf: &str,
+    files: &[PathBuf],
+    pack: fn(&std::path::Path) -> Result<Vec<u8>, bulkhead_boot::BootError>,
+) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let bundle = dir.path().join("bundle");
     std::fs::create_dir_all(&bundle).expect("bundle directory");
-    std::fs::write(bundle.join("bulkhead.conf"), conf).expect("write bulkhead.conf");
+    std::fs::write(bundle.join("bulkhead.toml"), conf).expect("write bulkhead.toml");
     for src in files {
         assert!(
             src.is_file(),
@@ -138,7 +154,7 @@ pub fn bundle_files(conf: &str, files: &[PathBuf]) -> (tempfile::TempDir, PathBu
         let name = src.file_name().expect("file name");
         std::fs::copy(src, bundle.join(name)).expect("copy guest");
     }
-    let archive = pack_bundle(&bundle).unwrap_or_else(|e| panic!("packing the bundle: {e}"));
+    let archive = pack(&bundle).unwrap_or_else(|e| panic!("packing the bundle: {e}"));
     let ramdisk = dir.path().join("archive.bin");
     std::fs::write(&ramdisk, archive).expect("write archive");
     let kernel = kernel_path();

@@ -7,17 +7,20 @@ use bulkhead_tests::{boot_image, bundle_files, linux_guest, manifest_value, Chec
 const CMDLINE: &str =
     "console=ttyS0,115200 panic=-1 reboot=t io_delay=none nolapic tsc=reliable no_timer_check";
 
-fn linux_conf(disk: &str) -> String {
+/// One Linux VM with an 8 MiB RAM disk (read-only if `read_only`) and a network card.
+fn linux_conf(read_only: bool) -> String {
     format!(
-        "[vm linux]\nkind = linux\nimage = bzImage\ninitrd = initramfs.cpio.lz4\nmemory = 64M\nconsole-timestamps = yes\n\
-         cmdline = {CMDLINE}\nvirtio-blk = {disk}\nvirtio-net = 52:54:00:12:34:56\n"
+        "[vm.linux]\nkind = \"linux\"\nimage = \"bzImage\"\ninitrd = \"initramfs.cpio.lz4\"\nmemory = \"64M\"\n\
+         console-timestamps = true\ncmdline = \"{CMDLINE}\"\n\
+         [[vm.linux.virtio-blk]]\nsize = \"8M\"\nread-only = {read_only}\n\
+         [[vm.linux.virtio-net]]\nmac = \"52:54:00:12:34:56\"\n"
     )
 }
 
-fn boot_linux(disk: &str) -> Checked {
+fn boot_linux(read_only: bool) -> Checked {
     let dir = linux_guest();
     let files = [dir.join("bzImage"), dir.join("initramfs.cpio.lz4")];
-    let (_tmp, image) = bundle_files(&linux_conf(disk), &files);
+    let (_tmp, image) = bundle_files(&linux_conf(read_only), &files);
     boot_image(&image, "corei7_skylake_x", 600)
 }
 
@@ -78,7 +81,7 @@ fn ticks_of(run: &Checked, needle: &str) -> u64 {
 fn linux_boots_and_uses_virtio_blk_and_net() {
     let dir = linux_guest();
     let pattern = manifest_value(&dir, "blk_pattern_sha256");
-    let run = boot_linux("size:8M");
+    let run = boot_linux(false);
     if let Err(why) = linux_passed(&run, &pattern) {
         run.saw(&format!("<linux check failed: {why}>"));
     }
@@ -115,7 +118,7 @@ fn linux_boots_and_uses_virtio_blk_and_net() {
 fn a_failing_guest_check_fails_the_judgement() {
     let dir = linux_guest();
     let pattern = manifest_value(&dir, "blk_pattern_sha256");
-    let run = boot_linux("size:8M,ro");
+    let run = boot_linux(true);
     run.said("linux", "guest: FAIL virtio-blk write")
         .said("linux", "guest: FAILED 1 checks")
         .not_saw("guest: ALL PASS");

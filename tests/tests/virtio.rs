@@ -4,14 +4,18 @@
 
 use bulkhead_tests::{boot_image, bundle_image, Checked};
 
-const CONF: &str = "\
-[vm virtio]
-kind = elf64
-image = virtio-client.elf
-memory = 32M
-virtio-blk = size:20M
-virtio-net = 52:54:00:12:34:56
-";
+const CONF: &str = r#"
+[vm.virtio]
+kind = "elf64"
+image = "virtio-client.elf"
+memory = "32M"
+
+[[vm.virtio.virtio-blk]]
+size = "20M"
+
+[[vm.virtio.virtio-net]]
+mac = "52:54:00:12:34:56"
+"#;
 
 /// A counter from the hypervisor's device line, e.g. `notifications=` of the virtio-blk.
 fn device_counter(run: &Checked, device: &str, name: &str) -> u64 {

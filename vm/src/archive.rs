@@ -196,7 +196,7 @@ mod tests {
 
     fn sample() -> Vec<u8> {
         let mut b = ArchiveBuilder::new();
-        b.add("bulkhead.conf", b"[vm a]\n").unwrap();
+        b.add("bulkhead.toml", b"[vm.a]\n").unwrap();
         b.add("guest.elf", &[1, 2, 3]).unwrap();
         b.add("empty", &[]).unwrap();
         b.finish()
@@ -207,7 +207,7 @@ mod tests {
         let bytes = sample();
         let a = Archive::parse(&bytes).unwrap();
         assert_eq!(a.len(), 3);
-        assert_eq!(a.get("bulkhead.conf"), Some(&b"[vm a]\n"[..]));
+        assert_eq!(a.get("bulkhead.toml"), Some(&b"[vm.a]\n"[..]));
         assert_eq!(a.get("guest.elf"), Some(&[1u8, 2, 3][..]));
         assert_eq!(a.get("empty"), Some(&[][..]));
         assert_eq!(a.get("missing"), None);

@@ -181,10 +181,20 @@ impl From<LoadError> for LinuxError {
     }
 }
 
-/// A `memory = ...M` suggestion comfortably above `need` bytes.
-fn suggest_mib(need: u64) -> u64 {
+/// A `memory = ...M` suggestion comfortably above `need` bytes that the configuration accepts
+/// (a multiple of 2M, at most [`crate::config::MAX_MEMORY`]); `None` when no VM is big enough.
+fn suggest_mib(need: u64) -> Option<u64> {
+    let max = crate::config::MAX_MEMORY >> 20;
+    if need > crate::config::MAX_MEMORY {
+        return None;
+    }
     let mib = need.saturating_add(32 << 20) >> 20;
-    mib.checked_next_power_of_two().unwrap_or(mib).max(128)
+    Some(
+        mib.checked_next_power_of_two()
+            .unwrap_or(mib)
+            .max(128)
+            .min(max),
+    )
 }
 
 impl fmt::Display for LinuxError {
@@ -214,14 +224,24 @@ impl fmt::Display for LinuxError {
             LinuxError::BadHeader(what) => {
                 write!(f, "the bzImage's setup header is malformed: {what}")
             }
-            LinuxError::KernelDoesNotFit { need, ram } => write!(
-                f,
-                "the kernel needs guest RAM up to {need:#x} ({} MiB) to decompress, the VM has {} \
-                 MiB; give the VM more memory (memory = {}M)",
-                need.div_ceil(1 << 20),
-                ram >> 20,
-                suggest_mib(*need)
-            ),
+            LinuxError::KernelDoesNotFit { need, ram } => match suggest_mib(*need) {
+                Some(mib) => write!(
+                    f,
+                    "the kernel needs guest RAM up to {need:#x} ({} MiB) to decompress, the VM \
+                     has {} MiB; give the VM more memory (memory = \"{mib}M\")",
+                    need.div_ceil(1 << 20),
+                    ram >> 20,
+                ),
+                None => write!(
+                    f,
+                    "the kernel needs guest RAM up to {need:#x} ({} MiB) to decompress, more \
+                     than a VM can have ({} MiB, memory = \"{}M\"); its init_size is \
+                     implausible: rebuild the kernel or use arch/x86/boot/bzImage",
+                    need.div_ceil(1 << 20),
+                    crate::config::MAX_MEMORY >> 20,
+                    crate::config::MAX_MEMORY >> 20,
+                ),
+            },
             LinuxError::KernelNotInRam { start, end } => write!(
                 f,
                 "the kernel wants guest memory {start:#x}..{end:#x}, which is not usable RAM \
@@ -1203,7 +1223,11 @@ mod tests {
             ram: 16 * MIB,
         }
         .to_string();
-        assert!(m.contains("memory = 128M"), "{m}");
+        assert_eq!(
+            m,
+            "the kernel needs guest RAM up to 0x1400000 (20 MiB) to decompress, the VM has 16 \
+             MiB; give the VM more memory (memory = \"128M\")"
+        );
         let m = LinuxError::ProtocolTooOld { version: 0x020B }.to_string();
         assert!(m.contains("2.11"), "{m}");
         let m = LinuxError::InitrdDoesNotFit {
@@ -1212,8 +1236,31 @@ mod tests {
         }
         .to_string();
         assert!(m.contains("7 MiB more"), "{m}");
-        assert_eq!(suggest_mib(200 * MIB), 256);
-        assert_eq!(suggest_mib(u64::MAX), 1 << 44);
+        assert_eq!(suggest_mib(200 * MIB), Some(256));
+        // Never beyond what `memory =` accepts (issue 9: it advised 4096M).
+        assert_eq!(suggest_mib(3000 * MIB), Some(3328));
+        assert_eq!(suggest_mib(3328 * MIB), Some(3328));
+        assert_eq!(suggest_mib(3329 * MIB), None);
+        assert_eq!(suggest_mib(u64::MAX), None);
+        let m = LinuxError::KernelDoesNotFit {
+            need: 0xFFFF_FFFF,
+            ram: 64 * MIB,
+        }
+        .to_string();
+        assert_eq!(
+            m,
+            "the kernel needs guest RAM up to 0xffffffff (4096 MiB) to decompress, more than a \
+             VM can have (3328 MiB, memory = \"3328M\"); its init_size is implausible: rebuild \
+             the kernel or use arch/x86/boot/bzImage"
+        );
+        // Every suggestion parses.
+        for need in [MIB, 100 * MIB, 1000 * MIB, 3000 * MIB, 3328 * MIB] {
+            let mib = suggest_mib(need).unwrap();
+            let text =
+                alloc::format!("[vm.a]\nkind = \"linux\"\nimage = \"b\"\nmemory = \"{mib}M\"\n");
+            let c = crate::config::Config::parse(text.as_bytes()).unwrap();
+            assert!(c.vms[0].memory >= need);
+        }
     }
 
     #[test]

@@ -45,10 +45,6 @@ fn heap_margin() -> usize {
     (memory::heap_size_and_high_water().0 / 32).max(256 * 1024)
 }
 
-/// Console limits per VM: bytes per second, and the largest burst.
-const CONSOLE_RATE: u64 = 32 * 1024;
-const CONSOLE_BUFFER: u64 = 16 * 1024;
-
 /// Why a VM ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
@@ -366,7 +362,36 @@ impl Vm {
         // shared heap, what its devices take now and what its guest can make them take later,
         // must fit in what is really left; the later part is reserved, so no guest can take
         // another VM's heap or the hypervisor's.
-        let disk_budget = None;
+        // `heap-budget` caps the devices' heap: what they take at creation, and the rest
+        // shared out as the overlay budgets of the copy-on-write disks.
+        let (create_bytes, _) = virtio_devices::VirtioDevices::heap_estimate(config, archive, None);
+        let disk_budget = match config.heap_budget {
+            None => None,
+            Some(budget) if budget < create_bytes => {
+                return Err(CreateError::Platform(alloc::format!(
+                    "its devices need {} KiB of hypervisor heap when created, more than \
+                     heap-budget = {} KiB; raise heap-budget or use smaller RAM disks",
+                    create_bytes.div_ceil(1024),
+                    budget / 1024
+                )))
+            }
+            Some(budget) => {
+                let cow_disks = config
+                    .devices
+                    .iter()
+                    .filter(|d| {
+                        matches!(
+                            d,
+                            vm::config::DeviceConfig::VirtioBlk {
+                                source: vm::config::DiskSource::Image(_),
+                                ..
+                            }
+                        )
+                    })
+                    .count() as u64;
+                Some((budget - create_bytes) / cow_disks.max(1))
+            }
+        };
         let (create_bytes, growth_bytes) =
             virtio_devices::VirtioDevices::heap_estimate(config, archive, disk_budget);
         let margin = heap_margin();
@@ -455,8 +480,8 @@ impl Vm {
             console: Console::new(
                 &config.name,
                 config.console_timestamps,
-                CONSOLE_RATE,
-                CONSOLE_BUFFER,
+                config.console_rate,
+                config.console_buffer,
                 tsc_hz,
             ),
             stats: ExitStats::new(),

@@ -1,0 +1,251 @@
+//! Configuration errors: where (line and column) and what to write instead.
+
+use alloc::string::String;
+use core::fmt;
+use core::ops::Range;
+
+/// A configuration error at a place in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// 1-based line; 0 when the error is about the whole file.
+    pub line: usize,
+    /// 1-based column in characters; 0 with `line == 0`.
+    pub column: usize,
+    pub kind: ConfigErrorKind,
+}
+
+/// What is wrong. The `Display` text says what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigErrorKind {
+    /// The file is not UTF-8 (the position is that of the first bad byte).
+    NotUtf8,
+    /// Not TOML: the `toml` parser's description.
+    Syntax(String),
+    /// A key or table defined twice; the key as written.
+    Duplicate(String),
+    /// A value of the wrong TOML type: the key and the deserializer's description.
+    WrongType { key: String, message: String },
+    /// A key no table of this kind has.
+    UnknownKey {
+        table: String,
+        key: String,
+        hint: KeyHint,
+    },
+    /// A key that must hold a table (or an array of tables) holds something else.
+    NotATable { key: String, write: String },
+    /// A VM name outside 1-32 characters of a-z, 0-9 and '-', or not starting with a letter.
+    BadVmName(String),
+    /// No `[vm.NAME]` table.
+    NoVms,
+    /// More than [`super::MAX_VMS`] VMs; `vm` is the first one too many.
+    TooManyVms { count: usize, vm: String },
+    /// More than [`super::MAX_DEVICES`] devices in one VM.
+    TooManyDevices {
+        vm: String,
+        blk: usize,
+        net: usize,
+        console: usize,
+    },
+    /// A required key is missing from `table`.
+    MissingKey {
+        table: String,
+        key: &'static str,
+        example: &'static str,
+    },
+    /// A key that only `kind = "linux"` VMs take.
+    NotForKind {
+        key: &'static str,
+        kind: &'static str,
+    },
+    /// A value out of range or malformed; `value` is the text as written in the file.
+    BadValue {
+        key: String,
+        value: String,
+        expected: &'static str,
+    },
+    /// A `[[vm.NAME.virtio-blk]]` entry with both or neither of `size` and `image`.
+    DiskSource { table: String, both: bool },
+}
+
+/// What an unknown key probably should have been.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyHint {
+    /// The known key closest to it (edit distance).
+    Closest(&'static str),
+    /// The key exists, in another table.
+    OtherTable(&'static str),
+    /// Nothing close: the keys this table has.
+    Known(&'static [&'static str]),
+}
+
+impl fmt::Display for ConfigErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ConfigErrorKind as K;
+        match self {
+            K::NotUtf8 => write!(f, "the file is not UTF-8 text; save it as UTF-8"),
+            K::Syntax(m) => write!(
+                f,
+                "not valid TOML: {m} (strings need double quotes, e.g. memory = \"64M\"; VM \
+                 tables are [vm.NAME])"
+            ),
+            K::Duplicate(k) => write!(
+                f,
+                "`{k}` is defined twice (a key twice in one table, or a [table] header \
+                 repeated): keep one"
+            ),
+            K::WrongType { key, message } => write!(f, "`{key}`: {message}"),
+            K::UnknownKey { table, key, hint } => {
+                write!(f, "unknown key `{key}` in {table}")?;
+                match hint {
+                    KeyHint::Closest(k) => write!(f, "; did you mean `{k}`?"),
+                    KeyHint::OtherTable(t) => write!(f, "; `{key}` belongs in {t}"),
+                    KeyHint::Known(keys) => {
+                        write!(f, "; the keys here are ")?;
+                        for (i, k) in keys.iter().enumerate() {
+                            write!(f, "{}`{k}`", if i == 0 { "" } else { ", " })?;
+                        }
+                        Ok(())
+                    }
+                }
+            }
+            K::NotATable { key, write } => write!(f, "`{key}` must be a table: write {write}"),
+            K::BadVmName(n) => write!(
+                f,
+                "VM name {n:?} must be 1-32 characters of a-z, 0-9 and '-' starting with a letter, e.g. [vm.linux-1]"
+            ),
+            K::NoVms => write!(
+                f,
+                "no [vm.NAME] table: nothing to run; add one with kind, image and memory \
+                 (docs/configuration.md)"
+            ),
+            K::TooManyVms { count, vm } => write!(
+                f,
+                "{count} VMs, at most {} can run: remove [vm.{vm}] and the VMs after it",
+                super::MAX_VMS
+            ),
+            K::TooManyDevices {
+                vm,
+                blk,
+                net,
+                console,
+            } => write!(
+                f,
+                "[vm.{vm}] has {} devices ({blk} virtio-blk, {net} virtio-net, {console} \
+                 virtio-console), at most {} per VM: remove {}",
+                blk + net + console,
+                super::MAX_DEVICES,
+                blk + net + console - super::MAX_DEVICES
+            ),
+            K::MissingKey {
+                table,
+                key,
+                example,
+            } => write!(f, "{table} needs `{key}`, e.g. {key} = {example}"),
+            K::NotForKind { key, kind } => write!(
+                f,
+                "`{key}` applies only to kind = \"linux\", this VM is kind = \"{kind}\": remove \
+                 it"
+            ),
+            K::BadValue {
+                key,
+                value,
+                expected,
+            } => write!(f, "{key} = {value}: expected {expected}"),
+            K::DiskSource { table, both } => write!(
+                f,
+                "{table} has {} of `size` and `image`: give exactly one, size = \"1M\" for an \
+                 empty RAM disk or image = \"disk.img\" for a copy-on-write disk over a bundle \
+                 file",
+                if *both { "both" } else { "neither" }
+            ),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.located(super::FILE_NAME))
+    }
+}
+
+impl ConfigError {
+    /// The error as `PATH:LINE:COLUMN: message` (`PATH: message` for whole-file errors).
+    pub fn located<'a>(&'a self, path: &'a str) -> impl fmt::Display + 'a {
+        Located { error: self, path }
+    }
+}
+
+struct Located<'a> {
+    error: &'a ConfigError,
+    path: &'a str,
+}
+
+impl fmt::Display for Located<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = self.error;
+        if e.line == 0 {
+            write!(f, "{}: {}", self.path, e.kind)
+        } else {
+            write!(f, "{}:{}:{}: {}", self.path, e.line, e.column, e.kind)
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` of `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |p| p + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
+}
+
+/// An error at the start of `span` in `text`.
+pub fn at(text: &str, span: Range<usize>, kind: ConfigErrorKind) -> ConfigError {
+    let (line, column) = line_column(text, span.start);
+    ConfigError { line, column, kind }
+}
+
+/// An error about the whole file.
+pub fn whole_file(kind: ConfigErrorKind) -> ConfigError {
+    ConfigError {
+        line: 0,
+        column: 0,
+        kind,
+    }
+}
+
+/// Levenshtein distance between two ASCII-ish keys (by characters).
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: alloc::vec::Vec<char> = b.chars().collect();
+    let mut row: alloc::vec::Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1)
+                .min(row[j] + 1)
+                .min(diag + usize::from(ca != *cb));
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// The known key closest to `key`, if it is close enough to be a typo: at most a third of
+/// the key's length (and at least 1, at most 3) edits away.
+pub fn closest(key: &str, known: &[&'static str]) -> Option<&'static str> {
+    let limit = (key.chars().count() / 3).clamp(1, 3);
+    known
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}

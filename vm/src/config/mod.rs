@@ -1,0 +1,252 @@
+//! The run configuration, `bulkhead.toml` in the boot archive: which VMs to run, with what
+//! memory, guest image and devices. TOML (docs/configuration.md), read with the `toml` crate
+//! and `serde` (no `std`: the hypervisor parses it at boot, the host tool before packing):
+//!
+//! ```toml
+//! [hypervisor]
+//! timeslice = 2000000            # TSC ticks a vCPU runs before the next VM's turn
+//!
+//! [vm.selftest]
+//! kind = "elf64"                 # "elf64" | "real16" | "linux"
+//! image = "selftest.elf"         # archive entry with the guest image
+//! memory = "16M"                 # bytes, or a string with K/M/G; a 2M multiple
+//!
+//! [[vm.selftest.virtio-blk]]
+//! size = "1M"                    # or image = "disk.img"; read-only = true
+//!
+//! [[vm.selftest.virtio-net]]
+//! mac = "52:54:00:12:34:56"
+//! ```
+//!
+//! [`Config::parse`] turns the file into the typed [`Config`] the hypervisor runs from. Every
+//! mistake is a [`ConfigError`] with its line and column and what to write instead; unknown
+//! keys are errors that suggest the closest known key.
+//!
+//! Modules: `schema` (the serde types, as written), `check` (unknown keys, ranges, limits,
+//! kind-specific keys), `error` (the error type and its messages).
+
+mod check;
+mod error;
+mod schema;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+pub use error::{line_column, ConfigError, ConfigErrorKind, KeyHint};
+
+/// The archive entry (and bundle file) holding the configuration.
+pub const FILE_NAME: &str = "bulkhead.toml";
+/// The name of the old INI-like format, refused with a hint to convert it.
+pub const OLD_FILE_NAME: &str = "bulkhead.conf";
+
+/// Guest RAM limits: at least 4 MiB (page tables, GDT and an image at 1 MiB), at most up to
+/// the MMIO window at [`MMIO_BASE`] (3328 MiB), in multiples of [`MEMORY_ALIGN`].
+pub const MIN_MEMORY: u64 = 4 << 20;
+pub const MAX_MEMORY: u64 = MMIO_BASE;
+/// Guest RAM is mapped with 2 MiB EPT pages where the CPU has them.
+pub const MEMORY_ALIGN: u64 = 2 << 20;
+/// Guest-physical base of the first virtio-mmio device; device i sits at
+/// `MMIO_BASE + i * MMIO_STRIDE` with IRQ `FIRST_DEVICE_IRQ + i` (docs/vm-platform.md).
+pub const MMIO_BASE: u64 = 0xD000_0000;
+pub const MMIO_STRIDE: u64 = 0x1000;
+pub const FIRST_DEVICE_IRQ: u8 = 5;
+/// At most this many VMs and devices per VM.
+pub const MAX_VMS: usize = 16;
+pub const MAX_DEVICES: usize = 8;
+/// `[hypervisor] timeslice`: default and range, in TSC ticks.
+pub const DEFAULT_TIMESLICE: u64 = 2_000_000;
+pub const MIN_TIMESLICE: u64 = 10_000;
+pub const MAX_TIMESLICE: u64 = 1_000_000_000_000;
+/// A virtio-blk sector (virtio 1.2 §5.2.6: capacity and offsets are in 512-byte sectors).
+pub const SECTOR_SIZE: u64 = 512;
+/// `heap-budget`: range and granularity (heap pages).
+pub const MIN_HEAP_BUDGET: u64 = 64 << 10;
+pub const MAX_HEAP_BUDGET: u64 = 1 << 30;
+pub const HEAP_BUDGET_ALIGN: u64 = 4 << 10;
+/// `console-buffer`: the per-VM console ring.
+pub const DEFAULT_CONSOLE_BUFFER: u64 = 16 << 10;
+pub const MIN_CONSOLE_BUFFER: u64 = 1 << 10;
+pub const MAX_CONSOLE_BUFFER: u64 = 1 << 20;
+/// `console-rate`: console bytes per second printed; the rest is dropped and counted.
+pub const DEFAULT_CONSOLE_RATE: u64 = 32 << 10;
+pub const MIN_CONSOLE_RATE: u64 = 1 << 10;
+pub const MAX_CONSOLE_RATE: u64 = 16 << 20;
+/// Archive entry names are 1 to this many bytes (vm::archive).
+pub const MAX_ENTRY_NAME: usize = crate::archive::NAME_LEN - 1;
+
+/// How the guest image is loaded and started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestKind {
+    /// A static ELF64 loaded at its physical addresses and entered in 64-bit mode.
+    Elf64,
+    /// A flat binary loaded at 0x7C00 and entered in real mode (unrestricted guest).
+    Real16,
+    /// A Linux bzImage entered through the 64-bit boot protocol.
+    Linux,
+}
+
+impl GuestKind {
+    /// The name written in `kind = "..."`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GuestKind::Elf64 => "elf64",
+            GuestKind::Real16 => "real16",
+            GuestKind::Linux => "linux",
+        }
+    }
+}
+
+/// A virtio device of a VM, in MMIO window order (docs/configuration.md): the
+/// `virtio-blk` entries in file order, then the `virtio-net` entries, then the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceConfig {
+    /// A block device over a RAM disk: an empty disk of `size` bytes, or a copy-on-write
+    /// disk over an archive entry.
+    VirtioBlk { source: DiskSource, read_only: bool },
+    /// A network device attached to the VM's virtual switch with its gateway port.
+    VirtioNet { mac: [u8; 6] },
+    /// A virtio console (virtio 1.2 §5.3) with one port (`hvc0` in Linux).
+    VirtioConsole,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskSource {
+    Empty { size: u64 },
+    Image(String),
+}
+
+/// One VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig {
+    pub name: String,
+    pub kind: GuestKind,
+    pub image: String,
+    pub memory: u64,
+    pub cmdline: Option<String>,
+    pub initrd: Option<String>,
+    /// At most [`MAX_DEVICES`], in window order.
+    pub devices: Vec<DeviceConfig>,
+    /// Prefix each console line with the TSC ticks since the VM's first entry.
+    pub console_timestamps: bool,
+    /// A cap on the hypervisor heap this VM's devices may use; `None`: their worst case.
+    pub heap_budget: Option<u64>,
+    /// Bytes of the VM's console ring.
+    pub console_buffer: u64,
+    /// Console bytes per second printed; the rest is dropped and counted.
+    pub console_rate: u64,
+}
+
+/// Hypervisor-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HypervisorConfig {
+    pub timeslice: u64,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub hypervisor: HypervisorConfig,
+    /// In file order.
+    pub vms: Vec<VmConfig>,
+}
+
+impl Config {
+    /// Parses `bulkhead.toml` (UTF-8, an optional byte-order mark) and checks it.
+    pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        let text = core::str::from_utf8(bytes).map_err(|e| {
+            let good = core::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default();
+            let (line, column) = line_column(good, good.len());
+            ConfigError {
+                line,
+                column,
+                kind: ConfigErrorKind::NotUtf8,
+            }
+        })?;
+        check::parse_text(text)
+    }
+}
+
+/// Line and column of the value at `path` in a configuration file, e.g.
+/// `["vm", "linux", "virtio-blk", "0", "image"]`; `None` when it is not there. For host tools
+/// that report on what a checked file names (a missing bundle file, an image that does not
+/// load).
+pub fn value_position(bytes: &[u8], path: &[&str]) -> Option<(usize, usize)> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    check::value_position(core::str::from_utf8(bytes).ok()?, path)
+}
+
+impl VmConfig {
+    /// The command line a `kind = "linux"` VM boots with: its `cmdline` and one
+    /// `virtio_mmio.device=4K@BASE:IRQ` per device, in window order (docs/vm-platform.md).
+    pub fn linux_cmdline(&self) -> String {
+        let mut cmdline = self.cmdline.clone().unwrap_or_default();
+        for i in 0..self.devices.len() {
+            let (base, irq) = VmConfig::device_window(i);
+            cmdline += &alloc::format!(" virtio_mmio.device=4K@{base:#x}:{irq}");
+        }
+        cmdline.trim().into()
+    }
+
+    /// The e820 entry that reserves the virtio-mmio window for a Linux guest.
+    pub fn mmio_window_e820() -> crate::linux::E820Entry {
+        crate::linux::E820Entry {
+            addr: MMIO_BASE,
+            size: MMIO_STRIDE * MAX_DEVICES as u64,
+            kind: crate::linux::E820Kind::Reserved,
+        }
+    }
+
+    /// Guest-physical base and IRQ of device `index` (docs/vm-platform.md).
+    pub fn device_window(index: usize) -> (u64, u8) {
+        (
+            MMIO_BASE + index as u64 * MMIO_STRIDE,
+            FIRST_DEVICE_IRQ + index as u8,
+        )
+    }
+}
+
+/// Parses a size: a number of bytes with an optional K, M or G suffix (powers of 1024).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let (digits, shift) = match s.as_bytes().last()? {
+        b'K' | b'k' => (&s[..s.len() - 1], 10),
+        b'M' | b'm' => (&s[..s.len() - 1], 20),
+        b'G' | b'g' => (&s[..s.len() - 1], 30),
+        _ => (s, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    n.checked_mul(1u64 << shift)
+}
+
+/// Parses a MAC address `aa:bb:cc:dd:ee:ff` (unicast, not all-zero).
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut mac {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    if parts.next().is_some() || mac[0] & 1 != 0 || mac == [0; 6] {
+        return None;
+    }
+    Some(mac)
+}
+
+/// A size as TOML text: `"64M"` when it is a whole number of K, M or G, else the bytes.
+pub fn size_to_toml(bytes: u64) -> String {
+    for (shift, suffix) in [(30, 'G'), (20, 'M'), (10, 'K')] {
+        if bytes != 0 && bytes.is_multiple_of(1u64 << shift) {
+            return alloc::format!("\"{}{suffix}\"", bytes >> shift);
+        }
+    }
+    alloc::format!("{bytes}")
+}
+
+#[cfg(test)]
+mod tests;
