@@ -320,14 +320,14 @@ pub fn drive(rng: &mut Rng, mem: &Mem, devs: &mut Devices) {
     }
     let i = rng.below(devs.count as u64) as usize;
     let dev = &mut devs.list[i];
-    match rng.weighted(&[3, 6, 1, 1, 1]) {
+    match rng.weighted(&[4, 8, 1, 1, 1]) {
         0 => initialise(rng, mem, dev),
         1 => submit(rng, mem, dev),
         2 => {
             let r = rng.next() & 0xFFFF_FFFF;
             let q = rng.pick(&[0u64, 1, 2, 0xFFFF, r]);
             trace!("virtio {i}: reconfigure queue {q:#x}");
-            setup_queue(rng, mem, dev, q);
+            setup_queue(rng, mem, dev, q, false);
         }
         3 => {
             let status = if rng.chance(1, 2) {
@@ -354,16 +354,18 @@ fn initialise(rng: &mut Rng, mem: &Mem, dev: &mut Device) {
         write32(dev.base + DEVICE_FEATURES_SEL, sel);
         offered |= u64::from(read32(dev.base + DEVICE_FEATURES)) << (32 * sel);
     }
+    // Half of the initialisations are by the book, so the devices also get work done.
+    let good = rng.chance(1, 2);
     let mask = rng.next();
-    let accept = match rng.below(7) {
+    let accept = match if good { 0 } else { rng.below(7) } {
         0..=2 => offered,
         3 => offered & mask,
         4 => offered & !F_VERSION_1,
         5 => offered & !(F_INDIRECT | F_EVENT_IDX),
         _ => mask,
     };
-    let queues = rng.pick(&[1u64, 2, 2, 3]);
-    let skip_ok = rng.chance(1, 8);
+    let queues = if good { 2 } else { rng.pick(&[1u64, 2, 2, 3]) };
+    let skip_ok = !good && rng.chance(1, 8);
     trace!(
         "virtio at {:#x}: initialise features={accept:#x} queues={queues} skip-driver-ok={skip_ok}",
         dev.base
@@ -378,7 +380,7 @@ fn initialise(rng: &mut Rng, mem: &Mem, dev: &mut Device) {
     write32(dev.base + STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK);
     let _ = read32(dev.base + STATUS);
     for q in 0..queues {
-        setup_queue(rng, mem, dev, q);
+        setup_queue(rng, mem, dev, q, good);
     }
     let status = if skip_ok {
         ACKNOWLEDGE | DRIVER | FAILED
@@ -395,8 +397,8 @@ fn write_address(dev: &Device, low: u64, addr: u64) {
 }
 
 /// QueueSel, QueueNum, the three ring addresses, QueueReady for queue `q`.
-fn setup_queue(rng: &mut Rng, mem: &Mem, dev: &mut Device, q: u64) {
-    let size = match rng.below(8) {
+fn setup_queue(rng: &mut Rng, mem: &Mem, dev: &mut Device, q: u64, good: bool) {
+    let size = match if good { 0 } else { rng.below(8) } {
         0..=4 => 1u64 << rng.below(5),
         5 => 1u64 << rng.below(9),
         _ => {
@@ -407,7 +409,7 @@ fn setup_queue(rng: &mut Rng, mem: &Mem, dev: &mut Device, q: u64) {
     let n = size.min(0x1_0000);
     let (desc_len, avail_len, used_len) = (DESC_SIZE * n, 6 + 2 * n, 6 + 8 * n);
     let region = rng.below(mem.regions());
-    let (desc, avail, used) = match rng.below(10) {
+    let (desc, avail, used) = match if good { 0 } else { rng.below(10) } {
         // virtio 1.2 §2.7: descriptor table 16-aligned, driver ring 2, device ring 4.
         0..=5 => {
             let total = desc_len + avail_len + used_len + 8;
@@ -439,7 +441,11 @@ fn setup_queue(rng: &mut Rng, mem: &Mem, dev: &mut Device, q: u64) {
             mem.dma_pointer(rng, used_len),
         ),
     };
-    let ready = rng.pick(&[1u32, 1, 1, 1, 0, 2, u32::MAX]);
+    let ready = if good {
+        1
+    } else {
+        rng.pick(&[1u32, 1, 1, 1, 0, 2, u32::MAX])
+    };
     trace!(
         "virtio at {:#x}: queue {q:#x} size={size:#x} desc={desc:#x} avail={avail:#x} used={used:#x} ready={ready:#x}",
         dev.base
@@ -528,6 +534,9 @@ fn random_desc(rng: &mut Rng, mem: &Mem, q: &Queue, i: u64, n: u64) -> (u64, u32
 /// A block request (virtio 1.2 §5.2.6): header, 0-3 data buffers, status byte; returns the
 /// descriptors as (addr, len, flags) in chain order.
 fn block_request(rng: &mut Rng, mem: &Mem, out: &mut [(u64, u32, u16); 5]) -> usize {
+    if rng.chance(2, 3) {
+        return valid_block_request(rng, mem, out);
+    }
     let kind = rng.pick(BLK_TYPES);
     let sector = match rng.below(6) {
         0 => 0,
@@ -575,6 +584,36 @@ fn block_request(rng: &mut Rng, mem: &Mem, out: &mut [(u64, u32, u16); 5]) -> us
         if rng.chance(7, 8) { DESC_WRITE } else { 0 },
     );
     n + 1
+}
+
+/// A request the device should complete: IN, OUT, FLUSH or GET_ID with 1-2 buffers of whole
+/// sectors in scratch, inside the 1 MiB disk most of the time (§5.2.6).
+fn valid_block_request(rng: &mut Rng, mem: &Mem, out: &mut [(u64, u32, u16); 5]) -> usize {
+    const DISK_SECTORS: u64 = 2048;
+    let kind = rng.pick(&[0u32, 0, 1, 1, 4, 8]);
+    let buffers = if kind == 4 {
+        0
+    } else {
+        rng.range(1, 2) as usize
+    };
+    let sectors: [u64; 2] = [rng.range(1, 16), rng.range(1, 16)];
+    let total: u64 = sectors[..buffers].iter().sum();
+    let sector = rng.below(DISK_SECTORS.saturating_sub(total).max(1) + 4);
+    let header = mem.any_region(rng, 16, 16);
+    // SAFETY: 16 bytes of scratch.
+    unsafe {
+        core::ptr::write_volatile(header as *mut u32, kind);
+        core::ptr::write_volatile((header + 4) as *mut u32, 0);
+        core::ptr::write_volatile((header + 8) as *mut u64, sector);
+    }
+    out[0] = (header, 16, 0);
+    let flags = if kind == 1 { 0 } else { DESC_WRITE };
+    for (k, &n) in sectors[..buffers].iter().enumerate() {
+        let len = if kind == 8 { 20 } else { n * BLK_SECTOR };
+        out[1 + k] = (mem.scratch(rng, len, BLK_SECTOR), len as u32, flags);
+    }
+    out[1 + buffers] = (mem.any_region(rng, 1, 1), 1, DESC_WRITE);
+    buffers + 2
 }
 
 /// Fills a scratch buffer with an Ethernet frame (ARP request or ICMP echo request to the
@@ -664,6 +703,11 @@ fn chain(rng: &mut Rng, mem: &Mem, dev: &Device, qi: u64, out: &mut [(u64, u32, 
                 2
             }
         }
+        _ if rng.chance(1, 2) => {
+            // A receive buffer the device can fill: header and a full frame (§5.1.6.3).
+            out[0] = (mem.scratch(rng, 2048, 2), 2048, DESC_WRITE);
+            1
+        }
         _ => {
             let n = rng.range(1, 3) as usize;
             for slot in out.iter_mut().take(n) {
@@ -700,7 +744,7 @@ fn submit(rng: &mut Rng, mem: &Mem, dev: &mut Device) {
     for j in 0..chains {
         let kind = rng.weighted(&[6, 2, 2, 1]) as u64;
         kinds[(kind as usize).min(3)] += 1;
-        let head = if rng.chance(15, 16) {
+        let head = if rng.chance(31, 32) {
             rng.below(size)
         } else {
             size + rng.below(4)
@@ -713,7 +757,7 @@ fn submit(rng: &mut Rng, mem: &Mem, dev: &mut Device) {
         // SAFETY: the avail ring lies in scratch (q.owned).
         unsafe { core::ptr::write_volatile(slot as *mut u16, head as u16) };
     }
-    let idx = match rng.below(10) {
+    let idx = match rng.below(20) {
         0 => rng.next() as u16,
         1 => q.next_avail.wrapping_add(0x8000),
         _ => q.next_avail.wrapping_add(chains as u16),
