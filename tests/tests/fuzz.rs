@@ -8,10 +8,10 @@
 //!
 //! Environment overrides (to reproduce or narrow a finding; the defaults are what CI runs):
 //! `BULKHEAD_FUZZ_SEEDS` (comma-separated, default `1,2,3`), `BULKHEAD_FUZZ_ITERATIONS`
-//! (default 10000), `BULKHEAD_FUZZ_TRACE_FROM` (first iteration that prints one `T` line per
+//! (default 50000), `BULKHEAD_FUZZ_TRACE_FROM` (first iteration that prints one `T` line per
 //! action), `BULKHEAD_FUZZ_DISABLE` (hex mask of actions never chosen; bit i is action i of
 //! `ACTIONS` in tests/guest/fuzz/src/main.rs), `BULKHEAD_FUZZ_TRANSCRIPT` (a file to write
-//! the serial transcript to).
+//! the serial transcript to), `BULKHEAD_FUZZ_TIMEOUT` (seconds, default 480).
 
 use bulkhead_boot::image::guest_dir;
 use bulkhead_tests::{boot_image, bundle_files, Checked};
@@ -160,7 +160,7 @@ fn reached(run: &Checked, seed: u64) -> (u64, bool) {
 
 #[test]
 fn fuzz_guests_do_not_break_the_hypervisor_or_their_neighbour() {
-    let iterations = env_u64("BULKHEAD_FUZZ_ITERATIONS", 10_000);
+    let iterations = env_u64("BULKHEAD_FUZZ_ITERATIONS", 50_000);
     let trace_from = env_u64("BULKHEAD_FUZZ_TRACE_FROM", u64::MAX);
     let disabled = env_u64("BULKHEAD_FUZZ_DISABLE", 0);
     let seeds = seeds();
@@ -186,7 +186,11 @@ fn fuzz_guests_do_not_break_the_hypervisor_or_their_neighbour() {
     conf += SELFTEST_CONF;
     files.push(guest_dir().join("selftest.elf"));
     let (_image_dir, image) = bundle_files(&conf, &files);
-    let run = boot_image(&image, "corei7_skylake_x", 480);
+    let run = boot_image(
+        &image,
+        "corei7_skylake_x",
+        env_u64("BULKHEAD_FUZZ_TIMEOUT", 480),
+    );
     if let Ok(path) = std::env::var("BULKHEAD_FUZZ_TRANSCRIPT") {
         std::fs::write(&path, &run.outcome.transcript).expect("write BULKHEAD_FUZZ_TRANSCRIPT");
     }

@@ -140,7 +140,8 @@ pub fn single(rng: &mut Rng, mem: &Mem) {
     let nr = number(rng);
     let (a0, a1) = arguments(rng, mem, nr);
     let (a2, a3) = (reserved(rng), reserved(rng));
-    if nr == IDLE && a0 == IDLE_SLEEP {
+    // A MULTICALL here runs whatever entries scratch holds (earlier batches: maybe IDLE(1)).
+    if (nr == IDLE && a0 == IDLE_SLEEP) || nr as u32 as u64 == MULTICALL {
         ops::arm_wakeup(rng);
     }
     trace!("hypercall nr={nr:#x} args={a0:#x},{a1:#x},{a2:#x},{a3:#x}");
