@@ -319,7 +319,12 @@ pub fn guest_dir() -> PathBuf {
 pub fn build_guests() -> Result<PathBuf, BootError> {
     let root = workspace_root();
     cargo_build_none(
-        &["guest-selftest", "guest-hostile", "guest-virtio"],
+        &[
+            "guest-selftest",
+            "guest-hostile",
+            "guest-virtio",
+            "guest-fuzz",
+        ],
         "the test guests",
     )?;
     let out = guest_dir();
@@ -334,7 +339,8 @@ pub fn build_guests() -> Result<PathBuf, BootError> {
                 || name == "events"
                 || name == "isolation"
                 || name.starts_with("hostile-")
-                || name == "virtio-client");
+                || name == "virtio-client"
+                || name == "fuzz");
         if is_guest && entry.path().is_file() {
             let dst = out.join(format!("{name}.elf"));
             std::fs::copy(entry.path(), &dst).map_err(io("cannot copy to", &dst))?;
