@@ -132,6 +132,19 @@ pub unsafe fn write_cr0(value: u64) {
     unsafe { asm!("mov cr0, {}", in(reg) value, options(nostack, preserves_flags)) };
 }
 
+/// Turns the caches on: clears CR0.CD and CR0.NW, which the firmware may leave set from reset
+/// (Bochs's BIOS does; SDM Vol. 3A §12.5.1 Table 12-5). VM entry keeps the host's CD/NW for
+/// guests too (a guest read CR0 = 0xE0010033), so this is what makes guest memory cached.
+pub fn enable_caches() {
+    const CD_NW: u64 = (1 << 30) | (1 << 29);
+    let cr0 = read_cr0();
+    if cr0 & CD_NW != 0 {
+        // SAFETY: enabling normal cache operation changes no mapping or protection; memory
+        // types stay as the page tables and MTRRs give them.
+        unsafe { write_cr0(cr0 & !CD_NW) };
+    }
+}
+
 /// Writes CR4.
 ///
 /// # Safety

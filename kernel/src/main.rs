@@ -44,6 +44,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     // them, so no stray IRQ (the firmware's timer) reaches the CPU as an external-interrupt
     // exit, and one that does is recognised by its vector.
     host_irq::init();
+    arch::enable_caches();
     // The bootloader's last log line has no newline.
     println!();
     info!("Bulkhead {} starting", env!("CARGO_PKG_VERSION"));

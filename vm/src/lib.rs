@@ -10,6 +10,7 @@ extern crate alloc;
 pub mod archive;
 pub mod config;
 pub mod console;
+pub mod control_regs;
 pub mod cpuid;
 pub mod devices;
 pub mod insn;

@@ -99,6 +99,7 @@ pub fn dispatch(vm: &mut Vm, info: &ExitInfo) -> Action {
         ExitReason::PreemptionTimerExpired => vm.timer_expired(),
         ExitReason::Xsetbv => xsetbv(),
         ExitReason::Rdpmc => rdpmc(),
+        ExitReason::Invd => invd(),
         ExitReason::Monitor | ExitReason::Mwait => monitor_mwait(),
         other => Action::Stop(StopReason::Unhandled(other)),
     }
@@ -339,4 +340,12 @@ fn monitor_mwait() -> Action {
         vector: ExceptionVector::InvalidOpcode,
         error_code: None,
     }
+}
+
+/// INVD (reason 13, always exits: SDM Vol. 3C §26.1.2): the guest asks to discard its caches
+/// without writing them back. Discarding modified lines would lose other VMs' and the host's
+/// data, and guest RAM is write-back coherent memory whose cache state no guest can observe,
+/// so it completes as a no-op (as WBINVD would, without the cost).
+fn invd() -> Action {
+    Action::Advance
 }

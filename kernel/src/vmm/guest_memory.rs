@@ -166,7 +166,10 @@ impl GuestMemory {
     /// PML4 (SDM Vol. 3C §29.3.2). Reserved at creation, so splits never fail for lack of frames
     /// another VM took.
     pub fn worst_case_table_frames(size: u64) -> u64 {
-        size.div_ceil(2 << 20) + size.div_ceil(1 << 30) + 2
+        /// Frames `Ept` takes ahead of a split (one per level below the root) on top of the
+        /// tables it keeps.
+        const SPLIT_RESERVE: u64 = 4;
+        size.div_ceil(2 << 20) + size.div_ceil(1 << 30) + 2 + SPLIT_RESERVE
     }
 
     /// `MEM_RELEASE`: zeroes the 4 KiB pages [gpa, gpa + len) and removes them from the EPT
@@ -187,6 +190,9 @@ impl GuestMemory {
             unsafe { vmx::instructions::invept(self.invept.0, self.eptp()) }
                 .map_err(ReleaseError::Invept)?;
         }
+        // Tables the unmap emptied are no longer cached after the INVEPT (SDM Vol. 3C
+        // §29.4.3.4): back to this VM's pool, or release/touch cycles would drain it.
+        self.ept.reclaim_tables();
         self.released += len / FRAME_SIZE;
         Ok(())
     }

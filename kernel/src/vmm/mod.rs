@@ -34,6 +34,7 @@ use vmx::fields::VmcsField as F;
 
 pub use setup::SetupError;
 use vm::console::{LineBuffer, RateLimit};
+use vm::control_regs::{self, mov_to_cr0, Cr0Context, Cr0Write};
 
 /// Heap a VM takes besides its devices (platform state, statistics, FPU area, console),
 /// rounded up.
@@ -582,19 +583,36 @@ impl Vm {
         };
         let result = match cr {
             0 => {
-                // SDM Vol. 3A §2.5: PG without PE, or NW without CD, raise #GP; so do bits 63:32.
-                if value >> 32 != 0
-                    || (value & setup::CR0_PG != 0 && value & setup::CR0_PE == 0)
-                    || (value & (1 << 29) != 0 && value & (1 << 30) == 0)
-                {
-                    return gp;
+                // The architectural rules (vm::control_regs, SDM Vol. 2B MOV CR and Vol. 3A
+                // §10.8.5): #GP for illegal values, IA-32e mode entered or left by PG.
+                const CS_L: u64 = 1 << 13;
+                let ctx = Cr0Context {
+                    cr0: vmcs::read_exit(F::CR0_READ_SHADOW),
+                    cr4: vmcs::read_exit(F::CR4_READ_SHADOW),
+                    efer: vmcs::read_exit(F::GUEST_IA32_EFER),
+                    cs_long: vmcs::read_exit(F::GUEST_CS_ACCESS_RIGHTS) & CS_L != 0,
+                };
+                let efer = match mov_to_cr0(&ctx, value) {
+                    Cr0Write::Fault => return gp,
+                    Cr0Write::Load { efer } => efer,
+                };
+                let lma = efer & control_regs::EFER_LMA != 0;
+                if lma != (ctx.efer & control_regs::EFER_LMA != 0) {
+                    // SDM Vol. 3C §25.8.1: "IA-32e mode guest" must equal EFER.LMA on entry.
+                    if setup::set_ia32e_mode_guest(&mut self.vcpu.controls, lma).is_err() {
+                        return Action::Stop(StopReason::Bug(
+                            "VMWRITE of the entry controls failed",
+                        ));
+                    }
                 }
-                vmcs::write_guest(vmcs::guest_field!(CR0_READ_SHADOW), value).and_then(|()| {
-                    vmcs::write_guest(
-                        vmcs::guest_field!(GUEST_CR0),
-                        setup::effective_cr0(&self.caps, value),
-                    )
-                })
+                vmcs::write_guest(vmcs::guest_field!(GUEST_IA32_EFER), efer)
+                    .and_then(|()| vmcs::write_guest(vmcs::guest_field!(CR0_READ_SHADOW), value))
+                    .and_then(|()| {
+                        vmcs::write_guest(
+                            vmcs::guest_field!(GUEST_CR0),
+                            setup::effective_cr0(&self.caps, value),
+                        )
+                    })
             }
             3 => vmcs::write_guest(vmcs::guest_field!(GUEST_CR3), value),
             4 => {

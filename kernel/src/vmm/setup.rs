@@ -16,9 +16,7 @@ use vmx::fields::{SegmentAccessRights, VmcsField as F};
 use vmx::msr::Msr;
 use x86_64::instructions::tables::{sgdt, sidt};
 
-/// CR0.PE, CR0.PG and CR4.VMXE (SDM Vol. 3A §2.5).
-pub const CR0_PE: u64 = 1 << 0;
-pub const CR0_PG: u64 = 1 << 31;
+/// CR4.VMXE (SDM Vol. 3A §2.5).
 pub const CR4_VMXE: u64 = 1 << 13;
 /// EFER bits (SDM Vol. 3A §2.2.1).
 const EFER_LME: u64 = 1 << 8;
@@ -412,4 +410,13 @@ pub fn set_interrupt_window_exiting(set: &mut ControlSet, on: bool) -> Result<()
             u64::from(set.primary.bits()),
         )
     }
+}
+
+/// Sets or clears the "IA-32e mode guest" entry control, which must follow the guest's
+/// EFER.LMA (SDM Vol. 3C §25.8.1, checked at entry per §27.3.1.1).
+pub fn set_ia32e_mode_guest(set: &mut ControlSet, on: bool) -> Result<(), VmcsError> {
+    set.entry.set(EntryControls::IA32E_MODE_GUEST, on);
+    // SAFETY: `set` holds the entry controls computed for this CPU; only the IA-32e bit
+    // changed, which selects the guest's mode and nothing of the host.
+    unsafe { vmcs::write(F::VM_ENTRY_CONTROLS, u64::from(set.entry.bits())) }
 }

@@ -3,8 +3,9 @@
 //! batches of random entries.
 //!
 //! What keeps the fuzzer alive: a call that may *write* guest memory (EXIT_STATS, MULTICALL's
-//! result fields, and any number whose low 32 bits name them, in case the hypervisor ignored
-//! the high bits) only ever gets a scratch or invalid buffer; CONSOLE_WRITE from RAM reads a
+//! result fields, MEM_RELEASE, which zeroes the pages it names, and any number whose low 32
+//! bits name them, in case the hypervisor ignored the high bits) only ever gets a scratch or
+//! invalid buffer; CONSOLE_WRITE from RAM reads a
 //! short printable text, so the console stays small; `IDLE(1)` is issued only after
 //! [`crate::ops::arm_wakeup`] made sure a timer interrupt ends it.
 
@@ -17,6 +18,13 @@ pub const CONSOLE_WRITE: u64 = 2;
 pub const MULTICALL: u64 = 3;
 pub const IDLE: u64 = 4;
 pub const EXIT_STATS: u64 = 5;
+/// ABI v1.1: zeroes and unmaps pages until touched.
+pub const MEM_RELEASE: u64 = 6;
+/// The first unassigned call number.
+const UNASSIGNED: u64 = 7;
+/// MEM_RELEASE takes at most 512 pages of 4 KiB.
+const MEM_RELEASE_MAX_PAGES: u64 = 512;
+const PAGE: u64 = 4096;
 /// docs/hypercall-abi.md §3: at most 4096 console bytes, 128 batch entries.
 pub const CONSOLE_MAX: u64 = 4096;
 pub const MULTICALL_MAX: u64 = 128;
@@ -62,9 +70,9 @@ pub unsafe fn call(nr: u64, args: [u64; 4]) -> Result<u64, u8> {
 /// A call number: mostly assigned ones, else unassigned, high-bit and random ones.
 fn number(rng: &mut Rng) -> u64 {
     match rng.below(10) {
-        0..=5 => rng.below(6),
-        6 => rng.range(6, 64),
-        7 => (rng.range(1, u64::from(u32::MAX)) << 32) | rng.below(6),
+        0..=5 => rng.below(UNASSIGNED),
+        6 => rng.range(UNASSIGNED, 64),
+        7 => (rng.range(1, u64::from(u32::MAX)) << 32) | rng.below(UNASSIGNED),
         8 => u64::from(rng.next() as u32),
         _ => rng.interesting(),
     }
@@ -73,7 +81,7 @@ fn number(rng: &mut Rng) -> u64 {
 /// Whether the hypervisor could (if it ignored the high bits) treat `nr` as a call that
 /// writes guest memory.
 fn may_write(nr: u64) -> bool {
-    matches!(nr as u32 as u64, MULTICALL | EXIT_STATS)
+    matches!(nr as u32 as u64, MULTICALL | EXIT_STATS | MEM_RELEASE)
 }
 
 /// A length: boundaries of the call's limits, small values, huge ones.
@@ -116,6 +124,23 @@ fn arguments(rng: &mut Rng, mem: &Mem, nr: u64) -> (u64, u64) {
             if nr as u32 as u64 == MULTICALL {
                 let count = length(rng, MULTICALL_MAX);
                 (mem.pointer(rng, count.saturating_mul(ENTRY_SIZE)), count)
+            } else if nr as u32 as u64 == MEM_RELEASE {
+                // Pages in scratch (mostly page-aligned: scratch starts 4 MiB-aligned, so
+                // rounding down stays in it) or an invalid range.
+                let pages = length(rng, MEM_RELEASE_MAX_PAGES);
+                let len = pages.saturating_mul(PAGE);
+                let mut gpa = mem.pointer(rng, len);
+                // Never the guest's own image, stack or tables below scratch (gpa 0 is one of
+                // the pointer generator's boundary values): released pages read as zero.
+                if gpa < mem.ram && !mem.in_scratch(gpa, 1) {
+                    gpa = mem.scratch(rng, len.min(mem.ram), PAGE);
+                }
+                let gpa = if rng.chance(3, 4) && mem.in_scratch(gpa & !(PAGE - 1), 1) {
+                    gpa & !(PAGE - 1)
+                } else {
+                    gpa
+                };
+                (gpa, pages)
             } else {
                 let len = length(rng, 4096);
                 (mem.pointer(rng, len), len)

@@ -2,10 +2,10 @@
 //! while, it prints, on the UART and through CONSOLE_WRITE, lines that imitate the
 //! hypervisor's own: the kernel's exit line `bulkhead: exit status 0 (ok)`, an exit-statistics
 //! line of its own VM, a stop report and the DONE line of the selftest VM, and an ANSI escape
-//! sequence that clears the operator's terminal (ESC [ 2 J). Then it spins forever with
-//! interrupts off (it never halts), so the run can only end by its timeout: a harness that
-//! reports it as passed was fooled (issue 9, finding 6 and "A guest can forge the run's
-//! verdict").
+//! sequence that clears the operator's terminal (ESC [ 2 J). Then it spins for as long again
+//! and powers off (`cli; hlt`): a harness that took the forged exit line would stop the run
+//! before the hypervisor's real stop report of this VM (issue 9, finding 6 and "A guest can
+//! forge the run's verdict").
 
 #![no_std]
 #![no_main]
@@ -42,6 +42,13 @@ fn main(_ram_size: u64, _vm_index: u64) -> ! {
     for line in FORGED {
         let _ = hv::console_write(line);
     }
+    let start = cpu::rdtsc();
+    while cpu::rdtsc().wrapping_sub(start) < WAIT_TICKS {
+        core::hint::spin_loop();
+    }
+    report::say(format_args!("forged lines printed, powering off"));
+    // SAFETY: ends this VM (HLT with interrupts disabled).
+    unsafe { core::arch::asm!("cli", "hlt", options(nomem, nostack)) };
     loop {
         core::hint::spin_loop();
     }
