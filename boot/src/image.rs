@@ -338,6 +338,7 @@ pub fn build_guests() -> Result<PathBuf, BootError> {
                 || name == "timer"
                 || name == "events"
                 || name == "isolation"
+                || name == "disk-fill"
                 || name.starts_with("hostile-")
                 || name == "virtio-client"
                 || name == "fuzz");
