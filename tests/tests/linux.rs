@@ -7,20 +7,30 @@ use bulkhead_tests::{boot_image, bundle_files, linux_guest, manifest_value, Chec
 const CMDLINE: &str =
     "console=ttyS0,115200 panic=-1 reboot=t io_delay=none nolapic tsc=reliable no_timer_check";
 
-/// One Linux VM with an 8 MiB RAM disk (read-only if `read_only`) and a network card.
-fn linux_conf(read_only: bool) -> String {
+/// One Linux VM with an 8 MiB RAM disk (read-only if `read_only`) and a network card; with
+/// `hvc0`, also a virtio-console that is the kernel's console instead of COM1.
+fn linux_conf(read_only: bool, hvc0: bool) -> String {
+    let cmdline = if hvc0 {
+        CMDLINE.replace("console=ttyS0,115200", "console=hvc0")
+    } else {
+        CMDLINE.to_string()
+    };
     format!(
         "[vm.linux]\nkind = \"linux\"\nimage = \"bzImage\"\ninitrd = \"initramfs.cpio.lz4\"\nmemory = \"64M\"\n\
-         console-timestamps = true\ncmdline = \"{CMDLINE}\"\n\
+         console-timestamps = true\ncmdline = \"{cmdline}\"\nvirtio-console = {hvc0}\n\
          [[vm.linux.virtio-blk]]\nsize = \"8M\"\nread-only = {read_only}\n\
          [[vm.linux.virtio-net]]\nmac = \"52:54:00:12:34:56\"\n"
     )
 }
 
 fn boot_linux(read_only: bool) -> Checked {
+    boot_linux_with(read_only, false)
+}
+
+fn boot_linux_with(read_only: bool, hvc0: bool) -> Checked {
     let dir = linux_guest();
     let files = [dir.join("bzImage"), dir.join("initramfs.cpio.lz4")];
-    let (_tmp, image) = bundle_files(&linux_conf(read_only), &files);
+    let (_tmp, image) = bundle_files(&linux_conf(read_only, hvc0), &files);
     boot_image(&image, "corei7_skylake_x", 600)
 }
 
@@ -111,6 +121,29 @@ fn linux_boots_and_uses_virtio_blk_and_net() {
         .unwrap_or("?")
         .to_string();
     eprintln!("linux boot: userspace after {ticks} TSC ticks from the first VM entry; guest uptime {uptime} s");
+}
+
+/// virtio-console (virtio 1.2 §5.3) as Linux's console (`console=hvc0`): the same checks pass,
+/// the console bytes travel through the device's transmit queue, and the VM takes a fraction
+/// of the I/O exits it takes with the UART (one exit per byte there).
+#[test]
+fn linux_on_a_virtio_console_passes_with_few_io_exits() {
+    let dir = linux_guest();
+    let pattern = manifest_value(&dir, "blk_pattern_sha256");
+    let uart = boot_linux(false);
+    let hvc = boot_linux_with(false, true);
+    if let Err(why) = linux_passed(&hvc, &pattern) {
+        hvc.saw(&format!("<linux check failed on hvc0: {why}>"));
+    }
+    let console = hvc.line("vm linux: virtio-console at 0xd0002000 irq 7: requests=");
+    assert!(!console.contains("requests=0 "), "{console}");
+    let io = |run: &Checked| run.exit_count("linux", "I/O instruction").unwrap_or(0);
+    let (io_uart, io_hvc) = (io(&uart), io(&hvc));
+    eprintln!("linux boot I/O exits: console=ttyS0 {io_uart}, console=hvc0 {io_hvc}");
+    assert!(
+        io_hvc * 4 < io_uart,
+        "hvc0 took {io_hvc} I/O exits, ttyS0 {io_uart}"
+    );
 }
 
 /// A read-only disk makes the guest's blk check fail; the judgement above must reject it.
