@@ -773,6 +773,47 @@ fn linux_conf() -> String {
     )
 }
 
+/// The same Linux VM with its console on a virtio-console (`console=hvc0`) instead of COM1.
+fn linux_hvc0_conf() -> String {
+    let cmdline = LINUX_CMDLINE.replace("console=ttyS0,115200", "console=hvc0");
+    format!(
+        "[vm.linux]\nkind = \"linux\"\nimage = \"bzImage\"\ninitrd = \"initramfs.cpio.lz4\"\nmemory = \"64M\"\n\
+         console-timestamps = true\ncmdline = \"{cmdline}\"\nvirtio-console = true\n"
+    )
+}
+
+/// The exit count of `reason` (or `total`) in VM `vm`'s statistics.
+fn vm_exit_count(transcript: &str, vm: &str, reason: &str) -> Option<f64> {
+    let prefix = format!("vm {vm}: exits: {reason} ");
+    crate::transcript::kernel_messages(transcript)
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| num(rest, "count"))
+}
+
+/// Linux's boot exits with its console on COM1 and on virtio-console (issue 9: the UART costs
+/// an exit per byte, virtio-console a few per line).
+pub fn console_figures(ttys0: &str, hvc0: &str) -> Vec<Figure> {
+    let how = "Linux test guest, boot to poweroff with the workload check, exits from the VM's statistics";
+    let mut out = Vec::new();
+    for (console, t) in [("ttyS0", ttys0), ("hvc0", hvc0)] {
+        out.push(Figure::new(
+            SEC_LINUX,
+            &format!("boot exits, console={console}"),
+            vm_exit_count(t, "linux", "total"),
+            "exits",
+            how,
+        ));
+        out.push(Figure::new(
+            SEC_LINUX,
+            &format!("boot I/O exits, console={console}"),
+            vm_exit_count(t, "linux", "I/O instruction"),
+            "exits",
+            how,
+        ));
+    }
+    out
+}
+
 fn other_err(what: String) -> BootError {
     BootError::Io {
         what,
@@ -912,8 +953,8 @@ pub fn run_bench(o: &Options) -> Result<Report, BootError> {
     )?;
     let mut figures = selftest_figures(&selftest.transcript);
 
-    let (virtio, bulkhead_linux, bare_linux) = if o.smoke {
-        (None, None, None)
+    let (virtio, bulkhead_linux, bare_linux, hvc0_linux) = if o.smoke {
+        (None, None, None, None)
     } else {
         let virtio = run_guest(
             o,
@@ -926,6 +967,13 @@ pub fn run_bench(o: &Options) -> Result<Report, BootError> {
         let guest = linux_guest_dir()?;
         let files = [guest.join("bzImage"), guest.join("initramfs.cpio.lz4")];
         let linux = run_guest(o, "Linux under Bulkhead", &linux_conf(), &files, 900)?;
+        let hvc0 = run_guest(
+            o,
+            "Linux under Bulkhead, console on virtio-console",
+            &linux_hvc0_conf(),
+            &files,
+            900,
+        )?;
         let dir = tempfile::tempdir().map_err(io(
             "cannot create a temporary directory in",
             std::env::temp_dir(),
@@ -947,7 +995,7 @@ pub fn run_bench(o: &Options) -> Result<Report, BootError> {
         // The guest ends in a triple fault (bulkhead.end=reboot, reboot=t); Bochs, with
         // reset_on_triple_fault=0 and panics fatal, then exits.
         let bare = boot(o, "Linux on bare Bochs (no Bulkhead)", &bare_img, 64, 900)?;
-        (Some(virtio), Some(linux), Some(bare))
+        (Some(virtio), Some(linux), Some(bare), Some(hvc0))
     };
 
     match &virtio {
@@ -966,6 +1014,10 @@ pub fn run_bench(o: &Options) -> Result<Report, BootError> {
                 .into_iter()
                 .map(Figure::skipped),
         ),
+    }
+    match (&bulkhead_linux, &hvc0_linux) {
+        (Some(a), Some(b)) => figures.extend(console_figures(&a.transcript, &b.transcript)),
+        _ => figures.extend(console_figures("", "").into_iter().map(Figure::skipped)),
     }
     let empty = String::new();
     let transcript_of =
@@ -1043,6 +1095,25 @@ guest selftest: BENCH mmio-read median=3000 min=2900 n=64
 guest selftest: BENCH mmio-write median=3100 min=3000 n=64
 guest selftest: BENCH console-byte median=1022 min=1022 handler=741 n=2048
 ";
+
+    #[test]
+    fn console_figures_read_the_linux_vms_statistics() {
+        let uart =
+            "[   1] INFO  vm linux: exits: I/O instruction        count=18197 ticks=1 avg=1\n\
+                    [   2] INFO  vm linux: exits: total                  count=21745 ticks=9\n";
+        let hvc = "[   1] INFO  vm linux: exits: I/O instruction        count=900 ticks=1 avg=1\n\
+                   [forge] vm linux: exits: total count=1\n\
+                   [   2] INFO  vm linux: exits: total                  count=3500 ticks=9\n";
+        let f = console_figures(uart, hvc);
+        let values: Vec<_> = f.iter().map(|f| f.value).collect();
+        assert_eq!(
+            values,
+            [Some(21745.0), Some(18197.0), Some(3500.0), Some(900.0)]
+        );
+        assert!(console_figures("", "")
+            .iter()
+            .all(|f| f.status == Status::Missing));
+    }
 
     #[test]
     fn selftest_lines_give_every_exit_figure() {
