@@ -1,0 +1,121 @@
+//! A VM's console: its line discipline, rate limit and counters (docs/architecture.md,
+//! "Console").
+
+use super::*;
+
+/// Per-VM console (docs/architecture.md, "Console"): bytes from the UART and the console
+/// hypercall are cut into cleaned lines (vm::console::LineBuffer), limited to `console-rate`
+/// bytes per second with bursts of `console-buffer` bytes, and queued for the physical UART
+/// prefixed with the VM's name (and, with `console-timestamps = yes`, the TSC ticks since the
+/// VM's first entry: `[linux +123456789] text`). Nothing waits for the UART; a line over the
+/// limit, or that finds the console queue full, is dropped and counted, and a report line
+/// says so when the VM's output is accepted again.
+#[derive(Debug)]
+pub struct Console {
+    line: LineBuffer,
+    out: ConsoleOut,
+}
+
+/// Where a VM's cleaned console lines go: the limit, the console queue, the counters.
+#[derive(Debug)]
+struct ConsoleOut {
+    name: String,
+    limit: RateLimit,
+    /// Prefix lines with the ticks since the first VM entry.
+    timestamps: bool,
+    /// TSC of the first VM entry (0 until then).
+    started: u64,
+    /// Lines and bytes printed, and dropped.
+    lines: u64,
+    bytes: u64,
+    dropped_lines: u64,
+    dropped_bytes: u64,
+    /// Dropped bytes not yet reported.
+    unreported: u64,
+}
+
+impl Console {
+    pub(super) fn new(name: &str, timestamps: bool, rate: u64, burst: u64, tsc_hz: u64) -> Self {
+        Console {
+            line: LineBuffer::new(),
+            out: ConsoleOut {
+                name: name.into(),
+                limit: RateLimit::new(rate, burst, tsc_hz, arch::rdtsc()),
+                timestamps,
+                started: 0,
+                lines: 0,
+                bytes: 0,
+                dropped_lines: 0,
+                dropped_bytes: 0,
+                unreported: 0,
+            },
+        }
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) {
+        let out = &mut self.out;
+        self.line.feed(bytes, &mut |text| out.emit(text));
+    }
+
+    /// Emits a partial line (when the VM stops).
+    pub(super) fn flush(&mut self) {
+        if !self.line.is_empty() {
+            let out = &mut self.out;
+            self.line.flush(&mut |text| out.emit(text));
+        }
+    }
+}
+
+impl Console {
+    /// Marks the VM's first entry: timestamps count from here.
+    pub(super) fn start(&mut self) {
+        self.out.started = arch::rdtsc();
+    }
+
+    /// TSC of the VM's first entry (0 until then).
+    pub(super) fn started(&self) -> u64 {
+        self.out.started
+    }
+
+    /// The counters for the VM's stop report.
+    pub(super) fn summary(&self) -> String {
+        alloc::format!(
+            "lines={} bytes={} console-dropped={} dropped-lines={}",
+            self.out.lines,
+            self.out.bytes,
+            self.out.dropped_bytes,
+            self.out.dropped_lines
+        )
+    }
+}
+
+impl ConsoleOut {
+    fn emit(&mut self, text: &[u8]) {
+        let now = arch::rdtsc();
+        let cost = text.len() as u64 + 1;
+        let accepted = self.limit.allow(cost, now)
+            && if self.timestamps {
+                crate::serial::guest_line(
+                    format_args!("{} +{}", self.name, now.saturating_sub(self.started)),
+                    text,
+                )
+            } else {
+                crate::serial::guest_line(format_args!("{}", self.name), text)
+            };
+        if accepted {
+            self.lines += 1;
+            self.bytes += cost;
+            if self.unreported > 0 {
+                warn!(
+                    "vm {}: console: {} bytes dropped (over console-rate, or the console queue was full)",
+                    self.name, self.unreported
+                );
+                self.unreported = 0;
+            }
+        } else {
+            self.dropped_lines += 1;
+            self.dropped_bytes += cost;
+            self.unreported += cost;
+        }
+    }
+}

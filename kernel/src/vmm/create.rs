@@ -1,0 +1,269 @@
+//! Creating a VM (docs/architecture.md, "Creating a VM"): its heap worst case checked and
+//! reserved, RAM and EPT, the guest image, the platform, the VMCS.
+
+use super::*;
+
+/// Heap a VM takes besides its devices (platform state, statistics, FPU area, console),
+/// rounded up.
+const VM_FIXED_HEAP: u64 = 32 * 1024;
+
+/// Heap kept free against fragmentation when VMs reserve their worst case: 1/32 of the heap,
+/// at least 256 KiB.
+fn heap_margin() -> usize {
+    (memory::heap_size_and_high_water().0 / 32).max(256 * 1024)
+}
+
+/// Why a VM could not be created.
+#[derive(Debug)]
+pub enum CreateError {
+    MissingEntry(String),
+    Load(loader::LoadError),
+    Memory(guest_memory::GuestMemoryError),
+    Setup(SetupError),
+    Platform(String),
+    /// The VM's worst case does not fit in the unreserved heap.
+    HeapBudget {
+        need: u64,
+        available: u64,
+    },
+}
+
+impl fmt::Display for CreateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CreateError::MissingEntry(n) => write!(
+                f,
+                "the boot archive has no entry {n:?}; add the file to the bundle"
+            ),
+            CreateError::Load(e) => write!(f, "loading the guest image failed: {e}"),
+            CreateError::Memory(e) => write!(f, "{e}"),
+            CreateError::Setup(e) => write!(f, "programming the VMCS failed: {e}"),
+            CreateError::Platform(m) => write!(f, "{m}"),
+            CreateError::HeapBudget { need, available } => write!(
+                f,
+                "its worst case needs {} KiB of hypervisor heap (device state now, disk overlays \
+                 later) but only {} KiB are left unreserved; give it fewer or smaller disks, or \
+                 the machine more memory",
+                need.div_ceil(1024),
+                available / 1024
+            ),
+        }
+    }
+}
+
+/// Loads a Linux bzImage through the 64-bit boot protocol (vm::linux): the command line gets
+/// one `virtio_mmio.device=` entry per device of the VM, and the e820 map marks the
+/// virtio-mmio window reserved.
+fn linux_boot(
+    config: &VmConfig,
+    archive: &Archive<'static>,
+    image: &[u8],
+    memory: &mut GuestMemory,
+) -> Result<loader::BootState, CreateError> {
+    let initrd = match &config.initrd {
+        Some(name) => Some(
+            archive
+                .get(name)
+                .ok_or_else(|| CreateError::MissingEntry(name.clone()))?,
+        ),
+        None => None,
+    };
+    let mut cmdline = config.cmdline.clone().unwrap_or_default();
+    for i in 0..config.devices.len() {
+        let (base, irq) = VmConfig::device_window(i);
+        cmdline += &alloc::format!(" virtio_mmio.device=4K@{base:#x}:{irq}");
+    }
+    let window = vm::linux::E820Entry {
+        addr: vm::config::MMIO_BASE,
+        size: vm::config::MMIO_STRIDE * vm::config::MAX_DEVICES as u64,
+        kind: vm::linux::E820Kind::Reserved,
+    };
+    let extra = [window];
+    let lc = vm::linux::LinuxConfig {
+        ram: config.memory,
+        cmdline: cmdline.trim(),
+        initrd,
+        e820_extra: &extra,
+    };
+    info!("vm {}: Linux command line: {}", config.name, lc.cmdline);
+    vm::linux::load_linux(image, &lc, memory)
+        .map_err(|e| CreateError::Platform(alloc::format!("loading the Linux kernel failed: {e}")))
+}
+
+impl Vm {
+    /// Allocates the VM's RAM and loads its guest image.
+    pub(super) fn load(
+        index: usize,
+        config: &VmConfig,
+        archive: &Archive<'static>,
+        caps: &Capabilities,
+    ) -> Result<(loader::BootState, GuestMemory), CreateError> {
+        let image = archive
+            .get(&config.image)
+            .ok_or_else(|| CreateError::MissingEntry(config.image.clone()))?;
+        let ept_config = ept::EptConfig {
+            page_2m: caps.ept_2m_pages(),
+            page_1g: caps.ept_1g_pages(),
+            ..Default::default()
+        };
+        let mut memory = GuestMemory::new(
+            config.memory,
+            ept_config,
+            guest_memory::InveptKind::for_cpu(caps),
+        )
+        .map_err(CreateError::Memory)?;
+        match config.kind {
+            GuestKind::Elf64 => loader::load_elf64(image, config.memory, index as u64, &mut memory),
+            GuestKind::Real16 => loader::load_real16(image, config.memory, &mut memory),
+            GuestKind::Linux => {
+                return linux_boot(config, archive, image, &mut memory).map(|boot| (boot, memory));
+            }
+        }
+        .map_err(CreateError::Load)
+        .map(|boot| (boot, memory))
+    }
+
+    pub(super) fn create(
+        index: usize,
+        config: &VmConfig,
+        archive: &Archive<'static>,
+        caps: &Capabilities,
+        tsc_hz: u64,
+    ) -> Result<Vm, CreateError> {
+        // The budget rule (docs/architecture.md, "Budgets"): the VM's whole worst case on the
+        // shared heap, what its devices take now and what its guest can make them take later,
+        // must fit in what is really left; the later part is reserved, so no guest can take
+        // another VM's heap or the hypervisor's.
+        // `heap-budget` caps the devices' heap: what they take at creation, and the rest
+        // shared out as the overlay budgets of the copy-on-write disks.
+        let (create_bytes, _) = virtio_devices::VirtioDevices::heap_estimate(config, archive, None);
+        let disk_budget = match config.heap_budget {
+            None => None,
+            Some(budget) if budget < create_bytes => {
+                return Err(CreateError::Platform(alloc::format!(
+                    "its devices need {} KiB of hypervisor heap when created, more than \
+                     heap-budget = {} KiB; raise heap-budget or use smaller RAM disks",
+                    create_bytes.div_ceil(1024),
+                    budget / 1024
+                )))
+            }
+            Some(budget) => {
+                let cow_disks = config
+                    .devices
+                    .iter()
+                    .filter(|d| {
+                        matches!(
+                            d,
+                            vm::config::DeviceConfig::VirtioBlk {
+                                source: vm::config::DiskSource::Image(_),
+                                ..
+                            }
+                        )
+                    })
+                    .count() as u64;
+                Some((budget - create_bytes) / cow_disks.max(1))
+            }
+        };
+        let (create_bytes, growth_bytes) =
+            virtio_devices::VirtioDevices::heap_estimate(config, archive, disk_budget);
+        let margin = heap_margin();
+        let need = (create_bytes + growth_bytes + VM_FIXED_HEAP) as usize;
+        let available = memory::heap_available();
+        if need.saturating_add(margin) > available {
+            return Err(CreateError::HeapBudget {
+                need: need as u64,
+                available: available.saturating_sub(margin) as u64,
+            });
+        }
+        let (boot, memory) = Self::load(index, config, archive, caps)?;
+
+        let heap_before = memory::heap_free();
+        let platform =
+            Platform::new(config, archive, tsc_hz, disk_budget).map_err(CreateError::Platform)?;
+        // Device state (RAM disks, queues, switch) lives on the heap.
+        let device_bytes = heap_before.saturating_sub(memory::heap_free()) as u64;
+        let growth = platform.virtio.worst_case_bytes();
+        memory::reserve_heap(growth as usize, margin).map_err(|available| {
+            CreateError::HeapBudget {
+                need: growth,
+                available: available.saturating_sub(margin) as u64,
+            }
+        })?;
+
+        let long_mode = matches!(boot.mode, EntryMode::Long64 { .. });
+        let controls = setup::controls(caps, long_mode)
+            .map_err(|e| CreateError::Setup(SetupError::Controls(e)))?;
+        let vmcs = vmcs::Vmcs::new(caps).map_err(|e| CreateError::Setup(e.into()))?;
+        vmcs.load().map_err(|e| CreateError::Setup(e.into()))?;
+        let resources = setup::VcpuResources {
+            eptp: memory.eptp(),
+            vpid: index as u16 + 1,
+            msr_bitmap: setup::msr_bitmap(&platform.msr_bitmap()).map_err(CreateError::Setup)?,
+            io_bitmaps: setup::io_bitmaps().map_err(CreateError::Setup)?,
+        };
+        // SAFETY: the EPT maps only this VM's RAM (GuestMemory), the bitmaps are frames just
+        // allocated for this VM, and `controls` come from `setup::controls` for this CPU.
+        unsafe { setup::write_controls(&controls, &resources) }
+            .map_err(|e| CreateError::Setup(e.into()))?;
+        setup::write_guest_state(caps, &boot).map_err(|e| CreateError::Setup(e.into()))?;
+        let regs = GuestRegs {
+            rdi: boot.rdi,
+            rsi: boot.rsi,
+            ..Default::default()
+        };
+        // VMCS, MSR bitmap and the two I/O bitmaps: four frames.
+        let vmx_bytes = 4 * memory::FRAME_SIZE;
+        let ept_bytes = memory.overhead_bytes();
+        info!(
+            "vm {}: memory beyond guest RAM: {} bytes (VMCS and bitmaps {vmx_bytes}, EPT {ept_bytes}, device state {device_bytes})",
+            config.name,
+            vmx_bytes + ept_bytes + device_bytes
+        );
+        let overhead = vmx_bytes + ept_bytes + device_bytes;
+        info!(
+            "vm {}: {} MiB RAM, {} guest {} entered at {:#x}, {} virtio device(s), VPID {}, overhead {} KiB (VMCS, bitmaps, EPT, devices)",
+            config.name,
+            config.memory >> 20,
+            match config.kind {
+                GuestKind::Elf64 => "64-bit",
+                GuestKind::Real16 => "real-mode",
+                GuestKind::Linux => "Linux",
+            },
+            config.image,
+            boot.rip,
+            config.devices.len(),
+            resources.vpid,
+            overhead >> 10
+        );
+        Ok(Vm {
+            name: config.name.clone(),
+            memory,
+            vcpu: Vcpu {
+                vmcs,
+                regs,
+                launched: false,
+                controls,
+                state: State::Runnable,
+                deferred_event: None,
+                cr8: 0,
+                debug: arch::DebugRegs::initial(),
+            },
+            platform,
+            console: Console::new(
+                &config.name,
+                config.console_timestamps,
+                config.console_rate,
+                config.console_buffer,
+                tsc_hz,
+            ),
+            stats: ExitStats::new(),
+            caps: caps.clone(),
+            fpu: Box::new(arch::FxArea::initial()),
+            slice_end: 0,
+            wake_others_at: u64::MAX,
+            slice_left: None,
+            min_timer_ticks: tsc_hz / 100_000,
+            tsc_hz,
+        })
+    }
+}

@@ -1,0 +1,77 @@
+//! VMCALL: the hypercall ABI (docs/hypercall-abi.md) against one VM.
+
+use super::*;
+
+/// The hypercall dispatcher's view of one VM.
+struct HcHost<'a> {
+    memory: &'a mut GuestMemory,
+    console: &'a mut Console,
+    stats: &'a ExitStats,
+    tsc_hz: u64,
+}
+
+impl HypercallHost for HcHost<'_> {
+    fn read_guest(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), HcError> {
+        self.memory.read(gpa, buf).ok_or(HcError::BadAddress)
+    }
+    fn write_guest(&mut self, gpa: u64, data: &[u8]) -> Result<(), HcError> {
+        self.memory.write(gpa, data).ok_or(HcError::BadAddress)
+    }
+    fn console_write(&mut self, bytes: &[u8]) {
+        self.console.write(bytes);
+    }
+    fn exit_stats(&self, out: &mut dyn FnMut(u32, u64, u64)) {
+        for (reason, s) in self.stats.nonzero() {
+            out(u32::from(reason), s.count, s.ticks);
+        }
+    }
+    fn tick_hz(&self) -> u64 {
+        self.tsc_hz
+    }
+    fn release_memory(&mut self, gpa: u64, pages: u64) -> Result<(), HcError> {
+        match self.memory.release(gpa, pages * hypercall::call::PAGE_SIZE) {
+            Ok(()) => Ok(()),
+            Err(guest_memory::ReleaseError::OutsideRam) => Err(HcError::BadAddress),
+            Err(e) => {
+                warn!("MEM_RELEASE of {pages} page(s) at {gpa:#x} failed: {e:?}");
+                Err(HcError::TooLarge)
+            }
+        }
+    }
+}
+
+impl Vm {
+    /// VMCALL (reason 18): the hypercall ABI v1 (docs/hypercall-abi.md).
+    pub(super) fn hypercall(&mut self) -> Action {
+        let long = self.long_mode();
+        let r = &self.vcpu.regs;
+        let regs = HcRegs {
+            rax: r.rax,
+            rbx: r.rbx,
+            rcx: r.rcx,
+            rdx: r.rdx,
+            rsi: r.rsi,
+        };
+        let regs = if long { regs } else { regs.low32() };
+        let cpl = ((vmcs::read_exit(F::GUEST_SS_ACCESS_RIGHTS) >> 5) & 3) as u8;
+        let outcome = {
+            let mut host = HcHost {
+                memory: &mut self.memory,
+                console: &mut self.console,
+                stats: &self.stats,
+                tsc_hz: self.tsc_hz,
+            };
+            hypercall::dispatch(&mut host, regs, cpl)
+        };
+        self.stats.hypercalls += 1;
+        if regs.rax == hypercall::call::MULTICALL {
+            self.stats.multicall_operations += u64::from(outcome.calls_executed);
+        }
+        self.vcpu.regs.rax = outcome.rax(long);
+        match outcome.action {
+            HcAction::Continue => Action::Advance,
+            HcAction::Yield => Action::Yield,
+            HcAction::Idle => Action::Halt,
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Why a VM ended: the stop reasons its report names.
+
+use super::*;
+
+/// Why a VM ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// HLT with RFLAGS.IF = 0 and nothing pending: the guest powered itself off.
+    HaltedWithInterruptsDisabled,
+    /// HLT with interrupts enabled but no device that could ever interrupt.
+    HaltedWithoutInterruptSource,
+    TripleFault,
+    /// A guest access to guest-physical memory that is neither RAM nor an MMIO region.
+    OutsideMemory {
+        gpa: u64,
+        access: &'static str,
+    },
+    /// An MMIO access Bulkhead could not emulate.
+    MmioUnemulated {
+        gpa: u64,
+    },
+    /// An exit reason Bulkhead does not handle.
+    Unhandled(ExitReason),
+    /// Delivering an event touched a virtio-mmio window (the guest's IDT, GDT or stack is
+    /// there).
+    EventDeliveryThroughMmio {
+        gpa: u64,
+        vector: u8,
+    },
+    /// VM entry failed (SDM Vol. 3C §27.8).
+    EntryFailure {
+        reason: ExitReason,
+        qualification: u64,
+    },
+    /// VMLAUNCH/VMRESUME itself failed (VMfail, SDM Vol. 3C §31.2).
+    EntryInstructionFailed {
+        rflags: u64,
+        error: u64,
+    },
+    /// Something only a hypervisor bug can cause.
+    Bug(&'static str),
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopReason::HaltedWithInterruptsDisabled => {
+                write!(f, "guest halted with interrupts disabled (powered off)")
+            }
+            StopReason::HaltedWithoutInterruptSource => write!(
+                f,
+                "guest halted waiting for an interrupt no device can send"
+            ),
+            StopReason::TripleFault => write!(f, "triple fault"),
+            StopReason::OutsideMemory { gpa, access } => {
+                write!(
+                    f,
+                    "{access} of guest-physical {gpa:#x}, outside guest RAM and every MMIO region"
+                )
+            }
+            StopReason::MmioUnemulated { gpa } => write!(f, "unemulated MMIO access at {gpa:#x}"),
+            StopReason::Unhandled(r) => write!(f, "unhandled exit reason {r}"),
+            StopReason::EventDeliveryThroughMmio { gpa, vector } => write!(
+                f,
+                "delivering vector {vector:#x} touched the device window at {gpa:#x} (the guest's IDT, GDT or stack is in MMIO)"
+            ),
+            StopReason::EntryFailure {
+                reason,
+                qualification,
+            } => {
+                let class = vmx::exit::EntryFailure::classify(
+                    ExitReason::from_raw(u32::from(reason.number()) | (1 << 31)),
+                    *qualification,
+                );
+                match class {
+                    Some(class) => write!(
+                        f,
+                        "VM entry failed: {reason}, qualification {qualification:#x}: {class}"
+                    ),
+                    None => write!(
+                        f,
+                        "VM entry failed: {reason}, qualification {qualification:#x}"
+                    ),
+                }
+            }
+            StopReason::EntryInstructionFailed { rflags, error } => {
+                write!(
+                    f,
+                    "VMLAUNCH/VMRESUME failed (RFLAGS {rflags:#x}): VM-instruction error {error}"
+                )
+            }
+            StopReason::Bug(m) => write!(f, "hypervisor bug: {m}"),
+        }
+    }
+}
