@@ -279,3 +279,39 @@ pub fn manifest_value(dir: &std::path::Path, key: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// The selftest guest's checks, in the order it runs them (tests/guest/README.md).
+pub const SELFTEST_CHECKS: &[&str] = &[
+    "cpuid-hypervisor-bit",
+    "cpuid-vmx-hidden",
+    "cpuid-signature",
+    "abi-version",
+    "hypercall-nop",
+    "hypercall-console",
+    "hypercall-unknown",
+    "hypercall-bad-pointer",
+    "multicall-8",
+    "exit-stats",
+    "io-unclaimed",
+    "msr-roundtrip",
+    "msr-unknown-gp",
+    "msr-feature-control",
+    "cr4-vmxe-gp",
+    "cr-read",
+    "vmx-ud",
+    "int3-reflected",
+    "mmio-virtio-magic",
+    "guest-crate",
+    "rdtsc-monotonic",
+];
+
+/// The selftest VM as most tests run it: 16 MiB and a 1 MiB RAM disk (one check reads it).
+pub const SELFTEST_CONF: &str = r#"
+[vm.selftest]
+kind = "elf64"
+image = "selftest.elf"
+memory = "16M"
+
+[[vm.selftest.virtio-blk]]
+size = "1M"
+"#;

@@ -14,42 +14,8 @@
 //! the serial transcript to), `BULKHEAD_FUZZ_TIMEOUT` (seconds, default 480).
 
 use bulkhead_boot::image::guest_dir;
-use bulkhead_tests::{boot_image, bundle_files, Checked};
+use bulkhead_tests::{boot_image, bundle_files, Checked, SELFTEST_CHECKS, SELFTEST_CONF};
 use std::path::{Path, PathBuf};
-
-const SELFTEST_CHECKS: &[&str] = &[
-    "cpuid-hypervisor-bit",
-    "cpuid-vmx-hidden",
-    "cpuid-signature",
-    "abi-version",
-    "hypercall-nop",
-    "hypercall-console",
-    "hypercall-unknown",
-    "hypercall-bad-pointer",
-    "multicall-8",
-    "exit-stats",
-    "io-unclaimed",
-    "msr-roundtrip",
-    "msr-unknown-gp",
-    "msr-feature-control",
-    "cr4-vmxe-gp",
-    "cr-read",
-    "vmx-ud",
-    "int3-reflected",
-    "mmio-virtio-magic",
-    "guest-crate",
-    "rdtsc-monotonic",
-];
-
-const SELFTEST_CONF: &str = r#"
-[vm.selftest]
-kind = "elf64"
-image = "selftest.elf"
-memory = "16M"
-
-[[vm.selftest.virtio-blk]]
-size = "1M"
-"#;
 
 /// The fewest iterations each seed must reach.
 const MIN_ITERATIONS: u64 = 10_000;

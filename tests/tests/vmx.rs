@@ -5,41 +5,8 @@
 use bulkhead_boot::Platform;
 use bulkhead_tests::{
     boot_image, boot_image_on, bundle_image, bundle_image_unchecked, bundle_uefi_image, Checked,
+    SELFTEST_CHECKS, SELFTEST_CONF,
 };
-
-const SELFTEST_CHECKS: &[&str] = &[
-    "cpuid-hypervisor-bit",
-    "cpuid-vmx-hidden",
-    "cpuid-signature",
-    "abi-version",
-    "hypercall-nop",
-    "hypercall-console",
-    "hypercall-unknown",
-    "hypercall-bad-pointer",
-    "multicall-8",
-    "exit-stats",
-    "io-unclaimed",
-    "msr-roundtrip",
-    "msr-unknown-gp",
-    "msr-feature-control",
-    "cr4-vmxe-gp",
-    "cr-read",
-    "vmx-ud",
-    "int3-reflected",
-    "mmio-virtio-magic",
-    "guest-crate",
-    "rdtsc-monotonic",
-];
-
-const SELFTEST_CONF: &str = r#"
-[vm.selftest]
-kind = "elf64"
-image = "selftest.elf"
-memory = "16M"
-
-[[vm.selftest.virtio-blk]]
-size = "1M"
-"#;
 
 /// The selftest guest on one CPU model: every check passes, and the exit statistics match
 /// what the guest does (one INT3, one MOV to CR4, one VMXON and one VMREAD, 6 RDMSR and 5

@@ -15,6 +15,7 @@
 
 pub mod cpu;
 pub mod hv;
+pub mod pic;
 pub mod report;
 pub mod trap;
 pub mod uart;

@@ -64,7 +64,7 @@ fn device_interrupt(base: u64, c: &Counters) {
     if status == 0 {
         c.spurious.fetch_add(1, Ordering::Relaxed);
     }
-    outb(0x20, 0x20); // non-specific EOI to the master PIC (OCW2)
+    guest_rt::pic::eoi();
 }
 
 #[no_mangle]
@@ -129,20 +129,7 @@ pub fn init() {
     // 8259A: ICW1 (edge, cascade, ICW4), ICW2 (vector base), ICW3 (slave on IRQ2), ICW4
     // (8086 mode); then OCW1 masks.
     let master_mask = !((1u8 << 0) | (1 << BLK_IRQ) | (1 << NET_IRQ));
-    for (port, value) in [
-        (0x20, 0x11),
-        (0xA0, 0x11),
-        (0x21, VECTOR_BASE),
-        (0xA1, VECTOR_BASE + 8),
-        (0x21, 4),
-        (0xA1, 2),
-        (0x21, 1),
-        (0xA1, 1),
-        (0x21, master_mask),
-        (0xA1, 0xFF),
-    ] {
-        outb(port, value);
-    }
+    guest_rt::pic::init(VECTOR_BASE, master_mask);
 }
 
 /// Arms the PIT (channel 0, mode 0: interrupt on terminal count) for `count` input clocks

@@ -25,7 +25,7 @@ extern "C" fn storm_tick() {
     if TICKS.fetch_add(1, Ordering::Relaxed) + 1 >= WANTED {
         outb(0x21, 0xFF);
     }
-    outb(0x20, 0x20); // non-specific EOI (OCW2)
+    guest_rt::pic::eoi();
 }
 
 core::arch::global_asm!(
@@ -50,23 +50,8 @@ fn main(_ram_size: u64, _vm_index: u64) -> ! {
     report::start("hostile-timer-storm");
     // SAFETY: the stub saves what it uses and ends with IRETQ.
     unsafe { guest_rt::trap::set_interrupt_gate(VECTOR_BASE, storm_irq_stub as *const () as u64) };
-    for (port, value) in [
-        (0x20, 0x11),
-        (0xA0, 0x11),
-        (0x21, VECTOR_BASE),
-        (0xA1, VECTOR_BASE + 8),
-        (0x21, 4),
-        (0xA1, 2),
-        (0x21, 1),
-        (0xA1, 1),
-        (0x21, 0xFE),
-        (0xA1, 0xFF),
-        (0x43, 0x34),
-        (0x40, 1),
-        (0x40, 0),
-    ] {
-        outb(port, value);
-    }
+    guest_rt::pic::init(VECTOR_BASE, 0xFE);
+    guest_rt::pic::pit_periodic(1);
     let start = cpu::rdtsc();
     while TICKS.load(Ordering::Relaxed) < WANTED {
         // SAFETY: sleeps until the next timer interrupt, whose handler is installed.

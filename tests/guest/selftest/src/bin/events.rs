@@ -49,7 +49,7 @@ static GP: AtomicU64 = AtomicU64::new(0);
 #[no_mangle]
 extern "C" fn events_tick() {
     TICKS.fetch_add(1, Ordering::Relaxed);
-    outb(0x20, 0x20); // non-specific EOI to the master PIC (OCW2)
+    guest_rt::pic::eoi();
 }
 
 core::arch::global_asm!(
@@ -166,25 +166,9 @@ fn main(_ram_size: u64, _vm_index: u64) -> ! {
         fail("mem-release-errors", format_args!("{errors:?}"));
     }
 
-    // 8259A: vector base 0x20, only IRQ0 unmasked; 8254 channel 0 at 1 kHz (mode 2).
-    for (port, value) in [
-        (0x20, 0x11),
-        (0xA0, 0x11),
-        (0x21, VECTOR_BASE),
-        (0xA1, VECTOR_BASE + 8),
-        (0x21, 4),
-        (0xA1, 2),
-        (0x21, 1),
-        (0xA1, 1),
-        (0x21, 0xFE),
-        (0xA1, 0xFF),
-    ] {
-        outb(port, value);
-    }
+    guest_rt::pic::init(VECTOR_BASE, 0xFE);
     let divisor = (PIT_HZ / RATE_HZ) as u16;
-    outb(0x43, 0x34);
-    outb(0x40, divisor as u8);
-    outb(0x40, (divisor >> 8) as u8);
+    guest_rt::pic::pit_periodic(divisor);
 
     let mut ok = true;
     for round in 0..TIMER_ROUNDS {

@@ -119,7 +119,7 @@ fn main(_ram_size: u64, vm_index: u64) -> ! {
     let mine = State {
         cr8: 3 + 5 * i,
         dr: core::array::from_fn(|k| 0x7f00_0000_0000 + (i << 32) + ((k as u64) << 12)),
-        dr6: DR6_FIXED | if i % 2 == 0 { 0b0101 } else { 0b1010 },
+        dr6: DR6_FIXED | if i.is_multiple_of(2) { 0b0101 } else { 0b1010 },
         dr7: DR7_FIXED | (1 << (2 * i)) | (0b01 << (16 + 4 * i)),
     };
     // SAFETY: the write breakpoint is on an address outside guest RAM.
@@ -174,11 +174,14 @@ fn main(_ram_size: u64, vm_index: u64) -> ! {
         );
     }
 
-    // SAFETY: each probed instruction faults (recovered by the probe) or has no effect.
+    // SAFETY: RDPMC faults (#GP, recovered by the probe) or only reads a counter.
     let rdpmc = unsafe { guest_rt::probe!("rdpmc", in("ecx") 0, out("eax") _, out("edx") _) };
+    // SAFETY: MONITOR faults (#UD, recovered) or only arms address monitoring.
     let monitor =
         unsafe { guest_rt::probe!("monitor", in("rax") 0x10_0000u64, in("ecx") 0, in("edx") 0) };
+    // SAFETY: MWAIT faults (#UD, recovered) or waits at most until the next event.
     let mwait = unsafe { guest_rt::probe!("mwait", in("eax") 0, in("ecx") 0) };
+    // SAFETY: a reserved CR8 value faults (#GP, recovered) and changes nothing.
     let cr8 = unsafe { guest_rt::probe!("mov cr8, {v}", v = in(reg) 0x10u64) };
     let vec = |f: Option<trap::Fault>| f.map(|f| f.vector);
     if vec(rdpmc) == Some(GP) {

@@ -9,7 +9,7 @@
 #![no_main]
 
 use core::sync::atomic::{AtomicU64, Ordering};
-use guest_rt::cpu::{self, outb};
+use guest_rt::cpu;
 use guest_rt::report::{self, fail, pass};
 
 guest_rt::entry!(main);
@@ -24,7 +24,7 @@ const SPIN_TICKS: u64 = 40_000_000;
 #[no_mangle]
 extern "C" fn timer_tick() {
     TICKS.fetch_add(1, Ordering::Relaxed);
-    outb(0x20, 0x20); // non-specific EOI to the master PIC (OCW2)
+    guest_rt::pic::eoi();
 }
 
 core::arch::global_asm!(
@@ -50,27 +50,10 @@ fn main(_ram_size: u64, _vm_index: u64) -> ! {
     // SAFETY: the stub above saves every caller-saved register and ends with IRETQ.
     unsafe { guest_rt::trap::set_interrupt_gate(VECTOR_BASE, timer_irq_stub as *const () as u64) };
 
-    // 8259A: ICW1 (edge, cascade, ICW4), ICW2 (vector base), ICW3 (slave on IRQ2), ICW4
-    // (8086 mode); then OCW1 masks everything but IRQ0.
-    for (port, value) in [
-        (0x20, 0x11),
-        (0xA0, 0x11),
-        (0x21, VECTOR_BASE),
-        (0xA1, VECTOR_BASE + 8),
-        (0x21, 4),
-        (0xA1, 2),
-        (0x21, 1),
-        (0xA1, 1),
-        (0x21, 0xFE),
-        (0xA1, 0xFF),
-    ] {
-        outb(port, value);
-    }
+    guest_rt::pic::init(VECTOR_BASE, 0xFE);
     // 8254: channel 0, lobyte/hibyte, mode 2 (rate generator), binary.
     let divisor = (PIT_HZ / RATE_HZ) as u16;
-    outb(0x43, 0x34);
-    outb(0x40, divisor as u8);
-    outb(0x40, (divisor >> 8) as u8);
+    guest_rt::pic::pit_periodic(divisor);
 
     let start = cpu::rdtsc();
     let mut halts = 0u64;
