@@ -23,6 +23,14 @@ pub trait HypercallHost {
     /// Bytes for the VM's console (at most [`call::CONSOLE_MAX`] per call, one whole write).
     fn console_write(&mut self, bytes: &[u8]);
 
+    /// Asked before a console write of `len` bytes is copied from the guest: `true` when the
+    /// VM's console is over its limit and drops them unread (the call then succeeds without
+    /// touching guest memory, so a flood costs no copying). Default: never.
+    fn console_discard(&mut self, len: usize) -> bool {
+        let _ = len;
+        false
+    }
+
     /// Reports the VM's exit statistics: `out(reason, count, ticks)` once per exit reason,
     /// in the order they should appear (Bulkhead: ascending reason). At most
     /// [`stats::MAX_ENTRIES`] are copied to the guest.
@@ -234,6 +242,9 @@ fn console_write<H: HypercallHost + ?Sized>(
     // `len <= CONSOLE_MAX`, so the conversion and the slice are in range.
     let n = len as usize;
     check_range(gpa, n)?;
+    if host.console_discard(n) {
+        return Ok(len);
+    }
     let mut buf = [0u8; call::CONSOLE_MAX];
     let bytes = buf.get_mut(..n).ok_or(HcError::TooLarge)?;
     host.read_guest(gpa, bytes)?;

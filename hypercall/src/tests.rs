@@ -1001,3 +1001,46 @@ fn a_host_without_mem_release_says_unsupported() {
     };
     assert_eq!(err(dispatch(&mut Bare, regs, 0)), HcError::Unsupported);
 }
+
+#[test]
+fn a_console_over_its_limit_drops_writes_unread() {
+    struct Full {
+        reads: usize,
+        discarded: usize,
+    }
+    impl HypercallHost for Full {
+        fn read_guest(&mut self, _: u64, _: &mut [u8]) -> Result<(), HcError> {
+            self.reads += 1;
+            Ok(())
+        }
+        fn write_guest(&mut self, _: u64, _: &[u8]) -> Result<(), HcError> {
+            Ok(())
+        }
+        fn console_write(&mut self, _: &[u8]) {
+            panic!("a discarded write reached the console");
+        }
+        fn console_discard(&mut self, len: usize) -> bool {
+            self.discarded += len;
+            true
+        }
+        fn exit_stats(&self, _: &mut dyn FnMut(u32, u64, u64)) {}
+    }
+    let mut h = Full {
+        reads: 0,
+        discarded: 0,
+    };
+    let regs = HcRegs {
+        rax: call::CONSOLE_WRITE,
+        rbx: 0x1000,
+        rcx: 4096,
+        ..HcRegs::default()
+    };
+    assert_eq!(dispatch(&mut h, regs, 0).result, 4096);
+    assert_eq!((h.reads, h.discarded), (0, 4096));
+    // The range is still checked first.
+    let bad = HcRegs {
+        rbx: u64::MAX,
+        ..regs
+    };
+    assert_eq!(err(dispatch(&mut h, bad, 0)), HcError::BadAddress);
+}

@@ -94,6 +94,12 @@ impl RateLimit {
         }
     }
 
+    /// The tokens available at TSC time `now` (after refilling).
+    pub fn tokens(&mut self, now: u64) -> u64 {
+        let _ = self.allow(0, now);
+        self.tokens
+    }
+
     /// Takes `n` bytes' worth of tokens at TSC time `now` if there are that many.
     pub fn allow(&mut self, n: u64, now: u64) -> bool {
         let elapsed = now.saturating_sub(self.last);
@@ -120,14 +126,15 @@ impl RateLimit {
 /// The longest console line; a longer one is cut (the rest continues on the next line).
 pub const MAX_LINE: usize = 240;
 
-/// A guest console's line discipline: bytes accumulate until `\n` (or [`MAX_LINE`]), `\r` is
-/// dropped, and every control character (C0 but tab, DEL, and the C1 controls U+0080-U+009F,
-/// which include the 8-bit CSI) becomes `.`, so no guest can send escape sequences to the
-/// operator's terminal or start a line of its own. Invalid UTF-8 becomes U+FFFD.
+/// A guest console's line discipline: bytes accumulate until `\n` (or [`MAX_LINE`]), and `\r`
+/// is dropped. Lines come out raw, so a consumer that drops a line (over its rate limit) pays
+/// nothing for it; [`clean`] turns an accepted line into what may reach a terminal.
 #[derive(Debug)]
 pub struct LineBuffer {
     line: [u8; MAX_LINE],
     len: usize,
+    /// The current line's start was discarded: drop the rest of it too.
+    skipping: bool,
 }
 
 impl Default for LineBuffer {
@@ -144,6 +151,7 @@ impl LineBuffer {
         LineBuffer {
             line: [0; MAX_LINE],
             len: 0,
+            skipping: false,
         }
     }
 
@@ -152,15 +160,35 @@ impl LineBuffer {
         self.len == 0
     }
 
-    /// Feeds bytes; `emit` receives each completed line, cleaned (without its newline).
-    pub fn feed(&mut self, bytes: &[u8], emit: &mut dyn FnMut(&[u8])) {
-        for &b in bytes {
-            match b {
-                b'\n' => self.flush(emit),
-                b'\r' => {}
+    /// Feeds bytes; `emit` receives each completed line, raw (without its newline). Runs of
+    /// ordinary bytes are copied as slices.
+    pub fn feed(&mut self, mut bytes: &[u8], emit: &mut dyn FnMut(&[u8])) {
+        while let Some((&first, _)) = bytes.split_first() {
+            if self.skipping {
+                match bytes.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        self.skipping = false;
+                        bytes = &bytes[i + 1..];
+                    }
+                    None => return,
+                }
+                continue;
+            }
+            match first {
+                b'\n' => {
+                    self.flush(emit);
+                    bytes = &bytes[1..];
+                }
+                b'\r' => bytes = &bytes[1..],
                 _ => {
-                    self.line[self.len] = b;
-                    self.len += 1;
+                    let room = MAX_LINE - self.len;
+                    let run = bytes[..bytes.len().min(room)]
+                        .iter()
+                        .position(|&b| b == b'\n' || b == b'\r')
+                        .unwrap_or(bytes.len().min(room));
+                    self.line[self.len..self.len + run].copy_from_slice(&bytes[..run]);
+                    self.len += run;
+                    bytes = &bytes[run..];
                     if self.len == MAX_LINE {
                         self.flush(emit);
                     }
@@ -169,12 +197,40 @@ impl LineBuffer {
         }
     }
 
-    /// Emits the partial line, if any (when the VM stops).
-    pub fn flush(&mut self, emit: &mut dyn FnMut(&[u8])) {
-        let mut out = [0u8; MAX_CLEAN_LINE];
-        let n = clean(&self.line[..self.len], &mut out);
+    /// Drops `bytes` unread but for line boundaries, in time proportional to the distance from
+    /// the last newline to the end: what follows that newline starts a new line; without a
+    /// newline the current line is dropped up to its end. Returns how many bytes were dropped
+    /// (the partial line held before included).
+    pub fn discard(&mut self, bytes: &[u8], emit: &mut dyn FnMut(&[u8])) -> usize {
+        let held = self.len;
         self.len = 0;
-        emit(&out[..n]);
+        match bytes.iter().rposition(|&b| b == b'\n') {
+            Some(i) => {
+                self.skipping = false;
+                self.feed(&bytes[i + 1..], emit);
+                held + i + 1
+            }
+            None => {
+                self.skipping = true;
+                held + bytes.len()
+            }
+        }
+    }
+
+    /// Drops `len` bytes that were never read: the current line (its held start included) is
+    /// dropped up to its next newline. Returns the bytes dropped.
+    pub fn discard_unread(&mut self, len: usize) -> usize {
+        let held = self.len;
+        self.len = 0;
+        self.skipping = true;
+        held + len
+    }
+
+    /// Emits the partial line, if any (when the VM stops), raw.
+    pub fn flush(&mut self, emit: &mut dyn FnMut(&[u8])) {
+        let n = self.len;
+        self.len = 0;
+        emit(&self.line[..n]);
     }
 }
 
@@ -236,8 +292,10 @@ mod tests {
         // 1,000 bytes/s, burst 100, TSC at 1 MHz.
         let mut l = RateLimit::new(1_000, 100, 1_000_000, 0);
         assert!(l.allow(60, 0));
+        assert_eq!(l.tokens(0), 40);
         assert!(l.allow(40, 0));
         assert!(!l.allow(1, 0), "the burst is spent");
+        assert_eq!(l.tokens(0), 0);
         // 10 ms later: 10 bytes earned.
         assert!(!l.allow(11, 10_000));
         assert!(l.allow(10, 10_000));
@@ -260,16 +318,62 @@ mod tests {
         assert!(l.allow(u64::MAX, u64::MAX));
     }
 
+    fn cleaned(l: &[u8]) -> String {
+        let mut out = [0u8; MAX_CLEAN_LINE];
+        let n = clean(l, &mut out);
+        String::from_utf8(out[..n].to_vec()).unwrap()
+    }
+
     fn lines(input: &[u8]) -> Vec<String> {
         let mut b = LineBuffer::new();
         let mut out = Vec::new();
-        b.feed(input, &mut |l| {
-            out.push(String::from_utf8(l.to_vec()).unwrap())
-        });
+        b.feed(input, &mut |l| out.push(cleaned(l)));
         if !b.is_empty() {
-            b.flush(&mut |l| out.push(String::from_utf8(l.to_vec()).unwrap()));
+            b.flush(&mut |l| out.push(cleaned(l)));
         }
         out
+    }
+
+    #[test]
+    fn lines_fed_in_pieces_are_the_same_lines() {
+        let text = b"first line\r\nsecond\n\nthird without end";
+        for split in 0..text.len() {
+            let mut b = LineBuffer::new();
+            let mut out = Vec::new();
+            b.feed(&text[..split], &mut |l| out.push(cleaned(l)));
+            b.feed(&text[split..], &mut |l| out.push(cleaned(l)));
+            b.flush(&mut |l| out.push(cleaned(l)));
+            assert_eq!(
+                out,
+                ["first line", "second", "", "third without end"],
+                "split {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn discard_keeps_line_boundaries() {
+        let mut b = LineBuffer::new();
+        let mut out = Vec::new();
+        b.feed(b"held", &mut |l| out.push(cleaned(l)));
+        // Everything up to the last newline is dropped, the partial line before it too.
+        assert_eq!(
+            b.discard(b"aaa\nbbb\ncc", &mut |l| out.push(cleaned(l))),
+            4 + 8
+        );
+        b.feed(b"c\n", &mut |l| out.push(cleaned(l)));
+        assert_eq!(out, ["ccc"]);
+        // No newline: the line is dropped to its end, whenever that comes.
+        out.clear();
+        assert_eq!(b.discard(b"xxxx", &mut |l| out.push(cleaned(l))), 4);
+        b.feed(b"yy\nzz\n", &mut |l| out.push(cleaned(l)));
+        assert_eq!(out, ["zz"]);
+        // Unread bytes: the current line goes, up to its next newline.
+        out.clear();
+        b.feed(b"part", &mut |l| out.push(cleaned(l)));
+        assert_eq!(b.discard_unread(100), 104);
+        b.feed(b"rest\nnext\n", &mut |l| out.push(cleaned(l)));
+        assert_eq!(out, ["next"]);
     }
 
     #[test]

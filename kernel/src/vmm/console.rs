@@ -3,6 +3,11 @@
 
 use super::*;
 
+/// Tokens for one full line and its newline: below that the console counts as over its limit
+/// and drops writes without reading them (it refills a little during every write, which must
+/// not make a flood read every byte again).
+const FULL_LINE: u64 = vm::console::MAX_LINE as u64 + 1;
+
 /// Per-VM console (docs/architecture.md, "Console"): bytes from the UART and the console
 /// hypercall are cut into cleaned lines (vm::console::LineBuffer), limited to `console-rate`
 /// bytes per second with bursts of `console-buffer` bytes, and queued for the physical UART
@@ -32,6 +37,10 @@ struct ConsoleOut {
     dropped_bytes: u64,
     /// Dropped bytes not yet reported.
     unreported: u64,
+    /// When drops were last reported (TSC), and the least time between two reports (one
+    /// second): the report is hypervisor output a guest causes, so it is limited too.
+    reported_at: u64,
+    report_interval: u64,
 }
 
 impl Console {
@@ -48,13 +57,35 @@ impl Console {
                 dropped_lines: 0,
                 dropped_bytes: 0,
                 unreported: 0,
+                reported_at: 0,
+                report_interval: tsc_hz,
             },
         }
     }
 
     pub fn write(&mut self, bytes: &[u8]) {
         let out = &mut self.out;
+        if out.limit.tokens(arch::rdtsc()) < FULL_LINE {
+            // Over the limit: nothing of this can be printed; drop it at the cost of finding
+            // its last newline, not of reading every byte (a guest may send 512 KiB per exit).
+            let dropped = self.line.discard(bytes, &mut |text| out.emit(text)) as u64;
+            out.dropped_bytes += dropped;
+            out.unreported += dropped;
+            return;
+        }
         self.line.feed(bytes, &mut |text| out.emit(text));
+    }
+
+    /// Drops `len` bytes unread if the console is over its limit (returns whether it did): the
+    /// current line is then dropped up to its next newline, whenever that comes.
+    pub(super) fn discard_if_over_limit(&mut self, len: usize) -> bool {
+        if self.out.limit.tokens(arch::rdtsc()) >= FULL_LINE {
+            return false;
+        }
+        let dropped = self.line.discard_unread(len) as u64;
+        self.out.dropped_bytes += dropped;
+        self.out.unreported += dropped;
+        true
     }
 
     /// Emits a partial line (when the VM stops).
@@ -90,22 +121,28 @@ impl Console {
 }
 
 impl ConsoleOut {
-    fn emit(&mut self, text: &[u8]) {
+    /// One raw line: printed (cleaned, prefixed) if the limit and the console queue allow,
+    /// else dropped without being cleaned.
+    fn emit(&mut self, raw: &[u8]) {
         let now = arch::rdtsc();
-        let cost = text.len() as u64 + 1;
-        let accepted = self.limit.allow(cost, now)
-            && if self.timestamps {
+        let cost = raw.len() as u64 + 1;
+        let accepted = self.limit.allow(cost, now) && {
+            let mut text = [0u8; MAX_CLEAN_LINE];
+            let n = clean(raw, &mut text);
+            if self.timestamps {
                 crate::serial::guest_line(
                     format_args!("{} +{}", self.name, now.saturating_sub(self.started)),
-                    text,
+                    &text[..n],
                 )
             } else {
-                crate::serial::guest_line(format_args!("{}", self.name), text)
-            };
+                crate::serial::guest_line(format_args!("{}", self.name), &text[..n])
+            }
+        };
         if accepted {
             self.lines += 1;
             self.bytes += cost;
-            if self.unreported > 0 {
+            if self.unreported > 0 && now.saturating_sub(self.reported_at) >= self.report_interval {
+                self.reported_at = now;
                 warn!(
                     "vm {}: console: {} bytes dropped (over console-rate, or the console queue was full)",
                     self.name, self.unreported

@@ -20,6 +20,9 @@ impl HypercallHost for HcHost<'_> {
     fn console_write(&mut self, bytes: &[u8]) {
         self.console.write(bytes);
     }
+    fn console_discard(&mut self, len: usize) -> bool {
+        self.console.discard_if_over_limit(len)
+    }
     fn exit_stats(&self, out: &mut dyn FnMut(u32, u64, u64)) {
         for (reason, s) in self.stats.nonzero() {
             out(u32::from(reason), s.count, s.ticks);

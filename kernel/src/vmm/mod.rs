@@ -43,7 +43,7 @@ use vmx::exit::{ExceptionVector, ExitReason, InterruptionInfo};
 use vmx::fields::VmcsField as F;
 
 pub use setup::SetupError;
-use vm::console::{LineBuffer, RateLimit};
+use vm::console::{clean, LineBuffer, RateLimit, MAX_CLEAN_LINE};
 use vm::control_regs::{self, mov_to_cr0, Cr0Context, Cr0Write};
 
 /// vCPU scheduling state.
