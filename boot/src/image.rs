@@ -339,6 +339,7 @@ pub fn build_guests() -> Result<PathBuf, BootError> {
                 || name == "events"
                 || name == "isolation"
                 || name == "disk-fill"
+                || name == "spin"
                 || name.starts_with("hostile-")
                 || name == "virtio-client"
                 || name == "fuzz");

@@ -54,6 +54,31 @@ pub fn init() {
     }
 }
 
+/// The 8254's input clock (8254 datasheet; PC platform).
+const PIT_HZ: u32 = 1_193_182;
+const PIT_CHANNEL0: u16 = 0x40;
+const PIT_MODE: u16 = 0x43;
+/// Channel 0, lobyte/hibyte, mode 2 (rate generator), binary.
+const PIT_CH0_RATE: u8 = 0x34;
+
+/// Starts the host tick: PIT channel 0 as a rate generator at `hz` (1..=10000) and IRQ0
+/// unmasked at the master 8259A. Each tick reaches the CPU as an external-interrupt exit while
+/// a guest runs (Bulkhead's own code runs with interrupts disabled, so ticks wait for the
+/// next VM entry); the exit handler ends it with [`end_of_interrupt`]. Call after the TSC was
+/// calibrated (which uses channel 2). Returns the rate programmed.
+pub fn start_tick(hz: u32) -> u32 {
+    let divisor = (PIT_HZ / hz.clamp(1, 10_000)).clamp(2, 0xffff) as u16;
+    // SAFETY: the PIT belongs to the PC platform and Bulkhead uses channel 0 for nothing else;
+    // unmasking IRQ0 only lets its interrupts reach the CPU as VM exits.
+    unsafe {
+        arch::outb(PIT_MODE, PIT_CH0_RATE);
+        arch::outb(PIT_CHANNEL0, divisor as u8);
+        arch::outb(PIT_CHANNEL0, (divisor >> 8) as u8);
+        arch::outb(MASTER_DATA, !1u8);
+    }
+    PIT_HZ / u32::from(divisor)
+}
+
 /// Where a host interrupt came from, decided by its vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {

@@ -104,6 +104,18 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
             info!("tsc: {} kHz (calibrated against the PIT)", tsc_hz / 1000);
             serial::set_tsc_hz(tsc_hz);
             arch::enable_fxsr();
+            // The host tick: as configured, or 1 kHz on a CPU without the VMX-preemption
+            // timer (then the only way a slice ends on time).
+            let tick = match config.hypervisor.host_tick_hz {
+                0 if !caps.has_preemption_timer() => 1000,
+                hz => hz,
+            };
+            if tick > 0 {
+                let hz = host_irq::start_tick(tick);
+                info!(
+                    "host tick: the PIT interrupts every VM at {hz} Hz (external-interrupt exits)"
+                );
+            }
             let (created, failed) = vmm::run(caps, &archive, &config, tsc_hz);
             info!("bulkhead: all VMs stopped ({created} ran, {failed} could not start)");
             if failed > 0 {

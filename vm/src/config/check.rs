@@ -304,8 +304,26 @@ fn valid_vm_name(n: &str) -> bool {
 fn convert(text: &str, file: FileToml) -> Result<Config, ConfigError> {
     let mut hypervisor = HypervisorConfig {
         timeslice: DEFAULT_TIMESLICE,
+        host_tick_hz: 0,
     };
-    if let Some(t) = file.hypervisor.and_then(|h| h.timeslice) {
+    let (timeslice, host_tick) = match file.hypervisor {
+        Some(h) => (h.timeslice, h.host_tick_hz),
+        None => (None, None),
+    };
+    if let Some(t) = host_tick {
+        hypervisor.host_tick_hz = u32::try_from(*t.get_ref())
+            .ok()
+            .filter(|&hz| hz <= MAX_HOST_TICK_HZ)
+            .ok_or_else(|| {
+                bad(
+                    text,
+                    "host-tick-hz",
+                    t.span(),
+                    "a rate from 0 (no host tick) to 10000 Hz, e.g. 1000",
+                )
+            })?;
+    }
+    if let Some(t) = timeslice {
         hypervisor.timeslice = u64::try_from(*t.get_ref())
             .ok()
             .filter(|t| (MIN_TIMESLICE..=MAX_TIMESLICE).contains(t))

@@ -57,6 +57,8 @@ pub const MAX_DEVICES: usize = 8;
 pub const DEFAULT_TIMESLICE: u64 = 2_000_000;
 pub const MIN_TIMESLICE: u64 = 10_000;
 pub const MAX_TIMESLICE: u64 = 1_000_000_000_000;
+/// `[hypervisor] host-tick-hz`: at most 10 kHz (the PIT runs at 1.193182 MHz).
+pub const MAX_HOST_TICK_HZ: u32 = 10_000;
 /// A virtio-blk sector (virtio 1.2 §5.2.6: capacity and offsets are in 512-byte sectors).
 pub const SECTOR_SIZE: u64 = 512;
 /// `heap-budget`: range and granularity (heap pages).
@@ -140,6 +142,10 @@ pub struct VmConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HypervisorConfig {
     pub timeslice: u64,
+    /// A periodic host timer interrupt (the PIT at this rate; 0: none): each one is an
+    /// external-interrupt exit that ends a slice on time even without the VMX-preemption
+    /// timer.
+    pub host_tick_hz: u32,
 }
 
 /// The whole configuration.

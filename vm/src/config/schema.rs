@@ -25,6 +25,7 @@ pub struct FileToml {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HypervisorToml {
     pub timeslice: Option<Spanned<i64>>,
+    pub host_tick_hz: Option<Spanned<i64>>,
 }
 
 /// `[vm.NAME]`.

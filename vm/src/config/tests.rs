@@ -5,6 +5,7 @@ use alloc::format;
 const FULL: &str = r#"# two VMs, every key
 [hypervisor]
 timeslice = 500000
+host-tick-hz = 250
 
 [vm.selftest]
 kind = "elf64"
@@ -47,6 +48,7 @@ memory = "4M"
 fn parses_every_key() {
     let c = Config::parse(FULL.as_bytes()).unwrap();
     assert_eq!(c.hypervisor.timeslice, 500_000);
+    assert_eq!(c.hypervisor.host_tick_hz, 250);
     // File order, not name order.
     let names: Vec<&str> = c.vms.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(names, ["selftest", "linux", "boot16"]);
@@ -303,7 +305,7 @@ const ERRORS: &[(&str, usize, usize, &str)] = &[
         "[hypervisor]\nverbose = true\n",
         2,
         1,
-        "unknown key `verbose` in [hypervisor]; the keys here are `timeslice`",
+        "unknown key `verbose` in [hypervisor]; the keys here are `timeslice`, `host-tick-hz`",
     ),
     (
         "[vm.a]\n[[vm.a.virtio-blk]]\nsize = \"1M\"\nreadonly = true\n",
@@ -391,6 +393,12 @@ const ERRORS: &[(&str, usize, usize, &str)] = &[
         10,
         "`vm.a.memory`: invalid type: boolean `true`, expected a size: a whole number of bytes \
          (4096) or a string with K, M or G (\"64M\")",
+    ),
+    (
+        "[hypervisor]\nhost-tick-hz = 10001\n[vm.a]\n",
+        2,
+        16,
+        "host-tick-hz = 10001: expected a rate from 0 (no host tick) to 10000 Hz, e.g. 1000",
     ),
     (
         "[hypervisor]\ntimeslice = \"2000000\"\n",
@@ -786,14 +794,14 @@ fn positions_of_values_and_linux_command_lines() {
     let c = Config::parse(FULL.as_bytes()).unwrap();
     assert_eq!(
         value_position(FULL.as_bytes(), &["vm", "linux", "initrd"]),
-        Some((21, 10))
+        Some((22, 10))
     );
     assert_eq!(
         value_position(
             FULL.as_bytes(),
             &["vm", "linux", "virtio-blk", "0", "image"]
         ),
-        Some((29, 9))
+        Some((30, 9))
     );
     assert_eq!(
         value_position(FULL.as_bytes(), &["vm", "linux", "virtio-blk", "9"]),
