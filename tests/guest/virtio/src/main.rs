@@ -8,7 +8,8 @@
 //! ping (1000 echo requests), blk-write-4k, blk-read-4k, blk-write-64k, blk-read-64k (16 MiB
 //! each, less on a smaller disk), each with the exit counts it cost (EXIT_STATS deltas).
 //!
-//! VM config: `virtio-blk = size:20M` first, then `virtio-net = <mac>`; 32 MiB RAM.
+//! VM config: one `[[vm.NAME.virtio-blk]]` with `size = "20M"` (device 0), one
+//! `[[vm.NAME.virtio-net]]` (device 1); 32 MiB RAM (README.md).
 
 #![no_std]
 #![no_main]
