@@ -19,6 +19,14 @@ fn selftest_on(cpu: &str) -> Checked {
     for check in SELFTEST_CHECKS {
         run.saw(&format!("[selftest] guest selftest: PASS {check}"));
     }
+    // EXIT_STATS names the unit of its ticks: the calibrated TSC rate (Bochs: 50 MHz), not 0.
+    let stats = run.guest_line("selftest", "exit-stats: entries=");
+    let hz: u64 = stats
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("tick_hz="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!((45_000_000..=55_000_000).contains(&hz), "{stats}");
     run.saw("[selftest] guest selftest: hello via hypercall")
         .saw("[selftest] guest selftest: hello via the hypercall crate")
         .saw("[selftest] guest selftest: DONE passed=21 failed=0")
