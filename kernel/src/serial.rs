@@ -193,12 +193,17 @@ pub fn guest_line(prefix: fmt::Arguments, text: &[u8]) -> bool {
     };
     let _ = write!(w, "[{prefix}] ");
     let head_len = w.len;
+    guest_line_raw(&head[..head_len], text)
+}
+
+/// [`guest_line`] with the prefix already formatted (`[name] `).
+pub fn guest_line_raw(head: &[u8], text: &[u8]) -> bool {
     let mut q = QUEUE.lock();
-    let need = head_len + text.len() + 2;
+    let need = head.len() + text.len() + 2;
     if q.free() < need + HYPERVISOR_RESERVE {
         return false;
     }
-    let ok = q.push(&head[..head_len]) && q.push(text) && q.push(b"\r\n");
+    let ok = q.push(head) && q.push(text) && q.push(b"\r\n");
     mark_pending();
     ok
 }

@@ -49,10 +49,12 @@ impl<const N: usize> ByteRing<N> {
         if bytes.len() > self.free() {
             return false;
         }
-        for &b in bytes {
-            self.buf[(self.head + self.len) % N] = b;
-            self.len += 1;
-        }
+        // At most two copies: up to the end of the buffer, then from its start.
+        let tail = (self.head + self.len) % N;
+        let first = bytes.len().min(N - tail);
+        self.buf[tail..tail + first].copy_from_slice(&bytes[..first]);
+        self.buf[..bytes.len() - first].copy_from_slice(&bytes[first..]);
+        self.len += bytes.len();
         true
     }
 
@@ -103,7 +105,12 @@ impl RateLimit {
     /// Takes `n` bytes' worth of tokens at TSC time `now` if there are that many.
     pub fn allow(&mut self, n: u64, now: u64) -> bool {
         let elapsed = now.saturating_sub(self.last);
-        let earned = u128::from(elapsed) * u128::from(self.rate) / u128::from(self.tsc_hz);
+        // 64-bit arithmetic when the product fits (always, between frequent calls), 128-bit
+        // otherwise.
+        let earned = match elapsed.checked_mul(self.rate) {
+            Some(p) => u128::from(p / self.tsc_hz),
+            None => u128::from(elapsed) * u128::from(self.rate) / u128::from(self.tsc_hz),
+        };
         if earned > 0 {
             // Advance `last` only by the time the earned tokens stand for, so fractions of a
             // token are not lost between frequent calls.
@@ -163,6 +170,17 @@ impl LineBuffer {
     /// Feeds bytes; `emit` receives each completed line, raw (without its newline). Runs of
     /// ordinary bytes are copied as slices.
     pub fn feed(&mut self, mut bytes: &[u8], emit: &mut dyn FnMut(&[u8])) {
+        // One byte at a time is the UART's case: no slice machinery for it.
+        if let [b] = bytes {
+            if !self.skipping && *b != b'\n' && *b != b'\r' {
+                self.line[self.len] = *b;
+                self.len += 1;
+                if self.len == MAX_LINE {
+                    self.flush(emit);
+                }
+                return;
+            }
+        }
         while let Some((&first, _)) = bytes.split_first() {
             if self.skipping {
                 match bytes.iter().position(|&b| b == b'\n') {
@@ -237,6 +255,12 @@ impl LineBuffer {
 /// Writes the cleaned form of `raw` into `out` (at least 3 bytes per input byte) and returns
 /// its length (see [`LineBuffer`]).
 pub fn clean(raw: &[u8], out: &mut [u8]) -> usize {
+    // The common case, printable ASCII and tabs, is copied as it is.
+    if raw.iter().all(|&b| (0x20..0x7f).contains(&b) || b == b'\t') {
+        let n = raw.len().min(out.len());
+        out[..n].copy_from_slice(&raw[..n]);
+        return n;
+    }
     let mut n = 0;
     let mut put = |bytes: &[u8], n: &mut usize| {
         if let Some(dst) = out.get_mut(*n..*n + bytes.len()) {

@@ -25,6 +25,8 @@ pub struct Console {
 #[derive(Debug)]
 struct ConsoleOut {
     name: String,
+    /// `[name] `, formatted once.
+    prefix: String,
     limit: RateLimit,
     /// Prefix lines with the ticks since the first VM entry.
     timestamps: bool,
@@ -49,6 +51,7 @@ impl Console {
             line: LineBuffer::new(),
             out: ConsoleOut {
                 name: name.into(),
+                prefix: alloc::format!("[{name}] "),
                 limit: RateLimit::new(rate, burst, tsc_hz, arch::rdtsc()),
                 timestamps,
                 started: 0,
@@ -65,7 +68,8 @@ impl Console {
 
     pub fn write(&mut self, bytes: &[u8]) {
         let out = &mut self.out;
-        if out.limit.tokens(arch::rdtsc()) < FULL_LINE {
+        // Only a write larger than a line can be worth dropping unread (a UART byte never is).
+        if bytes.len() > vm::console::MAX_LINE && out.limit.tokens(arch::rdtsc()) < FULL_LINE {
             // Over the limit: nothing of this can be printed; drop it at the cost of finding
             // its last newline, not of reading every byte (a guest may send 512 KiB per exit).
             let dropped = self.line.discard(bytes, &mut |text| out.emit(text)) as u64;
@@ -120,6 +124,13 @@ impl Console {
     }
 }
 
+/// The UART model writes transmitted bytes straight into the VM's console.
+impl vm::io::ConsoleSink for Console {
+    fn write_bytes(&mut self, bytes: &[u8]) {
+        self.write(bytes);
+    }
+}
+
 impl ConsoleOut {
     /// One raw line: printed (cleaned, prefixed) if the limit and the console queue allow,
     /// else dropped without being cleaned.
@@ -135,7 +146,7 @@ impl ConsoleOut {
                     &text[..n],
                 )
             } else {
-                crate::serial::guest_line(format_args!("{}", self.name), &text[..n])
+                crate::serial::guest_line_raw(self.prefix.as_bytes(), &text[..n])
             }
         };
         if accepted {

@@ -47,19 +47,75 @@ pub struct ExitInfo {
 
 impl ExitInfo {
     pub fn read() -> Self {
+        let reason = ExitReason::from_raw(vmcs::read_exit(F::EXIT_REASON) as u32);
         let instruction_length = vmcs::read_exit(F::VM_EXIT_INSTRUCTION_LENGTH);
+        // Each VMREAD costs (about 30 ticks under Bochs): the IDT-vectoring fields are read only
+        // where they can be valid, the error code only when the event has one.
+        let interrupted = if caused_by_instruction(reason.reason) {
+            None
+        } else {
+            let idt = vmcs::read_exit(F::IDT_VECTORING_INFO) as u32;
+            let event = InterruptionInfo::from_raw(idt);
+            let error_code = if event.valid() && event.error_code_valid() {
+                vmcs::read_exit(F::IDT_VECTORING_ERROR_CODE) as u32
+            } else {
+                0
+            };
+            Injection::from_idt_vectoring(idt, error_code, instruction_length as u32)
+        };
         ExitInfo {
-            reason: ExitReason::from_raw(vmcs::read_exit(F::EXIT_REASON) as u32),
+            reason,
             qualification: vmcs::read_exit(F::EXIT_QUALIFICATION),
             rip: vmcs::read_exit(F::GUEST_RIP),
             instruction_length,
-            interrupted: Injection::from_idt_vectoring(
-                vmcs::read_exit(F::IDT_VECTORING_INFO) as u32,
-                vmcs::read_exit(F::IDT_VECTORING_ERROR_CODE) as u32,
-                instruction_length as u32,
-            ),
+            interrupted,
         }
     }
+}
+
+/// Exits caused by executing an instruction: the instruction runs only after any event has
+/// been delivered, so such an exit never interrupts event delivery and its IDT-vectoring
+/// information is never valid (SDM Vol. 3C §28.2.4; the instruction-caused exits of §26.1.2
+/// and §26.1.3).
+fn caused_by_instruction(reason: ExitReason) -> bool {
+    matches!(
+        reason,
+        ExitReason::Cpuid
+            | ExitReason::Getsec
+            | ExitReason::Hlt
+            | ExitReason::Invd
+            | ExitReason::Invlpg
+            | ExitReason::Rdpmc
+            | ExitReason::Rdtsc
+            | ExitReason::Rsm
+            | ExitReason::Vmcall
+            | ExitReason::Vmclear
+            | ExitReason::Vmlaunch
+            | ExitReason::Vmptrld
+            | ExitReason::Vmptrst
+            | ExitReason::Vmread
+            | ExitReason::Vmresume
+            | ExitReason::Vmwrite
+            | ExitReason::Vmxoff
+            | ExitReason::Vmxon
+            | ExitReason::ControlRegisterAccess
+            | ExitReason::MovDr
+            | ExitReason::IoInstruction
+            | ExitReason::Rdmsr
+            | ExitReason::Wrmsr
+            | ExitReason::Mwait
+            | ExitReason::Monitor
+            | ExitReason::Pause
+            | ExitReason::Invept
+            | ExitReason::Rdtscp
+            | ExitReason::Invvpid
+            | ExitReason::Wbinvd
+            | ExitReason::Xsetbv
+            | ExitReason::Rdrand
+            | ExitReason::Invpcid
+            | ExitReason::Vmfunc
+            | ExitReason::Rdseed
+    )
 }
 
 /// The single dispatch point.

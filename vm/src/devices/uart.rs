@@ -208,10 +208,16 @@ impl Uart {
         }
         // Writing THR clears the THRE interrupt; the byte leaves at once and THR is empty
         // again, which re-arms it. Drop the line in between so an edge-triggered PIC input
-        // sees a new edge.
-        self.thre_pending = false;
-        self.update_irq(ctx);
-        self.thre_pending = true;
+        // sees a new edge. With THRE interrupts disabled (IER.ETBEI = 0, the polling drivers'
+        // case) the write changes no interrupt source: nothing to evaluate.
+        if self.ier & IER_ETBEI != 0 {
+            self.thre_pending = false;
+            self.update_irq(ctx);
+            self.thre_pending = true;
+            self.update_irq(ctx);
+        } else {
+            self.thre_pending = true;
+        }
     }
 
     fn set_mcr(&mut self, value: u8) {
@@ -283,7 +289,11 @@ impl Uart {
         let dlab = self.lcr & LCR_DLAB != 0;
         match port.wrapping_sub(self.base) {
             0 if dlab => self.dll = value,
-            0 => self.transmit(value, ctx),
+            0 => {
+                // `transmit` updates the line itself.
+                self.transmit(value, ctx);
+                return;
+            }
             1 if dlab => self.dlm = value,
             1 => {
                 let old = self.ier;
