@@ -172,10 +172,9 @@ impl Platform {
         let Some(size) = AccessSize::from_bytes(size) else {
             return;
         };
-        let now = arch::rdtsc();
         // The console byte (COM1 THR) goes straight into the VM's console.
-        if !self.legacy.uart_data_write(port, size, value, now, console) {
-            self.legacy.io_write(port, size, value, now);
+        if !self.legacy.uart_data_write(port, size, value, console) {
+            self.legacy.io_write(port, size, value, arch::rdtsc());
             self.drain_console(console);
         }
     }

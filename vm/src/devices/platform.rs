@@ -209,19 +209,19 @@ impl LegacyPlatform {
     /// A byte `out` to COM1's data port (the console byte), handled by the UART model exactly
     /// as [`LegacyPlatform::io_write`] would, but with the transmitted byte going straight to
     /// `console` (the VMM's per-VM console) instead of this platform's buffer: no copy, no
-    /// drain. Returns `false` and does nothing for any other access.
+    /// drain, and no clock read (the UART model is untimed: a byte leaves at once). Returns
+    /// `false` and does nothing for any other access.
     pub fn uart_data_write(
         &mut self,
         port: u16,
         size: AccessSize,
         value: u32,
-        now_tsc: u64,
         console: &mut dyn ConsoleSink,
     ) -> bool {
         if size != AccessSize::Byte || port != self.uart.base() {
             return false;
         }
-        let mut ctx = IoContext::new(now_tsc, &mut self.pic, console);
+        let mut ctx = IoContext::new(0, &mut self.pic, console);
         self.uart.write_port(port, value as u8, &mut ctx);
         true
     }
@@ -425,7 +425,7 @@ mod tests {
         linux_boot_devices(&mut p);
         let mut sink = crate::io::tests::FakeConsole(Vec::new());
         for &b in b"hi\n" {
-            assert!(p.uart_data_write(0x3f8, B, u32::from(b), 0, &mut sink));
+            assert!(p.uart_data_write(0x3f8, B, u32::from(b), &mut sink));
         }
         assert_eq!(sink.0, b"hi\n");
         assert!(
@@ -433,11 +433,11 @@ mod tests {
             "nothing went through the platform's buffer"
         );
         // Not the data port, or not a byte: the caller's io_write handles it.
-        assert!(!p.uart_data_write(0x3f9, B, 0, 0, &mut sink));
-        assert!(!p.uart_data_write(0x3f8, AccessSize::Word, 0x41, 0, &mut sink));
+        assert!(!p.uart_data_write(0x3f9, B, 0, &mut sink));
+        assert!(!p.uart_data_write(0x3f8, AccessSize::Word, 0x41, &mut sink));
         // With DLAB set the data port is the divisor latch: no console byte.
         out(&mut p, 0x3fb, 0x83, 0);
-        assert!(p.uart_data_write(0x3f8, B, 3, 0, &mut sink));
+        assert!(p.uart_data_write(0x3f8, B, 3, &mut sink));
         assert_eq!(sink.0, b"hi\n");
         assert_eq!(p.uart().divisor(), 3);
     }
