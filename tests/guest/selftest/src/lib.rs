@@ -73,3 +73,27 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     report::fail("panic", format_args!("{}", info.message()));
     report::done()
 }
+
+/// An interrupt entry stub named `$stub` that saves the caller-saved registers, calls the
+/// `extern "C" fn()` `$handler` and returns with IRETQ (for vectors without an error code).
+/// Declares `extern "C" { fn $stub(); }` so `$stub as *const () as u64` is its address.
+#[macro_export]
+macro_rules! irq_stub {
+    ($stub:ident, $handler:path) => {
+        ::core::arch::global_asm!(
+            concat!(".global ", stringify!($stub)),
+            concat!(stringify!($stub), ":"),
+            "push rax", "push rcx", "push rdx", "push rsi", "push rdi",
+            "push r8", "push r9", "push r10", "push r11",
+            "cld",
+            "call {handler}",
+            "pop r11", "pop r10", "pop r9", "pop r8",
+            "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rax",
+            "iretq",
+            handler = sym $handler,
+        );
+        extern "C" {
+            fn $stub();
+        }
+    };
+}

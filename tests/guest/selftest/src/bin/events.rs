@@ -52,16 +52,9 @@ extern "C" fn events_tick() {
     guest_rt::pic::eoi();
 }
 
+guest_rt::irq_stub!(events_irq_stub, events_tick);
+
 core::arch::global_asm!(
-    ".global events_irq_stub",
-    "events_irq_stub:",
-    "push rax", "push rcx", "push rdx", "push rsi", "push rdi",
-    "push r8", "push r9", "push r10", "push r11",
-    "cld",
-    "call {tick}",
-    "pop r11", "pop r10", "pop r9", "pop r8",
-    "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rax",
-    "iretq",
     // INT 0x81: count and return after the INT.
     ".global events_soft_stub",
     "events_soft_stub:",
@@ -80,14 +73,12 @@ core::arch::global_asm!(
     "add qword ptr [rsp + 8], 2",
     "add rsp, 8",
     "iretq",
-    tick = sym events_tick,
     soft = sym SOFT,
     ud = sym UD,
     gp = sym GP,
 );
 
 extern "C" {
-    fn events_irq_stub();
     fn events_soft_stub();
     fn events_ud_stub();
     fn events_gp_stub();

@@ -27,22 +27,7 @@ extern "C" fn timer_tick() {
     guest_rt::pic::eoi();
 }
 
-core::arch::global_asm!(
-    ".global timer_irq_stub",
-    "timer_irq_stub:",
-    "push rax", "push rcx", "push rdx", "push rsi", "push rdi",
-    "push r8", "push r9", "push r10", "push r11",
-    "cld",
-    "call {tick}",
-    "pop r11", "pop r10", "pop r9", "pop r8",
-    "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rax",
-    "iretq",
-    tick = sym timer_tick,
-);
-
-extern "C" {
-    fn timer_irq_stub();
-}
+guest_rt::irq_stub!(timer_irq_stub, timer_tick);
 
 fn main(_ram_size: u64, _vm_index: u64) -> ! {
     guest_rt::trap::init();
