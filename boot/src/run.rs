@@ -237,26 +237,35 @@ fn namespace_prefix() -> Option<&'static [&'static str]> {
 
 /// Runs the image and waits for the verdict.
 ///
-/// Bochs 2.7 occasionally dies from a signal in its own display code (SIGSEGV in
-/// `bx_svga_cirrus_c::update`, called from the VGA refresh timer), whatever the guest does.
-/// A run that Bochs itself killed — a signal, no exit line from the kernel, no timeout — is
-/// retried, at most twice and said on stderr. A run the kernel ended, or that timed out, is
-/// never retried.
+/// Bochs 2.7 occasionally dies in its own display code (SIGSEGV in
+/// `bx_svga_cirrus_c::update`, called from the VGA refresh timer), whatever the guest does,
+/// and under load has been seen to end early with no output at all. The kernel can end Bochs
+/// only after printing its exit line (the shutdown port) or by a host triple fault, which Bochs
+/// logs as "3rd exception with no resolution"; so a run where the emulator ended by itself
+/// before the timeout, without the kernel's exit line and without that triple fault, is the
+/// emulator's failure and is retried, at most twice and said on stderr with its log tail. A
+/// deterministic failure still fails every attempt. A run the kernel ended, that timed out, or
+/// that triple-faulted the host is never retried.
 pub fn run(spec: &RunSpec) -> Result<RunOutcome, BootError> {
     let mut attempt = 0;
     loop {
         let outcome = run_once(spec)?;
         let emulator_crashed = outcome.exit.is_none()
             && !outcome.timed_out
-            && outcome.emulator_status.is_some_and(|s| s.code().is_none());
+            && outcome.emulator_status.is_some()
+            && !outcome
+                .emulator_log_tail
+                .contains("3rd exception with no resolution")
+            && !outcome.transcript.contains("bulkhead: PANIC");
         if !emulator_crashed || attempt == EMULATOR_CRASH_RETRIES {
             return Ok(outcome);
         }
         attempt += 1;
         eprintln!(
-            "bulkhead-boot: the emulator crashed ({}) {}; retrying ({attempt}/{EMULATOR_CRASH_RETRIES})",
+            "bulkhead-boot: the emulator crashed ({}) {}; retrying ({attempt}/{EMULATOR_CRASH_RETRIES})\n--- emulator log tail ---\n{}",
             outcome.emulator_status.map_or("unknown".into(), |s| s.to_string()),
-            if outcome.transcript.contains(KERNEL_BANNER) { "while the kernel ran" } else { "before the kernel started" }
+            if outcome.transcript.contains(KERNEL_BANNER) { "while the kernel ran" } else { "before the kernel started" },
+            outcome.emulator_log_tail
         );
     }
 }
