@@ -1,6 +1,7 @@
 //! Creating a VM (docs/architecture.md, "Creating a VM"): its heap worst case checked and
 //! reserved, RAM and EPT, the guest image, the platform, the VMCS.
 
+use super::virtio_devices::VirtioDevices;
 use super::*;
 
 /// Heap a VM takes besides its devices (platform state, statistics, FPU area, console),
@@ -136,7 +137,7 @@ impl Vm {
         // another VM's heap or the hypervisor's.
         // `heap-budget` caps the devices' heap: what they take at creation, and the rest
         // shared out as the overlay budgets of the copy-on-write disks.
-        let (create_bytes, _) = virtio_devices::VirtioDevices::heap_estimate(config, archive, None);
+        let create_bytes = VirtioDevices::creation_bytes(config);
         let disk_budget = match config.heap_budget {
             None => None,
             Some(budget) if budget < create_bytes => {
@@ -148,24 +149,10 @@ impl Vm {
                 )))
             }
             Some(budget) => {
-                let cow_disks = config
-                    .devices
-                    .iter()
-                    .filter(|d| {
-                        matches!(
-                            d,
-                            vm::config::DeviceConfig::VirtioBlk {
-                                source: vm::config::DiskSource::Image(_),
-                                ..
-                            }
-                        )
-                    })
-                    .count() as u64;
-                Some((budget - create_bytes) / cow_disks.max(1))
+                Some((budget - create_bytes) / VirtioDevices::cow_disk_count(config).max(1))
             }
         };
-        let (create_bytes, growth_bytes) =
-            virtio_devices::VirtioDevices::heap_estimate(config, archive, disk_budget);
+        let growth_bytes = VirtioDevices::growth_bytes(config, archive, disk_budget);
         let margin = heap_margin();
         let need = (create_bytes + growth_bytes + VM_FIXED_HEAP) as usize;
         let available = memory::heap_available();

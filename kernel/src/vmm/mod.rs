@@ -99,10 +99,7 @@ pub struct Vm {
 impl Vm {
     /// Whether the guest is in 64-bit mode (EFER.LMA and CS.L).
     fn long_mode(&self) -> bool {
-        const EFER_LMA: u64 = 1 << 10;
-        const CS_L: u64 = 1 << 13;
-        vmcs::read_exit(F::GUEST_IA32_EFER) & EFER_LMA != 0
-            && vmcs::read_exit(F::GUEST_CS_ACCESS_RIGHTS) & CS_L != 0
+        vmcs::read_exit(F::GUEST_IA32_EFER) & control_regs::EFER_LMA != 0 && cs_long()
     }
 
     /// RDMSR (reason 31): the VM's MSR policy (vm::msr) decides.
@@ -152,12 +149,11 @@ impl Vm {
             0 => {
                 // The architectural rules (vm::control_regs, SDM Vol. 2B MOV CR and Vol. 3A
                 // §10.8.5): #GP for illegal values, IA-32e mode entered or left by PG.
-                const CS_L: u64 = 1 << 13;
                 let ctx = Cr0Context {
                     cr0: vmcs::read_exit(F::CR0_READ_SHADOW),
                     cr4: vmcs::read_exit(F::CR4_READ_SHADOW),
                     efer: vmcs::read_exit(F::GUEST_IA32_EFER),
-                    cs_long: vmcs::read_exit(F::GUEST_CS_ACCESS_RIGHTS) & CS_L != 0,
+                    cs_long: cs_long(),
                 };
                 let efer = match mov_to_cr0(&ctx, value) {
                     Cr0Write::Fault => return gp,
@@ -236,8 +232,8 @@ impl Vm {
             return Action::Stop(StopReason::MmioUnemulated { gpa });
         };
         let mode = vm::insn::CpuMode::from_segment(
-            vmcs::read_exit(F::GUEST_IA32_EFER) & (1 << 10) != 0,
-            vmcs::read_exit(F::GUEST_CS_ACCESS_RIGHTS) & (1 << 13) != 0,
+            vmcs::read_exit(F::GUEST_IA32_EFER) & control_regs::EFER_LMA != 0,
+            cs_long(),
             vmcs::read_exit(F::GUEST_CS_ACCESS_RIGHTS) & (1 << 14) != 0,
         );
         let mut regs = InsnRegs {
@@ -331,6 +327,13 @@ impl Vm {
         }
         Action::Resume
     }
+}
+
+/// Whether the guest's CS is a 64-bit code segment (CS.L, access-rights bit 13: SDM Vol. 3C
+/// §25.4.1 Table 25-2).
+fn cs_long() -> bool {
+    const CS_L: u64 = 1 << 13;
+    vmcs::read_exit(F::GUEST_CS_ACCESS_RIGHTS) & CS_L != 0
 }
 
 /// #GP(0) (SDM Vol. 3A §6.15).

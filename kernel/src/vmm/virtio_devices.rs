@@ -220,19 +220,13 @@ impl VirtioDevices {
         })
     }
 
-    /// Heap bytes creating `config`'s devices takes, and their worst case after that, from
-    /// the configuration alone (checked against the free heap before anything is allocated).
-    /// The creation part is an upper estimate: queues, frame rings and bookkeeping of each
-    /// device plus its RAM disk; the growth part is each copy-on-write disk's overlay budget.
-    pub fn heap_estimate(
-        config: &VmConfig,
-        archive: &Archive<'static>,
-        disk_budget: Option<u64>,
-    ) -> (u64, u64) {
+    /// Heap bytes creating `config`'s devices takes, from the configuration alone (checked
+    /// against the free heap before anything is allocated): an upper estimate of each device's
+    /// queues, frame rings and bookkeeping, plus its RAM disk.
+    pub fn creation_bytes(config: &VmConfig) -> u64 {
         /// Transport, queues, request buffers and boxing of one device, rounded up.
         const PER_DEVICE: u64 = 32 * 1024;
         let mut create = 0u64;
-        let mut growth = 0u64;
         let mut nets = 0;
         for dev in &config.devices {
             create += PER_DEVICE;
@@ -241,14 +235,7 @@ impl VirtioDevices {
                     source: DiskSource::Empty { size },
                     ..
                 } => create += size,
-                DeviceConfig::VirtioBlk {
-                    source: DiskSource::Image(name),
-                    ..
-                } => {
-                    let len = archive.get(name).map_or(0, |i| i.len() as u64);
-                    let full = virtio::ramdisk::full_overlay_bytes(len);
-                    growth += disk_budget.map_or(full, |b| b.min(full));
-                }
+                DeviceConfig::VirtioBlk { .. } => {}
                 DeviceConfig::VirtioNet { .. } => {
                     nets += 1;
                     // RX and TX backlogs of full-size frames.
@@ -263,7 +250,39 @@ impl VirtioDevices {
         if nets > 0 {
             create += (virtio::Switch::heap_bytes(64) + virtio::Gateway::heap_bytes()) as u64;
         }
-        (create, growth)
+        create
+    }
+
+    /// The copy-on-write (`image = ...`) disks of `config`.
+    fn cow_images<'c>(config: &'c VmConfig) -> impl Iterator<Item = &'c str> + 'c {
+        config.devices.iter().filter_map(|d| match d {
+            DeviceConfig::VirtioBlk {
+                source: DiskSource::Image(name),
+                ..
+            } => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
+    /// How many copy-on-write disks `config` has (they share `heap-budget`'s remainder).
+    pub fn cow_disk_count(config: &VmConfig) -> u64 {
+        Self::cow_images(config).count() as u64
+    }
+
+    /// Heap bytes the guest can make `config`'s devices take after creation: each
+    /// copy-on-write disk's overlay, capped by `disk_budget` (its whole image when `None`).
+    pub fn growth_bytes(
+        config: &VmConfig,
+        archive: &Archive<'static>,
+        disk_budget: Option<u64>,
+    ) -> u64 {
+        Self::cow_images(config)
+            .map(|name| {
+                let len = archive.get(name).map_or(0, |i| i.len() as u64);
+                let full = virtio::ramdisk::full_overlay_bytes(len);
+                disk_budget.map_or(full, |b| b.min(full))
+            })
+            .sum()
     }
 
     /// Heap bytes the devices may still allocate because of the guest (copy-on-write disk
