@@ -27,7 +27,7 @@ USAGE:
   bulkhead-boot image --kernel ELF [--out-dir DIR] [--ramdisk FILE]
       Create the two images from an already-built kernel ELF.
   bulkhead-boot run [--platform P] [--cpu MODEL] [--image IMG] [--timeout SECS]
-                    [--megs N] [--serial FILE] [--quiet] [--keep]
+                    [--cpus N] [--megs N] [--serial FILE] [--quiet] [--keep]
       Boot an image and echo its serial console. P is one of:
         bochs       Bochs + BIOS, VT-x emulated (BIOS image)           [default unless KVM]
         bochs-uefi  Bochs + OVMF, UEFI firmware and VT-x (UEFI image)
@@ -183,6 +183,8 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
                 PathBuf::from,
             );
             let mut spec = RunSpec::new(platform, image);
+            // Two emulated CPUs unless told otherwise: Bulkhead uses every CPU.
+            spec.cpus = 2;
             if let Some(c) = o.get("--cpu") {
                 spec.cpu_model = c.to_string();
             }

@@ -23,6 +23,8 @@ pub struct QemuConfig {
     /// `-cpu` for TCG (KVM always uses `host`).
     pub cpu: String,
     pub megs: u32,
+    /// `-smp`: the emulated CPU count.
+    pub cpus: u32,
     pub disk: PathBuf,
     pub vars: PathBuf,
     pub serial: PathBuf,
@@ -47,6 +49,8 @@ impl QemuConfig {
             }
         }
         for s in [
+            "-smp",
+            &self.cpus.max(1).to_string(),
             "-m",
             &self.megs.to_string(),
             "-display",
@@ -107,6 +111,7 @@ mod tests {
             accel,
             cpu: "max".into(),
             megs: 256,
+            cpus: 2,
             disk: "/t/d.img".into(),
             vars: "/t/vars.fd".into(),
             serial: "/t/s.txt".into(),
@@ -117,6 +122,7 @@ mod tests {
     fn tcg_uses_the_requested_cpu_and_debug_exit() {
         let a = cfg(Accel::Tcg).args().join(" ");
         assert!(a.contains("-accel tcg -cpu max"));
+        assert!(a.contains("-smp 2 -m 256"));
         assert!(a.contains("-device isa-debug-exit,iobase=0xf4,iosize=0x04"));
         assert!(a.contains("-serial file:/t/s.txt"));
         assert!(a.contains("file=/t/vars.fd"));

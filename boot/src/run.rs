@@ -356,6 +356,7 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
                 accel,
                 cpu: spec.cpu_model.clone(),
                 megs: spec.megs,
+                cpus: spec.cpus,
                 disk: disk.clone(),
                 vars,
                 serial: serial.clone(),

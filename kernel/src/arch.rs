@@ -114,6 +114,24 @@ pub fn read_cr4() -> u64 {
     v
 }
 
+/// Writes CR3.
+///
+/// # Safety
+/// The new root must map the kernel exactly as the current one does (an application
+/// processor switching from its start-up copy to the kernel's own tables).
+pub unsafe fn write_cr3(value: u64) {
+    // SAFETY: the caller guarantees the new tables map the running kernel.
+    unsafe { asm!("mov cr3, {}", in(reg) value, options(nostack, preserves_flags)) };
+}
+
+/// Enables interrupts, halts until one arrives, and disables them again: the CPU sleeps
+/// until an IPI (STI's one-instruction shadow makes STI; HLT atomic: SDM Vol. 2B STI).
+pub fn wait_for_interrupt() {
+    // SAFETY: the IDT handles every vector that can reach an idle CPU (the kick and the
+    // spurious vector; the 8259A's lines are masked or routed to the boot CPU's exits).
+    unsafe { asm!("sti; hlt; cli", options(nomem, nostack)) };
+}
+
 /// Disables interrupts and halts forever (the end of a run on real hardware).
 pub fn halt_forever() -> ! {
     loop {

@@ -25,12 +25,7 @@ struct Stack([u8; IST_STACK_SIZE]);
 static mut IST_STACKS: [Stack; 3] = [const { Stack([0; IST_STACK_SIZE]) }; 3];
 
 static TSS: Once<TaskStateSegment> = Once::new();
-static GDT: Once<(
-    GlobalDescriptorTable,
-    SegmentSelector,
-    SegmentSelector,
-    SegmentSelector,
-)> = Once::new();
+static GDT: Once<Gdt> = Once::new();
 static IDT: Once<InterruptDescriptorTable> = Once::new();
 
 /// The state pushed by the entry stubs: GPRs (pushed last, so first here), the vector, the
@@ -164,28 +159,39 @@ fn stub_addr(stub: unsafe extern "C" fn()) -> VirtAddr {
     VirtAddr::new(stub as usize as u64)
 }
 
-/// Loads the GDT (with a TSS carrying IST stacks for #DF, NMI and #MC) and the IDT.
-pub fn init() {
-    let tss = TSS.call_once(|| {
-        let mut tss = TaskStateSegment::new();
-        for (slot, i) in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK]
-            .into_iter()
-            .enumerate()
-        {
-            // SAFETY: IST_STACKS is only ever used as raw stack memory by the CPU; taking its
-            // address does not create a reference.
-            let base = unsafe { core::ptr::addr_of!(IST_STACKS[slot]) } as u64;
-            tss.interrupt_stack_table[usize::from(i)] = VirtAddr::new(base + IST_STACK_SIZE as u64);
-        }
-        tss
-    });
-    let (gdt, code, data, tss_sel) = GDT.call_once(|| {
-        let mut gdt = GlobalDescriptorTable::new();
-        let code = gdt.append(Descriptor::kernel_code_segment());
-        let data = gdt.append(Descriptor::kernel_data_segment());
-        let tss_sel = gdt.append(Descriptor::tss_segment(tss));
-        (gdt, code, data, tss_sel)
-    });
+/// A TSS whose IST slots point at `stacks` (three stacks of [`IST_STACK_SIZE`] bytes).
+fn tss_with_stacks(stacks: *const Stack) -> TaskStateSegment {
+    let mut tss = TaskStateSegment::new();
+    for (slot, i) in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK]
+        .into_iter()
+        .enumerate()
+    {
+        // SAFETY: `stacks` points at three stacks; only the address is computed.
+        let base = unsafe { stacks.add(slot) } as u64;
+        tss.interrupt_stack_table[usize::from(i)] = VirtAddr::new(base + IST_STACK_SIZE as u64);
+    }
+    tss
+}
+
+type Gdt = (
+    GlobalDescriptorTable,
+    SegmentSelector,
+    SegmentSelector,
+    SegmentSelector,
+);
+
+/// A GDT with the kernel's code and data segments and `tss`.
+fn gdt_with(tss: &'static TaskStateSegment) -> Gdt {
+    let mut gdt = GlobalDescriptorTable::new();
+    let code = gdt.append(Descriptor::kernel_code_segment());
+    let data = gdt.append(Descriptor::kernel_data_segment());
+    let tss_sel = gdt.append(Descriptor::tss_segment(tss));
+    (gdt, code, data, tss_sel)
+}
+
+/// Loads `gdt` and its segments and TSS on this CPU; records the TSS for the VMCS host state.
+fn load_gdt(gdt: &'static Gdt, tss: &'static TaskStateSegment) {
+    let (gdt, code, data, tss_sel) = gdt;
     gdt.load();
     // SAFETY: the selectors index descriptors of the GDT just loaded.
     unsafe {
@@ -195,6 +201,34 @@ pub fn init() {
         ES::set_reg(*data);
         load_tss(*tss_sel);
     }
+    crate::percpu::set_tss(tss_sel.0, tss as *const TaskStateSegment as u64);
+}
+
+/// An application processor's descriptor tables (SDM Vol. 3A §9.4.4.1: each CPU loads its own
+/// GDT and TSS; the IDT is shared): a GDT and a TSS with its own IST stacks, on the heap for
+/// the kernel's lifetime, and the shared IDT.
+pub fn init_ap() {
+    let stacks: &'static mut [Stack; 3] = alloc::boxed::Box::leak(alloc::boxed::Box::new(
+        [const { Stack([0; IST_STACK_SIZE]) }; 3],
+    ));
+    let tss: &'static TaskStateSegment =
+        alloc::boxed::Box::leak(alloc::boxed::Box::new(tss_with_stacks(stacks.as_ptr())));
+    let gdt: &'static Gdt = alloc::boxed::Box::leak(alloc::boxed::Box::new(gdt_with(tss)));
+    load_gdt(gdt, tss);
+    if let Some(idt) = IDT.get() {
+        idt.load();
+    }
+}
+
+/// Loads the boot CPU's GDT (with a TSS carrying IST stacks for #DF, NMI and #MC) and the IDT.
+pub fn init() {
+    let tss = TSS.call_once(|| {
+        // IST_STACKS is only ever used as raw stack memory by the CPU; taking its address
+        // does not create a reference.
+        tss_with_stacks(core::ptr::addr_of!(IST_STACKS).cast::<Stack>())
+    });
+    let gdt = GDT.call_once(|| gdt_with(tss));
+    load_gdt(gdt, tss);
 
     let idt = IDT.call_once(|| {
         let mut idt = InterruptDescriptorTable::new();
@@ -236,14 +270,47 @@ pub fn init() {
                 .set_handler_addr(stub_addr(exc_vc));
             idt.security_exception.set_handler_addr(stub_addr(exc_sx));
         }
+        // The host local APIC's vectors (lapic.rs): a kick only wakes a halted CPU; a
+        // spurious interrupt gets no EOI (SDM Vol. 3A §11.9).
+        // SAFETY: both stubs above return with IRETQ after restoring what they changed.
+        unsafe {
+            idt[crate::lapic::KICK_VECTOR].set_handler_addr(stub_addr(bulkhead_kick_entry));
+            idt[crate::lapic::SPURIOUS_VECTOR].set_handler_addr(stub_addr(bulkhead_spurious_entry));
+        }
         idt
     });
     idt.load();
 }
 
-/// The TSS selector and base, for the VMCS host-state area.
+// The host local APIC's interrupts return to the interrupted code (an idle CPU's HLT): the
+// stubs save the registers the C ABI lets a call clobber. The CPU aligned RSP to 16 and pushed
+// 5 words (SDM Vol. 3A §6.14.2); 9 more keep the call aligned.
+global_asm!(
+    ".global bulkhead_kick_entry",
+    ".global bulkhead_spurious_entry",
+    "bulkhead_kick_entry:",
+    "push rax", "push rcx", "push rdx", "push rsi", "push rdi",
+    "push r8", "push r9", "push r10", "push r11",
+    "cld",
+    "call {handler}",
+    "pop r11", "pop r10", "pop r9", "pop r8",
+    "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rax",
+    "iretq",
+    "bulkhead_spurious_entry:",
+    "iretq",
+    handler = sym kick_handler,
+);
+extern "C" {
+    fn bulkhead_kick_entry();
+    fn bulkhead_spurious_entry();
+}
+
+/// A kick IPI (crate::lapic::KICK_VECTOR): it only wakes the CPU; end it.
+extern "C" fn kick_handler() {
+    crate::lapic::eoi();
+}
+
+/// This CPU's TSS selector and base, for the VMCS host-state area.
 pub fn tss() -> (u16, u64) {
-    let sel = GDT.get().map_or(0, |g| g.3 .0);
-    let base = TSS.get().map_or(0, |t| t as *const TaskStateSegment as u64);
-    (sel, base)
+    crate::percpu::tss()
 }

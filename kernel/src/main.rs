@@ -14,9 +14,12 @@ mod arch;
 mod exit;
 mod host_irq;
 mod interrupts;
+mod lapic;
 mod memory;
+mod percpu;
 mod platform;
 mod serial;
+mod smp;
 mod vmm;
 mod vmxon;
 
@@ -37,6 +40,7 @@ pub static BOOTLOADER_CONFIG: BootloaderConfig = {
 bootloader_api::entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
 
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
+    percpu::init_boot_cpu();
     serial::init();
     serial::init_logger(log::LevelFilter::Info);
     interrupts::init();
@@ -69,6 +73,12 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         error!("the platform report returned no VMX capabilities although VT-x is usable");
         exit::exit(ExitStatus::HypervisorFailure);
     };
+    let tsc_hz = arch::calibrate_tsc_hz();
+    info!("tsc: {} kHz (calibrated against the PIT)", tsc_hz / 1000);
+    serial::set_tsc_hz(tsc_hz);
+    if let Some(raw) = platform.raw_capabilities {
+        smp::start_application_processors(boot_info.rsdp_addr.into_option(), raw, caps, tsc_hz);
+    }
     let root = match vmxon::enter(caps) {
         Ok(root) => root,
         Err(e) => {
@@ -81,6 +91,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         caps.revision_id(),
         root.region()
     );
+    smp::report();
 
     // The boot archive (the bootloader's ramdisk) says which VMs to run.
     let status = match boot_archive(boot_info) {
@@ -100,9 +111,6 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
             );
             // Build the instruction decoder's tables now, not on the first MMIO exit.
             vm::insn::warm_up();
-            let tsc_hz = arch::calibrate_tsc_hz();
-            info!("tsc: {} kHz (calibrated against the PIT)", tsc_hz / 1000);
-            serial::set_tsc_hz(tsc_hz);
             arch::enable_fxsr();
             // The host tick: as configured, or 1 kHz on a CPU without the VMX-preemption
             // timer (then the only way a slice ends on time).
@@ -125,6 +133,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
             }
         }
     };
+    smp::shutdown(tsc_hz);
     if let Err(e) = root.leave() {
         error!("vmx: VMXOFF failed: {e}");
         exit::exit(ExitStatus::HypervisorFailure);

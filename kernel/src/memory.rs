@@ -55,6 +55,14 @@ static PHYS_OFFSET: Once<u64> = Once::new();
 /// covers physical addresses below it.
 static MAPPED_END: Once<u64> = Once::new();
 static FRAMES: Mutex<FrameAllocator> = Mutex::new(FrameAllocator::empty());
+/// Two frames below 1 MiB kept out of the allocator for the application processors'
+/// start-up code and its page-table root (a SIPI vector names a page below 1 MiB, and
+/// 32-bit code can load only a CR3 below 4 GiB: SDM Vol. 3A §9.4.4.1, §10.8.5).
+static LOW_FRAMES: Once<Option<u64>> = Once::new();
+/// The first physical address a SIPI vector cannot name.
+const LOW_MEMORY_END: u64 = 0x10_0000;
+/// Frames taken by [`LOW_FRAMES`].
+pub const LOW_FRAME_COUNT: u64 = 2;
 
 /// A usable physical range: [next, end) is still free.
 #[derive(Debug, Clone, Copy, Default)]
@@ -164,14 +172,20 @@ pub fn init(regions: &MemoryRegions, phys_offset: u64) -> Result<MemorySummary, 
         ..Default::default()
     };
     let mut frames = FRAMES.lock();
+    let mut low = None;
     for r in regions.iter() {
         summary.highest_address = summary.highest_address.max(r.end);
         if r.kind != MemoryRegionKind::Usable {
             continue;
         }
         // Frame 0 stays unused so a zero physical address can never be handed out.
-        let start = r.start.max(FRAME_SIZE).next_multiple_of(FRAME_SIZE);
+        let mut start = r.start.max(FRAME_SIZE).next_multiple_of(FRAME_SIZE);
         let end = r.end & !(FRAME_SIZE - 1);
+        let low_end = start + LOW_FRAME_COUNT * FRAME_SIZE;
+        if low.is_none() && low_end <= end.min(LOW_MEMORY_END) {
+            low = Some(start);
+            start = low_end;
+        }
         if end <= start {
             continue;
         }
@@ -187,6 +201,7 @@ pub fn init(regions: &MemoryRegions, phys_offset: u64) -> Result<MemorySummary, 
         frames.count += 1;
     }
     MAPPED_END.call_once(|| summary.highest_address);
+    LOW_FRAMES.call_once(|| low);
     // Largest regions first: big contiguous allocations (heap, guest RAM) come from them.
     let count = frames.count;
     frames.regions[..count].sort_unstable_by_key(|r| core::cmp::Reverse(r.end - r.next));
@@ -213,6 +228,12 @@ pub fn is_direct_mapped(phys: u64) -> bool {
     MAPPED_END
         .get()
         .is_some_and(|&end| phys.checked_add(FRAME_SIZE).is_some_and(|e| e <= end))
+}
+
+/// The [`LOW_FRAME_COUNT`] frames below 1 MiB reserved for starting application processors,
+/// if the memory map had a usable range there.
+pub fn low_frames() -> Option<u64> {
+    LOW_FRAMES.get().copied().flatten()
 }
 
 /// Frames currently handed out by [`allocate_frame`].
@@ -251,4 +272,58 @@ pub fn heap_reserved() -> usize {
 pub fn heap_size_and_high_water() -> (usize, usize) {
     let size = HEAP.inner.lock().size();
     (size, HEAP.high_water.load(Ordering::Relaxed))
+}
+
+/// Serialises changes to the kernel's page tables ([`map_mmio`]).
+static PAGE_TABLES: Mutex<()> = Mutex::new(());
+
+/// Hands the allocator's frames to the `x86_64` crate's mapper for new page tables.
+struct TableFrames;
+
+// SAFETY: `allocate_frame` returns distinct, zeroed, unused 4 KiB frames.
+unsafe impl x86_64::structures::paging::FrameAllocator<x86_64::structures::paging::Size4KiB>
+    for TableFrames
+{
+    fn allocate_frame(
+        &mut self,
+    ) -> Option<x86_64::structures::paging::PhysFrame<x86_64::structures::paging::Size4KiB>> {
+        allocate_frame().map(|p| {
+            x86_64::structures::paging::PhysFrame::containing_address(x86_64::PhysAddr::new(p))
+        })
+    }
+}
+
+/// A device page (a local APIC, a PCI BAR) reachable at `phys_to_virt(phys)`: the direct map
+/// covers it already, or it is mapped there now, uncached (SDM Vol. 3A §12.3: device memory
+/// is UC). `None` when it cannot be mapped.
+pub fn map_mmio(phys: u64) -> Option<*mut u8> {
+    use x86_64::structures::paging::mapper::MapToError;
+    use x86_64::structures::paging::{
+        Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as Fl, PhysFrame, Size4KiB,
+    };
+    let page_phys = phys & !(FRAME_SIZE - 1);
+    if is_direct_mapped(page_phys) {
+        return Some(phys_to_virt(phys));
+    }
+    let offset = *PHYS_OFFSET.get()?;
+    let _lock = PAGE_TABLES.lock();
+    let root = crate::arch::read_cr3() & 0x000f_ffff_ffff_f000;
+    // SAFETY: CR3 names the active level-4 table, mapped by the direct map; the lock above
+    // makes this the only code changing the page tables.
+    let table = unsafe { &mut *phys_to_virt(root).cast::<PageTable>() };
+    // SAFETY: all physical memory is mapped at `offset` (the bootloader's direct map).
+    let mut mapper = unsafe { OffsetPageTable::new(table, x86_64::VirtAddr::new(offset)) };
+    let page = Page::<Size4KiB>::containing_address(x86_64::VirtAddr::new(offset + page_phys));
+    let frame = PhysFrame::<Size4KiB>::containing_address(x86_64::PhysAddr::new(page_phys));
+    let flags = Fl::PRESENT | Fl::WRITABLE | Fl::NO_CACHE | Fl::WRITE_THROUGH | Fl::NO_EXECUTE;
+    // SAFETY: the page lies in the direct-map window, where only physical memory (here a
+    // device page) is ever mapped, at its own offset: no existing Rust object aliases it.
+    match unsafe { mapper.map_to(page, frame, flags, &mut TableFrames) } {
+        Ok(flush) => flush.flush(),
+        Err(MapToError::PageAlreadyMapped(f)) if f == frame => {}
+        // Part of a large page of the direct map: already reachable at its offset.
+        Err(MapToError::ParentEntryHugePage) => {}
+        Err(_) => return None,
+    }
+    Some(phys_to_virt(phys))
 }

@@ -54,19 +54,24 @@ impl Unavailable {
 #[derive(Debug)]
 pub struct Platform {
     pub capabilities: Option<Capabilities>,
+    /// The capability MSRs as read on the boot CPU: every other CPU must read the same.
+    pub raw_capabilities: Option<RawCapabilities>,
 }
 
 /// SDM Vol. 3C §24.7: VMXON needs IA32_FEATURE_CONTROL locked with "enable VMX outside SMX"
 /// set. Firmware normally does this; when it left the MSR unlocked (OVMF does), set the bit
-/// (and "inside SMX" when SMX exists) and lock it ourselves. Returns the final value.
-fn enable_feature_control(smx: bool) -> Result<u64, Unavailable> {
+/// (and "inside SMX" when SMX exists) and lock it ourselves. Returns the final value; `log`
+/// prints what was found (the boot CPU's report; application processors stay quiet).
+pub fn enable_feature_control(smx: bool, log: bool) -> Result<u64, Unavailable> {
     // SAFETY: IA32_FEATURE_CONTROL exists when CPUID.1:ECX.VMX or .SMX is set (SDM Vol. 4,
     // Table 2-2), which the caller checked.
     let value = unsafe { arch::rdmsr(Msr::IA32_FEATURE_CONTROL) };
     let fc = FeatureControl::from_bits_retain(value);
     if fc.contains(FeatureControl::LOCK) {
         if fc.contains(FeatureControl::VMX_OUTSIDE_SMX) {
-            info!("feature control: IA32_FEATURE_CONTROL = {value:#x} (locked by the firmware, VMX outside SMX enabled)");
+            if log {
+                info!("feature control: IA32_FEATURE_CONTROL = {value:#x} (locked by the firmware, VMX outside SMX enabled)");
+            }
             return Ok(value);
         }
         return Err(Unavailable::DisabledByFirmware {
@@ -82,10 +87,12 @@ fn enable_feature_control(smx: bool) -> Result<u64, Unavailable> {
     unsafe { arch::wrmsr(Msr::IA32_FEATURE_CONTROL, new.bits()) };
     // SAFETY: as for the first read.
     let now = unsafe { arch::rdmsr(Msr::IA32_FEATURE_CONTROL) };
-    info!(
-        "feature control: IA32_FEATURE_CONTROL was {value:#x} (unlocked); Bulkhead enabled VMX outside SMX \
-         and locked it: now {now:#x}"
-    );
+    if log {
+        info!(
+            "feature control: IA32_FEATURE_CONTROL was {value:#x} (unlocked); Bulkhead enabled VMX outside SMX \
+             and locked it: now {now:#x}"
+        );
+    }
     Ok(now)
 }
 
@@ -130,7 +137,10 @@ pub fn report(memory: &crate::memory::MemorySummary) -> (Platform, Result<(), Un
         );
     }
 
-    let mut platform = Platform { capabilities: None };
+    let mut platform = Platform {
+        capabilities: None,
+        raw_capabilities: None,
+    };
     let verdict = (|| {
         if !has_vmx {
             return Err(if vendor == "GenuineIntel" {
@@ -151,7 +161,8 @@ pub fn report(memory: &crate::memory::MemorySummary) -> (Platform, Result<(), Un
             info!("vmx: {line}");
         }
         platform.capabilities = Some(caps.clone());
-        enable_feature_control(has_smx)?;
+        platform.raw_capabilities = Some(raw);
+        enable_feature_control(has_smx, true)?;
         if !caps.has_ept() {
             return Err(Unavailable::MissingFeature("EPT (extended page tables)"));
         }

@@ -194,14 +194,26 @@ pub fn boot_image_on(
     cpu: &str,
     timeout_secs: u64,
 ) -> Checked {
+    boot_image_smp(platform, image, cpu, 1, timeout_secs)
+}
+
+/// Boots `image` on `platform` with `cpu` and `cpus` emulated CPUs (Bochs `cpu: count=`).
+pub fn boot_image_smp(
+    platform: Platform,
+    image: &std::path::Path,
+    cpu: &str,
+    cpus: u32,
+    timeout_secs: u64,
+) -> Checked {
     let mut spec = RunSpec::new(platform, image);
     spec.cpu_model = cpu.to_string();
+    spec.cpus = cpus;
     spec.timeout = Duration::from_secs(timeout_secs);
     let outcome = bulkhead_boot::run(&spec).unwrap_or_else(|e| panic!("could not run Bochs: {e}"));
-    eprintln!("bochs ({cpu}): {}", outcome.summary());
+    eprintln!("bochs ({cpu}, {cpus} CPUs): {}", outcome.summary());
     Checked {
         outcome,
-        label: format!("bochs with cpu {cpu}"),
+        label: format!("bochs with cpu {cpu} x{cpus}"),
     }
 }
 

@@ -113,3 +113,40 @@ fn bochs_uefi_kernel_locks_feature_control() {
         .saw("vmx: EPT: yes")
         .saw("bulkhead: VT-x is usable");
 }
+
+/// Every CPU enters VMX root (issue 10): Bochs with 1, 2 and 4 CPUs on Skylake-X (x2APIC),
+/// Tiger Lake (x2APIC) and Arrandale (xAPIC); one line per CPU with its APIC ID.
+#[test]
+fn bochs_every_cpu_enters_vmx_root() {
+    for (model, cpus, mode) in [
+        ("corei7_skylake_x", 1, "X2Apic"),
+        ("corei7_skylake_x", 4, "X2Apic"),
+        ("tigerlake", 2, "X2Apic"),
+        ("corei5_arrandale_m520", 2, "XApic"),
+    ] {
+        let image = bulkhead_tests::image_for(Platform::Bochs);
+        let run = bulkhead_tests::boot_image_smp(Platform::Bochs, &image, model, cpus, 240);
+        run.exited(0, "ok")
+            .saw(&format!("lapic: boot CPU APIC ID 0, {mode} mode"))
+            .saw("cpu 0: apic ID 0 (boot CPU), VMX root")
+            .saw(&format!("smp: {cpus} of {cpus} CPUs in VMX root"))
+            .not_saw("not started");
+        for i in 1..cpus {
+            run.saw(&format!("cpu {i}: apic ID {i}, VMX root"));
+        }
+        run.not_saw(&format!("cpu {cpus}:"));
+    }
+}
+
+/// OVMF under Bochs builds no ACPI tables (it takes them from QEMU's fw_cfg, which Bochs lacks):
+/// without a MADT the UEFI path says so and runs on the boot CPU alone, never hanging.
+#[test]
+fn bochs_uefi_without_acpi_uses_the_boot_cpu() {
+    let image = bulkhead_tests::image_for(Platform::BochsUefi);
+    let run =
+        bulkhead_tests::boot_image_smp(Platform::BochsUefi, &image, "corei7_skylake_x", 2, 300);
+    run.exited(0, "ok")
+        .saw("smp: the firmware gave no ACPI RSDP: only the boot CPU is used")
+        .saw("cpu 0: apic ID 0 (boot CPU), VMX root")
+        .saw("smp: 1 of 1 CPUs in VMX root");
+}
