@@ -3,8 +3,16 @@
 
 use super::*;
 
-/// Programs the VM-entry event-injection fields for `event` (SDM Vol. 3C §25.8.3).
+/// CR0.PE (SDM Vol. 3A §2.5).
+const CR0_PE: u64 = 1 << 0;
+/// RFLAGS.RF (SDM Vol. 3A §2.3).
+const RFLAGS_RF: u64 = 1 << 16;
+
+/// Programs the VM-entry event-injection fields for `event` (SDM Vol. 3C §25.8.3), without
+/// an error code while the guest is in real mode (SDM Vol. 3C §27.2.1.3).
 fn write_injection(event: &Injection) {
+    let protected = vmcs::read_exit(F::GUEST_CR0) & CR0_PE != 0;
+    let event = &event.for_mode(protected);
     let _ = vmcs::write_guest(
         vmcs::guest_field!(VM_ENTRY_INTERRUPTION_INFO),
         u64::from(event.info.raw()),
@@ -158,6 +166,13 @@ impl Vm {
                         return false;
                     }
                 };
+                // The fault's RFLAGS image has RF = 1 (SDM Vol. 3A §18.3.1.1); VM entry pushes
+                // the guest-state RFLAGS (SDM Vol. 3C §27.6.1.2). A real-mode delivery pushes
+                // only FLAGS[15:0], which has no RF (SDM Vol. 3A §21.1.4).
+                if now.sets_rf() && vmcs::read_exit(F::GUEST_CR0) & CR0_PE != 0 {
+                    let rflags = vmcs::read_exit(F::GUEST_RFLAGS);
+                    let _ = vmcs::write_guest(vmcs::guest_field!(GUEST_RFLAGS), rflags | RFLAGS_RF);
+                }
                 write_injection(&now);
                 self.stats.exceptions_injected += 1;
                 true
