@@ -3,6 +3,7 @@
 
 use super::vmcs;
 use super::{StopReason, Vm};
+use vmx::disposition::{disposition, Disposition, TaskSwitch};
 use vmx::event::Injection;
 use vmx::exit::{
     CrAccess, DecodedExitReason, EptViolation, ExceptionVector, ExitReason, Gpr, InterruptionInfo,
@@ -134,18 +135,6 @@ pub fn dispatch(vm: &mut Vm, info: &ExitInfo) -> Action {
         ExitReason::Cpuid => cpuid(vm),
         ExitReason::Hlt => hlt(),
         ExitReason::Vmcall => vm.hypercall(),
-        ExitReason::Vmclear
-        | ExitReason::Vmlaunch
-        | ExitReason::Vmptrld
-        | ExitReason::Vmptrst
-        | ExitReason::Vmread
-        | ExitReason::Vmresume
-        | ExitReason::Vmwrite
-        | ExitReason::Vmxoff
-        | ExitReason::Vmxon
-        | ExitReason::Invept
-        | ExitReason::Invvpid
-        | ExitReason::Vmfunc => vmx_instruction(),
         ExitReason::ControlRegisterAccess => cr_access(vm, info),
         ExitReason::IoInstruction => io(vm, info),
         ExitReason::Rdmsr => vm.rdmsr(),
@@ -157,8 +146,90 @@ pub fn dispatch(vm: &mut Vm, info: &ExitInfo) -> Action {
         ExitReason::Rdpmc => rdpmc(),
         ExitReason::Invd => invd(),
         ExitReason::Monitor | ExitReason::Mwait => monitor_mwait(),
-        other => Action::Stop(StopReason::Unhandled(other)),
+        ExitReason::TaskSwitch => task_switch(info),
+        // Instructions of features hidden from guests: #UD as on a CPU without them
+        // (vmx::disposition says which feature).
+        ExitReason::Vmclear
+        | ExitReason::Vmlaunch
+        | ExitReason::Vmptrld
+        | ExitReason::Vmptrst
+        | ExitReason::Vmread
+        | ExitReason::Vmresume
+        | ExitReason::Vmwrite
+        | ExitReason::Vmxoff
+        | ExitReason::Vmxon
+        | ExitReason::Invept
+        | ExitReason::Invvpid
+        | ExitReason::Vmfunc
+        | ExitReason::Getsec
+        | ExitReason::Seamcall
+        | ExitReason::Tdcall => hidden_instruction(),
+        // Impossible with Bulkhead's controls (the reason for each is in
+        // vmx::disposition::disposition): a hypervisor bug if one arrives.
+        r @ (ExitReason::InitSignal
+        | ExitReason::StartupIpi
+        | ExitReason::IoSmi
+        | ExitReason::OtherSmi
+        | ExitReason::NmiWindow
+        | ExitReason::Invlpg
+        | ExitReason::Rdtsc
+        | ExitReason::Rsm
+        | ExitReason::MovDr
+        | ExitReason::MonitorTrapFlag
+        | ExitReason::Pause
+        | ExitReason::TprBelowThreshold
+        | ExitReason::ApicAccess
+        | ExitReason::VirtualizedEoi
+        | ExitReason::GdtrIdtrAccess
+        | ExitReason::LdtrTrAccess
+        | ExitReason::Rdtscp
+        | ExitReason::Wbinvd
+        | ExitReason::ApicWrite
+        | ExitReason::Rdrand
+        | ExitReason::Invpcid
+        | ExitReason::Encls
+        | ExitReason::Rdseed
+        | ExitReason::PmlFull
+        | ExitReason::Xsaves
+        | ExitReason::Xrstors
+        | ExitReason::Pconfig
+        | ExitReason::SppEvent
+        | ExitReason::Umwait
+        | ExitReason::Tpause
+        | ExitReason::Loadiwkey
+        | ExitReason::Enclv
+        | ExitReason::EnqcmdPasidFailure
+        | ExitReason::EnqcmdsPasidFailure
+        | ExitReason::BusLock
+        | ExitReason::InstructionTimeout
+        | ExitReason::Rdmsrlist
+        | ExitReason::Wrmsrlist
+        | ExitReason::Unknown(_)) => impossible(r),
+        // Entry failures arrive with the entry-failure bit (handled above).
+        r @ (ExitReason::EntryFailureInvalidGuestState
+        | ExitReason::EntryFailureMsrLoading
+        | ExitReason::EntryFailureMachineCheck) => Action::Stop(StopReason::EntryFailure {
+            reason: r,
+            qualification: info.qualification,
+        }),
     }
+}
+
+/// An exit Bulkhead's controls rule out (vmx::disposition): logged with the reason and the
+/// VM stopped as unhandled.
+fn impossible(reason: ExitReason) -> Action {
+    if let Disposition::Impossible(why) = disposition(reason) {
+        log::error!("exit reason {reason} should be impossible: {why}");
+    }
+    Action::Stop(StopReason::Unhandled(reason))
+}
+
+/// Task switch (reason 9, unconditional: SDM Vol. 3C §26.1.2): not emulated, the VM stops
+/// with the documented reason (vmx::disposition::TASK_SWITCH_STOP, docs/vm-platform.md).
+fn task_switch(info: &ExitInfo) -> Action {
+    Action::Stop(StopReason::TaskSwitch(TaskSwitch::from_qualification(
+        info.qualification,
+    )))
 }
 
 /// Exception or NMI (reason 0): host NMIs are consumed; intercepted guest exceptions (only
@@ -215,9 +286,11 @@ fn hlt() -> Action {
     Action::Halt
 }
 
-/// VMX instructions in the guest (reasons 19-27, 50, 53, 59): VMX is not offered to guests
-/// (CPUID.1:ECX.VMX = 0), so they raise #UD as on a CPU without VMX (SDM Vol. 3C §31.3).
-fn vmx_instruction() -> Action {
+/// Instructions of features CPUID hides (vmx::disposition::Disposition::InvalidOpcode): the
+/// VMX instructions (reasons 19-27, 50, 53, 59: CPUID.1:ECX.VMX = 0, SDM Vol. 3C §31.3),
+/// GETSEC (11: SMX hidden), SEAMCALL and TDCALL (76, 77: no TDX). They raise #UD as on a CPU
+/// without the feature.
+fn hidden_instruction() -> Action {
     Action::Inject {
         vector: ExceptionVector::InvalidOpcode,
         error_code: None,

@@ -27,6 +27,8 @@ pub enum StopReason {
         gpa: u64,
         vector: u8,
     },
+    /// A hardware task switch (not emulated: vmx::disposition::TASK_SWITCH_STOP).
+    TaskSwitch(vmx::disposition::TaskSwitch),
     /// VM entry failed (SDM Vol. 3C §27.8).
     EntryFailure {
         reason: ExitReason,
@@ -83,6 +85,13 @@ impl fmt::Display for StopReason {
                     ),
                 }
             }
+            StopReason::TaskSwitch(t) => write!(
+                f,
+                "task switch to TSS selector {:#x} by {}: {}",
+                t.selector,
+                t.source,
+                vmx::disposition::TASK_SWITCH_STOP
+            ),
             StopReason::EntryInstructionFailed { rflags, error } => {
                 write!(
                     f,
