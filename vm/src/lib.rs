@@ -13,6 +13,7 @@ pub mod console;
 pub mod control_regs;
 pub mod cpuid;
 pub mod devices;
+pub mod features;
 pub mod insn;
 pub mod io;
 pub mod linux;

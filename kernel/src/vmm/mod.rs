@@ -179,10 +179,13 @@ impl Vm {
             }
             3 => vmcs::write_guest(vmcs::guest_field!(GUEST_CR3), value),
             4 => {
-                let (_, cr4_mask) = setup::cr_masks(&self.caps);
-                // VMXE, and every bit this CPU cannot set, is reserved for the guest.
+                let reserved = self.platform.cr4_reserved();
+                let (_, cr4_mask) = setup::cr_masks(&self.caps, reserved);
+                // VMXE, every bit this CPU cannot set and the bits of features CPUID hides
+                // (vm::features) are reserved for the guest: #GP (SDM Vol. 2B MOV CR).
                 if value & setup::CR4_VMXE != 0
                     || value & cr4_mask & !setup::CR4_VMXE != 0
+                    || value & reserved != 0
                     || value >> 32 != 0
                 {
                     return gp;

@@ -17,6 +17,8 @@ use vm::devices::{LegacyPlatform, PlatformConfig};
 use vm::insn::MmioAccess;
 use vm::io::AccessSize;
 use vm::msr::{MsrAction, MsrConfig, MsrContext, MsrPolicy, MsrState};
+use vmx::caps::Capabilities;
+use vmx::controls::SecondaryControls;
 use vmx::msr::Msr;
 
 /// The VM's devices and policies.
@@ -27,6 +29,8 @@ pub struct Platform {
     msr: MsrPolicy,
     pub msr_state: MsrState,
     tsc_aux: bool,
+    /// CR4 bits of features the CPUID policy hides (vm::features::cr4_guest_reserved).
+    cr4_reserved: u64,
 }
 
 impl core::fmt::Debug for Platform {
@@ -72,6 +76,7 @@ impl Platform {
     pub fn new(
         config: &VmConfig,
         archive: &Archive<'static>,
+        caps: &Capabilities,
         tsc_hz: u64,
         disk_budget: Option<u64>,
     ) -> Result<Self, String> {
@@ -88,12 +93,19 @@ impl Platform {
             leaves: &leaves,
         });
         cc.tsc_hz = Some(tsc_hz);
+        // Offered where this CPU's VMX lets the guest use them (vm::features).
+        cc.invpcid = true;
+        cc.rdtscp = true;
+        cc.secondary_allowed = SecondaryControls::from_bits_retain(caps.secondary.may_be_one);
+        cc.cr4_allowed = caps.cr4_fixed.may_be_one;
         // XSAVE state is not switched between VMs yet (only FXSAVE state is): not offered.
         cc.xsave = false;
         let cpuid = CpuidPolicy::from_host(arch::cpuid, &cc);
         let msr = MsrPolicy::new(MsrConfig::new(tsc_hz));
         let msr_state = MsrState::new(&msr, true);
+        let cr4_reserved = vm::features::cr4_guest_reserved(&cpuid);
         Ok(Platform {
+            cr4_reserved,
             legacy,
             virtio,
             cpuid,
@@ -101,6 +113,16 @@ impl Platform {
             msr_state,
             tsc_aux: arch::has_tsc_aux(),
         })
+    }
+
+    /// The CR4 bits the guest may not set (features its CPUID hides).
+    pub fn cr4_reserved(&self) -> u64 {
+        self.cr4_reserved
+    }
+
+    /// The instruction-enabling controls the offered features need (vm::features).
+    pub fn secondary_controls(&self) -> SecondaryControls {
+        vm::features::secondary_controls(&self.cpuid)
     }
 
     /// CPUID as the guest sees it (precomputed policy).
@@ -112,6 +134,7 @@ impl Platform {
                 apic_id: 0,
                 cr4,
                 xcr0: 1,
+                limit_cpuid: false,
             },
         )
     }
