@@ -108,7 +108,10 @@ impl Vm {
         let value = match self.platform.rdmsr(msr, &self.msr_context()) {
             MsrAction::Read(v) => v,
             MsrAction::ReadVmcs(field) => vmcs::read_exit(vmcs_msr_field(field).field()),
-            MsrAction::InjectGp | MsrAction::Written | MsrAction::WriteVmcs(..) => return gp(),
+            MsrAction::InjectGp
+            | MsrAction::Written
+            | MsrAction::WriteVmcs(..)
+            | MsrAction::TscOffset(_) => return gp(),
         };
         self.vcpu.regs.rax = value & 0xffff_ffff;
         self.vcpu.regs.rdx = value >> 32;
@@ -125,6 +128,13 @@ impl Vm {
                 Ok(()) => Action::Advance,
                 Err(_) => Action::Stop(StopReason::Bug("VMWRITE of an MSR field failed")),
             },
+            // The guest TSC moved (IA32_TSC, IA32_TSC_ADJUST): SDM Vol. 3C §26.6.5.
+            MsrAction::TscOffset(offset) => {
+                match vmcs::write_guest(vmcs::guest_field!(TSC_OFFSET), offset) {
+                    Ok(()) => Action::Advance,
+                    Err(_) => Action::Stop(StopReason::Bug("VMWRITE of the TSC offset failed")),
+                }
+            }
             MsrAction::InjectGp | MsrAction::Read(_) | MsrAction::ReadVmcs(_) => gp(),
         }
     }
@@ -133,7 +143,8 @@ impl Vm {
         MsrContext {
             efer: vmcs::read_exit(F::GUEST_IA32_EFER),
             cr0: vmcs::read_exit(F::CR0_READ_SHADOW),
-            guest_tsc: arch::rdtsc(),
+            // "Use TSC offsetting" (SDM Vol. 3C §26.6.5): the guest reads host TSC + offset.
+            guest_tsc: arch::rdtsc().wrapping_add(self.platform.msr_state.tsc_offset),
         }
     }
 

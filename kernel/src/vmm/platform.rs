@@ -134,7 +134,7 @@ impl Platform {
                 apic_id: 0,
                 cr4,
                 xcr0: 1,
-                limit_cpuid: false,
+                limit_cpuid: self.msr_state.misc_enable & vm::msr::MISC_ENABLE_LIMIT_CPUID != 0,
             },
         )
     }

@@ -66,6 +66,8 @@ pub fn controls(
 ) -> Result<ControlSet, ControlError> {
     let mut request = ControlRequest::unrestricted_ept();
     request.secondary.required |= enables;
+    // IA32_TSC and IA32_TSC_ADJUST writes move the guest TSC (vm::msr, SDM Vol. 3B §18.17.3).
+    request.primary.required |= PrimaryControls::USE_TSC_OFFSETTING;
     request.pin.optional |= PinBasedControls::ACTIVATE_VMX_PREEMPTION_TIMER;
     request.secondary.optional |= SecondaryControls::ENABLE_VPID;
     if long_mode {
@@ -408,6 +410,8 @@ unsafe fn write_control_fields(set: &ControlSet, res: &VcpuResources) -> Result<
     w(F::VM_ENTRY_MSR_LOAD_COUNT, 0)?;
     w(F::VM_ENTRY_INTERRUPTION_INFO, 0)?;
     w(F::EPT_POINTER, res.eptp)?;
+    // The guest TSC starts as the host's (SDM Vol. 3C §26.6.5).
+    w(F::TSC_OFFSET, 0)?;
     if set.secondary.contains(SecondaryControls::ENABLE_VPID) {
         w(F::VPID, u64::from(res.vpid))?;
     }
