@@ -21,3 +21,4 @@ pub mod loader;
 pub mod msr;
 pub mod paging;
 pub mod stats;
+pub mod string_io;

@@ -382,7 +382,7 @@ fn io(vm: &mut Vm, info: &ExitInfo) -> Action {
         return Action::Stop(StopReason::Bug("malformed I/O exit qualification"));
     };
     if q.string {
-        return vm.string_io(&q);
+        return vm.string_io(&q, info);
     }
     let size = q.size.bytes();
     let mask = if size == 4 {

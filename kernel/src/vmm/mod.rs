@@ -13,6 +13,7 @@ mod run_loop;
 mod scheduler;
 mod setup;
 mod stop_reason;
+mod string_io;
 mod virtio_devices;
 mod vmcs;
 
@@ -226,15 +227,6 @@ impl Vm {
             Ok(()) => Action::Advance,
             Err(_) => Action::Stop(StopReason::Bug("VMWRITE of a control register failed")),
         }
-    }
-
-    /// INS/OUTS: not used by the guests Bulkhead runs; stop with a precise report.
-    fn string_io(&mut self, q: &vmx::exit::IoQualification) -> Action {
-        warn!(
-            "vm {}: string I/O on port {:#x} is not emulated",
-            self.name, q.port
-        );
-        Action::Stop(StopReason::Unhandled(ExitReason::IoInstruction))
     }
 
     /// An EPT violation inside an MMIO region: decode the instruction at RIP and perform it
