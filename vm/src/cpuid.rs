@@ -713,7 +713,7 @@ impl CpuidPolicy {
     }
 
     /// XSAVE area size (standard format) for the components in `xcr0`.
-    fn xsave_size(&self, xcr0: u64) -> u32 {
+    pub fn xsave_size(&self, xcr0: u64) -> u32 {
         let xcr0 = xcr0 & self.xcr0_supported;
         self.xsave_ends
             .iter()

@@ -22,3 +22,4 @@ pub mod msr;
 pub mod paging;
 pub mod stats;
 pub mod string_io;
+pub mod xsave;

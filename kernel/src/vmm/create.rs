@@ -235,6 +235,7 @@ impl Vm {
                 deferred_event: None,
                 cr8: 0,
                 debug: arch::DebugRegs::initial(),
+                xstate: xsave::ExtendedState::new(platform.xcr0_supported()),
             },
             platform,
             console: Console::new(
@@ -246,7 +247,6 @@ impl Vm {
             ),
             stats: ExitStats::new(),
             caps: caps.clone(),
-            fpu: Box::new(arch::FxArea::initial()),
             slice_end: 0,
             wake_others_at: u64::MAX,
             slice_left: None,

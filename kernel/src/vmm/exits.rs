@@ -142,7 +142,7 @@ pub fn dispatch(vm: &mut Vm, info: &ExitInfo) -> Action {
         ExitReason::EptViolation => ept_violation(vm, info),
         ExitReason::EptMisconfiguration => Action::Stop(StopReason::Bug("EPT misconfiguration")),
         ExitReason::PreemptionTimerExpired => vm.timer_expired(),
-        ExitReason::Xsetbv => xsetbv(),
+        ExitReason::Xsetbv => vm.xsetbv(),
         ExitReason::Rdpmc => rdpmc(),
         ExitReason::Invd => invd(),
         ExitReason::Monitor | ExitReason::Mwait => monitor_mwait(),
@@ -264,8 +264,9 @@ fn exception_or_nmi() -> Action {
 fn cpuid(vm: &mut Vm) -> Action {
     let leaf = vm.vcpu.regs.rax as u32;
     let subleaf = vm.vcpu.regs.rcx as u32;
-    let cr4 = vmcs::read_exit(F::CR4_READ_SHADOW);
-    let [a, b, c, d] = vm.platform.cpuid(leaf, subleaf, cr4);
+    // CR4.OSXSAVE and CR4.PKE are the guest's own bits: the real CR4, not the shadow.
+    let cr4 = vmcs::read_exit(F::GUEST_CR4);
+    let [a, b, c, d] = vm.platform.cpuid(leaf, subleaf, cr4, vm.vcpu.xstate.xcr0);
     let r = &mut vm.vcpu.regs;
     (r.rax, r.rbx, r.rcx, r.rdx) = (u64::from(a), u64::from(b), u64::from(c), u64::from(d));
     Action::Advance
@@ -445,15 +446,6 @@ fn ept_violation(vm: &mut Vm, info: &ExitInfo) -> Action {
         "read"
     };
     Action::Stop(StopReason::OutsideMemory { gpa, access })
-}
-
-/// XSETBV (reason 55): XSAVE is not offered (CPUID.1:ECX.XSAVE = 0, only FXSAVE state is
-/// switched between VMs), so it raises #UD as on a CPU without XSAVE (SDM Vol. 2D XSETBV).
-fn xsetbv() -> Action {
-    Action::Inject {
-        vector: ExceptionVector::InvalidOpcode,
-        error_code: None,
-    }
 }
 
 /// RDPMC (reason 15): no performance counters are offered (CPUID leaf 0xA is zero), so every

@@ -16,6 +16,7 @@ mod stop_reason;
 mod string_io;
 mod virtio_devices;
 mod vmcs;
+mod xsave;
 
 pub use console::Console;
 pub use scheduler::run;
@@ -71,6 +72,8 @@ pub struct Vcpu {
     cr8: u64,
     /// DR0-DR3 and DR6 while the vCPU is not running (DR7 is in the VMCS).
     debug: arch::DebugRegs,
+    /// x87/SSE/AVX/... state and XCR0 while the vCPU is not running (xsave.rs).
+    xstate: xsave::ExtendedState,
 }
 
 /// One virtual machine.
@@ -83,8 +86,6 @@ pub struct Vm {
     console: Console,
     stats: ExitStats,
     caps: Capabilities,
-    /// x87/SSE state while the VM is not running (SDM Vol. 1 §10.5).
-    fpu: Box<arch::FxArea>,
     /// End of the current time slice (TSC).
     slice_end: u64,
     /// When a halted VM's device fires (TSC): the slice ends early then, so that VM runs.

@@ -73,16 +73,16 @@ impl Vm {
     }
 
     /// Makes this VM's MSR, FPU and debug-register values live before it runs.
-    pub(super) fn switch_in(&self) {
+    pub(super) fn switch_in(&mut self) {
         self.platform.load_msrs();
-        self.fpu.restore();
+        self.vcpu.xstate.restore();
         self.vcpu.debug.restore();
     }
 
     /// Saves what `switch_in` made live after the VM ran.
     pub(super) fn switch_out(&mut self) {
         self.platform.save_msrs();
-        self.fpu.save();
+        self.vcpu.xstate.save();
         self.vcpu.debug.save();
     }
 
@@ -114,6 +114,16 @@ impl Vm {
             info!("vm {}: {line}", self.name);
         }
         info!("vm {}: console: {}", self.name, self.console.summary());
+        let x = &self.vcpu.xstate;
+        info!(
+            "vm {}: extended state: {} xcr0={:#x} switches={} ticks={} avg={}",
+            self.name,
+            if x.xsave() { "xsave" } else { "fxsave" },
+            x.xcr0,
+            x.switches,
+            x.ticks,
+            x.ticks.checked_div(x.switches).unwrap_or(0)
+        );
         info!(
             "vm {}: memory: released-pages={} faulted-in={}",
             self.name, self.memory.released, self.memory.faulted_in
