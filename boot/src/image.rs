@@ -338,6 +338,7 @@ pub fn build_guests() -> Result<PathBuf, BootError> {
                 || name == "timer"
                 || name == "events"
                 || name == "isolation"
+                || name == "fidelity"
                 || name == "disk-fill"
                 || name == "spin"
                 || name.starts_with("hostile-")
@@ -352,6 +353,19 @@ pub fn build_guests() -> Result<PathBuf, BootError> {
     let status = Command::new("sh")
         .arg(&script)
         .arg(out.join("realmode.bin"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| BootError::KernelBuild(format!("could not run {}: {e}", script.display())))?;
+    if !status.success() {
+        return Err(BootError::KernelBuild(format!(
+            "{} failed ({status}); is binutils installed?",
+            script.display()
+        )));
+    }
+    let script = root.join("tests/guest/fidelity16/build.sh");
+    let status = Command::new("sh")
+        .arg(&script)
+        .arg(&out)
         .stdout(std::process::Stdio::null())
         .status()
         .map_err(|e| BootError::KernelBuild(format!("could not run {}: {e}", script.display())))?;

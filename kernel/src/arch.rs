@@ -209,6 +209,56 @@ pub fn enable_fxsr() {
     // SAFETY: these bits only change how FXSAVE/FXRSTOR and SSE instructions behave; the
     // kernel does not execute SSE code.
     unsafe { write_cr4(read_cr4() | OSFXSR | OSXMMEXCPT) };
+    if has_xsave() {
+        const OSXSAVE: u64 = 1 << 18;
+        // SAFETY: CR4.OSXSAVE only enables XGETBV/XSETBV/XSAVE/XRSTOR (SDM Vol. 1 §13.3),
+        // which the kernel uses to switch the guests' extended state; it runs no AVX code.
+        unsafe { write_cr4(read_cr4() | OSXSAVE) };
+    }
+}
+
+/// Whether the CPU has XSAVE (CPUID.1:ECX.XSAVE[26]).
+pub fn has_xsave() -> bool {
+    cpuid(1, 0)[2] & (1 << 26) != 0
+}
+
+/// XSETBV: loads XCR0 (SDM Vol. 2D XSETBV).
+///
+/// # Safety
+/// CR4.OSXSAVE must be set and `value` valid for this CPU (x87 set, only supported
+/// components, consistent: vm::xsave::validate_xsetbv), else #GP in the hypervisor.
+pub unsafe fn xsetbv(value: u64) {
+    // SAFETY: forwarded from the caller's contract.
+    unsafe {
+        asm!("xsetbv", in("ecx") 0, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nomem, nostack))
+    };
+}
+
+/// XSAVE of the components in `mask` (and XCR0) into `area` (SDM Vol. 1 §13.7).
+///
+/// # Safety
+/// CR4.OSXSAVE set; `area` 64-byte aligned and large enough for every component of the
+/// current XCR0 (CPUID.0xD.0:EBX).
+pub unsafe fn xsave(area: *mut u8, mask: u64) {
+    // SAFETY: forwarded from the caller's contract.
+    unsafe {
+        asm!("xsave64 [{}]", in(reg) area, in("eax") mask as u32, in("edx") (mask >> 32) as u32,
+             options(nostack))
+    };
+}
+
+/// XRSTOR of the components in `mask` from `area` (SDM Vol. 1 §13.8).
+///
+/// # Safety
+/// As [`xsave`]; `area` must hold a valid standard-format image (header reserved bytes 0,
+/// XCOMP_BV 0, MXCSR reserved bits 0), e.g. one written by XSAVE.
+pub unsafe fn xrstor(area: *const u8, mask: u64) {
+    // SAFETY: forwarded from the caller's contract.
+    unsafe {
+        asm!("xrstor64 [{}]", in(reg) area, in("eax") mask as u32, in("edx") (mask >> 32) as u32,
+             options(nostack))
+    };
 }
 
 /// A 512-byte FXSAVE area (SDM Vol. 1 §10.5).

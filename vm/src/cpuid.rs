@@ -8,17 +8,22 @@
 //! use it without emulation it does not have. Notably:
 //!
 //! * hidden: VMX and SMX (so a guest never tries VMXON), MONITOR/MWAIT, the PMU (leaf 0xA
-//!   zeroed, PDCM, DS), MCE/MCA, thermal/power management (leaf 6 except ARAT), SGX, PT,
-//!   WAITPKG, CET, TSC_ADJUST, the speculation-control MSR features (their MSRs raise #GP),
+//!   zeroed, PDCM, DS), thermal/power management (leaf 6 except ARAT), SGX, PT,
+//!   WAITPKG, CET, the speculation-control MSR features (their MSRs raise #GP),
 //!   MPX and AMX state, XSAVES/XSAVEC, RDT; x2APIC, TSC-deadline and the local APIC itself
 //!   unless the configuration enables them (Bulkhead starts with the 8259A in `nolapic`
 //!   mode); INVPCID unless enabled (it needs the "enable INVPCID" VM-execution control);
+//!   every feature whose VM-execution control the CPU cannot set or whose CR4 bit CR4_FIXED1
+//!   refuses ([`crate::features`]: hidden means unusable, offered means usable);
+//! * emulated whatever the host has: MCE/MCA with zero banks (IA32_MCG_CAP = 0) and
+//!   TSC_ADJUST (CPUID.7.0:EBX[1], [`crate::msr`]);
 //! * set: the hypervisor-present bit CPUID.1:ECX[31] (Linux relies on it, e.g. to skip the
 //!   TSC-deadline microcode errata check);
 //! * per vCPU: the initial APIC ID in CPUID.1:EBX[31:24] and the x2APIC ID in leaves
 //!   0xB/0x1F EDX, a synthesised topology (one thread per core, all vCPUs in one package);
 //! * dynamic: CPUID.1:ECX.OSXSAVE mirrors the guest's CR4.OSXSAVE, CPUID.7.0:ECX.OSPKE
-//!   its CR4.PKE, CPUID.0xD.0:EBX the XSAVE area size for its current XCR0;
+//!   its CR4.PKE, CPUID.0xD.0:EBX the XSAVE area size for its current XCR0, and
+//!   IA32_MISC_ENABLE's "limit CPUID maxval" caps the basic leaves at 2;
 //! * hypervisor leaves 0x40000000.. with the caller's signature and data, optionally the
 //!   VMware-style TSC/bus frequency leaf 0x40000010;
 //! * leaves 0x15/0x16 from the TSC frequency the caller measured (raising the maximum basic
@@ -44,6 +49,8 @@ pub const EXT_BASE_LEAF: u32 = 0x8000_0000;
 pub const EXT_MAX_LEAF: u32 = 0x8000_0008;
 /// Most vCPUs the topology leaves describe.
 pub const MAX_VCPUS: u32 = 1 << 16;
+/// The highest basic leaf while IA32_MISC_ENABLE limits CPUID (SDM Vol. 4 Table 2-2).
+pub const LIMITED_MAX_BASIC: u32 = 2;
 /// Highest basic leaf ever exposed (bounds the table).
 pub const BASIC_LEAF_CAP: u32 = 0x3f;
 
@@ -103,6 +110,10 @@ pub mod bits {
     pub const EDX7_ARCH_CAPABILITIES: u32 = 1 << 29;
     /// CPUID.80000001:EDX.LM.
     pub const EDX81_LM: u32 = 1 << 29;
+    /// CPUID.80000001:EDX.RDTSCP.
+    pub const EDX81_RDTSCP: u32 = 1 << 27;
+    /// CPUID.7.0:ECX.RDPID.
+    pub const ECX7_RDPID: u32 = 1 << 22;
     /// CPUID.80000001:EDX.NX.
     pub const EDX81_NX: u32 = 1 << 20;
     /// CR4.OSXSAVE.
@@ -239,6 +250,18 @@ pub struct CpuidConfig<'a> {
     pub pcid: bool,
     /// Expose INVPCID (the hypervisor must set "enable INVPCID").
     pub invpcid: bool,
+    /// Expose RDTSCP and RDPID (needs "enable RDTSCP").
+    pub rdtscp: bool,
+    /// Expose MCE/MCA with zero machine-check banks (IA32_MCG_CAP reads 0).
+    pub mca: bool,
+    /// Expose IA32_TSC_ADJUST (CPUID.7.0:EBX[1]; the MSR policy emulates it).
+    pub tsc_adjust: bool,
+    /// The secondary controls the CPU can set (IA32_VMX_PROCBASED_CTLS2 allowed 1-settings):
+    /// a feature whose enabling control is missing is hidden ([`crate::features`]).
+    pub secondary_allowed: vmx::controls::SecondaryControls,
+    /// The CR4 bits the CPU allows in VMX operation (IA32_VMX_CR4_FIXED1): a feature whose
+    /// CR4 bit is refused is hidden.
+    pub cr4_allowed: u64,
     /// Clamp CPUID.80000008:EAX[7:0] (guest physical address width) to this many bits.
     pub phys_addr_bits: Option<u8>,
     /// Publish the VMware-style timing leaf 0x40000010 (requires `tsc_hz`).
@@ -263,6 +286,11 @@ impl<'a> CpuidConfig<'a> {
             xsave: true,
             pcid: true,
             invpcid: false,
+            rdtscp: true,
+            mca: true,
+            tsc_adjust: true,
+            secondary_allowed: vmx::controls::SecondaryControls::all(),
+            cr4_allowed: u64::MAX,
             phys_addr_bits: None,
             timing_leaf: false,
             bus_khz: 1_000_000,
@@ -280,6 +308,9 @@ pub struct VcpuCpuidState {
     pub cr4: u64,
     /// The guest's XCR0 (for the XSAVE area size).
     pub xcr0: u64,
+    /// IA32_MISC_ENABLE[22] "limit CPUID maxval": CPUID.0:EAX reads 2 and higher basic
+    /// leaves answer as leaf 2 (SDM Vol. 4 Table 2-2).
+    pub limit_cpuid: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -396,6 +427,10 @@ impl CpuidPolicy {
                     }
                     ecx |= ECX1_HYPERVISOR;
                     let mut edx = h[3] & EDX1_BASE;
+                    if config.mca {
+                        // Emulated with zero banks whatever the host has (vm::msr).
+                        edx |= EDX1_MCE | EDX1_MCA;
+                    }
                     if local_apic {
                         edx |= h[3] & EDX1_APIC;
                     }
@@ -445,6 +480,13 @@ impl CpuidPolicy {
                     let mut edx = h[3] & EDX7_BASE;
                     if config.invpcid {
                         ebx |= h[1] & EBX7_INVPCID;
+                    }
+                    if config.tsc_adjust {
+                        // Emulated through the TSC offset whatever the host has (vm::msr).
+                        ebx |= EBX7_TSC_ADJUST;
+                    }
+                    if !config.rdtscp {
+                        ecx &= !ECX7_RDPID;
                     }
                     if xsave {
                         ebx |= h[1] & EBX7_XSAVE_GROUP;
@@ -536,7 +578,13 @@ impl CpuidPolicy {
             };
             let regs = match leaf - EXT_BASE_LEAF {
                 0 => [max_ext, 0, 0, 0],
-                1 => [0, 0, h[2] & ECX81_ALLOWED, h[3] & EDX81_ALLOWED],
+                1 => {
+                    let mut edx = h[3] & EDX81_ALLOWED;
+                    if !config.rdtscp {
+                        edx &= !EDX81_RDTSCP;
+                    }
+                    [0, 0, h[2] & ECX81_ALLOWED, edx]
+                }
                 2..=4 | 6 => h,
                 7 => [0, 0, 0, h[3] & EDX87_INVARIANT_TSC],
                 8 => {
@@ -580,6 +628,49 @@ impl CpuidPolicy {
             push(leaf, 0, regs);
         }
 
+        // Hidden means unusable and offered means usable (crate::features): a feature whose
+        // enabling control or CR4 bit this CPU cannot give the guest is hidden.
+        for f in crate::features::FEATURES {
+            let usable = match f.gate {
+                crate::features::Gate::Control(c) => config.secondary_allowed.contains(c),
+                crate::features::Gate::Cr4(bit) => config.cr4_allowed & bit != 0,
+            };
+            if usable {
+                continue;
+            }
+            for e in entries
+                .iter_mut()
+                .filter(|e| e.leaf == f.cpuid.leaf && e.subleaf == f.cpuid.subleaf)
+            {
+                e.regs[f.cpuid.reg as usize] &= !(1 << f.cpuid.bit);
+            }
+        }
+        // XSAVE and everything that needs XSAVE state go together (CR4.OSXSAVE refused).
+        let xsave = xsave
+            && entries
+                .iter()
+                .any(|e| e.leaf == 1 && e.regs[2] & ECX1_XSAVE != 0);
+        if !xsave {
+            for e in entries.iter_mut() {
+                match (e.leaf, e.subleaf) {
+                    (1, _) => e.regs[2] &= !ECX1_XSAVE_GROUP,
+                    (7, 0) => {
+                        e.regs[1] &= !EBX7_XSAVE_GROUP;
+                        e.regs[2] &= !ECX7_XSAVE_GROUP;
+                        e.regs[3] &= !EDX7_XSAVE_GROUP;
+                    }
+                    (7, 1) => e.regs[0] &= !EAX71_XSAVE_GROUP,
+                    (0xd, _) => e.regs = [0; 4],
+                    _ => {}
+                }
+            }
+        }
+        let xcr0_supported = if xsave { xcr0_supported } else { 0 };
+        let pku = pku
+            && entries
+                .iter()
+                .any(|e| (e.leaf, e.subleaf) == (7, 0) && e.regs[2] & ECX7_PKU != 0);
+
         entries.sort_by_key(|e| (e.leaf, e.subleaf));
         Self {
             entries,
@@ -622,7 +713,7 @@ impl CpuidPolicy {
     }
 
     /// XSAVE area size (standard format) for the components in `xcr0`.
-    fn xsave_size(&self, xcr0: u64) -> u32 {
+    pub fn xsave_size(&self, xcr0: u64) -> u32 {
         let xcr0 = xcr0 & self.xcr0_supported;
         self.xsave_ends
             .iter()
@@ -635,6 +726,23 @@ impl CpuidPolicy {
     /// The result of CPUID with EAX = `leaf`, ECX = `subleaf` on the vCPU described by
     /// `vcpu`, as [EAX, EBX, ECX, EDX].
     pub fn lookup(&self, leaf: u32, subleaf: u32, vcpu: &VcpuCpuidState) -> [u32; 4] {
+        if vcpu.limit_cpuid && self.max_basic > LIMITED_MAX_BASIC && leaf < HV_BASE_LEAF {
+            // "Limit CPUID maxval" (IA32_MISC_ENABLE[22]): leaf 0 reports 2, higher basic
+            // leaves answer as the highest one (SDM Vol. 4 Table 2-2, Vol. 2A CPUID).
+            let limited = VcpuCpuidState {
+                limit_cpuid: false,
+                ..*vcpu
+            };
+            return match leaf {
+                0 => {
+                    let mut r = self.lookup(0, 0, &limited);
+                    r[0] = LIMITED_MAX_BASIC;
+                    r
+                }
+                1..=LIMITED_MAX_BASIC => self.lookup(leaf, subleaf, &limited),
+                _ => self.lookup(LIMITED_MAX_BASIC, 0, &limited),
+            };
+        }
         let leaf = if leaf <= self.max_basic
             || (EXT_BASE_LEAF..=self.max_ext).contains(&leaf)
             || (HV_BASE_LEAF..=self.hv_max).contains(&leaf)
@@ -725,6 +833,7 @@ mod tests {
             apic_id,
             cr4: 0,
             xcr0: 1,
+            limit_cpuid: false,
         }
     }
 
@@ -739,13 +848,19 @@ mod tests {
         assert_ne!(l1[2] & ECX1_HYPERVISOR, 0, "hypervisor bit");
         assert_ne!(l1[2] & (ECX1_XSAVE | ECX1_AVX | ECX1_PCID), 0);
         assert_eq!(l1[2] & ECX1_OSXSAVE, 0, "CR4.OSXSAVE is clear");
-        assert_eq!(l1[3] & (EDX1_APIC | EDX1_MCE | EDX1_MCA | EDX1_HTT), 0);
+        assert_eq!(l1[3] & (EDX1_APIC | EDX1_HTT), 0);
+        assert_eq!(
+            l1[3] & (EDX1_MCE | EDX1_MCA),
+            EDX1_MCE | EDX1_MCA,
+            "zero-bank MCA"
+        );
         assert_ne!(l1[3] & EDX1_MTRR, 0);
         assert_eq!(p.lookup(5, 0, &vcpu(0)), [0; 4], "MONITOR leaf");
         assert_eq!(p.lookup(6, 0, &vcpu(0)), [0; 4]);
         assert_eq!(p.lookup(0xa, 0, &vcpu(0)), [0; 4], "no PMU");
         let l7 = p.lookup(7, 0, &vcpu(0));
-        assert_eq!(l7[1] & (EBX7_TSC_ADJUST | EBX7_INVPCID), 0);
+        assert_eq!(l7[1] & EBX7_INVPCID, 0);
+        assert_ne!(l7[1] & EBX7_TSC_ADJUST, 0, "TSC_ADJUST is emulated");
         assert_ne!(l7[1] & EBX7_AVX2, 0);
         assert_eq!(l7[3] & EDX7_ARCH_CAPABILITIES, 0);
         let e1 = p.lookup(0x8000_0001, 0, &vcpu(0));
@@ -791,6 +906,7 @@ mod tests {
             apic_id: 2,
             cr4: CR4_OSXSAVE,
             xcr0: 0b111,
+            limit_cpuid: false,
         };
         let l1 = p.lookup(1, 0, &s);
         assert_eq!(l1[1] >> 24, 2);
@@ -904,6 +1020,7 @@ mod tests {
                         apic_id: u32::MAX,
                         cr4: u64::MAX,
                         xcr0: u64::MAX,
+                        limit_cpuid: true,
                     },
                 );
             }

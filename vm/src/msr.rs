@@ -17,7 +17,13 @@
 //!   SMI_COUNT, microcode revision and update trigger, PLATFORM_INFO, MISC_FEATURES_ENABLES,
 //!   MISC_ENABLE, the MTRRs (MTRRcap advertises fixed ranges, WC and a configurable number of
 //!   variable ranges; writes are validated and read back; EPT decides the real memory type),
-//!   TSC_DEADLINE when the CPUID policy exposes it.
+//!   TSC_DEADLINE when the CPUID policy exposes it; machine-check architecture with zero
+//!   banks (MCG_CAP = 0, MCG_STATUS stored, MCG_CTL and every bank #GP: CPUID.1:EDX.MCE/MCA
+//!   are set, SDM Vol. 3B §16.3.1); IA32_TSC_ADJUST, which with WRMSR to IA32_TSC moves the
+//!   guest TSC through the VMCS TSC offset (SDM Vol. 3B §18.17.3, [`MsrAction::TscOffset`]).
+//!   IA32_MISC_ENABLE: fast strings, automatic thermal control, limit CPUID maxval (honoured
+//!   by the CPUID policy) and xTPR disable are writable; the read-only bits keep their values;
+//!   the bits of features not offered (EIST, MONITOR FSM, XD disable) and reserved bits #GP.
 //! * **#GP**: everything else, including the VMX capability MSRs 0x480-0x493 (VMX is hidden),
 //!   the x2APIC range, PMU, MCA, speculation-control, XSS, CET and PT MSRs — the CPUID
 //!   policy hides the features that would make a guest use them, and Linux probes with
@@ -65,8 +71,25 @@ const APIC_BASE_EN: u64 = 1 << 11;
 pub const APIC_DEFAULT_BASE: u64 = 0xfee0_0000;
 
 const MISC_ENABLE_FAST_STRING: u64 = 1 << 0;
+const MISC_ENABLE_TCC: u64 = 1 << 3;
+const MISC_ENABLE_PERF_AVAIL: u64 = 1 << 7;
 const MISC_ENABLE_BTS_UNAVAIL: u64 = 1 << 11;
 const MISC_ENABLE_PEBS_UNAVAIL: u64 = 1 << 12;
+/// IA32_MISC_ENABLE[22]: CPUID.0:EAX reads at most 2 (SDM Vol. 4 Table 2-2).
+pub const MISC_ENABLE_LIMIT_CPUID: u64 = 1 << 22;
+const MISC_ENABLE_XTPR_DISABLE: u64 = 1 << 23;
+/// Bits a guest may change (SDM Vol. 4 Table 2-2, IA32_MISC_ENABLE).
+const MISC_ENABLE_WRITABLE: u64 =
+    MISC_ENABLE_FAST_STRING | MISC_ENABLE_TCC | MISC_ENABLE_LIMIT_CPUID | MISC_ENABLE_XTPR_DISABLE;
+/// Read-only bits: writes leave them as they are.
+const MISC_ENABLE_READ_ONLY: u64 =
+    MISC_ENABLE_PERF_AVAIL | MISC_ENABLE_BTS_UNAVAIL | MISC_ENABLE_PEBS_UNAVAIL;
+
+/// IA32_MCG_STATUS bits (RIPV, EIPV, MCIP, LMCE_S; SDM Vol. 3B §16.3.1.2).
+const MCG_STATUS_DEFINED: u64 = 0b1111;
+/// IA32_P5_MC_ADDR and IA32_P5_MC_TYPE (read as 0 where MCE is offered, SDM Vol. 3B §16.10).
+const MSR_P5_MC_ADDR: u32 = 0x0;
+const MSR_P5_MC_TYPE: u32 = 0x1;
 
 const MTRRCAP_FIX: u64 = 1 << 8;
 const MTRRCAP_WC: u64 = 1 << 10;
@@ -130,6 +153,10 @@ pub enum MsrAction {
     Written,
     /// Inject #GP(0) and do not skip the instruction.
     InjectGp,
+    /// WRMSR to IA32_TSC or IA32_TSC_ADJUST: absorbed into [`MsrState`]; the kernel loads
+    /// this value into the VMCS TSC-offset field (SDM Vol. 3C §26.6.5) so the guest TSC
+    /// moves by the amount the SDM says (SDM Vol. 3B §18.17.3).
+    TscOffset(u64),
 }
 
 /// Per-VM MSR configuration (keep consistent with the CPUID policy).
@@ -151,6 +178,10 @@ pub struct MsrConfig {
     pub linear_addr_bits: u8,
     /// Variable-range MTRRs advertised in MTRRcap (at most [`MAX_VARIABLE_MTRRS`]).
     pub variable_mtrrs: u8,
+    /// Machine-check architecture with zero banks (CPUID.1:EDX.MCE/MCA offered).
+    pub mca: bool,
+    /// IA32_TSC_ADJUST (CPUID.7.0:EBX[1] offered).
+    pub tsc_adjust: bool,
 }
 
 impl MsrConfig {
@@ -166,6 +197,8 @@ impl MsrConfig {
             phys_addr_bits: 39,
             linear_addr_bits: 48,
             variable_mtrrs: 0,
+            mca: true,
+            tsc_adjust: true,
         }
     }
 }
@@ -199,6 +232,12 @@ pub struct MsrState {
     pub mtrr_fixed: [u64; 11],
     /// Variable-range MTRRs as (PHYSBASE, PHYSMASK).
     pub mtrr_variable: [(u64, u64); MAX_VARIABLE_MTRRS],
+    /// IA32_MCG_STATUS.
+    pub mcg_status: u64,
+    /// IA32_TSC_ADJUST (SDM Vol. 3B §18.17.3): 0 at reset, moved by writes to it and to the TSC.
+    pub tsc_adjust: u64,
+    /// The VMCS TSC offset that makes the guest TSC what its writes asked for (wrapping).
+    pub tsc_offset: u64,
 }
 
 impl MsrState {
@@ -228,6 +267,9 @@ impl MsrState {
             mtrr_def_type: MTRR_DEF_E | MEMTYPE_WB,
             mtrr_fixed: [0x0606_0606_0606_0606; 11],
             mtrr_variable: [(0, 0); MAX_VARIABLE_MTRRS],
+            mcg_status: 0,
+            tsc_adjust: 0,
+            tsc_offset: 0,
         }
     }
 
@@ -378,6 +420,9 @@ impl MsrPolicy {
                 MsrClass::Emulated
             }
             Msr::IA32_TSC_DEADLINE if self.config.tsc_deadline => MsrClass::Emulated,
+            Msr::IA32_TSC_ADJUST if self.config.tsc_adjust => MsrClass::Emulated,
+            Msr::IA32_MCG_CAP | Msr::IA32_MCG_STATUS if self.config.mca => MsrClass::Emulated,
+            Msr(MSR_P5_MC_ADDR | MSR_P5_MC_TYPE) if self.config.mca => MsrClass::Emulated,
             _ if Self::fixed_mtrr(msr).is_some() || self.variable_mtrr(msr).is_some() => {
                 MsrClass::Emulated
             }
@@ -415,6 +460,11 @@ impl MsrPolicy {
             Msr::IA32_MTRRCAP => u64::from(self.config.variable_mtrrs) | MTRRCAP_FIX | MTRRCAP_WC,
             Msr::IA32_MTRR_DEF_TYPE => state.mtrr_def_type,
             Msr::IA32_TSC_DEADLINE => state.tsc_deadline,
+            Msr::IA32_TSC_ADJUST => state.tsc_adjust,
+            // Zero banks, no MCG_CTL, no extended state (SDM Vol. 3B §16.3.1.1).
+            Msr::IA32_MCG_CAP => 0,
+            Msr::IA32_MCG_STATUS => state.mcg_status,
+            Msr(MSR_P5_MC_ADDR | MSR_P5_MC_TYPE) => 0,
             Msr(MSR_SMI_COUNT) => 0,
             Msr(MSR_PLATFORM_INFO) => {
                 let ratio = (self.config.tsc_hz / 100_000_000).min(0xff);
@@ -462,7 +512,25 @@ impl MsrPolicy {
                     MsrAction::InjectGp
                 }
             }
-            MsrClass::Emulated => self.write_emulated(state, msr, value),
+            MsrClass::Emulated => match Msr(msr) {
+                // SDM Vol. 3B §18.17.3: a write to IA32_TSC_ADJUST adds (new - old) to the
+                // TSC; a write to IA32_TSC adds (new TSC - old TSC) to IA32_TSC_ADJUST.
+                Msr::IA32_TIME_STAMP_COUNTER => {
+                    let delta = value.wrapping_sub(ctx.guest_tsc);
+                    state.tsc_offset = state.tsc_offset.wrapping_add(delta);
+                    if self.config.tsc_adjust {
+                        state.tsc_adjust = state.tsc_adjust.wrapping_add(delta);
+                    }
+                    MsrAction::TscOffset(state.tsc_offset)
+                }
+                Msr::IA32_TSC_ADJUST => {
+                    let delta = value.wrapping_sub(state.tsc_adjust);
+                    state.tsc_adjust = value;
+                    state.tsc_offset = state.tsc_offset.wrapping_add(delta);
+                    MsrAction::TscOffset(state.tsc_offset)
+                }
+                _ => self.write_emulated(state, msr, value),
+            },
         }
     }
 
@@ -497,8 +565,6 @@ impl MsrPolicy {
 
     fn write_emulated(&self, state: &mut MsrState, msr: u32, value: u64) -> MsrAction {
         let ok = match Msr(msr) {
-            // The guest TSC is not writable here; writes are ignored.
-            Msr::IA32_TIME_STAMP_COUNTER => true,
             Msr::IA32_APIC_BASE => {
                 let mut writable = APIC_BASE_EN | (!0xfff & !self.phys_reserved());
                 if self.config.x2apic {
@@ -519,10 +585,22 @@ impl MsrPolicy {
             // before CPUID(1) to read the revision.
             Msr::IA32_BIOS_UPDT_TRIG | Msr::IA32_BIOS_SIGN_ID => true,
             Msr::IA32_MISC_ENABLE => {
-                state.misc_enable = (state.misc_enable & !MISC_ENABLE_FAST_STRING)
-                    | (value & MISC_ENABLE_FAST_STRING);
-                true
+                let ok = value & !(MISC_ENABLE_WRITABLE | MISC_ENABLE_READ_ONLY) == 0;
+                if ok {
+                    state.misc_enable = (state.misc_enable & !MISC_ENABLE_WRITABLE)
+                        | (value & MISC_ENABLE_WRITABLE);
+                }
+                ok
             }
+            // Writable status bits only (SDM Vol. 3B §16.3.1.2).
+            Msr::IA32_MCG_STATUS => {
+                let ok = value & !MCG_STATUS_DEFINED == 0;
+                if ok {
+                    state.mcg_status = value;
+                }
+                ok
+            }
+            Msr(MSR_P5_MC_ADDR | MSR_P5_MC_TYPE) => true,
             Msr::IA32_MTRR_DEF_TYPE => {
                 let ok = value & !(0xff | MTRR_DEF_FE | MTRR_DEF_E) == 0
                     && valid_memtype(value & 0xff, false);
@@ -538,6 +616,7 @@ impl MsrPolicy {
             // CPUID faulting and ring-3 MWAIT are not offered (PLATFORM_INFO[32] = 0).
             Msr(MSR_MISC_FEATURES_ENABLES) => value == 0,
             Msr(MSR_SMI_COUNT | MSR_PLATFORM_INFO)
+            | Msr::IA32_MCG_CAP
             | Msr::IA32_PLATFORM_ID
             | Msr::IA32_FEATURE_CONTROL
             | Msr::IA32_MTRRCAP => false,
@@ -641,7 +720,7 @@ mod tests {
             assert_eq!(p.classify(m), MsrClass::Gp, "VMX capability MSR {m:#x}");
         }
         for m in [
-            0x204, 0x6e0, 0x802, 0xe7, 0xe8, 0xc1, 0x186, 0x38f, 0x179, 0x48, 0x10a, 0xda0,
+            0x204, 0x6e0, 0x802, 0xe7, 0xe8, 0xc1, 0x186, 0x38f, 0x17b, 0x400, 0x48, 0x10a, 0xda0,
         ] {
             assert_eq!(p.classify(m), MsrClass::Gp, "{m:#x}");
         }
@@ -876,3 +955,7 @@ mod tests {
         assert_eq!(b.iter().filter(|&&x| x != 0xff).count(), 2);
     }
 }
+
+#[cfg(test)]
+#[path = "msr_fidelity_tests.rs"]
+mod fidelity_tests;

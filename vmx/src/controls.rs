@@ -583,8 +583,9 @@ pub struct ControlRequest {
 impl ControlRequest {
     /// The request of a 64-bit host running guests with EPT and unrestricted guest: EPT,
     /// unrestricted guest, MSR and I/O bitmaps, external-interrupt and NMI exiting, a 64-bit
-    /// host and EFER/PAT switching are required; VPID, the preemption timer, RDTSCP, INVPCID
-    /// and XSAVES pass-through are optional.
+    /// host and EFER/PAT switching are required; VPID and the preemption timer are optional.
+    /// The controls that enable instructions (RDTSCP, INVPCID, XSAVES) are left to the caller,
+    /// who requires exactly those of the features its CPUID offers.
     pub fn unrestricted_ept() -> Self {
         Self {
             pin: Requested::new(
@@ -608,10 +609,9 @@ impl ControlRequest {
             ),
             secondary: Requested::new(
                 SecondaryControls::ENABLE_EPT | SecondaryControls::UNRESTRICTED_GUEST,
-                SecondaryControls::ENABLE_VPID
-                    | SecondaryControls::ENABLE_RDTSCP
-                    | SecondaryControls::ENABLE_INVPCID
-                    | SecondaryControls::ENABLE_XSAVES_XRSTORS,
+                // "Enable RDTSCP/INVPCID/XSAVES" follow the CPUID policy (vm::features): the
+                // caller requires those of the features it offers; the rest stay 0 (#UD).
+                SecondaryControls::ENABLE_VPID,
             ),
             // DR7 and IA32_DEBUGCTL travel through the VMCS: a VM exit would otherwise set
             // DR7 to 0x400 and lose the guest's breakpoints (SDM Vol. 3C §28.3.1, §27.3.2.1).

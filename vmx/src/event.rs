@@ -64,6 +64,37 @@ impl Injection {
         })
     }
 
+    /// The injection as VM entry may deliver it in the guest's current mode: with CR0.PE = 0
+    /// (real mode under unrestricted guest) "deliver error code" must be 0 (SDM Vol. 3C
+    /// §27.2.1.3, a VM-entry check: entry fails with VM-instruction error 7 otherwise), and
+    /// a real-mode CPU pushes no error code anyway (SDM Vol. 3A §21.1.4).
+    pub const fn for_mode(self, protected_mode: bool) -> Self {
+        if protected_mode || self.error_code.is_none() {
+            return self;
+        }
+        Injection {
+            info: self.info.without_error_code(),
+            error_code: None,
+            instruction_length: self.instruction_length,
+        }
+    }
+
+    /// Whether delivering this event pushes RFLAGS with RF = 1: a fault-class hardware
+    /// exception other than #DB (SDM Vol. 3A §18.3.1.1 and §6.13 "Error Code"/Table 6-1: the
+    /// processor sets RF in the RFLAGS image of every fault so that IRET re-executes the
+    /// instruction without an instruction breakpoint firing again). VM entry pushes the
+    /// guest-state RFLAGS as it is (SDM Vol. 3C §27.6.1.2), so the VMM sets RF itself for the
+    /// faults it injects.
+    pub const fn sets_rf(&self) -> bool {
+        if !matches!(self.info.kind(), InterruptionType::HardwareException) {
+            return false;
+        }
+        match ExceptionVector::from_u8(self.info.vector()) {
+            Some(v) => v.is_fault() && !matches!(v, ExceptionVector::Debug),
+            None => false,
+        }
+    }
+
     /// Whether this is an interrupt (external or NMI), which nothing regenerates: re-executing
     /// the guest's instruction brings back an exception or a software interrupt, never these.
     pub const fn is_interrupt(self) -> bool {
@@ -227,6 +258,57 @@ mod tests {
         let e =
             Injection::from_idt_vectoring(VALID | (1 << 12) | (0x7f << 13) | 0x21, 0, 0).unwrap();
         assert_eq!(e.info.raw(), VALID | 0x21);
+    }
+
+    #[test]
+    fn real_mode_injections_carry_no_error_code() {
+        let gp = Injection::exception(ExceptionVector::GeneralProtection, Some(0));
+        let real = gp.for_mode(false);
+        assert_eq!(real.error_code, None);
+        assert!(!real.info.error_code_valid());
+        assert_eq!(real.info.vector(), 13);
+        assert_eq!(real.info.kind(), InterruptionType::HardwareException);
+        assert_eq!(real.info.raw(), VALID | (3 << 8) | 13);
+        assert_eq!(gp.for_mode(true), gp, "protected mode keeps the error code");
+        let ud = Injection::exception(ExceptionVector::InvalidOpcode, None);
+        assert_eq!(ud.for_mode(false), ud);
+    }
+
+    #[test]
+    fn faults_set_rf_traps_and_aborts_do_not() {
+        use ExceptionVector as V;
+        for v in [
+            V::DivideError,
+            V::BoundRange,
+            V::InvalidOpcode,
+            V::DeviceNotAvailable,
+            V::InvalidTss,
+            V::SegmentNotPresent,
+            V::StackSegmentFault,
+            V::GeneralProtection,
+            V::PageFault,
+            V::X87FloatingPoint,
+            V::AlignmentCheck,
+            V::SimdFloatingPoint,
+            V::VirtualizationException,
+            V::ControlProtection,
+        ] {
+            let code = v.has_error_code().then_some(0);
+            assert!(Injection::exception(v, code).sets_rf(), "{v:?}");
+        }
+        for v in [
+            V::Debug,
+            V::Breakpoint,
+            V::Overflow,
+            V::DoubleFault,
+            V::MachineCheck,
+            V::Nmi,
+        ] {
+            let code = v.has_error_code().then_some(0);
+            assert!(!Injection::exception(v, code).sets_rf(), "{v:?}");
+        }
+        let int = Injection::from_idt_vectoring(VALID | 0x30, 0, 0).unwrap();
+        assert!(!int.sets_rf(), "interrupts push RF as it is");
     }
 
     #[test]

@@ -676,6 +676,22 @@ impl ExceptionVector {
         self as u8
     }
 
+    /// Whether the exception is a fault (SDM Vol. 3A §6.5 and Table 6-1): reported at the
+    /// instruction that caused it, which IRET re-executes. #DB is a fault or a trap depending
+    /// on its condition (counted as a fault here; see [`crate::event::Injection::sets_rf`]);
+    /// #BP and #OF are traps, #DF and #MC aborts, NMI an interrupt.
+    pub const fn is_fault(self) -> bool {
+        !matches!(
+            self,
+            Self::Nmi
+                | Self::Breakpoint
+                | Self::Overflow
+                | Self::DoubleFault
+                | Self::CoprocessorSegmentOverrun
+                | Self::MachineCheck
+        )
+    }
+
     /// Whether the exception pushes an error code, i.e. whether VM entry requires "deliver
     /// error code" when injecting it as a hardware exception in protected mode
     /// (SDM Vol. 3C §27.2.1.3).
@@ -838,6 +854,11 @@ impl InterruptionInfo {
     /// Interruption type (bits 10:8).
     pub const fn kind(self) -> InterruptionType {
         InterruptionType::from_bits(((self.0 >> Self::TYPE_SHIFT) & Self::TYPE_MASK) as u8)
+    }
+
+    /// The same event with "deliver error code" (bit 11) clear.
+    pub const fn without_error_code(self) -> Self {
+        Self(self.0 & !Self::ERROR_CODE_VALID)
     }
 
     /// Error code valid / deliver error code (bit 11).

@@ -633,9 +633,10 @@ impl SegmentAccessRights {
     pub const REAL_MODE_CODE: Self = Self::new(Self::TYPE_CODE_RX_ACCESSED, true, 0);
     /// Real-mode data segment: present, S, read/write accessed.
     pub const REAL_MODE_DATA: Self = Self::new(Self::TYPE_DATA_RW_ACCESSED, true, 0);
-    /// Task register as loaded at reset: present busy 16-bit TSS (SDM Vol. 3C §27.3.1.2
-    /// requires a busy TSS type in TR).
-    pub const RESET_TR: Self = Self::new(Self::TYPE_TSS16_BUSY, false, 0);
+    /// Task register as loaded at reset: present busy 32-bit TSS (SDM Vol. 3A §10.1.1 Table
+    /// 10-1; SDM Vol. 3C §27.3.1.2 requires a busy TSS type in TR, and type 11 in IA-32e
+    /// mode, so a guest that never loads TR can still enter long mode).
+    pub const RESET_TR: Self = Self::new(Self::TYPE_TSS_BUSY, false, 0);
     /// LDTR as loaded at reset: present LDT.
     pub const RESET_LDTR: Self = Self::new(Self::TYPE_LDT, false, 0);
     /// Flat 64-bit ring-0 code segment (L = 1, G = 1).
@@ -832,7 +833,7 @@ mod tests {
     fn access_rights() {
         assert_eq!(SegmentAccessRights::REAL_MODE_CODE.raw(), 0x9b);
         assert_eq!(SegmentAccessRights::REAL_MODE_DATA.raw(), 0x93);
-        assert_eq!(SegmentAccessRights::RESET_TR.raw(), 0x83);
+        assert_eq!(SegmentAccessRights::RESET_TR.raw(), 0x8b);
         assert_eq!(SegmentAccessRights::RESET_LDTR.raw(), 0x82);
         assert_eq!(SegmentAccessRights::LONG_MODE_CODE.raw(), 0xa09b);
         assert_eq!(SegmentAccessRights::FLAT_DATA.raw(), 0xc093);

@@ -11,6 +11,8 @@
 //! * [`fields`]: VMCS field encodings (SDM Vol. 3D Appendix B) and segment access rights;
 //! * [`exit`]: exit reasons, exit qualifications, interruption information and VM-entry
 //!   failures (SDM Vol. 3C chapters 25, 27 and 28, Vol. 3D Appendix C);
+//! * [`disposition`]: what Bulkhead does with every basic exit reason (handled, #UD for a
+//!   hidden feature, impossible with its controls, or a documented stop);
 //! * [`error`]: VMfailInvalid/VMfailValid and VM-instruction error numbers (SDM Vol. 3C §31.2,
 //!   §31.4);
 //! * [`instructions`]: the only inline assembly of the crate, thin `unsafe` wrappers around
@@ -26,6 +28,7 @@
 
 pub mod caps;
 pub mod controls;
+pub mod disposition;
 pub mod error;
 pub mod event;
 pub mod exit;

@@ -165,8 +165,8 @@ impl Vm {
         let (boot, memory) = Self::load(index, config, archive, caps)?;
 
         let heap_before = memory::heap_free();
-        let platform =
-            Platform::new(config, archive, tsc_hz, disk_budget).map_err(CreateError::Platform)?;
+        let platform = Platform::new(config, archive, caps, tsc_hz, disk_budget)
+            .map_err(CreateError::Platform)?;
         // Device state (RAM disks, queues, switch) lives on the heap.
         let device_bytes = heap_before.saturating_sub(memory::heap_free()) as u64;
         let growth = platform.virtio.worst_case_bytes();
@@ -178,7 +178,7 @@ impl Vm {
         })?;
 
         let long_mode = matches!(boot.mode, EntryMode::Long64 { .. });
-        let controls = setup::controls(caps, long_mode)
+        let controls = setup::controls(caps, long_mode, platform.secondary_controls())
             .map_err(|e| CreateError::Setup(SetupError::Controls(e)))?;
         let vmcs = vmcs::Vmcs::new(caps).map_err(|e| CreateError::Setup(e.into()))?;
         vmcs.load().map_err(|e| CreateError::Setup(e.into()))?;
@@ -192,7 +192,8 @@ impl Vm {
         // allocated for this VM, and `controls` come from `setup::controls` for this CPU.
         unsafe { setup::write_controls(&controls, &resources) }
             .map_err(|e| CreateError::Setup(e.into()))?;
-        setup::write_guest_state(caps, &boot).map_err(|e| CreateError::Setup(e.into()))?;
+        setup::write_guest_state(caps, &boot, platform.cr4_reserved())
+            .map_err(|e| CreateError::Setup(e.into()))?;
         let regs = GuestRegs {
             rdi: boot.rdi,
             rsi: boot.rsi,
@@ -234,6 +235,7 @@ impl Vm {
                 deferred_event: None,
                 cr8: 0,
                 debug: arch::DebugRegs::initial(),
+                xstate: xsave::ExtendedState::new(platform.xcr0_supported()),
             },
             platform,
             console: Console::new(
@@ -245,7 +247,6 @@ impl Vm {
             ),
             stats: ExitStats::new(),
             caps: caps.clone(),
-            fpu: Box::new(arch::FxArea::initial()),
             slice_end: 0,
             wake_others_at: u64::MAX,
             slice_left: None,

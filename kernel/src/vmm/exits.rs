@@ -3,6 +3,7 @@
 
 use super::vmcs;
 use super::{StopReason, Vm};
+use vmx::disposition::{disposition, Disposition, TaskSwitch};
 use vmx::event::Injection;
 use vmx::exit::{
     CrAccess, DecodedExitReason, EptViolation, ExceptionVector, ExitReason, Gpr, InterruptionInfo,
@@ -134,6 +135,20 @@ pub fn dispatch(vm: &mut Vm, info: &ExitInfo) -> Action {
         ExitReason::Cpuid => cpuid(vm),
         ExitReason::Hlt => hlt(),
         ExitReason::Vmcall => vm.hypercall(),
+        ExitReason::ControlRegisterAccess => cr_access(vm, info),
+        ExitReason::IoInstruction => io(vm, info),
+        ExitReason::Rdmsr => vm.rdmsr(),
+        ExitReason::Wrmsr => vm.wrmsr(),
+        ExitReason::EptViolation => ept_violation(vm, info),
+        ExitReason::EptMisconfiguration => Action::Stop(StopReason::Bug("EPT misconfiguration")),
+        ExitReason::PreemptionTimerExpired => vm.timer_expired(),
+        ExitReason::Xsetbv => vm.xsetbv(),
+        ExitReason::Rdpmc => rdpmc(),
+        ExitReason::Invd => invd(),
+        ExitReason::Monitor | ExitReason::Mwait => monitor_mwait(),
+        ExitReason::TaskSwitch => task_switch(info),
+        // Instructions of features hidden from guests: #UD as on a CPU without them
+        // (vmx::disposition says which feature).
         ExitReason::Vmclear
         | ExitReason::Vmlaunch
         | ExitReason::Vmptrld
@@ -145,20 +160,76 @@ pub fn dispatch(vm: &mut Vm, info: &ExitInfo) -> Action {
         | ExitReason::Vmxon
         | ExitReason::Invept
         | ExitReason::Invvpid
-        | ExitReason::Vmfunc => vmx_instruction(),
-        ExitReason::ControlRegisterAccess => cr_access(vm, info),
-        ExitReason::IoInstruction => io(vm, info),
-        ExitReason::Rdmsr => vm.rdmsr(),
-        ExitReason::Wrmsr => vm.wrmsr(),
-        ExitReason::EptViolation => ept_violation(vm, info),
-        ExitReason::EptMisconfiguration => Action::Stop(StopReason::Bug("EPT misconfiguration")),
-        ExitReason::PreemptionTimerExpired => vm.timer_expired(),
-        ExitReason::Xsetbv => xsetbv(),
-        ExitReason::Rdpmc => rdpmc(),
-        ExitReason::Invd => invd(),
-        ExitReason::Monitor | ExitReason::Mwait => monitor_mwait(),
-        other => Action::Stop(StopReason::Unhandled(other)),
+        | ExitReason::Vmfunc
+        | ExitReason::Getsec
+        | ExitReason::Seamcall
+        | ExitReason::Tdcall => hidden_instruction(),
+        // Impossible with Bulkhead's controls (the reason for each is in
+        // vmx::disposition::disposition): a hypervisor bug if one arrives.
+        r @ (ExitReason::InitSignal
+        | ExitReason::StartupIpi
+        | ExitReason::IoSmi
+        | ExitReason::OtherSmi
+        | ExitReason::NmiWindow
+        | ExitReason::Invlpg
+        | ExitReason::Rdtsc
+        | ExitReason::Rsm
+        | ExitReason::MovDr
+        | ExitReason::MonitorTrapFlag
+        | ExitReason::Pause
+        | ExitReason::TprBelowThreshold
+        | ExitReason::ApicAccess
+        | ExitReason::VirtualizedEoi
+        | ExitReason::GdtrIdtrAccess
+        | ExitReason::LdtrTrAccess
+        | ExitReason::Rdtscp
+        | ExitReason::Wbinvd
+        | ExitReason::ApicWrite
+        | ExitReason::Rdrand
+        | ExitReason::Invpcid
+        | ExitReason::Encls
+        | ExitReason::Rdseed
+        | ExitReason::PmlFull
+        | ExitReason::Xsaves
+        | ExitReason::Xrstors
+        | ExitReason::Pconfig
+        | ExitReason::SppEvent
+        | ExitReason::Umwait
+        | ExitReason::Tpause
+        | ExitReason::Loadiwkey
+        | ExitReason::Enclv
+        | ExitReason::EnqcmdPasidFailure
+        | ExitReason::EnqcmdsPasidFailure
+        | ExitReason::BusLock
+        | ExitReason::InstructionTimeout
+        | ExitReason::Rdmsrlist
+        | ExitReason::Wrmsrlist
+        | ExitReason::Unknown(_)) => impossible(r),
+        // Entry failures arrive with the entry-failure bit (handled above).
+        r @ (ExitReason::EntryFailureInvalidGuestState
+        | ExitReason::EntryFailureMsrLoading
+        | ExitReason::EntryFailureMachineCheck) => Action::Stop(StopReason::EntryFailure {
+            reason: r,
+            qualification: info.qualification,
+        }),
     }
+}
+
+/// An exit Bulkhead's controls rule out (vmx::disposition): logged with the reason and the
+/// VM stopped as unhandled.
+fn impossible(reason: ExitReason) -> Action {
+    if let Disposition::Impossible(why) = disposition(reason) {
+        log::error!("exit reason {reason} should be impossible: {why}");
+    }
+    Action::Stop(StopReason::Unhandled(reason))
+}
+
+/// Task switch (reason 9, unconditional: SDM Vol. 3C §26.1.2): not emulated, the VM stops
+/// with the documented reason (vmx::disposition::TASK_SWITCH_STOP, docs/vm-platform.md).
+fn task_switch(info: &ExitInfo) -> Action {
+    Action::Stop(StopReason::TaskSwitch(TaskSwitch::from_qualification(
+        info.qualification,
+    )))
 }
 
 /// Exception or NMI (reason 0): host NMIs are consumed; intercepted guest exceptions (only
@@ -193,8 +264,9 @@ fn exception_or_nmi() -> Action {
 fn cpuid(vm: &mut Vm) -> Action {
     let leaf = vm.vcpu.regs.rax as u32;
     let subleaf = vm.vcpu.regs.rcx as u32;
-    let cr4 = vmcs::read_exit(F::CR4_READ_SHADOW);
-    let [a, b, c, d] = vm.platform.cpuid(leaf, subleaf, cr4);
+    // CR4.OSXSAVE and CR4.PKE are the guest's own bits: the real CR4, not the shadow.
+    let cr4 = vmcs::read_exit(F::GUEST_CR4);
+    let [a, b, c, d] = vm.platform.cpuid(leaf, subleaf, cr4, vm.vcpu.xstate.xcr0);
     let r = &mut vm.vcpu.regs;
     (r.rax, r.rbx, r.rcx, r.rdx) = (u64::from(a), u64::from(b), u64::from(c), u64::from(d));
     Action::Advance
@@ -215,9 +287,11 @@ fn hlt() -> Action {
     Action::Halt
 }
 
-/// VMX instructions in the guest (reasons 19-27, 50, 53, 59): VMX is not offered to guests
-/// (CPUID.1:ECX.VMX = 0), so they raise #UD as on a CPU without VMX (SDM Vol. 3C §31.3).
-fn vmx_instruction() -> Action {
+/// Instructions of features CPUID hides (vmx::disposition::Disposition::InvalidOpcode): the
+/// VMX instructions (reasons 19-27, 50, 53, 59: CPUID.1:ECX.VMX = 0, SDM Vol. 3C §31.3),
+/// GETSEC (11: SMX hidden), SEAMCALL and TDCALL (76, 77: no TDX). They raise #UD as on a CPU
+/// without the feature.
+fn hidden_instruction() -> Action {
     Action::Inject {
         vector: ExceptionVector::InvalidOpcode,
         error_code: None,
@@ -309,7 +383,7 @@ fn io(vm: &mut Vm, info: &ExitInfo) -> Action {
         return Action::Stop(StopReason::Bug("malformed I/O exit qualification"));
     };
     if q.string {
-        return vm.string_io(&q);
+        return vm.string_io(&q, info);
     }
     let size = q.size.bytes();
     let mask = if size == 4 {
@@ -372,15 +446,6 @@ fn ept_violation(vm: &mut Vm, info: &ExitInfo) -> Action {
         "read"
     };
     Action::Stop(StopReason::OutsideMemory { gpa, access })
-}
-
-/// XSETBV (reason 55): XSAVE is not offered (CPUID.1:ECX.XSAVE = 0, only FXSAVE state is
-/// switched between VMs), so it raises #UD as on a CPU without XSAVE (SDM Vol. 2D XSETBV).
-fn xsetbv() -> Action {
-    Action::Inject {
-        vector: ExceptionVector::InvalidOpcode,
-        error_code: None,
-    }
 }
 
 /// RDPMC (reason 15): no performance counters are offered (CPUID leaf 0xA is zero), so every

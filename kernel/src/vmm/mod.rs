@@ -13,8 +13,10 @@ mod run_loop;
 mod scheduler;
 mod setup;
 mod stop_reason;
+mod string_io;
 mod virtio_devices;
 mod vmcs;
+mod xsave;
 
 pub use console::Console;
 pub use scheduler::run;
@@ -70,6 +72,8 @@ pub struct Vcpu {
     cr8: u64,
     /// DR0-DR3 and DR6 while the vCPU is not running (DR7 is in the VMCS).
     debug: arch::DebugRegs,
+    /// x87/SSE/AVX/... state and XCR0 while the vCPU is not running (xsave.rs).
+    xstate: xsave::ExtendedState,
 }
 
 /// One virtual machine.
@@ -82,8 +86,6 @@ pub struct Vm {
     console: Console,
     stats: ExitStats,
     caps: Capabilities,
-    /// x87/SSE state while the VM is not running (SDM Vol. 1 §10.5).
-    fpu: Box<arch::FxArea>,
     /// End of the current time slice (TSC).
     slice_end: u64,
     /// When a halted VM's device fires (TSC): the slice ends early then, so that VM runs.
@@ -108,7 +110,10 @@ impl Vm {
         let value = match self.platform.rdmsr(msr, &self.msr_context()) {
             MsrAction::Read(v) => v,
             MsrAction::ReadVmcs(field) => vmcs::read_exit(vmcs_msr_field(field).field()),
-            MsrAction::InjectGp | MsrAction::Written | MsrAction::WriteVmcs(..) => return gp(),
+            MsrAction::InjectGp
+            | MsrAction::Written
+            | MsrAction::WriteVmcs(..)
+            | MsrAction::TscOffset(_) => return gp(),
         };
         self.vcpu.regs.rax = value & 0xffff_ffff;
         self.vcpu.regs.rdx = value >> 32;
@@ -125,6 +130,13 @@ impl Vm {
                 Ok(()) => Action::Advance,
                 Err(_) => Action::Stop(StopReason::Bug("VMWRITE of an MSR field failed")),
             },
+            // The guest TSC moved (IA32_TSC, IA32_TSC_ADJUST): SDM Vol. 3C §26.6.5.
+            MsrAction::TscOffset(offset) => {
+                match vmcs::write_guest(vmcs::guest_field!(TSC_OFFSET), offset) {
+                    Ok(()) => Action::Advance,
+                    Err(_) => Action::Stop(StopReason::Bug("VMWRITE of the TSC offset failed")),
+                }
+            }
             MsrAction::InjectGp | MsrAction::Read(_) | MsrAction::ReadVmcs(_) => gp(),
         }
     }
@@ -133,7 +145,8 @@ impl Vm {
         MsrContext {
             efer: vmcs::read_exit(F::GUEST_IA32_EFER),
             cr0: vmcs::read_exit(F::CR0_READ_SHADOW),
-            guest_tsc: arch::rdtsc(),
+            // "Use TSC offsetting" (SDM Vol. 3C §26.6.5): the guest reads host TSC + offset.
+            guest_tsc: arch::rdtsc().wrapping_add(self.platform.msr_state.tsc_offset),
         }
     }
 
@@ -179,10 +192,13 @@ impl Vm {
             }
             3 => vmcs::write_guest(vmcs::guest_field!(GUEST_CR3), value),
             4 => {
-                let (_, cr4_mask) = setup::cr_masks(&self.caps);
-                // VMXE, and every bit this CPU cannot set, is reserved for the guest.
+                let reserved = self.platform.cr4_reserved();
+                let (_, cr4_mask) = setup::cr_masks(&self.caps, reserved);
+                // VMXE, every bit this CPU cannot set and the bits of features CPUID hides
+                // (vm::features) are reserved for the guest: #GP (SDM Vol. 2B MOV CR).
                 if value & setup::CR4_VMXE != 0
                     || value & cr4_mask & !setup::CR4_VMXE != 0
+                    || value & reserved != 0
                     || value >> 32 != 0
                 {
                     return gp;
@@ -212,15 +228,6 @@ impl Vm {
             Ok(()) => Action::Advance,
             Err(_) => Action::Stop(StopReason::Bug("VMWRITE of a control register failed")),
         }
-    }
-
-    /// INS/OUTS: not used by the guests Bulkhead runs; stop with a precise report.
-    fn string_io(&mut self, q: &vmx::exit::IoQualification) -> Action {
-        warn!(
-            "vm {}: string I/O on port {:#x} is not emulated",
-            self.name, q.port
-        );
-        Action::Stop(StopReason::Unhandled(ExitReason::IoInstruction))
     }
 
     /// An EPT violation inside an MMIO region: decode the instruction at RIP and perform it

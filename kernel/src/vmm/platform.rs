@@ -17,6 +17,8 @@ use vm::devices::{LegacyPlatform, PlatformConfig};
 use vm::insn::MmioAccess;
 use vm::io::AccessSize;
 use vm::msr::{MsrAction, MsrConfig, MsrContext, MsrPolicy, MsrState};
+use vmx::caps::Capabilities;
+use vmx::controls::SecondaryControls;
 use vmx::msr::Msr;
 
 /// The VM's devices and policies.
@@ -27,6 +29,8 @@ pub struct Platform {
     msr: MsrPolicy,
     pub msr_state: MsrState,
     tsc_aux: bool,
+    /// CR4 bits of features the CPUID policy hides (vm::features::cr4_guest_reserved).
+    cr4_reserved: u64,
 }
 
 impl core::fmt::Debug for Platform {
@@ -72,6 +76,7 @@ impl Platform {
     pub fn new(
         config: &VmConfig,
         archive: &Archive<'static>,
+        caps: &Capabilities,
         tsc_hz: u64,
         disk_budget: Option<u64>,
     ) -> Result<Self, String> {
@@ -88,12 +93,24 @@ impl Platform {
             leaves: &leaves,
         });
         cc.tsc_hz = Some(tsc_hz);
-        // XSAVE state is not switched between VMs yet (only FXSAVE state is): not offered.
-        cc.xsave = false;
-        let cpuid = CpuidPolicy::from_host(arch::cpuid, &cc);
+        // Offered where this CPU's VMX lets the guest use them (vm::features).
+        cc.invpcid = true;
+        cc.rdtscp = true;
+        cc.secondary_allowed = SecondaryControls::from_bits_retain(caps.secondary.may_be_one);
+        cc.cr4_allowed = caps.cr4_fixed.may_be_one;
+        // XSAVE with the host's components (vm::cpuid allows x87, SSE, AVX, AVX-512, PKRU),
+        // switched per vCPU (xsave.rs), if they fit the vCPU's image.
+        cc.xsave = arch::has_xsave();
+        let mut cpuid = CpuidPolicy::from_host(arch::cpuid, &cc);
+        if cpuid.xsave_size(cpuid.xcr0_supported()) as usize > super::xsave::AREA_BYTES {
+            cc.xsave = false;
+            cpuid = CpuidPolicy::from_host(arch::cpuid, &cc);
+        }
         let msr = MsrPolicy::new(MsrConfig::new(tsc_hz));
         let msr_state = MsrState::new(&msr, true);
+        let cr4_reserved = vm::features::cr4_guest_reserved(&cpuid);
         Ok(Platform {
+            cr4_reserved,
             legacy,
             virtio,
             cpuid,
@@ -103,15 +120,31 @@ impl Platform {
         })
     }
 
+    /// The XCR0 components the guest may enable (0: XSAVE not offered).
+    pub fn xcr0_supported(&self) -> u64 {
+        self.cpuid.xcr0_supported()
+    }
+
+    /// The CR4 bits the guest may not set (features its CPUID hides).
+    pub fn cr4_reserved(&self) -> u64 {
+        self.cr4_reserved
+    }
+
+    /// The instruction-enabling controls the offered features need (vm::features).
+    pub fn secondary_controls(&self) -> SecondaryControls {
+        vm::features::secondary_controls(&self.cpuid)
+    }
+
     /// CPUID as the guest sees it (precomputed policy).
-    pub fn cpuid(&self, leaf: u32, subleaf: u32, cr4: u64) -> [u32; 4] {
+    pub fn cpuid(&self, leaf: u32, subleaf: u32, cr4: u64, xcr0: u64) -> [u32; 4] {
         self.cpuid.lookup(
             leaf,
             subleaf,
             &VcpuCpuidState {
                 apic_id: 0,
                 cr4,
-                xcr0: 1,
+                xcr0,
+                limit_cpuid: self.msr_state.misc_enable & vm::msr::MISC_ENABLE_LIMIT_CPUID != 0,
             },
         )
     }

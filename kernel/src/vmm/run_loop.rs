@@ -3,8 +3,16 @@
 
 use super::*;
 
-/// Programs the VM-entry event-injection fields for `event` (SDM Vol. 3C §25.8.3).
+/// CR0.PE (SDM Vol. 3A §2.5).
+const CR0_PE: u64 = 1 << 0;
+/// RFLAGS.RF (SDM Vol. 3A §2.3).
+const RFLAGS_RF: u64 = 1 << 16;
+
+/// Programs the VM-entry event-injection fields for `event` (SDM Vol. 3C §25.8.3), without
+/// an error code while the guest is in real mode (SDM Vol. 3C §27.2.1.3).
 fn write_injection(event: &Injection) {
+    let protected = vmcs::read_exit(F::GUEST_CR0) & CR0_PE != 0;
+    let event = &event.for_mode(protected);
     let _ = vmcs::write_guest(
         vmcs::guest_field!(VM_ENTRY_INTERRUPTION_INFO),
         u64::from(event.info.raw()),
@@ -65,16 +73,16 @@ impl Vm {
     }
 
     /// Makes this VM's MSR, FPU and debug-register values live before it runs.
-    pub(super) fn switch_in(&self) {
+    pub(super) fn switch_in(&mut self) {
         self.platform.load_msrs();
-        self.fpu.restore();
+        self.vcpu.xstate.restore();
         self.vcpu.debug.restore();
     }
 
     /// Saves what `switch_in` made live after the VM ran.
     pub(super) fn switch_out(&mut self) {
         self.platform.save_msrs();
-        self.fpu.save();
+        self.vcpu.xstate.save();
         self.vcpu.debug.save();
     }
 
@@ -106,6 +114,16 @@ impl Vm {
             info!("vm {}: {line}", self.name);
         }
         info!("vm {}: console: {}", self.name, self.console.summary());
+        let x = &self.vcpu.xstate;
+        info!(
+            "vm {}: extended state: {} xcr0={:#x} switches={} ticks={} avg={}",
+            self.name,
+            if x.xsave() { "xsave" } else { "fxsave" },
+            x.xcr0,
+            x.switches,
+            x.ticks,
+            x.ticks.checked_div(x.switches).unwrap_or(0)
+        );
         info!(
             "vm {}: memory: released-pages={} faulted-in={}",
             self.name, self.memory.released, self.memory.faulted_in
@@ -158,6 +176,13 @@ impl Vm {
                         return false;
                     }
                 };
+                // The fault's RFLAGS image has RF = 1 (SDM Vol. 3A §18.3.1.1); VM entry pushes
+                // the guest-state RFLAGS (SDM Vol. 3C §27.6.1.2). A real-mode delivery pushes
+                // only FLAGS[15:0], which has no RF (SDM Vol. 3A §21.1.4).
+                if now.sets_rf() && vmcs::read_exit(F::GUEST_CR0) & CR0_PE != 0 {
+                    let rflags = vmcs::read_exit(F::GUEST_RFLAGS);
+                    let _ = vmcs::write_guest(vmcs::guest_field!(GUEST_RFLAGS), rflags | RFLAGS_RF);
+                }
                 write_injection(&now);
                 self.stats.exceptions_injected += 1;
                 true

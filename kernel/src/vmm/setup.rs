@@ -55,8 +55,19 @@ impl fmt::Display for SetupError {
 /// The controls every Bulkhead vCPU uses: EPT + unrestricted guest (required), VPID and the
 /// preemption timer when available, HLT exiting, MSR and I/O bitmaps, external-interrupt and
 /// NMI exiting; CR3 accesses do not exit (EPT makes them harmless).
-pub fn controls(caps: &Capabilities, long_mode: bool) -> Result<ControlSet, ControlError> {
+///
+/// `enables` are the instruction-enabling secondary controls the VM's CPUID offers
+/// (vm::features::secondary_controls): required, so what CPUID offers works; the others stay
+/// 0, so what it hides raises #UD (SDM Vol. 3C §26.3).
+pub fn controls(
+    caps: &Capabilities,
+    long_mode: bool,
+    enables: SecondaryControls,
+) -> Result<ControlSet, ControlError> {
     let mut request = ControlRequest::unrestricted_ept();
+    request.secondary.required |= enables;
+    // IA32_TSC and IA32_TSC_ADJUST writes move the guest TSC (vm::msr, SDM Vol. 3B §18.17.3).
+    request.primary.required |= PrimaryControls::USE_TSC_OFFSETTING;
     request.pin.optional |= PinBasedControls::ACTIVATE_VMX_PREEMPTION_TIMER;
     request.secondary.optional |= SecondaryControls::ENABLE_VPID;
     if long_mode {
@@ -160,11 +171,15 @@ pub fn effective_cr4(caps: &Capabilities, cr4: u64) -> u64 {
     (cr4 | caps.cr4_fixed.must_be_one) & caps.cr4_fixed.may_be_one
 }
 
-/// CR0/CR4 bits the guest may not own: the fixed ones; guest reads see the shadows.
-pub fn cr_masks(caps: &Capabilities) -> (u64, u64) {
+/// CR0/CR4 bits the guest may not own: the fixed ones, and the CR4 bits of features its CPUID
+/// hides (`cr4_reserved`, vm::features::cr4_guest_reserved), so setting one exits and raises
+/// #GP; guest reads see the shadows (SDM Vol. 3C §25.6.6).
+pub fn cr_masks(caps: &Capabilities, cr4_reserved: u64) -> (u64, u64) {
     let f0 = caps.guest_cr0_fixed(true);
     let cr0_mask = f0.must_be_one | (!f0.may_be_one & 0xffff_ffff);
-    let cr4_mask = caps.cr4_fixed.must_be_one | (!caps.cr4_fixed.may_be_one & 0xffff_ffff);
+    let cr4_mask = caps.cr4_fixed.must_be_one
+        | (!caps.cr4_fixed.may_be_one & 0xffff_ffff)
+        | (cr4_reserved & 0xffff_ffff);
     (cr0_mask, cr4_mask)
 }
 
@@ -186,7 +201,11 @@ fn segment(
 }
 
 /// Writes the guest-state area for the boot state (SDM Vol. 3C §25.4, checked per §27.3.1).
-pub fn write_guest_state(caps: &Capabilities, boot: &BootState) -> Result<(), VmcsError> {
+pub fn write_guest_state(
+    caps: &Capabilities,
+    boot: &BootState,
+    cr4_reserved: u64,
+) -> Result<(), VmcsError> {
     let (
         cr0,
         cr4,
@@ -241,7 +260,7 @@ pub fn write_guest_state(caps: &Capabilities, boot: &BootState) -> Result<(), Vm
             )
         }
     };
-    let (cr0_mask, cr4_mask) = cr_masks(caps);
+    let (cr0_mask, cr4_mask) = cr_masks(caps, cr4_reserved);
     // SAFETY: the guest/host masks only decide which CR0/CR4 writes exit (SDM Vol. 3C
     // §25.6.6); the CPU still enforces the fixed bits on the guest's own writes (§26.3).
     unsafe {
@@ -302,11 +321,13 @@ pub fn write_guest_state(caps: &Capabilities, boot: &BootState) -> Result<(), Vm
     ] {
         segment(s, b, l, a, data_sel, 0, limit, data_rights)?;
     }
-    // TR must be a usable busy TSS (SDM Vol. 3C §27.3.1.2); LDTR may be unusable.
-    let tr_type = if boot.mode == EntryMode::Real16 {
-        SegmentAccessRights::TYPE_TSS16_BUSY
+    // TR must be a usable busy TSS (SDM Vol. 3C §27.3.1.2); LDTR may be unusable. The real-mode
+    // start has the reset state's 32-bit busy TSS (SDM Vol. 3A §10.1.1, Table 10-1): a 16-bit
+    // one would make IA-32e mode activation fail for a guest that never loads TR (§10.8.5).
+    let tr_rights = if boot.mode == EntryMode::Real16 {
+        SegmentAccessRights::RESET_TR
     } else {
-        SegmentAccessRights::TYPE_TSS_BUSY
+        SegmentAccessRights::new(SegmentAccessRights::TYPE_TSS_BUSY, false, 0)
     };
     segment(
         guest_field!(GUEST_TR_SELECTOR),
@@ -316,7 +337,7 @@ pub fn write_guest_state(caps: &Capabilities, boot: &BootState) -> Result<(), Vm
         tr_sel,
         tr_base,
         tr_limit,
-        SegmentAccessRights::new(tr_type, false, 0),
+        tr_rights,
     )?;
     segment(
         guest_field!(GUEST_LDTR_SELECTOR),
@@ -389,6 +410,8 @@ unsafe fn write_control_fields(set: &ControlSet, res: &VcpuResources) -> Result<
     w(F::VM_ENTRY_MSR_LOAD_COUNT, 0)?;
     w(F::VM_ENTRY_INTERRUPTION_INFO, 0)?;
     w(F::EPT_POINTER, res.eptp)?;
+    // The guest TSC starts as the host's (SDM Vol. 3C §26.6.5).
+    w(F::TSC_OFFSET, 0)?;
     if set.secondary.contains(SecondaryControls::ENABLE_VPID) {
         w(F::VPID, u64::from(res.vpid))?;
     }

@@ -27,6 +27,13 @@ pub enum StopReason {
         gpa: u64,
         vector: u8,
     },
+    /// An INS/OUTS whose instruction or memory operand is not in guest RAM (unmapped, or a
+    /// device window).
+    StringIoUnreachable {
+        port: u16,
+    },
+    /// A hardware task switch (not emulated: vmx::disposition::TASK_SWITCH_STOP).
+    TaskSwitch(vmx::disposition::TaskSwitch),
     /// VM entry failed (SDM Vol. 3C §27.8).
     EntryFailure {
         reason: ExitReason,
@@ -83,6 +90,17 @@ impl fmt::Display for StopReason {
                     ),
                 }
             }
+            StopReason::StringIoUnreachable { port } => write!(
+                f,
+                "string I/O on port {port:#x} with its instruction or memory operand outside guest RAM (not emulated)"
+            ),
+            StopReason::TaskSwitch(t) => write!(
+                f,
+                "task switch to TSS selector {:#x} by {}: {}",
+                t.selector,
+                t.source,
+                vmx::disposition::TASK_SWITCH_STOP
+            ),
             StopReason::EntryInstructionFailed { rflags, error } => {
                 write!(
                     f,

@@ -86,9 +86,11 @@ pub unsafe fn write(field: VmcsField, value: u64) -> Result<(), VmcsError> {
 pub struct GuestField(VmcsField);
 
 impl GuestField {
-    /// Control fields a handler may write: injection (SDM Vol. 3C §25.8.3) and the CR0/CR4
-    /// read shadows (§25.6.6).
-    const SAFE_CONTROLS: [VmcsField; 5] = [
+    /// Control fields a handler may write: injection (SDM Vol. 3C §25.8.3), the CR0/CR4
+    /// read shadows (§25.6.6) and the TSC offset (§25.6.5: only the TSC values the guest
+    /// reads change).
+    const SAFE_CONTROLS: [VmcsField; 6] = [
+        VmcsField::TSC_OFFSET,
         VmcsField::VM_ENTRY_INTERRUPTION_INFO,
         VmcsField::VM_ENTRY_EXCEPTION_ERROR_CODE,
         VmcsField::VM_ENTRY_INSTRUCTION_LENGTH,

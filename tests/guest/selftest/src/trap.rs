@@ -75,6 +75,7 @@ static FAULT_ERROR: AtomicU64 = AtomicU64::new(0);
 static BP_COUNT: AtomicU64 = AtomicU64::new(0);
 static BP_RIP: AtomicU64 = AtomicU64::new(0);
 static LAST_CR2: AtomicU64 = AtomicU64::new(0);
+static FAULT_RFLAGS: AtomicU64 = AtomicU64::new(0);
 
 pub fn vector_name(v: u8) -> &'static str {
     match v {
@@ -155,6 +156,7 @@ extern "C" fn trap_handler(f: &mut TrapFrame) {
     if recover != 0 {
         FAULT_VECTOR.store(f.vector, Ordering::Relaxed);
         FAULT_ERROR.store(f.error_code, Ordering::Relaxed);
+        FAULT_RFLAGS.store(f.rflags, Ordering::Relaxed);
         f.rip = recover;
         return;
     }
@@ -250,6 +252,11 @@ pub fn breakpoints() -> (u64, u64) {
 }
 
 /// CR2 at the last `#PF`.
+/// The RFLAGS image the last recovered fault pushed.
+pub fn last_fault_rflags() -> u64 {
+    FAULT_RFLAGS.load(Ordering::Relaxed)
+}
+
 pub fn last_cr2() -> u64 {
     LAST_CR2.load(Ordering::Relaxed)
 }
