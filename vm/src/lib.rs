@@ -19,4 +19,5 @@ pub mod linux;
 pub mod loader;
 pub mod msr;
 pub mod paging;
+pub mod placement;
 pub mod stats;
