@@ -13,6 +13,8 @@
 //!   failures (SDM Vol. 3C chapters 25, 27 and 28, Vol. 3D Appendix C);
 //! * [`error`]: VMfailInvalid/VMfailValid and VM-instruction error numbers (SDM Vol. 3C §31.2,
 //!   §31.4);
+//! * [`posted`]: the posted-interrupt descriptor and its atomic post/take protocol (SDM Vol. 3C
+//!   §30.6), host-tested; no Bochs model has posted interrupts;
 //! * [`instructions`]: the only inline assembly of the crate, thin `unsafe` wrappers around
 //!   VMXON, VMXOFF, VMCLEAR, VMPTRLD, VMPTRST, VMREAD, VMWRITE, INVEPT and INVVPID.
 //!
@@ -34,6 +36,7 @@ pub mod fields;
 pub mod fixtures;
 pub mod instructions;
 pub mod msr;
+pub mod posted;
 #[cfg(test)]
 mod tests;
 
