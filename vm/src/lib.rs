@@ -20,6 +20,7 @@ pub mod linux;
 pub mod loader;
 pub mod msr;
 pub mod paging;
+pub mod placement;
 pub mod stats;
 pub mod string_io;
 pub mod xsave;

@@ -15,6 +15,8 @@
 //!   hidden feature, impossible with its controls, or a documented stop);
 //! * [`error`]: VMfailInvalid/VMfailValid and VM-instruction error numbers (SDM Vol. 3C §31.2,
 //!   §31.4);
+//! * [`posted`]: the posted-interrupt descriptor and its atomic post/take protocol (SDM Vol. 3C
+//!   §30.6), host-tested; no Bochs model has posted interrupts;
 //! * [`instructions`]: the only inline assembly of the crate, thin `unsafe` wrappers around
 //!   VMXON, VMXOFF, VMCLEAR, VMPTRLD, VMPTRST, VMREAD, VMWRITE, INVEPT and INVVPID.
 //!
@@ -37,6 +39,7 @@ pub mod fields;
 pub mod fixtures;
 pub mod instructions;
 pub mod msr;
+pub mod posted;
 #[cfg(test)]
 mod tests;
 

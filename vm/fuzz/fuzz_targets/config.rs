@@ -18,6 +18,19 @@ fuzz_target!(|data: &[u8]| {
                 assert!((MIN_MEMORY..=MAX_MEMORY).contains(&v.memory));
                 assert_eq!(v.memory % MEMORY_ALIGN, 0);
                 assert!(v.devices.len() <= MAX_DEVICES);
+                assert!((1..=MAX_VCPUS).contains(&v.vcpus));
+                if let Some(cpus) = &v.cpus {
+                    assert!(!cpus.is_empty() && cpus.iter().all(|c| *c <= MAX_CPU_INDEX));
+                    assert!(cpus.iter().enumerate().all(|(i, c)| !cpus[..i].contains(c)));
+                }
+                if v.dedicated {
+                    let cpus = v.cpus.as_ref().expect("dedicated without cpus");
+                    assert!(cpus.len() >= v.vcpus as usize);
+                    for w in c.vms.iter().filter(|w| w.name != v.name) {
+                        let theirs = w.cpus.as_deref().unwrap_or_default();
+                        assert!(cpus.iter().all(|cpu| !theirs.contains(cpu)));
+                    }
+                }
                 assert!((MIN_CONSOLE_BUFFER..=MAX_CONSOLE_BUFFER).contains(&v.console_buffer));
                 assert!((MIN_CONSOLE_RATE..=MAX_CONSOLE_RATE).contains(&v.console_rate));
                 if v.kind != GuestKind::Linux {

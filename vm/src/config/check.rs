@@ -229,11 +229,16 @@ fn walk_root(text: &str, root: &DeTable<'_>, places: &mut Places) -> Result<(), 
 // ---- values ---------------------------------------------------------------------------------
 
 /// The text of `span` as written in the file.
-fn written(text: &str, span: Range<usize>) -> String {
+pub(super) fn written(text: &str, span: Range<usize>) -> String {
     text.get(span).unwrap_or_default().to_string()
 }
 
-fn bad(text: &str, key: &str, span: Range<usize>, expected: &'static str) -> ConfigError {
+pub(super) fn bad(
+    text: &str,
+    key: &str,
+    span: Range<usize>,
+    expected: &'static str,
+) -> ConfigError {
     at(
         text,
         span.clone(),
@@ -355,14 +360,17 @@ fn convert(text: &str, file: FileToml) -> Result<Config, ConfigError> {
         .into_iter()
         .map(|(name, vm)| convert_vm(text, name, vm))
         .collect::<Result<Vec<_>, _>>()?;
+    super::cpus::check_conflicts(text, &vms)?;
+    let vms = vms.into_iter().map(|(vm, _)| vm).collect();
     Ok(Config { hypervisor, vms })
 }
 
+/// One VM, with the span of each of its `cpus` entries.
 fn convert_vm(
     text: &str,
     name: Spanned<String>,
     vm: Spanned<VmToml>,
-) -> Result<VmConfig, ConfigError> {
+) -> Result<(VmConfig, Vec<Range<usize>>), ConfigError> {
     if !valid_vm_name(name.get_ref()) {
         return Err(at(text, name.span(), K::BadVmName(name.into_inner())));
     }
@@ -410,6 +418,7 @@ fn convert_vm(
         |m| (MIN_MEMORY..=MAX_MEMORY).contains(&m) && m.is_multiple_of(MEMORY_ALIGN),
         "a multiple of 2M from 4M to 3328M, e.g. \"64M\"",
     )?;
+    let cpu_keys = super::cpus::parse(text, &name, v.vcpus, v.cpus, v.dedicated)?;
     if kind != GuestKind::Linux {
         let linux_only = [("cmdline", &v.cmdline), ("initrd", &v.initrd)];
         if let Some((key, Some(value))) = linux_only.into_iter().find(|(_, v)| v.is_some()) {
@@ -546,11 +555,14 @@ fn convert_vm(
     if console == 1 {
         devices.push(DeviceConfig::VirtioConsole);
     }
-    Ok(VmConfig {
+    let vm = VmConfig {
         name,
         kind,
         image,
         memory,
+        vcpus: cpu_keys.vcpus,
+        cpus: cpu_keys.cpus,
+        dedicated: cpu_keys.dedicated,
         cmdline,
         initrd,
         devices,
@@ -558,5 +570,6 @@ fn convert_vm(
         heap_budget,
         console_buffer,
         console_rate,
-    })
+    };
+    Ok((vm, cpu_keys.spans))
 }

@@ -65,6 +65,24 @@ pub enum ConfigErrorKind {
     },
     /// A `[[vm.NAME.virtio-blk]]` entry with both or neither of `size` and `image`.
     DiskSource { table: String, both: bool },
+    /// A CPU listed twice in one VM's `cpus`.
+    DuplicateCpu { vm: String, cpu: u32 },
+    /// `dedicated = true` without `cpus`.
+    DedicatedWithoutCpus { vm: String },
+    /// A dedicated VM with fewer CPUs in `cpus` than vCPUs.
+    DedicatedTooFewCpus { vm: String, vcpus: u32, cpus: usize },
+    /// A CPU in the `cpus` of two dedicated VMs (`first` comes first in the file).
+    CpuDedicatedTwice {
+        cpu: u32,
+        first: String,
+        second: String,
+    },
+    /// A CPU in the `cpus` of a dedicated VM and of another, non-dedicated VM.
+    CpuDedicatedAndShared {
+        cpu: u32,
+        dedicated: String,
+        other: String,
+    },
 }
 
 /// What an unknown key probably should have been.
@@ -157,6 +175,39 @@ impl fmt::Display for ConfigErrorKind {
                  empty RAM disk or image = \"disk.img\" for a copy-on-write disk over a bundle \
                  file",
                 if *both { "both" } else { "neither" }
+            ),
+            K::DuplicateCpu { vm, cpu } => write!(
+                f,
+                "[vm.{vm}] lists CPU {cpu} twice in `cpus`: list each physical CPU once (vCPUs \
+                 beyond the list wrap around it: vCPU i runs on cpus[i % len])"
+            ),
+            K::DedicatedWithoutCpus { vm } => write!(
+                f,
+                "[vm.{vm}] is dedicated but has no `cpus`: name the physical CPUs it owns, one \
+                 per vCPU, e.g. cpus = [1], or remove `dedicated`"
+            ),
+            K::DedicatedTooFewCpus { vm, vcpus, cpus } => write!(
+                f,
+                "more dedicated vCPUs than CPUs: [vm.{vm}] has vcpus = {vcpus} but {cpus} CPU{} \
+                 in `cpus`, and each dedicated vCPU needs a CPU of its own; list {} more or set \
+                 vcpus = {cpus}",
+                if *cpus == 1 { "" } else { "s" },
+                *vcpus as usize - cpus
+            ),
+            K::CpuDedicatedTwice { cpu, first, second } => write!(
+                f,
+                "CPU {cpu} is given to two dedicated VMs, [vm.{first}] and [vm.{second}]: a \
+                 dedicated VM owns its CPUs; give [vm.{second}] other CPUs"
+            ),
+            K::CpuDedicatedAndShared {
+                cpu,
+                dedicated,
+                other,
+            } => write!(
+                f,
+                "CPU {cpu} belongs to the dedicated [vm.{dedicated}] and is also in the `cpus` \
+                 of [vm.{other}]: a dedicated VM's CPUs run nothing else; remove CPU {cpu} from \
+                 [vm.{other}]"
             ),
         }
     }

@@ -23,9 +23,11 @@
 //! keys are errors that suggest the closest known key.
 //!
 //! Modules: `schema` (the serde types, as written), `check` (unknown keys, ranges, limits,
-//! kind-specific keys), `error` (the error type and its messages).
+//! kind-specific keys), `cpus` (`vcpus`, `cpus`, `dedicated` and the placement conflicts
+//! between VMs that the file alone shows), `error` (the error type and its messages).
 
 mod check;
+mod cpus;
 mod error;
 mod schema;
 
@@ -59,6 +61,11 @@ pub const MIN_TIMESLICE: u64 = 10_000;
 pub const MAX_TIMESLICE: u64 = 1_000_000_000_000;
 /// `[hypervisor] host-tick-hz`: at most 10 kHz (the PIT runs at 1.193182 MHz).
 pub const MAX_HOST_TICK_HZ: u32 = 10_000;
+/// `vcpus`: vCPUs per VM, default 1.
+pub const MAX_VCPUS: u32 = 16;
+/// `cpus` entries are physical CPU indexes (the boot CPU is 0) up to this one. Whether the
+/// CPU exists is known only at boot ([`crate::placement`]).
+pub const MAX_CPU_INDEX: u32 = 255;
 /// A virtio-blk sector (virtio 1.2 §5.2.6: capacity and offsets are in 512-byte sectors).
 pub const SECTOR_SIZE: u64 = 512;
 /// `heap-budget`: range and granularity (heap pages).
@@ -124,6 +131,14 @@ pub struct VmConfig {
     pub kind: GuestKind,
     pub image: String,
     pub memory: u64,
+    /// vCPUs, 1 to [`MAX_VCPUS`].
+    pub vcpus: u32,
+    /// Physical CPUs the vCPUs are pinned to (vCPU i on `cpus[i % len]`), distinct, non-empty,
+    /// each at most [`MAX_CPU_INDEX`]; `None`: the vCPUs share the pool of non-dedicated CPUs.
+    pub cpus: Option<Vec<u32>>,
+    /// Exclusive use of `cpus` (a real-time partition): then `cpus` is given and has at least
+    /// `vcpus` entries, and no other VM lists any of them.
+    pub dedicated: bool,
     pub cmdline: Option<String>,
     pub initrd: Option<String>,
     /// At most [`MAX_DEVICES`], in window order.

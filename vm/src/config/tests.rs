@@ -42,6 +42,16 @@ read-only = false
 kind = "real16"
 image = "realmode.bin"
 memory = "4M"
+vcpus = 3
+cpus = [0, 1]
+
+[vm.rt]      # a real-time partition: CPUs 2 and 3 run nothing else
+kind = "elf64"
+image = "selftest.elf"
+memory = "4M"
+vcpus = 2
+cpus = [3, 2]
+dedicated = true
 "#;
 
 #[test]
@@ -51,7 +61,7 @@ fn parses_every_key() {
     assert_eq!(c.hypervisor.host_tick_hz, 250);
     // File order, not name order.
     let names: Vec<&str> = c.vms.iter().map(|v| v.name.as_str()).collect();
-    assert_eq!(names, ["selftest", "linux", "boot16"]);
+    assert_eq!(names, ["selftest", "linux", "boot16", "rt"]);
     assert_eq!(
         c.vms[0],
         VmConfig {
@@ -59,6 +69,9 @@ fn parses_every_key() {
             kind: GuestKind::Elf64,
             image: "selftest.elf".into(),
             memory: 16 << 20,
+            vcpus: 1,
+            cpus: None,
+            dedicated: false,
             cmdline: None,
             initrd: None,
             devices: vec![
@@ -116,6 +129,15 @@ fn parses_every_key() {
     assert_eq!(
         (b.kind, b.memory, b.devices.len()),
         (GuestKind::Real16, 4 << 20, 0)
+    );
+    assert_eq!(
+        (b.vcpus, b.cpus.as_deref(), b.dedicated),
+        (3, Some(&[0, 1][..]), false)
+    );
+    let rt = &c.vms[3];
+    assert_eq!(
+        (rt.vcpus, rt.cpus.as_deref(), rt.dedicated),
+        (2, Some(&[3, 2][..]), true)
     );
     assert_eq!(VmConfig::device_window(1), (0xD000_1000, 6));
     assert_eq!(VmConfig::device_window(7), (0xD000_7000, 12));
@@ -330,7 +352,7 @@ const ERRORS: &[(&str, usize, usize, &str)] = &[
         2,
         1,
         "unknown key `colour` in [vm.a]; the keys here are `kind`, `image`, `memory`, \
-         `console-timestamps`, `cmdline`, `initrd`, `heap-budget`, `console-buffer`, \
+         `vcpus`, `cpus`, `dedicated`, `console-timestamps`, `cmdline`, `initrd`, `heap-budget`, `console-buffer`, \
          `console-rate`, `virtio-console`, `virtio-blk`, `virtio-net`",
     ),
     // Tables where tables belong.
@@ -631,6 +653,117 @@ const ERRORS: &[(&str, usize, usize, &str)] = &[
         "mac = \"52-54-00-12-34-56\": expected a unicast MAC like \"52:54:00:12:34:56\" (first \
          byte even, not all zero)",
     ),
+    // vcpus, cpus, dedicated.
+    (
+        "[vm.a]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\nvcpus = 0\n",
+        5,
+        9,
+        "vcpus = 0: expected a number of vCPUs from 1 to 16, e.g. 2",
+    ),
+    (
+        "[vm.a]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\nvcpus = 17\n",
+        5,
+        9,
+        "vcpus = 17: expected a number of vCPUs from 1 to 16, e.g. 2",
+    ),
+    (
+        "[vm.a]\nvcpus = \"2\"\n",
+        2,
+        9,
+        "`vm.a.vcpus`: invalid type: string \"2\", expected i64",
+    ),
+    (
+        "[vm.a]\ncpus = 2\n",
+        2,
+        8,
+        "`vm.a.cpus`: invalid type: integer `2`, expected a sequence",
+    ),
+    (
+        "[vm.a]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\ncpus = []\n",
+        5,
+        8,
+        "cpus = []: expected one or more physical CPU indexes from 0 to 255 (0 is the boot \
+         CPU), e.g. [1, 2]; leave `cpus` out to run on the shared pool",
+    ),
+    (
+        "[vm.a]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\ncpus = [1, 256]\n",
+        5,
+        12,
+        "cpus = [1, 256]: expected one or more physical CPU indexes from 0 to 255 (0 is the \
+         boot CPU), e.g. [1, 2]; leave `cpus` out to run on the shared pool",
+    ),
+    (
+        "[vm.a]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\ncpus = [-1]\n",
+        5,
+        9,
+        "cpus = [-1]: expected one or more physical CPU indexes from 0 to 255 (0 is the boot \
+         CPU), e.g. [1, 2]; leave `cpus` out to run on the shared pool",
+    ),
+    (
+        "[vm.a]\ncpus = [1, \"2\"]\n",
+        2,
+        12,
+        "`vm.a.cpus`: invalid type: string \"2\", expected i64",
+    ),
+    (
+        "[vm.a]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\ncpus = [1, 2, 1]\n",
+        5,
+        15,
+        "[vm.a] lists CPU 1 twice in `cpus`: list each physical CPU once (vCPUs beyond the \
+         list wrap around it: vCPU i runs on cpus[i % len])",
+    ),
+    (
+        "[vm.a]\ndedicated = \"yes\"\n",
+        2,
+        13,
+        "`vm.a.dedicated`: invalid type: string \"yes\", expected a boolean",
+    ),
+    (
+        "[vm.a]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\ndedicated = true\n",
+        5,
+        13,
+        "[vm.a] is dedicated but has no `cpus`: name the physical CPUs it owns, one per vCPU, \
+         e.g. cpus = [1], or remove `dedicated`",
+    ),
+    (
+        "[vm.a]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\nvcpus = 3\ncpus = [1, 2]\ndedicated = true\n",
+        6,
+        8,
+        "more dedicated vCPUs than CPUs: [vm.a] has vcpus = 3 but 2 CPUs in `cpus`, and each \
+         dedicated vCPU needs a CPU of its own; list 1 more or set vcpus = 2",
+    ),
+    (
+        "[vm.a]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\nvcpus = 4\ncpus = [1]\ndedicated = true\n",
+        6,
+        8,
+        "more dedicated vCPUs than CPUs: [vm.a] has vcpus = 4 but 1 CPU in `cpus`, and each \
+         dedicated vCPU needs a CPU of its own; list 3 more or set vcpus = 1",
+    ),
+    (
+        "[vm.a]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\ncpus = [1, 2]\ndedicated = true\n\
+         [vm.b]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\ncpus = [3, 2]\ndedicated = true\n",
+        11,
+        12,
+        "CPU 2 is given to two dedicated VMs, [vm.a] and [vm.b]: a dedicated VM owns its CPUs; \
+         give [vm.b] other CPUs",
+    ),
+    (
+        "[vm.rt]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\ncpus = [1]\ndedicated = true\n\
+         [vm.b]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\n\
+         [vm.c]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\ncpus = [0, 1]\n",
+        15,
+        12,
+        "CPU 1 belongs to the dedicated [vm.rt] and is also in the `cpus` of [vm.c]: a \
+         dedicated VM's CPUs run nothing else; remove CPU 1 from [vm.c]",
+    ),
+    (
+        "[vm.c]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\ncpus = [0, 1]\n\
+         [vm.rt]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\ncpus = [1]\ndedicated = true\n",
+        10,
+        9,
+        "CPU 1 belongs to the dedicated [vm.rt] and is also in the `cpus` of [vm.c]: a \
+         dedicated VM's CPUs run nothing else; remove CPU 1 from [vm.c]",
+    ),
     // Column counts characters, not bytes.
     (
         "# größe\n[vm.a]\nkind = \"elf64\"\nimage = \"ä\"\nmemory = \"5M\" # ü\n",
@@ -656,6 +789,39 @@ fn every_error_names_its_line_column_and_fix() {
             format!("bulkhead.toml:{line}:{column}: {message}")
         );
     }
+}
+
+/// Placements the file alone cannot fault: pinned VMs may share CPUs and wrap around their
+/// list, a dedicated VM may own more CPUs than it has vCPUs, `dedicated = false` needs no
+/// `cpus`, and pool VMs sit beside dedicated ones (whether CPUs remain is a boot-time check,
+/// vm::placement).
+#[test]
+fn placements_the_file_accepts() {
+    let vm = |name: &str, keys: &str| {
+        format!("[vm.{name}]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\n{keys}")
+    };
+    let file = vm("a", "vcpus = 16\ncpus = [1, 2]\n")
+        + &vm("b", "vcpus = 2\ncpus = [2, 1]\n")
+        + &vm("rt", "cpus = [3, 4, 5]\ndedicated = true\n")
+        + &vm("pool", "vcpus = 4\ndedicated = false\n")
+        + &vm("edge", "cpus = [0, 255]\n");
+    let c = Config::parse(file.as_bytes()).unwrap();
+    let keys: Vec<(u32, Option<&[u32]>, bool)> = c
+        .vms
+        .iter()
+        .map(|v| (v.vcpus, v.cpus.as_deref(), v.dedicated))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (16, Some(&[1, 2][..]), false),
+            (2, Some(&[2, 1][..]), false),
+            (1, Some(&[3, 4, 5][..]), true),
+            (4, None, false),
+            (1, Some(&[0, 255][..]), false),
+        ]
+    );
+    assert_eq!((MAX_VCPUS, MAX_CPU_INDEX), (16, 255));
 }
 
 #[test]
