@@ -30,6 +30,11 @@ impl PerCpu {
             tss_base: AtomicU64::new(0),
         }
     }
+
+    /// Bulkhead's number of this CPU (crate::smp::cpus index).
+    pub fn index(&self) -> usize {
+        self.index.load(Ordering::Relaxed)
+    }
 }
 
 /// The boot CPU's block (static: it is needed before the heap exists).

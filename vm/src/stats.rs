@@ -21,6 +21,8 @@ pub struct ReasonStats {
 pub struct ExitStats {
     reasons: [ReasonStats; REASON_SLOTS + 1],
     pub total: ReasonStats,
+    /// The longest handling of one exit (TSC ticks): the worst-case exit latency.
+    pub worst: u64,
     pub unclaimed_port_accesses: u64,
     pub interrupts_injected: u64,
     pub exceptions_injected: u64,
@@ -47,6 +49,7 @@ impl ExitStats {
         ExitStats {
             reasons: [ReasonStats { count: 0, ticks: 0 }; REASON_SLOTS + 1],
             total: ReasonStats { count: 0, ticks: 0 },
+            worst: 0,
             unclaimed_port_accesses: 0,
             interrupts_injected: 0,
             exceptions_injected: 0,
@@ -76,6 +79,30 @@ impl ExitStats {
         s.ticks = s.ticks.saturating_add(ticks);
         self.total.count += 1;
         self.total.ticks = self.total.ticks.saturating_add(ticks);
+        self.worst = self.worst.max(ticks);
+    }
+
+    /// Adds `other`'s counters to these (a VM's report sums its vCPUs').
+    pub fn merge(&mut self, other: &ExitStats) {
+        for (a, b) in self.reasons.iter_mut().zip(other.reasons.iter()) {
+            a.count += b.count;
+            a.ticks = a.ticks.saturating_add(b.ticks);
+        }
+        self.total.count += other.total.count;
+        self.total.ticks = self.total.ticks.saturating_add(other.total.ticks);
+        self.worst = self.worst.max(other.worst);
+        self.unclaimed_port_accesses = self
+            .unclaimed_port_accesses
+            .max(other.unclaimed_port_accesses);
+        self.interrupts_injected += other.interrupts_injected;
+        self.exceptions_injected += other.exceptions_injected;
+        self.hypercalls += other.hypercalls;
+        self.multicall_operations += other.multicall_operations;
+        self.mmio_accesses += other.mmio_accesses;
+        self.events_reinjected += other.events_reinjected;
+        self.host_interrupts_ended += other.host_interrupts_ended;
+        self.host_interrupts_spurious += other.host_interrupts_spurious;
+        self.host_interrupts_unended += other.host_interrupts_unended;
     }
 
     /// The counters of one basic reason.
@@ -118,8 +145,8 @@ impl fmt::Display for ExitStats {
         }
         writeln!(
             f,
-            "exits: {:<22} count={} ticks={}",
-            "total", self.total.count, self.total.ticks
+            "exits: {:<22} count={} ticks={} worst={}",
+            "total", self.total.count, self.total.ticks, self.worst
         )?;
         write!(
             f,

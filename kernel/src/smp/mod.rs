@@ -310,6 +310,30 @@ pub fn report() {
     info!("smp: {online} of {} CPUs in VMX root", cpus().len().max(1));
 }
 
+/// The CPUs in VMX root operation (indexes into [`cpus`]).
+pub fn online() -> Vec<usize> {
+    let all = cpus();
+    if all.is_empty() {
+        // No CPU table (start-up not attempted): the boot CPU alone.
+        return alloc::vec![0];
+    }
+    all.iter()
+        .enumerate()
+        .filter(|(_, c)| c.state() == CpuState::VmxRoot)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Wakes CPU `index` with the kick IPI: a halted CPU wakes; one running a guest takes an
+/// external-interrupt exit.
+pub fn kick(index: usize) {
+    if let Some(cpu) = cpus().get(index) {
+        if cpu.state() == CpuState::VmxRoot {
+            lapic::send_kick(cpu.apic_id);
+        }
+    }
+}
+
 /// Ends the run on every application processor: each leaves VMX operation and halts. Waits
 /// (bounded) until they have.
 pub fn shutdown(tsc_hz: u64) {
@@ -367,7 +391,13 @@ extern "C" fn ap_entry(index: u64) -> ! {
         }
     };
     cpu.set(CpuState::VmxRoot);
+    let mut ran = false;
     while !shutting_down() {
+        if !ran && crate::vmm::work_published() {
+            ran = true;
+            crate::vmm::run_this_cpu();
+            continue;
+        }
         arch::wait_for_interrupt();
     }
     let _ = root.leave();

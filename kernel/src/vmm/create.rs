@@ -124,13 +124,27 @@ impl Vm {
         .map(|boot| (boot, memory))
     }
 
+    /// Creates the VM and its vCPUs; `homes` names each vCPU's CPU (the placement plan).
     pub(super) fn create(
         index: usize,
         config: &VmConfig,
         archive: &Archive<'static>,
         caps: &Capabilities,
         tsc_hz: u64,
-    ) -> Result<Vm, CreateError> {
+        homes: &[usize],
+    ) -> Result<(Vm, Vec<Vcpu>), CreateError> {
+        if homes.len() > 1 && config.kind != GuestKind::Elf64 {
+            return Err(CreateError::Platform(alloc::format!(
+                "vcpus = {} needs kind = \"elf64\" for now: {} guests start their other vCPUs \
+                 through the local APIC (INIT/SIPI), which comes with the guest APIC platform; \
+                 use vcpus = 1",
+                homes.len(),
+                match config.kind {
+                    GuestKind::Linux => "Linux",
+                    _ => "real-mode",
+                }
+            )));
+        }
         // The budget rule (docs/architecture.md, "Budgets"): the VM's whole worst case on the
         // shared heap, what its devices take now and what its guest can make them take later,
         // must fit in what is really left; the later part is reserved, so no guest can take
@@ -180,27 +194,66 @@ impl Vm {
         let long_mode = matches!(boot.mode, EntryMode::Long64 { .. });
         let controls = setup::controls(caps, long_mode, platform.secondary_controls())
             .map_err(|e| CreateError::Setup(SetupError::Controls(e)))?;
-        let vmcs = vmcs::Vmcs::new(caps).map_err(|e| CreateError::Setup(e.into()))?;
-        vmcs.load().map_err(|e| CreateError::Setup(e.into()))?;
-        let resources = setup::VcpuResources {
-            eptp: memory.eptp(),
-            vpid: index as u16 + 1,
-            msr_bitmap: setup::msr_bitmap(&platform.msr_bitmap()).map_err(CreateError::Setup)?,
-            io_bitmaps: setup::io_bitmaps().map_err(CreateError::Setup)?,
-        };
-        // SAFETY: the EPT maps only this VM's RAM (GuestMemory), the bitmaps are frames just
-        // allocated for this VM, and `controls` come from `setup::controls` for this CPU.
-        unsafe { setup::write_controls(&controls, &resources) }
-            .map_err(|e| CreateError::Setup(e.into()))?;
-        setup::write_guest_state(caps, &boot, platform.cr4_reserved())
-            .map_err(|e| CreateError::Setup(e.into()))?;
-        let regs = GuestRegs {
-            rdi: boot.rdi,
-            rsi: boot.rsi,
-            ..Default::default()
-        };
-        // VMCS, MSR bitmap and the two I/O bitmaps: four frames.
-        let vmx_bytes = 4 * memory::FRAME_SIZE;
+        // One MSR bitmap and one pair of I/O bitmaps for all of the VM's vCPUs (SDM Vol. 3C
+        // §25.6.4, §25.6.9: the controls only name their addresses).
+        let msr_bitmap = setup::msr_bitmap(&platform.msr_bitmap()).map_err(CreateError::Setup)?;
+        let io_bitmaps = setup::io_bitmaps().map_err(CreateError::Setup)?;
+        let count = homes.len().max(1);
+        let mut vcpus = Vec::with_capacity(count);
+        for index in 0..count {
+            let vmcs = vmcs::Vmcs::new(caps).map_err(|e| CreateError::Setup(e.into()))?;
+            vmcs.load().map_err(|e| CreateError::Setup(e.into()))?;
+            let resources = setup::VcpuResources {
+                eptp: memory.eptp(),
+                vpid: next_vpid(),
+                msr_bitmap,
+                io_bitmaps,
+            };
+            // SAFETY: the EPT maps only this VM's RAM (GuestMemory), the bitmaps are frames
+            // just allocated for this VM, and `controls` come from `setup::controls` for this
+            // CPU model (every CPU in VMX root has the boot CPU's capabilities).
+            unsafe { setup::write_controls(&controls, &resources) }
+                .map_err(|e| CreateError::Setup(e.into()))?;
+            setup::write_guest_state(caps, &boot, platform.cr4_reserved())
+                .map_err(|e| CreateError::Setup(e.into()))?;
+            // The VMCS moves to its vCPU's CPU: VMCLEAR writes it back to memory and makes it
+            // launchable there (SDM Vol. 3C §25.11.1, §25.11.3); that CPU writes its own host
+            // state before the first entry.
+            vmcs.clear().map_err(|e| CreateError::Setup(e.into()))?;
+            // docs/vm-platform.md: every vCPU of an elf64 guest starts at the entry point with
+            // RDX = its index and RCX = the vCPU count.
+            let regs = GuestRegs {
+                rdi: boot.rdi,
+                rsi: boot.rsi,
+                rdx: index as u64,
+                rcx: count as u64,
+                ..Default::default()
+            };
+            vcpus.push(Vcpu {
+                index,
+                vmcs,
+                regs,
+                launched: false,
+                host_state_written: false,
+                controls,
+                state: State::Runnable,
+                deferred_event: None,
+                cr8: 0,
+                debug: arch::DebugRegs::initial(),
+                xstate: xsave::ExtendedState::new(platform.xcr0_supported()),
+                msr_state: platform.new_msr_state(),
+                stats: ExitStats::new(),
+                slice_end: 0,
+                wake_others_at: u64::MAX,
+                slice_left: None,
+                ept_generation: 0,
+            });
+            if index == 0 {
+                info!("vm {}: vcpu 0 VPID {}", config.name, resources.vpid);
+            }
+        }
+        // A VMCS, MSR bitmap and the two I/O bitmaps: 3 frames + one per vCPU.
+        let vmx_bytes = (3 + count as u64) * memory::FRAME_SIZE;
         let ept_bytes = memory.overhead_bytes();
         info!(
             "vm {}: memory beyond guest RAM: {} bytes (VMCS and bitmaps {vmx_bytes}, EPT {ept_bytes}, device state {device_bytes})",
@@ -209,7 +262,7 @@ impl Vm {
         );
         let overhead = vmx_bytes + ept_bytes + device_bytes;
         info!(
-            "vm {}: {} MiB RAM, {} guest {} entered at {:#x}, {} virtio device(s), VPID {}, overhead {} KiB (VMCS, bitmaps, EPT, devices)",
+            "vm {}: {} MiB RAM, {} guest {} entered at {:#x}, {} virtio device(s), {count} vCPU(s), overhead {} KiB (VMCS, bitmaps, EPT, devices)",
             config.name,
             config.memory >> 20,
             match config.kind {
@@ -220,23 +273,11 @@ impl Vm {
             config.image,
             boot.rip,
             config.devices.len(),
-            resources.vpid,
             overhead >> 10
         );
-        Ok(Vm {
+        let vm = Vm {
             name: config.name.clone(),
             memory,
-            vcpu: Vcpu {
-                vmcs,
-                regs,
-                launched: false,
-                controls,
-                state: State::Runnable,
-                deferred_event: None,
-                cr8: 0,
-                debug: arch::DebugRegs::initial(),
-                xstate: xsave::ExtendedState::new(platform.xcr0_supported()),
-            },
             platform,
             console: Console::new(
                 &config.name,
@@ -245,13 +286,23 @@ impl Vm {
                 config.console_buffer,
                 tsc_hz,
             ),
-            stats: ExitStats::new(),
             caps: caps.clone(),
-            slice_end: 0,
-            wake_others_at: u64::MAX,
-            slice_left: None,
             min_timer_ticks: tsc_hz / 100_000,
             tsc_hz,
-        })
+            stopping: None,
+            stop_rip: 0,
+            vcpus_running: count,
+            finished_stats: ExitStats::new(),
+            xstate_switches: 0,
+            xstate_ticks: 0,
+            vcpu_cpus: homes.to_vec(),
+        };
+        Ok((vm, vcpus))
     }
+}
+
+/// VPIDs for the vCPUs of all VMs, from 1 (VPID 0 is the host's: SDM Vol. 3C §29.1).
+fn next_vpid() -> u16 {
+    static NEXT: core::sync::atomic::AtomicU16 = core::sync::atomic::AtomicU16::new(1);
+    NEXT.fetch_add(1, core::sync::atomic::Ordering::Relaxed)
 }

@@ -2,7 +2,7 @@
 //! [`Action`] and never touches the hardware beyond the current VMCS fields it reads.
 
 use super::vmcs;
-use super::{StopReason, Vm};
+use super::{StopReason, VcpuExit as Vm};
 use vmx::disposition::{disposition, Disposition, TaskSwitch};
 use vmx::event::Injection;
 use vmx::exit::{
@@ -266,7 +266,15 @@ fn cpuid(vm: &mut Vm) -> Action {
     let subleaf = vm.vcpu.regs.rcx as u32;
     // CR4.OSXSAVE and CR4.PKE are the guest's own bits: the real CR4, not the shadow.
     let cr4 = vmcs::read_exit(F::GUEST_CR4);
-    let [a, b, c, d] = vm.platform.cpuid(leaf, subleaf, cr4, vm.vcpu.xstate.xcr0);
+    let input = super::platform::VcpuCpuidInput {
+        apic_id: vm.vcpu.index as u32,
+        cr4,
+        xcr0: vm.vcpu.xstate.xcr0,
+    };
+    let [a, b, c, d] = vm
+        .vm
+        .platform
+        .cpuid(leaf, subleaf, &input, &vm.vcpu.msr_state);
     let r = &mut vm.vcpu.regs;
     (r.rax, r.rbx, r.rcx, r.rdx) = (u64::from(a), u64::from(b), u64::from(c), u64::from(d));
     Action::Advance
@@ -393,7 +401,8 @@ fn io(vm: &mut Vm, info: &ExitInfo) -> Action {
     };
     match q.direction {
         IoDirection::In => {
-            let value = u64::from(vm.platform.port_read(q.port, size, &mut vm.console));
+            let vmw = &mut *vm.vm;
+            let value = u64::from(vmw.platform.port_read(q.port, size, &mut vmw.console));
             let rax = &mut vm.vcpu.regs.rax;
             // IN to EAX zero-extends into RAX in 64-bit mode; AL/AX keep the upper bits.
             *rax = if size == 4 {
@@ -404,7 +413,9 @@ fn io(vm: &mut Vm, info: &ExitInfo) -> Action {
         }
         IoDirection::Out => {
             let value = (vm.vcpu.regs.rax & mask) as u32;
-            vm.platform.port_write(q.port, size, value, &mut vm.console);
+            let vmw = &mut *vm.vm;
+            vmw.platform
+                .port_write(q.port, size, value, &mut vmw.console);
         }
     }
     Action::Advance

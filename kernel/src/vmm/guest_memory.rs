@@ -104,6 +104,10 @@ pub struct GuestMemory {
     invept: InveptKind,
     /// 4 KiB pages mapped again after a `MEM_RELEASE` (first touch).
     pub faulted_in: u64,
+    /// Bumped by every change that needs an INVEPT: each vCPU flushes on its own CPU when its
+    /// last flush was for an older generation (SDM Vol. 3C §29.4.3.4; INVEPT acts on the
+    /// executing CPU only).
+    pub generation: u64,
     /// 4 KiB pages given back with `MEM_RELEASE`.
     pub released: u64,
 }
@@ -157,6 +161,7 @@ impl GuestMemory {
             ept,
             invept,
             faulted_in: 0,
+            generation: 0,
             released: 0,
         })
     }
@@ -189,6 +194,7 @@ impl GuestMemory {
             // SAFETY: VMX root operation is active; the EPTP is this VM's own.
             unsafe { vmx::instructions::invept(self.invept.0, self.eptp()) }
                 .map_err(ReleaseError::Invept)?;
+            self.generation += 1;
         }
         // Tables the unmap emptied are no longer cached after the INVEPT (SDM Vol. 3C
         // §29.4.3.4): back to this VM's pool, or release/touch cycles would drain it.
@@ -216,6 +222,13 @@ impl GuestMemory {
         )?;
         self.faulted_in += 1;
         Ok(true)
+    }
+
+    /// Invalidates this VM's cached EPT translations on this CPU (another vCPU changed the
+    /// EPT since this CPU last ran one of the VM's vCPUs).
+    pub fn invept_here(&self) -> Result<(), vmx::error::VmFail> {
+        // SAFETY: VMX root operation is active; the EPTP is this VM's own.
+        unsafe { vmx::instructions::invept(self.invept.0, self.eptp()) }
     }
 
     pub fn size(&self) -> u64 {

@@ -43,7 +43,7 @@ impl HypercallHost for HcHost<'_> {
     }
 }
 
-impl Vm {
+impl VcpuExit<'_> {
     /// VMCALL (reason 18): the hypercall ABI v1 (docs/hypercall-abi.md).
     pub(super) fn hypercall(&mut self) -> Action {
         let long = self.long_mode();
@@ -58,17 +58,18 @@ impl Vm {
         let regs = if long { regs } else { regs.low32() };
         let cpl = ((vmcs::read_exit(F::GUEST_SS_ACCESS_RIGHTS) >> 5) & 3) as u8;
         let outcome = {
+            let vm = &mut *self.vm;
             let mut host = HcHost {
-                memory: &mut self.memory,
-                console: &mut self.console,
-                stats: &self.stats,
-                tsc_hz: self.tsc_hz,
+                memory: &mut vm.memory,
+                console: &mut vm.console,
+                stats: &self.vcpu.stats,
+                tsc_hz: vm.tsc_hz,
             };
             hypercall::dispatch(&mut host, regs, cpl)
         };
-        self.stats.hypercalls += 1;
+        self.vcpu.stats.hypercalls += 1;
         if regs.rax == hypercall::call::MULTICALL {
-            self.stats.multicall_operations += u64::from(outcome.calls_executed);
+            self.vcpu.stats.multicall_operations += u64::from(outcome.calls_executed);
         }
         self.vcpu.regs.rax = outcome.rax(long);
         match outcome.action {

@@ -1,6 +1,7 @@
 //! The virtual machine monitor: VMs built from the boot archive's configuration, each with its
-//! own RAM, EPT, VMCS and devices, run round-robin on this CPU. A VM that misbehaves is
-//! stopped with a report; the others keep running.
+//! own RAM, EPT and devices ([`Vm`], behind a per-VM lock) and one or more vCPUs ([`Vcpu`],
+//! each with its own VMCS), run on every CPU in VMX root (scheduler.rs: a run queue per CPU).
+//! A VM that misbehaves is stopped with a report; the others keep running.
 
 mod console;
 mod create;
@@ -12,14 +13,17 @@ mod platform;
 mod run_loop;
 mod scheduler;
 mod setup;
+mod stop;
 mod stop_reason;
 mod string_io;
+mod vcpu;
 mod virtio_devices;
 mod vmcs;
 mod xsave;
 
 pub use console::Console;
-pub use scheduler::run;
+use scheduler::VmSlot;
+pub use scheduler::{run, run_this_cpu, work_published};
 pub use stop_reason::StopReason;
 
 use crate::{arch, memory};
@@ -45,60 +49,65 @@ use vmx::exit::{ExceptionVector, ExitReason, InterruptionInfo};
 use vmx::fields::VmcsField as F;
 
 pub use setup::SetupError;
+pub use vcpu::{State, Vcpu};
 use vm::console::{clean, LineBuffer, RateLimit, MAX_CLEAN_LINE};
 use vm::control_regs::{self, mov_to_cr0, Cr0Context, Cr0Write};
 
-/// vCPU scheduling state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Runnable,
-    Halted,
-    Stopped(StopReason),
-}
-
-/// One vCPU: its VMCS and the registers the VMCS does not hold.
-#[derive(Debug)]
-pub struct Vcpu {
-    vmcs: vmcs::Vmcs,
-    regs: GuestRegs,
-    launched: bool,
-    controls: ControlSet,
-    state: State,
-    /// An interrupt whose delivery an exit interrupted while the exit's handler injected an
-    /// exception first (SDM Vol. 3A §6.15): delivered at the next interrupt window.
-    deferred_event: Option<Injection>,
-    /// The guest's CR8 (task-priority register, SDM Vol. 3A §11.8.6.1): MOV CR8 exits (the
-    /// real CR8 is the host local APIC's TPR) and reads back this value.
-    cr8: u64,
-    /// DR0-DR3 and DR6 while the vCPU is not running (DR7 is in the VMCS).
-    debug: arch::DebugRegs,
-    /// x87/SSE/AVX/... state and XCR0 while the vCPU is not running (xsave.rs).
-    xstate: xsave::ExtendedState,
-}
-
-/// One virtual machine.
+/// One virtual machine's VM-wide state: guest memory and its EPT, devices, console. Its vCPUs
+/// ([`Vcpu`]) run on any CPU; this state is behind the VM's own lock (scheduler.rs), taken for
+/// an exit's handling and never across VM entry.
 #[derive(Debug)]
 pub struct Vm {
     name: String,
     memory: GuestMemory,
-    vcpu: Vcpu,
     platform: Platform,
     console: Console,
-    stats: ExitStats,
     caps: Capabilities,
-    /// End of the current time slice (TSC).
-    slice_end: u64,
-    /// When a halted VM's device fires (TSC): the slice ends early then, so that VM runs.
-    wake_others_at: u64,
-    /// What is left of a slice cut short for another VM's wake-up (resumed next).
-    slice_left: Option<u64>,
     /// The shortest device-timer interval honoured (10 µs of TSC ticks).
     min_timer_ticks: u64,
     /// The TSC frequency (the unit of every tick count the VM is told).
     tsc_hz: u64,
+    /// Why the VM is ending, once one vCPU decided (the others stop at their next exit).
+    stopping: Option<StopReason>,
+    /// The RIP of the vCPU that stopped the VM, for the report.
+    stop_rip: u64,
+    /// vCPUs not stopped yet: the last one out prints the VM's report.
+    vcpus_running: usize,
+    /// The exit statistics of the vCPUs that have stopped, summed for the VM's report.
+    finished_stats: ExitStats,
+    /// Extended-state switch counters of the stopped vCPUs, summed for the report.
+    xstate_switches: u64,
+    xstate_ticks: u64,
+    /// The CPU each vCPU runs on (the placement plan): whom to kick.
+    vcpu_cpus: Vec<usize>,
 }
 
-impl Vm {
+// SAFETY: a `Vm` holds raw pointers only into its own guest RAM and EPT frames (GuestMemory),
+// which no other VM and no other thread of control use except through the VM's lock.
+unsafe impl Send for Vm {}
+
+/// What an exit handler works on: the exiting vCPU and its VM (whose lock the caller holds).
+/// It dereferences to the VM, so handlers read VM-wide state as `self.platform` and the
+/// vCPU's as `self.vcpu`.
+pub struct VcpuExit<'a> {
+    vm: &'a mut Vm,
+    vcpu: &'a mut Vcpu,
+}
+
+impl core::ops::Deref for VcpuExit<'_> {
+    type Target = Vm;
+    fn deref(&self) -> &Vm {
+        self.vm
+    }
+}
+
+impl core::ops::DerefMut for VcpuExit<'_> {
+    fn deref_mut(&mut self) -> &mut Vm {
+        self.vm
+    }
+}
+
+impl VcpuExit<'_> {
     /// Whether the guest is in 64-bit mode (EFER.LMA and CS.L).
     fn long_mode(&self) -> bool {
         vmcs::read_exit(F::GUEST_IA32_EFER) & control_regs::EFER_LMA != 0 && cs_long()
@@ -107,7 +116,8 @@ impl Vm {
     /// RDMSR (reason 31): the VM's MSR policy (vm::msr) decides.
     fn rdmsr(&mut self) -> Action {
         let msr = self.vcpu.regs.rcx as u32;
-        let value = match self.platform.rdmsr(msr, &self.msr_context()) {
+        let ctx = self.msr_context();
+        let value = match self.vm.platform.rdmsr(&self.vcpu.msr_state, msr, &ctx) {
             MsrAction::Read(v) => v,
             MsrAction::ReadVmcs(field) => vmcs::read_exit(vmcs_msr_field(field).field()),
             MsrAction::InjectGp
@@ -124,7 +134,12 @@ impl Vm {
     fn wrmsr(&mut self) -> Action {
         let msr = self.vcpu.regs.rcx as u32;
         let value = (self.vcpu.regs.rdx << 32) | (self.vcpu.regs.rax & 0xffff_ffff);
-        match self.platform.wrmsr(msr, value, &self.msr_context()) {
+        let ctx = self.msr_context();
+        match self
+            .vm
+            .platform
+            .wrmsr(&mut self.vcpu.msr_state, msr, value, &ctx)
+        {
             MsrAction::Written => Action::Advance,
             MsrAction::WriteVmcs(field, v) => match vmcs::write_guest(vmcs_msr_field(field), v) {
                 Ok(()) => Action::Advance,
@@ -146,7 +161,7 @@ impl Vm {
             efer: vmcs::read_exit(F::GUEST_IA32_EFER),
             cr0: vmcs::read_exit(F::CR0_READ_SHADOW),
             // "Use TSC offsetting" (SDM Vol. 3C §26.6.5): the guest reads host TSC + offset.
-            guest_tsc: arch::rdtsc().wrapping_add(self.platform.msr_state.tsc_offset),
+            guest_tsc: arch::rdtsc().wrapping_add(self.vcpu.msr_state.tsc_offset),
         }
     }
 
@@ -233,7 +248,7 @@ impl Vm {
     /// An EPT violation inside an MMIO region: decode the instruction at RIP and perform it
     /// against the region's device.
     fn mmio(&mut self, gpa: u64, info: &ExitInfo) -> Action {
-        self.stats.mmio_accesses += 1;
+        self.vcpu.stats.mmio_accesses += 1;
         let mut bytes = [0u8; 15];
         let Some(n) = self.fetch_instruction(info.rip, &mut bytes) else {
             return Action::Stop(StopReason::MmioUnemulated { gpa });
@@ -246,9 +261,8 @@ impl Vm {
         let mut regs = InsnRegs {
             regs: &mut self.vcpu.regs,
         };
-        let platform = &mut self.platform;
-        let memory = &mut self.memory;
-        let console = &mut self.console;
+        let vm = &mut *self.vm;
+        let (platform, memory, console) = (&mut vm.platform, &mut vm.memory, &mut vm.console);
         let result = vm::insn::emulate(&bytes[..n], mode, &mut regs, |access| {
             platform.mmio(gpa, access, memory, console)
         });
@@ -310,7 +324,7 @@ impl Vm {
 
     /// VMX-preemption timer (reason 52): a device deadline or the end of the time slice.
     fn timer_expired(&mut self) -> Action {
-        if arch::rdtsc() >= self.slice_deadline() {
+        if arch::rdtsc() >= self.vcpu.slice_deadline() {
             Action::Yield
         } else {
             Action::Resume
@@ -328,9 +342,9 @@ impl Vm {
             ));
         }
         match crate::host_irq::end_of_interrupt(info.vector()) {
-            crate::host_irq::Eoi::Sent(_) => self.stats.host_interrupts_ended += 1,
-            crate::host_irq::Eoi::Spurious(_) => self.stats.host_interrupts_spurious += 1,
-            crate::host_irq::Eoi::Unreachable(_) => self.stats.host_interrupts_unended += 1,
+            crate::host_irq::Eoi::Sent(_) => self.vcpu.stats.host_interrupts_ended += 1,
+            crate::host_irq::Eoi::Spurious(_) => self.vcpu.stats.host_interrupts_spurious += 1,
+            crate::host_irq::Eoi::Unreachable(_) => self.vcpu.stats.host_interrupts_unended += 1,
         }
         Action::Resume
     }

@@ -21,13 +21,20 @@ use vmx::caps::Capabilities;
 use vmx::controls::SecondaryControls;
 use vmx::msr::Msr;
 
+/// The per-vCPU inputs of the CPUID policy.
+#[derive(Debug, Clone, Copy)]
+pub struct VcpuCpuidInput {
+    pub apic_id: u32,
+    pub cr4: u64,
+    pub xcr0: u64,
+}
+
 /// The VM's devices and policies.
 pub struct Platform {
     legacy: LegacyPlatform,
     pub virtio: VirtioDevices,
     cpuid: CpuidPolicy,
     msr: MsrPolicy,
-    pub msr_state: MsrState,
     tsc_aux: bool,
     /// CR4 bits of features the CPUID policy hides (vm::features::cr4_guest_reserved).
     cr4_reserved: u64,
@@ -107,7 +114,6 @@ impl Platform {
             cpuid = CpuidPolicy::from_host(arch::cpuid, &cc);
         }
         let msr = MsrPolicy::new(MsrConfig::new(tsc_hz));
-        let msr_state = MsrState::new(&msr, true);
         let cr4_reserved = vm::features::cr4_guest_reserved(&cpuid);
         Ok(Platform {
             cr4_reserved,
@@ -115,7 +121,6 @@ impl Platform {
             virtio,
             cpuid,
             msr,
-            msr_state,
             tsc_aux: arch::has_tsc_aux(),
         })
     }
@@ -135,18 +140,29 @@ impl Platform {
         vm::features::secondary_controls(&self.cpuid)
     }
 
-    /// CPUID as the guest sees it (precomputed policy).
-    pub fn cpuid(&self, leaf: u32, subleaf: u32, cr4: u64, xcr0: u64) -> [u32; 4] {
+    /// CPUID as vCPU `apic_id` sees it (precomputed policy; per-vCPU inputs from its state).
+    pub fn cpuid(
+        &self,
+        leaf: u32,
+        subleaf: u32,
+        cpu: &VcpuCpuidInput,
+        msrs: &MsrState,
+    ) -> [u32; 4] {
         self.cpuid.lookup(
             leaf,
             subleaf,
             &VcpuCpuidState {
-                apic_id: 0,
-                cr4,
-                xcr0,
-                limit_cpuid: self.msr_state.misc_enable & vm::msr::MISC_ENABLE_LIMIT_CPUID != 0,
+                apic_id: cpu.apic_id,
+                cr4: cpu.cr4,
+                xcr0: cpu.xcr0,
+                limit_cpuid: msrs.misc_enable & vm::msr::MISC_ENABLE_LIMIT_CPUID != 0,
             },
         )
+    }
+
+    /// A new vCPU's MSR state (vm::msr).
+    pub fn new_msr_state(&self) -> MsrState {
+        MsrState::new(&self.msr, true)
     }
 
     /// Brings the timers up to date.
@@ -244,9 +260,9 @@ impl Platform {
         }
     }
 
-    /// Loads this VM's values of the MSRs the VMCS does not switch (before it runs).
-    pub fn load_msrs(&self) {
-        for (msr, value) in self.msr_state.swapped() {
+    /// Loads a vCPU's values of the MSRs the VMCS does not switch (before it runs).
+    pub fn load_msrs(&self, state: &MsrState) {
+        for (msr, value) in state.swapped() {
             if msr == Msr::IA32_TSC_AUX && !self.tsc_aux {
                 continue;
             }
@@ -257,33 +273,28 @@ impl Platform {
     }
 
     /// Reads back the passed-through KERNEL_GS_BASE (after the VM ran).
-    pub fn save_msrs(&mut self) {
+    pub fn save_msrs(state: &mut MsrState) {
         // SAFETY: KERNEL_GS_BASE exists in long mode.
         let v = unsafe { arch::rdmsr(Msr::IA32_KERNEL_GS_BASE) };
-        self.msr_state.kernel_gs_base = v;
+        state.kernel_gs_base = v;
     }
 
     /// RDMSR/WRMSR decisions (vm::msr).
-    pub fn rdmsr(&self, msr: u32, ctx: &MsrContext) -> MsrAction {
+    pub fn rdmsr(&self, state: &MsrState, msr: u32, ctx: &MsrContext) -> MsrAction {
         if msr == Msr::IA32_KERNEL_GS_BASE.0 {
             // Passed through: the live value is in the CPU.
             // SAFETY: KERNEL_GS_BASE exists in long mode.
             return MsrAction::Read(unsafe { arch::rdmsr(Msr::IA32_KERNEL_GS_BASE) });
         }
-        self.msr.rdmsr(&self.msr_state, msr, ctx)
+        self.msr.rdmsr(state, msr, ctx)
     }
 
-    pub fn wrmsr(&mut self, msr: u32, value: u64, ctx: &MsrContext) -> MsrAction {
-        let action = self.msr.wrmsr(&mut self.msr_state, msr, value, ctx);
+    pub fn wrmsr(&self, state: &mut MsrState, msr: u32, value: u64, ctx: &MsrContext) -> MsrAction {
+        let action = self.msr.wrmsr(state, msr, value, ctx);
         if action == MsrAction::Written {
             // A swapped MSR must reach the CPU now: the guest may use it (SYSCALL) before the
             // next slice reloads them.
-            if let Some((m, v)) = self
-                .msr_state
-                .swapped()
-                .into_iter()
-                .find(|(m, _)| m.0 == msr)
-            {
+            if let Some((m, v)) = state.swapped().into_iter().find(|(m, _)| m.0 == msr) {
                 if m != Msr::IA32_TSC_AUX || self.tsc_aux {
                     // SAFETY: as in `load_msrs`.
                     unsafe { arch::wrmsr(m, v) };

@@ -32,18 +32,24 @@ fn write_injection(event: &Injection) {
 }
 
 impl Vm {
-    /// When this slice ends: its time is up, or a halted VM's device fires.
-    pub(super) fn slice_deadline(&self) -> u64 {
-        self.slice_end.min(self.wake_others_at)
+    /// One bounded round of the VM's queued device work.
+    pub(super) fn device_work(&mut self) {
+        self.platform
+            .device_work(&mut self.memory, &mut self.console);
     }
+}
 
+impl VcpuExit<'_> {
     /// Delivers the next interrupt if the guest can take it now (RFLAGS.IF = 1, no STI/MOV-SS
     /// blocking, no event already being injected: SDM Vol. 3C §27.6.1 and §26.8), otherwise
     /// asks for an exit when the window opens (interrupt-window exiting, §26.7.5). An
     /// interrupt deferred behind an exception (see [`Vcpu::deferred_event`]) goes first, then
-    /// the PIC's.
+    /// the PIC's. The 8259A's output reaches the boot vCPU only (as its INTR pin is wired on a
+    /// PC: SDM Vol. 3A §11.1, ExtINT through LINT0 of the bootstrap processor).
     pub(super) fn inject_pending_interrupt(&mut self) {
-        if self.vcpu.deferred_event.is_none() && self.platform.pending_vector().is_none() {
+        let pic = self.vcpu.index == 0;
+        if self.vcpu.deferred_event.is_none() && !(pic && self.platform.pending_vector().is_some())
+        {
             return;
         }
         let injecting = vmcs::read_exit(F::VM_ENTRY_INTERRUPTION_INFO) & (1 << 31) != 0;
@@ -58,6 +64,7 @@ impl Vm {
         }
         let event = match self.vcpu.deferred_event.take() {
             Some(event) => Some(event),
+            None if !pic => None,
             None => self.platform.acknowledge().map(|vector| Injection {
                 info: InterruptionInfo::new_external_interrupt(vector),
                 error_code: None,
@@ -66,75 +73,24 @@ impl Vm {
         };
         if let Some(event) = event {
             write_injection(&event);
-            self.stats.interrupts_injected += 1;
+            self.vcpu.stats.interrupts_injected += 1;
             // A halted guest resumes at the instruction after HLT (activity state active).
             let _ = vmcs::write_guest(vmcs::guest_field!(GUEST_ACTIVITY_STATE), 0);
         }
     }
 
-    /// Makes this VM's MSR, FPU and debug-register values live before it runs.
+    /// Makes this vCPU's MSR, extended-state and debug-register values live before it runs.
     pub(super) fn switch_in(&mut self) {
-        self.platform.load_msrs();
+        self.vm.platform.load_msrs(&self.vcpu.msr_state);
         self.vcpu.xstate.restore();
         self.vcpu.debug.restore();
     }
 
     /// Saves what `switch_in` made live after the VM ran.
     pub(super) fn switch_out(&mut self) {
-        self.platform.save_msrs();
+        Platform::save_msrs(&mut self.vcpu.msr_state);
         self.vcpu.xstate.save();
         self.vcpu.debug.save();
-    }
-
-    /// A halted vCPU that nothing can ever wake: its VM is stopped.
-    pub(super) fn halt_forever(&mut self) {
-        if let Err(e) = self.vcpu.vmcs.load() {
-            error!("vm {}: {e}", self.name);
-        }
-        self.stop(StopReason::HaltedWithoutInterruptSource);
-    }
-
-    pub(super) fn stop(&mut self, reason: StopReason) {
-        self.vcpu.state = State::Stopped(reason);
-        if matches!(
-            reason,
-            StopReason::EntryFailure { .. } | StopReason::EntryInstructionFailed { .. }
-        ) {
-            vmcs::dump(&self.name);
-        }
-        self.stats.unclaimed_port_accesses = self.platform.unclaimed_port_accesses();
-        let rip = vmcs::read(F::GUEST_RIP).unwrap_or(0);
-        self.console.flush();
-        let ran = arch::rdtsc().saturating_sub(self.console.started());
-        info!(
-            "vm {}: stopped: {reason} (RIP {rip:#x}) after {ran} ticks",
-            self.name
-        );
-        for line in alloc::format!("{}", self.stats).lines() {
-            info!("vm {}: {line}", self.name);
-        }
-        info!("vm {}: console: {}", self.name, self.console.summary());
-        let x = &self.vcpu.xstate;
-        info!(
-            "vm {}: extended state: {} xcr0={:#x} switches={} ticks={} avg={}",
-            self.name,
-            if x.xsave() { "xsave" } else { "fxsave" },
-            x.xcr0,
-            x.switches,
-            x.ticks,
-            x.ticks.checked_div(x.switches).unwrap_or(0)
-        );
-        info!(
-            "vm {}: memory: released-pages={} faulted-in={}",
-            self.name, self.memory.released, self.memory.faulted_in
-        );
-        info!(
-            "vm {}: device work: rounds={} ticks={}",
-            self.name, self.platform.virtio.work.rounds, self.platform.virtio.work.ticks
-        );
-        for line in self.platform.virtio.report() {
-            info!("vm {}: {line}", self.name);
-        }
     }
 
     /// Applies a handler's action to the VMCS; returns whether the vCPU keeps running. An
@@ -184,7 +140,7 @@ impl Vm {
                     let _ = vmcs::write_guest(vmcs::guest_field!(GUEST_RFLAGS), rflags | RFLAGS_RF);
                 }
                 write_injection(&now);
-                self.stats.exceptions_injected += 1;
+                self.vcpu.stats.exceptions_injected += 1;
                 true
             }
             Action::InjectSoftware { vector } => {
@@ -194,15 +150,14 @@ impl Vm {
                     error_code: None,
                     instruction_length: Some(info.instruction_length as u32),
                 });
-                self.stats.exceptions_injected += 1;
+                self.vcpu.stats.exceptions_injected += 1;
                 true
             }
             Action::Halt => {
                 advance(info.instruction_length);
                 // An idle vCPU is the moment to do the I/O it queued (one bounded round; the
                 // scheduler continues the rest while the vCPU sleeps).
-                self.platform
-                    .device_work(&mut self.memory, &mut self.console);
+                self.vm.device_work();
                 self.vcpu.state = State::Halted;
                 false
             }
@@ -219,98 +174,172 @@ impl Vm {
         };
         if let Some(event) = reinject {
             write_injection(&event);
-            self.stats.events_reinjected += 1;
+            self.vcpu.stats.events_reinjected += 1;
             if self.vcpu.state == State::Halted {
                 self.vcpu.state = State::Runnable;
             }
         }
         keep_running
     }
+}
 
-    /// Runs the vCPU for up to one time slice: device timers are brought up to date and
-    /// pending interrupts injected before every entry; the VMX-preemption timer is armed for
-    /// the earlier of the next device deadline and the end of the slice (SDM Vol. 3C §26.5.1:
-    /// it counts down at the TSC rate >> IA32_VMX_MISC[4:0]).
-    ///
-    /// Returns whether the slice was cut short for a halted VM's wake-up: the rest of the
-    /// slice is then kept in `slice_left`, so another VM's timers never cost this one its time.
-    pub(super) fn run_slice(&mut self, timeslice: u64, wake_others_at: u64) -> bool {
-        if let Err(e) = self.vcpu.vmcs.load() {
-            self.stop(StopReason::Bug("VMPTRLD failed"));
-            error!("vm {}: {e}", self.name);
+/// Runs `vcpu` of the VM in `slot` for up to one time slice on this CPU: device timers are
+/// brought up to date and pending interrupts injected before every entry; the VMX-preemption
+/// timer is armed for the earlier of the next device deadline and the end of the slice (SDM
+/// Vol. 3C §26.5.1: it counts down at the TSC rate >> IA32_VMX_MISC[4:0]). The VM's lock is
+/// held from each exit to the next entry, never while the guest runs. `pumps` says whether
+/// this CPU drains the console (the others leave it alone).
+///
+/// Returns whether the slice was cut short for a halted vCPU's wake-up: the rest of the slice
+/// is then kept in `slice_left`, so another vCPU's timers never cost this one its time.
+pub(super) fn run_slice(
+    slot: &VmSlot,
+    vcpu: &mut Vcpu,
+    timeslice: u64,
+    wake_others_at: u64,
+    pumps: bool,
+) -> bool {
+    let mut vm = slot.vm.lock();
+    if let Err(e) = vcpu.vmcs.load() {
+        error!("vm {}: vcpu {}: {e}", vm.name, vcpu.index);
+        VcpuExit { vm: &mut vm, vcpu }.stop(StopReason::Bug("VMPTRLD failed"));
+        return false;
+    }
+    if !vcpu.host_state_written {
+        // This CPU's host state (GDT, TSS, GS base, ...): the VMCS was created on another.
+        if setup::write_host_state().is_err() {
+            VcpuExit { vm: &mut vm, vcpu }
+                .stop(StopReason::Bug("writing the host state on this CPU failed"));
             return false;
         }
-        let preemption = self
-            .vcpu
-            .controls
-            .pin
-            .contains(PinBasedControls::ACTIVATE_VMX_PREEMPTION_TIMER);
-        let rate = self.caps.preemption_timer_rate();
-        self.switch_in();
-        let budget = self.slice_left.take().unwrap_or(timeslice);
-        self.slice_end = arch::rdtsc().saturating_add(budget);
-        self.wake_others_at = wake_others_at;
-        loop {
-            let now = arch::rdtsc();
+        vcpu.host_state_written = true;
+    }
+    let preemption = vcpu
+        .controls
+        .pin
+        .contains(PinBasedControls::ACTIVATE_VMX_PREEMPTION_TIMER);
+    let rate = vm.caps.preemption_timer_rate();
+    VcpuExit { vm: &mut vm, vcpu }.switch_in();
+    let budget = vcpu.slice_left.take().unwrap_or(timeslice);
+    vcpu.slice_end = arch::rdtsc().saturating_add(budget);
+    vcpu.wake_others_at = wake_others_at;
+    loop {
+        let now = arch::rdtsc();
+        if pumps {
             crate::serial::pump_if_due(now);
-            if self.platform.virtio.work_due().is_some_and(|d| now >= d) {
-                self.platform
-                    .device_work(&mut self.memory, &mut self.console);
+        }
+        {
+            let mut x = VcpuExit { vm: &mut vm, vcpu };
+            if let Some(reason) = x.vm.stopping {
+                // Another vCPU stopped the VM.
+                x.stop(reason);
+                break;
             }
-            self.platform.tick(now);
-            self.inject_pending_interrupt();
+            if x.vcpu.ept_generation != x.vm.memory.generation {
+                // Another vCPU changed the EPT: flush this CPU's cached translations.
+                if x.vm.memory.invept_here().is_err() {
+                    x.stop(StopReason::Bug("INVEPT failed"));
+                    break;
+                }
+                x.vcpu.ept_generation = x.vm.memory.generation;
+            }
+            if x.vm.platform.virtio.work_due().is_some_and(|d| now >= d) {
+                x.vm.device_work();
+            }
+            x.vm.platform.tick(now);
+            x.inject_pending_interrupt();
             if preemption {
                 // Queued console output gets the UART's next FIFO slot on time, like a
                 // transmit interrupt would.
-                let slice_end = self
+                let pump = if pumps {
+                    crate::serial::next_pump().unwrap_or(u64::MAX)
+                } else {
+                    u64::MAX
+                };
+                let slice_end = x
+                    .vcpu
                     .slice_deadline()
-                    .min(self.platform.virtio.work_due().unwrap_or(u64::MAX))
-                    .min(crate::serial::next_pump().unwrap_or(u64::MAX));
+                    .min(x.vm.platform.virtio.work_due().unwrap_or(u64::MAX))
+                    .min(pump);
                 // A guest may program its PIT for a 1-tick period; a floor on device deadlines
                 // (10 µs) keeps that from turning into an exit storm. Coalesced ticks are
                 // delivered as one interrupt, as the PIT model already does for missed ones.
-                let floor = now.saturating_add(self.min_timer_ticks);
-                let deadline = self
-                    .platform
-                    .next_wake()
-                    .map_or(slice_end, |d| d.max(floor).min(slice_end));
+                // Only the boot vCPU receives the PIT's interrupts.
+                let floor = now.saturating_add(x.vm.min_timer_ticks);
+                let wake = if x.vcpu.index == 0 {
+                    x.vm.platform.next_wake()
+                } else {
+                    None
+                };
+                let deadline = wake.map_or(slice_end, |d| d.max(floor).min(slice_end));
                 let ticks = (deadline.saturating_sub(now) >> rate).clamp(1, u64::from(u32::MAX));
                 let _ = vmcs::write_guest(vmcs::guest_field!(VMX_PREEMPTION_TIMER_VALUE), ticks);
             }
-            if !self.vcpu.launched {
-                self.console.start();
-                info!("vm {}: first VM entry", self.name);
-            }
-            // SAFETY: this VM's VMCS is current (loaded above) with complete host and guest
-            // state, and `launched` tracks VMLAUNCH for it.
-            let result = unsafe { entry::enter(&mut self.vcpu.regs, self.vcpu.launched) };
-            let exited_at = arch::rdtsc();
-            if let Err(rflags) = result {
-                let error = vmcs::read(F::VM_INSTRUCTION_ERROR).unwrap_or(0);
-                self.stop(StopReason::EntryInstructionFailed { rflags, error });
-                break;
-            }
-            self.vcpu.launched = true;
-            let info = ExitInfo::read();
-            let action = exits::dispatch(self, &info);
-            // Recorded before the action is applied, so a stopping VM's report includes it.
-            self.stats
-                .record(info.reason.reason.number(), arch::rdtsc() - exited_at);
-            if !self.apply(action, &info) {
-                break;
-            }
-            if !preemption && arch::rdtsc() > self.slice_deadline() {
-                break;
+            if !x.vcpu.launched {
+                if x.vcpu.index == 0 {
+                    x.vm.console.start();
+                    info!("vm {}: first VM entry", x.vm.name);
+                } else {
+                    info!(
+                        "vm {}: vcpu {} first VM entry on cpu {}",
+                        x.vm.name,
+                        x.vcpu.index,
+                        crate::percpu::current().index()
+                    );
+                }
             }
         }
-        self.switch_out();
-        let now = arch::rdtsc();
-        let cut_for_wakeup = self.vcpu.state == State::Runnable
-            && now >= self.wake_others_at
-            && now < self.slice_end;
-        if cut_for_wakeup {
-            self.slice_left = Some(self.slice_end - now);
+        drop(vm);
+        // SAFETY: this vCPU's VMCS is current (loaded above) with complete host state for this
+        // CPU and guest state, and `launched` tracks VMLAUNCH for it.
+        let result = unsafe { entry::enter(&mut vcpu.regs, vcpu.launched) };
+        let exited_at = arch::rdtsc();
+        vm = slot.vm.lock();
+        let mut x = VcpuExit { vm: &mut vm, vcpu };
+        if let Err(rflags) = result {
+            let error = vmcs::read(F::VM_INSTRUCTION_ERROR).unwrap_or(0);
+            x.stop(StopReason::EntryInstructionFailed { rflags, error });
+            break;
         }
-        cut_for_wakeup
+        x.vcpu.launched = true;
+        let info = ExitInfo::read();
+        let action = exits::dispatch(&mut x, &info);
+        // Recorded before the action is applied, so a stopping VM's report includes it.
+        x.vcpu
+            .stats
+            .record(info.reason.reason.number(), arch::rdtsc() - exited_at);
+        let keep_running = x.apply(action, &info);
+        if x.vcpu.ept_generation != x.vm.memory.generation {
+            // This vCPU changed the EPT (and flushed here): the VM's other vCPUs must flush
+            // on their CPUs before they touch guest memory again.
+            x.vcpu.ept_generation = x.vm.memory.generation;
+            x.vm.kick_other_cpus();
+        }
+        if !keep_running || (!preemption && arch::rdtsc() > x.vcpu.slice_deadline()) {
+            break;
+        }
+    }
+    let mut x = VcpuExit { vm: &mut vm, vcpu };
+    x.switch_out();
+    let now = arch::rdtsc();
+    let cut_for_wakeup =
+        x.vcpu.state == State::Runnable && now >= x.vcpu.wake_others_at && now < x.vcpu.slice_end;
+    if cut_for_wakeup {
+        x.vcpu.slice_left = Some(x.vcpu.slice_end - now);
+    }
+    cut_for_wakeup
+}
+
+impl Vm {
+    /// Kicks every CPU other than this one that runs one of this VM's vCPUs out of the guest.
+    pub(super) fn kick_other_cpus(&self) {
+        let here = crate::percpu::current().index();
+        let mut kicked = 0u64;
+        for &cpu in &self.vcpu_cpus {
+            if cpu != here && cpu < 64 && kicked & (1 << cpu) == 0 {
+                kicked |= 1 << cpu;
+                crate::smp::kick(cpu);
+            }
+        }
     }
 }

@@ -1,67 +1,196 @@
-//! The scheduler: every VM's vCPU round-robin on this CPU, halted vCPUs woken by their
-//! devices, the console drained while idle.
+//! The scheduler: the placement plan (vm::placement) gives every vCPU a home CPU; each CPU in
+//! VMX root runs its own vCPUs round-robin (its run queue), wakes its halted vCPUs when their
+//! devices fire, and idles until the earliest wake-up. A dedicated CPU (a real-time partition)
+//! runs only its VM's vCPUs, without time slicing, and leaves the console to the others.
+//!
+//! Locks: each VM's state is behind its own lock, held by a vCPU from an exit to the next
+//! entry; a vCPU's own state is touched only by its home CPU. No lock is global to the exit
+//! path: the shared structures left are the console queue (serial.rs: a bounded copy of at
+//! most one line per call), the heap (not used on the exit path except by device work that
+//! its VM's budget bounds) and the frame allocator (VM creation only).
 
 use super::*;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use spin::{Mutex, Once};
+use vm::placement::{self, VmRequest};
 
-/// Creates every configured VM and runs them round-robin until all have stopped. Returns how
-/// many VMs were created and how many could not be.
+/// One VM as the scheduler holds it: its state behind its lock, and its vCPUs.
+pub struct VmSlot {
+    pub(super) vm: Mutex<Vm>,
+    pub(super) vcpus: Vec<Mutex<Vcpu>>,
+}
+
+// SAFETY: a `Vcpu` holds its VMCS region's address and boxed state of its own; only its home
+// CPU uses it (through the mutex).
+unsafe impl Send for Vcpu {}
+
+/// What one CPU runs.
+#[derive(Debug, Default, Clone)]
+struct CpuWork {
+    /// (VM slot, vCPU index) of every vCPU homed here.
+    vcpus: Vec<(usize, usize)>,
+    /// A real-time partition's CPU: its vCPUs are never time-sliced.
+    dedicated: bool,
+    /// This CPU drains the console queue.
+    pumps: bool,
+}
+
+static VMS: Once<Vec<VmSlot>> = Once::new();
+static WORK: Once<Vec<CpuWork>> = Once::new();
+static TIMESLICE: AtomicUsize = AtomicUsize::new(0);
+/// VMs that still have a vCPU running.
+static RUNNING_VMS: AtomicUsize = AtomicUsize::new(0);
+/// Set when the plan is published: application processors start their run queues.
+static PUBLISHED: AtomicBool = AtomicBool::new(false);
+
+/// A VM's last vCPU stopped (its report is printed).
+pub(super) fn vm_finished() {
+    RUNNING_VMS.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Whether the VMs are placed and this CPU has vCPUs to run (application processors poll this
+/// while idle, woken by the kick the boot CPU sends when it publishes the plan).
+pub fn work_published() -> bool {
+    PUBLISHED.load(Ordering::Acquire)
+}
+
+/// Creates every configured VM, places their vCPUs on the CPUs in VMX root, runs this CPU's
+/// share and waits until every VM has stopped. Returns how many VMs were created and how many
+/// could not be.
 pub fn run(
     caps: &Capabilities,
     archive: &Archive<'static>,
     config: &Config,
     tsc_hz: u64,
 ) -> (usize, usize) {
-    let mut vms: Vec<Vm> = Vec::new();
+    let online: Vec<u32> = crate::smp::online().iter().map(|&c| c as u32).collect();
+    let requests: Vec<VmRequest<'_>> = config.vms.iter().map(VmRequest::from).collect();
+    let plan = match placement::plan(&requests, &online) {
+        Ok(plan) => plan,
+        Err(e) => {
+            error!("bulkhead: cannot place the VMs' vCPUs: {e}");
+            return (0, config.vms.len());
+        }
+    };
+    let mut slots: Vec<VmSlot> = Vec::new();
+    let mut created_homes: Vec<Vec<usize>> = Vec::new();
     let mut failed = 0;
     for (i, vc) in config.vms.iter().enumerate() {
-        match Vm::create(i, vc, archive, caps, tsc_hz) {
-            Ok(vm) => vms.push(vm),
+        let homes: Vec<usize> = plan.homes[i].iter().map(|&c| c as usize).collect();
+        match Vm::create(i, vc, archive, caps, tsc_hz, &homes) {
+            Ok((vm, vcpus)) => {
+                let dedicated = if vc.dedicated { " (dedicated)" } else { "" };
+                for (k, cpu) in homes.iter().enumerate() {
+                    info!("vm {}: vcpu {k} on cpu {cpu}{dedicated}", vc.name);
+                }
+                slots.push(VmSlot {
+                    vm: Mutex::new(vm),
+                    vcpus: vcpus.into_iter().map(Mutex::new).collect(),
+                });
+                created_homes.push(homes);
+            }
             Err(e) => {
                 error!("vm {}: not started: {e}", vc.name);
                 failed += 1;
             }
         }
     }
-    let created = vms.len();
-    let timeslice = config.hypervisor.timeslice;
-    // A halted VM's timer may cut another VM's slice at most this often (100 µs): the PIT
-    // model coalesces the ticks in between into one interrupt, as for any missed tick.
-    let min_wake = tsc_hz / 10_000;
-    let mut next = 0;
-    // The VM whose slice was cut for a wake-up: it resumes after the woken VM.
-    let mut resume: Option<usize> = None;
-    while !vms
-        .iter()
-        .all(|v| matches!(v.vcpu.state, State::Stopped(_)))
-    {
-        crate::serial::pump_if_due(arch::rdtsc());
-        // Halted vCPUs wake when their devices raise an interrupt; one that no device can
-        // interrupt any more (every line masked, no timer) never wakes: its VM is stopped.
-        let now = arch::rdtsc();
-        for vm in vms.iter_mut().filter(|v| v.vcpu.state == State::Halted) {
-            // Device work a sleeping vCPU waits for: one bounded round per pass, counted for
-            // its VM, with the other VMs' slices in between.
-            if vm.platform.virtio.work_due().is_some_and(|d| now >= d) {
-                vm.platform.device_work(&mut vm.memory, &mut vm.console);
-            }
-            vm.platform.tick(now);
-            if vm.platform.pending_vector().is_some() || vm.vcpu.deferred_event.is_some() {
-                vm.vcpu.state = State::Runnable;
-            } else if !vm.platform.can_wake() {
-                vm.halt_forever();
+    let created = slots.len();
+    let cpus = crate::smp::cpus().len().max(1);
+    let mut work = alloc::vec![CpuWork::default(); cpus];
+    for (slot, homes) in created_homes.iter().enumerate() {
+        for (k, &cpu) in homes.iter().enumerate() {
+            if let Some(w) = work.get_mut(cpu) {
+                w.vcpus.push((slot, k));
             }
         }
-        let runnable = (0..vms.len())
-            .map(|k| (next + k) % vms.len())
-            .find(|&i| vms[i].vcpu.state == State::Runnable);
+    }
+    for (cpu, w) in work.iter_mut().enumerate() {
+        w.dedicated = plan.dedicated_to(cpu as u32).is_some();
+    }
+    // The console is drained by the first CPU no real-time partition owns (else CPU 0).
+    let pump_cpu = online
+        .iter()
+        .map(|&c| c as usize)
+        .find(|&c| !work[c].dedicated)
+        .unwrap_or(0);
+    work[pump_cpu].pumps = true;
+    TIMESLICE.store(config.hypervisor.timeslice as usize, Ordering::Relaxed);
+    RUNNING_VMS.store(created, Ordering::Release);
+    VMS.call_once(|| slots);
+    WORK.call_once(|| work);
+    PUBLISHED.store(true, Ordering::Release);
+    for &cpu in online.iter().filter(|&&c| c != 0) {
+        crate::smp::kick(cpu as usize);
+    }
+    run_this_cpu();
+    // This CPU's vCPUs are done: drain the console until the other CPUs' are too.
+    while RUNNING_VMS.load(Ordering::Acquire) > 0 {
+        crate::serial::pump_if_due(arch::rdtsc());
+        core::hint::spin_loop();
+    }
+    let (size, high_water) = memory::heap_size_and_high_water();
+    info!(
+        "heap: {} KiB, high-water {} KiB, reserved for guest-driven growth {} KiB",
+        size / 1024,
+        high_water / 1024,
+        memory::heap_reserved() / 1024
+    );
+    (created, failed)
+}
+
+/// Runs this CPU's vCPUs until all of them have stopped.
+pub fn run_this_cpu() {
+    let cpu = crate::percpu::current().index();
+    let (Some(vms), Some(work)) = (VMS.get(), WORK.get()) else {
+        return;
+    };
+    let Some(mine) = work.get(cpu) else { return };
+    if mine.vcpus.is_empty() {
+        return;
+    }
+    // Only this CPU ever locks these vCPUs: hold them for the whole run.
+    let mut vcpus: Vec<(&VmSlot, spin::MutexGuard<'_, Vcpu>)> = mine
+        .vcpus
+        .iter()
+        .map(|&(slot, k)| (&vms[slot], vms[slot].vcpus[k].lock()))
+        .collect();
+    let timeslice = if mine.dedicated {
+        // A partition's vCPU runs until it halts or yields: no slice end to exit for.
+        u64::MAX / 4
+    } else {
+        TIMESLICE.load(Ordering::Relaxed) as u64
+    };
+    let tsc_hz = vms.first().map_or(1_000_000_000, |s| s.vm.lock().tsc_hz);
+    // A halted vCPU's timer may cut another vCPU's slice at most this often (100 µs): the PIT
+    // model coalesces the ticks in between into one interrupt, as for any missed tick.
+    let min_wake = tsc_hz / 10_000;
+    // While idle, this CPU looks for wake-ups from other CPUs this often (20 µs).
+    let poll = tsc_hz / 50_000;
+    let mut next = 0;
+    // The vCPU whose slice was cut for a wake-up: it resumes after the woken one.
+    let mut resume: Option<usize> = None;
+    while !vcpus
+        .iter()
+        .all(|(_, v)| matches!(v.state, State::Stopped(_)))
+    {
+        if mine.pumps {
+            crate::serial::pump_if_due(arch::rdtsc());
+        }
+        let now = arch::rdtsc();
+        let mut earliest: Option<u64> = None;
+        for (slot, vcpu) in vcpus.iter_mut().filter(|(_, v)| v.state == State::Halted) {
+            if let Some(d) = wake_check(slot, vcpu, now) {
+                earliest = Some(earliest.map_or(d, |e: u64| e.min(d)));
+            }
+        }
+        let runnable = (0..vcpus.len())
+            .map(|k| (next + k) % vcpus.len())
+            .find(|&i| vcpus[i].1.state == State::Runnable);
         if let Some(i) = runnable {
-            let wake_others_at = vms
-                .iter()
-                .filter(|v| v.vcpu.state == State::Halted)
-                .filter_map(|v| v.platform.next_wake())
-                .min()
-                .map_or(u64::MAX, |d| d.max(now.saturating_add(min_wake)));
-            let cut = vms[i].run_slice(timeslice, wake_others_at);
+            let wake_others_at = earliest.map_or(u64::MAX, |d| d.max(now.saturating_add(min_wake)));
+            let (slot, vcpu) = &mut vcpus[i];
+            let cut = run_loop::run_slice(slot, vcpu, timeslice, wake_others_at, mine.pumps);
             next = if cut {
                 resume = Some(i);
                 i + 1
@@ -73,38 +202,58 @@ pub fn run(
             };
             continue;
         }
-        // Everyone left is halted: wait for the earliest device deadline; without one
-        // nothing can ever wake them.
-        let deadline = vms
-            .iter()
-            .filter(|v| v.vcpu.state == State::Halted)
-            .filter_map(|v| v.platform.next_wake())
-            .min();
-        match deadline {
-            Some(d) => {
-                // Idle: the time to drain the console.
-                loop {
-                    let now = arch::rdtsc();
-                    if now >= d {
-                        break;
-                    }
-                    crate::serial::pump_if_due(now);
-                    core::hint::spin_loop();
-                }
+        // Everyone here is halted (or stopped): wait for the earliest device deadline, looking
+        // for wake-ups other CPUs cause meanwhile (a VM's device work on another vCPU).
+        let until = earliest.unwrap_or(u64::MAX).min(now.saturating_add(poll));
+        loop {
+            let now = arch::rdtsc();
+            if now >= until {
+                break;
             }
-            None => {
-                for vm in vms.iter_mut().filter(|v| v.vcpu.state == State::Halted) {
-                    vm.halt_forever();
-                }
+            if mine.pumps {
+                crate::serial::pump_if_due(now);
             }
+            core::hint::spin_loop();
         }
     }
-    let (size, high_water) = memory::heap_size_and_high_water();
-    info!(
-        "heap: {} KiB, high-water {} KiB, reserved for guest-driven growth {} KiB",
-        size / 1024,
-        high_water / 1024,
-        memory::heap_reserved() / 1024
-    );
-    (created, failed)
+}
+
+/// A halted vCPU: does its device work, brings the VM's timers up to date and makes it
+/// runnable when an interrupt is pending for it; stops it when nothing can ever wake it, or
+/// when its VM is stopping. Returns its next wake-up deadline.
+fn wake_check(slot: &VmSlot, vcpu: &mut Vcpu, now: u64) -> Option<u64> {
+    let mut vm = slot.vm.lock();
+    let mut x = VcpuExit { vm: &mut vm, vcpu };
+    if let Some(reason) = x.vm.stopping {
+        if x.vcpu.vmcs.load().is_ok() {
+            x.stop(reason);
+        }
+        return None;
+    }
+    // Device work a sleeping vCPU waits for: one bounded round per pass, counted for its VM,
+    // with the other vCPUs' slices in between.
+    if x.vm.platform.virtio.work_due().is_some_and(|d| now >= d) {
+        x.vm.device_work();
+    }
+    x.vm.platform.tick(now);
+    let boot_vcpu = x.vcpu.index == 0;
+    if x.vcpu.deferred_event.is_some() || (boot_vcpu && x.vm.platform.pending_vector().is_some()) {
+        x.vcpu.state = State::Runnable;
+        return None;
+    }
+    // Only the boot vCPU receives device interrupts (the 8259A's output): a secondary vCPU
+    // halted with nothing deferred never wakes; nor does a boot vCPU no device can interrupt,
+    // unless another vCPU of its VM still runs and may yet make a device interrupt.
+    let can_wake = boot_vcpu && (x.vm.platform.can_wake() || x.vm.vcpus_running > 1);
+    if !can_wake {
+        if x.vcpu.vmcs.load().is_ok() {
+            x.halt_forever();
+        }
+        return None;
+    }
+    if boot_vcpu {
+        x.vm.platform.next_wake()
+    } else {
+        None
+    }
 }

@@ -106,7 +106,7 @@ impl StringIoBus for Bus<'_> {
     }
 }
 
-impl Vm {
+impl VcpuExit<'_> {
     /// INS/OUTS (reason 30 with the string bit): emulated, REP forms included.
     pub(super) fn string_io(&mut self, q: &vmx::exit::IoQualification, info: &ExitInfo) -> Action {
         let mut bytes = [0u8; 15];
@@ -132,9 +132,9 @@ impl Vm {
             df: rflags & RFLAGS_DF != 0,
         };
         let mut bus = Bus {
-            platform: &mut self.platform,
-            memory: &mut self.memory,
-            console: &mut self.console,
+            platform: &mut self.vm.platform,
+            memory: &mut self.vm.memory,
+            console: &mut self.vm.console,
             paging: vm::paging::PagingState {
                 cr0: vmcs::read_exit(F::GUEST_CR0),
                 cr3: vmcs::read_exit(F::GUEST_CR3),

@@ -57,6 +57,13 @@ impl Vmcs {
         Ok(Vmcs { frame })
     }
 
+    /// VMCLEAR: writes the VMCS back to its region and makes it not current on this CPU, so
+    /// another CPU may load it (SDM Vol. 3C §25.11.1).
+    pub fn clear(&self) -> Result<(), VmcsError> {
+        // SAFETY: the region is a VMCS initialised by `new`; VMX root operation is active.
+        unsafe { instructions::vmclear(self.frame) }.map_err(VmcsError::Clear)
+    }
+
     /// Makes this VMCS current on this CPU.
     pub fn load(&self) -> Result<(), VmcsError> {
         // SAFETY: the region is a VMCS initialised by `new`; VMX root operation is active.

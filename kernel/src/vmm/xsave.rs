@@ -114,7 +114,7 @@ impl ExtendedState {
     }
 }
 
-impl Vm {
+impl VcpuExit<'_> {
     /// XSETBV (reason 55): #UD without XSAVE or with CR4.OSXSAVE = 0, #GP at CPL > 0 or for a
     /// value the VM's CPUID does not allow (SDM Vol. 2D XSETBV, Vol. 1 §13.3); otherwise
     /// XCR0 is loaded and kept with the vCPU.

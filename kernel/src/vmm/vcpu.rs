@@ -1,0 +1,68 @@
+//! A vCPU: its VMCS and everything the VMCS does not hold that is the vCPU's own (registers,
+//! interrupt state, debug registers, extended state, MSRs, exit statistics, time slice). It
+//! runs on its home CPU (scheduler.rs); the VM-wide state is in [`super::Vm`].
+
+use super::*;
+use vm::msr::MsrState;
+
+/// vCPU scheduling state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Runnable,
+    Halted,
+    Stopped(StopReason),
+}
+
+/// One vCPU.
+#[derive(Debug)]
+pub struct Vcpu {
+    /// The vCPU's number in its VM (0 = the boot vCPU; the CPUID APIC ID).
+    pub(super) index: usize,
+    pub(super) vmcs: vmcs::Vmcs,
+    pub(super) regs: GuestRegs,
+    pub(super) launched: bool,
+    /// Whether the VMCS's host-state area was written on this vCPU's CPU (scheduler.rs: a
+    /// VMCS is VMCLEARed before it moves; the new CPU rewrites the host state).
+    pub(super) host_state_written: bool,
+    pub(super) controls: ControlSet,
+    pub(super) state: State,
+    /// An interrupt whose delivery an exit interrupted while the exit's handler injected an
+    /// exception first (SDM Vol. 3A §6.15): delivered at the next interrupt window.
+    pub(super) deferred_event: Option<Injection>,
+    /// The guest's CR8 (task-priority register, SDM Vol. 3A §11.8.6.1): MOV CR8 exits (the
+    /// real CR8 is the host local APIC's TPR) and reads back this value.
+    pub(super) cr8: u64,
+    /// DR0-DR3 and DR6 while the vCPU is not running (DR7 is in the VMCS).
+    pub(super) debug: arch::DebugRegs,
+    /// x87/SSE/AVX/... state and XCR0 while the vCPU is not running (xsave.rs).
+    pub(super) xstate: xsave::ExtendedState,
+    /// The MSRs the VMCS does not switch (vm::msr), with the TSC adjustment.
+    pub(super) msr_state: MsrState,
+    /// This vCPU's exit statistics (the VM's report adds them up).
+    pub(super) stats: ExitStats,
+    /// End of the current time slice (TSC).
+    pub(super) slice_end: u64,
+    /// When a halted vCPU on the same CPU is due (TSC): the slice ends early then.
+    pub(super) wake_others_at: u64,
+    /// What is left of a slice cut short for another vCPU's wake-up (resumed next).
+    pub(super) slice_left: Option<u64>,
+    /// The VM's EPT generation this vCPU last flushed on its CPU (Vm::ept_generation).
+    pub(super) ept_generation: u64,
+}
+
+impl Vcpu {
+    /// When this slice ends: its time is up, or a halted vCPU's device fires.
+    pub(super) fn slice_deadline(&self) -> u64 {
+        self.slice_end.min(self.wake_others_at)
+    }
+
+    /// Whether this vCPU's stopping stops its whole VM: every reason on the boot vCPU, and a
+    /// fault or failure on any (a secondary vCPU that halts for good only parks itself).
+    pub(super) fn stops_vm(&self, reason: StopReason) -> bool {
+        self.index == 0
+            || !matches!(
+                reason,
+                StopReason::HaltedWithInterruptsDisabled | StopReason::HaltedWithoutInterruptSource
+            )
+    }
+}
