@@ -341,6 +341,10 @@ pub fn build_guests() -> Result<PathBuf, BootError> {
                 || name == "fidelity"
                 || name == "disk-fill"
                 || name == "spin"
+                || name == "smp-counter"
+                || name == "progress"
+                || name == "rt-latency"
+                || name == "noisy"
                 || name.starts_with("hostile-")
                 || name == "virtio-client"
                 || name == "fuzz");

@@ -2,6 +2,8 @@
 //!
 //! - [`entry!`]: the ELF entry `_start` (in `.text.start`): zeroes `.bss`, then calls the
 //!   guest's `main(ram_size, vm_index)` on the stack the hypervisor gave it.
+//! - [`smp_entry!`]: the entry for guests with several vCPUs ([`smp`]): `.bss` zeroed once,
+//!   a stack per vCPU, `main(VcpuBoot)` with the vCPU's index and count.
 //! - [`uart`]: polled output to the 16550 at 0x3F8; [`report`]: the `guest <name>: ...`
 //!   lines of the output protocol and the PASS/FAIL counters.
 //! - [`trap`]: an IDT for every exception vector; [`probe!`] runs one instruction and returns
@@ -17,6 +19,7 @@ pub mod cpu;
 pub mod hv;
 pub mod pic;
 pub mod report;
+pub mod smp;
 pub mod trap;
 pub mod uart;
 

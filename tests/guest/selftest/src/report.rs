@@ -76,9 +76,15 @@ impl Write for Line {
 /// Sets the `<name>` of every line (`selftest`, `hostile-oob-read`, ...) and prints
 /// `guest <name>: start`.
 pub fn start(name: &'static str) {
+    set_name(name);
+    say(format_args!("start"));
+}
+
+/// Sets the `<name>` of every line without printing anything (guests that print only
+/// through CONSOLE_WRITE, [`crate::hv::console_say`]).
+pub fn set_name(name: &'static str) {
     NAME_PTR.store(name.as_ptr() as *mut u8, Ordering::Relaxed);
     NAME_LEN.store(name.len(), Ordering::Relaxed);
-    say(format_args!("start"));
 }
 
 /// The name given to [`start`] (`?` before).

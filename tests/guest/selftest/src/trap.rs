@@ -227,6 +227,18 @@ pub fn init() {
     }
 }
 
+/// Loads the IDT [`init`] built into this vCPU's IDTR (vCPUs other than the one that
+/// called [`init`]; the handlers' fault recovery is for one vCPU at a time).
+pub fn load() {
+    // SAFETY: read-only use of the static IDT after `init` wrote it (the caller waited for
+    // that, smp::wait_for_start); it lives for the whole run.
+    unsafe {
+        if let Some(idt) = (*core::ptr::addr_of!(IDT)).as_ref() {
+            idt.load();
+        }
+    }
+}
+
 /// Clears the recorded fault; [`probe!`] calls this before arming.
 pub fn clear() {
     FAULT_VECTOR.store(NO_FAULT, Ordering::Relaxed);
