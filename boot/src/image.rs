@@ -342,6 +342,7 @@ pub fn build_guests() -> Result<PathBuf, BootError> {
                 || name == "disk-fill"
                 || name == "spin"
                 || name == "smp-counter"
+                || name == "smp-triple"
                 || name == "progress"
                 || name == "rt-latency"
                 || name == "noisy"

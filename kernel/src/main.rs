@@ -76,6 +76,8 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let tsc_hz = arch::calibrate_tsc_hz();
     info!("tsc: {} kHz (calibrated against the PIT)", tsc_hz / 1000);
     serial::set_tsc_hz(tsc_hz);
+    // Before the other CPUs start: they copy this CPU's CR4.
+    arch::enable_fxsr();
     if let Some(raw) = platform.raw_capabilities {
         smp::start_application_processors(boot_info.rsdp_addr.into_option(), raw, caps, tsc_hz);
     }
@@ -111,7 +113,6 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
             );
             // Build the instruction decoder's tables now, not on the first MMIO exit.
             vm::insn::warm_up();
-            arch::enable_fxsr();
             // The host tick: as configured, or 1 kHz on a CPU without the VMX-preemption
             // timer (then the only way a slice ends on time).
             let tick = match config.hypervisor.host_tick_hz {

@@ -423,5 +423,7 @@ fn enter_vmx_root(boot: &BootCpu) -> Result<vmxon::VmxRoot, ApFailure> {
         return Err(ApFailure::CapabilitiesDiffer);
     }
     arch::enable_caches();
+    // The boot CPU's CR4 already had these; the XCR0 is per CPU (SDM Vol. 1 §13.3).
+    arch::enable_fxsr();
     vmxon::enter(&boot.caps).map_err(|_| ApFailure::Vmxon)
 }

@@ -4,7 +4,8 @@
 //! alternate by time slice. Lines (CONSOLE_WRITE):
 //!
 //! ```text
-//! guest progress: progress: round R tsc T        (R = 1..=10, T = the guest's TSC)
+//! guest progress: progress: round R tsc T steps=S (R = 1..=10, T = the guest's TSC, S =
+//!                                                  batches of 256 xorshift steps computed)
 //! guest progress: progress: done rounds=10 work=W
 //! ```
 
@@ -32,12 +33,19 @@ fn main(_ram_size: u64, _vm_index: u64) -> ! {
     let mut work = 0x9E37_79B9_7F4A_7C15u64;
     for round in 1..=ROUNDS {
         let start = rdtsc();
+        // How much this vCPU computed in the round: about half as much when it shares its
+        // CPU with another busy vCPU as when it has one of its own.
+        let mut steps = 0u64;
         while rdtsc().wrapping_sub(start) < ROUND_TICKS {
             for _ in 0..256 {
                 work = step(core::hint::black_box(work));
             }
+            steps += 1;
         }
-        let _ = console_say(format_args!("progress: round {round} tsc {}", rdtsc()));
+        let _ = console_say(format_args!(
+            "progress: round {round} tsc {} steps={steps}",
+            rdtsc()
+        ));
     }
     let _ = console_say(format_args!(
         "progress: done rounds={ROUNDS} work={work:#x}"
