@@ -67,7 +67,7 @@ pub struct Figure {
 }
 
 impl Figure {
-    fn new(section: &str, name: &str, value: Option<f64>, unit: &str, method: &str) -> Self {
+    pub fn new(section: &str, name: &str, value: Option<f64>, unit: &str, method: &str) -> Self {
         Figure {
             section: section.into(),
             name: name.into(),
@@ -82,7 +82,7 @@ impl Figure {
         }
     }
 
-    fn skipped(mut self) -> Self {
+    pub fn skipped(mut self) -> Self {
         self.value = None;
         self.status = Status::Skipped;
         self
@@ -718,6 +718,8 @@ pub struct Options {
     pub out: PathBuf,
     /// Only the selftest run and the sizes; other rows are marked skipped.
     pub smoke: bool,
+    /// Emulated CPUs of the SMP rows (the other rows run on one CPU, as the KVM comparison).
+    pub cpus: u32,
     /// Progress on stderr.
     pub verbose: bool,
 }
@@ -728,6 +730,7 @@ impl Options {
             cpu: crate::bochs::DEFAULT_MODEL.into(),
             out: default_out(),
             smoke: false,
+            cpus: 2,
             verbose: true,
         }
     }
@@ -857,8 +860,20 @@ fn boot(
     megs: u32,
     timeout: u64,
 ) -> Result<RunOutcome, BootError> {
+    boot_on(o, what, image, megs, timeout, 1)
+}
+
+fn boot_on(
+    o: &Options,
+    what: &str,
+    image: &Path,
+    megs: u32,
+    timeout: u64,
+    cpus: u32,
+) -> Result<RunOutcome, BootError> {
     let mut spec = RunSpec::new(Platform::Bochs, image);
     spec.cpu_model = o.cpu.clone();
+    spec.cpus = cpus;
     spec.megs = megs;
     spec.timeout = Duration::from_secs(timeout);
     if o.verbose {
@@ -885,6 +900,22 @@ fn run_guest(
     ))?;
     let image = bundle_image(dir.path(), conf, files)?;
     boot(o, what, &image, 512, timeout)
+}
+
+/// As [`run_guest`] on `o.cpus` emulated CPUs (the SMP rows).
+fn run_guest_smp(
+    o: &Options,
+    what: &str,
+    conf: &str,
+    files: &[PathBuf],
+    timeout: u64,
+) -> Result<RunOutcome, BootError> {
+    let dir = tempfile::tempdir().map_err(io(
+        "cannot create a temporary directory in",
+        std::env::temp_dir(),
+    ))?;
+    let image = bundle_image(dir.path(), conf, files)?;
+    boot_on(o, what, &image, 512, timeout, o.cpus.max(2))
 }
 
 /// The Linux test guest's directory: `$BULKHEAD_LINUX_GUEST`, else `scripts/build-guest`'s.
@@ -962,6 +993,53 @@ pub fn run_bench(o: &Options) -> Result<Report, BootError> {
         180,
     )?;
     let mut figures = selftest_figures(&selftest.transcript);
+    if o.smoke {
+        figures.extend(
+            crate::bench_smp::smp_figures("", "", "", "", "")
+                .into_iter()
+                .map(Figure::skipped),
+        );
+    } else {
+        use crate::bench_smp::{rt_conf, selftest_on_cpu_conf, KICK_CONF};
+        let g = |n: &str| guest_dir().join(n);
+        let cpu0 = run_guest_smp(
+            o,
+            "selftest on CPU 0 of 2",
+            &selftest_on_cpu_conf(0),
+            &[g("selftest.elf")],
+            300,
+        )?;
+        let cpu1 = run_guest_smp(
+            o,
+            "selftest on CPU 1 of 2",
+            &selftest_on_cpu_conf(1),
+            &[g("selftest.elf")],
+            300,
+        )?;
+        let rt_files = [g("rt-latency.elf"), g("noisy.elf")];
+        let rt_alone = run_guest_smp(o, "real-time VM alone", &rt_conf(false), &rt_files, 300)?;
+        let rt_noisy = run_guest_smp(
+            o,
+            "real-time VM beside a noisy VM",
+            &rt_conf(true),
+            &rt_files,
+            300,
+        )?;
+        let kick = run_guest_smp(
+            o,
+            "kick latency (smp-kick)",
+            KICK_CONF,
+            &[g("smp-kick.elf")],
+            300,
+        )?;
+        figures.extend(crate::bench_smp::smp_figures(
+            &cpu0.transcript,
+            &cpu1.transcript,
+            &rt_alone.transcript,
+            &rt_noisy.transcript,
+            &kick.transcript,
+        ));
+    }
 
     let (virtio, bulkhead_linux, bare_linux, hvc0_linux) = if o.smoke {
         (None, None, None, None)

@@ -343,6 +343,7 @@ pub fn build_guests() -> Result<PathBuf, BootError> {
                 || name == "spin"
                 || name == "smp-counter"
                 || name == "smp-triple"
+                || name == "smp-kick"
                 || name == "progress"
                 || name == "rt-latency"
                 || name == "noisy"

@@ -38,7 +38,7 @@ USAGE:
       IMG defaults to target/images/bulkhead-{bios,uefi}.img for the platform.
       Exit status: the kernel's exit status (docs/exit-status.md), 124 on timeout,
       125 when the emulator stopped without the kernel's verdict, 2 on usage errors.
-  bulkhead-boot bench [--cpu MODEL] [--out FILE.json] [--smoke]
+  bulkhead-boot bench [--cpu MODEL] [--cpus N] [--out FILE.json] [--smoke]
       Build what the benchmarks need, run them in Bochs (exit round trips, virtio-blk and
       virtio-net, Linux under Bulkhead and on bare Bochs, image sizes, per-VM memory), print
       a markdown table and write the figures as JSON to FILE (default target/bench/bench.json).
@@ -228,7 +228,7 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
             Ok(u8::try_from(outcome.status_code()).unwrap_or(1))
         }
         "bench" => {
-            let o = Opts::parse(rest, &["--smoke", "--quiet"], &["--cpu", "--out"])?;
+            let o = Opts::parse(rest, &["--smoke", "--quiet"], &["--cpu", "--out", "--cpus"])?;
             let mut opts = bulkhead_boot::bench::Options::new();
             if let Some(c) = o.get("--cpu") {
                 opts.cpu = c.to_string();
@@ -237,6 +237,13 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
                 opts.out = PathBuf::from(f);
             }
             opts.smoke = o.has("--smoke");
+            if let Some(c) = o.get("--cpus") {
+                opts.cpus = c.parse::<u32>().ok().filter(|&n| n >= 2).ok_or_else(|| {
+                    BootError::Usage(format!(
+                        "--cpus takes a whole number of at least 2, not '{c}'"
+                    ))
+                })?;
+            }
             opts.verbose = !o.has("--quiet");
             let report = bulkhead_boot::bench::run_bench(&opts)?;
             print!("{}", report.markdown());

@@ -285,3 +285,43 @@ fn a_dedicated_real_time_vm_keeps_its_period_beside_a_noisy_neighbour() {
         );
     }
 }
+
+/// The EPT shootdown kicks the VM's other vCPU out of the guest on its CPU: 100 MEM_RELEASEs
+/// on vCPU 0 change the EPT, and vCPU 1 (computing on CPU 1) takes a kick for them and flushes
+/// before it runs on; the kicks and their latency are counted.
+#[test]
+fn an_ept_change_kicks_the_vms_other_cpu() {
+    let conf = vm("kick", "smp-kick.elf", "vcpus = 2\n");
+    let (_dir, image) = bundle_image(&conf, &["smp-kick.elf"]);
+    let run = bulkhead_tests::boot_image_smp(
+        bulkhead_boot::Platform::Bochs,
+        &image,
+        "corei7_skylake_x",
+        2,
+        300,
+    );
+    run.exited(0, "ok")
+        .saw("[kick] guest smp-kick: smp-kick: releases=100 ok")
+        .saw("vm kick: vcpu 1 on cpu 1")
+        .saw("vm kick: memory: released-pages=100 faulted-in=100");
+    let line = run.line("vm kick: vcpu 1 exits: kicks count=");
+    let num = |key: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{key}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key}= in {line}"))
+    };
+    let (count, avg, worst) = (num("count"), num("avg"), num("worst"));
+    // Each release kicks CPU 1 once; a kick sent while the previous one is still pending
+    // merges with it (one IPI vector), so a few may coalesce, none may be lost entirely.
+    assert!((50..=100).contains(&count), "{count} kicks: {line}");
+    assert!(avg > 0 && worst >= avg, "{line}");
+    assert_eq!(
+        vcpu_exits(&run, "kick", 1, "external interrupt"),
+        count,
+        "{line}"
+    );
+    // vCPU 0 changed the EPT itself: nobody kicks it.
+    run.not_saw("vm kick: vcpu 0 exits: kicks");
+    eprintln!("{line}");
+}

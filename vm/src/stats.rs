@@ -23,6 +23,10 @@ pub struct ExitStats {
     pub total: ReasonStats,
     /// The longest handling of one exit (TSC ticks): the worst-case exit latency.
     pub worst: u64,
+    /// Kicks (IPIs from other CPUs) taken while in the guest, and the ticks from sending each
+    /// to its exit here, summed and the longest.
+    pub kicks: ReasonStats,
+    pub kick_worst: u64,
     pub unclaimed_port_accesses: u64,
     pub interrupts_injected: u64,
     pub exceptions_injected: u64,
@@ -50,6 +54,8 @@ impl ExitStats {
             reasons: [ReasonStats { count: 0, ticks: 0 }; REASON_SLOTS + 1],
             total: ReasonStats { count: 0, ticks: 0 },
             worst: 0,
+            kicks: ReasonStats { count: 0, ticks: 0 },
+            kick_worst: 0,
             unclaimed_port_accesses: 0,
             interrupts_injected: 0,
             exceptions_injected: 0,
@@ -82,6 +88,13 @@ impl ExitStats {
         self.worst = self.worst.max(ticks);
     }
 
+    /// Records one kick received `ticks` after it was sent.
+    pub fn record_kick(&mut self, ticks: u64) {
+        self.kicks.count += 1;
+        self.kicks.ticks = self.kicks.ticks.saturating_add(ticks);
+        self.kick_worst = self.kick_worst.max(ticks);
+    }
+
     /// Adds `other`'s counters to these (a VM's report sums its vCPUs').
     pub fn merge(&mut self, other: &ExitStats) {
         for (a, b) in self.reasons.iter_mut().zip(other.reasons.iter()) {
@@ -91,6 +104,9 @@ impl ExitStats {
         self.total.count += other.total.count;
         self.total.ticks = self.total.ticks.saturating_add(other.total.ticks);
         self.worst = self.worst.max(other.worst);
+        self.kicks.count += other.kicks.count;
+        self.kicks.ticks = self.kicks.ticks.saturating_add(other.kicks.ticks);
+        self.kick_worst = self.kick_worst.max(other.kick_worst);
         self.unclaimed_port_accesses = self
             .unclaimed_port_accesses
             .max(other.unclaimed_port_accesses);
@@ -148,6 +164,15 @@ impl fmt::Display for ExitStats {
             "exits: {:<22} count={} ticks={} worst={}",
             "total", self.total.count, self.total.ticks, self.worst
         )?;
+        if self.kicks.count > 0 {
+            writeln!(
+                f,
+                "exits: kicks count={} latency avg={} worst={}",
+                self.kicks.count,
+                self.kicks.ticks / self.kicks.count,
+                self.kick_worst
+            )?;
+        }
         write!(
             f,
             "exits: hypercalls={} multicall-ops={} mmio={} unclaimed-ports={} interrupts-injected={} exceptions-injected={} events-reinjected={} host-irqs-ended={} host-irqs-spurious={} host-irqs-unended={}",
@@ -196,5 +221,53 @@ mod tests {
         assert!(text.contains("other"), "{text}");
         assert!(text.contains("total"), "{text}");
         assert_eq!(s.nonzero().count(), 3);
+    }
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+
+    #[test]
+    fn a_vms_statistics_add_up_its_vcpus_and_keep_the_worst() {
+        let mut a = ExitStats::new();
+        a.record(10, 700);
+        a.record(10, 900);
+        a.hypercalls = 2;
+        a.record_kick(800);
+        let mut b = ExitStats::new();
+        b.record(10, 650);
+        b.record(12, 4000);
+        b.record_kick(1200);
+        let mut vm = ExitStats::new();
+        vm.merge(&a);
+        vm.merge(&b);
+        assert_eq!(
+            vm.get(10),
+            ReasonStats {
+                count: 3,
+                ticks: 2250
+            }
+        );
+        assert_eq!(vm.get(12).count, 1);
+        assert_eq!(
+            vm.total,
+            ReasonStats {
+                count: 4,
+                ticks: 6250
+            }
+        );
+        assert_eq!(vm.worst, 4000);
+        assert_eq!(vm.hypercalls, 2);
+        assert_eq!(
+            (vm.kicks.count, vm.kicks.ticks, vm.kick_worst),
+            (2, 2000, 1200)
+        );
+        let text = alloc::format!("{vm}");
+        assert!(text.contains("count=4 ticks=6250 worst=4000"), "{text}");
+        assert!(
+            text.contains("exits: kicks count=2 latency avg=1000 worst=1200"),
+            "{text}"
+        );
     }
 }

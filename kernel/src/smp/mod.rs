@@ -324,14 +324,30 @@ pub fn online() -> Vec<usize> {
         .collect()
 }
 
+/// When the last kick to each CPU was sent (TSC; 0 when none is outstanding): the receiving
+/// CPU's kick exit measures the kick's latency from it.
+static KICK_SENT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
 /// Wakes CPU `index` with the kick IPI: a halted CPU wakes; one running a guest takes an
 /// external-interrupt exit.
 pub fn kick(index: usize) {
     if let Some(cpu) = cpus().get(index) {
         if cpu.state() == CpuState::VmxRoot {
+            if let Some(sent) = KICK_SENT.get(index) {
+                let _ =
+                    sent.compare_exchange(0, arch::rdtsc(), Ordering::Relaxed, Ordering::Relaxed);
+            }
             lapic::send_kick(cpu.apic_id);
         }
     }
+}
+
+/// The ticks since the oldest kick to this CPU not yet received, clearing it: called by the
+/// handler of the kick's external-interrupt exit.
+pub fn kick_received() -> Option<u64> {
+    let me = crate::percpu::current().index();
+    let sent = KICK_SENT.get(me)?.swap(0, Ordering::Relaxed);
+    (sent != 0).then(|| arch::rdtsc().saturating_sub(sent))
 }
 
 /// Ends the run on every application processor: each leaves VMX operation and halts. Waits

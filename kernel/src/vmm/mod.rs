@@ -341,6 +341,12 @@ impl VcpuExit<'_> {
                 "external-interrupt exit without a vector although interrupts are acknowledged on exit",
             ));
         }
+        if info.vector() == crate::lapic::KICK_VECTOR {
+            // Another CPU wants this vCPU out of the guest (its VM stops, its EPT changed).
+            if let Some(ticks) = crate::smp::kick_received() {
+                self.vcpu.stats.record_kick(ticks);
+            }
+        }
         match crate::host_irq::end_of_interrupt(info.vector()) {
             crate::host_irq::Eoi::Sent(_) => self.vcpu.stats.host_interrupts_ended += 1,
             crate::host_irq::Eoi::Spurious(_) => self.vcpu.stats.host_interrupts_spurious += 1,

@@ -302,6 +302,7 @@ pub(super) fn run_slice(
             break;
         }
         x.vcpu.launched = true;
+        let generation = x.vm.memory.generation;
         let info = ExitInfo::read();
         let action = exits::dispatch(&mut x, &info);
         // Recorded before the action is applied, so a stopping VM's report includes it.
@@ -309,10 +310,22 @@ pub(super) fn run_slice(
             .stats
             .record(info.reason.reason.number(), arch::rdtsc() - exited_at);
         let keep_running = x.apply(action, &info);
-        if x.vcpu.ept_generation != x.vm.memory.generation {
-            // This vCPU changed the EPT (and flushed here): the VM's other vCPUs must flush
-            // on their CPUs before they touch guest memory again.
-            x.vcpu.ept_generation = x.vm.memory.generation;
+        if x.vcpu.index != 0 && x.vm.platform.pending_vector().is_some() {
+            // A device interrupt for vCPU 0 (its handling here raised it): if vCPU 0 runs
+            // elsewhere, kick it so the interrupt is injected now, not at its next exit.
+            if let Some(&boot_cpu) = x.vm.vcpu_cpus.first() {
+                if boot_cpu != crate::percpu::current().index() {
+                    crate::smp::kick(boot_cpu);
+                }
+            }
+        }
+        if x.vm.memory.generation != generation {
+            // This exit changed the EPT (and flushed this CPU): the VM's other vCPUs must
+            // flush on their CPUs before they touch guest memory again. A change by another
+            // vCPU since this one's last flush is still flushed before the next entry.
+            if x.vcpu.ept_generation == generation {
+                x.vcpu.ept_generation = x.vm.memory.generation;
+            }
             x.vm.kick_other_cpus();
         }
         if !keep_running || (!preemption && arch::rdtsc() > x.vcpu.slice_deadline()) {

@@ -43,7 +43,7 @@ read-only = false
 kind = "real16"
 image = "realmode.bin"
 memory = "4M"
-vcpus = 3
+vcpus = 1
 cpus = [0, 1]
 
 [vm.rt]      # a real-time partition: CPUs 2 and 3 run nothing else
@@ -133,7 +133,7 @@ fn parses_every_key() {
     );
     assert_eq!(
         (b.vcpus, b.cpus.as_deref(), b.dedicated),
-        (3, Some(&[0, 1][..]), false)
+        (1, Some(&[0, 1][..]), false)
     );
     let rt = &c.vms[3];
     assert_eq!(
@@ -586,6 +586,13 @@ const ERRORS: &[(&str, usize, usize, &str)] = &[
         5,
         9,
         "vcpus = 17: expected a number of vCPUs from 1 to 16, e.g. 2",
+    ),
+    (
+        "[vm.a]\nkind = \"linux\"\nimage = \"a\"\nmemory = \"4M\"\nvcpus = 2\n",
+        5,
+        9,
+        "vcpus = 2: expected 1 for this kind: only elf64 guests can have several vCPUs until \
+         the guest local APIC (INIT/SIPI) exists; use kind = \"elf64\" or vcpus = 1",
     ),
     (
         "[vm.a]\nvcpus = \"2\"\n",
