@@ -76,6 +76,7 @@ pub fn build_images(
     };
 
     let mut bios = bootloader::BiosBoot::new(kernel);
+    bios.set_boot_config(&boot_config());
     if let Some(r) = ramdisk {
         bios.set_ramdisk(r);
     }
@@ -86,6 +87,7 @@ pub fn build_images(
         })?;
 
     let mut uefi = bootloader::UefiBoot::new(kernel);
+    uefi.set_boot_config(&boot_config());
     if let Some(r) = ramdisk {
         uefi.set_ramdisk(r);
     }
@@ -284,6 +286,7 @@ pub fn build_bios_image(
     out: &Path,
 ) -> Result<(), BootError> {
     let mut bios = bootloader::BiosBoot::new(kernel);
+    bios.set_boot_config(&boot_config());
     if let Some(r) = ramdisk {
         bios.set_ramdisk(r);
     }
@@ -293,6 +296,15 @@ pub fn build_bios_image(
     })
 }
 
+/// The bootloader's run-time configuration: its log goes to the serial port only. Its
+/// framebuffer log drew into the 800x600x24 VESA mode that Bochs's RFB display cannot show,
+/// and those redraws are where two Bochs at once crashed (../shared/platform-notes.md).
+fn boot_config() -> bootloader::BootConfig {
+    let mut config = bootloader::BootConfig::default();
+    config.frame_buffer_logging = false;
+    config
+}
+
 /// Creates only the UEFI image.
 pub fn build_uefi_image(
     kernel: &Path,
@@ -300,6 +312,7 @@ pub fn build_uefi_image(
     out: &Path,
 ) -> Result<(), BootError> {
     let mut uefi = bootloader::UefiBoot::new(kernel);
+    uefi.set_boot_config(&boot_config());
     if let Some(r) = ramdisk {
         uefi.set_ramdisk(r);
     }

@@ -325,3 +325,42 @@ fn an_ept_change_kicks_the_vms_other_cpu() {
     run.not_saw("vm kick: vcpu 0 exits: kicks");
     eprintln!("{line}");
 }
+
+/// The pool: three busy VMs without `cpus` on two CPUs share both, a slice at a time (each
+/// pool vCPU's VMCS VMCLEARed after its slice and loaded by whichever CPU runs it next), so
+/// each computes about as much as the others; homed statically, one of them would have a CPU
+/// of its own and compute about twice as much as each of the other two.
+#[test]
+fn pool_vcpus_share_every_cpu_of_the_pool() {
+    let conf =
+        vm("a", "progress.elf", "") + &vm("b", "progress.elf", "") + &vm("c", "progress.elf", "");
+    let (_dir, image) = bundle_image(&conf, &["progress.elf"]);
+    let run = bulkhead_tests::boot_image_smp(
+        bulkhead_boot::Platform::Bochs,
+        &image,
+        "corei7_skylake_x",
+        2,
+        400,
+    );
+    run.exited(0, "ok");
+    let sums: Vec<u64> = ["a", "b", "c"]
+        .iter()
+        .map(|vm| {
+            run.saw(&format!("[{vm}] guest progress: progress: done rounds=10"));
+            steps(&run, vm)[1..9].iter().sum()
+        })
+        .collect();
+    let (min, max) = (sums.iter().min().unwrap(), sums.iter().max().unwrap());
+    eprintln!("pool of 2 CPUs, 3 VMs: steps {sums:?}");
+    assert!(max * 10 < min * 13, "unequal shares of the pool: {sums:?}");
+    // They moved between the CPUs.
+    for vm in ["a", "b", "c"] {
+        let line = run.line(&format!("vm {vm}: exits: hypercalls="));
+        let migrations: u64 = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("migrations="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!(migrations > 0, "{vm} never moved: {line}");
+    }
+}

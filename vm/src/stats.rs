@@ -27,6 +27,8 @@ pub struct ExitStats {
     /// to its exit here, summed and the longest.
     pub kicks: ReasonStats,
     pub kick_worst: u64,
+    /// Slices a pool vCPU ran on a different CPU than its previous one.
+    pub migrations: u64,
     pub unclaimed_port_accesses: u64,
     pub interrupts_injected: u64,
     pub exceptions_injected: u64,
@@ -56,6 +58,7 @@ impl ExitStats {
             worst: 0,
             kicks: ReasonStats { count: 0, ticks: 0 },
             kick_worst: 0,
+            migrations: 0,
             unclaimed_port_accesses: 0,
             interrupts_injected: 0,
             exceptions_injected: 0,
@@ -107,6 +110,7 @@ impl ExitStats {
         self.kicks.count += other.kicks.count;
         self.kicks.ticks = self.kicks.ticks.saturating_add(other.kicks.ticks);
         self.kick_worst = self.kick_worst.max(other.kick_worst);
+        self.migrations += other.migrations;
         self.unclaimed_port_accesses = self
             .unclaimed_port_accesses
             .max(other.unclaimed_port_accesses);
@@ -175,7 +179,7 @@ impl fmt::Display for ExitStats {
         }
         write!(
             f,
-            "exits: hypercalls={} multicall-ops={} mmio={} unclaimed-ports={} interrupts-injected={} exceptions-injected={} events-reinjected={} host-irqs-ended={} host-irqs-spurious={} host-irqs-unended={}",
+            "exits: hypercalls={} multicall-ops={} mmio={} unclaimed-ports={} interrupts-injected={} exceptions-injected={} events-reinjected={} host-irqs-ended={} host-irqs-spurious={} host-irqs-unended={} migrations={}",
             self.hypercalls,
             self.multicall_operations,
             self.mmio_accesses,
@@ -185,7 +189,8 @@ impl fmt::Display for ExitStats {
             self.events_reinjected,
             self.host_interrupts_ended,
             self.host_interrupts_spurious,
-            self.host_interrupts_unended
+            self.host_interrupts_unended,
+            self.migrations
         )
     }
 }

@@ -247,6 +247,8 @@ impl Vm {
                 wake_others_at: u64::MAX,
                 slice_left: None,
                 ept_generation: 0,
+                pooled: config.cpus.is_none(),
+                last_cpu: None,
             });
             if index == 0 {
                 info!("vm {}: vcpu 0 VPID {}", config.name, resources.vpid);

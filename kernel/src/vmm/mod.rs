@@ -9,6 +9,7 @@ mod entry;
 mod exits;
 mod guest_memory;
 mod hypercalls;
+mod inject;
 mod platform;
 mod run_loop;
 mod scheduler;

@@ -18,6 +18,13 @@ use vm::placement::{self, VmRequest};
 pub struct VmSlot {
     pub(super) vm: Mutex<Vm>,
     pub(super) vcpus: Vec<Mutex<Vcpu>>,
+    /// Its index in the configuration.
+    config_index: usize,
+}
+
+/// The configuration of the VM in `slot`.
+fn slot_config<'c>(config: &'c Config, slots: &[VmSlot], slot: usize) -> Option<&'c VmConfig> {
+    config.vms.get(slots.get(slot)?.config_index)
 }
 
 // SAFETY: a `Vcpu` holds its VMCS region's address and boxed state of its own; only its home
@@ -27,8 +34,10 @@ unsafe impl Send for Vcpu {}
 /// What one CPU runs.
 #[derive(Debug, Default, Clone)]
 struct CpuWork {
-    /// (VM slot, vCPU index) of every vCPU homed here.
+    /// (VM slot, vCPU index) of every vCPU pinned here (`cpus`, `dedicated`).
     vcpus: Vec<(usize, usize)>,
+    /// This CPU also runs the pool: the vCPUs of VMs without `cpus`.
+    pool: bool,
     /// A real-time partition's CPU: its vCPUs are never time-sliced.
     dedicated: bool,
     /// This CPU drains the console queue.
@@ -37,6 +46,18 @@ struct CpuWork {
 
 static VMS: Once<Vec<VmSlot>> = Once::new();
 static WORK: Once<Vec<CpuWork>> = Once::new();
+/// The pool's vCPUs (VM slot, vCPU index): any non-dedicated CPU runs them, a slice at a time.
+static POOL: Once<Vec<(usize, usize)>> = Once::new();
+/// Pool vCPUs not stopped yet.
+static POOL_RUNNING: AtomicUsize = AtomicUsize::new(0);
+/// Whether more than one CPU serves the pool (then a pool vCPU's VMCS is VMCLEARed after each
+/// slice, so any of them can load it next).
+static POOL_SHARED: AtomicBool = AtomicBool::new(false);
+
+/// A pool vCPU stopped.
+pub(super) fn pool_vcpu_stopped() {
+    POOL_RUNNING.fetch_sub(1, Ordering::AcqRel);
+}
 static TIMESLICE: AtomicUsize = AtomicUsize::new(0);
 /// VMs that still have a vCPU running.
 static RUNNING_VMS: AtomicUsize = AtomicUsize::new(0);
@@ -79,13 +100,18 @@ pub fn run(
         let homes: Vec<usize> = plan.homes[i].iter().map(|&c| c as usize).collect();
         match Vm::create(i, vc, archive, caps, tsc_hz, &homes) {
             Ok((vm, vcpus)) => {
-                let dedicated = if vc.dedicated { " (dedicated)" } else { "" };
+                let how = match (vc.dedicated, &vc.cpus) {
+                    (true, _) => " (dedicated)",
+                    (false, Some(_)) => " (pinned)",
+                    (false, None) => " first (pool: it runs on any CPU no partition owns)",
+                };
                 for (k, cpu) in homes.iter().enumerate() {
-                    info!("vm {}: vcpu {k} on cpu {cpu}{dedicated}", vc.name);
+                    info!("vm {}: vcpu {k} on cpu {cpu}{how}", vc.name);
                 }
                 slots.push(VmSlot {
                     vm: Mutex::new(vm),
                     vcpus: vcpus.into_iter().map(Mutex::new).collect(),
+                    config_index: i,
                 });
                 created_homes.push(homes);
             }
@@ -98,9 +124,13 @@ pub fn run(
     let created = slots.len();
     let cpus = crate::smp::cpus().len().max(1);
     let mut work = alloc::vec![CpuWork::default(); cpus];
+    let mut pool = Vec::new();
     for (slot, homes) in created_homes.iter().enumerate() {
+        let pinned = slot_config(config, &slots, slot).is_some_and(|c| c.cpus.is_some());
         for (k, &cpu) in homes.iter().enumerate() {
-            if let Some(w) = work.get_mut(cpu) {
+            if !pinned {
+                pool.push((slot, k));
+            } else if let Some(w) = work.get_mut(cpu) {
                 w.vcpus.push((slot, k));
             }
         }
@@ -108,6 +138,17 @@ pub fn run(
     for (cpu, w) in work.iter_mut().enumerate() {
         w.dedicated = plan.dedicated_to(cpu as u32).is_some();
     }
+    let mut pool_cpus = 0;
+    for &cpu in &online {
+        let w = &mut work[cpu as usize];
+        if !w.dedicated {
+            w.pool = true;
+            pool_cpus += 1;
+        }
+    }
+    POOL_SHARED.store(pool_cpus > 1, Ordering::Relaxed);
+    POOL_RUNNING.store(pool.len(), Ordering::Release);
+    POOL.call_once(|| pool);
     // The console is drained by the first CPU no real-time partition owns (else CPU 0).
     let pump_cpu = online
         .iter()
@@ -139,17 +180,19 @@ pub fn run(
     (created, failed)
 }
 
-/// Runs this CPU's vCPUs until all of them have stopped.
+/// Runs this CPU's pinned vCPUs, and pool vCPUs a slice at a time, until all have stopped.
 pub fn run_this_cpu() {
     let cpu = crate::percpu::current().index();
-    let (Some(vms), Some(work)) = (VMS.get(), WORK.get()) else {
+    let (Some(vms), Some(work), Some(pool)) = (VMS.get(), WORK.get(), POOL.get()) else {
         return;
     };
     let Some(mine) = work.get(cpu) else { return };
-    if mine.vcpus.is_empty() {
+    let pool: &[(usize, usize)] = if mine.pool { pool } else { &[] };
+    if mine.vcpus.is_empty() && pool.is_empty() {
         return;
     }
-    // Only this CPU ever locks these vCPUs: hold them for the whole run.
+    // Only this CPU ever locks its pinned vCPUs: hold them for the whole run. Pool vCPUs are
+    // taken with `try_lock` for one wake-up check or one slice at a time.
     let mut vcpus: Vec<(&VmSlot, spin::MutexGuard<'_, Vcpu>)> = mine
         .vcpus
         .iter()
@@ -167,28 +210,77 @@ pub fn run_this_cpu() {
     let min_wake = tsc_hz / 10_000;
     // While idle, this CPU looks for wake-ups from other CPUs this often (20 µs).
     let poll = tsc_hz / 50_000;
+    let shared_pool = POOL_SHARED.load(Ordering::Relaxed);
     let mut next = 0;
+    let mut next_pool = 0;
+    // Pinned and pool vCPUs take turns.
+    let mut pool_turn = false;
     // The vCPU whose slice was cut for a wake-up: it resumes after the woken one.
     let mut resume: Option<usize> = None;
-    while !vcpus
-        .iter()
-        .all(|(_, v)| matches!(v.state, State::Stopped(_)))
-    {
+    let mut pool_resume: Option<usize> = None;
+    loop {
+        let pinned_done = vcpus
+            .iter()
+            .all(|(_, v)| matches!(v.state, State::Stopped(_)));
+        if pinned_done && (pool.is_empty() || POOL_RUNNING.load(Ordering::Acquire) == 0) {
+            break;
+        }
         if mine.pumps {
             crate::serial::pump_if_due(arch::rdtsc());
         }
         let now = arch::rdtsc();
         let mut earliest: Option<u64> = None;
-        for (slot, vcpu) in vcpus.iter_mut().filter(|(_, v)| v.state == State::Halted) {
-            if let Some(d) = wake_check(slot, vcpu, now) {
+        let mut note = |d: Option<u64>| {
+            if let Some(d) = d {
                 earliest = Some(earliest.map_or(d, |e: u64| e.min(d)));
             }
+        };
+        for (slot, vcpu) in vcpus.iter_mut().filter(|(_, v)| v.state == State::Halted) {
+            note(wake_check(slot, vcpu, now));
         }
-        let runnable = (0..vcpus.len())
+        for &(s, k) in pool {
+            if let Some(mut v) = vms[s].vcpus[k].try_lock() {
+                if v.state == State::Halted {
+                    note(wake_check(&vms[s], &mut v, now));
+                }
+            }
+        }
+        let wake_others_at = earliest.map_or(u64::MAX, |d| d.max(now.saturating_add(min_wake)));
+        let pinned_pick = (0..vcpus.len())
             .map(|k| (next + k) % vcpus.len())
             .find(|&i| vcpus[i].1.state == State::Runnable);
-        if let Some(i) = runnable {
-            let wake_others_at = earliest.map_or(u64::MAX, |d| d.max(now.saturating_add(min_wake)));
+        pool_turn = !pool_turn;
+        if pinned_pick.is_none() || (pool_turn && !pool.is_empty()) {
+            // A runnable pool vCPU no other CPU holds, round-robin.
+            let picked = (0..pool.len()).find_map(|j| {
+                let at = (next_pool + j) % pool.len();
+                let (s, k) = pool[at];
+                let v = vms[s].vcpus[k].try_lock()?;
+                (v.state == State::Runnable).then_some((at, &vms[s], v))
+            });
+            if let Some((at, slot, mut v)) = picked {
+                let cut = run_loop::run_slice(slot, &mut v, timeslice, wake_others_at, mine.pumps);
+                if shared_pool && !matches!(v.state, State::Stopped(_)) {
+                    // Another CPU may run it next (SDM Vol. 3C §25.11.1: VMCLEAR before a
+                    // VMCS is made current on another processor).
+                    if v.vmcs.clear().is_ok() {
+                        v.launched = false;
+                        v.host_state_written = false;
+                    }
+                }
+                next_pool = if cut {
+                    pool_resume = Some(at);
+                    at + 1
+                } else {
+                    match pool_resume.take() {
+                        Some(r) if r != at => r,
+                        _ => at + 1,
+                    }
+                };
+                continue;
+            }
+        }
+        if let Some(i) = pinned_pick {
             let (slot, vcpu) = &mut vcpus[i];
             let cut = run_loop::run_slice(slot, vcpu, timeslice, wake_others_at, mine.pumps);
             next = if cut {
@@ -202,8 +294,8 @@ pub fn run_this_cpu() {
             };
             continue;
         }
-        // Everyone here is halted (or stopped): wait for the earliest device deadline, looking
-        // for wake-ups other CPUs cause meanwhile (a VM's device work on another vCPU).
+        // Everything here is halted (or stopped, or running elsewhere): wait for the earliest
+        // device deadline, looking for wake-ups other CPUs cause meanwhile.
         let until = earliest.unwrap_or(u64::MAX).min(now.saturating_add(poll));
         loop {
             let now = arch::rdtsc();

@@ -19,6 +19,9 @@ impl VcpuExit<'_> {
             return;
         }
         self.vcpu.state = State::Stopped(reason);
+        if self.vcpu.pooled {
+            scheduler::pool_vcpu_stopped();
+        }
         if matches!(
             reason,
             StopReason::EntryFailure { .. } | StopReason::EntryInstructionFailed { .. }
