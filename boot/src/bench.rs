@@ -886,7 +886,7 @@ fn boot_on(
     Ok(outcome)
 }
 
-/// Runs Bulkhead's test guests under Bulkhead with the bench config (one Bochs run).
+/// Runs Bulkhead's test guests under Bulkhead with the bench config (one Bochs run, one CPU).
 fn run_guest(
     o: &Options,
     what: &str,
@@ -894,12 +894,7 @@ fn run_guest(
     files: &[PathBuf],
     timeout: u64,
 ) -> Result<RunOutcome, BootError> {
-    let dir = tempfile::tempdir().map_err(io(
-        "cannot create a temporary directory in",
-        std::env::temp_dir(),
-    ))?;
-    let image = bundle_image(dir.path(), conf, files)?;
-    boot(o, what, &image, 512, timeout)
+    run_guest_on(o, what, conf, files, timeout, 1)
 }
 
 /// As [`run_guest`] on `o.cpus` emulated CPUs (the SMP rows).
@@ -910,12 +905,23 @@ fn run_guest_smp(
     files: &[PathBuf],
     timeout: u64,
 ) -> Result<RunOutcome, BootError> {
+    run_guest_on(o, what, conf, files, timeout, o.cpus.max(2))
+}
+
+fn run_guest_on(
+    o: &Options,
+    what: &str,
+    conf: &str,
+    files: &[PathBuf],
+    timeout: u64,
+    cpus: u32,
+) -> Result<RunOutcome, BootError> {
     let dir = tempfile::tempdir().map_err(io(
         "cannot create a temporary directory in",
         std::env::temp_dir(),
     ))?;
     let image = bundle_image(dir.path(), conf, files)?;
-    boot_on(o, what, &image, 512, timeout, o.cpus.max(2))
+    boot_on(o, what, &image, 512, timeout, cpus)
 }
 
 /// The Linux test guest's directory: `$BULKHEAD_LINUX_GUEST`, else `scripts/build-guest`'s.

@@ -200,8 +200,12 @@ fn find_program(name: &str) -> Result<PathBuf, BootError> {
 /// The kernel's first line; a run that never printed it did not reach the kernel.
 pub const KERNEL_BANNER: &str = "Bulkhead ";
 
-/// How often a run is retried when the emulator itself crashes.
+/// How often a run is retried when the emulator itself crashes while the kernel ran.
 const EMULATOR_CRASH_RETRIES: u32 = 2;
+/// How often when it crashed before the kernel printed anything: nothing of the test ran, and
+/// under load (several Bochs on two cores) the display crash right after the bootloader's
+/// 800x600x24 mode switch was seen three times in a row.
+const EMULATOR_EARLY_CRASH_RETRIES: u32 = 5;
 
 /// How to give each Bochs its own network namespace, if this machine allows it.
 ///
@@ -243,7 +247,8 @@ fn namespace_prefix() -> Option<&'static [&'static str]> {
 /// only after printing its exit line (the shutdown port) or by a host triple fault, which Bochs
 /// logs as "3rd exception with no resolution"; so a run where the emulator ended by itself
 /// before the timeout, without the kernel's exit line and without that triple fault, is the
-/// emulator's failure and is retried, at most twice and said on stderr with its log tail. A
+/// emulator's failure and is retried, at most twice (five times when it died before the kernel
+/// started) and said on stderr with its log tail. A
 /// deterministic failure still fails every attempt. A run the kernel ended, that timed out, or
 /// that triple-faulted the host is never retried.
 pub fn run(spec: &RunSpec) -> Result<RunOutcome, BootError> {
@@ -257,14 +262,20 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, BootError> {
                 .emulator_log_tail
                 .contains("3rd exception with no resolution")
             && !outcome.transcript.contains("bulkhead: PANIC");
-        if !emulator_crashed || attempt == EMULATOR_CRASH_RETRIES {
+        let early = !outcome.transcript.contains(KERNEL_BANNER);
+        let limit = if early {
+            EMULATOR_EARLY_CRASH_RETRIES
+        } else {
+            EMULATOR_CRASH_RETRIES
+        };
+        if !emulator_crashed || attempt >= limit {
             return Ok(outcome);
         }
         attempt += 1;
         eprintln!(
-            "bulkhead-boot: the emulator crashed ({}) {}; retrying ({attempt}/{EMULATOR_CRASH_RETRIES})\n--- emulator log tail ---\n{}",
+            "bulkhead-boot: the emulator crashed ({}) {}; retrying ({attempt}/{limit})\n--- emulator log tail ---\n{}",
             outcome.emulator_status.map_or("unknown".into(), |s| s.to_string()),
-            if outcome.transcript.contains(KERNEL_BANNER) { "while the kernel ran" } else { "before the kernel started" },
+            if early { "before the kernel started" } else { "while the kernel ran" },
             outcome.emulator_log_tail
         );
     }

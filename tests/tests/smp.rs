@@ -9,6 +9,17 @@ fn vm(name: &str, image: &str, extra: &str) -> String {
     format!("[vm.{name}]\nkind = \"elf64\"\nimage = \"{image}\"\nmemory = \"16M\"\n{extra}")
 }
 
+/// Boots `image` on a 2-CPU Skylake-X Bochs.
+fn boot_two_cpus(image: &std::path::Path, timeout_secs: u64) -> Checked {
+    bulkhead_tests::boot_image_smp(
+        bulkhead_boot::Platform::Bochs,
+        image,
+        "corei7_skylake_x",
+        2,
+        timeout_secs,
+    )
+}
+
 /// A `key=value` number from VM `vm`'s console line containing `needle`.
 fn value(run: &Checked, vm: &str, needle: &str, key: &str) -> u64 {
     let line = run.guest_line(vm, needle);
@@ -178,13 +189,7 @@ fn pinned_vms_on_different_cpus_run_at_the_same_time() {
     let mut per_round = Vec::new();
     for (a, b) in [(0, 1), (0, 0)] {
         let (_dir, image) = bundle_image(&pinned(a, b), &["progress.elf"]);
-        let run = bulkhead_tests::boot_image_smp(
-            bulkhead_boot::Platform::Bochs,
-            &image,
-            "corei7_skylake_x",
-            2,
-            400,
-        );
+        let run = boot_two_cpus(&image, 400);
         run.exited(0, "ok")
             .saw(&format!("vm a: vcpu 0 on cpu {a}"))
             .saw(&format!("vm b: vcpu 0 on cpu {b}"))
@@ -211,13 +216,7 @@ fn pinned_vms_on_different_cpus_run_at_the_same_time() {
 fn a_triple_faulting_vcpu_stops_its_vm_and_only_it() {
     let conf = vm("bad", "smp-triple.elf", "vcpus = 2\n") + &vm("good", "smp-counter.elf", "");
     let (_dir, image) = bundle_image(&conf, &["smp-triple.elf", "smp-counter.elf"]);
-    let run = bulkhead_tests::boot_image_smp(
-        bulkhead_boot::Platform::Bochs,
-        &image,
-        "corei7_skylake_x",
-        2,
-        300,
-    );
+    let run = boot_two_cpus(&image, 300);
     run.exited(0, "ok")
         .saw("[bad] guest smp-triple: smp-triple: vcpu 0 spinning")
         .saw("vm bad: vcpu 1 stopped: triple fault")
@@ -233,13 +232,7 @@ fn a_triple_faulting_vcpu_stops_its_vm_and_only_it() {
 fn a_cpu_the_machine_lacks_is_refused_with_the_cpus_present() {
     let conf = vm("far", "smp-counter.elf", "cpus = [3]\n");
     let (_dir, image) = bundle_image(&conf, &["smp-counter.elf"]);
-    let run = bulkhead_tests::boot_image_smp(
-        bulkhead_boot::Platform::Bochs,
-        &image,
-        "corei7_skylake_x",
-        2,
-        200,
-    );
+    let run = boot_two_cpus(&image, 200);
     run.saw("bulkhead: cannot place the VMs' vCPUs: ")
         .not_saw("vm far: first VM entry");
     eprintln!("{}", run.line("cannot place"));
@@ -259,13 +252,7 @@ fn a_dedicated_real_time_vm_keeps_its_period_beside_a_noisy_neighbour() {
     );
     for (label, conf) in [("alone", rt.clone()), ("with noisy", rt.clone() + &noisy)] {
         let (_dir, image) = bundle_image(&conf, &["rt-latency.elf", "noisy.elf"]);
-        let run = bulkhead_tests::boot_image_smp(
-            bulkhead_boot::Platform::Bochs,
-            &image,
-            "corei7_skylake_x",
-            2,
-            400,
-        );
+        let run = boot_two_cpus(&image, 400);
         run.exited(0, "ok")
             .saw("vm rt: vcpu 0 on cpu 1 (dedicated)")
             .saw("[rt] guest rt-latency: rt: periods=1000 median=")
@@ -293,13 +280,7 @@ fn a_dedicated_real_time_vm_keeps_its_period_beside_a_noisy_neighbour() {
 fn an_ept_change_kicks_the_vms_other_cpu() {
     let conf = vm("kick", "smp-kick.elf", "vcpus = 2\n");
     let (_dir, image) = bundle_image(&conf, &["smp-kick.elf"]);
-    let run = bulkhead_tests::boot_image_smp(
-        bulkhead_boot::Platform::Bochs,
-        &image,
-        "corei7_skylake_x",
-        2,
-        300,
-    );
+    let run = boot_two_cpus(&image, 300);
     run.exited(0, "ok")
         .saw("[kick] guest smp-kick: smp-kick: releases=100 ok")
         .saw("vm kick: vcpu 1 on cpu 1")
@@ -335,13 +316,7 @@ fn pool_vcpus_share_every_cpu_of_the_pool() {
     let conf =
         vm("a", "progress.elf", "") + &vm("b", "progress.elf", "") + &vm("c", "progress.elf", "");
     let (_dir, image) = bundle_image(&conf, &["progress.elf"]);
-    let run = bulkhead_tests::boot_image_smp(
-        bulkhead_boot::Platform::Bochs,
-        &image,
-        "corei7_skylake_x",
-        2,
-        400,
-    );
+    let run = boot_two_cpus(&image, 400);
     run.exited(0, "ok");
     let sums: Vec<u64> = ["a", "b", "c"]
         .iter()

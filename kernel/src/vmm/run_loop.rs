@@ -156,6 +156,15 @@ pub(super) fn run_slice(
     let here = crate::percpu::current().index();
     if vcpu.last_cpu.is_some_and(|c| c != here) {
         vcpu.stats.migrations += 1;
+        // This CPU may hold translations of this VM from before (another of its vCPUs, or
+        // this one earlier), and the guest's INVLPGs since then ran elsewhere: flush the
+        // VM's combined and guest-physical mappings here (SDM Vol. 3C §29.4.3.1, INVEPT
+        // single-context).
+        if vm.memory.invept_here().is_err() {
+            VcpuExit { vm: &mut vm, vcpu }.stop(StopReason::Bug("INVEPT failed"));
+            return false;
+        }
+        vcpu.ept_generation = vm.memory.generation;
     }
     vcpu.last_cpu = Some(here);
     if let Some(cpu) = vm.vcpu_cpus.get_mut(vcpu.index) {
