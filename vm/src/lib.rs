@@ -20,3 +20,4 @@ pub mod loader;
 pub mod msr;
 pub mod paging;
 pub mod stats;
+pub mod store;
