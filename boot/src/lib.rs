@@ -7,6 +7,7 @@ pub mod bench;
 pub mod bochs;
 pub mod bundle;
 pub mod convert;
+pub mod disk;
 pub mod error;
 pub mod image;
 pub mod qemu;

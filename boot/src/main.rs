@@ -22,6 +22,9 @@ USAGE:
   bulkhead-boot config convert OLD.conf [-o NEW.toml]
       Check a bulkhead.toml (or a bundle directory) without building; convert an old
       bulkhead.conf to TOML. `bulkhead-boot config --help` says more.
+  bulkhead-boot disk init|ls|create|grow|delete|import|export DRIVE ...
+      The disk store on an image file or block device: named VM disks that keep their
+      data (`disk = \"NAME\"` in a virtio-blk table). `bulkhead-boot disk --help` says more.
   bulkhead-boot guests
       Build the test guests (tests/guest) into target/guests.
   bulkhead-boot image --kernel ELF [--out-dir DIR] [--ramdisk FILE]
@@ -110,6 +113,7 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
             Ok(0)
         }
         "config" => config_main(rest),
+        "disk" => bulkhead_boot::disk::main(rest, &mut std::io::stdout()),
         "guests" => {
             println!("{}", bulkhead_boot::image::build_guests()?.display());
             Ok(0)
