@@ -12,6 +12,8 @@
 //! (`bulkhead-boot disk`, on an image file or block device) and in the hypervisor, through
 //! [`BlockIo`].
 
+pub mod ata;
+pub mod block;
 pub mod crc;
 pub mod error;
 pub mod gpt;
