@@ -30,8 +30,10 @@ USAGE:
   bulkhead-boot image --kernel ELF [--out-dir DIR] [--ramdisk FILE]
       Create the two images from an already-built kernel ELF.
   bulkhead-boot run [--platform P] [--cpu MODEL] [--image IMG] [--timeout SECS]
-                    [--megs N] [--serial FILE] [--quiet] [--keep]
-      Boot an image and echo its serial console. P is one of:
+                    [--megs N] [--serial FILE] [--quiet] [--keep] [--drive FILE]...
+      Boot an image and echo its serial console. Each --drive FILE (an image file or block
+      device, e.g. a disk store) is attached as another drive and used in place: Bochs
+      ata0-slave, ata1-master, ata1-slave; QEMU IDE indices 1-3. P is one of:
         bochs       Bochs + BIOS, VT-x emulated (BIOS image)           [default unless KVM]
         bochs-uefi  Bochs + OVMF, UEFI firmware and VT-x (UEFI image)
         qemu        QEMU TCG + OVMF, no VMX: UEFI path and diagnosis (UEFI image)
@@ -95,6 +97,13 @@ impl Opts {
             .rev()
             .find(|(n, _)| n == name)
             .and_then(|(_, v)| v.as_deref())
+    }
+
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.args
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .filter_map(|(_, v)| v.as_deref())
     }
 
     fn has(&self, name: &str) -> bool {
@@ -169,6 +178,7 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
                     "--megs",
                     "--serial",
                     "--cpus",
+                    "--drive",
                 ],
             )?;
             let platform = match o.get("--platform").unwrap_or("auto") {
@@ -187,6 +197,7 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
                 PathBuf::from,
             );
             let mut spec = RunSpec::new(platform, image);
+            spec.drives = o.all("--drive").map(PathBuf::from).collect();
             if let Some(c) = o.get("--cpu") {
                 spec.cpu_model = c.to_string();
             }

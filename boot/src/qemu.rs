@@ -24,6 +24,8 @@ pub struct QemuConfig {
     pub cpu: String,
     pub megs: u32,
     pub disk: PathBuf,
+    /// More drives, used in place: IDE disks at indices 1-3 (the boot disk is index 0).
+    pub drives: Vec<PathBuf>,
     pub vars: PathBuf,
     pub serial: PathBuf,
 }
@@ -68,6 +70,14 @@ impl QemuConfig {
         ));
         push("-drive");
         push(&format!("format=raw,file={}", self.disk.display()));
+        for (i, d) in self.drives.iter().enumerate() {
+            push("-drive");
+            push(&format!(
+                "if=ide,index={},format=raw,file={}",
+                i + 1,
+                d.display()
+            ));
+        }
         push("-serial");
         push(&format!("file:{}", self.serial.display()));
         push("-device");
@@ -108,6 +118,7 @@ mod tests {
             cpu: "max".into(),
             megs: 256,
             disk: "/t/d.img".into(),
+            drives: Vec::new(),
             vars: "/t/vars.fd".into(),
             serial: "/t/s.txt".into(),
         }

@@ -77,6 +77,10 @@ pub struct RunSpec {
     pub echo: bool,
     /// Keep the work directory (config, logs) after the run.
     pub keep_work_dir: bool,
+    /// More drives (image files or block devices), used in place, so what the hypervisor
+    /// writes to them persists across runs: Bochs attaches them as ata0-slave, ata1-master
+    /// and ata1-slave.
+    pub drives: Vec<PathBuf>,
 }
 
 impl RunSpec {
@@ -95,6 +99,7 @@ impl RunSpec {
             serial_out: None,
             echo: false,
             keep_work_dir: false,
+            drives: Vec::new(),
         }
     }
 }
@@ -313,6 +318,7 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
                 megs: spec.megs,
                 firmware,
                 disk: disk.clone(),
+                drives: spec.drives.clone(),
                 serial: serial.clone(),
                 log: emulator_log.clone(),
             };
@@ -357,6 +363,7 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
                 cpu: spec.cpu_model.clone(),
                 megs: spec.megs,
                 disk: disk.clone(),
+                drives: spec.drives.clone(),
                 vars,
                 serial: serial.clone(),
             };

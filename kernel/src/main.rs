@@ -11,10 +11,12 @@
 extern crate alloc;
 
 mod arch;
+mod drivers;
 mod exit;
 mod host_irq;
 mod interrupts;
 mod memory;
+mod pci;
 mod platform;
 mod serial;
 mod vmm;
@@ -60,6 +62,10 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
             exit::exit(ExitStatus::HypervisorFailure);
         }
     };
+
+    // Drives and disk stores come up before the VT-x verdict: they are reported (and the
+    // store check runs) even on a machine that cannot run VMs.
+    drivers::init();
 
     let (platform, verdict) = platform::report(&memory);
     if let Err(why) = verdict {

@@ -187,6 +187,32 @@ pub fn boot_image(image: &std::path::Path, cpu: &str, timeout_secs: u64) -> Chec
     boot_image_on(Platform::Bochs, image, cpu, timeout_secs)
 }
 
+/// Boots `image` on `platform` with `cpu` and more drives attached in place (Bochs: ata0-slave,
+/// ata1-master, ata1-slave; QEMU: IDE 1-3), so what the hypervisor writes stays in the files.
+pub fn boot_with_drives(
+    platform: Platform,
+    image: &std::path::Path,
+    cpu: &str,
+    timeout_secs: u64,
+    drives: &[PathBuf],
+) -> Checked {
+    let mut spec = RunSpec::new(platform, image);
+    spec.cpu_model = cpu.to_string();
+    spec.timeout = Duration::from_secs(timeout_secs);
+    spec.drives = drives.to_vec();
+    let outcome = bulkhead_boot::run(&spec)
+        .unwrap_or_else(|e| panic!("could not run {}: {e}", platform.name()));
+    eprintln!("{} ({cpu}): {}", platform.name(), outcome.summary());
+    Checked {
+        outcome,
+        label: format!(
+            "{} with cpu {cpu} and {} extra drive(s)",
+            platform.name(),
+            drives.len()
+        ),
+    }
+}
+
 /// Boots `image` on `platform` with `cpu`.
 pub fn boot_image_on(
     platform: Platform,

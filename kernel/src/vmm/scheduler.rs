@@ -35,6 +35,8 @@ pub fn run(
         .all(|v| matches!(v.vcpu.state, State::Stopped(_)))
     {
         crate::serial::pump_if_due(arch::rdtsc());
+        // Block drivers complete their requests here, a bounded step each, never in an exit.
+        crate::drivers::poll();
         // Halted vCPUs wake when their devices raise an interrupt; one that no device can
         // interrupt any more (every line masked, no timer) never wakes: its VM is stopped.
         let now = arch::rdtsc();
