@@ -2,7 +2,7 @@
 //! its ATA driver, reads the stores on them and reports exactly what the host tool wrote.
 
 use bulkhead_boot::Platform;
-use bulkhead_tests::{boot_with_drives, image_for};
+use bulkhead_tests::{boot_with_drives, bundle_image, image_for};
 use std::path::{Path, PathBuf};
 
 /// Bochs derives a flat disk's geometry from its size: whole cylinders of 16 heads x 63
@@ -86,4 +86,142 @@ fn bochs_ata_drives_and_their_stores_are_reported() {
         broken_before,
         "a damaged store was written"
     );
+}
+
+/// FNV-1a 64, as the virtio-client guest computes it.
+fn fnv1a64(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+const PERSIST_CONF: &str = r#"
+[vm.virtio]
+kind = "elf64"
+image = "virtio-client.elf"
+memory = "32M"
+
+[[vm.virtio.virtio-blk]]
+disk = "vdisk"
+"#;
+
+/// `disk = "vdisk"`: run 1 writes a pattern through virtio-blk to a store disk on
+/// ata0-slave (acknowledged only once the drive has it) and flushes it (ATA FLUSH CACHE
+/// EXT); run 2, a fresh Bochs on the same drive file, reads it back with the same checksum;
+/// the host tool exports the disk and finds the same bytes.
+#[test]
+fn bochs_store_disk_keeps_its_data_across_boots() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = drive(dir.path(), "store.img", 16);
+    let s = store.to_str().unwrap();
+    disk(&["init", s]);
+    disk(&["create", s, "other", "--size", "1M"]);
+    disk(&["create", s, "vdisk", "--size", "2M"]);
+    let (_b, image) = bundle_image(PERSIST_CONF, &["virtio-client.elf"]);
+
+    let run1 = boot_with_drives(
+        Platform::Bochs,
+        &image,
+        "corei7_skylake_x",
+        300,
+        std::slice::from_ref(&store),
+    );
+    run1.exited(0, "ok")
+        .saw("vm virtio: virtio-blk over store disk vdisk on ata0-slave")
+        .said(
+            "virtio",
+            "guest virtio-client: blk store disk capacity=4096 sectors readonly=false",
+        )
+        .said(
+            "virtio",
+            "guest virtio-client: PASS blk-persist-write checksum=",
+        )
+        .said("virtio", "guest virtio-client: DONE passed=1 failed=0")
+        .not_saw("FAIL");
+    let line = run1.guest_line("virtio", "PASS blk-persist-write");
+    let sum = line
+        .split("checksum=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no checksum in {line}"))
+        .to_string();
+    // The marker read, 8 data writes of 4 KiB and the marker; two flushes: each one drive
+    // request, acknowledged after the drive completed it.
+    let dev = run1.line("vm virtio: virtio-blk at ");
+    assert!(
+        dev.contains(
+            " store-disk=vdisk reads=1 writes=9 flushes=2 drive-requests=12 drive-errors=0"
+        ),
+        "{dev}"
+    );
+
+    // The host tool reads the store back: the same pattern, the other disk untouched.
+    let out = dir.path().join("vdisk.bin");
+    disk(&["export", s, "vdisk", out.to_str().unwrap()]);
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(&bytes[..8], b"BKHDPERS");
+    assert_eq!(format!("{:016x}", fnv1a64(&bytes[8 * 512..72 * 512])), sum);
+    let other = dir.path().join("other.bin");
+    disk(&["export", s, "other", other.to_str().unwrap()]);
+    assert!(std::fs::read(&other).unwrap().iter().all(|&b| b == 0));
+
+    let run2 = boot_with_drives(
+        Platform::Bochs,
+        &image,
+        "corei7_skylake_x",
+        300,
+        std::slice::from_ref(&store),
+    );
+    run2.exited(0, "ok")
+        .said(
+            "virtio",
+            &format!("guest virtio-client: PASS blk-persist-read checksum={sum} sectors=64"),
+        )
+        .said("virtio", "guest virtio-client: DONE passed=1 failed=0")
+        .not_saw("FAIL");
+    let dev = run2.line("vm virtio: virtio-blk at ");
+    // The marker, then 32 KiB in 4 KiB pieces (the device's copy chunk).
+    assert!(
+        dev.contains(
+            " store-disk=vdisk reads=9 writes=0 flushes=0 drive-requests=9 drive-errors=0"
+        ),
+        "{dev}"
+    );
+}
+
+/// Two VMs asking for the same disk for writing: the second is not started and says why;
+/// a disk that is in no store stops its VM with the advice to create it.
+#[test]
+fn bochs_store_disk_has_one_writer_and_missing_disks_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = drive(dir.path(), "store.img", 16);
+    let s = store.to_str().unwrap();
+    disk(&["init", s]);
+    disk(&["create", s, "vdisk", "--size", "1M"]);
+    let conf = format!(
+        "{PERSIST_CONF}
+[vm.second]
+kind = \"elf64\"
+image = \"virtio-client.elf\"
+memory = \"32M\"
+
+[[vm.second.virtio-blk]]
+disk = \"vdisk\"
+
+[vm.third]
+kind = \"elf64\"
+image = \"virtio-client.elf\"
+memory = \"32M\"
+
+[[vm.third.virtio-blk]]
+disk = \"nope\"
+"
+    );
+    let (_b, image) = bundle_image(&conf, &["virtio-client.elf"]);
+    let run = boot_with_drives(Platform::Bochs, &image, "corei7_skylake_x", 300, &[store]);
+    run.exited(32, "bad-configuration")
+        .saw("vm second: not started: disk \"vdisk\" is open for writing by VM virtio; one writer at a time")
+        .saw("vm third: not started: no disk \"nope\" in the 1 disk store(s) found")
+        .said("virtio", "guest virtio-client: PASS blk-persist-write checksum=")
+        .saw("bulkhead: all VMs stopped (1 ran, 2 could not start)");
 }

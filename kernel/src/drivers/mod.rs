@@ -5,6 +5,7 @@
 //! calls between slices (bounded work per call), never from an exit handler.
 
 mod ata;
+pub mod store_disk;
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -20,10 +21,6 @@ const TIMEOUT_SECONDS: u64 = 2;
 const SYNC_MAX_POLLS: u64 = 50_000_000;
 
 /// One unit of one block device, and the store on it if it has one.
-#[expect(
-    dead_code,
-    reason = "read by the virtio-blk store backend (issue 15, next slice)"
-)]
 pub struct Drive {
     pub device: usize,
     pub unit: usize,
@@ -33,12 +30,13 @@ pub struct Drive {
 /// Every block device, its drives, and the completions not yet collected.
 pub struct Storage {
     pub devices: Vec<Box<dyn BlockDevice + Send>>,
-    #[expect(
-        dead_code,
-        reason = "read by the virtio-blk store backend (issue 15, next slice)"
-    )]
     pub drives: Vec<Drive>,
+    /// Completions polled from the devices, for the disk whose tag they carry.
     pub completions: Vec<(usize, usize, Completion)>,
+    /// Store disks open by VMs.
+    pub open: Vec<store_disk::Opening>,
+    /// The last tag base handed to a store disk (`vm::store::disk_io`).
+    pub next_tag_base: u64,
 }
 
 pub static STORAGE: Mutex<Option<Storage>> = Mutex::new(None);
@@ -137,6 +135,8 @@ pub fn init() {
         devices,
         drives,
         completions: Vec::new(),
+        open: Vec::new(),
+        next_tag_base: 0,
     });
 }
 

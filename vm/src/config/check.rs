@@ -492,8 +492,11 @@ fn convert_vm(
     for (i, d) in blk.into_iter().enumerate() {
         let dspan = d.span();
         let d = d.into_inner();
-        let source = match (d.size, d.image) {
-            (Some(s), None) => DiskSource::Empty {
+        let given = usize::from(d.size.is_some())
+            + usize::from(d.image.is_some())
+            + usize::from(d.disk.is_some());
+        let source = match (d.size, d.image, d.disk) {
+            (Some(s), None, None) => DiskSource::Empty {
                 size: size(
                     text,
                     "size",
@@ -502,14 +505,26 @@ fn convert_vm(
                     "a multiple of 512 bytes, at least 512, e.g. \"1M\"",
                 )?,
             },
-            (None, Some(img)) => DiskSource::Image(entry(text, "image", &img)?),
-            (s, _) => {
+            (None, Some(img), None) => DiskSource::Image(entry(text, "image", &img)?),
+            (None, None, Some(n)) => {
+                if !crate::store::header::valid_name(n.get_ref()) {
+                    return Err(bad(
+                        text,
+                        "disk",
+                        n.span(),
+                        "the name of a disk in a disk store: 1-32 characters of a-z, 0-9 and \
+                         '-', a letter first, e.g. \"root\" (`bulkhead-boot disk ls` lists them)",
+                    ));
+                }
+                DiskSource::Store(n.into_inner())
+            }
+            _ => {
                 return Err(at(
                     text,
                     dspan,
                     K::DiskSource {
                         table: format!("virtio-blk entry {} of [vm.{name}]", i + 1),
-                        both: s.is_some(),
+                        both: given > 1,
                     },
                 ))
             }

@@ -55,11 +55,12 @@ pub struct VmToml {
 #[serde(
     deny_unknown_fields,
     rename_all = "kebab-case",
-    expecting = "a disk table: [[vm.NAME.virtio-blk]] with size or image"
+    expecting = "a disk table: [[vm.NAME.virtio-blk]] with size, image or disk"
 )]
 pub struct BlkToml {
     pub size: Option<Spanned<Size>>,
     pub image: Option<Spanned<String>>,
+    pub disk: Option<Spanned<String>>,
     pub read_only: Option<Spanned<bool>>,
 }
 

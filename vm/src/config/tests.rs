@@ -38,6 +38,9 @@ read-only = true
 size = 512
 read-only = false
 
+[[vm.linux.virtio-blk]]
+disk = "root-fs"
+
 [vm.boot16]
 kind = "real16"
 image = "realmode.bin"
@@ -91,6 +94,10 @@ fn parses_every_key() {
             },
             DeviceConfig::VirtioBlk {
                 source: DiskSource::Empty { size: 512 },
+                read_only: false
+            },
+            DeviceConfig::VirtioBlk {
+                source: DiskSource::Store("root-fs".into()),
                 read_only: false
             },
             DeviceConfig::VirtioNet {
@@ -585,17 +592,32 @@ const ERRORS: &[(&str, usize, usize, &str)] = &[
         "[vm.a]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\n[[vm.a.virtio-blk]]\nsize = \"1M\"\nimage = \"d\"\n",
         5,
         1,
-        "virtio-blk entry 1 of [vm.a] has both of `size` and `image`: give exactly one, size = \
-         \"1M\" for an empty RAM disk or image = \"disk.img\" for a copy-on-write disk over a \
-         bundle file",
+        "virtio-blk entry 1 of [vm.a] has more than one of `size`, `image` and `disk`: give \
+         exactly one, size = \"1M\" for an empty RAM disk, image = \"disk.img\" for a \
+         copy-on-write disk over a bundle file or disk = \"root\" for a disk of a disk store",
     ),
     (
         "[vm.a]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\n[[vm.a.virtio-blk]]\nsize = \"1M\"\n[[vm.a.virtio-blk]]\nread-only = true\n",
         7,
         1,
-        "virtio-blk entry 2 of [vm.a] has neither of `size` and `image`: give exactly one, size \
-         = \"1M\" for an empty RAM disk or image = \"disk.img\" for a copy-on-write disk over a \
-         bundle file",
+        "virtio-blk entry 2 of [vm.a] has none of `size`, `image` and `disk`: give exactly \
+         one, size = \"1M\" for an empty RAM disk, image = \"disk.img\" for a copy-on-write \
+         disk over a bundle file or disk = \"root\" for a disk of a disk store",
+    ),
+    (
+        "[vm.a]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\n[[vm.a.virtio-blk]]\nimage = \"d\"\ndisk = \"root\"\n",
+        5,
+        1,
+        "virtio-blk entry 1 of [vm.a] has more than one of `size`, `image` and `disk`: give \
+         exactly one, size = \"1M\" for an empty RAM disk, image = \"disk.img\" for a \
+         copy-on-write disk over a bundle file or disk = \"root\" for a disk of a disk store",
+    ),
+    (
+        "[vm.a]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\n[[vm.a.virtio-blk]]\ndisk = \"Root\"\n",
+        6,
+        8,
+        "disk = \"Root\": expected the name of a disk in a disk store: 1-32 characters of a-z, \
+         0-9 and '-', a letter first, e.g. \"root\" (`bulkhead-boot disk ls` lists them)",
     ),
     (
         "[vm.a]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\n[[vm.a.virtio-blk]]\nimage = \"\"\n",
@@ -763,7 +785,10 @@ fn full_example_uses_every_key() {
         }
     }
     assert_eq!(fields_of::<NetToml>(), ["mac"]);
-    assert_eq!(fields_of::<BlkToml>(), ["size", "image", "read-only"]);
+    assert_eq!(
+        fields_of::<BlkToml>(),
+        ["size", "image", "disk", "read-only"]
+    );
 }
 
 /// Hostile input never panics: every prefix of a valid file and a few mangled ones.
@@ -812,7 +837,8 @@ fn positions_of_values_and_linux_command_lines() {
     assert_eq!(
         c.vms[1].linux_cmdline(),
         "console=ttyS0 quiet virtio_mmio.device=4K@0xd0000000:5 \
-         virtio_mmio.device=4K@0xd0001000:6 virtio_mmio.device=4K@0xd0002000:7"
+         virtio_mmio.device=4K@0xd0001000:6 virtio_mmio.device=4K@0xd0002000:7 \
+         virtio_mmio.device=4K@0xd0003000:8"
     );
     assert_eq!(c.vms[2].linux_cmdline(), "");
     let w = VmConfig::mmio_window_e820();

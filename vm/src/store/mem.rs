@@ -95,3 +95,100 @@ impl BlockIo for MemDevice {
         Ok(())
     }
 }
+
+/// A [`BlockDevice`](super::block::BlockDevice) over a [`MemDevice`] for tests: one unit,
+/// each request completes `latency` polls after it is started, at most `depth` queued.
+#[derive(Debug)]
+pub struct MemBlockDevice {
+    pub disk: MemDevice,
+    pub latency: u32,
+    pub depth: usize,
+    info: [super::block::DriveInfo; 1],
+    queue: alloc::collections::VecDeque<(super::block::Request, u32)>,
+    /// Lbas of reads that fail with a device error.
+    pub bad_lba: Option<u64>,
+    pub submitted: u64,
+}
+
+impl MemBlockDevice {
+    pub fn new(disk: MemDevice, latency: u32, depth: usize) -> Self {
+        let info = [super::block::DriveInfo {
+            name: "mem0".into(),
+            model: "memory".into(),
+            sectors: disk.sectors(),
+            write_cache: true,
+            flush: true,
+        }];
+        MemBlockDevice {
+            disk,
+            latency,
+            depth,
+            info,
+            queue: Default::default(),
+            bad_lba: None,
+            submitted: 0,
+        }
+    }
+}
+
+impl super::block::BlockDevice for MemBlockDevice {
+    fn units(&self) -> &[super::block::DriveInfo] {
+        &self.info
+    }
+
+    fn submit(
+        &mut self,
+        unit: usize,
+        req: super::block::Request,
+    ) -> Result<(), super::block::Request> {
+        if unit != 0
+            || self.queue.len() >= self.depth
+            || super::block::check(&self.info[0], &req).is_err()
+        {
+            return Err(req);
+        }
+        self.submitted += 1;
+        self.queue.push_back((req, self.latency));
+        Ok(())
+    }
+
+    fn poll(&mut self) -> Option<(usize, super::block::Completion)> {
+        use super::block::Op;
+        let (_, wait) = self.queue.front_mut()?;
+        if *wait > 0 {
+            *wait -= 1;
+            return None;
+        }
+        let (mut req, _) = self.queue.pop_front()?;
+        let sectors = (req.buf.len() / SECTOR) as u64;
+        let result = match req.op {
+            Op::Read
+                if self
+                    .bad_lba
+                    .is_some_and(|b| (req.lba..req.lba + sectors).contains(&b)) =>
+            {
+                Err(IoError::Device {
+                    lba: self.bad_lba.unwrap_or(0),
+                    status: 0x5140,
+                })
+            }
+            Op::Read => self.disk.read(req.lba, &mut req.buf),
+            Op::Write => self.disk.write(req.lba, &req.buf),
+            Op::Flush => self.disk.flush(),
+        };
+        Some((
+            0,
+            super::block::Completion {
+                tag: req.tag,
+                op: req.op,
+                lba: req.lba,
+                buf: req.buf,
+                result,
+            },
+        ))
+    }
+
+    fn idle(&self) -> bool {
+        self.queue.is_empty()
+    }
+}

@@ -15,6 +15,7 @@
 pub mod ata;
 pub mod block;
 pub mod crc;
+pub mod disk_io;
 pub mod error;
 pub mod gpt;
 pub mod header;
