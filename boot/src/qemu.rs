@@ -26,6 +26,8 @@ pub struct QemuConfig {
     pub disk: PathBuf,
     /// More drives, used in place: IDE disks at indices 1-3 (the boot disk is index 0).
     pub drives: Vec<PathBuf>,
+    /// NVMe drives, used in place: one `-device nvme` controller each.
+    pub nvme: Vec<PathBuf>,
     pub vars: PathBuf,
     pub serial: PathBuf,
 }
@@ -78,6 +80,15 @@ impl QemuConfig {
                 d.display()
             ));
         }
+        for (i, d) in self.nvme.iter().enumerate() {
+            push("-drive");
+            push(&format!(
+                "if=none,id=nvm{i},format=raw,file={}",
+                d.display()
+            ));
+            push("-device");
+            push(&format!("nvme,serial=bulkhead{i},drive=nvm{i}"));
+        }
         push("-serial");
         push(&format!("file:{}", self.serial.display()));
         push("-device");
@@ -118,7 +129,8 @@ mod tests {
             cpu: "max".into(),
             megs: 256,
             disk: "/t/d.img".into(),
-            drives: Vec::new(),
+            drives: vec!["/t/ide.img".into()],
+            nvme: vec!["/t/n.img".into()],
             vars: "/t/vars.fd".into(),
             serial: "/t/s.txt".into(),
         }
@@ -131,6 +143,8 @@ mod tests {
         assert!(a.contains("-device isa-debug-exit,iobase=0xf4,iosize=0x04"));
         assert!(a.contains("-serial file:/t/s.txt"));
         assert!(a.contains("file=/t/vars.fd"));
+        assert!(a.contains("-drive if=ide,index=1,format=raw,file=/t/ide.img"));
+        assert!(a.contains("-drive if=none,id=nvm0,format=raw,file=/t/n.img -device nvme,serial=bulkhead0,drive=nvm0"));
     }
 
     #[test]

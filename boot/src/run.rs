@@ -81,6 +81,8 @@ pub struct RunSpec {
     /// writes to them persists across runs: Bochs attaches them as ata0-slave, ata1-master
     /// and ata1-slave.
     pub drives: Vec<PathBuf>,
+    /// NVMe drives (QEMU `-device nvme`; Bochs has no NVMe), used in place.
+    pub nvme: Vec<PathBuf>,
 }
 
 impl RunSpec {
@@ -100,6 +102,7 @@ impl RunSpec {
             echo: false,
             keep_work_dir: false,
             drives: Vec::new(),
+            nvme: Vec::new(),
         }
     }
 }
@@ -297,6 +300,12 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
 
     let mut command = match spec.platform {
         Platform::Bochs | Platform::BochsUefi => {
+            if !spec.nvme.is_empty() {
+                return Err(BootError::Usage(
+                    "Bochs emulates no NVMe controller: run NVMe drives with --platform qemu"
+                        .into(),
+                ));
+            }
             if bochs::BROKEN_MODELS.contains(&spec.cpu_model.as_str()) {
                 return Err(BootError::Usage(format!(
                     "Bochs CPU model {} crashes Bochs 2.7; pick another",
@@ -364,6 +373,7 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
                 megs: spec.megs,
                 disk: disk.clone(),
                 drives: spec.drives.clone(),
+                nvme: spec.nvme.clone(),
                 vars,
                 serial: serial.clone(),
             };

@@ -22,13 +22,24 @@ mod reg {
     pub const ID: u8 = 0x00;
     pub const CLASS: u8 = 0x08;
     pub const HEADER: u8 = 0x0C;
+    pub const COMMAND: u8 = 0x04;
     pub const BAR0: u8 = 0x10;
 }
+
+/// Command register bits (PCI 3.0 §6.2.2): memory space decoding, bus master.
+const COMMAND_MEMORY: u32 = 1 << 1;
+const COMMAND_BUS_MASTER: u32 = 1 << 2;
+/// A memory BAR of type 64-bit (bits 2:1 = 10b, §6.2.5.1); bits 3:0 are not address.
+const BAR_TYPE_64: u32 = 0b100;
+const BAR_FLAGS: u32 = 0xF;
 
 /// Class codes the drivers look for (PCI Code and ID Assignment Specification 1.11 §1.2).
 pub mod class {
     pub const MASS_STORAGE: u8 = 0x01;
     pub const IDE: u8 = 0x01;
+    pub const NVM: u8 = 0x08;
+    /// NVM Express I/O controller programming interface.
+    pub const NVME_PROG_IF: u8 = 0x02;
 }
 
 /// One PCI function.
@@ -80,6 +91,16 @@ pub fn read32(bus: u8, device: u8, function: u8, offset: u8) -> u32 {
     }
 }
 
+/// Writes a 32-bit configuration register.
+pub fn write32(bus: u8, device: u8, function: u8, offset: u8, value: u32) {
+    // SAFETY: as in `read32`; the callers write only a function's own command register
+    // (enabling memory decoding and bus mastering for the driver that owns it).
+    unsafe {
+        arch::outl(CONFIG_ADDRESS, address(bus, device, function, offset));
+        arch::outl(CONFIG_DATA, value);
+    }
+}
+
 impl Function {
     fn read(bus: u8, device: u8, function: u8) -> Option<Function> {
         let id = read32(bus, device, function, reg::ID);
@@ -103,6 +124,33 @@ impl Function {
     /// Base address register `n` (0-5) as read.
     pub fn bar(&self, n: u8) -> u32 {
         read32(self.bus, self.device, self.function, reg::BAR0 + 4 * n)
+    }
+
+    /// BAR0 as a memory address (with BAR1 as its high half when it is a 64-bit BAR), or
+    /// `None` for an I/O BAR.
+    pub fn memory_bar0(&self) -> Option<u64> {
+        let lo = self.bar(0);
+        if lo & 1 != 0 {
+            return None;
+        }
+        let hi = if lo & 0b110 == BAR_TYPE_64 {
+            u64::from(self.bar(1))
+        } else {
+            0
+        };
+        Some(hi << 32 | u64::from(lo & !BAR_FLAGS))
+    }
+
+    /// Turns on memory decoding and bus mastering (DMA) for this function.
+    pub fn enable_memory_and_dma(&self) {
+        let c = read32(self.bus, self.device, self.function, reg::COMMAND) & 0xFFFF;
+        write32(
+            self.bus,
+            self.device,
+            self.function,
+            reg::COMMAND,
+            c | COMMAND_MEMORY | COMMAND_BUS_MASTER,
+        );
     }
 
     pub fn is(&self, class: u8, subclass: u8) -> bool {

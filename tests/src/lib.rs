@@ -196,19 +196,33 @@ pub fn boot_with_drives(
     timeout_secs: u64,
     drives: &[PathBuf],
 ) -> Checked {
+    boot_with_storage(platform, image, cpu, timeout_secs, drives, &[])
+}
+
+/// Like [`boot_with_drives`], with NVMe drives too (QEMU only: one controller per file).
+pub fn boot_with_storage(
+    platform: Platform,
+    image: &std::path::Path,
+    cpu: &str,
+    timeout_secs: u64,
+    drives: &[PathBuf],
+    nvme: &[PathBuf],
+) -> Checked {
     let mut spec = RunSpec::new(platform, image);
     spec.cpu_model = cpu.to_string();
     spec.timeout = Duration::from_secs(timeout_secs);
     spec.drives = drives.to_vec();
+    spec.nvme = nvme.to_vec();
     let outcome = bulkhead_boot::run(&spec)
         .unwrap_or_else(|e| panic!("could not run {}: {e}", platform.name()));
     eprintln!("{} ({cpu}): {}", platform.name(), outcome.summary());
     Checked {
         outcome,
         label: format!(
-            "{} with cpu {cpu} and {} extra drive(s)",
+            "{} with cpu {cpu}, {} extra drive(s) and {} NVMe drive(s)",
             platform.name(),
-            drives.len()
+            drives.len(),
+            nvme.len()
         ),
     }
 }

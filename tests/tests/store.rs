@@ -2,7 +2,9 @@
 //! its ATA driver, reads the stores on them and reports exactly what the host tool wrote.
 
 use bulkhead_boot::Platform;
-use bulkhead_tests::{boot_with_drives, bundle_image, image_for};
+use bulkhead_tests::{
+    boot_with_drives, boot_with_storage, bundle_image, bundle_uefi_image, image_for,
+};
 use std::path::{Path, PathBuf};
 
 /// Bochs derives a flat disk's geometry from its size: whole cylinders of 16 heads x 63
@@ -224,4 +226,70 @@ disk = \"nope\"
         .saw("vm third: not started: no disk \"nope\" in the 1 disk store(s) found")
         .said("virtio", "guest virtio-client: PASS blk-persist-write checksum=")
         .saw("bulkhead: all VMs stopped (1 ran, 2 could not start)");
+}
+
+const CHECK_CONF: &str = r#"
+[hypervisor]
+store-check = true
+
+[vm.selftest]
+kind = "elf64"
+image = "selftest.elf"
+memory = "16M"
+"#;
+
+/// QEMU (no VT-x): the store check runs before the VT-x diagnosis. The NVMe driver
+/// identifies QEMU's controller and finds the GPT store on namespace 1; the IDE driver finds
+/// a store whose newer header copy is damaged (the older one is used). Each store gets a
+/// write / flush / read-back of a free unit, zeroed again: the drive files are unchanged.
+#[test]
+fn qemu_store_check_on_nvme_and_ide() {
+    let dir = tempfile::tempdir().unwrap();
+    let nvme = drive(dir.path(), "nvme.img", 32);
+    let n = nvme.to_str().unwrap();
+    disk(&["init", n, "--gpt"]);
+    disk(&["create", n, "vda", "--size", "4M"]);
+    let ide = drive(dir.path(), "ide.img", 16);
+    let i = ide.to_str().unwrap();
+    disk(&["init", i, "--unit", "64K"]);
+    disk(&["create", i, "a", "--size", "64K"]);
+    disk(&["create", i, "b", "--size", "64K"]);
+    // Copy A (generation 4) is current: damaged, copy B (generation 3, one disk) is used.
+    flip(&ide, 5000);
+    let (nvme_before, ide_before) = (std::fs::read(&nvme).unwrap(), std::fs::read(&ide).unwrap());
+
+    let (_b, image) = bundle_uefi_image(CHECK_CONF, &["selftest.elf"]);
+    let run = boot_with_storage(
+        Platform::Qemu,
+        &image,
+        "max",
+        120,
+        std::slice::from_ref(&ide),
+        std::slice::from_ref(&nvme),
+    );
+    run.exited(16, "not-intel")
+        .saw("pci: 00:04.0 1b36:0010 class 01.08.02 (mass storage)")
+        .saw("nvme0 (00:04.0 1b36:0010 class 01.08.02): \"QEMU NVMe Ctrl\" serial \"bulkhead0\", ")
+        .saw("namespace 1: 32256 blocks of 512 bytes")
+        .saw("drive nvme0n1: \"QEMU NVMe Ctrl\", 32256 sectors (15 MiB), write cache, Flush")
+        // 30175 partition sectors hold 14 units of 1 MiB, the first for the headers.
+        .saw("store on nvme0n1 (GPT partition 1): 1 disks, 13631488 bytes, 9437184 free; header A generation 2, B generation 3")
+        .saw("store on nvme0n1: disk vda 4194304 bytes in 1 extent(s)")
+        // The last free unit: unit 13 of the partition at LBA 2048.
+        .saw("store-check nvme0n1: wrote, flushed and read back 4096 bytes at sector 28672: ok")
+        .saw("drive ata0-slave: \"QEMU HARDDISK\", 16128 sectors (7 MiB)")
+        .saw("store on ata0-slave (whole drive): 1 disks, 8192000 bytes, 8126464 free; header A DAMAGED (checksum ")
+        .saw("), B generation 3")
+        // 16128 sectors = 126 units of 64 KiB; the last is unit 125 at LBA 16000.
+        .saw("store-check ata0-slave: wrote, flushed and read back 4096 bytes at sector 16000: ok")
+        .saw("cpu: VMX no (CPUID.1:ECX[5])")
+        .saw("cannot run: ");
+    assert!(
+        std::fs::read(&nvme).unwrap() == nvme_before,
+        "the NVMe store changed"
+    );
+    assert!(
+        std::fs::read(&ide).unwrap() == ide_before,
+        "the IDE store changed"
+    );
 }

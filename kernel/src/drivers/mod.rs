@@ -5,6 +5,7 @@
 //! calls between slices (bounded work per call), never from an exit handler.
 
 mod ata;
+mod nvme;
 pub mod store_disk;
 
 use alloc::boxed::Box;
@@ -45,8 +46,10 @@ fn mib(sectors: u64) -> u64 {
     sectors * vm::store::SECTOR as u64 / (1024 * 1024)
 }
 
-/// Finds the controllers and drives and opens their stores; prints what it found.
-pub fn init() {
+/// Finds the controllers and drives and opens their stores; prints what it found. With
+/// `store_check` (`[hypervisor] store-check`), each store also gets a write / flush /
+/// read-back of a free allocation unit (`vm::store::Store::scratch_check`).
+pub fn init(store_check: bool) {
     let functions = crate::pci::enumerate();
     info!(
         "pci: {} functions (configuration mechanism #1)",
@@ -71,6 +74,11 @@ pub fn init() {
             devices.push(Box::new(ch));
         }
     }
+    for c in nvme::controllers(&functions, tsc_hz) {
+        if !c.units().is_empty() {
+            devices.push(Box::new(c));
+        }
+    }
     let mut drives = Vec::new();
     for (d, dev) in devices.iter_mut().enumerate() {
         for u in 0..dev.units().len() {
@@ -86,10 +94,10 @@ pub fn init() {
                 } else {
                     "no write cache"
                 },
-                if i.flush {
-                    "FLUSH CACHE EXT"
-                } else {
-                    "no flush command"
+                match (i.flush, i.name.starts_with("nvme")) {
+                    (false, _) => "no flush command",
+                    (true, true) => "Flush",
+                    (true, false) => "FLUSH CACHE EXT",
                 }
             );
             let mut io = SyncUnit {
@@ -100,6 +108,9 @@ pub fn init() {
             let store = match Store::open_drive(&mut io) {
                 Ok(s) => {
                     report(&i.name, &s);
+                    if store_check {
+                        check(&i.name, &s, &mut io);
+                    }
                     Some(s)
                 }
                 Err(StoreError::NotAStore) => {
@@ -138,6 +149,21 @@ pub fn init() {
         open: Vec::new(),
         next_tag_base: 0,
     });
+}
+
+fn check(drive: &str, s: &Store, io: &mut dyn vm::store::BlockIo) {
+    match s.scratch_check(io) {
+        Ok(Some(r)) if r.mismatches == 0 => info!(
+            "store-check {drive}: wrote, flushed and read back {} bytes at sector {}: ok (crc32c {:#010x})",
+            r.bytes, r.lba, r.checksum
+        ),
+        Ok(Some(r)) => warn!(
+            "store-check {drive}: FAILED: {} of {} bytes read back at sector {} differ from what was written; check the drive",
+            r.mismatches, r.bytes, r.lba
+        ),
+        Ok(None) => info!("store-check {drive}: no free allocation unit to test on; skipped"),
+        Err(e) => warn!("store-check {drive}: FAILED: {e}"),
+    }
 }
 
 fn report(drive: &str, s: &Store) {

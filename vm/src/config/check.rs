@@ -305,9 +305,13 @@ fn convert(text: &str, file: FileToml) -> Result<Config, ConfigError> {
     let mut hypervisor = HypervisorConfig {
         timeslice: DEFAULT_TIMESLICE,
         host_tick_hz: 0,
+        store_check: false,
     };
     let (timeslice, host_tick) = match file.hypervisor {
-        Some(h) => (h.timeslice, h.host_tick_hz),
+        Some(h) => {
+            hypervisor.store_check = h.store_check.is_some_and(|c| *c.get_ref());
+            (h.timeslice, h.host_tick_hz)
+        }
         None => (None, None),
     };
     if let Some(t) = host_tick {

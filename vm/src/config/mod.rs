@@ -150,6 +150,9 @@ pub struct HypervisorConfig {
     /// external-interrupt exit that ends a slice on time even without the VMX-preemption
     /// timer.
     pub host_tick_hz: u32,
+    /// `store-check`: at boot, before the VT-x verdict, each drive with a disk store gets a
+    /// write / flush / read-back of a free allocation unit (docs/configuration.md).
+    pub store_check: bool,
 }
 
 /// The whole configuration.

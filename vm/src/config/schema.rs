@@ -26,6 +26,7 @@ pub struct FileToml {
 pub struct HypervisorToml {
     pub timeslice: Option<Spanned<i64>>,
     pub host_tick_hz: Option<Spanned<i64>>,
+    pub store_check: Option<Spanned<bool>>,
 }
 
 /// `[vm.NAME]`.

@@ -6,6 +6,7 @@ const FULL: &str = r#"# two VMs, every key
 [hypervisor]
 timeslice = 500000
 host-tick-hz = 250
+store-check = true
 
 [vm.selftest]
 kind = "elf64"
@@ -52,6 +53,7 @@ fn parses_every_key() {
     let c = Config::parse(FULL.as_bytes()).unwrap();
     assert_eq!(c.hypervisor.timeslice, 500_000);
     assert_eq!(c.hypervisor.host_tick_hz, 250);
+    assert!(c.hypervisor.store_check);
     // File order, not name order.
     let names: Vec<&str> = c.vms.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(names, ["selftest", "linux", "boot16"]);
@@ -312,7 +314,7 @@ const ERRORS: &[(&str, usize, usize, &str)] = &[
         "[hypervisor]\nverbose = true\n",
         2,
         1,
-        "unknown key `verbose` in [hypervisor]; the keys here are `timeslice`, `host-tick-hz`",
+        "unknown key `verbose` in [hypervisor]; the keys here are `timeslice`, `host-tick-hz`, `store-check`",
     ),
     (
         "[vm.a]\n[[vm.a.virtio-blk]]\nsize = \"1M\"\nreadonly = true\n",
@@ -819,14 +821,14 @@ fn positions_of_values_and_linux_command_lines() {
     let c = Config::parse(FULL.as_bytes()).unwrap();
     assert_eq!(
         value_position(FULL.as_bytes(), &["vm", "linux", "initrd"]),
-        Some((22, 10))
+        Some((23, 10))
     );
     assert_eq!(
         value_position(
             FULL.as_bytes(),
             &["vm", "linux", "virtio-blk", "0", "image"]
         ),
-        Some((30, 9))
+        Some((31, 9))
     );
     assert_eq!(
         value_position(FULL.as_bytes(), &["vm", "linux", "virtio-blk", "9"]),

@@ -21,6 +21,7 @@ pub mod gpt;
 pub mod header;
 pub mod map;
 pub mod mem;
+pub mod nvme;
 
 #[cfg(test)]
 mod tests;
@@ -62,6 +63,17 @@ pub struct Store {
     header: Header,
     current: Copy,
     copies: [CopyState; 2],
+}
+
+/// What [`Store::scratch_check`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScratchReport {
+    pub lba: u64,
+    pub bytes: usize,
+    /// Bytes read back different from those written (0: the drive works).
+    pub mismatches: usize,
+    /// CRC-32C of what was read back.
+    pub checksum: u32,
 }
 
 /// Bytes zeroed per write when new extents are cleared.
@@ -442,6 +454,37 @@ impl Store {
             extents,
         };
         self.commit(dev, next)
+    }
+
+    /// The boot-time store check: writes a pattern over the first 4 KiB of the last free
+    /// allocation unit, flushes, reads it back and compares, then zeroes it again (free units
+    /// are zeroed before any disk gets them anyway). Touches nothing a disk owns. `Ok(None)`:
+    /// no free unit to test on.
+    pub fn scratch_check(
+        &self,
+        dev: &mut dyn BlockIo,
+    ) -> Result<Option<ScratchReport>, StoreError> {
+        const BYTES: usize = 4096;
+        let Some(last) = self.free_runs().last().copied() else {
+            return Ok(None);
+        };
+        let lba = self.region.start + (last.end() - 1) * u64::from(self.header.unit_sectors);
+        let pattern: Vec<u8> = (0..BYTES)
+            .map(|i| (i as u32).wrapping_mul(0x9E37_79B1).to_le_bytes()[3] ^ (lba as u8))
+            .collect();
+        dev.write(lba, &pattern)?;
+        dev.flush()?;
+        let mut back = vec![0u8; BYTES];
+        dev.read(lba, &mut back)?;
+        let mismatches = pattern.iter().zip(&back).filter(|(a, b)| a != b).count();
+        dev.write(lba, &vec![0u8; BYTES])?;
+        dev.flush()?;
+        Ok(Some(ScratchReport {
+            lba,
+            bytes: BYTES,
+            mismatches,
+            checksum: crc::crc32c(&back),
+        }))
     }
 
     /// Deletes disk `name`; its units become free (and are zeroed when reused).

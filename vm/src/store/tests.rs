@@ -714,3 +714,21 @@ fn io_errors_reach_the_caller() {
         Err(IoError::Unaligned { bytes: 100 })
     );
 }
+
+#[test]
+fn scratch_check_uses_the_last_free_unit_and_leaves_it_zero() {
+    let (mut d, mut s) = fresh(1024);
+    s.create(&mut d, "a", 4096).unwrap();
+    let before = d.data.clone();
+    let r = s.scratch_check(&mut d).unwrap().unwrap();
+    // Units 9..128 are free: the last is unit 127, LBA 1016.
+    assert_eq!((r.lba, r.bytes, r.mismatches), (1016, 4096, 0));
+    assert_eq!(
+        d.data, before,
+        "the scratch unit is zero again, nothing else changed"
+    );
+    assert_eq!(d.flushes, 2 + 2 + 2);
+    let (mut d, mut s) = fresh(80); // 10 units: 8 for headers, 2 for data
+    s.create(&mut d, "full", 8192).unwrap();
+    assert_eq!(s.scratch_check(&mut d), Ok(None));
+}
