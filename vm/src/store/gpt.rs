@@ -245,3 +245,6 @@ pub fn fresh(total_sectors: u64, ids: [[u8; 16]; 2]) -> Option<Vec<(u64, Vec<u8>
         (last, header(last, 1, last - ARRAY_SECTORS)),
     ])
 }
+
+#[cfg(test)]
+mod tests;
