@@ -31,10 +31,12 @@ USAGE:
       Create the two images from an already-built kernel ELF.
   bulkhead-boot run [--platform P] [--cpu MODEL] [--image IMG] [--timeout SECS]
                     [--megs N] [--serial FILE] [--quiet] [--keep] [--drive FILE]... [--nvme FILE]...
+                    [--kill-at TEXT]
       Boot an image and echo its serial console. Each --drive FILE (an image file or block
       device, e.g. a disk store) is attached as another drive and used in place: Bochs
       ata0-slave, ata1-master, ata1-slave; QEMU IDE indices 1-3. Each --nvme FILE is an NVMe
-      controller with FILE as namespace 1 (QEMU only). P is one of:
+      controller with FILE as namespace 1 (QEMU only). --kill-at TEXT kills the emulator
+      (a simulated power loss) once a whole serial line containing TEXT has arrived. P is:
         bochs       Bochs + BIOS, VT-x emulated (BIOS image)           [default unless KVM]
         bochs-uefi  Bochs + OVMF, UEFI firmware and VT-x (UEFI image)
         qemu        QEMU TCG + OVMF, no VMX: UEFI path and diagnosis (UEFI image)
@@ -181,6 +183,7 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
                     "--cpus",
                     "--drive",
                     "--nvme",
+                    "--kill-at",
                 ],
             )?;
             let platform = match o.get("--platform").unwrap_or("auto") {
@@ -201,6 +204,7 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
             let mut spec = RunSpec::new(platform, image);
             spec.drives = o.all("--drive").map(PathBuf::from).collect();
             spec.nvme = o.all("--nvme").map(PathBuf::from).collect();
+            spec.kill_at = o.get("--kill-at").map(String::from);
             if let Some(c) = o.get("--cpu") {
                 spec.cpu_model = c.to_string();
             }

@@ -83,6 +83,10 @@ pub struct RunSpec {
     pub drives: Vec<PathBuf>,
     /// NVMe drives (QEMU `-device nvme`; Bochs has no NVMe), used in place.
     pub nvme: Vec<PathBuf>,
+    /// A simulated power loss: the emulator is killed (SIGKILL) as soon as the transcript
+    /// shows a whole line with this text, so only what already reached its drive files
+    /// survives.
+    pub kill_at: Option<String>,
 }
 
 impl RunSpec {
@@ -103,6 +107,7 @@ impl RunSpec {
             keep_work_dir: false,
             drives: Vec::new(),
             nvme: Vec::new(),
+            kill_at: None,
         }
     }
 }
@@ -122,6 +127,8 @@ pub struct RunOutcome {
     pub work_dir: Option<PathBuf>,
     /// The tail of the emulator's own log and stderr, for diagnosing a run without exit line.
     pub emulator_log_tail: String,
+    /// The run was ended on purpose at [`RunSpec::kill_at`].
+    pub killed: bool,
 }
 
 /// Exit code of `bulkhead-boot run` when the wall-clock timeout hit.
@@ -151,6 +158,11 @@ impl RunOutcome {
             ),
             (None, true) => format!(
                 "{}: timed out after {:.1} s without an exit line",
+                self.platform.name(),
+                self.wall.as_secs_f64()
+            ),
+            (None, false) if self.killed => format!(
+                "{}: killed on purpose (simulated power loss) after {:.1} s",
                 self.platform.name(),
                 self.wall.as_secs_f64()
             ),
@@ -264,7 +276,20 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, BootError> {
             && !outcome
                 .emulator_log_tail
                 .contains("3rd exception with no resolution")
-            && !outcome.transcript.contains("bulkhead: PANIC");
+            && !outcome.transcript.contains("bulkhead: PANIC")
+            && !outcome.killed;
+        // Extra drives are used in place: once the kernel ran it may have written them, and
+        // a second attempt would start from a different drive; such a crash is reported.
+        let drives_touched = (!spec.drives.is_empty() || !spec.nvme.is_empty())
+            && outcome.transcript.contains(KERNEL_BANNER);
+        if emulator_crashed && drives_touched {
+            eprintln!(
+                "bulkhead-boot: the emulator crashed ({}) while the kernel ran with drives attached; not retried (the drives may have changed)\n--- emulator log tail ---\n{}",
+                outcome.emulator_status.map_or("unknown".into(), |s| s.to_string()),
+                outcome.emulator_log_tail
+            );
+            return Ok(outcome);
+        }
         if !emulator_crashed || attempt == EMULATOR_CRASH_RETRIES {
             return Ok(outcome);
         }
@@ -392,7 +417,7 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
     let mut child = command
         .spawn()
         .map_err(io("cannot start the emulator for", &spec.image))?;
-    let (transcript, timed_out, emulator_status) = watch(&mut child, &serial, spec, start)?;
+    let (transcript, timed_out, emulator_status, killed) = watch(&mut child, &serial, spec, start)?;
     let wall = start.elapsed();
 
     let mut emulator_log_tail = String::new();
@@ -422,6 +447,7 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
         wall,
         work_dir,
         emulator_log_tail,
+        killed,
     })
 }
 
@@ -431,7 +457,7 @@ fn watch(
     serial: &Path,
     spec: &RunSpec,
     start: Instant,
-) -> Result<(String, bool, Option<ExitStatus>), BootError> {
+) -> Result<(String, bool, Option<ExitStatus>, bool), BootError> {
     let mut file = std::fs::File::open(serial).map_err(io("cannot open", serial))?;
     let mut bytes = Vec::new();
     let mut offset = 0u64;
@@ -454,6 +480,23 @@ fn watch(
                 let _ = stdout.flush();
             }
             bytes.extend_from_slice(&chunk);
+            if let Some(at) = &spec.kill_at {
+                // Only once the whole line has arrived.
+                let text = String::from_utf8_lossy(&bytes);
+                if text
+                    .find(at.as_str())
+                    .is_some_and(|i| text[i..].contains('\n'))
+                {
+                    let _ = child.kill();
+                    let status = child.wait().ok();
+                    return Ok((
+                        String::from_utf8_lossy(&bytes).into_owned(),
+                        false,
+                        status,
+                        true,
+                    ));
+                }
+            }
             if exit_seen_at.is_none() && parse_exit(&String::from_utf8_lossy(&bytes)).is_some() {
                 exit_seen_at = Some(Instant::now());
             }
@@ -463,6 +506,7 @@ fn watch(
                 String::from_utf8_lossy(&bytes).into_owned(),
                 false,
                 Some(status),
+                false,
             ));
         }
         // The kernel asked the emulator to stop; give it a moment, then end it ourselves
@@ -484,6 +528,7 @@ fn watch(
                 String::from_utf8_lossy(&bytes).into_owned(),
                 timed_out && !lingering,
                 status,
+                false,
             ));
         }
         std::thread::sleep(Duration::from_millis(50));

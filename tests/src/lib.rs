@@ -199,6 +199,28 @@ pub fn boot_with_drives(
     boot_with_storage(platform, image, cpu, timeout_secs, drives, &[])
 }
 
+/// Boots `image` in Bochs with `drives` and kills the emulator (a simulated power loss) as
+/// soon as the transcript shows `kill_at`.
+pub fn boot_killed_at(
+    image: &std::path::Path,
+    cpu: &str,
+    timeout_secs: u64,
+    drives: &[PathBuf],
+    kill_at: &str,
+) -> Checked {
+    let mut spec = RunSpec::new(Platform::Bochs, image);
+    spec.cpu_model = cpu.to_string();
+    spec.timeout = Duration::from_secs(timeout_secs);
+    spec.drives = drives.to_vec();
+    spec.kill_at = Some(kill_at.to_string());
+    let outcome = bulkhead_boot::run(&spec).unwrap_or_else(|e| panic!("could not run Bochs: {e}"));
+    eprintln!("bochs ({cpu}): {}", outcome.summary());
+    Checked {
+        outcome,
+        label: format!("bochs with cpu {cpu}, killed at {kill_at:?}"),
+    }
+}
+
 /// Like [`boot_with_drives`], with NVMe drives too (QEMU only: one controller per file).
 pub fn boot_with_storage(
     platform: Platform,

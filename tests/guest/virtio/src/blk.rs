@@ -556,3 +556,24 @@ pub fn persist(blk: &mut Blk) {
         .as_str(),
     );
 }
+
+/// Writes after the persistence check that keep the disk busy (several seconds in Bochs).
+const LINGER_WRITES: usize = 8192;
+
+/// Keeps the disk busy after the persistence check: [`LINGER_WRITES`] 4 KiB writes of a
+/// second pattern over sectors 1024-2047, never flushed. A test that cuts the power
+/// meanwhile checks that the flushed data survived.
+pub fn linger(blk: &mut Blk) {
+    // SAFETY: the only reference to RW_BUF here (persist has returned).
+    let out = unsafe { buf(core::ptr::addr_of_mut!(RW_BUF)) };
+    XorShift::new(0x11_6e12).fill(out);
+    let mut writes = 0usize;
+    while writes < LINGER_WRITES {
+        let sector = 1024 + (writes % 128) * 8;
+        if blk.write_blocks(sector, &out[..4096]).is_err() {
+            break;
+        }
+        writes += 1;
+    }
+    say!("blk linger: {writes} unflushed 4 KiB writes");
+}
