@@ -3,7 +3,8 @@
 
 use bulkhead_boot::Platform;
 use bulkhead_tests::{
-    boot_killed_at, boot_with_drives, boot_with_storage, bundle_image, bundle_uefi_image, image_for,
+    boot_killed_at, boot_with_drives, boot_with_storage, bundle_image, bundle_uefi_image,
+    image_for, SELFTEST_CHECKS, SELFTEST_CONF,
 };
 use std::path::{Path, PathBuf};
 
@@ -346,4 +347,46 @@ fn bochs_flushed_data_survives_a_kill() {
             "round {round}"
         );
     }
+}
+
+/// A guest hammering its store disk (8192 unflushed 4 KiB writes, each a drive transfer
+/// polled to completion) next to the selftest VM: the selftest passes every check, the
+/// store disk takes every write without an error, and the selftest is not stopped.
+#[test]
+fn bochs_a_busy_store_disk_stalls_no_other_vm() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = drive(dir.path(), "store.img", 16);
+    let s = store.to_str().unwrap();
+    disk(&["init", s]);
+    disk(&["create", s, "linger", "--size", "1M"]);
+    let conf = PERSIST_CONF.replace("disk = \"vdisk\"", "disk = \"linger\"") + SELFTEST_CONF;
+    let (_b, image) = bundle_image(&conf, &["virtio-client.elf", "selftest.elf"]);
+    let run = boot_with_drives(
+        Platform::Bochs,
+        &image,
+        "corei7_skylake_x",
+        600,
+        std::slice::from_ref(&store),
+    );
+    run.exited(0, "ok")
+        .said(
+            "virtio",
+            "guest virtio-client: PASS blk-persist-write checksum=",
+        )
+        .said(
+            "virtio",
+            "guest virtio-client: blk linger: 8192 unflushed 4 KiB writes",
+        )
+        .said("virtio", "guest virtio-client: DONE passed=1 failed=0")
+        .saw("[selftest] guest selftest: DONE passed=21 failed=0")
+        .saw("bulkhead: all VMs stopped (2 ran, 0 could not start)")
+        .not_saw("FAIL");
+    for check in SELFTEST_CHECKS {
+        run.saw(&format!("[selftest] guest selftest: PASS {check}"));
+    }
+    let dev = run.line("vm virtio: virtio-blk at ");
+    assert!(
+        dev.contains(" errors=0 ") && dev.contains(" store-disk=linger reads=1 writes=8201 flushes=2 drive-requests=8204 drive-errors=0"),
+        "{dev}"
+    );
 }
