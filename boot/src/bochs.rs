@@ -74,9 +74,15 @@ pub struct BochsConfig {
     pub megs: u32,
     pub firmware: Firmware,
     pub disk: PathBuf,
+    /// More drives, used in place (not copied: what the kernel writes stays): ata0-slave,
+    /// ata1-master, ata1-slave in this order.
+    pub drives: Vec<PathBuf>,
     pub serial: PathBuf,
     pub log: PathBuf,
 }
+
+/// Where the extra drives go.
+pub const DRIVE_SLOTS: [&str; 3] = ["ata0-slave", "ata1-master", "ata1-slave"];
 
 impl BochsConfig {
     /// The bochsrc text.
@@ -110,6 +116,12 @@ impl BochsConfig {
             "ata0-master: type=disk, path={}, mode=flat",
             self.disk.display()
         );
+        if self.drives.len() > 1 {
+            let _ = writeln!(s, "ata1: enabled=1, ioaddr1=0x170, ioaddr2=0x370, irq=15");
+        }
+        for (slot, d) in DRIVE_SLOTS.iter().zip(&self.drives) {
+            let _ = writeln!(s, "{slot}: type=disk, path={}, mode=flat", d.display());
+        }
         let _ = writeln!(s, "boot: disk");
         let _ = writeln!(s, "clock: sync=none, time0=local");
         let _ = writeln!(s, "port_e9_hack: enabled=1");
@@ -145,6 +157,7 @@ mod tests {
             megs: 256,
             firmware,
             disk: "/tmp/run/disk.img".into(),
+            drives: Vec::new(),
             serial: "/tmp/run/serial.txt".into(),
             log: "/tmp/run/bochs.log".into(),
         }
@@ -162,6 +175,21 @@ mod tests {
         assert!(s.contains("com1: enabled=1, mode=file, dev=/tmp/run/serial.txt\n"));
         assert!(s.contains("ata0-master: type=disk, path=/tmp/run/disk.img, mode=flat\n"));
         assert!(s.contains("sound: driver=dummy\n"));
+    }
+
+    #[test]
+    fn extra_drives_go_to_ata0_slave_then_ata1() {
+        let mut c = config(Firmware::bios());
+        let s = c.render();
+        assert!(!s.contains("ata0-slave") && !s.contains("ata1"));
+        c.drives = vec!["/d/a.img".into()];
+        let s = c.render();
+        assert!(s.contains("ata0-slave: type=disk, path=/d/a.img, mode=flat\n"));
+        assert!(!s.contains("ata1"));
+        c.drives.push("/d/b.img".into());
+        let s = c.render();
+        assert!(s.contains("ata1: enabled=1, ioaddr1=0x170, ioaddr2=0x370, irq=15\n"));
+        assert!(s.contains("ata1-master: type=disk, path=/d/b.img, mode=flat\n"));
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub enum BootError {
     Config(String),
     /// A command-line argument is wrong.
     Usage(String),
+    /// A disk store operation failed (the message names the drive and what to do).
+    Store(String),
 }
 
 impl fmt::Display for BootError {
@@ -50,6 +52,7 @@ impl fmt::Display for BootError {
             BootError::Bundle(m) => write!(f, "bundle: {m}"),
             BootError::Config(m) => write!(f, "{m}"),
             BootError::Usage(m) => write!(f, "{m} (see --help)"),
+            BootError::Store(m) => write!(f, "{m}"),
         }
     }
 }

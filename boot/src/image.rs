@@ -207,6 +207,7 @@ pub fn summary(config: &vm::config::Config) -> Vec<String> {
                     match source {
                         DiskSource::Empty { size } => format!("size {size}"),
                         DiskSource::Image(name) => format!("image {name}"),
+                        DiskSource::Store(name) => format!("store disk {name}"),
                     },
                     if *read_only { " ro" } else { "" }
                 ),

@@ -8,6 +8,7 @@ pub mod bench_smp;
 pub mod bochs;
 pub mod bundle;
 pub mod convert;
+pub mod disk;
 pub mod error;
 pub mod image;
 pub mod qemu;

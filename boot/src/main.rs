@@ -22,13 +22,22 @@ USAGE:
   bulkhead-boot config convert OLD.conf [-o NEW.toml]
       Check a bulkhead.toml (or a bundle directory) without building; convert an old
       bulkhead.conf to TOML. `bulkhead-boot config --help` says more.
+  bulkhead-boot disk init|ls|create|grow|delete|import|export DRIVE ...
+      The disk store on an image file or block device: named VM disks that keep their
+      data (`disk = \"NAME\"` in a virtio-blk table). `bulkhead-boot disk --help` says more.
   bulkhead-boot guests
       Build the test guests (tests/guest) into target/guests.
   bulkhead-boot image --kernel ELF [--out-dir DIR] [--ramdisk FILE]
       Create the two images from an already-built kernel ELF.
   bulkhead-boot run [--platform P] [--cpu MODEL] [--image IMG] [--timeout SECS]
-                    [--cpus N] [--megs N] [--serial FILE] [--quiet] [--keep]
-      Boot an image and echo its serial console. P is one of:
+                    [--cpus N] [--megs N] [--serial FILE] [--quiet] [--keep] [--drive FILE]... [--nvme FILE]...
+                    [--kill-at TEXT]
+      Boot an image and echo its serial console. Each --drive FILE (an image file or block
+      device, e.g. a disk store) is attached as another drive and used in place: Bochs
+      ata0-slave, ata1-master, ata1-slave; QEMU IDE indices 1-3. Each --nvme FILE is an NVMe
+      controller with FILE as namespace 1 (QEMU only). --kill-at TEXT kills the emulator
+      (a simulated power loss) once a whole serial line containing TEXT has arrived. --cpus N
+      sets the emulated CPUs (default 2). P is:
         bochs       Bochs + BIOS, VT-x emulated (BIOS image)           [default unless KVM]
         bochs-uefi  Bochs + OVMF, UEFI firmware and VT-x (UEFI image)
         qemu        QEMU TCG + OVMF, no VMX: UEFI path and diagnosis (UEFI image)
@@ -94,6 +103,13 @@ impl Opts {
             .and_then(|(_, v)| v.as_deref())
     }
 
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.args
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .filter_map(|(_, v)| v.as_deref())
+    }
+
     fn has(&self, name: &str) -> bool {
         self.args.iter().any(|(n, _)| n == name)
     }
@@ -110,6 +126,7 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
             Ok(0)
         }
         "config" => config_main(rest),
+        "disk" => bulkhead_boot::disk::main(rest, &mut std::io::stdout()),
         "guests" => {
             println!("{}", bulkhead_boot::image::build_guests()?.display());
             Ok(0)
@@ -165,6 +182,9 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
                     "--megs",
                     "--serial",
                     "--cpus",
+                    "--drive",
+                    "--nvme",
+                    "--kill-at",
                 ],
             )?;
             let platform = match o.get("--platform").unwrap_or("auto") {
@@ -185,6 +205,9 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
             let mut spec = RunSpec::new(platform, image);
             // Two emulated CPUs unless told otherwise: Bulkhead uses every CPU.
             spec.cpus = 2;
+            spec.drives = o.all("--drive").map(PathBuf::from).collect();
+            spec.nvme = o.all("--nvme").map(PathBuf::from).collect();
+            spec.kill_at = o.get("--kill-at").map(String::from);
             if let Some(c) = o.get("--cpu") {
                 spec.cpu_model = c.to_string();
             }

@@ -26,6 +26,10 @@ pub struct QemuConfig {
     /// `-smp`: the emulated CPU count.
     pub cpus: u32,
     pub disk: PathBuf,
+    /// More drives, used in place: IDE disks at indices 1-3 (the boot disk is index 0).
+    pub drives: Vec<PathBuf>,
+    /// NVMe drives, used in place: one `-device nvme` controller each.
+    pub nvme: Vec<PathBuf>,
     pub vars: PathBuf,
     pub serial: PathBuf,
 }
@@ -72,6 +76,23 @@ impl QemuConfig {
         ));
         push("-drive");
         push(&format!("format=raw,file={}", self.disk.display()));
+        for (i, d) in self.drives.iter().enumerate() {
+            push("-drive");
+            push(&format!(
+                "if=ide,index={},format=raw,file={}",
+                i + 1,
+                d.display()
+            ));
+        }
+        for (i, d) in self.nvme.iter().enumerate() {
+            push("-drive");
+            push(&format!(
+                "if=none,id=nvm{i},format=raw,file={}",
+                d.display()
+            ));
+            push("-device");
+            push(&format!("nvme,serial=bulkhead{i},drive=nvm{i}"));
+        }
         push("-serial");
         push(&format!("file:{}", self.serial.display()));
         push("-device");
@@ -113,6 +134,8 @@ mod tests {
             megs: 256,
             cpus: 2,
             disk: "/t/d.img".into(),
+            drives: vec!["/t/ide.img".into()],
+            nvme: vec!["/t/n.img".into()],
             vars: "/t/vars.fd".into(),
             serial: "/t/s.txt".into(),
         }
@@ -126,6 +149,8 @@ mod tests {
         assert!(a.contains("-device isa-debug-exit,iobase=0xf4,iosize=0x04"));
         assert!(a.contains("-serial file:/t/s.txt"));
         assert!(a.contains("file=/t/vars.fd"));
+        assert!(a.contains("-drive if=ide,index=1,format=raw,file=/t/ide.img"));
+        assert!(a.contains("-drive if=none,id=nvm0,format=raw,file=/t/n.img -device nvme,serial=bulkhead0,drive=nvm0"));
     }
 
     #[test]

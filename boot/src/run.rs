@@ -77,6 +77,16 @@ pub struct RunSpec {
     pub echo: bool,
     /// Keep the work directory (config, logs) after the run.
     pub keep_work_dir: bool,
+    /// More drives (image files or block devices), used in place, so what the hypervisor
+    /// writes to them persists across runs: Bochs attaches them as ata0-slave, ata1-master
+    /// and ata1-slave.
+    pub drives: Vec<PathBuf>,
+    /// NVMe drives (QEMU `-device nvme`; Bochs has no NVMe), used in place.
+    pub nvme: Vec<PathBuf>,
+    /// A simulated power loss: the emulator is killed (SIGKILL) as soon as the transcript
+    /// shows a whole line with this text, so only what already reached its drive files
+    /// survives.
+    pub kill_at: Option<String>,
 }
 
 impl RunSpec {
@@ -95,6 +105,9 @@ impl RunSpec {
             serial_out: None,
             echo: false,
             keep_work_dir: false,
+            drives: Vec::new(),
+            nvme: Vec::new(),
+            kill_at: None,
         }
     }
 }
@@ -114,6 +127,8 @@ pub struct RunOutcome {
     pub work_dir: Option<PathBuf>,
     /// The tail of the emulator's own log and stderr, for diagnosing a run without exit line.
     pub emulator_log_tail: String,
+    /// The run was ended on purpose at [`RunSpec::kill_at`].
+    pub killed: bool,
 }
 
 /// Exit code of `bulkhead-boot run` when the wall-clock timeout hit.
@@ -143,6 +158,11 @@ impl RunOutcome {
             ),
             (None, true) => format!(
                 "{}: timed out after {:.1} s without an exit line",
+                self.platform.name(),
+                self.wall.as_secs_f64()
+            ),
+            (None, false) if self.killed => format!(
+                "{}: killed on purpose (simulated power loss) after {:.1} s",
                 self.platform.name(),
                 self.wall.as_secs_f64()
             ),
@@ -261,7 +281,20 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, BootError> {
             && !outcome
                 .emulator_log_tail
                 .contains("3rd exception with no resolution")
-            && !outcome.transcript.contains("bulkhead: PANIC");
+            && !outcome.transcript.contains("bulkhead: PANIC")
+            && !outcome.killed;
+        // Extra drives are used in place: once the kernel ran it may have written them, and
+        // a second attempt would start from a different drive; such a crash is reported.
+        let drives_touched = (!spec.drives.is_empty() || !spec.nvme.is_empty())
+            && outcome.transcript.contains(KERNEL_BANNER);
+        if emulator_crashed && drives_touched {
+            eprintln!(
+                "bulkhead-boot: the emulator crashed ({}) while the kernel ran with drives attached; not retried (the drives may have changed)\n--- emulator log tail ---\n{}",
+                outcome.emulator_status.map_or("unknown".into(), |s| s.to_string()),
+                outcome.emulator_log_tail
+            );
+            return Ok(outcome);
+        }
         let early = !outcome.transcript.contains(KERNEL_BANNER);
         let limit = if early {
             EMULATOR_EARLY_CRASH_RETRIES
@@ -303,6 +336,12 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
 
     let mut command = match spec.platform {
         Platform::Bochs | Platform::BochsUefi => {
+            if !spec.nvme.is_empty() {
+                return Err(BootError::Usage(
+                    "Bochs emulates no NVMe controller: run NVMe drives with --platform qemu"
+                        .into(),
+                ));
+            }
             if bochs::BROKEN_MODELS.contains(&spec.cpu_model.as_str()) {
                 return Err(BootError::Usage(format!(
                     "Bochs CPU model {} crashes Bochs 2.7; pick another",
@@ -324,6 +363,7 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
                 megs: spec.megs,
                 firmware,
                 disk: disk.clone(),
+                drives: spec.drives.clone(),
                 serial: serial.clone(),
                 log: emulator_log.clone(),
             };
@@ -369,6 +409,8 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
                 megs: spec.megs,
                 cpus: spec.cpus,
                 disk: disk.clone(),
+                drives: spec.drives.clone(),
+                nvme: spec.nvme.clone(),
                 vars,
                 serial: serial.clone(),
             };
@@ -387,7 +429,7 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
     let mut child = command
         .spawn()
         .map_err(io("cannot start the emulator for", &spec.image))?;
-    let (transcript, timed_out, emulator_status) = watch(&mut child, &serial, spec, start)?;
+    let (transcript, timed_out, emulator_status, killed) = watch(&mut child, &serial, spec, start)?;
     let wall = start.elapsed();
 
     let mut emulator_log_tail = String::new();
@@ -417,6 +459,7 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
         wall,
         work_dir,
         emulator_log_tail,
+        killed,
     })
 }
 
@@ -426,7 +469,7 @@ fn watch(
     serial: &Path,
     spec: &RunSpec,
     start: Instant,
-) -> Result<(String, bool, Option<ExitStatus>), BootError> {
+) -> Result<(String, bool, Option<ExitStatus>, bool), BootError> {
     let mut file = std::fs::File::open(serial).map_err(io("cannot open", serial))?;
     let mut bytes = Vec::new();
     let mut offset = 0u64;
@@ -449,6 +492,23 @@ fn watch(
                 let _ = stdout.flush();
             }
             bytes.extend_from_slice(&chunk);
+            if let Some(at) = &spec.kill_at {
+                // Only once the whole line has arrived.
+                let text = String::from_utf8_lossy(&bytes);
+                if text
+                    .find(at.as_str())
+                    .is_some_and(|i| text[i..].contains('\n'))
+                {
+                    let _ = child.kill();
+                    let status = child.wait().ok();
+                    return Ok((
+                        String::from_utf8_lossy(&bytes).into_owned(),
+                        false,
+                        status,
+                        true,
+                    ));
+                }
+            }
             if exit_seen_at.is_none() && parse_exit(&String::from_utf8_lossy(&bytes)).is_some() {
                 exit_seen_at = Some(Instant::now());
             }
@@ -458,6 +518,7 @@ fn watch(
                 String::from_utf8_lossy(&bytes).into_owned(),
                 false,
                 Some(status),
+                false,
             ));
         }
         // The kernel asked the emulator to stop; give it a moment, then end it ourselves
@@ -479,6 +540,7 @@ fn watch(
                 String::from_utf8_lossy(&bytes).into_owned(),
                 timed_out && !lingering,
                 status,
+                false,
             ));
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -43,6 +43,44 @@ pub unsafe fn outl(port: u16, value: u32) {
     };
 }
 
+/// Reads a 32-bit value from an I/O port.
+///
+/// # Safety
+/// Same contract as [`inb`].
+pub unsafe fn inl(port: u16) -> u32 {
+    let value: u32;
+    // SAFETY: port reads have no memory effects; the caller guarantees the device-state effect
+    // of reading `port` is harmless (see the function contract).
+    unsafe {
+        asm!("in eax, dx", in("dx") port, out("eax") value, options(nomem, nostack, preserves_flags))
+    };
+    value
+}
+
+/// Reads `buf.len()` 16-bit words from one I/O port (`rep insw`), e.g. an ATA data register.
+///
+/// # Safety
+/// Same contract as [`inb`]; `buf` is written through, nothing else.
+pub unsafe fn insw(port: u16, buf: &mut [u16]) {
+    // SAFETY: REP INSW stores exactly RCX words at RDI (DF is clear in the kernel, SysV ABI),
+    // all inside `buf`; the caller guarantees the port reads are harmless.
+    unsafe {
+        asm!("rep insw", in("dx") port, inout("rdi") buf.as_mut_ptr() => _, inout("rcx") buf.len() => _, options(nostack, preserves_flags))
+    };
+}
+
+/// Writes `buf.len()` 16-bit words to one I/O port (`rep outsw`).
+///
+/// # Safety
+/// Same contract as [`outb`].
+pub unsafe fn outsw(port: u16, buf: &[u16]) {
+    // SAFETY: REP OUTSW reads exactly RCX words at RSI (DF clear), all inside `buf`; the
+    // caller guarantees the port writes are harmless.
+    unsafe {
+        asm!("rep outsw", in("dx") port, inout("rsi") buf.as_ptr() => _, inout("rcx") buf.len() => _, options(nostack, preserves_flags, readonly))
+    };
+}
+
 /// Reads a model-specific register.
 ///
 /// # Safety

@@ -11,11 +11,14 @@
 extern crate alloc;
 
 mod arch;
+mod drivers;
 mod exit;
 mod host_irq;
 mod interrupts;
 mod lapic;
 mod memory;
+mod mmio_map;
+mod pci;
 mod percpu;
 mod platform;
 mod serial;
@@ -65,6 +68,14 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         }
     };
 
+    // The boot archive (the bootloader's ramdisk) says which VMs to run and whether to
+    // check the disk stores.
+    let archive = boot_archive(boot_info);
+    let store_check = matches!(&archive, Some(Ok((_, c))) if c.hypervisor.store_check);
+    // Drives and disk stores come up before the VT-x verdict: they are reported (and the
+    // store check runs) even on a machine that cannot run VMs.
+    drivers::init(store_check);
+
     let (platform, verdict) = platform::report(&memory);
     if let Err(why) = verdict {
         exit::exit(why.status());
@@ -95,8 +106,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     );
     smp::report();
 
-    // The boot archive (the bootloader's ramdisk) says which VMs to run.
-    let status = match boot_archive(boot_info) {
+    let status = match archive {
         None => {
             info!("bulkhead: no boot archive in the image: nothing to run (build one with `bulkhead-boot build --bundle DIR`)");
             ExitStatus::Ok

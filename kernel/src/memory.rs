@@ -274,56 +274,15 @@ pub fn heap_size_and_high_water() -> (usize, usize) {
     (size, HEAP.high_water.load(Ordering::Relaxed))
 }
 
-/// Serialises changes to the kernel's page tables ([`map_mmio`]).
-static PAGE_TABLES: Mutex<()> = Mutex::new(());
-
-/// Hands the allocator's frames to the `x86_64` crate's mapper for new page tables.
-struct TableFrames;
-
-// SAFETY: `allocate_frame` returns distinct, zeroed, unused 4 KiB frames.
-unsafe impl x86_64::structures::paging::FrameAllocator<x86_64::structures::paging::Size4KiB>
-    for TableFrames
-{
-    fn allocate_frame(
-        &mut self,
-    ) -> Option<x86_64::structures::paging::PhysFrame<x86_64::structures::paging::Size4KiB>> {
-        allocate_frame().map(|p| {
-            x86_64::structures::paging::PhysFrame::containing_address(x86_64::PhysAddr::new(p))
-        })
-    }
-}
-
-/// A device page (a local APIC, a PCI BAR) reachable at `phys_to_virt(phys)`: the direct map
-/// covers it already, or it is mapped there now, uncached (SDM Vol. 3A §12.3: device memory
-/// is UC). `None` when it cannot be mapped.
+/// A device page (a local APIC, a PCI BAR) reachable at the returned address: through the
+/// direct map when it covers the page, else uncached in the device window (mmio_map.rs).
+/// `None` when it cannot be mapped.
 pub fn map_mmio(phys: u64) -> Option<*mut u8> {
-    use x86_64::structures::paging::mapper::MapToError;
-    use x86_64::structures::paging::{
-        Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as Fl, PhysFrame, Size4KiB,
-    };
-    let page_phys = phys & !(FRAME_SIZE - 1);
-    if is_direct_mapped(page_phys) {
+    let page = phys & !(FRAME_SIZE - 1);
+    if is_direct_mapped(page) {
         return Some(phys_to_virt(phys));
     }
-    let offset = *PHYS_OFFSET.get()?;
-    let _lock = PAGE_TABLES.lock();
-    let root = crate::arch::read_cr3() & 0x000f_ffff_ffff_f000;
-    // SAFETY: CR3 names the active level-4 table, mapped by the direct map; the lock above
-    // makes this the only code changing the page tables.
-    let table = unsafe { &mut *phys_to_virt(root).cast::<PageTable>() };
-    // SAFETY: all physical memory is mapped at `offset` (the bootloader's direct map).
-    let mut mapper = unsafe { OffsetPageTable::new(table, x86_64::VirtAddr::new(offset)) };
-    let page = Page::<Size4KiB>::containing_address(x86_64::VirtAddr::new(offset + page_phys));
-    let frame = PhysFrame::<Size4KiB>::containing_address(x86_64::PhysAddr::new(page_phys));
-    let flags = Fl::PRESENT | Fl::WRITABLE | Fl::NO_CACHE | Fl::WRITE_THROUGH | Fl::NO_EXECUTE;
-    // SAFETY: the page lies in the direct-map window, where only physical memory (here a
-    // device page) is ever mapped, at its own offset: no existing Rust object aliases it.
-    match unsafe { mapper.map_to(page, frame, flags, &mut TableFrames) } {
-        Ok(flush) => flush.flush(),
-        Err(MapToError::PageAlreadyMapped(f)) if f == frame => {}
-        // Part of a large page of the direct map: already reachable at its offset.
-        Err(MapToError::ParentEntryHugePage) => {}
-        Err(_) => return None,
-    }
-    Some(phys_to_virt(phys))
+    let base = crate::mmio_map::map(page, FRAME_SIZE).ok()?;
+    // SAFETY: `base` maps the whole page; the offset stays inside it.
+    Some(unsafe { base.add((phys - page) as usize) })
 }

@@ -187,6 +187,68 @@ pub fn boot_image(image: &std::path::Path, cpu: &str, timeout_secs: u64) -> Chec
     boot_image_on(Platform::Bochs, image, cpu, timeout_secs)
 }
 
+/// Boots `image` on `platform` with `cpu` and more drives attached in place (Bochs: ata0-slave,
+/// ata1-master, ata1-slave; QEMU: IDE 1-3), so what the hypervisor writes stays in the files.
+pub fn boot_with_drives(
+    platform: Platform,
+    image: &std::path::Path,
+    cpu: &str,
+    timeout_secs: u64,
+    drives: &[PathBuf],
+) -> Checked {
+    boot_with_storage(platform, image, cpu, timeout_secs, drives, &[])
+}
+
+/// Boots `image` in Bochs with `drives` and kills the emulator (a simulated power loss) as
+/// soon as the transcript shows `kill_at`.
+pub fn boot_killed_at(
+    image: &std::path::Path,
+    cpu: &str,
+    timeout_secs: u64,
+    drives: &[PathBuf],
+    kill_at: &str,
+) -> Checked {
+    let mut spec = RunSpec::new(Platform::Bochs, image);
+    spec.cpu_model = cpu.to_string();
+    spec.timeout = Duration::from_secs(timeout_secs);
+    spec.drives = drives.to_vec();
+    spec.kill_at = Some(kill_at.to_string());
+    let outcome = bulkhead_boot::run(&spec).unwrap_or_else(|e| panic!("could not run Bochs: {e}"));
+    eprintln!("bochs ({cpu}): {}", outcome.summary());
+    Checked {
+        outcome,
+        label: format!("bochs with cpu {cpu}, killed at {kill_at:?}"),
+    }
+}
+
+/// Like [`boot_with_drives`], with NVMe drives too (QEMU only: one controller per file).
+pub fn boot_with_storage(
+    platform: Platform,
+    image: &std::path::Path,
+    cpu: &str,
+    timeout_secs: u64,
+    drives: &[PathBuf],
+    nvme: &[PathBuf],
+) -> Checked {
+    let mut spec = RunSpec::new(platform, image);
+    spec.cpu_model = cpu.to_string();
+    spec.timeout = Duration::from_secs(timeout_secs);
+    spec.drives = drives.to_vec();
+    spec.nvme = nvme.to_vec();
+    let outcome = bulkhead_boot::run(&spec)
+        .unwrap_or_else(|e| panic!("could not run {}: {e}", platform.name()));
+    eprintln!("{} ({cpu}): {}", platform.name(), outcome.summary());
+    Checked {
+        outcome,
+        label: format!(
+            "{} with cpu {cpu}, {} extra drive(s) and {} NVMe drive(s)",
+            platform.name(),
+            drives.len(),
+            nvme.len()
+        ),
+    }
+}
+
 /// Boots `image` on `platform` with `cpu`.
 pub fn boot_image_on(
     platform: Platform,

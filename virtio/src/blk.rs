@@ -40,6 +40,10 @@ pub enum BackendError {
     ReadOnly,
     /// Backend I/O failure.
     Io,
+    /// An asynchronous backend (a drive) has started the transfer and not finished it: the
+    /// device keeps the request in flight and asks again, with the same range, on a later
+    /// call. Never an error for the guest.
+    Pending,
     /// The disk's heap budget cannot hold the blocks this write needs (copy-on-write
     /// overlay, see [`crate::ramdisk`]); nothing was written to those blocks.
     NoSpace {
@@ -60,6 +64,7 @@ impl fmt::Display for BackendError {
             }
             BackendError::ReadOnly => write!(f, "disk is read-only"),
             BackendError::Io => write!(f, "backend I/O error"),
+            BackendError::Pending => write!(f, "backend transfer in progress"),
             BackendError::NoSpace {
                 budget,
                 charged,
@@ -89,6 +94,10 @@ pub trait BlockBackend {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), BackendError>;
     /// Makes completed writes durable.
     fn flush(&mut self) -> Result<(), BackendError>;
+    /// Whether DISCARD and WRITE_ZEROES are offered (virtio 1.2 §5.2.3). Default: yes.
+    fn supports_zeroes(&self) -> bool {
+        true
+    }
     /// Heap bytes the backend may still allocate because of guest requests, at most
     /// (reserve them when the VM is created). Default: 0 (nothing allocated after creation).
     fn worst_case_bytes(&self) -> u64 {
@@ -188,6 +197,8 @@ enum DataOp {
     Write,
     /// VIRTIO_BLK_T_WRITE_ZEROES / DISCARD: zero the disk range.
     Zero,
+    /// VIRTIO_BLK_T_FLUSH on a backend that may answer [`BackendError::Pending`].
+    Flush,
 }
 
 /// The data phase of a request, possibly spanning several transport calls.
@@ -265,7 +276,7 @@ impl<B: BlockBackend> BlockDevice<B> {
         c[20..24].copy_from_slice(&(SECTOR_SIZE as u32).to_le_bytes());
         // topology (24..32) not offered; writeback 32, num_queues 34 (MQ not offered).
         c[34..36].copy_from_slice(&1u16.to_le_bytes());
-        if !self.backend.read_only() {
+        if !self.backend.read_only() && self.backend.supports_zeroes() {
             c[36..40].copy_from_slice(&MAX_ZERO_SECTORS.to_le_bytes()); // max_discard_sectors
             c[40..44].copy_from_slice(&1u32.to_le_bytes()); // max_discard_seg
             c[44..48].copy_from_slice(&1u32.to_le_bytes()); // discard_sector_alignment
@@ -354,10 +365,8 @@ impl<B: BlockBackend> BlockDevice<B> {
                 if self.features & feature::BLK_FLUSH == 0 {
                     return fail(blk_status::UNSUPP);
                 }
-                match self.backend.flush() {
-                    Ok(()) => fail(blk_status::OK),
-                    Err(e) => Step::Complete(Completion::backend_error(e, stats)),
-                }
+                // Through the data phase, so a drive's flush can take several calls.
+                data(DataOp::Flush, 0, 0)
             }
             BlkRequestType::GetId => {
                 let n = (in_len as usize).min(BLK_ID_BYTES);
@@ -445,6 +454,13 @@ impl<B: BlockBackend> BlockDevice<B> {
         stats: &mut DeviceStats,
         budget: &mut WorkBudget,
     ) -> Step {
+        if f.op == DataOp::Flush {
+            return match self.backend.flush() {
+                Ok(()) => Step::Complete(Completion::status(blk_status::OK)),
+                Err(BackendError::Pending) => Step::Continue(f),
+                Err(e) => Step::Complete(Completion::backend_error(e, stats)),
+            };
+        }
         let end = f.done + budget.take_bytes(f.len - f.done);
         let ioerr = Step::Complete(Completion::status(blk_status::IOERR));
         while f.done < end {
@@ -453,8 +469,10 @@ impl<B: BlockBackend> BlockDevice<B> {
             let buf = &mut self.scratch[..n];
             match f.op {
                 DataOp::Read => {
-                    if let Err(e) = self.backend.read_at(at, buf) {
-                        return Step::Complete(Completion::backend_error(e, stats));
+                    match self.backend.read_at(at, buf) {
+                        Ok(()) => {}
+                        Err(BackendError::Pending) => return Step::Continue(f),
+                        Err(e) => return Step::Complete(Completion::backend_error(e, stats)),
                     }
                     if self.chain.write_at(mem, f.done, buf) != Ok(n) {
                         return ioerr;
@@ -465,8 +483,10 @@ impl<B: BlockBackend> BlockDevice<B> {
                     if self.chain.read_at(mem, HEADER_LEN + f.done, buf) != Ok(n) {
                         return ioerr;
                     }
-                    if let Err(e) = self.backend.write_at(at, buf) {
-                        return Step::Complete(Completion::backend_error(e, stats));
+                    match self.backend.write_at(at, buf) {
+                        Ok(()) => {}
+                        Err(BackendError::Pending) => return Step::Continue(f),
+                        Err(e) => return Step::Complete(Completion::backend_error(e, stats)),
                     }
                     stats.bytes_read += n as u64;
                 }
@@ -474,12 +494,16 @@ impl<B: BlockBackend> BlockDevice<B> {
                     // One backend call for the whole granted range (a copy-on-write disk
                     // records it as one zero range).
                     let n = end - f.done;
-                    if let Err(e) = self.backend.write_zeroes(at, n) {
-                        return Step::Complete(Completion::backend_error(e, stats));
+                    match self.backend.write_zeroes(at, n) {
+                        Ok(()) => {}
+                        Err(BackendError::Pending) => return Step::Continue(f),
+                        Err(e) => return Step::Complete(Completion::backend_error(e, stats)),
                     }
                     f.done += n;
                     continue;
                 }
+                // Handled before the loop.
+                DataOp::Flush => break,
             }
             f.done += n as u64;
         }
@@ -531,7 +555,7 @@ impl<B: BlockBackend> VirtioDevice for BlockDevice<B> {
             | feature::BLK_FLUSH;
         if self.backend.read_only() {
             f |= feature::BLK_RO;
-        } else {
+        } else if self.backend.supports_zeroes() {
             f |= feature::BLK_DISCARD | feature::BLK_WRITE_ZEROES;
         }
         f

@@ -22,5 +22,6 @@ pub mod msr;
 pub mod paging;
 pub mod placement;
 pub mod stats;
+pub mod store;
 pub mod string_io;
 pub mod xsave;

@@ -168,6 +168,7 @@ pub fn run(
     // This CPU's vCPUs are done: drain the console until the other CPUs' are too.
     while RUNNING_VMS.load(Ordering::Acquire) > 0 {
         crate::serial::pump_if_due(arch::rdtsc());
+        crate::drivers::poll();
         core::hint::spin_loop();
     }
     let (size, high_water) = memory::heap_size_and_high_water();
@@ -227,6 +228,9 @@ pub fn run_this_cpu() {
         }
         if mine.pumps {
             crate::serial::pump_if_due(arch::rdtsc());
+            // Block drivers complete their requests here, a bounded step each, never in an
+            // exit; the console-draining CPU does it (no real-time partition's).
+            crate::drivers::poll();
         }
         let now = arch::rdtsc();
         let mut earliest: Option<u64> = None;
@@ -304,6 +308,7 @@ pub fn run_this_cpu() {
             }
             if mine.pumps {
                 crate::serial::pump_if_due(now);
+                crate::drivers::poll();
             }
             core::hint::spin_loop();
         }

@@ -12,6 +12,7 @@
 use super::guest_memory::GuestMemory;
 use super::Console;
 use crate::arch;
+use crate::drivers::store_disk::{StoreDisk, VmDisk};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
@@ -25,7 +26,7 @@ const CONSOLE_RING_BYTES: usize = 4096;
 
 /// A virtio device behind the MMIO transport.
 enum Device {
-    Blk(virtio::MmioTransport<virtio::BlockDevice<virtio::RamDisk>>),
+    Blk(virtio::MmioTransport<virtio::BlockDevice<VmDisk>>),
     Net(virtio::MmioTransport<virtio::NetDevice>),
     Console(virtio::MmioTransport<virtio::ConsoleDevice<virtio::ByteRing>>),
 }
@@ -164,15 +165,16 @@ impl VirtioDevices {
             let (base, irq) = VmConfig::device_window(i);
             let device = match dev {
                 DeviceConfig::VirtioBlk { source, read_only } => {
+                    let mut blk_config = virtio::BlockConfig::default();
                     let disk = match source {
-                        DiskSource::Empty { size } => virtio::RamDisk::try_new(*size as usize)
+                        DiskSource::Empty { size } => VmDisk::Ram(virtio::RamDisk::try_new(*size as usize)
                             .map_err(|e| {
                                 format!(
                                     "a {} MiB RAM disk does not fit in the hypervisor heap ({e}); use a smaller \
                                      `virtio-blk` size or give the machine more memory",
                                     size >> 20
                                 )
-                            })?,
+                            })?.read_only(*read_only)),
                         // Copy-on-write over the archive entry: only written blocks use the heap,
                         // at most `disk_budget` bytes of them.
                         DiskSource::Image(name) => {
@@ -182,11 +184,19 @@ impl VirtioDevices {
                             let budget = disk_budget.unwrap_or_else(|| {
                                 virtio::ramdisk::full_overlay_bytes(image.len() as u64)
                             });
-                            virtio::RamDisk::from_static_with_budget(image, budget)
+                            VmDisk::Ram(virtio::RamDisk::from_static_with_budget(image, budget).read_only(*read_only))
+                        }
+                        // A disk of a disk store on a drive; GET_ID says "store:NAME".
+                        DiskSource::Store(name) => {
+                            let id = format!("store:{name}");
+                            let n = id.len().min(virtio::blk::BLK_ID_BYTES);
+                            blk_config.id = [0; virtio::blk::BLK_ID_BYTES];
+                            blk_config.id[..n].copy_from_slice(&id.as_bytes()[..n]);
+                            VmDisk::Store(StoreDisk::open(name, *read_only, &config.name).map_err(|e| format!("{e}"))?)
                         }
                     };
-                    let mut t = virtio::MmioTransport::new(virtio::BlockDevice::new(
-                        disk.read_only(*read_only),
+                    let mut t = virtio::MmioTransport::new(virtio::BlockDevice::with_config(
+                        disk, blk_config,
                     ));
                     // Asynchronous-backend behaviour: batch the requests behind one kick.
                     t.set_deferred_notify(true);
@@ -427,13 +437,13 @@ impl VirtioDevices {
         self.regions
             .iter()
             .map(|r| {
-                let (s, problem) = match &*r.device {
-                    Device::Blk(t) => (t.stats(), t.error()),
-                    Device::Net(t) => (t.stats(), t.error()),
-                    Device::Console(t) => (t.stats(), t.error()),
+                let (s, problem, extra) = match &*r.device {
+                    Device::Blk(t) => (t.stats(), t.error(), t.device().backend().report()),
+                    Device::Net(t) => (t.stats(), t.error(), String::new()),
+                    Device::Console(t) => (t.stats(), t.error(), String::new()),
                 };
                 format!(
-                    "{} at {:#x} irq {}: requests={} bytes-read={} bytes-written={} notifications={} interrupts={} errors={} dropped={} budget-exceeded={} bad-accesses={}{}",
+                    "{} at {:#x} irq {}: requests={} bytes-read={} bytes-written={} notifications={} interrupts={} errors={} dropped={} budget-exceeded={} bad-accesses={}{}{}",
                     r.device.name(),
                     r.base,
                     r.irq,
@@ -446,6 +456,7 @@ impl VirtioDevices {
                     s.dropped,
                     s.budget_exceeded,
                     s.bad_accesses,
+                    extra,
                     problem
                         .map(|p| format!(" (needs reset: {p})"))
                         .unwrap_or_default()

@@ -7,6 +7,7 @@ mod console;
 mod fuzz_smoke;
 mod mmio;
 mod net;
+mod pending;
 mod queue_errors;
 
 use crate::blk::{BlockConfig, BlockDevice, RamDisk};

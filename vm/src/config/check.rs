@@ -310,9 +310,13 @@ fn convert(text: &str, file: FileToml) -> Result<Config, ConfigError> {
     let mut hypervisor = HypervisorConfig {
         timeslice: DEFAULT_TIMESLICE,
         host_tick_hz: 0,
+        store_check: false,
     };
     let (timeslice, host_tick) = match file.hypervisor {
-        Some(h) => (h.timeslice, h.host_tick_hz),
+        Some(h) => {
+            hypervisor.store_check = h.store_check.is_some_and(|c| *c.get_ref());
+            (h.timeslice, h.host_tick_hz)
+        }
         None => (None, None),
     };
     if let Some(t) = host_tick {
@@ -513,8 +517,11 @@ fn convert_vm(
     for (i, d) in blk.into_iter().enumerate() {
         let dspan = d.span();
         let d = d.into_inner();
-        let source = match (d.size, d.image) {
-            (Some(s), None) => DiskSource::Empty {
+        let given = usize::from(d.size.is_some())
+            + usize::from(d.image.is_some())
+            + usize::from(d.disk.is_some());
+        let source = match (d.size, d.image, d.disk) {
+            (Some(s), None, None) => DiskSource::Empty {
                 size: size(
                     text,
                     "size",
@@ -523,14 +530,26 @@ fn convert_vm(
                     "a multiple of 512 bytes, at least 512, e.g. \"1M\"",
                 )?,
             },
-            (None, Some(img)) => DiskSource::Image(entry(text, "image", &img)?),
-            (s, _) => {
+            (None, Some(img), None) => DiskSource::Image(entry(text, "image", &img)?),
+            (None, None, Some(n)) => {
+                if !crate::store::header::valid_name(n.get_ref()) {
+                    return Err(bad(
+                        text,
+                        "disk",
+                        n.span(),
+                        "the name of a disk in a disk store: 1-32 characters of a-z, 0-9 and \
+                         '-', a letter first, e.g. \"root\" (`bulkhead-boot disk ls` lists them)",
+                    ));
+                }
+                DiskSource::Store(n.into_inner())
+            }
+            _ => {
                 return Err(at(
                     text,
                     dspan,
                     K::DiskSource {
                         table: format!("virtio-blk entry {} of [vm.{name}]", i + 1),
-                        both: s.is_some(),
+                        both: given > 1,
                     },
                 ))
             }

@@ -63,7 +63,7 @@ pub enum ConfigErrorKind {
         value: String,
         expected: &'static str,
     },
-    /// A `[[vm.NAME.virtio-blk]]` entry with both or neither of `size` and `image`.
+    /// A `[[vm.NAME.virtio-blk]]` entry with more than one or none of `size`, `image`, `disk`.
     DiskSource { table: String, both: bool },
     /// A CPU listed twice in one VM's `cpus`.
     DuplicateCpu { vm: String, cpu: u32 },
@@ -171,10 +171,10 @@ impl fmt::Display for ConfigErrorKind {
             } => write!(f, "{key} = {value}: expected {expected}"),
             K::DiskSource { table, both } => write!(
                 f,
-                "{table} has {} of `size` and `image`: give exactly one, size = \"1M\" for an \
-                 empty RAM disk or image = \"disk.img\" for a copy-on-write disk over a bundle \
-                 file",
-                if *both { "both" } else { "neither" }
+                "{table} has {} of `size`, `image` and `disk`: give exactly one, size = \"1M\" \
+                 for an empty RAM disk, image = \"disk.img\" for a copy-on-write disk over a \
+                 bundle file or disk = \"root\" for a disk of a disk store",
+                if *both { "more than one" } else { "none" }
             ),
             K::DuplicateCpu { vm, cpu } => write!(
                 f,

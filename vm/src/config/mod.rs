@@ -109,8 +109,8 @@ impl GuestKind {
 /// `virtio-blk` entries in file order, then the `virtio-net` entries, then the console.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceConfig {
-    /// A block device over a RAM disk: an empty disk of `size` bytes, or a copy-on-write
-    /// disk over an archive entry.
+    /// A block device over a RAM disk (an empty disk of `size` bytes, or a copy-on-write
+    /// disk over an archive entry) or over a disk store's disk.
     VirtioBlk { source: DiskSource, read_only: bool },
     /// A network device attached to the VM's virtual switch with its gateway port.
     VirtioNet { mac: [u8; 6] },
@@ -120,8 +120,12 @@ pub enum DeviceConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DiskSource {
-    Empty { size: u64 },
+    Empty {
+        size: u64,
+    },
     Image(String),
+    /// A named disk of a disk store on one of the machine's drives (`vm::store`).
+    Store(String),
 }
 
 /// One VM.
@@ -161,6 +165,9 @@ pub struct HypervisorConfig {
     /// external-interrupt exit that ends a slice on time even without the VMX-preemption
     /// timer.
     pub host_tick_hz: u32,
+    /// `store-check`: at boot, before the VT-x verdict, each drive with a disk store gets a
+    /// write / flush / read-back of a free allocation unit (docs/configuration.md).
+    pub store_check: bool,
 }
 
 /// The whole configuration.

@@ -26,6 +26,7 @@ pub struct FileToml {
 pub struct HypervisorToml {
     pub timeslice: Option<Spanned<i64>>,
     pub host_tick_hz: Option<Spanned<i64>>,
+    pub store_check: Option<Spanned<bool>>,
 }
 
 /// `[vm.NAME]`.
@@ -58,11 +59,12 @@ pub struct VmToml {
 #[serde(
     deny_unknown_fields,
     rename_all = "kebab-case",
-    expecting = "a disk table: [[vm.NAME.virtio-blk]] with size or image"
+    expecting = "a disk table: [[vm.NAME.virtio-blk]] with size, image or disk"
 )]
 pub struct BlkToml {
     pub size: Option<Spanned<Size>>,
     pub image: Option<Spanned<String>>,
+    pub disk: Option<Spanned<String>>,
     pub read_only: Option<Spanned<bool>>,
 }
 

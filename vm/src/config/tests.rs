@@ -7,6 +7,7 @@ const FULL: &str = r#"# two VMs, every key
 [hypervisor]
 timeslice = 500000
 host-tick-hz = 250
+store-check = true
 
 [vm.selftest]
 kind = "elf64"
@@ -39,6 +40,9 @@ read-only = true
 size = 512
 read-only = false
 
+[[vm.linux.virtio-blk]]
+disk = "root-fs"
+
 [vm.boot16]
 kind = "real16"
 image = "realmode.bin"
@@ -60,6 +64,7 @@ fn parses_every_key() {
     let c = Config::parse(FULL.as_bytes()).unwrap();
     assert_eq!(c.hypervisor.timeslice, 500_000);
     assert_eq!(c.hypervisor.host_tick_hz, 250);
+    assert!(c.hypervisor.store_check);
     // File order, not name order.
     let names: Vec<&str> = c.vms.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(names, ["selftest", "linux", "boot16", "rt"]);
@@ -105,6 +110,10 @@ fn parses_every_key() {
             },
             DeviceConfig::VirtioBlk {
                 source: DiskSource::Empty { size: 512 },
+                read_only: false
+            },
+            DeviceConfig::VirtioBlk {
+                source: DiskSource::Store("root-fs".into()),
                 read_only: false
             },
             DeviceConfig::VirtioNet {
@@ -248,7 +257,7 @@ const ERRORS: &[(&str, usize, usize, &str)] = &[
         "[hypervisor]\nverbose = true\n",
         2,
         1,
-        "unknown key `verbose` in [hypervisor]; the keys here are `timeslice`, `host-tick-hz`",
+        "unknown key `verbose` in [hypervisor]; the keys here are `timeslice`, `host-tick-hz`, `store-check`",
     ),
     (
         "[vm.a]\n[[vm.a.virtio-blk]]\nsize = \"1M\"\nreadonly = true\n",
@@ -528,17 +537,32 @@ const ERRORS: &[(&str, usize, usize, &str)] = &[
         "[vm.a]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\n[[vm.a.virtio-blk]]\nsize = \"1M\"\nimage = \"d\"\n",
         5,
         1,
-        "virtio-blk entry 1 of [vm.a] has both of `size` and `image`: give exactly one, size = \
-         \"1M\" for an empty RAM disk or image = \"disk.img\" for a copy-on-write disk over a \
-         bundle file",
+        "virtio-blk entry 1 of [vm.a] has more than one of `size`, `image` and `disk`: give \
+         exactly one, size = \"1M\" for an empty RAM disk, image = \"disk.img\" for a \
+         copy-on-write disk over a bundle file or disk = \"root\" for a disk of a disk store",
     ),
     (
         "[vm.a]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\n[[vm.a.virtio-blk]]\nsize = \"1M\"\n[[vm.a.virtio-blk]]\nread-only = true\n",
         7,
         1,
-        "virtio-blk entry 2 of [vm.a] has neither of `size` and `image`: give exactly one, size \
-         = \"1M\" for an empty RAM disk or image = \"disk.img\" for a copy-on-write disk over a \
-         bundle file",
+        "virtio-blk entry 2 of [vm.a] has none of `size`, `image` and `disk`: give exactly \
+         one, size = \"1M\" for an empty RAM disk, image = \"disk.img\" for a copy-on-write \
+         disk over a bundle file or disk = \"root\" for a disk of a disk store",
+    ),
+    (
+        "[vm.a]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\n[[vm.a.virtio-blk]]\nimage = \"d\"\ndisk = \"root\"\n",
+        5,
+        1,
+        "virtio-blk entry 1 of [vm.a] has more than one of `size`, `image` and `disk`: give \
+         exactly one, size = \"1M\" for an empty RAM disk, image = \"disk.img\" for a \
+         copy-on-write disk over a bundle file or disk = \"root\" for a disk of a disk store",
+    ),
+    (
+        "[vm.a]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\n[[vm.a.virtio-blk]]\ndisk = \"Root\"\n",
+        6,
+        8,
+        "disk = \"Root\": expected the name of a disk in a disk store: 1-32 characters of a-z, \
+         0-9 and '-', a letter first, e.g. \"root\" (`bulkhead-boot disk ls` lists them)",
     ),
     (
         "[vm.a]\nkind = \"elf64\"\nimage = \"a\"\nmemory = \"4M\"\n[[vm.a.virtio-blk]]\nimage = \"\"\n",
@@ -814,5 +838,8 @@ fn full_example_uses_every_key() {
         }
     }
     assert_eq!(fields_of::<NetToml>(), ["mac"]);
-    assert_eq!(fields_of::<BlkToml>(), ["size", "image", "read-only"]);
+    assert_eq!(
+        fields_of::<BlkToml>(),
+        ["size", "image", "disk", "read-only"]
+    );
 }

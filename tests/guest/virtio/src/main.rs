@@ -8,6 +8,11 @@
 //! ping (1000 echo requests), blk-write-4k, blk-read-4k, blk-write-64k, blk-read-64k (16 MiB
 //! each, less on a smaller disk), each with the exit counts it cost (EXIT_STATS deltas).
 //!
+//! On a disk whose device id is `store:NAME` (a disk-store disk) it runs only
+//! blk-persist-write (blank disk) or blk-persist-read (a second boot), see `blk::persist`;
+//! on a disk named `linger...` it then keeps writing unflushed data (8192 writes of 4 KiB,
+//! `blk::linger`), so a test can cut the power while it is busy.
+//!
 //! VM config: one `[[vm.NAME.virtio-blk]]` with `size = "20M"` (device 0), one
 //! `[[vm.NAME.virtio-net]]` (device 1); 32 MiB RAM (README.md).
 
@@ -52,6 +57,15 @@ fn main(ram_size: u64, vm_index: u64) -> ! {
         }
     };
     if let Some(d) = disk.as_mut() {
+        // A disk of a disk store (device id "store:NAME"): only the persistence check.
+        let mut id = [0u8; 20];
+        if d.device_id(&mut id).is_ok() && id.starts_with(b"store:") {
+            blk::persist(d);
+            if id.starts_with(b"store:linger") {
+                blk::linger(d);
+            }
+            report::done()
+        }
         let d1 = stats::delta(&s0, &stats::snapshot());
         say!("blk init: exits={} mmio_exits={}", d1.total, d1.mmio);
         blk::functional(d);

@@ -156,14 +156,14 @@ fn positions_of_values_and_linux_command_lines() {
     let c = Config::parse(FULL.as_bytes()).unwrap();
     assert_eq!(
         value_position(FULL.as_bytes(), &["vm", "linux", "initrd"]),
-        Some((22, 10))
+        Some((23, 10))
     );
     assert_eq!(
         value_position(
             FULL.as_bytes(),
             &["vm", "linux", "virtio-blk", "0", "image"]
         ),
-        Some((30, 9))
+        Some((31, 9))
     );
     assert_eq!(
         value_position(FULL.as_bytes(), &["vm", "linux", "virtio-blk", "9"]),
@@ -174,7 +174,8 @@ fn positions_of_values_and_linux_command_lines() {
     assert_eq!(
         c.vms[1].linux_cmdline(),
         "console=ttyS0 quiet virtio_mmio.device=4K@0xd0000000:5 \
-         virtio_mmio.device=4K@0xd0001000:6 virtio_mmio.device=4K@0xd0002000:7"
+         virtio_mmio.device=4K@0xd0001000:6 virtio_mmio.device=4K@0xd0002000:7 \
+         virtio_mmio.device=4K@0xd0003000:8"
     );
     assert_eq!(c.vms[2].linux_cmdline(), "");
     let w = VmConfig::mmio_window_e820();

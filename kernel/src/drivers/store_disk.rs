@@ -1,0 +1,310 @@
+//! The backend of a virtio-blk device over a disk of a disk store (`disk = "NAME"`,
+//! docs/configuration.md): each guest transfer becomes driver requests on the store's drive
+//! (`vm::store::disk_io`), answered `Pending` until the drive completed them, so a write
+//! is acknowledged to the guest only when the drive has it and FLUSH is the drive's cache
+//! flush (ATA FLUSH CACHE EXT). One VM at a time may open a disk for writing; read-only
+//! openings may share it with each other, never with a writer.
+
+use super::{Storage, STORAGE};
+use alloc::format;
+use alloc::string::String;
+use virtio::blk::{BackendError, BlockBackend};
+use vm::store::block::Op;
+use vm::store::disk_io::{DiskIo, IoStatus};
+
+/// Who holds a store disk open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opening {
+    pub drive: usize,
+    pub name: String,
+    pub vm: String,
+    pub writer: bool,
+}
+
+/// A store disk opened by a VM.
+#[derive(Debug)]
+pub struct StoreDisk {
+    io: DiskIo,
+    device: usize,
+    drive: usize,
+    name: String,
+    vm: String,
+    read_only: bool,
+}
+
+/// Why a VM's store disk cannot be opened (the VM is not started).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenError {
+    NoStores,
+    NotFound {
+        name: String,
+        stores: usize,
+    },
+    Ambiguous {
+        name: String,
+        first: String,
+        second: String,
+    },
+    InUse {
+        name: String,
+        by: String,
+        writer: bool,
+    },
+}
+
+impl core::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            OpenError::NoStores => write!(
+                f,
+                "no drive of this machine holds a disk store; create one with `bulkhead-boot disk init` (the boot report lists the drives)"
+            ),
+            OpenError::NotFound { name, stores } => write!(
+                f,
+                "no disk {name:?} in the {stores} disk store(s) found; `bulkhead-boot disk ls DRIVE` lists them, `disk create` adds one"
+            ),
+            OpenError::Ambiguous { name, first, second } => write!(
+                f,
+                "disk {name:?} is in the stores of both {first} and {second}; rename one with the host tool"
+            ),
+            OpenError::InUse { name, by, writer } => write!(
+                f,
+                "disk {name:?} is open {} by VM {by}; one writer at a time (or any number of `read-only = true` readers)",
+                if *writer { "for writing" } else { "read-only" }
+            ),
+        }
+    }
+}
+
+fn drive_name(s: &Storage, drive: usize) -> String {
+    let d = &s.drives[drive];
+    s.devices[d.device].units()[d.unit].name.clone()
+}
+
+impl StoreDisk {
+    /// Opens disk `name` of whichever store holds it, for VM `vm`.
+    pub fn open(name: &str, read_only: bool, vm: &str) -> Result<StoreDisk, OpenError> {
+        let mut guard = STORAGE.lock();
+        let s = guard.as_mut().ok_or(OpenError::NoStores)?;
+        let stores = s.drives.iter().filter(|d| d.store.is_some()).count();
+        if stores == 0 {
+            return Err(OpenError::NoStores);
+        }
+        let mut holders = s
+            .drives
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.store.as_ref().is_some_and(|st| st.disk(name).is_some()));
+        let (drive, _) = holders.next().ok_or_else(|| OpenError::NotFound {
+            name: name.into(),
+            stores,
+        })?;
+        if let Some((other, _)) = holders.next() {
+            return Err(OpenError::Ambiguous {
+                name: name.into(),
+                first: drive_name(s, drive),
+                second: drive_name(s, other),
+            });
+        }
+        if let Some(o) = s
+            .open
+            .iter()
+            .find(|o| o.drive == drive && o.name == name && (o.writer || !read_only))
+        {
+            return Err(OpenError::InUse {
+                name: name.into(),
+                by: o.vm.clone(),
+                writer: o.writer,
+            });
+        }
+        let d = &s.drives[drive];
+        let map = d
+            .store
+            .as_ref()
+            .and_then(|st| st.map(name).ok())
+            .ok_or_else(|| OpenError::NotFound {
+                name: name.into(),
+                stores,
+            })?;
+        s.next_tag_base += 1;
+        let io = DiskIo::new(map, d.unit, s.next_tag_base << 48);
+        s.open.push(Opening {
+            drive,
+            name: name.into(),
+            vm: vm.into(),
+            writer: !read_only,
+        });
+        log::info!(
+            "vm {vm}: virtio-blk over store disk {name} on {}{}",
+            drive_name(s, drive),
+            if read_only { " (read-only)" } else { "" }
+        );
+        Ok(StoreDisk {
+            io,
+            device: d.device,
+            drive,
+            name: name.into(),
+            vm: vm.into(),
+            read_only,
+        })
+    }
+
+    /// The device report's extra counters.
+    pub fn report(&self) -> String {
+        let st = self.io.stats;
+        format!(
+            " store-disk={} reads={} writes={} flushes={} drive-requests={} drive-errors={}",
+            self.name, st.reads, st.writes, st.flushes, st.requests, st.errors
+        )
+    }
+
+    /// One bounded step: polls the drive once, takes this disk's completions, asks again.
+    fn step(&mut self, op: Op, offset: u64, buf: &mut [u8]) -> Result<(), BackendError> {
+        let mut guard = STORAGE.lock();
+        let Some(s) = guard.as_mut() else {
+            return Err(BackendError::Io);
+        };
+        let Some(dev) = s.devices.get_mut(self.device) else {
+            return Err(BackendError::Io);
+        };
+        if let Some((unit, c)) = dev.poll() {
+            s.completions.push((self.device, unit, c));
+        }
+        let mut i = 0;
+        while i < s.completions.len() {
+            if s.completions[i].0 == self.device && self.io.owns(s.completions[i].2.tag) {
+                let (_, _, c) = s.completions.swap_remove(i);
+                self.io.deliver(c);
+            } else {
+                i += 1;
+            }
+        }
+        match self.io.step(&mut **dev, op, offset, buf) {
+            IoStatus::Pending => Err(BackendError::Pending),
+            IoStatus::Done(Ok(())) => Ok(()),
+            IoStatus::Done(Err(e)) => {
+                log::warn!("vm {}: store disk {}: {e}", self.vm, self.name);
+                Err(BackendError::Io)
+            }
+        }
+    }
+}
+
+impl Drop for StoreDisk {
+    fn drop(&mut self) {
+        if let Some(s) = STORAGE.lock().as_mut() {
+            if let Some(i) = s
+                .open
+                .iter()
+                .position(|o| o.drive == self.drive && o.name == self.name && o.vm == self.vm)
+            {
+                s.open.swap_remove(i);
+            }
+        }
+    }
+}
+
+impl BlockBackend for StoreDisk {
+    fn len(&self) -> u64 {
+        self.io.len()
+    }
+
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BackendError> {
+        self.step(Op::Read, offset, buf)
+    }
+
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), BackendError> {
+        if self.read_only {
+            return Err(BackendError::ReadOnly);
+        }
+        // DiskIo copies the data into its driver requests; it never writes to `buf` for a write.
+        let mut copy = [0u8; 4096];
+        if data.len() <= copy.len() {
+            copy[..data.len()].copy_from_slice(data);
+            return self.step(Op::Write, offset, &mut copy[..data.len()]);
+        }
+        let mut v = alloc::vec::Vec::from(data);
+        self.step(Op::Write, offset, &mut v)
+    }
+
+    fn flush(&mut self) -> Result<(), BackendError> {
+        self.step(Op::Flush, 0, &mut [])
+    }
+
+    /// The ATA driver has no DATA SET MANAGEMENT (TRIM) or zeroing command yet.
+    fn supports_zeroes(&self) -> bool {
+        false
+    }
+}
+
+/// A virtio-blk backend: a RAM disk or a store disk.
+#[derive(Debug)]
+pub enum VmDisk {
+    Ram(virtio::RamDisk),
+    Store(StoreDisk),
+}
+
+impl VmDisk {
+    /// Extra counters for the device report (store disks only).
+    pub fn report(&self) -> String {
+        match self {
+            VmDisk::Ram(_) => String::new(),
+            VmDisk::Store(s) => s.report(),
+        }
+    }
+}
+
+impl BlockBackend for VmDisk {
+    fn len(&self) -> u64 {
+        match self {
+            VmDisk::Ram(d) => d.len(),
+            VmDisk::Store(d) => d.len(),
+        }
+    }
+    fn read_only(&self) -> bool {
+        match self {
+            VmDisk::Ram(d) => BlockBackend::read_only(d),
+            VmDisk::Store(d) => d.read_only(),
+        }
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BackendError> {
+        match self {
+            VmDisk::Ram(d) => d.read_at(offset, buf),
+            VmDisk::Store(d) => d.read_at(offset, buf),
+        }
+    }
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), BackendError> {
+        match self {
+            VmDisk::Ram(d) => d.write_at(offset, data),
+            VmDisk::Store(d) => d.write_at(offset, data),
+        }
+    }
+    fn flush(&mut self) -> Result<(), BackendError> {
+        match self {
+            VmDisk::Ram(d) => d.flush(),
+            VmDisk::Store(d) => d.flush(),
+        }
+    }
+    fn supports_zeroes(&self) -> bool {
+        match self {
+            VmDisk::Ram(d) => d.supports_zeroes(),
+            VmDisk::Store(d) => d.supports_zeroes(),
+        }
+    }
+    fn worst_case_bytes(&self) -> u64 {
+        match self {
+            VmDisk::Ram(d) => d.worst_case_bytes(),
+            VmDisk::Store(d) => d.worst_case_bytes(),
+        }
+    }
+    fn write_zeroes(&mut self, offset: u64, len: u64) -> Result<(), BackendError> {
+        match self {
+            VmDisk::Ram(d) => d.write_zeroes(offset, len),
+            VmDisk::Store(d) => d.write_zeroes(offset, len),
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! ATA PIO driver logic for one IDE channel (two drives), independent of the hardware: the
+//! kernel supplies the channel's registers through [`AtaBus`]. References: ATA/ATAPI-6 (T13
+//! 1410D) §7 for the register block and the PIO data-in/data-out protocols (§9.7, §9.8), and
+//! ACS-3 (T13 2161-D) for the commands and the IDENTIFY DEVICE data (§7.12, Table 45).
+//!
+//! Commands use 48-bit addressing (READ/WRITE SECTORS EXT, FLUSH CACHE EXT) at most 256
+//! sectors each; a request is split into such commands. Each [`AtaChannel::poll`] moves at
+//! most [`SECTORS_PER_POLL`] sectors, so its work is bounded; a command that makes no progress
+//! for `timeout` ticks fails with [`IoError::Timeout`] and the channel is reset.
+
+use super::block::{check, BlockDevice, Completion, DriveInfo, Op, Request};
+use super::error::IoError;
+use super::header::SECTOR;
+use alloc::collections::VecDeque;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// Command block registers (ATA/ATAPI-6 §7.1, Table 13), offsets from the base port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reg {
+    Data = 0,
+    /// Error (read) / Features (write).
+    Error = 1,
+    SectorCount = 2,
+    LbaLow = 3,
+    LbaMid = 4,
+    LbaHigh = 5,
+    Device = 6,
+    /// Status (read) / Command (write).
+    Status = 7,
+}
+
+/// Status register bits (ATA/ATAPI-6 §7.15).
+pub mod status {
+    pub const BSY: u8 = 0x80;
+    pub const DRDY: u8 = 0x40;
+    pub const DF: u8 = 0x20;
+    pub const DRQ: u8 = 0x08;
+    pub const ERR: u8 = 0x01;
+}
+
+/// Command codes (ACS-3 Table B.2).
+pub mod cmd {
+    pub const IDENTIFY_DEVICE: u8 = 0xEC;
+    pub const READ_SECTORS_EXT: u8 = 0x24;
+    pub const WRITE_SECTORS_EXT: u8 = 0x34;
+    pub const FLUSH_CACHE_EXT: u8 = 0xEA;
+}
+
+/// Device register: bit 6 selects LBA addressing, bit 4 the drive (ATA/ATAPI-6 §7.9); bits 7
+/// and 5 are obsolete and set for old drives.
+const DEVICE_LBA: u8 = 0xE0;
+const DEVICE_SLAVE: u8 = 0x10;
+/// Device control register: nIEN (no interrupts, we poll) and SRST (ATA/ATAPI-6 §7.8).
+pub const CONTROL_NIEN: u8 = 0x02;
+pub const CONTROL_SRST: u8 = 0x04;
+/// The most sectors one command moves here (a count of 256; LBA48 allows 65536).
+pub const SECTORS_PER_COMMAND: u64 = 256;
+/// The most sectors one poll moves.
+pub const SECTORS_PER_POLL: u64 = 16;
+/// Requests a channel queues beyond the one in flight.
+pub const QUEUE_DEPTH: usize = 64;
+
+/// One IDE channel's registers.
+pub trait AtaBus {
+    fn read(&mut self, reg: Reg) -> u8;
+    fn write(&mut self, reg: Reg, value: u8);
+    /// The alternate status register (reading it has no side effect).
+    fn alt_status(&mut self) -> u8;
+    fn control(&mut self, value: u8);
+    /// Reads 16-bit words from the data register.
+    fn read_data(&mut self, words: &mut [u16]);
+    /// Writes 16-bit words to the data register.
+    fn write_data(&mut self, words: &[u16]);
+    /// A monotonic tick count (the TSC), for timeouts.
+    fn now(&mut self) -> u64;
+}
+
+/// IDENTIFY DEVICE data decoded (ACS-3 §7.12.7, Table 45).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identify {
+    pub model: String,
+    pub sectors: u64,
+    pub lba48: bool,
+    pub flush_ext: bool,
+    pub write_cache: bool,
+    /// Logical sector size in bytes (words 106, 117-118).
+    pub sector_size: u32,
+}
+
+/// Why a drive was found but is not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unusable {
+    /// Word 0 bit 15: an ATAPI (packet) device, e.g. a CD-ROM.
+    Packet,
+    /// No 48-bit addressing (word 83 bit 10).
+    NoLba48,
+    /// Logical sectors other than 512 bytes.
+    SectorSize(u32),
+}
+
+impl core::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Unusable::Packet => write!(f, "a packet (ATAPI) device, not a disk"),
+            Unusable::NoLba48 => write!(f, "no 48-bit addressing (ATA-6 or later needed)"),
+            Unusable::SectorSize(s) => {
+                write!(f, "{s}-byte logical sectors (only 512 is supported)")
+            }
+        }
+    }
+}
+
+impl Identify {
+    pub fn parse(w: &[u16; 256]) -> Result<Identify, Unusable> {
+        if w[0] & 0x8000 != 0 {
+            return Err(Unusable::Packet);
+        }
+        let mut model = String::new();
+        for &x in &w[27..47] {
+            for b in x.to_be_bytes() {
+                model.push(if b.is_ascii_graphic() || b == b' ' {
+                    b as char
+                } else {
+                    '.'
+                });
+            }
+        }
+        let model = String::from(model.trim());
+        let lba48 = w[83] & (1 << 10) != 0;
+        if !lba48 {
+            return Err(Unusable::NoLba48);
+        }
+        let sectors = w[100..104]
+            .iter()
+            .rev()
+            .fold(0u64, |a, &x| (a << 16) | u64::from(x));
+        // Word 106: bit 14 set, bit 15 clear = valid; bit 12 = logical sector longer than 256 words.
+        let sector_size = if w[106] & 0xC000 == 0x4000 && w[106] & (1 << 12) != 0 {
+            ((u32::from(w[118]) << 16) | u32::from(w[117])) * 2
+        } else {
+            SECTOR as u32
+        };
+        if sector_size != SECTOR as u32 {
+            return Err(Unusable::SectorSize(sector_size));
+        }
+        Ok(Identify {
+            model,
+            sectors,
+            lba48,
+            flush_ext: w[83] & (1 << 13) != 0,
+            write_cache: w[82] & (1 << 5) != 0,
+            sector_size,
+        })
+    }
+}
+
+/// The taskfile of a 48-bit command: (register, value) in the order written; the "previous"
+/// (high) bytes go first into each two-deep register (ATA/ATAPI-6 §6.20).
+pub fn lba48_taskfile(slave: bool, lba: u64, count: u16) -> [(Reg, u8); 9] {
+    let b = lba.to_le_bytes();
+    let [clo, chi] = count.to_le_bytes();
+    [
+        (Reg::Device, 0x40 | if slave { DEVICE_SLAVE } else { 0 }),
+        (Reg::SectorCount, chi),
+        (Reg::LbaLow, b[3]),
+        (Reg::LbaMid, b[4]),
+        (Reg::LbaHigh, b[5]),
+        (Reg::SectorCount, clo),
+        (Reg::LbaLow, b[0]),
+        (Reg::LbaMid, b[1]),
+        (Reg::LbaHigh, b[2]),
+    ]
+}
+
+/// A command in flight.
+#[derive(Debug)]
+struct Active {
+    unit: usize,
+    req: Request,
+    /// Sectors of the request done so far.
+    done: u64,
+    /// Sectors of the current command not yet transferred.
+    left_in_cmd: u64,
+    /// Tick of the last progress.
+    since: u64,
+}
+
+/// One IDE channel: up to two drives, one command at a time.
+#[derive(Debug)]
+pub struct AtaChannel<B: AtaBus> {
+    bus: B,
+    /// "ata0", "ata1", ...
+    name: String,
+    units: Vec<DriveInfo>,
+    /// Which drive (false: master, true: slave) each unit is.
+    slave: Vec<bool>,
+    queue: VecDeque<(usize, Request)>,
+    active: Option<Active>,
+    timeout: u64,
+    /// Drives seen but not used, with why (for the boot report).
+    pub skipped: Vec<(String, Unusable)>,
+    pub timeouts: u64,
+    pub errors: u64,
+}
+
+fn words_to_bytes(w: &[u16], out: &mut [u8]) {
+    for (o, x) in out.as_chunks_mut::<2>().0.iter_mut().zip(w) {
+        *o = x.to_le_bytes();
+    }
+}
+
+impl<B: AtaBus> AtaChannel<B> {
+    /// Probes both drives of a channel with IDENTIFY DEVICE (polled, each step bounded by
+    /// `timeout` ticks). A floating bus (status 0xFF) or an absent drive (status 0) gives a
+    /// channel without units.
+    pub fn probe(mut bus: B, name: &str, timeout: u64) -> Self {
+        bus.control(CONTROL_NIEN);
+        let mut ch = AtaChannel {
+            bus,
+            name: String::from(name),
+            units: Vec::new(),
+            slave: Vec::new(),
+            queue: VecDeque::new(),
+            active: None,
+            timeout,
+            skipped: Vec::new(),
+            timeouts: 0,
+            errors: 0,
+        };
+        for slave in [false, true] {
+            let which = format!("{name}-{}", if slave { "slave" } else { "master" });
+            if let Some(words) = ch.identify(slave) {
+                match Identify::parse(&words) {
+                    Ok(id) => {
+                        ch.units.push(DriveInfo {
+                            name: which,
+                            model: id.model,
+                            sectors: id.sectors,
+                            write_cache: id.write_cache,
+                            flush: id.flush_ext,
+                        });
+                        ch.slave.push(slave);
+                    }
+                    Err(u) => ch.skipped.push((which, u)),
+                }
+            }
+        }
+        ch
+    }
+
+    /// Waits (bounded) until BSY clears; the last status, or `None` on timeout.
+    fn wait_not_busy(&mut self) -> Option<u8> {
+        let start = self.bus.now();
+        loop {
+            let s = self.bus.alt_status();
+            if s & status::BSY == 0 {
+                return Some(s);
+            }
+            if self.bus.now().wrapping_sub(start) > self.timeout {
+                return None;
+            }
+        }
+    }
+
+    fn identify(&mut self, slave: bool) -> Option<[u16; 256]> {
+        if self.bus.alt_status() == 0xFF {
+            return None; // floating bus: no controller or no drives
+        }
+        self.bus.write(
+            Reg::Device,
+            DEVICE_LBA | if slave { DEVICE_SLAVE } else { 0 },
+        );
+        self.wait_not_busy()?;
+        for r in [Reg::SectorCount, Reg::LbaLow, Reg::LbaMid, Reg::LbaHigh] {
+            self.bus.write(r, 0);
+        }
+        self.bus.write(Reg::Status, cmd::IDENTIFY_DEVICE);
+        if self.bus.alt_status() == 0 {
+            return None; // no drive
+        }
+        let s = self.wait_not_busy()?;
+        // A packet device aborts IDENTIFY DEVICE with its signature in LBA mid/high
+        // (ATA/ATAPI-6 §9.12): report it as such rather than as absent.
+        if s & status::ERR != 0 || s & status::DRQ == 0 {
+            let (mid, high) = (self.bus.read(Reg::LbaMid), self.bus.read(Reg::LbaHigh));
+            if (mid, high) == (0x14, 0xEB) {
+                let mut w = [0u16; 256];
+                w[0] = 0x8000;
+                return Some(w);
+            }
+            return None;
+        }
+        let mut w = [0u16; 256];
+        self.bus.read_data(&mut w);
+        let _ = self.bus.read(Reg::Status);
+        Some(w)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Issues the next command of the active request, or completes it.
+    fn start_command(&mut self) -> Option<(usize, Completion)> {
+        let a = self.active.as_mut()?;
+        let total = (a.req.buf.len() / SECTOR) as u64;
+        let slave = self.slave[a.unit];
+        let command = match a.req.op {
+            Op::Flush if a.done == 0 && a.left_in_cmd == 0 => cmd::FLUSH_CACHE_EXT,
+            Op::Read if a.done < total => cmd::READ_SECTORS_EXT,
+            Op::Write if a.done < total => cmd::WRITE_SECTORS_EXT,
+            _ => return self.finish(Ok(())),
+        };
+        let count = (total - a.done).min(SECTORS_PER_COMMAND);
+        let lba = a.req.lba + a.done;
+        let tf = lba48_taskfile(slave, lba, (count % 65536) as u16);
+        for (r, v) in tf {
+            self.bus.write(r, v);
+        }
+        self.bus.write(Reg::Status, command);
+        // The status is valid 400 ns after a command write (ATA/ATAPI-6 §9.1): four reads of
+        // the alternate status take at least that long.
+        for _ in 0..4 {
+            let _ = self.bus.alt_status();
+        }
+        let now = self.bus.now();
+        let a = self.active.as_mut()?;
+        // A flush has no data phase; mark it as one pseudo-sector to wait for.
+        a.left_in_cmd = if command == cmd::FLUSH_CACHE_EXT {
+            1
+        } else {
+            count
+        };
+        a.since = now;
+        None
+    }
+
+    fn finish(&mut self, result: Result<(), IoError>) -> Option<(usize, Completion)> {
+        let a = self.active.take()?;
+        if result.is_err() {
+            self.errors += 1;
+        }
+        Some((
+            a.unit,
+            Completion {
+                tag: a.req.tag,
+                op: a.req.op,
+                lba: a.req.lba,
+                buf: a.req.buf,
+                result,
+            },
+        ))
+    }
+
+    fn fail(&mut self, s: u8) -> Option<(usize, Completion)> {
+        let err = self.bus.read(Reg::Error);
+        let lba = self.active.as_ref().map_or(0, |a| a.req.lba + a.done);
+        self.finish(Err(IoError::Device {
+            lba,
+            status: u16::from(s) << 8 | u16::from(err),
+        }))
+    }
+
+    /// Resets the channel after a timeout (SRST, ATA/ATAPI-6 §9.2).
+    fn reset(&mut self) {
+        self.bus.control(CONTROL_NIEN | CONTROL_SRST);
+        self.bus.control(CONTROL_NIEN);
+    }
+}
+
+impl<B: AtaBus> BlockDevice for AtaChannel<B> {
+    fn units(&self) -> &[DriveInfo] {
+        &self.units
+    }
+
+    fn submit(&mut self, unit: usize, req: Request) -> Result<(), Request> {
+        let Some(info) = self.units.get(unit) else {
+            return Err(req);
+        };
+        if self.queue.len() >= QUEUE_DEPTH || (req.op != Op::Flush && check(info, &req).is_err()) {
+            return Err(req);
+        }
+        self.queue.push_back((unit, req));
+        Ok(())
+    }
+
+    fn poll(&mut self) -> Option<(usize, Completion)> {
+        if self.active.is_none() {
+            let (unit, req) = self.queue.pop_front()?;
+            let since = self.bus.now();
+            self.active = Some(Active {
+                unit,
+                req,
+                done: 0,
+                left_in_cmd: 0,
+                since,
+            });
+            return self.start_command();
+        }
+        let mut moved = 0;
+        loop {
+            let s = self.bus.alt_status();
+            let a = self.active.as_ref()?;
+            if s & status::BSY != 0 {
+                if self.bus.now().wrapping_sub(a.since) > self.timeout {
+                    let lba = a.req.lba + a.done;
+                    self.timeouts += 1;
+                    self.reset();
+                    return self.finish(Err(IoError::Timeout { lba }));
+                }
+                return None;
+            }
+            if s & (status::ERR | status::DF) != 0 {
+                let s = self.bus.read(Reg::Status);
+                return self.fail(s);
+            }
+            let op = a.req.op;
+            if op == Op::Flush || (op == Op::Write && a.left_in_cmd == 0) {
+                // Command complete: the flush finished, or the last written sector is in.
+                let _ = self.bus.read(Reg::Status);
+                let a = self.active.as_mut()?;
+                a.left_in_cmd = 0;
+                if op == Op::Flush {
+                    return self.finish(Ok(()));
+                }
+                return self.start_command();
+            }
+            if s & status::DRQ == 0 {
+                return None;
+            }
+            if moved == SECTORS_PER_POLL {
+                return None;
+            }
+            let now = self.bus.now();
+            let a = self.active.as_mut()?;
+            let at = a.done as usize * SECTOR;
+            let mut w = [0u16; SECTOR / 2];
+            match op {
+                Op::Read => {
+                    self.bus.read_data(&mut w);
+                    words_to_bytes(&w, &mut a.req.buf[at..at + SECTOR]);
+                }
+                _ => {
+                    for (x, b) in w
+                        .iter_mut()
+                        .zip(a.req.buf[at..at + SECTOR].as_chunks::<2>().0)
+                    {
+                        *x = u16::from_le_bytes(*b);
+                    }
+                    self.bus.write_data(&w);
+                }
+            }
+            a.done += 1;
+            a.left_in_cmd -= 1;
+            a.since = now;
+            moved += 1;
+            if op == Op::Read && a.left_in_cmd == 0 {
+                let _ = self.bus.read(Reg::Status);
+                return self.start_command();
+            }
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.active.is_none() && self.queue.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,497 @@
+//! The ATA channel logic against a model of an IDE channel with two drives: IDENTIFY, LBA48
+//! taskfiles, PIO data-in/out across command boundaries, flushes, errors and timeouts.
+
+use super::*;
+use crate::store::block::SyncUnit;
+use crate::store::{BlockIo, Store};
+use alloc::vec;
+
+#[derive(Debug, Default)]
+struct FakeDrive {
+    data: Vec<u8>,
+    identify: Vec<u16>,
+}
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum Phase {
+    Idle,
+    Identify,
+    Read,
+    Write,
+}
+
+#[derive(Debug)]
+struct FakeBus {
+    drives: [Option<FakeDrive>; 2],
+    sel: usize,
+    cur: [u8; 6],
+    prev: [u8; 6],
+    status: u8,
+    error: u8,
+    busy: u32,
+    /// BSY polls after each command or sector.
+    latency: u32,
+    phase: Phase,
+    lba: u64,
+    left: u64,
+    buf: Vec<u16>,
+    now: u64,
+    commands: Vec<(u8, u64, u64)>,
+    fail_lba: Option<u64>,
+    hang: bool,
+    resets: u32,
+    words_moved: u64,
+}
+
+fn identify_words(model: &str, sectors: u64, lba48: bool) -> Vec<u16> {
+    let mut w = vec![0u16; 256];
+    let mut m = [b' '; 40];
+    m[..model.len()].copy_from_slice(model.as_bytes());
+    for (i, pair) in m.chunks(2).enumerate() {
+        w[27 + i] = u16::from_be_bytes([pair[0], pair[1]]);
+    }
+    w[82] = 1 << 5;
+    w[83] = (1 << 13) | if lba48 { 1 << 10 } else { 0 };
+    for i in 0..4 {
+        w[100 + i] = (sectors >> (16 * i)) as u16;
+    }
+    w
+}
+
+impl FakeBus {
+    fn new(master: Option<u64>, slave: Option<u64>) -> Self {
+        let d = |s: Option<u64>| {
+            s.map(|n| FakeDrive {
+                data: vec![0; n as usize * SECTOR],
+                identify: identify_words("BULKHEAD TEST DISK", n, true),
+            })
+        };
+        FakeBus {
+            drives: [d(master), d(slave)],
+            sel: 0,
+            cur: [0; 6],
+            prev: [0; 6],
+            status: status::DRDY,
+            error: 0,
+            busy: 0,
+            latency: 3,
+            phase: Phase::Idle,
+            lba: 0,
+            left: 0,
+            buf: Vec::new(),
+            now: 0,
+            commands: Vec::new(),
+            fail_lba: None,
+            hang: false,
+            resets: 0,
+            words_moved: 0,
+        }
+    }
+
+    fn drive(&mut self) -> &mut FakeDrive {
+        self.drives[self.sel].as_mut().unwrap()
+    }
+
+    fn load_sector(&mut self) {
+        if Some(self.lba) == self.fail_lba {
+            self.status = status::DRDY | status::ERR;
+            self.error = 0x40; // UNC: uncorrectable data
+            self.phase = Phase::Idle;
+            return;
+        }
+        let at = self.lba as usize * SECTOR;
+        let s: Vec<u16> = self.drive().data[at..at + SECTOR]
+            .chunks(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        self.buf = s;
+        self.status = status::DRDY | status::DRQ;
+    }
+}
+
+impl AtaBus for FakeBus {
+    fn read(&mut self, reg: Reg) -> u8 {
+        match reg {
+            Reg::Status => self.status,
+            Reg::Error => self.error,
+            Reg::LbaMid | Reg::LbaHigh => 0,
+            _ => 0,
+        }
+    }
+
+    fn write(&mut self, reg: Reg, v: u8) {
+        let i = reg as usize;
+        match reg {
+            Reg::Device => self.sel = usize::from(v & DEVICE_SLAVE != 0),
+            Reg::SectorCount | Reg::LbaLow | Reg::LbaMid | Reg::LbaHigh => {
+                self.prev[i] = self.cur[i];
+                self.cur[i] = v;
+            }
+            Reg::Status => {
+                if self.drives[self.sel].is_none() {
+                    self.status = 0;
+                    return;
+                }
+                let lba = u64::from_le_bytes([
+                    self.cur[3],
+                    self.cur[4],
+                    self.cur[5],
+                    self.prev[3],
+                    self.prev[4],
+                    self.prev[5],
+                    0,
+                    0,
+                ]);
+                let count = match u64::from(self.prev[2]) << 8 | u64::from(self.cur[2]) {
+                    0 => 65536,
+                    n => n,
+                };
+                self.commands.push((v, lba, count));
+                self.busy = self.latency;
+                self.error = 0;
+                match v {
+                    cmd::IDENTIFY_DEVICE => {
+                        self.buf = self.drive().identify.clone();
+                        self.phase = Phase::Identify;
+                        self.status = status::DRDY | status::DRQ;
+                    }
+                    cmd::READ_SECTORS_EXT => {
+                        (self.phase, self.lba, self.left) = (Phase::Read, lba, count);
+                        self.load_sector();
+                    }
+                    cmd::WRITE_SECTORS_EXT => {
+                        (self.phase, self.lba, self.left) = (Phase::Write, lba, count);
+                        self.buf.clear();
+                        self.status = status::DRDY | status::DRQ;
+                    }
+                    cmd::FLUSH_CACHE_EXT => self.status = status::DRDY,
+                    _ => {
+                        self.status = status::DRDY | status::ERR;
+                        self.error = 0x04; // ABRT
+                    }
+                }
+            }
+            Reg::Data | Reg::Error => {}
+        }
+    }
+
+    fn alt_status(&mut self) -> u8 {
+        self.now += 1;
+        if self.hang {
+            return status::BSY;
+        }
+        if self.drives[self.sel].is_none() {
+            return 0;
+        }
+        if self.busy > 0 {
+            self.busy -= 1;
+            return status::BSY;
+        }
+        self.status
+    }
+
+    fn control(&mut self, v: u8) {
+        if v & CONTROL_SRST != 0 {
+            self.resets += 1;
+            self.hang = false;
+        }
+    }
+
+    fn read_data(&mut self, words: &mut [u16]) {
+        assert_eq!(
+            self.status & status::DRQ,
+            status::DRQ,
+            "data read without DRQ"
+        );
+        assert!(self.busy == 0, "data read while busy");
+        self.words_moved += words.len() as u64;
+        for w in words.iter_mut() {
+            *w = self.buf.remove(0);
+        }
+        if self.buf.is_empty() {
+            match self.phase {
+                Phase::Read => {
+                    self.left -= 1;
+                    self.lba += 1;
+                    if self.left > 0 {
+                        self.busy = self.latency;
+                        self.load_sector();
+                    } else {
+                        self.status = status::DRDY;
+                        self.phase = Phase::Idle;
+                    }
+                }
+                _ => {
+                    self.status = status::DRDY;
+                    self.phase = Phase::Idle;
+                }
+            }
+        }
+    }
+
+    fn write_data(&mut self, words: &[u16]) {
+        assert_eq!(self.phase, Phase::Write);
+        assert!(
+            self.busy == 0 && self.status & status::DRQ != 0,
+            "data write without DRQ"
+        );
+        self.words_moved += words.len() as u64;
+        self.buf.extend_from_slice(words);
+        if self.buf.len() == SECTOR / 2 {
+            let at = self.lba as usize * SECTOR;
+            let bytes: Vec<u8> = self.buf.drain(..).flat_map(u16::to_le_bytes).collect();
+            self.drive().data[at..at + SECTOR].copy_from_slice(&bytes);
+            self.lba += 1;
+            self.left -= 1;
+            self.busy = self.latency;
+            self.status = if self.left > 0 {
+                status::DRDY | status::DRQ
+            } else {
+                status::DRDY
+            };
+            if self.left == 0 {
+                self.phase = Phase::Idle;
+            }
+        }
+    }
+
+    fn now(&mut self) -> u64 {
+        self.now
+    }
+}
+
+const TIMEOUT: u64 = 10_000;
+
+fn sync(ch: &mut AtaChannel<FakeBus>) -> SyncUnit<'_, AtaChannel<FakeBus>> {
+    SyncUnit {
+        dev: ch,
+        unit: 0,
+        max_polls: 100_000,
+    }
+}
+
+#[test]
+fn probe_finds_drives_and_parses_identify() {
+    let ch = AtaChannel::probe(FakeBus::new(None, Some(20480)), "ata0", TIMEOUT);
+    assert_eq!(
+        ch.units(),
+        [DriveInfo {
+            name: "ata0-slave".into(),
+            model: "BULKHEAD TEST DISK".into(),
+            sectors: 20480,
+            write_cache: true,
+            flush: true
+        }]
+    );
+    assert!(ch.skipped.is_empty());
+    let both = AtaChannel::probe(FakeBus::new(Some(100), Some(200)), "ata1", TIMEOUT);
+    assert_eq!(
+        both.units()
+            .iter()
+            .map(|u| (u.name.as_str(), u.sectors))
+            .collect::<Vec<_>>(),
+        [("ata1-master", 100), ("ata1-slave", 200)]
+    );
+    let mut floating = FakeBus::new(None, None);
+    floating.status = 0xFF;
+    floating.drives = [None, None];
+    assert!(AtaChannel::probe(floating, "ata2", TIMEOUT)
+        .units()
+        .is_empty());
+    let mut old = FakeBus::new(Some(100), None);
+    old.drives[0].as_mut().unwrap().identify = identify_words("OLD", 100, false);
+    let ch = AtaChannel::probe(old, "ata0", TIMEOUT);
+    assert!(ch.units().is_empty());
+    assert_eq!(ch.skipped, [("ata0-master".into(), Unusable::NoLba48)]);
+}
+
+#[test]
+fn identify_variants() {
+    let mut w = [0u16; 256];
+    w.copy_from_slice(&identify_words("X", 1 << 40, true));
+    assert_eq!(Identify::parse(&w).unwrap().sectors, 1 << 40);
+    w[0] = 0x85C0;
+    assert_eq!(Identify::parse(&w), Err(Unusable::Packet));
+    w[0] = 0;
+    w[106] = 0x4000 | (1 << 12);
+    w[117] = 2048; // words: 4096-byte logical sectors
+    assert_eq!(Identify::parse(&w), Err(Unusable::SectorSize(4096)));
+    w[106] = 0;
+    w[82] = 0;
+    w[83] = 1 << 10;
+    let id = Identify::parse(&w).unwrap();
+    assert!(!id.flush_ext && !id.write_cache);
+    assert_eq!(id.model, "X");
+}
+
+#[test]
+fn lba48_taskfile_order() {
+    let tf = lba48_taskfile(true, 0x0000_BA98_7654_3210, 0x0102);
+    assert_eq!(
+        tf,
+        [
+            (Reg::Device, 0x50),
+            (Reg::SectorCount, 0x01),
+            (Reg::LbaLow, 0x76),
+            (Reg::LbaMid, 0x98),
+            (Reg::LbaHigh, 0xBA),
+            (Reg::SectorCount, 0x02),
+            (Reg::LbaLow, 0x10),
+            (Reg::LbaMid, 0x32),
+            (Reg::LbaHigh, 0x54),
+        ]
+    );
+}
+
+#[test]
+fn read_write_across_commands_with_bounded_polls() {
+    let mut ch = AtaChannel::probe(FakeBus::new(Some(4096), None), "ata0", TIMEOUT);
+    let data: Vec<u8> = (0..600 * SECTOR)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3])
+        .collect();
+    ch.submit(
+        0,
+        Request {
+            tag: 7,
+            op: Op::Write,
+            lba: 1000,
+            buf: data.clone(),
+        },
+    )
+    .unwrap();
+    let mut polls = 0;
+    let c = loop {
+        let before = ch.bus.words_moved;
+        polls += 1;
+        if let Some(c) = ch.poll() {
+            break c;
+        }
+        assert!(
+            ch.bus.words_moved - before <= SECTORS_PER_POLL * 256,
+            "a poll moved more than 16 sectors"
+        );
+    };
+    assert_eq!(
+        (c.0, c.1.tag, c.1.op, c.1.result),
+        (0, 7, Op::Write, Ok(()))
+    );
+    assert!(polls >= 600 / SECTORS_PER_POLL, "{polls}");
+    assert_eq!(
+        &ch.bus.drives[0].as_ref().unwrap().data[1000 * SECTOR..1600 * SECTOR],
+        &data[..]
+    );
+    // 600 sectors: commands of 256, 256 and 88.
+    let cmds: Vec<_> = ch
+        .bus
+        .commands
+        .iter()
+        .filter(|c| c.0 == cmd::WRITE_SECTORS_EXT)
+        .map(|c| (c.1, c.2))
+        .collect();
+    assert_eq!(cmds, [(1000, 256), (1256, 256), (1512, 88)]);
+    let mut back = vec![0u8; 600 * SECTOR];
+    sync(&mut ch).read(1000, &mut back).unwrap();
+    assert_eq!(back, data);
+    assert!(ch.idle());
+}
+
+#[test]
+fn flush_is_flush_cache_ext() {
+    let mut ch = AtaChannel::probe(FakeBus::new(Some(64), None), "ata0", TIMEOUT);
+    sync(&mut ch).flush().unwrap();
+    assert_eq!(
+        ch.bus.commands.last().map(|c| c.0),
+        Some(cmd::FLUSH_CACHE_EXT)
+    );
+}
+
+#[test]
+fn device_errors_and_timeouts_complete_the_request() {
+    let mut ch = AtaChannel::probe(FakeBus::new(Some(64), None), "ata0", TIMEOUT);
+    ch.bus.fail_lba = Some(10);
+    let mut b = vec![0u8; 8 * SECTOR];
+    assert_eq!(
+        sync(&mut ch).read(6, &mut b),
+        Err(IoError::Device {
+            lba: 10,
+            status: 0x4140
+        })
+    );
+    assert_eq!(ch.errors, 1);
+    ch.bus.fail_lba = None;
+    sync(&mut ch).read(6, &mut b).unwrap();
+    ch.bus.hang = true;
+    ch.bus.latency = 0;
+    ch.submit(
+        0,
+        Request {
+            tag: 1,
+            op: Op::Flush,
+            lba: 0,
+            buf: Vec::new(),
+        },
+    )
+    .unwrap();
+    ch.bus.hang = true;
+    let c = (0..100_000).find_map(|_| ch.poll()).unwrap();
+    assert_eq!(c.1.result, Err(IoError::Timeout { lba: 0 }));
+    assert_eq!((ch.timeouts, ch.bus.resets), (1, 1));
+    // The channel works again after the reset.
+    sync(&mut ch).write(0, &[1; SECTOR]).unwrap();
+}
+
+#[test]
+fn malformed_submissions_come_back() {
+    let mut ch = AtaChannel::probe(FakeBus::new(Some(64), None), "ata0", TIMEOUT);
+    let r = |lba, n| Request {
+        tag: 0,
+        op: Op::Read,
+        lba,
+        buf: vec![0; n],
+    };
+    assert!(ch.submit(0, r(63, 2 * SECTOR)).is_err());
+    assert!(ch.submit(0, r(0, 100)).is_err());
+    assert!(ch.submit(1, r(0, SECTOR)).is_err());
+    for _ in 0..QUEUE_DEPTH {
+        ch.submit(0, r(0, SECTOR)).unwrap();
+    }
+    assert!(ch.submit(0, r(0, SECTOR)).is_err());
+    let mut done = 0;
+    for _ in 0..100_000 {
+        if ch.poll().is_some() {
+            done += 1;
+        }
+    }
+    assert_eq!(done, QUEUE_DEPTH);
+    assert!(ch.idle());
+    let mut s = sync(&mut ch);
+    assert_eq!(
+        s.read(64, &mut [0; SECTOR]),
+        Err(IoError::OutOfRange {
+            lba: 64,
+            sectors: 1,
+            device_sectors: 64
+        })
+    );
+}
+
+#[test]
+fn a_store_on_an_ata_drive() {
+    let mut ch = AtaChannel::probe(FakeBus::new(None, Some(8192)), "ata0", TIMEOUT);
+    let mut io = sync(&mut ch);
+    let region = Store::locate(&mut io).unwrap();
+    let mut s = Store::format(&mut io, region, 8, [3; 16]).unwrap();
+    s.create(&mut io, "vm-disk", 64 * 1024).unwrap();
+    let o = Store::open_drive(&mut io).unwrap();
+    assert_eq!(o.header(), s.header());
+    let flushes = ch
+        .bus
+        .commands
+        .iter()
+        .filter(|c| c.0 == cmd::FLUSH_CACHE_EXT)
+        .count();
+    assert_eq!(
+        flushes, 4,
+        "format: 2 header commits; create: zeroing + header"
+    );
+}
