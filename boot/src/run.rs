@@ -268,11 +268,16 @@ fn namespace_prefix() -> Option<&'static [&'static str]> {
 /// logs as "3rd exception with no resolution"; so a run where the emulator ended by itself
 /// before the timeout, without the kernel's exit line and without that triple fault, is the
 /// emulator's failure and is retried, at most twice (five times when it died before the kernel
-/// started) and said on stderr with its log tail. A
+/// started; with extra drives only if they are image files, restored before the retry) and
+/// said on stderr with its log tail. A
 /// deterministic failure still fails every attempt. A run the kernel ended, that timed out, or
 /// that triple-faulted the host is never retried.
 pub fn run(spec: &RunSpec) -> Result<RunOutcome, BootError> {
     let mut attempt = 0;
+    // Extra drives are used in place, so a retry must start from them as they were: image
+    // files up to 256 MiB are copied first (block devices and larger files are not, and a
+    // crash with them attached is not retried).
+    let backup = DriveBackup::take(spec);
     loop {
         let outcome = run_once(spec)?;
         let emulator_crashed = outcome.exit.is_none()
@@ -283,11 +288,13 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, BootError> {
                 .contains("3rd exception with no resolution")
             && !outcome.transcript.contains("bulkhead: PANIC")
             && !outcome.killed;
-        // Extra drives are used in place: once the kernel ran it may have written them, and
-        // a second attempt would start from a different drive; such a crash is reported.
+        // Once the kernel ran it may have written the drives: a retry restores them first.
         let drives_touched = (!spec.drives.is_empty() || !spec.nvme.is_empty())
             && outcome.transcript.contains(KERNEL_BANNER);
-        if emulator_crashed && drives_touched {
+        let restored = emulator_crashed
+            && drives_touched
+            && backup.as_ref().is_some_and(|b| b.restore(spec).is_ok());
+        if emulator_crashed && drives_touched && !restored {
             eprintln!(
                 "bulkhead-boot: the emulator crashed ({}) while the kernel ran with drives attached; not retried (the drives may have changed)\n--- emulator log tail ---\n{}",
                 outcome.emulator_status.map_or("unknown".into(), |s| s.to_string()),
@@ -311,6 +318,42 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, BootError> {
             if early { "before the kernel started" } else { "while the kernel ran" },
             outcome.emulator_log_tail
         );
+    }
+}
+
+/// Copies of a run's extra drives (image files only), to start a retried run from the same
+/// drives.
+struct DriveBackup {
+    dir: tempfile::TempDir,
+}
+
+impl DriveBackup {
+    const MAX_BYTES: u64 = 256 << 20;
+
+    fn files(spec: &RunSpec) -> impl Iterator<Item = &PathBuf> {
+        spec.drives.iter().chain(spec.nvme.iter())
+    }
+
+    fn take(spec: &RunSpec) -> Option<DriveBackup> {
+        let mut files = Self::files(spec).peekable();
+        files.peek()?;
+        let small_files = Self::files(spec)
+            .all(|f| std::fs::metadata(f).is_ok_and(|m| m.is_file() && m.len() <= Self::MAX_BYTES));
+        if !small_files {
+            return None;
+        }
+        let dir = tempfile::tempdir().ok()?;
+        for (i, f) in files.enumerate() {
+            std::fs::copy(f, dir.path().join(i.to_string())).ok()?;
+        }
+        Some(DriveBackup { dir })
+    }
+
+    fn restore(&self, spec: &RunSpec) -> std::io::Result<()> {
+        for (i, f) in Self::files(spec).enumerate() {
+            std::fs::copy(self.dir.path().join(i.to_string()), f)?;
+        }
+        Ok(())
     }
 }
 
@@ -544,5 +587,31 @@ fn watch(
             ));
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_starts_from_the_drives_as_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.img"), dir.path().join("b.img"));
+        std::fs::write(&a, b"store A").unwrap();
+        std::fs::write(&b, b"store B").unwrap();
+        let mut spec = RunSpec::new(Platform::Bochs, dir.path().join("x.img"));
+        spec.drives = vec![a.clone()];
+        spec.nvme = vec![b.clone()];
+        let backup = DriveBackup::take(&spec).expect("small image files are copied");
+        std::fs::write(&a, b"written by a crashed run").unwrap();
+        std::fs::write(&b, b"also").unwrap();
+        backup.restore(&spec).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"store A");
+        assert_eq!(std::fs::read(&b).unwrap(), b"store B");
+        // Nothing to copy without drives; a missing drive file is not backed up.
+        assert!(DriveBackup::take(&RunSpec::new(Platform::Bochs, "x.img")).is_none());
+        spec.drives = vec![dir.path().join("missing.img")];
+        assert!(DriveBackup::take(&spec).is_none());
     }
 }
