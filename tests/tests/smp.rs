@@ -328,8 +328,25 @@ fn pool_vcpus_share_every_cpu_of_the_pool() {
     let (min, max) = (sums.iter().min().unwrap(), sums.iter().max().unwrap());
     eprintln!("pool of 2 CPUs, 3 VMs: steps {sums:?}");
     assert!(max * 10 < min * 13, "unequal shares of the pool: {sums:?}");
-    // They moved between the CPUs.
+    // They moved between the CPUs, and time moved with them: every CPU's TSC counts the same
+    // (the APs take the boot CPU's at start-up), so each VM ran at least its 10 rounds of 5 M
+    // ticks by the clock of whichever CPU stopped it.
     for vm in ["a", "b", "c"] {
+        let entries = bulkhead_boot::transcript::kernel_messages(&run.outcome.transcript)
+            .filter(|l| *l == format!("vm {vm}: first VM entry"))
+            .count();
+        assert_eq!(
+            entries, 1,
+            "{vm}: one first VM entry, wherever it ran later"
+        );
+        let stopped = run.line(&format!("vm {vm}: stopped: "));
+        let ran: u64 = stopped
+            .split(" after ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!((50_000_000..400_000_000).contains(&ran), "{vm}: {stopped}");
         let line = run.line(&format!("vm {vm}: exits: hypercalls="));
         let migrations: u64 = line
             .split_whitespace()

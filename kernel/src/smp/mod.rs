@@ -137,6 +137,11 @@ struct BootCpu {
 }
 
 static CPUS: Once<Vec<CpuSlot>> = Once::new();
+/// The TSC handshake of a starting AP: it sets [`TSC_WANTED`], the boot CPU answers with its
+/// TSC in [`TSC_NOW`] and sets [`TSC_SENT`]; the AP writes it to its own TSC.
+static TSC_WANTED: AtomicBool = AtomicBool::new(false);
+static TSC_SENT: AtomicBool = AtomicBool::new(false);
+static TSC_NOW: AtomicU64 = AtomicU64::new(0);
 static BOOT: Once<BootCpu> = Once::new();
 /// Set at the end of the run: every application processor leaves VMX operation and halts.
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
@@ -266,6 +271,10 @@ fn start_one(tramp: &trampoline::Trampoline, index: usize, cpu: &CpuSlot, tsc_hz
     }
     let deadline = arch::rdtsc().saturating_add(tsc_hz);
     while cpu.state() == CpuState::Starting && arch::rdtsc() < deadline {
+        if TSC_WANTED.swap(false, Ordering::AcqRel) {
+            TSC_NOW.store(arch::rdtsc(), Ordering::Release);
+            TSC_SENT.store(true, Ordering::Release);
+        }
         core::hint::spin_loop();
     }
     if cpu.state() == CpuState::Starting {
@@ -390,6 +399,7 @@ extern "C" fn ap_entry(index: u64) -> ! {
         arch::wrmsr(vmx::msr::Msr::IA32_EFER, boot.efer);
         arch::wrmsr(vmx::msr::Msr::IA32_PAT, boot.pat);
     }
+    sync_tsc();
     crate::percpu::init_ap(index);
     crate::interrupts::init_ap();
     match lapic::init() {
@@ -419,6 +429,27 @@ extern "C" fn ap_entry(index: u64) -> ! {
     let _ = root.leave();
     cpu.set(CpuState::Stopped);
     arch::halt_forever()
+}
+
+/// Sets this CPU's TSC to the boot CPU's (SDM Vol. 3B §18.17: WRMSR to IA32_TIME_STAMP_COUNTER).
+/// Time is kept in TSC ticks everywhere (device timers, slices, console timestamps) and a
+/// pool vCPU moves between CPUs, so every CPU must count the same. Real CPUs come out of reset
+/// together; Bochs restarts an AP's TSC at its INIT. The boot CPU answers within its wait loop,
+/// so the error is the handshake's few hundred ticks.
+fn sync_tsc() {
+    TSC_SENT.store(false, Ordering::Release);
+    TSC_WANTED.store(true, Ordering::Release);
+    let start = arch::rdtsc();
+    while !TSC_SENT.load(Ordering::Acquire) {
+        if arch::rdtsc().wrapping_sub(start) > 1 << 28 {
+            return;
+        }
+        core::hint::spin_loop();
+    }
+    let now = TSC_NOW.load(Ordering::Acquire);
+    // SAFETY: IA32_TIME_STAMP_COUNTER exists on every CPU with VMX; nothing on this CPU
+    // has used the TSC yet but the loop above.
+    unsafe { arch::wrmsr(vmx::msr::Msr::IA32_TIME_STAMP_COUNTER, now) };
 }
 
 /// This CPU's checks (VMX, FEATURE_CONTROL, the same capabilities as the boot CPU) and VMXON.

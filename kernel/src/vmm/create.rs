@@ -234,6 +234,7 @@ impl Vm {
                 vmcs,
                 regs,
                 launched: false,
+                entered: false,
                 host_state_written: false,
                 controls,
                 state: State::Runnable,

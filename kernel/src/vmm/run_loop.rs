@@ -232,7 +232,8 @@ pub(super) fn run_slice(
                 let ticks = (deadline.saturating_sub(now) >> rate).clamp(1, u64::from(u32::MAX));
                 let _ = vmcs::write_guest(vmcs::guest_field!(VMX_PREEMPTION_TIMER_VALUE), ticks);
             }
-            if !x.vcpu.launched {
+            if !x.vcpu.entered {
+                x.vcpu.entered = true;
                 if x.vcpu.index == 0 {
                     x.vm.console.start();
                     info!("vm {}: first VM entry", x.vm.name);

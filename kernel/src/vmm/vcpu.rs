@@ -21,6 +21,9 @@ pub struct Vcpu {
     pub(super) vmcs: vmcs::Vmcs,
     pub(super) regs: GuestRegs,
     pub(super) launched: bool,
+    /// Whether it has entered the guest once (`launched` is cleared again when the VMCS
+    /// moves between CPUs).
+    pub(super) entered: bool,
     /// Whether the VMCS's host-state area was written on this vCPU's CPU (scheduler.rs: a
     /// VMCS is VMCLEARed before it moves; the new CPU rewrites the host state).
     pub(super) host_state_written: bool,
