@@ -4,7 +4,6 @@
 //! tests (`tests/`) both use it.
 
 pub mod bench;
-pub mod bench_smp;
 pub mod bochs;
 pub mod bundle;
 pub mod convert;

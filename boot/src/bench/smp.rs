@@ -4,7 +4,7 @@
 //! CPU, sent to its external-interrupt exit). Parsers here are host-tested; the runs are in
 //! `bench::run_bench`.
 
-use crate::bench::{line_with, num, selftest_median, Figure};
+use super::{line_with, num, selftest_median, Figure};
 
 pub const SEC_SMP: &str = "SMP and real-time partitions";
 
