@@ -3,19 +3,14 @@
 //! restores this one on every VM exit, §28.5.1).
 
 use crate::arch;
-use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use vmx::msr::Msr;
 
 /// One CPU's own state. Only that CPU writes it after start-up; other CPUs read the atomics.
-#[repr(C)]
 #[derive(Debug)]
 pub struct PerCpu {
-    /// This block's own address (`gs:[0]`).
-    this: AtomicU64,
     /// Bulkhead's CPU number (0 = the boot CPU; the order of the ACPI MADT).
     index: AtomicUsize,
-    /// The local APIC ID (the destination of IPIs to this CPU).
-    apic_id: AtomicU32,
     tss_selector: AtomicU16,
     tss_base: AtomicU64,
 }
@@ -23,9 +18,7 @@ pub struct PerCpu {
 impl PerCpu {
     const fn new() -> Self {
         PerCpu {
-            this: AtomicU64::new(0),
             index: AtomicUsize::new(0),
-            apic_id: AtomicU32::new(0),
             tss_selector: AtomicU16::new(0),
             tss_base: AtomicU64::new(0),
         }
@@ -42,12 +35,9 @@ static BOOT_CPU: PerCpu = PerCpu::new();
 
 /// Makes `block` this CPU's per-CPU block.
 fn install(block: &'static PerCpu, index: usize) {
-    block
-        .this
-        .store(block as *const PerCpu as u64, Ordering::Relaxed);
     block.index.store(index, Ordering::Relaxed);
-    // SAFETY: IA32_GS_BASE exists in 64-bit mode; the kernel addresses nothing through GS
-    // except this block.
+    // SAFETY: IA32_GS_BASE exists in 64-bit mode; the kernel reads it back (`current`) and
+    // addresses nothing through GS.
     unsafe { arch::wrmsr(Msr::IA32_GS_BASE, block as *const PerCpu as u64) };
 }
 
@@ -72,11 +62,6 @@ pub fn current() -> &'static PerCpu {
     }
     // SAFETY: a non-zero GS base is the block `install` gave this CPU, which lives forever.
     unsafe { &*(p as *const PerCpu) }
-}
-
-/// Records this CPU's APIC ID.
-pub fn set_apic_id(id: u32) {
-    current().apic_id.store(id, Ordering::Relaxed);
 }
 
 /// Records this CPU's TSS (selector and base) for the VMCS host-state area.

@@ -175,7 +175,6 @@ pub fn start_application_processors(
     let boot_apic = match lapic::init() {
         Ok(mode) => {
             let id = lapic::id();
-            crate::percpu::set_apic_id(id);
             info!("lapic: boot CPU APIC ID {id}, {mode:?} mode");
             id
         }
@@ -402,12 +401,9 @@ extern "C" fn ap_entry(index: u64) -> ! {
     sync_tsc();
     crate::percpu::init_ap(index);
     crate::interrupts::init_ap();
-    match lapic::init() {
-        Ok(_) => crate::percpu::set_apic_id(lapic::id()),
-        Err(_) => {
-            cpu.fail(ApFailure::Lapic);
-            arch::halt_forever()
-        }
+    if lapic::init().is_err() {
+        cpu.fail(ApFailure::Lapic);
+        arch::halt_forever()
     }
     let root = match enter_vmx_root(boot) {
         Ok(root) => root,
