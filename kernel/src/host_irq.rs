@@ -9,7 +9,6 @@
 //! says which controller it came from: 8259A vectors, or the local APIC's (everything else).
 
 use crate::arch;
-use vmx::msr::Msr;
 
 /// The 8259A master's and slave's first vectors after [`init`] (8259A datasheet, ICW2).
 pub const PIC_VECTOR_BASE: u8 = 0x20;
@@ -28,12 +27,6 @@ const ICW4_8086: u8 = 0x01;
 const OCW2_EOI: u8 = 0x20;
 /// OCW3: read the in-service register on the next command-port read.
 const OCW3_READ_ISR: u8 = 0x0b;
-/// IA32_APIC_BASE bits (SDM Vol. 3A §11.4.4): global enable, x2APIC mode, base address.
-const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
-const APIC_X2APIC_MODE: u64 = 1 << 10;
-const APIC_BASE_MASK: u64 = 0x000f_ffff_ffff_f000;
-/// xAPIC EOI register offset (SDM Vol. 3A §11.4.1 Table 11-1).
-const XAPIC_EOI: u64 = 0xb0;
 
 /// Remaps the 8259A pair to [`PIC_VECTOR_BASE`] and masks every line (ICW1-ICW4, OCW1).
 pub fn init() {
@@ -137,24 +130,8 @@ pub fn end_of_interrupt(vector: u8) -> Eoi {
             }
         }
         Source::LocalApic => {
-            // SAFETY: IA32_APIC_BASE exists on every CPU with VMX (SDM Vol. 3A §11.4.4).
-            let base = unsafe { arch::rdmsr(Msr::IA32_APIC_BASE) };
-            if base & APIC_GLOBAL_ENABLE == 0 {
+            if !crate::lapic::eoi() {
                 return Eoi::Unreachable(src);
-            }
-            if base & APIC_X2APIC_MODE != 0 {
-                // SAFETY: in x2APIC mode the EOI MSR exists; writing 0 ends the interrupt in
-                // service (SDM Vol. 3A §11.12.1.2).
-                unsafe { arch::wrmsr(Msr::IA32_X2APIC_EOI, 0) };
-            } else {
-                let page = base & APIC_BASE_MASK;
-                if !crate::memory::is_direct_mapped(page) {
-                    return Eoi::Unreachable(src);
-                }
-                let eoi = crate::memory::phys_to_virt(page + XAPIC_EOI);
-                // SAFETY: the xAPIC page is mapped by the direct map of all physical memory;
-                // a 32-bit write of 0 to EOI ends the interrupt in service (SDM Vol. 3A §11.8.5).
-                unsafe { eoi.cast::<u32>().write_volatile(0) };
             }
         }
     }

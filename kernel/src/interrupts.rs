@@ -307,7 +307,8 @@ extern "C" {
 
 /// A kick IPI (crate::lapic::KICK_VECTOR): it only wakes the CPU; end it.
 extern "C" fn kick_handler() {
-    crate::lapic::eoi();
+    // A kick arrives only once the APIC is set up (it is what sent it).
+    let _ = crate::lapic::eoi();
 }
 
 /// This CPU's TSS selector and base, for the VMCS host-state area.

@@ -156,11 +156,21 @@ pub fn id() -> u32 {
     }
 }
 
-/// Ends the interrupt in service (SDM Vol. 3A §11.8.5).
-pub fn eoi() {
+/// Ends the interrupt in service (SDM Vol. 3A §11.8.5, §11.12.1.2). Returns `false`, doing
+/// nothing, when the APIC cannot be reached: globally disabled, or in xAPIC mode before
+/// [`init`] mapped its page.
+pub fn eoi() -> bool {
+    // SAFETY: IA32_APIC_BASE exists on every CPU with VMX.
+    let base = unsafe { arch::rdmsr(Msr::IA32_APIC_BASE) };
+    if base & APIC_GLOBAL_ENABLE == 0
+        || (mode() == Mode::XApic && XAPIC_BASE.load(Ordering::Relaxed) == 0)
+    {
+        return false;
+    }
     // SAFETY: writing 0 to EOI ends the highest-priority interrupt in service, the one the
     // caller handled.
     unsafe { write(Reg::Eoi, 0) };
+    true
 }
 
 /// Sends an IPI with the ICR low word `low` to APIC `dest` and waits (bounded) until the
