@@ -18,13 +18,6 @@ use vm::placement::{self, VmRequest};
 pub struct VmSlot {
     pub(super) vm: Mutex<Vm>,
     pub(super) vcpus: Vec<Mutex<Vcpu>>,
-    /// Its index in the configuration.
-    config_index: usize,
-}
-
-/// The configuration of the VM in `slot`.
-fn slot_config<'c>(config: &'c Config, slots: &[VmSlot], slot: usize) -> Option<&'c VmConfig> {
-    config.vms.get(slots.get(slot)?.config_index)
 }
 
 // SAFETY: a `Vcpu` holds its VMCS region's address and boxed state of its own; only its home
@@ -94,7 +87,8 @@ pub fn run(
         }
     };
     let mut slots: Vec<VmSlot> = Vec::new();
-    let mut created_homes: Vec<Vec<usize>> = Vec::new();
+    // Each created VM's vCPU homes, and whether it is pinned (else its vCPUs join the pool).
+    let mut created_homes: Vec<(Vec<usize>, bool)> = Vec::new();
     let mut failed = 0;
     for (i, vc) in config.vms.iter().enumerate() {
         let homes: Vec<usize> = plan.homes[i].iter().map(|&c| c as usize).collect();
@@ -111,9 +105,8 @@ pub fn run(
                 slots.push(VmSlot {
                     vm: Mutex::new(vm),
                     vcpus: vcpus.into_iter().map(Mutex::new).collect(),
-                    config_index: i,
                 });
-                created_homes.push(homes);
+                created_homes.push((homes, vc.cpus.is_some()));
             }
             Err(e) => {
                 error!("vm {}: not started: {e}", vc.name);
@@ -125,10 +118,9 @@ pub fn run(
     let cpus = crate::smp::cpus().len().max(1);
     let mut work = alloc::vec![CpuWork::default(); cpus];
     let mut pool = Vec::new();
-    for (slot, homes) in created_homes.iter().enumerate() {
-        let pinned = slot_config(config, &slots, slot).is_some_and(|c| c.cpus.is_some());
+    for (slot, (homes, pinned)) in created_homes.iter().enumerate() {
         for (k, &cpu) in homes.iter().enumerate() {
-            if !pinned {
+            if !*pinned {
                 pool.push((slot, k));
             } else if let Some(w) = work.get_mut(cpu) {
                 w.vcpus.push((slot, k));
