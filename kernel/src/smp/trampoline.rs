@@ -207,18 +207,16 @@ impl Trampoline {
             let index = ((page >> (12 + 9 * level)) & 0x1ff) as usize;
             // SAFETY: `t` is a table of this private hierarchy (a copy or a new frame).
             let entry = unsafe { table(t).add(index).read() };
+            if entry & PTE_PRESENT != 0 && entry & PTE_LARGE != 0 {
+                // A large page: usable only if it already maps `page` to itself.
+                let size = 1u64 << (12 + 9 * level);
+                if entry & PTE_ADDR & !(size - 1) == page & !(size - 1) {
+                    return Ok(());
+                }
+                return Err(TrampolineError::LowPageMapped);
+            }
             let next = memory::allocate_frame().ok_or(TrampolineError::OutOfMemory)?;
             if entry & PTE_PRESENT != 0 {
-                if entry & PTE_LARGE != 0 {
-                    // A large page: usable only if it already maps `page` to itself.
-                    let size = 1u64 << (12 + 9 * level);
-                    // SAFETY: `next` was just allocated and is unused.
-                    unsafe { memory::free_frame(next) };
-                    if entry & PTE_ADDR & !(size - 1) == page & !(size - 1) {
-                        return Ok(());
-                    }
-                    return Err(TrampolineError::LowPageMapped);
-                }
                 // SAFETY: both are page tables mapped by the direct map.
                 unsafe {
                     core::ptr::copy_nonoverlapping(table(entry & PTE_ADDR), table(next), 512)
@@ -226,9 +224,10 @@ impl Trampoline {
             }
             // SAFETY: as above; the entry now points at the private copy.
             unsafe {
-                table(t).add(index).write(
-                    next | PTE_PRESENT | PTE_WRITABLE | (entry & !PTE_ADDR & 0xfff & !PTE_LARGE),
-                )
+                // The existing entry's flag bits 11:0, without XD (bit 63): the page runs code.
+                table(t)
+                    .add(index)
+                    .write(next | PTE_PRESENT | PTE_WRITABLE | (entry & 0xfff))
             };
             t = next;
         }
