@@ -8,7 +8,7 @@
 //! most [`SECTORS_PER_POLL`] sectors, so its work is bounded; a command that makes no progress
 //! for `timeout` ticks fails with [`IoError::Timeout`] and the channel is reset.
 
-use super::block::{check, BlockDevice, Completion, DriveInfo, Op, Request};
+use super::block::{admit, BlockDevice, Completion, DriveInfo, Op, Request};
 use super::error::IoError;
 use super::header::SECTOR;
 use alloc::collections::VecDeque;
@@ -59,8 +59,6 @@ pub const CONTROL_SRST: u8 = 0x04;
 pub const SECTORS_PER_COMMAND: u64 = 256;
 /// The most sectors one poll moves.
 pub const SECTORS_PER_POLL: u64 = 16;
-/// Requests a channel queues beyond the one in flight.
-pub const QUEUE_DEPTH: usize = 64;
 
 /// One IDE channel's registers.
 pub trait AtaBus {
@@ -376,14 +374,7 @@ impl<B: AtaBus> BlockDevice for AtaChannel<B> {
     }
 
     fn submit(&mut self, unit: usize, req: Request) -> Result<(), Request> {
-        let Some(info) = self.units.get(unit) else {
-            return Err(req);
-        };
-        if self.queue.len() >= QUEUE_DEPTH || (req.op != Op::Flush && check(info, &req).is_err()) {
-            return Err(req);
-        }
-        self.queue.push_back((unit, req));
-        Ok(())
+        admit(&mut self.queue, &self.units, unit, req)
     }
 
     fn poll(&mut self) -> Option<(usize, Completion)> {

@@ -7,6 +7,7 @@
 use super::error::IoError;
 use super::header::SECTOR;
 use super::BlockIo;
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -64,6 +65,28 @@ pub trait BlockDevice {
     fn poll(&mut self) -> Option<(usize, Completion)>;
     /// No request is queued or in flight.
     fn idle(&self) -> bool;
+}
+
+/// Requests a driver holds at most, queued and in flight (`submit` refuses more).
+pub const QUEUE_DEPTH: usize = 64;
+
+/// The common part of every driver's `submit`: the unit exists, the queue has room, and a
+/// transfer has whole sectors inside the drive (a flush has no range). Queues the request or
+/// gives it back.
+pub fn admit(
+    queue: &mut VecDeque<(usize, Request)>,
+    units: &[DriveInfo],
+    unit: usize,
+    req: Request,
+) -> Result<(), Request> {
+    let Some(info) = units.get(unit) else {
+        return Err(req);
+    };
+    if queue.len() >= QUEUE_DEPTH || (req.op != Op::Flush && check(info, &req).is_err()) {
+        return Err(req);
+    }
+    queue.push_back((unit, req));
+    Ok(())
 }
 
 /// Checks a request's shape against a unit: whole sectors, inside the drive.

@@ -9,7 +9,7 @@
 //! so no guest or heap buffer is ever handed to the device. Each [`NvmeController::poll`]
 //! looks at the completion queue once.
 
-use super::block::{check, BlockDevice, Completion, DriveInfo, Op, Request};
+use super::block::{admit, BlockDevice, Completion, DriveInfo, Op, Request};
 use super::error::IoError;
 use super::header::SECTOR;
 use alloc::collections::VecDeque;
@@ -23,8 +23,6 @@ pub const PAGE: usize = 4096;
 pub const QUEUE_ENTRIES: u16 = 16;
 const SQE: usize = 64;
 const CQE: usize = 16;
-/// Requests a controller queues beyond the one in flight.
-pub const QUEUE_DEPTH: usize = 64;
 
 /// Controller registers (NVMe 2.0 §3.1.3, Figure 33), byte offsets in BAR0.
 pub mod reg {
@@ -559,14 +557,7 @@ impl<R: NvmeRegs, M: DmaMemory> BlockDevice for NvmeController<R, M> {
     }
 
     fn submit(&mut self, unit: usize, req: Request) -> Result<(), Request> {
-        let Some(info) = self.units.get(unit) else {
-            return Err(req);
-        };
-        if self.queue.len() >= QUEUE_DEPTH || (req.op != Op::Flush && check(info, &req).is_err()) {
-            return Err(req);
-        }
-        self.queue.push_back((unit, req));
-        Ok(())
+        admit(&mut self.queue, &self.units, unit, req)
     }
 
     fn poll(&mut self) -> Option<(usize, Completion)> {

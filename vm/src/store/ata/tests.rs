@@ -2,7 +2,7 @@
 //! taskfiles, PIO data-in/out across command boundaries, flushes, errors and timeouts.
 
 use super::*;
-use crate::store::block::SyncUnit;
+use crate::store::block::{SyncUnit, QUEUE_DEPTH};
 use crate::store::{BlockIo, Store};
 use alloc::vec;
 
