@@ -7,6 +7,7 @@
 
 extern crate alloc;
 
+pub mod apic;
 pub mod archive;
 pub mod config;
 pub mod console;
