@@ -8,6 +8,7 @@
 //! | 0x70-0x71      | [`Rtc`] (MC146818)                                       |
 //! | 0x80-0x8F      | [`DmaPages`] (0x80 I/O-delay sink, page registers)       |
 //! | 0x3F8-0x3FF    | [`Uart`] (16550A COM1, IRQ 4)                            |
+//! | 0x600-0x605, 0xCF9 | [`AcpiPm`] (PM1a event/control blocks, reset register), only with [`PlatformConfig::acpi_pm`] |
 //! | anything else  | [`IoBus`]: run-time devices, else unclaimed (all ones, counted) |
 //!
 //! Per exit the hypervisor calls [`LegacyPlatform::io_read`] / [`LegacyPlatform::io_write`]
@@ -19,6 +20,7 @@
 
 use alloc::boxed::Box;
 
+use super::acpi_pm::{self, AcpiPm, PowerRequest};
 use super::dma_page::{self, DmaPages};
 use super::pic::{self, Pic};
 use super::pit::{self, Pit};
@@ -42,6 +44,9 @@ pub struct PlatformConfig {
     pub ram_bytes: u64,
     /// Capacity of the console buffer in bytes.
     pub console_capacity: usize,
+    /// The ACPI PM1 blocks and reset register ([`AcpiPm`]): set for guests given ACPI tables
+    /// (`vm::acpi`), whose FADT names these ports. Off by default: the ports stay unclaimed.
+    pub acpi_pm: bool,
 }
 
 impl PlatformConfig {
@@ -53,6 +58,7 @@ impl PlatformConfig {
             wall_clock_secs: 0,
             ram_bytes: 0,
             console_capacity: ConsoleBuffer::DEFAULT_CAPACITY,
+            acpi_pm: false,
         }
     }
 }
@@ -64,6 +70,7 @@ enum Builtin {
     Rtc,
     Dma,
     Uart,
+    AcpiPm,
 }
 
 /// ISA lines of the built-in devices (docs/vm-platform.md).
@@ -79,6 +86,7 @@ pub struct LegacyPlatform {
     rtc: Rtc,
     uart: Uart,
     dma: DmaPages,
+    acpi_pm: Option<AcpiPm>,
     bus: IoBus,
     console: ConsoleBuffer,
 }
@@ -107,12 +115,19 @@ impl LegacyPlatform {
             // Fixed, disjoint ranges on an empty bus: cannot fail.
             let _ = bus.reserve(first, last, name);
         }
+        if config.acpi_pm {
+            let pm1_last = acpi_pm::PM1A_CNT_BLK + u16::from(acpi_pm::PM1_CNT_LEN) - 1;
+            // Fixed ranges disjoint from the ones above: cannot fail.
+            let _ = bus.reserve(acpi_pm::PM1A_EVT_BLK, pm1_last, "acpi-pm");
+            let _ = bus.reserve(acpi_pm::RESET_PORT, acpi_pm::RESET_PORT, "acpi-reset");
+        }
         Self {
             pic: Pic::new(),
             pit: Pit::new(config.tsc_hz),
             rtc,
             uart,
             dma: DmaPages::new(),
+            acpi_pm: config.acpi_pm.then(AcpiPm::new),
             bus,
             console: ConsoleBuffer::new(config.console_capacity),
         }
@@ -129,6 +144,8 @@ impl LegacyPlatform {
             Some(Builtin::Dma)
         } else if self.uart.claims(port) {
             Some(Builtin::Uart)
+        } else if self.acpi_pm.is_some() && AcpiPm::claims(port) {
+            Some(Builtin::AcpiPm)
         } else {
             None
         }
@@ -146,6 +163,7 @@ impl LegacyPlatform {
             Builtin::Rtc => self.rtc.read_port(port, now),
             Builtin::Dma => self.dma.read_port(port),
             Builtin::Pic => self.pic.read_port(port),
+            Builtin::AcpiPm => self.acpi_pm.as_ref().map_or(0xFF, |pm| pm.read_port(port)),
         }
     }
 
@@ -157,6 +175,12 @@ impl LegacyPlatform {
             Builtin::Rtc => self.rtc.write_port(port, value, now),
             Builtin::Dma => self.dma.write_port(port, value),
             Builtin::Pic => self.pic.write_port(port, value),
+            Builtin::AcpiPm => {
+                if let Some(pm) = self.acpi_pm.as_mut() {
+                    pm.write_port(port, value);
+                    ctx.set_irq(acpi_pm::SCI_IRQ, pm.sci_level());
+                }
+            }
         }
     }
 
@@ -348,6 +372,25 @@ impl LegacyPlatform {
     /// The DMA page registers / port 0x80 sink.
     pub fn dma_pages(&self) -> &DmaPages {
         &self.dma
+    }
+
+    /// The ACPI PM device, when the platform has one.
+    pub fn acpi_pm(&self) -> Option<&AcpiPm> {
+        self.acpi_pm.as_ref()
+    }
+
+    /// The guest's pending power-off or reset request (ACPI S5 or the reset register), taken.
+    pub fn take_power_request(&mut self) -> Option<PowerRequest> {
+        self.acpi_pm.as_mut().and_then(AcpiPm::take_request)
+    }
+
+    /// Presses the ACPI power button (PWRBTN_STS) and drives the SCI (IRQ 9) to match; does
+    /// nothing on a platform without the ACPI PM device.
+    pub fn press_power_button(&mut self) {
+        if let Some(pm) = self.acpi_pm.as_mut() {
+            pm.press_power_button();
+            self.pic.set_line(acpi_pm::SCI_IRQ, pm.sci_level());
+        }
     }
 
     /// The run-time device bus.
@@ -559,6 +602,38 @@ mod tests {
         out(&mut p, 0x21, 0xda, 0);
         assert_eq!(p.io_read(0x500, AccessSize::Word, 0), 0x5678);
         assert_eq!(p.acknowledge(), Some(0x35));
+    }
+
+    #[test]
+    fn acpi_pm_only_when_configured() {
+        let mut p = platform();
+        assert_eq!(p.io_read(0x604, AccessSize::Word, 0), 0xffff);
+        p.io_write(0xcf9, B, 0x06, 0);
+        assert_eq!(p.take_power_request(), None);
+        assert_eq!(p.unclaimed().total(), 2);
+        assert!(p.acpi_pm().is_none());
+
+        let mut cfg = PlatformConfig::new(HZ);
+        cfg.acpi_pm = true;
+        let mut p = LegacyPlatform::new(cfg);
+        assert_eq!(p.owner_name(0x600), Some("acpi-pm"));
+        assert_eq!(p.owner_name(0xcf9), Some("acpi-reset"));
+        assert_eq!(p.io_read(0x604, AccessSize::Word, 0), 0x0001, "SCI_EN");
+        // A word write of SLP_TYP = S5 | SLP_EN, split into bytes by the platform.
+        p.io_write(0x604, AccessSize::Word, 0x3400, 0);
+        assert_eq!(p.take_power_request(), Some(PowerRequest::Off));
+        p.io_write(0xcf9, B, 0x06, 0);
+        assert_eq!(p.take_power_request(), Some(PowerRequest::Reset));
+        assert_eq!(p.take_power_request(), None);
+        // The power button raises the SCI on IRQ 9 once PWRBTN_EN is set: the slave PIC's
+        // IR1 (vector base 0x38 after Linux's init).
+        linux_boot_devices(&mut p);
+        out(&mut p, 0xa1, 0xfd, 0);
+        p.press_power_button();
+        assert_eq!(p.pending_vector(), None, "PWRBTN_EN clear");
+        p.io_write(0x602, AccessSize::Word, 0x0100, 0);
+        assert_eq!(p.acknowledge(), Some(0x39));
+        assert_eq!(p.unclaimed().total(), 0);
     }
 
     #[test]
