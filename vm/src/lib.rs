@@ -7,6 +7,7 @@
 
 extern crate alloc;
 
+pub mod acpi;
 pub mod archive;
 pub mod config;
 pub mod console;
