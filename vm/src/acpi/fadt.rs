@@ -38,7 +38,7 @@ const C3_NOT_SUPPORTED: u16 = 1001;
 pub const HYPERVISOR_VENDOR: u64 = u64::from_le_bytes(*b"Bulkhead");
 /// The FADT's major revision (§5.2.9: 6 for ACPI 6.x; the minor version is 5, ACPI 6.5).
 pub const FADT_REVISION: u8 = 6;
-/// §5.2.10, Table 5.14: FACS version 2.
+/// §5.2.10, FACS structure: version 2.
 const FACS_VERSION: u8 = 2;
 
 /// A GAS (§5.2.3.2) for `len` bytes of I/O space at `port`, accessed `access` at a time.

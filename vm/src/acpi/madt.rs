@@ -9,16 +9,17 @@ use acpi_tables::sdt::Sdt;
 use super::{IOAPIC_ID, OEM_ID, OEM_REVISION, OEM_TABLE_ID};
 use crate::devices::{acpi_pm, ioapic};
 
-/// §5.2.12 Table 5.19: the MADT's revision in ACPI 6.3-6.5.
+/// §5.2.12, MADT format: revision 5 (ACPI 6.3; the structures used here are unchanged
+/// since).
 pub const MADT_REVISION: u8 = 5;
 /// The local APIC's physical address (SDM Vol. 3A §11.4.1, the IA32_APIC_BASE default).
 pub const LOCAL_APIC_ADDRESS: u32 = 0xFEE0_0000;
-/// Table 5.20, Multiple APIC Flags: PCAT_COMPAT, a dual 8259 setup is present too.
+/// §5.2.12, Multiple APIC Flags: PCAT_COMPAT, a dual 8259 setup is present too.
 pub const PCAT_COMPAT: u32 = 1 << 0;
 /// Header (36) + local interrupt controller address (4) + flags (4).
 const HEADER_LEN: u32 = 44;
 
-/// Table 5.21, Interrupt Controller Structure Types.
+/// §5.2.12, Interrupt Controller Structure Types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum StructureType {
@@ -30,14 +31,14 @@ pub enum StructureType {
     LocalX2ApicNmi = 0xA,
 }
 
-/// Table 5.23, Local APIC Flags: Enabled.
+/// §5.2.12.2, Local APIC Flags: Enabled.
 pub const LAPIC_ENABLED: u32 = 1 << 0;
 /// §5.2.12.12: "Logical processors with APIC ID values of 255 and greater" use the
 /// Processor Local x2APIC structure; so does a UID above 254 (the local APIC structure's UID
 /// is 8 bits and 0xFF means "all processors" in the NMI structure).
 const MAX_XAPIC_ID: u32 = 254;
 
-/// Table 5.26, MPS INTI Flags: polarity bits 1:0 (01 active high, 11 active low), trigger
+/// §5.2.12.5, MPS INTI Flags: polarity bits 1:0 (01 active high, 11 active low), trigger
 /// mode bits 3:2 (01 edge, 11 level).
 pub mod inti {
     pub const ACTIVE_HIGH: u16 = 0b01;

@@ -5,9 +5,9 @@
 //! |---|---|---|
 //! | 0 | RSDP, revision 2, 36 bytes, 16-byte aligned, both checksums, XSDT address (no RSDT) | §5.2.5 |
 //! | 64-byte aligned | XSDT: the FADT and the MADT | §5.2.8 |
-//! | 64-byte aligned | FADT revision 6.5 ([`fadt`]): FACS, DSDT, PM1a blocks, reset register | §5.2.9 |
+//! | 64-byte aligned | FADT revision 6.5 (`fadt`): FACS, DSDT, PM1a blocks, reset register | §5.2.9 |
 //! | 64-byte aligned | FACS, 64 bytes (the spec asks for 64-byte alignment) | §5.2.10 |
-//! | 64-byte aligned | MADT ([`madt`]): local APICs, the IOAPIC, overrides, LINT1 NMI | §5.2.12 |
+//! | 64-byte aligned | MADT (`madt`): local APICs, the IOAPIC, overrides, LINT1 NMI | §5.2.12 |
 //! | 64-byte aligned | DSDT ([`Dsdt`]): `\_SB` and `\_S5` | §5.2.11.1 |
 //!
 //! At `base_gpa = 0xE0000` ([`BIOS_AREA_GPA`]) the image lies in the BIOS read-only area the
@@ -18,7 +18,7 @@
 //! The tables are written with rust-vmm's `acpi_tables` crate (`no_std` + `alloc`, no
 //! `unsafe`): its RSDP, XSDT, FACS, FADT, generic SDT and AML writers. The crate's MADT is
 //! written for RISC-V and ARM (no interrupt source overrides, NMI or x2APIC structures, flags
-//! fixed at 0), so [`madt`] lays the x86 structures out itself in a generic SDT.
+//! fixed at 0), so `madt` lays the x86 structures out itself in a generic SDT.
 
 mod dsdt;
 mod fadt;
