@@ -7,6 +7,7 @@
 
 extern crate alloc;
 
+pub mod acpi;
 pub mod apic;
 pub mod archive;
 pub mod config;

@@ -22,6 +22,7 @@
 //! | `0x2_0000..0x2_FFFF`            | kernel command line, NUL-terminated ([`CMDLINE_GPA`])   |
 //! | `0x9_D000..0x9_EFFF`            | the decompressor's 32-bit trampoline, only when it must toggle 5-level paging (it takes the 8 KiB below the first RAM end under 0x9F000, saves and restores them) |
 //! | `0x9_FC00..0xF_FFFF`            | e820 reserved (EBDA, VGA, BIOS area)                    |
+//! | `0xE_0000..`                    | ACPI tables when given ([`LinuxExtras::acpi`], `vm::acpi`), RSDP first; `acpi_rsdp_addr` points at it |
 //! | `pref_address..+init_size`      | protected-mode kernel (0x100_0000 for the test guest)   |
 //! | top of RAM below `initrd_addr_max` and 4 GiB | initrd, 4 KiB aligned                      |
 //!
@@ -52,6 +53,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::acpi::GuestTables;
 use crate::loader::{
     build_long_mode_environment, BootState, EntryMode, GuestWrite, LoadError, GDT_GPA,
     IDENTITY_MAP_GIB, PD_GPA, PML4_GPA, TSS_GPA,
@@ -132,6 +134,9 @@ const HEADER_END_MAX: usize = 0x290;
 const EXT_RAMDISK_IMAGE: usize = 0x0C0;
 const EXT_RAMDISK_SIZE: usize = 0x0C4;
 const EXT_CMD_LINE_PTR: usize = 0x0C8;
+/// zero-page.rst: acpi_rsdp_addr (u64, boot protocol 2.14+; older kernels ignore it and find
+/// the RSDP by scanning 0xE0000-0xFFFFF, where `vm::acpi` puts it).
+const ACPI_RSDP_ADDR: usize = 0x070;
 const E820_ENTRIES: usize = 0x1E8;
 const E820_TABLE: usize = 0x2D0;
 const E820_ENTRY_SIZE: usize = 20;
@@ -171,6 +176,9 @@ pub enum LinuxError {
     BadE820 { addr: u64, size: u64 },
     /// The e820 map has `count` entries, more than the zero page holds.
     TooManyE820Entries { count: usize },
+    /// The ACPI tables `[start, end)` overlap RAM the e820 map gives the kernel, which would
+    /// reuse it.
+    AcpiTablesInRam { start: u64, end: u64 },
     /// Writing guest memory failed.
     Load(LoadError),
 }
@@ -274,6 +282,12 @@ impl fmt::Display for LinuxError {
                 f,
                 "the memory map has {count} entries, the zero page holds {E820_MAX_ENTRIES}"
             ),
+            LinuxError::AcpiTablesInRam { start, end } => write!(
+                f,
+                "the ACPI tables at {start:#x}..{end:#x} overlap RAM in the memory map; place \
+                 them at 0xE0000 (vm::acpi::BIOS_AREA_GPA) or mark their range reserved with an \
+                 extra e820 entry"
+            ),
             LinuxError::Load(e) => write!(f, "loading the kernel: {e}"),
         }
     }
@@ -312,6 +326,15 @@ pub struct LinuxConfig<'a> {
     /// given; the base RAM entries are split around every one of them (whatever its kind), and
     /// the loader places nothing in them.
     pub e820_extra: &'a [E820Entry],
+}
+
+/// Optional parts of a Linux boot beyond [`LinuxConfig`] (see [`load_linux_with`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinuxExtras<'a> {
+    /// ACPI tables: copied to guest memory at their base and announced in
+    /// `boot_params.acpi_rsdp_addr`. Their range must be outside the e820 RAM entries: the
+    /// BIOS area at 0xE0000 (reserved in the base map) or a range `e820_extra` reserves.
+    pub acpi: Option<&'a GuestTables>,
 }
 
 /// The setup header fields Bulkhead uses (boot.rst, "Details of Header Fields").
@@ -542,6 +565,16 @@ pub fn load_linux(
     config: &LinuxConfig,
     mem: &mut impl GuestWrite,
 ) -> Result<BootState, LinuxError> {
+    load_linux_with(bzimage, config, &LinuxExtras::default(), mem)
+}
+
+/// [`load_linux`] with `extras`: ACPI tables for the guest.
+pub fn load_linux_with(
+    bzimage: &[u8],
+    config: &LinuxConfig,
+    extras: &LinuxExtras,
+    mem: &mut impl GuestWrite,
+) -> Result<BootState, LinuxError> {
     let hdr = parse_header(bzimage)?;
     let kernel = bzimage
         .get(hdr.kernel_offset..)
@@ -606,6 +639,12 @@ pub fn load_linux(
     if kernel_end > IDENTITY_MAP_END || !in_ram {
         return Err(not_in_ram);
     }
+    if let Some(t) = extras.acpi {
+        let (start, end) = (t.base_gpa(), t.end_gpa());
+        if usable.iter().any(|&(s, e)| start < e && s < end) {
+            return Err(LinuxError::AcpiTablesInRam { start, end });
+        }
+    }
 
     // initrd: as high as possible below initrd_addr_max (the highest byte it may occupy) and
     // below the 4 GiB identity map, clear of the kernel's init_size region.
@@ -663,6 +702,10 @@ pub fn load_linux(
         put(&mut zp, at + 16, &(e.kind as u32).to_le_bytes());
     }
 
+    if let Some(t) = extras.acpi {
+        put(&mut zp, ACPI_RSDP_ADDR, &t.rsdp_gpa().to_le_bytes());
+    }
+
     let cr3 = build_long_mode_environment(mem)?;
     mem.write(ZERO_PAGE_GPA, &zp)?;
     let mut line = Vec::with_capacity(cmdline.len() + 1);
@@ -672,6 +715,9 @@ pub fn load_linux(
     mem.write(load, kernel)?;
     if let Some((at, data)) = initrd {
         mem.write(at, data)?;
+    }
+    if let Some(t) = extras.acpi {
+        mem.write(t.base_gpa(), t.image())?;
     }
     Ok(BootState {
         mode: EntryMode::Long64 { cr3 },
@@ -1297,4 +1343,6 @@ mod tests {
             let _ = load_linux(&b, &config(ram, "console=ttyS0", Some(&[1; 64])), &mut mem);
         }
     }
+
+    mod acpi_tests;
 }

@@ -1,5 +1,5 @@
 //! The ACPI fixed-hardware power-management registers of a non-HW-reduced platform (ACPI 6.5
-//! §4.8, "ACPI Hardware Specification"): the PM1a event block (PM1_STS, PM1_EN) at
+//! chapter 4, "ACPI Hardware Specification", §4.8): the PM1a event block (PM1_STS, PM1_EN) at
 //! [`PM1A_EVT_BLK`], the PM1a control block (PM1_CNT) at [`PM1A_CNT_BLK`], and the reset
 //! register at [`RESET_PORT`] that the FADT's RESET_REG names (§4.8.3.6).
 //!
@@ -7,8 +7,8 @@
 //! - ACPI mode is on from the start: the FADT's SMI_CMD is 0 ("the system does not support
 //!   mode transition", §5.2.9 Table 5.9, SMI_CMD), so SCI_EN reads 1 and cannot be cleared
 //!   (§4.8.3.2.1, SCI_EN).
-//! - One fixed event, the power button (PWRBTN_STS/PWRBTN_EN, §4.8.3.1): [`AcpiPm::press_power_button`]
-//!   sets its status; [`AcpiPm::sci_level`] is the SCI line (GSI 9, level, active high).
+//! - One fixed event, the power button (PWRBTN_STS/PWRBTN_EN, §4.8.3.1):
+//!   [`AcpiPm::press_power_button`] sets its status; [`AcpiPm::sci_level`] is the SCI line (GSI 9, level, active high).
 //!   Status bits are write-1-to-clear (§4.8.3.1.1). GBL_EN does not stick: there is no global
 //!   lock hardware, which OSPM detects by reading it back (§4.8.3.1.2, §5.2.10 FACS).
 //! - Sleep: writing SLP_EN with SLP_TYP = [`SLP_TYP_S5`] (the value the DSDT's `\_S5` object
@@ -43,17 +43,17 @@ pub const SCI_IRQ: u8 = 9;
 const PM1_STS: u16 = PM1A_EVT_BLK;
 const PM1_EN: u16 = PM1A_EVT_BLK + 2;
 
-/// §4.8.3.1.1, Table 4.16: PWRBTN_STS.
+/// §4.8.3.1.1, PM1 Status Registers: PWRBTN_STS.
 pub const PWRBTN_STS: u16 = 1 << 8;
 /// §4.8.3.1.1: WAK_STS, set when the system wakes from a sleeping state.
 pub const WAK_STS: u16 = 1 << 15;
 /// Status bits this model implements.
 const STS_IMPLEMENTED: u16 = PWRBTN_STS | WAK_STS;
-/// §4.8.3.1.2, Table 4.17: PWRBTN_EN.
+/// §4.8.3.1.2, PM1 Enable Registers: PWRBTN_EN.
 pub const PWRBTN_EN: u16 = 1 << 8;
 /// Enable bits this model implements (GBL_EN, TMR_EN, RTC_EN... do not stick).
 const EN_IMPLEMENTED: u16 = PWRBTN_EN;
-/// §4.8.3.2.1, Table 4.18: SCI_EN (bit 0), BM_RLD (1), GBL_RLS (2, write-only), SLP_TYP
+/// §4.8.3.2.1, PM1 Control Registers: SCI_EN (bit 0), BM_RLD (1), GBL_RLS (2, write-only), SLP_TYP
 /// (12:10), SLP_EN (13, write-only).
 pub const SCI_EN: u16 = 1 << 0;
 const BM_RLD: u16 = 1 << 1;
