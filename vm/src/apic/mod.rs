@@ -261,6 +261,12 @@ impl<P: ApicPage> LocalApic<P> {
         &self.page
     }
 
+    /// The register page, writable: what the CPU does to the virtual-APIC page while the
+    /// guest runs (the kernel's hardware view; tests use it to play the CPU's part).
+    pub fn page_mut(&mut self) -> &mut P {
+        &mut self.page
+    }
+
     /// The counters.
     pub fn stats(&self) -> ApicStats {
         self.stats
