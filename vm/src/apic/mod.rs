@@ -468,9 +468,11 @@ impl<P: ApicPage> LocalApic<P> {
         self.eoi_effect(vector)
     }
 
-    /// The TPR threshold for TPR-shadow-only operation (SDM Vol. 3C §30.1.2: a VM exit when
-    /// VTPR[7:4] drops below it; §27.2.1.1: it must not exceed VTPR[7:4]): the class of the
-    /// highest IRR vector if TPR blocks it, else 0.
+    /// The TPR threshold for TPR-shadow-only operation (SDM Vol. 3C §30.1.2: with
+    /// virtual-interrupt delivery off, a VM exit when VTPR[7:4] drops below it; a threshold
+    /// above VTPR[7:4] fails VM entry (§27.2.1.1) or exits at once (§27.7.7)): the class of
+    /// the highest IRR vector if TPR blocks it, else 0 (nothing pending, or it is blocked only
+    /// by an in-service vector and waits for the EOI).
     pub fn tpr_threshold(&self) -> u8 {
         match self.highest_irr() {
             Some(irr) if irr >> 4 <= self.tpr() >> 4 => irr >> 4,
