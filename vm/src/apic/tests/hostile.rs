@@ -50,7 +50,13 @@ fn storm(seed: u64) -> (ApicStats, alloc::vec::Vec<u32>) {
     for step in 0..STEPS {
         let r = rng.next();
         let value = rng.next();
-        now += r >> 54;
+        // Mostly forward in small steps; sometimes backwards (a vCPU moved to a CPU whose
+        // TSC is behind) or far ahead.
+        now = match r & 0x3FF {
+            0 => now.saturating_sub(r >> 44),
+            1 => now.saturating_add(r >> 4),
+            _ => now.saturating_add(r >> 54),
+        };
         // Alternate xAPIC and x2APIC epochs, and keep the APIC mostly software-enabled so
         // the storm reaches the interesting paths (random writes disable it often).
         if step % 2048 == 0 {
@@ -93,7 +99,7 @@ fn storm(seed: u64) -> (ApicStats, alloc::vec::Vec<u32>) {
             }
             10 => {
                 a.eoi_virtualized(value as u8);
-                a.set_tsc_deadline(now + (value >> 50), now);
+                a.set_tsc_deadline(now.wrapping_add(value >> 50), now);
             }
             _ if value.is_multiple_of(16) => {
                 let _ =

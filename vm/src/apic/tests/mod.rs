@@ -11,6 +11,7 @@ mod hostile;
 mod icr;
 mod mmio;
 mod priority;
+mod registers;
 mod reset;
 mod timer;
 mod virtualization;
