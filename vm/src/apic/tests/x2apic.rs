@@ -59,7 +59,14 @@ fn reserved_bits_fault() {
         (0x828, 0x80),
         (0x83F, 0x100),
         (0x808, 1 << 32),
+        (0x808, 0x100),
         (0x80F, 1 << 40),
+        (0x80F, 0x400),
+        (0x832, 1 << 19),
+        (0x832, 0x700),
+        (0x835, 1 << 17),
+        (0x837, 0x400),
+        (0x83E, 0x4),
         (0x838, 1 << 63),
     ];
     for (msr, value) in cases {
@@ -76,13 +83,22 @@ fn reserved_bits_fault() {
     );
     assert_eq!(a.stats().spurious_eois, 1);
     assert_eq!(a.msr_write(0x828, 0, 0), Ok(ApicEffect::None));
+    assert_eq!(a.stats().msr_faults, 13);
+    // Read-only status bits are ignored, not reserved.
+    assert_eq!(a.msr_write(0x835, 0x5700, 0), Ok(ApicEffect::None));
+    assert_eq!(a.msr_read(0x835, 0), Ok(0x700));
+    assert_eq!(
+        a.msr_write(0x832, 0x1_1030, 0),
+        Ok(ApicEffect::TimerChanged)
+    );
+    assert_eq!(a.msr_read(0x832, 0), Ok(0x1_0030));
 }
 
 #[test]
 fn tpr_and_ppr_through_msrs() {
     let mut a = x2(0);
-    a.msr_write(0x808, 0x1FF, 0).unwrap();
-    assert_eq!(a.msr_read(0x808, 0), Ok(0xFF), "bits 31:8 dropped");
+    a.msr_write(0x808, 0xFF, 0).unwrap();
+    assert_eq!(a.msr_read(0x808, 0), Ok(0xFF));
     a.msr_write(0x808, 0x30, 0).unwrap();
     assert!(a.accept(0x80, false));
     assert_eq!(a.acknowledge(), Some(0x80));
@@ -115,10 +131,17 @@ fn icr_is_one_64_bit_msr() {
     assert_eq!(a.msr_read(0x830, 0), Ok(value));
     assert_eq!(word(&a, 0x300), 0x4031);
     assert_eq!(word(&a, 0x310), 0x1234_5678);
-    // Delivery status (bit 12) and reserved low bits read 0.
-    a.msr_write(0x830, 0xFFFF_FFFF_FFF0_F0F1 & !(0b11 << 18), 0)
-        .unwrap();
+    // Delivery status (bit 12) may be written and reads 0; reserved bits fault.
+    a.msr_write(0x830, 0xFFFF_FFFF_0000_D0F1, 0).unwrap();
     assert_eq!(a.msr_read(0x830, 0), Ok(0xFFFF_FFFF_0000_C0F1));
+    for bit in [13, 16, 17, 20, 31] {
+        let value = 0x40F1 | 1 << bit;
+        assert_eq!(
+            a.msr_write(0x830, value, 0),
+            Err(ApicError::ReservedBits { msr: 0x830, value })
+        );
+    }
+    assert_eq!(a.msr_read(0x830, 0), Ok(0xFFFF_FFFF_0000_C0F1), "unchanged");
 }
 
 #[test]
