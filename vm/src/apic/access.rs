@@ -20,6 +20,8 @@ const LDR_XAPIC_MASK: u32 = 0xFF00_0000;
 const DFR_MODEL_MASK: u32 = 0xF000_0000;
 /// SELF IPI: vector in bits 7:0, the rest reserved (§11.12.11).
 const SELF_IPI_VECTOR_MASK: u64 = 0xFF;
+/// x2APIC ICR bits 63:32: the destination (§11.12.9); every other x2APIC register is 32 bits.
+const ICR_DESTINATION_SHIFT: u32 = 32;
 /// ICR bits 19:18 = 01: the self shorthand.
 const ICR_SHORTHAND_SELF: u32 = 0b01 << 18;
 
@@ -105,7 +107,7 @@ impl<P: ApicPage> LocalApic<P> {
         Ok(match reg {
             // §11.12.9: the ICR is one 64-bit MSR, destination in bits 63:32.
             ApicRegister::IcrLow => {
-                u64::from(self.reg(ApicRegister::IcrHigh)) << 32
+                u64::from(self.reg(ApicRegister::IcrHigh)) << ICR_DESTINATION_SHIFT
                     | u64::from(self.reg(ApicRegister::IcrLow))
             }
             reg => u64::from(self.read_register(reg, now)),
@@ -129,7 +131,10 @@ impl<P: ApicPage> LocalApic<P> {
                 ApicRegister::IcrLow => {
                     value as u32 & !(ICR_LOW_WRITE_MASK | ICR_DELIVERY_STATUS) != 0
                 }
-                _ => value >> 32 != 0 || value as u32 & !x2apic_writable_bits(reg) != 0,
+                _ => {
+                    value >> ICR_DESTINATION_SHIFT != 0
+                        || value as u32 & !x2apic_writable_bits(reg) != 0
+                }
             };
             if reserved {
                 Err(ApicError::ReservedBits { msr, value })
@@ -165,7 +170,7 @@ impl<P: ApicPage> LocalApic<P> {
         };
         let mut value = u64::from(self.reg(reg));
         if mode == ApicMode::X2Apic && reg == ApicRegister::IcrLow {
-            value |= u64::from(self.reg(ApicRegister::IcrHigh)) << 32;
+            value |= u64::from(self.reg(ApicRegister::IcrHigh)) << ICR_DESTINATION_SHIFT;
         }
         self.write_register(reg, value, now)
     }
@@ -220,7 +225,7 @@ impl<P: ApicPage> LocalApic<P> {
                 let low = low & ICR_LOW_WRITE_MASK;
                 self.set_reg(ApicRegister::IcrLow, low);
                 let destination = if x2apic {
-                    let high = (value >> 32) as u32;
+                    let high = (value >> ICR_DESTINATION_SHIFT) as u32;
                     self.set_reg(ApicRegister::IcrHigh, high);
                     high
                 } else {
