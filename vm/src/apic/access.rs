@@ -2,7 +2,7 @@
 //! APIC-write VM exit of APIC-register virtualization (SDM Vol. 3C §30.4.3.3). All three end
 //! in one [`LocalApic::write_register`], so a register behaves the same however it is written.
 
-use super::icr::{self, IcrReject, ICR_HIGH_XAPIC_MASK, ICR_LOW_WRITE_MASK};
+use super::icr::{self, IcrReject, ICR_DELIVERY_STATUS, ICR_HIGH_XAPIC_MASK, ICR_LOW_WRITE_MASK};
 use super::registers::*;
 use super::timer::{TimerMode, DIVIDE_WRITE_MASK};
 use super::{
@@ -20,8 +20,29 @@ const LDR_XAPIC_MASK: u32 = 0xFF00_0000;
 const DFR_MODEL_MASK: u32 = 0xF000_0000;
 /// SELF IPI: vector in bits 7:0, the rest reserved (§11.12.11).
 const SELF_IPI_VECTOR_MASK: u64 = 0xFF;
+/// x2APIC ICR bits 63:32: the destination (§11.12.9); every other x2APIC register is 32 bits.
+const ICR_DESTINATION_SHIFT: u32 = 32;
 /// ICR bits 19:18 = 01: the self shorthand.
 const ICR_SHORTHAND_SELF: u32 = 0b01 << 18;
+
+/// The bits of an x2APIC register a WRMSR may set: the writable ones plus the read-only
+/// status bits (delivery status, remote IRR), which are ignored rather than reserved. EOI
+/// and ESR accept only 0 (Table 11-6).
+fn x2apic_writable_bits(reg: ApicRegister) -> u32 {
+    match reg {
+        ApicRegister::Tpr => TPR_MASK,
+        ApicRegister::Svr => SVR_WRITE_MASK,
+        ApicRegister::SelfIpi => SELF_IPI_VECTOR_MASK as u32,
+        ApicRegister::TimerDivide => DIVIDE_WRITE_MASK,
+        ApicRegister::TimerInitialCount => u32::MAX,
+        ApicRegister::LvtLint0 | ApicRegister::LvtLint1 => {
+            reg.lvt_write_mask().unwrap_or(0) | LVT_DELIVERY_STATUS | LVT_REMOTE_IRR
+        }
+        _ => reg
+            .lvt_write_mask()
+            .map_or(0, |mask| mask | LVT_DELIVERY_STATUS),
+    }
+}
 
 impl<P: ApicPage> LocalApic<P> {
     /// A 32-bit xAPIC MMIO read at `offset` in the APIC page (aligned; the caller splits
@@ -86,7 +107,7 @@ impl<P: ApicPage> LocalApic<P> {
         Ok(match reg {
             // §11.12.9: the ICR is one 64-bit MSR, destination in bits 63:32.
             ApicRegister::IcrLow => {
-                u64::from(self.reg(ApicRegister::IcrHigh)) << 32
+                u64::from(self.reg(ApicRegister::IcrHigh)) << ICR_DESTINATION_SHIFT
                     | u64::from(self.reg(ApicRegister::IcrLow))
             }
             reg => u64::from(self.read_register(reg, now)),
@@ -104,13 +125,16 @@ impl<P: ApicPage> LocalApic<P> {
             if access == Access::ReadOnly {
                 return Err(ApicError::ReadOnly { msr });
             }
+            // SDM Vol. 3A §11.12.1.3: a WRMSR setting a reserved bit faults (RsvdZ). Bits
+            // 63:32 are reserved in every register but the ICR (Table 11-6).
             let reserved = match reg {
-                ApicRegister::IcrLow => false,
-                // Table 11-6: a non-zero EOI or ESR write faults.
-                ApicRegister::Eoi | ApicRegister::Esr => value != 0,
-                ApicRegister::SelfIpi => value & !SELF_IPI_VECTOR_MASK != 0,
-                // The other x2APIC registers are 32 bits wide: bits 63:32 are reserved.
-                _ => value >> 32 != 0,
+                ApicRegister::IcrLow => {
+                    value as u32 & !(ICR_LOW_WRITE_MASK | ICR_DELIVERY_STATUS) != 0
+                }
+                _ => {
+                    value >> ICR_DESTINATION_SHIFT != 0
+                        || value as u32 & !x2apic_writable_bits(reg) != 0
+                }
             };
             if reserved {
                 Err(ApicError::ReservedBits { msr, value })
@@ -146,7 +170,7 @@ impl<P: ApicPage> LocalApic<P> {
         };
         let mut value = u64::from(self.reg(reg));
         if mode == ApicMode::X2Apic && reg == ApicRegister::IcrLow {
-            value |= u64::from(self.reg(ApicRegister::IcrHigh)) << 32;
+            value |= u64::from(self.reg(ApicRegister::IcrHigh)) << ICR_DESTINATION_SHIFT;
         }
         self.write_register(reg, value, now)
     }
@@ -201,7 +225,7 @@ impl<P: ApicPage> LocalApic<P> {
                 let low = low & ICR_LOW_WRITE_MASK;
                 self.set_reg(ApicRegister::IcrLow, low);
                 let destination = if x2apic {
-                    let high = (value >> 32) as u32;
+                    let high = (value >> ICR_DESTINATION_SHIFT) as u32;
                     self.set_reg(ApicRegister::IcrHigh, high);
                     high
                 } else {

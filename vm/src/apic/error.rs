@@ -35,8 +35,8 @@ pub enum ApicError {
         /// The MSR.
         msr: u32,
     },
-    /// WRMSR with reserved bits set (bits 63:32 of a 32-bit register, a non-zero EOI or
-    /// ESR write, SELF IPI bits 31:8).
+    /// WRMSR with reserved bits set (§11.12.1.3: bits 63:32 of a 32-bit register, a
+    /// non-zero EOI or ESR write, the reserved bits of TPR, SVR, LVTs, ICR, divide, SELF IPI).
     ReservedBits {
         /// The MSR.
         msr: u32,

@@ -17,6 +17,8 @@ const SHORTHAND_SHIFT: u32 = 18;
 /// trigger mode, shorthand (bits 13, 16-17 and 20-31 are reserved; 12, delivery status, is
 /// read-only and always reads 0: this model delivers at once).
 pub const ICR_LOW_WRITE_MASK: u32 = 0x000C_CFFF;
+/// ICR bit 12: delivery status (read-only: writing it is not a reserved-bit error).
+pub const ICR_DELIVERY_STATUS: u32 = 1 << 12;
 /// xAPIC ICR high: destination in bits 31:24.
 pub const ICR_HIGH_XAPIC_MASK: u32 = 0xFF00_0000;
 /// Lowest legal vector for fixed and lowest-priority delivery (§11.5.2: 0-15 are reserved).

@@ -72,6 +72,12 @@ pub const DEFAULT_APIC_BASE: u64 = 0xFEE0_0000;
 const APIC_BASE_LOW_RESERVED: u64 = 0x2FF;
 /// The base address field starts at bit 12 (4 KiB aligned).
 const APIC_BASE_ADDRESS_SHIFT: u32 = 12;
+/// A vector's priority class is its bits 7:4 (SDM Vol. 3A §11.8.3).
+const PRIORITY_CLASS_SHIFT: u32 = 4;
+/// Vectors per 32-bit ISR/TMR/IRR word (§11.8.4).
+const VECTORS_PER_WORD: u8 = 32;
+/// Bytes per page word.
+const WORD_BYTES: usize = 4;
 /// Words in the register page.
 pub const PAGE_WORDS: usize = 1024;
 
@@ -261,6 +267,12 @@ impl<P: ApicPage> LocalApic<P> {
         &self.page
     }
 
+    /// The register page, writable: what the CPU does to the virtual-APIC page while the
+    /// guest runs (the kernel's hardware view; tests use it to play the CPU's part).
+    pub fn page_mut(&mut self) -> &mut P {
+        &mut self.page
+    }
+
     /// The counters.
     pub fn stats(&self) -> ApicStats {
         self.stats
@@ -361,16 +373,16 @@ impl<P: ApicPage> LocalApic<P> {
     pub fn ppr(&self) -> u8 {
         let tpr = self.tpr();
         let isrv = self.highest_isr().unwrap_or(0);
-        if tpr >> 4 >= isrv >> 4 {
+        if class(tpr) >= class(isrv) {
             tpr
         } else {
-            isrv & 0xF0
+            class(isrv) << PRIORITY_CLASS_SHIFT
         }
     }
 
     /// PPR bits 7:4: the priority class the router compares for lowest-priority delivery.
     pub fn priority_class(&self) -> u8 {
-        self.ppr() >> 4
+        class(self.ppr())
     }
 
     fn update_ppr(&mut self) {
@@ -419,7 +431,7 @@ impl<P: ApicPage> LocalApic<P> {
             return None;
         }
         let irr = self.highest_irr()?;
-        (irr >> 4 > self.ppr() >> 4).then_some(irr)
+        (class(irr) > class(self.ppr())).then_some(irr)
     }
 
     /// The guest took [`Self::pending`]'s vector (INTA of a fixed interrupt, §11.8.4): move it
@@ -462,12 +474,14 @@ impl<P: ApicPage> LocalApic<P> {
         self.eoi_effect(vector)
     }
 
-    /// The TPR threshold for TPR-shadow-only operation (SDM Vol. 3C §30.1.2: a VM exit when
-    /// VTPR[7:4] drops below it; §27.2.1.1: it must not exceed VTPR[7:4]): the class of the
-    /// highest IRR vector if TPR blocks it, else 0.
+    /// The TPR threshold for TPR-shadow-only operation (SDM Vol. 3C §30.1.2: with
+    /// virtual-interrupt delivery off, a VM exit when VTPR[7:4] drops below it; a threshold
+    /// above VTPR[7:4] fails VM entry (§27.2.1.1) or exits at once (§27.7.7)): the class of
+    /// the highest IRR vector if TPR blocks it, else 0 (nothing pending, or it is blocked only
+    /// by an in-service vector and waits for the EOI).
     pub fn tpr_threshold(&self) -> u8 {
         match self.highest_irr() {
-            Some(irr) if irr >> 4 <= self.tpr() >> 4 => irr >> 4,
+            Some(irr) if class(irr) <= class(self.tpr()) => class(irr),
             _ => 0,
         }
     }
@@ -560,8 +574,8 @@ impl<P: ApicPage> LocalApic<P> {
 
     /// Word and bit of `vector` in the 256-bit register at `base` (ISR/TMR/IRR, §11.8.4).
     fn vector_slot(base: u16, vector: u8) -> (usize, u32) {
-        let word = (base + u16::from(vector / 32) * REGISTER_STRIDE) as usize / 4;
-        (word, 1 << (vector % 32))
+        let word = (base + u16::from(vector / VECTORS_PER_WORD) * REGISTER_STRIDE) as usize;
+        (word / WORD_BYTES, 1 << (vector % VECTORS_PER_WORD))
     }
 
     fn vector_bit(&self, base: u16, vector: u8) -> bool {
@@ -581,8 +595,12 @@ impl<P: ApicPage> LocalApic<P> {
 
     fn highest_in(&self, base: u16) -> Option<u8> {
         (0..VECTOR_WORDS).rev().find_map(|n| {
-            let word = self.page.regs()[(base + u16::from(n) * REGISTER_STRIDE) as usize / 4];
-            (word != 0).then(|| n * 32 + (31 - word.leading_zeros() as u8))
+            let offset = (base + u16::from(n) * REGISTER_STRIDE) as usize;
+            let word = self.page.regs()[offset / WORD_BYTES];
+            (word != 0).then(|| {
+                let top = (u32::BITS - 1 - word.leading_zeros()) as u8;
+                n * VECTORS_PER_WORD + top
+            })
         })
     }
 }
@@ -600,5 +618,14 @@ fn mode_of(base: u64) -> Option<ApicMode> {
 /// The x2APIC logical ID of an x2APIC ID (SDM Vol. 3A §11.12.10.2): cluster = ID[31:4] in
 /// bits 31:16, member bit 1 << ID[3:0].
 pub fn x2apic_ldr(id: u32) -> u32 {
-    ((id >> 4) << 16) | (1 << (id & 0xF))
+    /// x2APIC ID bits 3:0 select the member bit; the rest is the cluster.
+    const MEMBER_BITS: u32 = 4;
+    /// The cluster sits in LDR bits 31:16.
+    const CLUSTER_SHIFT: u32 = 16;
+    ((id >> MEMBER_BITS) << CLUSTER_SHIFT) | (1 << (id & ((1 << MEMBER_BITS) - 1)))
+}
+
+/// The priority class of a vector or priority (bits 7:4, §11.8.3).
+fn class(priority: u8) -> u8 {
+    priority >> PRIORITY_CLASS_SHIFT
 }

@@ -23,6 +23,10 @@ pub const LVT_DELIVERY_MODE_MASK: u32 = 0b111 << LVT_DELIVERY_MODE_SHIFT;
 pub const LVT_DELIVERY_NMI: u32 = 0b100;
 /// LVT delivery mode 111: ExtINT (the 8259A supplies the vector).
 pub const LVT_DELIVERY_EXTINT: u32 = 0b111;
+/// LVT bit 12: delivery status (read-only).
+pub const LVT_DELIVERY_STATUS: u32 = 1 << 12;
+/// LINT0/LINT1 bit 14: remote IRR (read-only).
+pub const LVT_REMOTE_IRR: u32 = 1 << 14;
 /// LVT bits 7:0: vector.
 pub const LVT_VECTOR_MASK: u32 = 0xFF;
 
