@@ -11,8 +11,8 @@
 //!   zeroed, PDCM, DS), thermal/power management (leaf 6 except ARAT), SGX, PT,
 //!   WAITPKG, CET, the speculation-control MSR features (their MSRs raise #GP),
 //!   MPX and AMX state, XSAVES/XSAVEC, RDT; x2APIC, TSC-deadline and the local APIC itself
-//!   unless the configuration enables them (Bulkhead starts with the 8259A in `nolapic`
-//!   mode); INVPCID unless enabled (it needs the "enable INVPCID" VM-execution control);
+//!   unless the configuration enables them (the hypervisor emulates them: offered then
+//!   whatever the host has); INVPCID unless enabled (it needs the "enable INVPCID" VM-execution control);
 //!   every feature whose VM-execution control the CPU cannot set or whose CR4 bit CR4_FIXED1
 //!   refuses ([`crate::features`]: hidden means unusable, offered means usable);
 //! * emulated whatever the host has: MCE/MCA with zero banks (IA32_MCG_CAP = 0) and
@@ -419,11 +419,13 @@ impl CpuidPolicy {
                     if xsave {
                         ecx |= h[2] & ECX1_XSAVE_GROUP;
                     }
+                    // The guest's local APIC is emulated (vm::apic), x2APIC and the
+                    // TSC-deadline timer included: offered whatever the host has.
                     if local_apic && config.x2apic {
-                        ecx |= h[2] & ECX1_X2APIC;
+                        ecx |= ECX1_X2APIC;
                     }
                     if local_apic && config.tsc_deadline {
-                        ecx |= h[2] & ECX1_TSC_DEADLINE;
+                        ecx |= ECX1_TSC_DEADLINE;
                     }
                     ecx |= ECX1_HYPERVISOR;
                     let mut edx = h[3] & EDX1_BASE;
@@ -432,7 +434,7 @@ impl CpuidPolicy {
                         edx |= EDX1_MCE | EDX1_MCA;
                     }
                     if local_apic {
-                        edx |= h[3] & EDX1_APIC;
+                        edx |= EDX1_APIC;
                     }
                     let logical = (1u32 << core_bits).min(255);
                     if vcpus > 1 {
@@ -871,6 +873,15 @@ mod tests {
 
     #[test]
     fn options_enable_apic_features_and_hide_xsave() {
+        // The emulated APIC features are offered even on a host without them.
+        let bare = |leaf: u32, sub: u32| {
+            let mut r = host(leaf, sub);
+            if leaf == 1 {
+                r[2] &= !(ECX1_X2APIC | ECX1_TSC_DEADLINE);
+                r[3] &= !EDX1_APIC;
+            }
+            r
+        };
         let mut cfg = CpuidConfig::new(hv());
         cfg.local_apic = true;
         cfg.x2apic = true;
@@ -878,7 +889,7 @@ mod tests {
         cfg.invpcid = true;
         cfg.xsave = false;
         cfg.pcid = false;
-        let p = CpuidPolicy::from_host(host, &cfg);
+        let p = CpuidPolicy::from_host(bare, &cfg);
         let l1 = p.lookup(1, 0, &vcpu(0));
         assert_ne!(l1[2] & ECX1_X2APIC, 0);
         assert_ne!(l1[2] & ECX1_TSC_DEADLINE, 0);

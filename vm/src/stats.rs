@@ -42,6 +42,12 @@ pub struct ExitStats {
     pub host_interrupts_ended: u64,
     pub host_interrupts_spurious: u64,
     pub host_interrupts_unended: u64,
+    /// Guest local APIC register accesses that exited (xAPIC MMIO, x2APIC MSRs, APIC-write
+    /// and APIC-access exits), the EOIs among them (an EOI-induced exit included), and
+    /// start-up IPIs that started this vCPU.
+    pub apic_accesses: u64,
+    pub apic_eoi_exits: u64,
+    pub startups: u64,
 }
 
 impl Default for ExitStats {
@@ -69,6 +75,9 @@ impl ExitStats {
             host_interrupts_ended: 0,
             host_interrupts_spurious: 0,
             host_interrupts_unended: 0,
+            apic_accesses: 0,
+            apic_eoi_exits: 0,
+            startups: 0,
         }
     }
 
@@ -123,6 +132,9 @@ impl ExitStats {
         self.host_interrupts_ended += other.host_interrupts_ended;
         self.host_interrupts_spurious += other.host_interrupts_spurious;
         self.host_interrupts_unended += other.host_interrupts_unended;
+        self.apic_accesses += other.apic_accesses;
+        self.apic_eoi_exits += other.apic_eoi_exits;
+        self.startups += other.startups;
     }
 
     /// The counters of one basic reason.
@@ -191,7 +203,15 @@ impl fmt::Display for ExitStats {
             self.host_interrupts_spurious,
             self.host_interrupts_unended,
             self.migrations
-        )
+        )?;
+        if self.apic_accesses + self.startups > 0 {
+            write!(
+                f,
+                "\nexits: apic accesses={} eoi-exits={} startups={}",
+                self.apic_accesses, self.apic_eoi_exits, self.startups
+            )?;
+        }
+        Ok(())
     }
 }
 

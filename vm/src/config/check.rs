@@ -422,19 +422,7 @@ fn convert_vm(
         |m| (MIN_MEMORY..=MAX_MEMORY).contains(&m) && m.is_multiple_of(MEMORY_ALIGN),
         "a multiple of 2M from 4M to 3328M, e.g. \"64M\"",
     )?;
-    let vcpus_span = v.vcpus.as_ref().map(|s| s.span());
     let cpu_keys = super::cpus::parse(text, &name, v.vcpus, v.cpus, v.dedicated)?;
-    if let (true, Some(span)) = (cpu_keys.vcpus > 1 && kind != GuestKind::Elf64, vcpus_span) {
-        // Linux and real-mode guests start their other vCPUs with INIT/SIPI through the local
-        // APIC, which the guest platform does not offer yet (docs/vm-platform.md).
-        return Err(bad(
-            text,
-            "vcpus",
-            span,
-            "1 for this kind: only elf64 guests can have several vCPUs until the guest local \
-             APIC (INIT/SIPI) exists; use kind = \"elf64\" or vcpus = 1",
-        ));
-    }
     if kind != GuestKind::Linux {
         let linux_only = [("cmdline", &v.cmdline), ("initrd", &v.initrd)];
         if let Some((key, Some(value))) = linux_only.into_iter().find(|(_, v)| v.is_some()) {

@@ -612,13 +612,6 @@ const ERRORS: &[(&str, usize, usize, &str)] = &[
         "vcpus = 17: expected a number of vCPUs from 1 to 16, e.g. 2",
     ),
     (
-        "[vm.a]\nkind = \"linux\"\nimage = \"a\"\nmemory = \"4M\"\nvcpus = 2\n",
-        5,
-        9,
-        "vcpus = 2: expected 1 for this kind: only elf64 guests can have several vCPUs until \
-         the guest local APIC (INIT/SIPI) exists; use kind = \"elf64\" or vcpus = 1",
-    ),
-    (
         "[vm.a]\nvcpus = \"2\"\n",
         2,
         9,

@@ -8,6 +8,7 @@
 pub mod acpi_pm;
 pub mod dma_page;
 pub mod ioapic;
+pub mod irq_lines;
 pub mod pic;
 pub mod pit;
 pub mod platform;
@@ -17,6 +18,7 @@ pub mod uart;
 pub use acpi_pm::AcpiPm;
 pub use dma_page::DmaPages;
 pub use ioapic::IoApic;
+pub use irq_lines::IrqLines;
 pub use pic::Pic;
 pub use pit::Pit;
 pub use platform::{LegacyPlatform, PlatformConfig};

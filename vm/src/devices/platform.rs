@@ -22,13 +22,14 @@ use alloc::boxed::Box;
 
 use super::acpi_pm::{self, AcpiPm, PowerRequest};
 use super::dma_page::{self, DmaPages};
+use super::irq_lines::IrqLines;
 use super::pic::{self, Pic};
 use super::pit::{self, Pit};
 use super::rtc::{self, Rtc};
 use super::uart::Uart;
 use crate::io::{
-    AccessSize, ConsoleBuffer, ConsoleSink, DeviceId, IoBus, IoContext, IoError, PortDevice,
-    UnclaimedStats,
+    AccessSize, ConsoleBuffer, ConsoleSink, DeviceId, IoBus, IoContext, IoError, IrqSink,
+    PortDevice, UnclaimedStats,
 };
 
 /// Construction parameters of a [`LegacyPlatform`].
@@ -47,6 +48,8 @@ pub struct PlatformConfig {
     /// The ACPI PM1 blocks and reset register ([`AcpiPm`]): set for guests given ACPI tables
     /// (`vm::acpi`), whose FADT names these ports. Off by default: the ports stay unclaimed.
     pub acpi_pm: bool,
+    /// The IOAPIC's APIC ID (the MADT's IOAPIC entry names the same).
+    pub ioapic_id: u8,
 }
 
 impl PlatformConfig {
@@ -59,6 +62,7 @@ impl PlatformConfig {
             ram_bytes: 0,
             console_capacity: ConsoleBuffer::DEFAULT_CAPACITY,
             acpi_pm: false,
+            ioapic_id: 0,
         }
     }
 }
@@ -81,7 +85,8 @@ const UART_IRQ: u8 = 4;
 /// everything else, and the console buffer COM1 writes into.
 #[derive(Debug)]
 pub struct LegacyPlatform {
-    pic: Pic,
+    /// The 8259A pair and the IOAPIC behind the ISA lines (irq_lines.rs).
+    lines: IrqLines,
     pit: Pit,
     rtc: Rtc,
     uart: Uart,
@@ -122,7 +127,7 @@ impl LegacyPlatform {
             let _ = bus.reserve(acpi_pm::RESET_PORT, acpi_pm::RESET_PORT, "acpi-reset");
         }
         Self {
-            pic: Pic::new(),
+            lines: IrqLines::new(config.ioapic_id),
             pit: Pit::new(config.tsc_hz),
             rtc,
             uart,
@@ -156,25 +161,25 @@ impl LegacyPlatform {
     }
 
     fn read_builtin(&mut self, b: Builtin, port: u16, now: u64) -> u8 {
-        let mut ctx = IoContext::new(now, &mut self.pic, &mut self.console);
+        let mut ctx = IoContext::new(now, &mut self.lines, &mut self.console);
         match b {
             Builtin::Pit => self.pit.read_port(port, &mut ctx),
             Builtin::Uart => self.uart.read_port(port, &mut ctx),
             Builtin::Rtc => self.rtc.read_port(port, now),
             Builtin::Dma => self.dma.read_port(port),
-            Builtin::Pic => self.pic.read_port(port),
+            Builtin::Pic => self.lines.pic.read_port(port),
             Builtin::AcpiPm => self.acpi_pm.as_ref().map_or(0xFF, |pm| pm.read_port(port)),
         }
     }
 
     fn write_builtin(&mut self, b: Builtin, port: u16, value: u8, now: u64) {
-        let mut ctx = IoContext::new(now, &mut self.pic, &mut self.console);
+        let mut ctx = IoContext::new(now, &mut self.lines, &mut self.console);
         match b {
             Builtin::Pit => self.pit.write_port(port, value, &mut ctx),
             Builtin::Uart => self.uart.write_port(port, value, &mut ctx),
             Builtin::Rtc => self.rtc.write_port(port, value, now),
             Builtin::Dma => self.dma.write_port(port, value),
-            Builtin::Pic => self.pic.write_port(port, value),
+            Builtin::Pic => self.lines.pic.write_port(port, value),
             Builtin::AcpiPm => {
                 if let Some(pm) = self.acpi_pm.as_mut() {
                     pm.write_port(port, value);
@@ -189,7 +194,7 @@ impl LegacyPlatform {
     pub fn io_read(&mut self, port: u16, size: AccessSize, now_tsc: u64) -> u32 {
         self.tick_if_observed(port, size, now_tsc);
         if !self.touches_builtin(port, size) {
-            let mut ctx = IoContext::new(now_tsc, &mut self.pic, &mut self.console);
+            let mut ctx = IoContext::new(now_tsc, &mut self.lines, &mut self.console);
             return self.bus.read(port, size, &mut ctx);
         }
         // The built-in devices are 8-bit: split the access as the ISA bus does.
@@ -199,7 +204,7 @@ impl LegacyPlatform {
             let byte = match self.builtin(p) {
                 Some(b) => self.read_builtin(b, p, now_tsc),
                 None => {
-                    let mut ctx = IoContext::new(now_tsc, &mut self.pic, &mut self.console);
+                    let mut ctx = IoContext::new(now_tsc, &mut self.lines, &mut self.console);
                     self.bus.read(p, AccessSize::Byte, &mut ctx) as u8
                 }
             };
@@ -212,7 +217,7 @@ impl LegacyPlatform {
     pub fn io_write(&mut self, port: u16, size: AccessSize, value: u32, now_tsc: u64) {
         self.tick_if_observed(port, size, now_tsc);
         if !self.touches_builtin(port, size) {
-            let mut ctx = IoContext::new(now_tsc, &mut self.pic, &mut self.console);
+            let mut ctx = IoContext::new(now_tsc, &mut self.lines, &mut self.console);
             self.bus.write(port, size, value, &mut ctx);
             return;
         }
@@ -222,7 +227,7 @@ impl LegacyPlatform {
             match self.builtin(p) {
                 Some(b) => self.write_builtin(b, p, byte, now_tsc),
                 None => {
-                    let mut ctx = IoContext::new(now_tsc, &mut self.pic, &mut self.console);
+                    let mut ctx = IoContext::new(now_tsc, &mut self.lines, &mut self.console);
                     self.bus
                         .write(p, AccessSize::Byte, u32::from(byte), &mut ctx);
                 }
@@ -245,7 +250,7 @@ impl LegacyPlatform {
         if size != AccessSize::Byte || port != self.uart.base() {
             return false;
         }
-        let mut ctx = IoContext::new(0, &mut self.pic, console);
+        let mut ctx = IoContext::new(0, &mut self.lines, console);
         self.uart.write_port(port, value as u8, &mut ctx);
         true
     }
@@ -265,7 +270,7 @@ impl LegacyPlatform {
 
     /// Brings time-driven interrupt sources (PIT counter 0 → IRQ0) up to `now_tsc`.
     pub fn tick(&mut self, now_tsc: u64) {
-        let mut ctx = IoContext::new(now_tsc, &mut self.pic, &mut self.console);
+        let mut ctx = IoContext::new(now_tsc, &mut self.lines, &mut self.console);
         self.pit.advance(&mut ctx);
     }
 
@@ -278,44 +283,71 @@ impl LegacyPlatform {
     /// IRQ0 is unmasked. A masked line never interrupts, whatever its counter does, so it is
     /// no reason to interrupt this VM or any other.
     pub fn next_wake_tsc(&self) -> Option<u64> {
-        self.pic
+        self.lines
             .line_unmasked(PIT_IRQ)
             .then(|| self.pit.next_deadline_tsc())
             .flatten()
     }
 
     /// Whether a legacy device can still interrupt a halted vCPU: a request is pending at the
-    /// PIC, the PIT runs with IRQ0 unmasked, or the UART's IRQ4 is unmasked (received bytes
-    /// need no guest action to arrive). The RTC model raises no interrupts.
+    /// PIC or queued at the IOAPIC, the PIT runs with IRQ0 unmasked, or the UART's IRQ4 is
+    /// unmasked (received bytes need no guest action to arrive), at either controller. The RTC
+    /// model raises no interrupts.
     pub fn can_interrupt(&self) -> bool {
         self.pending_vector().is_some()
+            || self.lines.has_messages()
             || self.next_wake_tsc().is_some()
-            || self.pic.line_unmasked(UART_IRQ)
+            || self.lines.line_unmasked(UART_IRQ)
     }
 
-    /// Whether ISA line `irq` can reach the CPU through the PIC pair.
+    /// Whether ISA line `irq` can reach a CPU through the PIC pair or the IOAPIC.
     pub fn irq_unmasked(&self, irq: u8) -> bool {
-        self.pic.line_unmasked(irq)
+        self.lines.line_unmasked(irq)
+    }
+
+    /// A 32-bit read of the IOAPIC window at `offset` (82093AA §3.1).
+    pub fn ioapic_read(&self, offset: u64) -> u32 {
+        self.lines.ioapic.mmio_read(offset)
+    }
+
+    /// A 32-bit write of the IOAPIC window at `offset`; a message it causes is queued.
+    pub fn ioapic_write(&mut self, offset: u64, value: u32) {
+        self.lines.ioapic_write(offset, value);
+    }
+
+    /// An EOI for `vector` broadcast to the IOAPIC (SDM Vol. 3A §11.8.5).
+    pub fn ioapic_eoi(&mut self, vector: u8) {
+        self.lines.ioapic_eoi(vector);
+    }
+
+    /// The oldest IOAPIC message for the hypervisor to route to the vCPUs.
+    pub fn take_ioapic_message(&mut self) -> Option<super::ioapic::IoApicMessage> {
+        self.lines.take_message()
+    }
+
+    /// The interrupt lines and both controllers (counters).
+    pub fn irq_lines(&self) -> &IrqLines {
+        &self.lines
     }
 
     /// Vector of the interrupt the PIC wants to deliver, if any (no side effects).
     pub fn pending_vector(&self) -> Option<u8> {
-        self.pic.pending_vector()
+        self.lines.pic.pending_vector()
     }
 
     /// INTA: takes the pending interrupt into service and returns its vector to inject.
     pub fn acknowledge(&mut self) -> Option<u8> {
-        self.pic.acknowledge()
+        self.lines.pic.acknowledge()
     }
 
     /// Drives ISA interrupt line `irq` from outside the port devices (e.g. a virtio device).
     pub fn set_irq(&mut self, irq: u8, level: bool) {
-        self.pic.set_line(irq, level);
+        self.lines.set_irq(irq, level);
     }
 
     /// Feeds console input to COM1; returns how many bytes fit.
     pub fn uart_receive(&mut self, bytes: &[u8], now_tsc: u64) -> usize {
-        let mut ctx = IoContext::new(now_tsc, &mut self.pic, &mut self.console);
+        let mut ctx = IoContext::new(now_tsc, &mut self.lines, &mut self.console);
         self.uart.receive(bytes, &mut ctx)
     }
 
@@ -346,12 +378,12 @@ impl LegacyPlatform {
 
     /// The PIC.
     pub fn pic(&self) -> &Pic {
-        &self.pic
+        &self.lines.pic
     }
 
     /// The PIC, mutably.
     pub fn pic_mut(&mut self) -> &mut Pic {
-        &mut self.pic
+        &mut self.lines.pic
     }
 
     /// The PIT.
@@ -389,7 +421,7 @@ impl LegacyPlatform {
     pub fn press_power_button(&mut self) {
         if let Some(pm) = self.acpi_pm.as_mut() {
             pm.press_power_button();
-            self.pic.set_line(acpi_pm::SCI_IRQ, pm.sci_level());
+            self.lines.set_irq(acpi_pm::SCI_IRQ, pm.sci_level());
         }
     }
 
@@ -634,6 +666,23 @@ mod tests {
         p.io_write(0x602, AccessSize::Word, 0x0100, 0);
         assert_eq!(p.acknowledge(), Some(0x39));
         assert_eq!(p.unclaimed().total(), 0);
+    }
+
+    #[test]
+    fn a_device_line_reaches_the_ioapic() {
+        let mut p = platform();
+        // IOAPIC pin 5: vector 0x45, fixed, physical APIC ID 0, edge, unmasked.
+        p.ioapic_write(super::super::ioapic::IOREGSEL, 0x10 + 10);
+        p.ioapic_write(super::super::ioapic::IOWIN, 0x45);
+        // A virtio device's completion pulse on ISA line 5 (kernel: Platform::raise).
+        p.set_irq(5, true);
+        p.set_irq(5, false);
+        let m = p.take_ioapic_message().expect("a message for pin 5");
+        assert_eq!((m.pin, m.vector, m.dest), (5, 0x45, 0));
+        assert_eq!(p.take_ioapic_message(), None);
+        // The PIT's line 0 reaches pin 2 (the MADT's override), masked here: nothing.
+        p.set_irq(0, true);
+        assert_eq!(p.take_ioapic_message(), None);
     }
 
     #[test]
