@@ -56,7 +56,11 @@ pub const fn disposition(reason: ExitReason) -> Disposition {
         | R::EptViolation
         | R::EptMisconfiguration
         | R::PreemptionTimerExpired
-        | R::Xsetbv => Handled,
+        | R::Xsetbv
+        // APIC virtualization (SDM Vol. 3C ch. 30), on CPUs that have it (crate::apicv).
+        | R::ApicAccess
+        | R::VirtualizedEoi
+        | R::ApicWrite => Handled,
         R::TaskSwitch => Stop(TASK_SWITCH_STOP),
         R::Vmclear
         | R::Vmlaunch
@@ -76,10 +80,10 @@ pub const fn disposition(reason: ExitReason) -> Disposition {
         // SEAM and trust-domain calls: no TDX module is offered (SDM Vol. 3C §26.1.2).
         R::Seamcall | R::Tdcall => InvalidOpcode("TDX (no SEAM range, no trust domain)"),
         R::InitSignal => Impossible(
-            "INIT exits need an INIT signal: Bulkhead sends none and runs one vCPU per VM",
+            "INIT exits need a hardware INIT signal: Bulkhead sends none to CPUs in VMX non-root operation (guest INIT IPIs are emulated)",
         ),
         R::StartupIpi => {
-            Impossible("SIPI exits need the wait-for-SIPI activity state, which is never set")
+            Impossible("SIPI exits need the wait-for-SIPI activity state, which is never set (a vCPU waiting for a guest SIPI is not entered)")
         }
         R::IoSmi | R::OtherSmi => Impossible(
             "SMI exits need the dual-monitor treatment of SMM (SDM Vol. 3C §32.15), never activated",
@@ -93,10 +97,9 @@ pub const fn disposition(reason: ExitReason) -> Disposition {
         ),
         R::MonitorTrapFlag => Impossible("the monitor trap flag is never set"),
         R::Pause => Impossible("PAUSE exiting and PAUSE-loop exiting are 0"),
-        R::TprBelowThreshold => Impossible("the TPR shadow is not used (CR8 exits instead)"),
-        R::ApicAccess | R::VirtualizedEoi | R::ApicWrite => {
-            Impossible("APIC virtualization is not enabled (no local APIC is offered)")
-        }
+        R::TprBelowThreshold => Impossible(
+            "the TPR shadow is used only with virtual-interrupt delivery, which ignores the TPR threshold (SDM Vol. 3C §30.1.2)",
+        ),
         R::GdtrIdtrAccess | R::LdtrTrAccess => Impossible("descriptor-table exiting is 0"),
         R::Wbinvd => Impossible("WBINVD exiting is 0 (WBINVD runs natively)"),
         R::Rdrand | R::Rdseed => Impossible("RDRAND and RDSEED exiting are 0"),

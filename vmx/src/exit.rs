@@ -504,6 +504,58 @@ impl CrAccess {
     }
 }
 
+/// How an APIC-access VM exit's access was made (SDM Vol. 3C §28.2.1, Table 28-6, bits
+/// 15:12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApicAccessKind {
+    /// 0: a linear access for a data read during instruction execution.
+    LinearRead,
+    /// 1: a linear access for a data write during instruction execution.
+    LinearWrite,
+    /// 2: a linear access for an instruction fetch.
+    LinearFetch,
+    /// 3: a linear access (read or write) during event delivery.
+    LinearEventDelivery,
+    /// 10: a guest-physical access during event delivery.
+    PhysicalEventDelivery,
+    /// 15: a guest-physical access for an instruction fetch or during instruction execution.
+    PhysicalInstruction,
+    /// Any other value (reserved).
+    Reserved(u8),
+}
+
+/// Exit qualification for APIC-access VM exits (SDM Vol. 3C §28.2.1, Table 28-6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ApicAccess {
+    /// Bits 11:0: the offset of the access within the APIC-access page (linear accesses).
+    pub offset: u16,
+    /// Bits 15:12.
+    pub kind: ApicAccessKind,
+    /// Bit 16: the access was asynchronous to instruction execution and not part of event
+    /// delivery.
+    pub asynchronous: bool,
+}
+
+impl ApicAccess {
+    /// Decodes the qualification (total: reserved kinds are kept).
+    pub const fn from_qualification(raw: u64) -> Self {
+        let kind = match ((raw >> 12) & 0xF) as u8 {
+            0 => ApicAccessKind::LinearRead,
+            1 => ApicAccessKind::LinearWrite,
+            2 => ApicAccessKind::LinearFetch,
+            3 => ApicAccessKind::LinearEventDelivery,
+            10 => ApicAccessKind::PhysicalEventDelivery,
+            15 => ApicAccessKind::PhysicalInstruction,
+            other => ApicAccessKind::Reserved(other),
+        };
+        Self {
+            offset: (raw & 0xFFF) as u16,
+            kind,
+            asynchronous: raw & (1 << 16) != 0,
+        }
+    }
+}
+
 bitflags::bitflags! {
     /// Exit qualification for EPT violations (SDM Vol. 3C §28.2.1, Table 28-7).
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -1017,6 +1069,40 @@ impl fmt::Display for EntryFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn apic_access_qualifications() {
+        let q = ApicAccess::from_qualification(0x0390);
+        assert_eq!(
+            (q.offset, q.kind, q.asynchronous),
+            (0x390, ApicAccessKind::LinearRead, false)
+        );
+        assert_eq!(
+            ApicAccess::from_qualification(0x10b0).kind,
+            ApicAccessKind::LinearWrite
+        );
+        assert_eq!(
+            ApicAccess::from_qualification(0x2000).kind,
+            ApicAccessKind::LinearFetch
+        );
+        assert_eq!(
+            ApicAccess::from_qualification(0x3000).kind,
+            ApicAccessKind::LinearEventDelivery
+        );
+        assert_eq!(
+            ApicAccess::from_qualification(0xa000).kind,
+            ApicAccessKind::PhysicalEventDelivery
+        );
+        let q = ApicAccess::from_qualification(0x1_f000);
+        assert_eq!(
+            (q.kind, q.asynchronous),
+            (ApicAccessKind::PhysicalInstruction, true)
+        );
+        assert_eq!(
+            ApicAccess::from_qualification(0x5000).kind,
+            ApicAccessKind::Reserved(5)
+        );
+    }
 
     #[test]
     fn exit_reason_numbers_round_trip() {

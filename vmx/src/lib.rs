@@ -4,6 +4,8 @@
 //! can be unit-tested on the host:
 //!
 //! * [`msr`]: MSR numbers and IA32_FEATURE_CONTROL;
+//! * [`apicv`]: APIC virtualization: when it is used, the x2APIC MSRs it virtualizes, the
+//!   guest interrupt status (SDM Vol. 3C ch. 30);
 //! * [`caps`]: reading and decoding the VMX capability MSRs (SDM Vol. 3D Appendix A) and the
 //!   boot-time platform report;
 //! * [`controls`]: VM-execution/exit/entry control bits and their computation from the
@@ -28,6 +30,7 @@
 
 #![cfg_attr(not(test), no_std)]
 
+pub mod apicv;
 pub mod caps;
 pub mod controls;
 pub mod disposition;
