@@ -87,7 +87,18 @@ fn linux_boot(
         e820_extra: &extra,
     };
     info!("vm {}: Linux command line: {}", config.name, lc.cmdline);
-    vm::linux::load_linux(image, &lc, memory)
+    // The guest's ACPI tables (vm::acpi: MADT with a local APIC per vCPU and the IOAPIC, FADT
+    // naming the ACPI PM ports, DSDT) in the BIOS area, announced in the zero page and found
+    // by the 0xE0000 scan too.
+    let tables = vm::acpi::GuestTables::build(
+        &vm::acpi::AcpiConfig::new(config.vcpus.max(1)),
+        vm::acpi::BIOS_AREA_GPA,
+    )
+    .map_err(|e| CreateError::Platform(alloc::format!("building the ACPI tables failed: {e}")))?;
+    let extras = vm::linux::LinuxExtras {
+        acpi: Some(&tables),
+    };
+    vm::linux::load_linux_with(image, &lc, &extras, memory)
         .map_err(|e| CreateError::Platform(alloc::format!("loading the Linux kernel failed: {e}")))
 }
 
@@ -98,6 +109,7 @@ impl Vm {
         config: &VmConfig,
         archive: &Archive<'static>,
         caps: &Capabilities,
+        apic_access: Option<u64>,
     ) -> Result<(loader::BootState, GuestMemory), CreateError> {
         let image = archive
             .get(&config.image)
@@ -111,6 +123,7 @@ impl Vm {
             config.memory,
             ept_config,
             guest_memory::InveptKind::for_cpu(caps),
+            apic_access.map(|page| (vm::apic::DEFAULT_APIC_BASE, page)),
         )
         .map_err(CreateError::Memory)?;
         match config.kind {
@@ -133,18 +146,6 @@ impl Vm {
         tsc_hz: u64,
         homes: &[usize],
     ) -> Result<(Vm, Vec<Vcpu>), CreateError> {
-        if homes.len() > 1 && config.kind != GuestKind::Elf64 {
-            return Err(CreateError::Platform(alloc::format!(
-                "vcpus = {} needs kind = \"elf64\" for now: {} guests start their other vCPUs \
-                 through the local APIC (INIT/SIPI), which comes with the guest APIC platform; \
-                 use vcpus = 1",
-                homes.len(),
-                match config.kind {
-                    GuestKind::Linux => "Linux",
-                    _ => "real-mode",
-                }
-            )));
-        }
         // The budget rule (docs/architecture.md, "Budgets"): the VM's whole worst case on the
         // shared heap, what its devices take now and what its guest can make them take later,
         // must fit in what is really left; the later part is reserved, so no guest can take
@@ -176,7 +177,15 @@ impl Vm {
                 available: available.saturating_sub(margin) as u64,
             });
         }
-        let (boot, memory) = Self::load(index, config, archive, caps)?;
+        // APIC virtualization when the CPU has all of it (vmx::apicv): the VM's APIC-access
+        // page, mapped at the xAPIC base, and the MSR bitmap of vCPUs in x2APIC mode.
+        let apicv = vmx::apicv::available(caps);
+        let apic_access = if apicv {
+            Some(setup::zeroed_frame().map_err(CreateError::Setup)?)
+        } else {
+            None
+        };
+        let (boot, memory) = Self::load(index, config, archive, caps, apic_access)?;
 
         let heap_before = memory::heap_free();
         let platform = Platform::new(config, archive, caps, tsc_hz, disk_budget)
@@ -192,15 +201,45 @@ impl Vm {
         })?;
 
         let long_mode = matches!(boot.mode, EntryMode::Long64 { .. });
-        let controls = setup::controls(caps, long_mode, platform.secondary_controls())
+        let controls = setup::controls(caps, long_mode, platform.secondary_controls(), apicv)
             .map_err(|e| CreateError::Setup(SetupError::Controls(e)))?;
         // One MSR bitmap and one pair of I/O bitmaps for all of the VM's vCPUs (SDM Vol. 3C
         // §25.6.4, §25.6.9: the controls only name their addresses).
         let msr_bitmap = setup::msr_bitmap(&platform.msr_bitmap()).map_err(CreateError::Setup)?;
         let io_bitmaps = setup::io_bitmaps().map_err(CreateError::Setup)?;
+        let apicv = match apic_access {
+            Some(apic_access) => Some(guest_apic::Apicv {
+                apic_access,
+                xapic_msr_bitmap: msr_bitmap,
+                x2apic_msr_bitmap: setup::msr_bitmap(&vmx::apicv::x2apic_msr_bitmap(
+                    &platform.msr_bitmap(),
+                ))
+                .map_err(CreateError::Setup)?,
+            }),
+            None => None,
+        };
         let count = homes.len().max(1);
-        let mut vcpus = Vec::with_capacity(count);
+        // A local APIC per vCPU, APIC ID = vCPU index (CPUID and the MADT say the same).
+        let mut lapics = Vec::with_capacity(count);
         for index in 0..count {
+            let page =
+                guest_apic::ApicFrame::new().ok_or(CreateError::Setup(SetupError::OutOfMemory))?;
+            lapics.push(vm::apic::LocalApic::new(
+                page,
+                vm::apic::ApicConfig {
+                    apic_id: index as u32,
+                    bsp: index == 0,
+                    max_phys_addr_bits: platform.max_phys_addr_bits(),
+                    tsc_hz,
+                    // The timer counts the core crystal clock CPUID 0x15 reports (vm::cpuid:
+                    // the TSC frequency itself below 4.29 GHz), as Linux assumes.
+                    timer_hz: guest_apic::timer_hz(tsc_hz),
+                },
+            ));
+        }
+        let inboxes = (0..count).map(|_| guest_apic::Inbox::default()).collect();
+        let mut vcpus = Vec::with_capacity(count);
+        for (index, lapic) in lapics.iter().enumerate() {
             let vmcs = vmcs::Vmcs::new(caps).map_err(|e| CreateError::Setup(e.into()))?;
             vmcs.load().map_err(|e| CreateError::Setup(e.into()))?;
             let resources = setup::VcpuResources {
@@ -208,6 +247,10 @@ impl Vm {
                 vpid: next_vpid(),
                 msr_bitmap,
                 io_bitmaps,
+                apic: apicv.as_ref().map(|a| setup::ApicPages {
+                    virtual_apic: lapic.page().phys(),
+                    apic_access: a.apic_access,
+                }),
             };
             // SAFETY: the EPT maps only this VM's RAM (GuestMemory), the bitmaps are frames
             // just allocated for this VM, and `controls` come from `setup::controls` for this
@@ -237,9 +280,18 @@ impl Vm {
                 entered: false,
                 host_state_written: false,
                 controls,
-                state: State::Runnable,
+                // Linux and real-mode guests start their application processors themselves,
+                // with INIT and start-up IPIs (SDM Vol. 3A §9.4.4), as on a PC: they wait for
+                // them from the start. An elf64 guest's vCPUs all start at its entry.
+                state: if index > 0 && config.kind != GuestKind::Elf64 {
+                    State::WaitForSipi
+                } else {
+                    State::Runnable
+                },
                 deferred_event: None,
-                cr8: 0,
+                nmi_pending: false,
+                pending_startup: None,
+                eoi_exit_generation: 0,
                 debug: arch::DebugRegs::initial(),
                 xstate: xsave::ExtendedState::new(platform.xcr0_supported()),
                 msr_state: platform.new_msr_state(),
@@ -299,6 +351,10 @@ impl Vm {
             xstate_switches: 0,
             xstate_ticks: 0,
             vcpu_cpus: homes.to_vec(),
+            lapics,
+            inboxes,
+            apicv,
+            apic_stats: guest_apic::RoutingStats::default(),
         };
         Ok((vm, vcpus))
     }

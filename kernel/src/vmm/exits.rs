@@ -147,6 +147,10 @@ pub fn dispatch(vm: &mut Vm, info: &ExitInfo) -> Action {
         ExitReason::Invd => invd(),
         ExitReason::Monitor | ExitReason::Mwait => monitor_mwait(),
         ExitReason::TaskSwitch => task_switch(info),
+        // APIC virtualization (apic_virtualization.rs).
+        ExitReason::ApicAccess => vm.apic_access(info),
+        ExitReason::VirtualizedEoi => vm.virtualized_eoi(info),
+        ExitReason::ApicWrite => vm.apic_write(info),
         // Instructions of features hidden from guests: #UD as on a CPU without them
         // (vmx::disposition says which feature).
         ExitReason::Vmclear
@@ -178,13 +182,10 @@ pub fn dispatch(vm: &mut Vm, info: &ExitInfo) -> Action {
         | ExitReason::MonitorTrapFlag
         | ExitReason::Pause
         | ExitReason::TprBelowThreshold
-        | ExitReason::ApicAccess
-        | ExitReason::VirtualizedEoi
         | ExitReason::GdtrIdtrAccess
         | ExitReason::LdtrTrAccess
         | ExitReason::Rdtscp
         | ExitReason::Wbinvd
-        | ExitReason::ApicWrite
         | ExitReason::Rdrand
         | ExitReason::Invpcid
         | ExitReason::Encls
@@ -366,7 +367,8 @@ fn cr_access(vm: &mut Vm, info: &ExitInfo) -> Action {
             Action::Advance
         }
         CrAccess::MovFromCr { cr: 8, gpr } => {
-            set_gpr(&mut vm.vcpu.regs, gpr, vm.vcpu.cr8);
+            let tpr = vm.lapic().tpr();
+            set_gpr(&mut vm.vcpu.regs, gpr, u64::from(tpr >> 4));
             Action::Advance
         }
         CrAccess::MovFromCr { .. } => Action::Stop(StopReason::Bug(
@@ -426,7 +428,7 @@ fn io(vm: &mut Vm, info: &ExitInfo) -> Action {
 fn ept_violation(vm: &mut Vm, info: &ExitInfo) -> Action {
     let gpa = vmcs::read_exit(F::GUEST_PHYSICAL_ADDRESS);
     let q = EptViolation::from_raw(info.qualification);
-    if vm.platform.is_mmio(gpa) {
+    if vm.mmio_target(gpa).is_some() {
         if let Some(event) = info.interrupted {
             // The CPU touched a device window while delivering an event (the guest's IDT,
             // GDT or stack lies in it): there is no instruction to emulate, and a device

@@ -123,8 +123,15 @@ impl fmt::Debug for GuestMemory {
 
 impl GuestMemory {
     /// Allocates and zeroes `size` bytes of RAM (2 MiB aligned so EPT can use large pages)
-    /// and maps them write-back with RWX at GPA 0.
-    pub fn new(size: u64, config: EptConfig, invept: InveptKind) -> Result<Self, GuestMemoryError> {
+    /// and maps them write-back with RWX at GPA 0; `apic_access` maps one more 4 KiB page
+    /// (GPA, HPA): the APIC-access page of APIC virtualization (SDM Vol. 3C §30.4), readable
+    /// and writable, never executable.
+    pub fn new(
+        size: u64,
+        config: EptConfig,
+        invept: InveptKind,
+        apic_access: Option<(u64, u64)>,
+    ) -> Result<Self, GuestMemoryError> {
         const ALIGN: u64 = 2 << 20;
         let hpa = memory::allocate_contiguous(size, ALIGN)
             .ok_or(GuestMemoryError::OutOfMemory { bytes: size })?;
@@ -142,6 +149,17 @@ impl GuestMemory {
                 MemoryType::WriteBack,
             )
             .map_err(GuestMemoryError::Ept)?;
+        if let Some((gpa, page)) = apic_access {
+            let _ = ept
+                .map(
+                    Gpa::new(gpa),
+                    Hpa::new(page),
+                    FRAME_SIZE,
+                    Access::READ | Access::WRITE,
+                    MemoryType::WriteBack,
+                )
+                .map_err(GuestMemoryError::Ept)?;
+        }
         // The pool for later splits: the worst case less what the hierarchy holds already.
         let spare = Self::worst_case_table_frames(size).saturating_sub(ept.table_frames() as u64);
         let frames = ept.allocator_mut();

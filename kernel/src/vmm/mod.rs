@@ -3,10 +3,12 @@
 //! each with its own VMCS), run on every CPU in VMX root (scheduler.rs: a run queue per CPU).
 //! A VM that misbehaves is stopped with a report; the others keep running.
 
+mod apic_virtualization;
 mod console;
 mod create;
 mod entry;
 mod exits;
+mod guest_apic;
 mod guest_memory;
 mod hypercalls;
 mod inject;
@@ -81,11 +83,27 @@ pub struct Vm {
     xstate_ticks: u64,
     /// The CPU each vCPU runs on (the placement plan): whom to kick.
     vcpu_cpus: Vec<usize>,
+    /// Each vCPU's local APIC (guest_apic.rs): VM-wide, so a sender's handler can match an
+    /// interrupt's destination against every vCPU's APIC ID and logical ID.
+    lapics: Vec<vm::apic::LocalApic<guest_apic::ApicFrame>>,
+    /// What other vCPUs and devices sent each vCPU, taken in before its next entry.
+    inboxes: Vec<guest_apic::Inbox>,
+    /// APIC virtualization, when the CPU has all of it (else every APIC access is emulated).
+    apicv: Option<guest_apic::Apicv>,
+    apic_stats: guest_apic::RoutingStats,
 }
 
 // SAFETY: a `Vm` holds raw pointers only into its own guest RAM and EPT frames (GuestMemory),
 // which no other VM and no other thread of control use except through the VM's lock.
 unsafe impl Send for Vm {}
+
+/// Which device an MMIO access goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MmioTarget {
+    LocalApic,
+    IoApic,
+    Virtio,
+}
 
 /// What an exit handler works on: the exiting vCPU and its VM (whose lock the caller holds).
 /// It dereferences to the VM, so handlers read VM-wide state as `self.platform` and the
@@ -117,6 +135,12 @@ impl VcpuExit<'_> {
     /// RDMSR (reason 31): the VM's MSR policy (vm::msr) decides.
     fn rdmsr(&mut self) -> Action {
         let msr = self.vcpu.regs.rcx as u32;
+        if let Some(result) = self.apic_rdmsr(msr) {
+            let Ok(value) = result else { return gp() };
+            self.vcpu.regs.rax = value & 0xffff_ffff;
+            self.vcpu.regs.rdx = value >> 32;
+            return Action::Advance;
+        }
         let ctx = self.msr_context();
         let value = match self.vm.platform.rdmsr(&self.vcpu.msr_state, msr, &ctx) {
             MsrAction::Read(v) => v,
@@ -135,6 +159,11 @@ impl VcpuExit<'_> {
     fn wrmsr(&mut self) -> Action {
         let msr = self.vcpu.regs.rcx as u32;
         let value = (self.vcpu.regs.rdx << 32) | (self.vcpu.regs.rax & 0xffff_ffff);
+        match self.apic_wrmsr(msr, value) {
+            Some(Ok(())) => return Action::Advance,
+            Some(Err(())) => return gp(),
+            None => {}
+        }
         let ctx = self.msr_context();
         match self
             .vm
@@ -231,7 +260,8 @@ impl VcpuExit<'_> {
                 if value >> 4 != 0 {
                     return gp;
                 }
-                self.vcpu.cr8 = value;
+                // CR8[3:0] is TPR[7:4] of the vCPU's local APIC (SDM Vol. 3A §11.8.6.1).
+                self.lapic().set_tpr((value as u8) << 4);
                 Ok(())
             }
             _ => {
@@ -243,6 +273,21 @@ impl VcpuExit<'_> {
         match result {
             Ok(()) => Action::Advance,
             Err(_) => Action::Stop(StopReason::Bug("VMWRITE of a control register failed")),
+        }
+    }
+
+    /// The device behind an MMIO guest-physical address, if any: this vCPU's local APIC page
+    /// (while it is in xAPIC mode), the IOAPIC window, a virtio-mmio device.
+    fn mmio_target(&self, gpa: u64) -> Option<MmioTarget> {
+        let lapic = &self.vm.lapics[self.vcpu.index];
+        if lapic.mode() == vm::apic::ApicMode::XApic && gpa & !0xFFF == lapic.mmio_base() {
+            Some(MmioTarget::LocalApic)
+        } else if gpa & !0xFFF == guest_apic::IOAPIC_GPA {
+            Some(MmioTarget::IoApic)
+        } else if self.platform.is_mmio(gpa) {
+            Some(MmioTarget::Virtio)
+        } else {
+            None
         }
     }
 
@@ -259,14 +304,33 @@ impl VcpuExit<'_> {
             cs_long(),
             vmcs::read_exit(F::GUEST_CS_ACCESS_RIGHTS) & (1 << 14) != 0,
         );
+        let index = self.vcpu.index;
+        let target = self.mmio_target(gpa);
         let mut regs = InsnRegs {
             regs: &mut self.vcpu.regs,
         };
         let vm = &mut *self.vm;
         let (platform, memory, console) = (&mut vm.platform, &mut vm.memory, &mut vm.console);
-        let result = vm::insn::emulate(&bytes[..n], mode, &mut regs, |access| {
-            platform.mmio(gpa, access, memory, console)
+        let lapic = &mut vm.lapics[index];
+        let mut effect = vm::apic::ApicEffect::None;
+        let mut eoi = false;
+        let now = arch::rdtsc();
+        let result = vm::insn::emulate(&bytes[..n], mode, &mut regs, |access| match target {
+            Some(MmioTarget::LocalApic) => {
+                let (value, e) = guest_apic::xapic_access(lapic, gpa, access, now);
+                eoi |= guest_apic::is_eoi_write(gpa, &access);
+                effect = e;
+                value
+            }
+            Some(MmioTarget::IoApic) => platform.ioapic_mmio(gpa, access),
+            _ => platform.mmio(gpa, access, memory, console),
         });
+        if target == Some(MmioTarget::LocalApic) {
+            self.vcpu.stats.apic_accesses += 1;
+            self.vcpu.stats.apic_eoi_exits += u64::from(eoi);
+        }
+        self.apic_effect(effect);
+        self.vm.route_ioapic();
         match result {
             Ok(done) => {
                 let _ = vmcs::write_guest(

@@ -91,6 +91,10 @@ impl Platform {
         let mut pc = PlatformConfig::new(tsc_hz);
         pc.boot_tsc = arch::rdtsc();
         pc.ram_bytes = config.memory;
+        // The IOAPIC and ACPI PM ports the guest's ACPI tables describe (vm::acpi); Linux
+        // guests get the tables (create.rs), the PM ports are unclaimed for the others.
+        pc.ioapic_id = vm::acpi::IOAPIC_ID;
+        pc.acpi_pm = config.kind == vm::config::GuestKind::Linux;
         let legacy = LegacyPlatform::new(pc);
 
         let leaves = hypervisor_leaves();
@@ -100,6 +104,12 @@ impl Platform {
             leaves: &leaves,
         });
         cc.tsc_hz = Some(tsc_hz);
+        // Every vCPU has an emulated local APIC (guest_apic.rs, vm::apic) with x2APIC and the
+        // TSC-deadline timer, and the topology leaves describe `vcpus` of them.
+        cc.local_apic = true;
+        cc.x2apic = true;
+        cc.tsc_deadline = true;
+        cc.vcpus = config.vcpus.max(1);
         // Offered where this CPU's VMX lets the guest use them (vm::features).
         cc.invpcid = true;
         cc.rdtscp = true;
@@ -158,6 +168,12 @@ impl Platform {
                 limit_cpuid: msrs.misc_enable & vm::msr::MISC_ENABLE_LIMIT_CPUID != 0,
             },
         )
+    }
+
+    /// The guest's MAXPHYADDR (CPUID.80000008:EAX[7:0], SDM Vol. 2A CPUID).
+    pub fn max_phys_addr_bits(&self) -> u8 {
+        self.cpuid
+            .lookup(0x8000_0008, 0, &VcpuCpuidState::default())[0] as u8
     }
 
     /// A new vCPU's MSR state (vm::msr).
@@ -226,6 +242,45 @@ impl Platform {
             self.legacy.io_write(port, size, value, arch::rdtsc());
             self.drain_console(console);
         }
+    }
+
+    /// One decoded access to the IOAPIC window (82093AA §3.1: 32-bit registers; a narrower
+    /// read returns its bytes of the register, a narrower write is ignored).
+    pub fn ioapic_mmio(&mut self, gpa: u64, access: MmioAccess) -> u64 {
+        let offset = gpa & 0xFFF;
+        let aligned = offset & !3;
+        match access {
+            MmioAccess::Read { size } => {
+                let value = u64::from(self.legacy.ioapic_read(aligned)) >> ((offset & 3) * 8);
+                if size >= 4 {
+                    value & u64::from(u32::MAX)
+                } else {
+                    value & ((1 << (8 * size)) - 1)
+                }
+            }
+            MmioAccess::Write { size: 4, value } if offset & 3 == 0 => {
+                self.legacy.ioapic_write(aligned, value as u32);
+                0
+            }
+            MmioAccess::Write { .. } => 0,
+        }
+    }
+
+    /// An EOI for a level-triggered `vector` broadcast to the IOAPIC (SDM Vol. 3A §11.8.5).
+    pub fn ioapic_eoi(&mut self, vector: u8) {
+        self.legacy.ioapic_eoi(vector);
+    }
+
+    /// The IOAPIC's level-triggered vectors (for the EOI-exit bitmap) and the generation of
+    /// that set.
+    pub fn ioapic_level_vectors(&self) -> (u64, [u64; 4]) {
+        let lines = self.legacy.irq_lines();
+        (lines.level_generation, lines.ioapic.level_vectors())
+    }
+
+    /// The oldest IOAPIC message not yet routed to the vCPUs.
+    pub fn take_ioapic_message(&mut self) -> Option<vm::devices::ioapic::IoApicMessage> {
+        self.legacy.take_ioapic_message()
     }
 
     pub fn is_mmio(&self, gpa: u64) -> bool {

@@ -2,6 +2,7 @@
 //! exit to the next entry), applying a handler's action (event re-delivery included),
 //! switching per-vCPU state, the EPT shootdown. Injection is in inject.rs, stopping in stop.rs.
 
+use super::guest_apic::Signal;
 use super::inject::{write_injection, CR0_PE};
 
 use super::*;
@@ -17,7 +18,32 @@ impl Vm {
     }
 }
 
+/// The earlier of two optional deadlines.
+pub(super) fn min_deadline(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
 impl VcpuExit<'_> {
+    /// A start-up IPI for this vCPU, waiting after INIT (its VMCS is current): the real-mode
+    /// start state at `vector << 12` (SDM Vol. 3A §9.4.4.1), general registers cleared.
+    pub(super) fn start_up(&mut self, vector: u8) -> Result<(), &'static str> {
+        setup::write_startup_state(&self.vm.caps, vector, self.vm.platform.cr4_reserved())
+            .map_err(|_| "writing the start-up state failed")?;
+        setup::set_ia32e_mode_guest(&mut self.vcpu.controls, false)
+            .map_err(|_| "VMWRITE of the entry controls failed")?;
+        let _ = setup::set_interrupt_window_exiting(&mut self.vcpu.controls, false);
+        let _ = vmcs::write_guest(vmcs::guest_field!(VM_ENTRY_INTERRUPTION_INFO), 0);
+        self.vcpu.regs = GuestRegs::default();
+        self.vcpu.deferred_event = None;
+        self.vcpu.state = State::Runnable;
+        self.vcpu.stats.startups += 1;
+        Ok(())
+    }
+
     /// Makes this vCPU's MSR, extended-state and debug-register values live before it runs.
     pub(super) fn switch_in(&mut self) {
         self.vm.platform.load_msrs(&self.vcpu.msr_state);
@@ -171,6 +197,14 @@ pub(super) fn run_slice(
         // Where a kick finds it.
         *cpu = here;
     }
+    if let Some(vector) = vcpu.pending_startup.take() {
+        // Started by a SIPI while it waited outside a slice (scheduler.rs).
+        let mut x = VcpuExit { vm: &mut vm, vcpu };
+        if let Err(why) = x.start_up(vector) {
+            x.stop(StopReason::Bug(why));
+            return false;
+        }
+    }
     let preemption = vcpu
         .controls
         .pin
@@ -204,7 +238,30 @@ pub(super) fn run_slice(
                 x.vm.device_work();
             }
             x.vm.platform.tick(now);
+            // Device interrupts raised since the last entry (by this exit's handler too) reach
+            // the inboxes, and this vCPU takes its inbox in, before anything is delivered.
+            x.vm.route_ioapic();
+            match x.take_inbox() {
+                // INIT: the vCPU waits for a start-up IPI, outside the guest.
+                Signal::Init => break,
+                Signal::Reset => {
+                    x.stop(StopReason::InitOnBootVcpu);
+                    break;
+                }
+                Signal::Startup(vector) => {
+                    if let Err(why) = x.start_up(vector) {
+                        x.stop(StopReason::Bug(why));
+                        break;
+                    }
+                }
+                Signal::None => {}
+            }
+            let me = x.vcpu.index;
+            x.vm.lapics[me].advance(now);
             x.inject_pending_interrupt();
+            if x.vm.apicv.is_some() {
+                x.sync_virtual_interrupts();
+            }
             if preemption {
                 // Queued console output gets the UART's next FIFO slot on time, like a
                 // transmit interrupt would.
@@ -223,11 +280,12 @@ pub(super) fn run_slice(
                 // delivered as one interrupt, as the PIT model already does for missed ones.
                 // Only the boot vCPU receives the PIT's interrupts.
                 let floor = now.saturating_add(x.vm.min_timer_ticks);
-                let wake = if x.vcpu.index == 0 {
+                let pit = if x.vcpu.index == 0 {
                     x.vm.platform.next_wake()
                 } else {
                     None
                 };
+                let wake = min_deadline(pit, x.vm.lapics[me].timer_deadline());
                 let deadline = wake.map_or(slice_end, |d| d.max(floor).min(slice_end));
                 let ticks = (deadline.saturating_sub(now) >> rate).clamp(1, u64::from(u32::MAX));
                 let _ = vmcs::write_guest(vmcs::guest_field!(VMX_PREEMPTION_TIMER_VALUE), ticks);

@@ -9,6 +9,7 @@
 //! most one line per call), the heap (not used on the exit path except by device work that
 //! its VM's budget bounds) and the frame allocator (VM creation only).
 
+use super::guest_apic::Signal;
 use super::*;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::{Mutex, Once};
@@ -231,12 +232,12 @@ pub fn run_this_cpu() {
                 earliest = Some(earliest.map_or(d, |e: u64| e.min(d)));
             }
         };
-        for (slot, vcpu) in vcpus.iter_mut().filter(|(_, v)| v.state == State::Halted) {
+        for (slot, vcpu) in vcpus.iter_mut().filter(|(_, v)| v.sleeps()) {
             note(wake_check(slot, vcpu, now));
         }
         for &(s, k) in pool {
             if let Some(mut v) = vms[s].vcpus[k].try_lock() {
-                if v.state == State::Halted {
+                if v.sleeps() {
                     note(wake_check(&vms[s], &mut v, now));
                 }
             }
@@ -307,9 +308,11 @@ pub fn run_this_cpu() {
     }
 }
 
-/// A halted vCPU: does its device work, brings the VM's timers up to date and makes it
-/// runnable when an interrupt is pending for it; stops it when nothing can ever wake it, or
-/// when its VM is stopping. Returns its next wake-up deadline.
+/// A halted vCPU, or one waiting for a start-up IPI: does its VM's device work, brings the
+/// VM's timers and its local APIC's up to date, takes in what other vCPUs and devices sent it
+/// (guest_apic.rs) and makes it runnable when an interrupt is pending for it or a start-up IPI
+/// came; stops it when nothing can ever wake it, or when its VM is stopping. Returns its next
+/// wake-up deadline.
 fn wake_check(slot: &VmSlot, vcpu: &mut Vcpu, now: u64) -> Option<u64> {
     let mut vm = slot.vm.lock();
     let mut x = VcpuExit { vm: &mut vm, vcpu };
@@ -325,24 +328,53 @@ fn wake_check(slot: &VmSlot, vcpu: &mut Vcpu, now: u64) -> Option<u64> {
         x.vm.device_work();
     }
     x.vm.platform.tick(now);
-    let boot_vcpu = x.vcpu.index == 0;
-    if x.vcpu.deferred_event.is_some() || (boot_vcpu && x.vm.platform.pending_vector().is_some()) {
+    x.vm.route_ioapic();
+    let me = x.vcpu.index;
+    match x.take_inbox() {
+        Signal::Startup(vector) => {
+            x.vcpu.pending_startup = Some(vector);
+            x.vcpu.state = State::Runnable;
+            return None;
+        }
+        Signal::Reset => {
+            if x.vcpu.vmcs.load().is_ok() {
+                x.stop(StopReason::InitOnBootVcpu);
+            }
+            return None;
+        }
+        Signal::Init | Signal::None => {}
+    }
+    if x.vcpu.state == State::WaitForSipi {
+        // Only another vCPU's start-up IPI ends the wait (checked on each pass).
+        return None;
+    }
+    x.vm.lapics[me].advance(now);
+    let boot_vcpu = me == 0;
+    let pic =
+        boot_vcpu && x.vm.lapics[0].accepts_extint() && x.vm.platform.pending_vector().is_some();
+    if x.vcpu.deferred_event.is_some()
+        || x.vcpu.nmi_pending
+        || x.vm.lapics[me].pending().is_some()
+        || pic
+    {
         x.vcpu.state = State::Runnable;
         return None;
     }
-    // Only the boot vCPU receives device interrupts (the 8259A's output): a secondary vCPU
-    // halted with nothing deferred never wakes; nor does a boot vCPU no device can interrupt,
-    // unless another vCPU of its VM still runs and may yet make a device interrupt.
-    let can_wake = boot_vcpu && (x.vm.platform.can_wake() || x.vm.vcpus_running > 1);
+    // Nothing can ever wake a vCPU with no timer of its own armed, no device able to
+    // interrupt and no other vCPU of its VM running (which could send it an IPI or make a
+    // device interrupt).
+    let timer = x.vm.lapics[me].timer_deadline();
+    let can_wake = timer.is_some() || x.vm.platform.can_wake() || x.vm.vcpus_running > 1;
     if !can_wake {
         if x.vcpu.vmcs.load().is_ok() {
             x.halt_forever();
         }
         return None;
     }
-    if boot_vcpu {
+    let pit = if boot_vcpu {
         x.vm.platform.next_wake()
     } else {
         None
-    }
+    };
+    run_loop::min_deadline(pit, timer)
 }

@@ -59,12 +59,27 @@ impl fmt::Display for SetupError {
 /// `enables` are the instruction-enabling secondary controls the VM's CPUID offers
 /// (vm::features::secondary_controls): required, so what CPUID offers works; the others stay
 /// 0, so what it hides raises #UD (SDM Vol. 3C §26.3).
+///
+/// With `apicv` (vmx::apicv::available), the guest's local APIC is virtualized (SDM Vol. 3C
+/// ch. 30): TPR shadow, APIC-register virtualization and virtual-interrupt delivery, and
+/// "virtualize APIC accesses" for the xAPIC mode every vCPU starts in
+/// ([`set_apic_access_mode`] follows the guest's mode). CR8 then reads and writes the
+/// virtual TPR (§30.3) instead of exiting.
 pub fn controls(
     caps: &Capabilities,
     long_mode: bool,
     enables: SecondaryControls,
+    apicv: bool,
 ) -> Result<ControlSet, ControlError> {
     let mut request = ControlRequest::unrestricted_ept();
+    if apicv {
+        request.primary.required |= PrimaryControls::USE_TPR_SHADOW;
+        request.primary.required &=
+            !(PrimaryControls::CR8_LOAD_EXITING | PrimaryControls::CR8_STORE_EXITING);
+        request.secondary.required |= SecondaryControls::VIRTUALIZE_APIC_ACCESSES
+            | SecondaryControls::APIC_REGISTER_VIRTUALIZATION
+            | SecondaryControls::VIRTUAL_INTERRUPT_DELIVERY;
+    }
     request.secondary.required |= enables;
     // IA32_TSC and IA32_TSC_ADJUST writes move the guest TSC (vm::msr, SDM Vol. 3B §18.17.3).
     request.primary.required |= PrimaryControls::USE_TSC_OFFSETTING;
@@ -74,6 +89,11 @@ pub fn controls(
         request.entry.required |= EntryControls::IA32E_MODE_GUEST;
     }
     compute_controls(caps, &request)
+}
+
+/// A zeroed frame (the APIC-access page: its contents are never read, SDM Vol. 3C §30.4).
+pub fn zeroed_frame() -> Result<u64, SetupError> {
+    filled_frame(0)
 }
 
 /// A frame filled with `byte`.
@@ -372,6 +392,37 @@ pub fn write_guest_state(
     Ok(())
 }
 
+/// Writes the state a start-up IPI leaves a vCPU in (SDM Vol. 3A §9.4.4.1 and Table 10-1,
+/// INIT then SIPI): real mode, CS selector `vector << 8` with base `vector << 12`, IP 0, the
+/// other segments at 0 with 64 KiB limits, paging and protection off (CR0 = ET | NE: the CPU
+/// would keep CD/NW from reset, which only slow a guest down), EFER 0, interrupts off.
+pub fn write_startup_state(
+    caps: &Capabilities,
+    vector: u8,
+    cr4_reserved: u64,
+) -> Result<(), VmcsError> {
+    let boot = BootState {
+        mode: EntryMode::Real16,
+        rip: 0,
+        rsp: 0,
+        rdi: 0,
+        rsi: 0,
+    };
+    write_guest_state(caps, &boot, cr4_reserved)?;
+    vmcs::write_guest(guest_field!(GUEST_CS_SELECTOR), u64::from(vector) << 8)?;
+    vmcs::write_guest(guest_field!(GUEST_CS_BASE), u64::from(vector) << 12)?;
+    Ok(())
+}
+
+/// The pages of APIC virtualization (SDM Vol. 3C §25.6.8).
+#[derive(Debug, Clone, Copy)]
+pub struct ApicPages {
+    /// The vCPU's virtual-APIC page: its local APIC model's register file (guest_apic.rs).
+    pub virtual_apic: u64,
+    /// The VM's APIC-access page: the frame its EPT maps at the xAPIC base.
+    pub apic_access: u64,
+}
+
 /// Everything a vCPU's VMCS needs besides guest state.
 #[derive(Debug, Clone, Copy)]
 pub struct VcpuResources {
@@ -379,6 +430,8 @@ pub struct VcpuResources {
     pub vpid: u16,
     pub msr_bitmap: u64,
     pub io_bitmaps: (u64, u64),
+    /// With APIC virtualization.
+    pub apic: Option<ApicPages>,
 }
 
 /// Writes the controls and host state of the current VMCS.
@@ -418,7 +471,50 @@ unsafe fn write_control_fields(set: &ControlSet, res: &VcpuResources) -> Result<
     w(F::MSR_BITMAP, res.msr_bitmap)?;
     w(F::IO_BITMAP_A, res.io_bitmaps.0)?;
     w(F::IO_BITMAP_B, res.io_bitmaps.1)?;
+    if let Some(apic) = res.apic {
+        // SDM Vol. 3C §25.6.8: the virtual-APIC and APIC-access pages; the TPR threshold
+        // (ignored with virtual-interrupt delivery) and the EOI-exit bitmap start clear.
+        w(F::VIRTUAL_APIC_ADDRESS, apic.virtual_apic)?;
+        w(F::APIC_ACCESS_ADDRESS, apic.apic_access)?;
+        w(F::TPR_THRESHOLD, 0)?;
+        for f in [
+            F::EOI_EXIT_BITMAP_0,
+            F::EOI_EXIT_BITMAP_1,
+            F::EOI_EXIT_BITMAP_2,
+            F::EOI_EXIT_BITMAP_3,
+        ] {
+            w(f, 0)?;
+        }
+        vmcs::write_guest(guest_field!(GUEST_INTERRUPT_STATUS), 0)?;
+    }
     Ok(())
+}
+
+/// Follows the guest APIC's mode under APIC virtualization (SDM Vol. 3C §27.2.1.1: the two
+/// APIC-access controls exclude each other): xAPIC mode virtualizes accesses to the
+/// APIC-access page, x2APIC mode the x2APIC MSRs with `msr_bitmap` (vmx::apicv::
+/// x2apic_msr_bitmap), a disabled APIC neither (its MMIO page is plain memory of the VM and
+/// its MSRs #GP through the emulation).
+pub fn set_apic_access_mode(
+    set: &mut ControlSet,
+    xapic: bool,
+    x2apic: bool,
+    msr_bitmap: u64,
+) -> Result<(), VmcsError> {
+    set.secondary
+        .set(SecondaryControls::VIRTUALIZE_APIC_ACCESSES, xapic);
+    set.secondary
+        .set(SecondaryControls::VIRTUALIZE_X2APIC_MODE, x2apic);
+    // SAFETY: `set` holds the secondary controls computed for this CPU with APIC
+    // virtualization; only the APIC-access mode bits changed (both allowed-1 on this CPU:
+    // vmx::apicv::available), and `msr_bitmap` is a frame of this VM's.
+    unsafe {
+        vmcs::write(
+            F::SECONDARY_PROC_BASED_VM_EXEC_CONTROLS,
+            u64::from(set.secondary.bits()),
+        )?;
+        vmcs::write(F::MSR_BITMAP, msr_bitmap)
+    }
 }
 
 /// Sets or clears interrupt-window exiting (SDM Vol. 3C §25.6.2).

@@ -44,6 +44,10 @@ pub enum StopReason {
         rflags: u64,
         error: u64,
     },
+    /// INIT reached the boot vCPU (from its own ICR, another vCPU's, or the IOAPIC): the
+    /// bootstrap processor would restart at the reset vector (SDM Vol. 3A §9.1.1, §9.4), and a
+    /// VM has no firmware there, so the VM ends as if reset.
+    InitOnBootVcpu,
     /// Something only a hypervisor bug can cause.
     Bug(&'static str),
 }
@@ -107,6 +111,10 @@ impl fmt::Display for StopReason {
                     "VMLAUNCH/VMRESUME failed (RFLAGS {rflags:#x}): VM-instruction error {error}"
                 )
             }
+            StopReason::InitOnBootVcpu => write!(
+                f,
+                "INIT on the boot vCPU (a reset: the VM has no firmware at the reset vector)"
+            ),
             StopReason::Bug(m) => write!(f, "hypervisor bug: {m}"),
         }
     }

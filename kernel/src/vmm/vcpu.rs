@@ -10,6 +10,9 @@ use vm::msr::MsrState;
 pub enum State {
     Runnable,
     Halted,
+    /// After INIT: only a start-up IPI makes it run again (SDM Vol. 3A §9.4.4, the
+    /// wait-for-SIPI state emulated by not entering the guest).
+    WaitForSipi,
     Stopped(StopReason),
 }
 
@@ -32,9 +35,15 @@ pub struct Vcpu {
     /// An interrupt whose delivery an exit interrupted while the exit's handler injected an
     /// exception first (SDM Vol. 3A §6.15): delivered at the next interrupt window.
     pub(super) deferred_event: Option<Injection>,
-    /// The guest's CR8 (task-priority register, SDM Vol. 3A §11.8.6.1): MOV CR8 exits (the
-    /// real CR8 is the host local APIC's TPR) and reads back this value.
-    pub(super) cr8: u64,
+    /// An NMI sent to this vCPU (its APIC's NMI delivery mode, SDM Vol. 3A §11.6.1), injected
+    /// when NMIs are not blocked (SDM Vol. 3C §26.3.1.5).
+    pub(super) nmi_pending: bool,
+    /// A start-up IPI's vector taken in while the vCPU waited outside a slice: its start state
+    /// is written when it next runs (its VMCS current).
+    pub(super) pending_startup: Option<u8>,
+    /// The IOAPIC level-vector generation this vCPU's EOI-exit bitmap was written for
+    /// (apic_virtualization.rs).
+    pub(super) eoi_exit_generation: u64,
     /// DR0-DR3 and DR6 while the vCPU is not running (DR7 is in the VMCS).
     pub(super) debug: arch::DebugRegs,
     /// x87/SSE/AVX/... state and XCR0 while the vCPU is not running (xsave.rs).
@@ -59,6 +68,11 @@ pub struct Vcpu {
 }
 
 impl Vcpu {
+    /// Halted or waiting for a start-up IPI: the scheduler checks it for a wake-up.
+    pub(super) fn sleeps(&self) -> bool {
+        matches!(self.state, State::Halted | State::WaitForSipi)
+    }
+
     /// When this slice ends: its time is up, or a halted vCPU's device fires.
     pub(super) fn slice_deadline(&self) -> u64 {
         self.slice_end.min(self.wake_others_at)
