@@ -361,6 +361,7 @@ pub fn build_guests() -> Result<PathBuf, BootError> {
                 || name == "progress"
                 || name == "rt-latency"
                 || name == "noisy"
+                || name == "apic"
                 || name.starts_with("hostile-")
                 || name == "virtio-client"
                 || name == "fuzz");

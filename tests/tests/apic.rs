@@ -61,8 +61,14 @@ fn number(run: &Checked, prefix: &str, key: &str) -> u64 {
 #[test]
 fn apic_guest_passes_on_skylake_x_with_virtual_interrupt_delivery() {
     let run = run_apic("corei7_skylake_x");
-    assert_eq!(number(&run, "vm apic: exits: apic accesses=", "startups"), 1);
-    assert_eq!(number(&run, "vm apic: exits: apic accesses=", "eoi-exits"), 0);
+    assert_eq!(
+        number(&run, "vm apic: exits: apic accesses=", "startups"),
+        1
+    );
+    assert_eq!(
+        number(&run, "vm apic: exits: apic accesses=", "eoi-exits"),
+        0
+    );
     assert_eq!(
         number(&run, "vm apic: exits: hypercalls=", "interrupts-injected"),
         0
@@ -76,7 +82,10 @@ fn apic_guest_passes_on_skylake_x_with_virtual_interrupt_delivery() {
 #[test]
 fn apic_guest_passes_on_arrandale_by_full_emulation() {
     let run = run_apic("corei5_arrandale_m520");
-    assert_eq!(number(&run, "vm apic: exits: apic accesses=", "startups"), 1);
+    assert_eq!(
+        number(&run, "vm apic: exits: apic accesses=", "startups"),
+        1
+    );
     let eois = number(&run, "vm apic: exits: apic accesses=", "eoi-exits");
     let injected = number(&run, "vm apic: exits: hypercalls=", "interrupts-injected");
     // (The x2apic-gp check's non-zero EOI write exits too, and raises #GP.)

@@ -28,8 +28,14 @@ fn boot_smp(cpu: &str, cpus: u32, vcpus: u32) -> Checked {
 fn check(run: &Checked, vcpus: u32) {
     let pattern = manifest_value(&linux_guest(), "blk_pattern_sha256");
     run.exited(0, "ok")
-        .said("linux", &format!("guest: PASS virtio-blk pattern sha256={pattern}"))
-        .said("linux", "guest: PASS virtio-net ping 192.0.2.1 received=3/3")
+        .said(
+            "linux",
+            &format!("guest: PASS virtio-blk pattern sha256={pattern}"),
+        )
+        .said(
+            "linux",
+            "guest: PASS virtio-net ping 192.0.2.1 received=3/3",
+        )
         .said(
             "linux",
             &format!("guest: PASS smp cpus={vcpus} workload on every CPU sha256={pattern}"),
@@ -54,7 +60,10 @@ fn check(run: &Checked, vcpus: u32) {
         })
         .sum();
     assert_eq!(startups, u64::from(vcpus - 1), "start-up IPIs taken");
-    eprintln!("{}", run.guest_line("linux", "guest: smp: local-timer-cpus="));
+    eprintln!(
+        "{}",
+        run.guest_line("linux", "guest: smp: local-timer-cpus=")
+    );
 }
 
 /// Two vCPUs on a two-CPU Skylake-X (APIC virtualization: virtual-interrupt delivery).

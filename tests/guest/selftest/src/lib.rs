@@ -15,6 +15,7 @@
 
 #![no_std]
 
+pub mod apic;
 pub mod cpu;
 pub mod hv;
 pub mod pic;
