@@ -65,43 +65,8 @@ impl MmioRegion {
 pub const GATEWAY_IP: [u8; 4] = [192, 0, 2, 1];
 pub const GATEWAY_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
 
-/// A VM's virtual network: a learning switch between its virtio-net devices and the gateway.
-struct Network {
-    switch: virtio::Switch,
-    gateway: virtio::Gateway,
-}
-
-/// The switch's view of one VM's ports: its virtio-net devices, then the gateway (no list is
-/// built per call).
-struct VmPorts<'a> {
-    regions: &'a mut [MmioRegion],
-    nets: &'a [usize],
-    gateway: &'a mut virtio::Gateway,
-}
-
-impl virtio::PortSet for VmPorts<'_> {
-    fn len(&self) -> usize {
-        self.nets.len() + 1
-    }
-    fn port(&mut self, i: usize) -> Option<&mut dyn virtio::NetPort> {
-        if i == self.nets.len() {
-            return Some(self.gateway);
-        }
-        match &mut *self.regions.get_mut(*self.nets.get(i)?)?.device {
-            Device::Net(t) => Some(t.device_mut()),
-            _ => None,
-        }
-    }
-    fn port_ref(&self, i: usize) -> Option<&dyn virtio::NetPort> {
-        if i == self.nets.len() {
-            return Some(&*self.gateway);
-        }
-        match &*self.regions.get(*self.nets.get(i)?)?.device {
-            Device::Net(t) => Some(t.device()),
-            _ => None,
-        }
-    }
-}
+/// The ports a private network has: the gateway and the VM's virtio-net devices.
+const PRIVATE_PORTS: usize = MAX_DEVICES + 1;
 
 /// IRQ lines to raise after device work, as a bitmask of ISA lines (no allocation).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -128,9 +93,10 @@ pub struct WorkStats {
 /// A VM's virtio devices.
 pub struct VirtioDevices {
     regions: Vec<MmioRegion>,
-    /// Indices of the virtio-net regions, in order.
-    nets: Vec<usize>,
-    network: Option<Network>,
+    /// The virtio-net regions, in order, with their switch port.
+    nets: Vec<(usize, virtio::PortId)>,
+    /// The VM's private network (a switch with the gateway).
+    network: Option<virtio::Switch>,
     /// When queued device work must run at the latest (TSC), if any waits.
     work_due: Option<u64>,
     /// How long a kick may wait for more requests to join its batch: 100 µs (the vCPU
@@ -158,6 +124,16 @@ impl VirtioDevices {
     ) -> Result<Self, String> {
         let mut regions = Vec::new();
         let mut nets = Vec::new();
+        let has_net = config
+            .devices
+            .iter()
+            .any(|d| matches!(d, DeviceConfig::VirtioNet { .. }));
+        let mut network = has_net.then(|| {
+            let mut sw = virtio::Switch::new(virtio::SwitchConfig::new(PRIVATE_PORTS, tsc_hz));
+            // A fresh switch has room for its gateway.
+            let _ = sw.add_gateway(GATEWAY_MAC, GATEWAY_IP);
+            sw
+        });
         regions
             .try_reserve_exact(config.devices.len().min(MAX_DEVICES))
             .map_err(|_| String::from("no hypervisor heap for the device list"))?;
@@ -203,7 +179,12 @@ impl VirtioDevices {
                     Device::Blk(t)
                 }
                 DeviceConfig::VirtioNet { mac } => {
-                    nets.push(regions.len());
+                    if let Some(sw) = network.as_mut() {
+                        let port = sw
+                            .add_port(virtio::PortKind::Guest { mac: *mac })
+                            .map_err(|e| format!("virtio-net {}: {e}", nets.len()))?;
+                        nets.push((regions.len(), port));
+                    }
                     Device::Net(virtio::MmioTransport::new(virtio::NetDevice::new(*mac)))
                 }
                 DeviceConfig::VirtioConsole => Device::Console(virtio::MmioTransport::new(
@@ -216,10 +197,6 @@ impl VirtioDevices {
                 device: Box::new(device),
             });
         }
-        let network = (!nets.is_empty()).then(|| Network {
-            switch: virtio::Switch::new(64),
-            gateway: virtio::Gateway::new(GATEWAY_MAC, GATEWAY_IP),
-        });
         Ok(VirtioDevices {
             regions,
             nets,
@@ -258,7 +235,10 @@ impl VirtioDevices {
             }
         }
         if nets > 0 {
-            create += (virtio::Switch::heap_bytes(64) + virtio::Gateway::heap_bytes()) as u64;
+            let sw = virtio::SwitchConfig::new(PRIVATE_PORTS, 1);
+            create += (virtio::Switch::heap_bytes(&sw)
+                + nets * virtio::Switch::port_bytes(&sw)
+                + virtio::switch::Gateway::heap_bytes()) as u64;
         }
         create
     }
@@ -405,23 +385,28 @@ impl VirtioDevices {
         raise
     }
 
-    /// One bounded round of the VM's network: the switch moves frames between the guest
-    /// devices and the gateway, then each net device fills RX buffers and takes TX from the
-    /// rings. Returns whether work is left.
+    /// One bounded round of the VM's network: what each net device sent goes through the
+    /// switch (at most `virtio::switch::MAX_FRAMES_PER_PUMP` frames per device), then the
+    /// device fills RX buffers straight from its port's queue (lent to it). Returns whether
+    /// work is left.
     fn pump_network(&mut self, memory: &mut GuestMemory, raise: &mut IrqMask) -> bool {
-        let Some(net) = self.network.as_mut() else {
+        let Some(sw) = self.network.as_mut() else {
             return false;
         };
-        let out = net.switch.pump_set(&mut VmPorts {
-            regions: &mut self.regions,
-            nets: &self.nets,
-            gateway: &mut net.gateway,
-        });
-        let mut more = out.more;
-        for &i in &self.nets {
+        let now = arch::rdtsc();
+        let mut more = false;
+        for &(i, port) in &self.nets {
             let region = &mut self.regions[i];
             if let Device::Net(t) = &mut *region.device {
+                more |= sw.send_from(port, t.device_mut().tx_ring_mut(), now).more;
+            }
+        }
+        for &(i, port) in &self.nets {
+            let region = &mut self.regions[i];
+            if let Device::Net(t) = &mut *region.device {
+                sw.swap_queue(port, t.device_mut().rx_ring_mut());
                 let e = t.poll(memory);
+                sw.swap_queue(port, t.device_mut().rx_ring_mut());
                 if e.interrupt {
                     raise.add(region.irq);
                 }
@@ -436,10 +421,11 @@ impl VirtioDevices {
     pub fn report(&self) -> Vec<String> {
         self.regions
             .iter()
-            .map(|r| {
+            .enumerate()
+            .map(|(i, r)| {
                 let (s, problem, extra) = match &*r.device {
                     Device::Blk(t) => (t.stats(), t.error(), t.device().backend().report()),
-                    Device::Net(t) => (t.stats(), t.error(), String::new()),
+                    Device::Net(t) => (t.stats(), t.error(), self.port_report(i)),
                     Device::Console(t) => (t.stats(), t.error(), String::new()),
                 };
                 format!(
@@ -464,6 +450,39 @@ impl VirtioDevices {
             })
             .collect()
     }
+}
+
+impl VirtioDevices {
+    /// The switch port counters of the net device in region `region`.
+    fn port_report(&self, region: usize) -> String {
+        let (Some(sw), Some(&(_, port))) = (
+            self.network.as_ref(),
+            self.nets.iter().find(|(r, _)| *r == region),
+        ) else {
+            return String::new();
+        };
+        sw.port_stats(port)
+            .map(|s| port_line("private", port, &s))
+            .unwrap_or_default()
+    }
+}
+
+/// A switch port's counters, as printed after a net device's line.
+pub fn port_line(network: &str, port: virtio::PortId, s: &virtio::PortStats) -> String {
+    let d = s.drops;
+    format!(
+        " network={network} port={} in-frames={} in-bytes={} out-frames={} out-bytes={} drop-spoofed={} drop-flood={} drop-malformed={} drop-queue-full={} drop-filtered={}",
+        port.0,
+        s.ingress_frames,
+        s.ingress_bytes,
+        s.egress_frames,
+        s.egress_bytes,
+        d.spoofed,
+        d.flood_limited,
+        d.malformed,
+        d.queue_full,
+        d.filtered
+    )
 }
 
 /// Moves what a virtio-console device took from the guest into the VM's console (line
