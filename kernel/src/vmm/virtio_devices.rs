@@ -178,7 +178,7 @@ impl VirtioDevices {
                     t.set_deferred_notify(true);
                     Device::Blk(t)
                 }
-                DeviceConfig::VirtioNet { mac } => {
+                DeviceConfig::VirtioNet { mac, .. } => {
                     if let Some(sw) = network.as_mut() {
                         let port = sw
                             .add_port(virtio::PortKind::Guest { mac: *mac })
