@@ -10,6 +10,7 @@ mod exits;
 mod guest_memory;
 mod hypercalls;
 mod inject;
+pub mod networks;
 mod platform;
 mod run_loop;
 mod scheduler;
