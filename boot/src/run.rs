@@ -87,6 +87,8 @@ pub struct RunSpec {
     /// shows a whole line with this text, so only what already reached its drive files
     /// survives.
     pub kill_at: Option<String>,
+    /// Bochs only: an e1000 NIC with this MAC on Bochs's virtual network (`ethmod=vnet`).
+    pub e1000: Option<[u8; 6]>,
 }
 
 impl RunSpec {
@@ -108,6 +110,7 @@ impl RunSpec {
             drives: Vec::new(),
             nvme: Vec::new(),
             kill_at: None,
+            e1000: None,
         }
     }
 }
@@ -409,6 +412,10 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
                 drives: spec.drives.clone(),
                 serial: serial.clone(),
                 log: emulator_log.clone(),
+                e1000: spec.e1000.map(|mac| bochs::E1000Nic {
+                    mac,
+                    tftp_root: work.clone(),
+                }),
             };
             let rc = work.join("bochsrc");
             std::fs::write(&rc, config.render()).map_err(io("cannot write", &rc))?;
