@@ -81,7 +81,7 @@ pub struct Memory {
 pub enum E1000Error {
     /// CTRL.RST did not clear after a reset.
     ResetTimeout,
-    /// RAH0.AV is clear: no MAC address was loaded from the EEPROM.
+    /// Neither RAH0.AV nor the EEPROM (through EERD) gave a unicast address.
     NoMacAddress,
 }
 
@@ -95,8 +95,7 @@ impl core::fmt::Display for E1000Error {
             ),
             E1000Error::NoMacAddress => write!(
                 f,
-                "no MAC address in receive address 0 (its EEPROM is blank); the NIC cannot \
-                 be used"
+                "no MAC address in receive address 0 or the EEPROM; the NIC cannot be used"
             ),
         }
     }
@@ -192,6 +191,19 @@ impl TxDescriptor {
     }
 }
 
+/// Reads EEPROM word `addr` through EERD (§13.4.4, 82540/82544/82545/82546 layout: START
+/// bit 0, DONE bit 4, address bits 15:8, data bits 31:16); `None` if it never completes.
+fn eeprom_read(regs: &mut impl E1000Regs, addr: u32) -> Option<u16> {
+    regs.write32(Reg::EERD, regs::EERD_START | addr << regs::EERD_ADDR_SHIFT);
+    for _ in 0..RESET_POLLS {
+        let v = regs.read32(Reg::EERD);
+        if v & regs::EERD_DONE != 0 {
+            return Some((v >> regs::EERD_DATA_SHIFT) as u16);
+        }
+    }
+    None
+}
+
 /// An 8254x brought up for polled operation.
 pub struct E1000<R, D> {
     regs: R,
@@ -227,6 +239,9 @@ impl<R: E1000Regs, D: DmaMemory> E1000<R, D> {
     /// the NIC's) with broadcast, CRC stripped, 2 KiB buffers; transmit with pad-short-packets
     /// and the recommended IPG. Every receive descriptor is given to the hardware.
     pub fn init(mut regs: R, mut dma: D, mem: Memory) -> Result<Self, E1000Error> {
+        // The address the EEPROM loaded at power-on (§13.5.2), read before the reset, which
+        // may clear the receive address registers (Bochs's model does).
+        let before = (regs.read32(Reg::RAL0), regs.read32(Reg::RAH0));
         // §14.5 / §13.4.1: CTRL.RST resets the device; it clears the bit when done.
         regs.write32(Reg::IMC, u32::MAX);
         let c = regs.read32(Reg::CTRL);
@@ -248,20 +263,38 @@ impl<R: E1000Regs, D: DmaMemory> E1000<R, D> {
             Reg::CTRL,
             (c | ctrl::SLU | ctrl::ASDE) & !(ctrl::LRST | ctrl::PHY_RST | ctrl::VME | ctrl::ILOS),
         );
-        // §13.5.1: the EEPROM's address is loaded into RAL0/RAH0 at reset (RAH.AV set).
-        let ral = regs.read32(Reg::RAL0);
-        let rah = regs.read32(Reg::RAH0);
-        if rah & regs::RAH_AV == 0 {
+        let mac = if before.1 & regs::RAH_AV != 0 {
+            let (ral, rah) = before;
+            [
+                ral as u8,
+                (ral >> 8) as u8,
+                (ral >> 16) as u8,
+                (ral >> 24) as u8,
+                rah as u8,
+                (rah >> 8) as u8,
+            ]
+        } else {
+            // §5.6.1 (EEPROM words 00h-02h: Ethernet address) through EERD (§13.4.4).
+            let mut mac = [0u8; 6];
+            for (w, pair) in mac.chunks_mut(2).enumerate() {
+                let word = eeprom_read(&mut regs, w as u32).ok_or(E1000Error::NoMacAddress)?;
+                pair.copy_from_slice(&word.to_le_bytes());
+            }
+            mac
+        };
+        if mac == [0; 6] || mac == [0xff; 6] || mac[0] & 1 != 0 {
             return Err(E1000Error::NoMacAddress);
         }
-        let mac = [
-            ral as u8,
-            (ral >> 8) as u8,
-            (ral >> 16) as u8,
-            (ral >> 24) as u8,
-            rah as u8,
-            (rah >> 8) as u8,
-        ];
+        // §13.5.2-3: receive address 0 is the NIC's own (AV set), even though the receive
+        // filter is promiscuous.
+        regs.write32(
+            Reg::RAL0,
+            u32::from_le_bytes([mac[0], mac[1], mac[2], mac[3]]),
+        );
+        regs.write32(
+            Reg::RAH0,
+            regs::RAH_AV | u32::from(mac[4]) | u32::from(mac[5]) << 8,
+        );
         // §14.4: clear the multicast table array.
         for i in 0..regs::MTA_ENTRIES {
             regs.write32(Reg::MTA + 4 * i, 0);

@@ -9,6 +9,8 @@ impl Reg {
     pub const CTRL: u32 = 0x0000;
     /// Device Status (§13.4.2).
     pub const STATUS: u32 = 0x0008;
+    /// EEPROM Read (§13.4.4).
+    pub const EERD: u32 = 0x0014;
     /// Interrupt Cause Read (§13.4.17).
     pub const ICR: u32 = 0x00C0;
     /// Interrupt Mask Clear (§13.4.21).
@@ -51,6 +53,11 @@ pub mod ctrl {
 
 /// STATUS.LU: link up (§13.4.2).
 pub const STATUS_LU: u32 = 1 << 1;
+/// EERD fields (§13.4.4, Table 13-7).
+pub const EERD_START: u32 = 1 << 0;
+pub const EERD_DONE: u32 = 1 << 4;
+pub const EERD_ADDR_SHIFT: u32 = 8;
+pub const EERD_DATA_SHIFT: u32 = 16;
 /// RAH.AV: the address is valid (§13.5.3).
 pub const RAH_AV: u32 = 1 << 31;
 /// MTA entries (§13.5.1).

@@ -19,6 +19,8 @@ struct Hw {
     mem: Vec<u8>,
     sent: Vec<Vec<u8>>,
     writes: Vec<(u32, u32)>,
+    /// EEPROM words 0-2 (the MAC), read through EERD.
+    eeprom: [u16; 3],
     /// CTRL.RST reads stay set this many times after a reset.
     reset_delay: u32,
     reset_reads: u32,
@@ -44,6 +46,22 @@ impl E1000Regs for Model {
         }
         let value = if reg == Reg::CTRL {
             value & !ctrl::RST
+        } else {
+            value
+        };
+        // A reset clears the receive addresses, as Bochs's model does.
+        if reg == Reg::CTRL && hw.writes.last() == Some(&(reg, value | ctrl::RST)) {
+            hw.regs.remove(&Reg::RAL0);
+            hw.regs.remove(&Reg::RAH0);
+        }
+        // EERD completes at once with the word asked for (§13.4.4).
+        let value = if reg == Reg::EERD {
+            let w = hw
+                .eeprom
+                .get((value >> 8) as usize & 0xff)
+                .copied()
+                .unwrap_or(0xffff);
+            u32::from(w) << 16 | regs::EERD_DONE | (value & 0xff00)
         } else {
             value
         };
@@ -200,6 +218,9 @@ fn init_programs_the_rings_and_modes() {
     let h = hw.borrow();
     assert_eq!(h.writes[0], (Reg::IMC, u32::MAX), "interrupts masked first");
     assert_eq!(h.writes[1], (Reg::CTRL, ctrl::RST | 1 << 3 | 1 << 31));
+    // The address read before the reset is written back, valid.
+    assert_eq!(h.reg(Reg::RAL0), 0x1200_5452);
+    assert_eq!(h.reg(Reg::RAH0), 0x8000_5634);
     // SLU | ASDE set, LRST and PHY_RST cleared.
     assert_eq!(h.reg(Reg::CTRL), ctrl::SLU | ctrl::ASDE);
     assert_eq!(
@@ -250,8 +271,41 @@ fn init_failures_are_reported() {
     assert_eq!(e, E1000Error::NoMacAddress);
     assert_eq!(
         e.to_string(),
-        "no MAC address in receive address 0 (its EEPROM is blank); the NIC cannot be used"
+        "no MAC address in receive address 0 or the EEPROM; the NIC cannot be used"
     );
+}
+
+/// No address in RAL0/RAH0 (Bochs clears them at reset): the MAC comes from EEPROM words
+/// 0-2 through EERD, little-endian per word (§5.6.1), and is written to RAL0/RAH0 with AV.
+#[test]
+fn mac_from_the_eeprom_when_rah_is_not_valid() {
+    let hw = alloc::rc::Rc::new(core::cell::RefCell::new(Hw {
+        mem: vec![0; 0x80000],
+        eeprom: [0x5452, 0xe100, 0x0700],
+        ..Hw::default()
+    }));
+    let n = E1000::init(Model(hw.clone()), Model(hw.clone()), memory()).unwrap();
+    assert_eq!(n.mac(), [0x52, 0x54, 0x00, 0xe1, 0x00, 0x07]);
+    let h = hw.borrow();
+    let eerd: Vec<u32> = h
+        .writes
+        .iter()
+        .filter(|(r, _)| *r == Reg::EERD)
+        .map(|(_, v)| *v)
+        .collect();
+    assert_eq!(
+        eerd,
+        [0x0001, 0x0101, 0x0201],
+        "START with word addresses 0, 1, 2"
+    );
+    assert_eq!(h.reg(Reg::RAL0), 0xe100_5452);
+    assert_eq!(h.reg(Reg::RAH0), 0x8000_0700);
+    // A blank EEPROM (all ones) is no address.
+    drop(h);
+    hw.borrow_mut().eeprom = [0xffff; 3];
+    hw.borrow_mut().regs.clear();
+    let e = E1000::init(Model(hw.clone()), Model(hw), memory()).unwrap_err();
+    assert_eq!(e, E1000Error::NoMacAddress);
 }
 
 /// Transmit fills the ring up to one free slot, the hardware's DD frees slots, the ring
