@@ -32,6 +32,9 @@ pub struct QemuConfig {
     pub nvme: Vec<PathBuf>,
     pub vars: PathBuf,
     pub serial: PathBuf,
+    /// An e1000 (82540EM) NIC with this MAC on QEMU's user-mode network; without it the
+    /// machine has no NIC (`-nic none`, not QEMU's default e1000).
+    pub e1000: Option<[u8; 6]>,
 }
 
 impl QemuConfig {
@@ -93,6 +96,14 @@ impl QemuConfig {
             push("-device");
             push(&format!("nvme,serial=bulkhead{i},drive=nvm{i}"));
         }
+        push("-nic");
+        match self.e1000 {
+            Some(m) => push(&format!(
+                "user,model=e1000,mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                m[0], m[1], m[2], m[3], m[4], m[5]
+            )),
+            None => push("none"),
+        }
         push("-serial");
         push(&format!("file:{}", self.serial.display()));
         push("-device");
@@ -138,7 +149,19 @@ mod tests {
             nvme: vec!["/t/n.img".into()],
             vars: "/t/vars.fd".into(),
             serial: "/t/s.txt".into(),
+            e1000: None,
         }
+    }
+
+    #[test]
+    fn no_nic_unless_an_e1000_is_asked_for() {
+        let mut c = cfg(Accel::Tcg);
+        assert!(c.args().join(" ").contains("-nic none -serial"));
+        c.e1000 = Some([0x52, 0x54, 0, 0xe1, 0, 2]);
+        assert!(c
+            .args()
+            .join(" ")
+            .contains("-nic user,model=e1000,mac=52:54:00:e1:00:02 -serial"));
     }
 
     #[test]

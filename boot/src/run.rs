@@ -87,7 +87,8 @@ pub struct RunSpec {
     /// shows a whole line with this text, so only what already reached its drive files
     /// survives.
     pub kill_at: Option<String>,
-    /// Bochs only: an e1000 NIC with this MAC on Bochs's virtual network (`ethmod=vnet`).
+    /// An e1000 NIC with this MAC: Bochs on its virtual network (`ethmod=vnet`), QEMU on its
+    /// user-mode network.
     pub e1000: Option<[u8; 6]>,
 }
 
@@ -463,6 +464,7 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
                 nvme: spec.nvme.clone(),
                 vars,
                 serial: serial.clone(),
+                e1000: spec.e1000,
             };
             let mut c = Command::new(find_program("qemu-system-x86_64")?);
             c.args(config.args());

@@ -269,6 +269,20 @@ pub fn boot_image_with_e1000(
     }
 }
 
+/// Boots the UEFI `image` under QEMU TCG with an e1000 NIC (MAC `mac`) on QEMU's user
+/// network.
+pub fn boot_qemu_with_e1000(image: &std::path::Path, timeout_secs: u64, mac: [u8; 6]) -> Checked {
+    let mut spec = RunSpec::new(Platform::Qemu, image);
+    spec.timeout = Duration::from_secs(timeout_secs);
+    spec.e1000 = Some(mac);
+    let outcome = bulkhead_boot::run(&spec).unwrap_or_else(|e| panic!("could not run QEMU: {e}"));
+    eprintln!("qemu (e1000): {}", outcome.summary());
+    Checked {
+        outcome,
+        label: "qemu tcg with an e1000".into(),
+    }
+}
+
 /// Boots `image` on `platform` with `cpu`.
 pub fn boot_image_on(
     platform: Platform,
