@@ -98,6 +98,17 @@ pub fn net_figures(vm_to_vm: &str, uplink: &str) -> Vec<Figure> {
         "exits",
         "db's exits over the whole run (boot included: an upper bound) per 1,000 frames through its switch port (in-frames + out-frames of its report line)",
     ));
+    let mmio = line_with(vm_to_vm, "vm db: exits: EPT violation").and_then(|l| num(l, "count"));
+    out.push(Figure::new(
+        SEC_NET,
+        "virtio MMIO exits per 1,000 frames, VM-to-VM client",
+        match (mmio, frames) {
+            (Some(e), Some(f)) if f > 0.0 => Some(e * 1000.0 / f),
+            _ => None,
+        },
+        "exits",
+        "db's EPT-violation exits (its only MMIO device is the virtio-net: notifications, interrupt acknowledgements, setup) per 1,000 frames through its switch port",
+    ));
     out.push(Figure::new(
         SEC_NET,
         "VM-to-uplink ping round trip (Linux to Bochs vnet host, avg of 10)",
@@ -116,6 +127,7 @@ mod tests {
 [db +1000] guest: PASS peer ping 192.0.2.10 received=10/10 rtt_ms=1.900/2.500/3.100
 [db +5000000] guest: peer sending bytes=1048576 sha256=ab
 [db +55000000] guest: PASS peer tcp sent bytes=1048576 sha256=ab ms=1000
+[  9] INFO  vm db: exits: EPT violation          count=2500 ticks=9 avg=3
 [  9] INFO  vm db: exits: total count=200000 ticks=5
 [  9] INFO  vm db: virtio-net at 0xd0000000 irq 5: requests=1 network=lan port=2 in-frames=800 in-bytes=1 out-frames=200 out-bytes=2
 ";
@@ -127,7 +139,16 @@ mod tests {
         let f = net_figures(VM_TO_VM, UPLINK);
         let v: Vec<Option<f64>> = f.iter().map(|f| f.value).collect();
         // 1 MiB in 50,000,000 ticks = 1 s at 50 MHz: 1024 KiB/s.
-        assert_eq!(v, [Some(2.5), Some(1024.0), Some(200_000.0), Some(6.25)]);
+        assert_eq!(
+            v,
+            [
+                Some(2.5),
+                Some(1024.0),
+                Some(200_000.0),
+                Some(2500.0),
+                Some(6.25)
+            ]
+        );
         assert!(f.iter().all(|f| f.section == SEC_NET));
         let none = net_figures("", "");
         assert!(none.iter().all(|f| f.value.is_none()));
