@@ -139,6 +139,9 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
             vmm::networks::init(&config.networks, tsc_hz);
             let (created, failed) = vmm::run(caps, &archive, &config, tsc_hz);
             info!("bulkhead: all VMs stopped ({created} ran, {failed} could not start)");
+            for line in vmm::networks::report() {
+                info!("{line}");
+            }
             if let Some(line) = drivers::e1000::report() {
                 info!("{line}");
             }

@@ -117,6 +117,17 @@ fn vms_on_a_network_talk_others_are_isolated_and_forgers_are_contained() {
         (1..=500 - 64).contains(&flood),
         "the storm was cut (burst 64 passes): drop-flood={flood}"
     );
+    // The network's own line when the VMs have stopped: gateway, web, db, forger.
+    let lan = run.line("network lan: ports=4 ");
+    assert!(
+        field(&run, "network lan: ports=4 ", "gateway-arp-replies") >= 2,
+        "{lan}"
+    );
+    assert_eq!(
+        field(&run, "network lan: ports=4 ", "gateway-echo-replies"),
+        6,
+        "{lan}"
+    );
     let web = "vm web: virtio-net at 0xd0000000 irq 5:";
     assert_eq!(field(&run, web, "drop-spoofed"), 0);
     assert!(
@@ -178,6 +189,12 @@ fn a_vm_pings_bochs_virtual_host_through_the_e1000_uplink() {
     let rx = field(&run, "e1000 82540EM: tx-frames=", "rx-frames");
     assert!(tx >= 4 && rx >= 4, "ARP + 3 echo each way: {nic}");
     assert_eq!(field(&run, "e1000 82540EM: tx-frames=", "rx-errors"), 0);
+    // The uplink port's counters on the network's line: what came from the wire.
+    let wan = run.line("network wan: ports=2 ");
+    assert!(
+        wan.contains(" uplink: network=wan port=0 in-frames="),
+        "{wan}"
+    );
     let edge = "vm edge: virtio-net at 0xd0000000 irq 5:";
     assert!(
         run.line(edge).contains(" network=wan port=1 "),

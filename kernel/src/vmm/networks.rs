@@ -123,3 +123,40 @@ pub fn init(networks: &[NetworkConfig], tsc_hz: u64) {
 pub fn named(name: &str) -> Option<Arc<Network>> {
     NAMED.get()?.iter().find(|n| n.name == name).cloned()
 }
+
+/// One line per named network: its switch's counters, its gateway's and its uplink port's
+/// (printed when the VMs have stopped).
+pub fn report() -> Vec<String> {
+    let Some(nets) = NAMED.get() else {
+        return Vec::new();
+    };
+    nets.iter()
+        .map(|n| {
+            let sw = n.switch.lock();
+            let st = sw.stats();
+            let mut line = alloc::format!(
+                "network {}: ports={} frames={} unicast={} flooded={} learned={} evicted={} aged={}",
+                n.name,
+                sw.port_count(),
+                st.received,
+                st.unicast,
+                st.flooded,
+                sw.learned(),
+                st.evicted,
+                st.aged
+            );
+            if let Some(g) = sw.gateway_stats() {
+                line += &alloc::format!(
+                    " gateway-arp-replies={} gateway-echo-replies={} gateway-ignored={} gateway-dropped={}",
+                    g.arp_replies, g.echo_replies, g.ignored, g.dropped
+                );
+            }
+            if let Some(&port) = n.uplink.get() {
+                if let Some(s) = sw.port_stats(port) {
+                    line += &alloc::format!(" uplink:{}", super::virtio_devices::port_line(&n.name, port, &s));
+                }
+            }
+            line
+        })
+        .collect()
+}
