@@ -10,8 +10,9 @@ pub const SEC_NET: &str = "Networks";
 
 /// Bytes the TCP transfer moves.
 pub const TCP_BYTES: u64 = 1 << 20;
-/// The e1000's MAC in the uplink run.
-pub const UPLINK_NIC_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0xe1, 0x00, 0x01];
+/// The e1000's MAC in the uplink run: the VM's own, since Bochs's vnet answers only frames
+/// from the NIC's MAC (it models one guest behind the NIC).
+pub const UPLINK_NIC_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x00, 0x00, 0x0e];
 
 fn linux_vm(name: &str, mac: &str, network: &str, params: &str) -> String {
     format!(
@@ -163,5 +164,7 @@ mod tests {
         let c = vm::config::Config::parse(uplink_conf().as_bytes()).unwrap();
         assert_eq!(c.networks[0].uplink, Some(vm::config::Uplink::E1000));
         assert!(!vm_to_vm_conf().contains("bulkhead.checks=workload"));
+        assert!(uplink_conf().contains("mac = \"52:54:00:00:00:0e\""));
+        assert_eq!(UPLINK_NIC_MAC, [0x52, 0x54, 0, 0, 0, 0x0e]);
     }
 }
