@@ -617,24 +617,7 @@ pub fn run_bench(o: &Options) -> Result<Report, BootError> {
         // The guest ends in a triple fault (bulkhead.end=reboot, reboot=t); Bochs, with
         // reset_on_triple_fault=0 and panics fatal, then exits.
         let bare = boot(o, "Linux on bare Bochs (no Bulkhead)", &bare_img, 64, 900)?;
-        let vm_to_vm = run_guest(
-            o,
-            "two Linux VMs on one network (ping, 1 MiB over TCP)",
-            &net::vm_to_vm_conf(),
-            &files,
-            1500,
-        )?;
-        let uplink_image = bundle_image(dir.path(), &net::uplink_conf(), &files)?;
-        let uplink = boot_with_nic(
-            o,
-            "a Linux VM on the e1000 uplink (ping Bochs's vnet host)",
-            &uplink_image,
-            512,
-            900,
-            1,
-            Some(net::UPLINK_NIC_MAC),
-        )?;
-        figures.extend(net::net_figures(&vm_to_vm.transcript, &uplink.transcript));
+        figures.extend(net::run(o, &files)?);
         (Some(virtio), Some(linux), Some(bare), Some(hvc0))
     };
     if o.smoke {

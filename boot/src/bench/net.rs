@@ -3,8 +3,12 @@
 //! and a Linux VM's ping round trip to Bochs's virtual host through the e1000 uplink.
 //! Parsers here are host-tested; the runs are in `bench::run_bench`.
 
-use super::{field, line_with, num, ticks_of, Figure};
+use super::{
+    boot_with_nic, bundle_image, field, line_with, num, run_guest, ticks_of, Figure, Options,
+};
 use crate::bochs::IPS;
+use crate::error::{io, BootError};
+use std::path::PathBuf;
 
 pub const SEC_NET: &str = "Networks";
 
@@ -52,6 +56,33 @@ pub fn uplink_conf() -> String {
         "bulkhead.checks=net bulkhead.ip=192.168.10.20/24 bulkhead.gw=192.168.10.1 bulkhead.ping=10",
     );
     s
+}
+
+/// Runs the two network sessions (Linux guest `files`: bzImage and initramfs) and returns
+/// their figures.
+pub fn run(o: &Options, files: &[PathBuf]) -> Result<Vec<Figure>, BootError> {
+    let vm_to_vm = run_guest(
+        o,
+        "two Linux VMs on one network (ping, 1 MiB over TCP)",
+        &vm_to_vm_conf(),
+        files,
+        1500,
+    )?;
+    let dir = tempfile::tempdir().map_err(io(
+        "cannot create a temporary directory in",
+        std::env::temp_dir(),
+    ))?;
+    let image = bundle_image(dir.path(), &uplink_conf(), files)?;
+    let uplink = boot_with_nic(
+        o,
+        "a Linux VM on the e1000 uplink (ping Bochs's vnet host)",
+        &image,
+        512,
+        900,
+        1,
+        Some(UPLINK_NIC_MAC),
+    )?;
+    Ok(net_figures(&vm_to_vm.transcript, &uplink.transcript))
 }
 
 /// The average of a busybox `min/avg/max` round trip in `rtt_ms=` of the line with `needle`.
