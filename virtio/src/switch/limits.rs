@@ -13,11 +13,11 @@ pub struct FloodLimit {
 }
 
 impl FloodLimit {
-    /// The default: 1000 frames per second, bursts of 64 (ARP and DHCP of a few guests
-    /// never reach it; a broadcast storm is cut to 1000 frames a second per port).
+    /// The default: 100 frames per second, bursts of 32 (a guest's ARP and neighbour
+    /// traffic never reaches it; a broadcast storm is cut to 100 frames a second per port).
     pub const DEFAULT: FloodLimit = FloodLimit {
-        frames_per_second: 1000,
-        burst: 64,
+        frames_per_second: 100,
+        burst: 32,
     };
 }
 

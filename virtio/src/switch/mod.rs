@@ -65,6 +65,9 @@ pub const ETH_HEADER: usize = 14;
 /// its ring for the next call (the VM's next slice).
 pub const MAX_FRAMES_PER_PUMP: u64 = 64;
 
+/// A flooded frame is queued for a port only while its queue is less than 1/this full.
+pub const FLOOD_QUEUE_SHARE: usize = 2;
+
 /// Default MAC table size (learned addresses, beside the static ones).
 pub const DEFAULT_MAC_CAPACITY: usize = 256;
 /// IEEE 802.1D-2004 §7.9.2, Table 7-5: recommended ageing time 300 s.
@@ -398,7 +401,7 @@ impl Switch {
             Some(p) if p == src => self.drop_at(src, DropReason::Filtered),
             Some(p) => {
                 self.stats.unicast += 1;
-                self.deliver(p, frame);
+                self.deliver(p, frame, false);
             }
             None => {
                 let allowed = self.ports.get_mut(src).is_some_and(|p| p.flood.take(now));
@@ -407,18 +410,21 @@ impl Switch {
                 }
                 self.stats.flooded += 1;
                 for p in (0..self.ports.len()).filter(|&p| p != src) {
-                    self.deliver(p, frame);
+                    self.deliver(p, frame, true);
                 }
             }
         }
     }
 
-    /// Queues `frame` for port `p` (the one copy), or hands it to the gateway.
-    fn deliver(&mut self, p: usize, frame: &[u8]) {
+    /// Queues `frame` for port `p` (the one copy), or hands it to the gateway. A `flooded`
+    /// frame may use only the first half of the queue ([`FLOOD_QUEUE_SHARE`]), so the
+    /// broadcasts other ports are allowed cannot crowd out a port's unicast traffic.
+    fn deliver(&mut self, p: usize, frame: &[u8], flooded: bool) {
         let taken = match (self.ports.get_mut(p), self.gateway.as_mut()) {
-            (Some(port), _) if port.queue.is_some() => {
-                port.queue.as_mut().is_some_and(|q| q.push(frame))
-            }
+            (Some(port), _) if port.queue.is_some() => port.queue.as_mut().is_some_and(|q| {
+                let room = !flooded || q.len() * FLOOD_QUEUE_SHARE < q.capacity();
+                room && q.push(frame)
+            }),
             (Some(_), Some((gp, gw))) if *gp == p => gw.deliver(frame),
             // The gateway is taken out only while its own replies are forwarded, and a frame
             // is never sent back to the port it came from.

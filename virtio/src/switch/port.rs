@@ -38,7 +38,8 @@ pub enum DropReason {
     Spoofed,
     /// A flooded frame over the port's [`super::FloodLimit`].
     FloodLimited,
-    /// The destination port's queue was full.
+    /// The destination port's queue was full (for a flooded frame: half full, so flooding
+    /// cannot crowd out unicast).
     QueueFull,
     /// The destination was learned on the ingress port (IEEE 802.1D-2004 §7.7.1: not sent
     /// back where it came from).

@@ -289,3 +289,32 @@ fn gateway_answers_through_the_switch() {
     assert_eq!((g.ingress_frames, g.egress_frames), (1, 1));
     conserved(&sw);
 }
+
+/// Flooded frames use at most half a port's queue: a broadcast storm another port is allowed
+/// leaves room for unicast.
+#[test]
+fn flooded_frames_leave_half_the_queue_to_unicast() {
+    let mut config = SwitchConfig::new(4, HZ);
+    config.queue_frames = 8;
+    config.flood.burst = 100;
+    let mut sw = three(config);
+    for i in 0..10 {
+        sw.ingress(PortId(2), &eth(BROADCAST, host(1), i), 0);
+    }
+    assert_eq!(sw.queued(PortId(1)), 4, "half of 8");
+    assert_eq!(sw.port_stats(PortId(1)).unwrap().drops.queue_full, 6);
+    for i in 0..5 {
+        sw.ingress(PortId(0), &eth(B, A, i), 0);
+    }
+    assert_eq!(sw.queued(PortId(1)), 8, "unicast fills the rest");
+    let b = sw.port_stats(PortId(1)).unwrap();
+    assert_eq!((b.egress_frames, b.drops.queue_full), (8, 7));
+    assert_eq!(
+        FloodLimit::DEFAULT,
+        FloodLimit {
+            frames_per_second: 100,
+            burst: 32
+        }
+    );
+    conserved(&sw);
+}

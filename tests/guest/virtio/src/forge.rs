@@ -2,10 +2,13 @@
 //! its network instead of running the checks. It sends frames from addresses that are not
 //! its own (ARP replies claiming the two victims' addresses for the victims' IPs, unicast
 //! frames to one victim "from" the other, [`TABLE_FILL`] invented sources to fill the MAC
-//! table), then a burst of broadcasts from its own address, and reports how many of each it
+//! table), then a burst of broadcasts from its own address; then, for [`ROUNDS`] rounds of
+//! about 110 ms each (while the victims boot, ping and move data), [`ROUND_BROADCASTS`]
+//! broadcasts and [`ROUND_SPOOFS`] forged frames per round. It reports how many of each it
 //! sent. The hypervisor must drop and count every forged frame (`drop-spoofed` on its
 //! port) and cut the broadcast storm (`drop-flood`), while the victims keep talking.
 
+use crate::irq;
 use crate::net::Client;
 use guest_rt::report::fail;
 use guest_rt::say;
@@ -23,6 +26,12 @@ const POISON: u32 = 100;
 const TABLE_FILL: u32 = 300;
 /// Broadcasts from the guest's own address, back to back.
 const STORM: u32 = 500;
+/// The sustained phase: rounds, and what each sends before sleeping two PIT periods.
+const ROUNDS: u32 = 60;
+const ROUND_BROADCASTS: u32 = 100;
+const ROUND_SPOOFS: u32 = 2;
+/// PIT expiries (about 55 ms each) slept between rounds.
+const ROUND_SLEEP: u64 = 2;
 /// IEEE 802 local experimental ethertype 1 (IEEE Std 802-2014 §9.2.4).
 const ETH_EXPERIMENTAL: u16 = 0x88b5;
 
@@ -91,10 +100,34 @@ pub fn run(c: &mut Client) {
         }
         spoofed += 1;
     }
+    let mut broadcasts = 0u32;
     for _ in 0..STORM {
         if !send(c, &frame([0xff; 6], me, ETH_EXPERIMENTAL), "broadcast") {
             return;
         }
+        broadcasts += 1;
     }
-    say!("forge: spoofed={spoofed} broadcasts={STORM}");
+    say!("forge: burst done spoofed={spoofed} broadcasts={broadcasts}");
+    let t0 = guest_rt::cpu::rdtsc();
+    for round in 0..ROUNDS {
+        for _ in 0..ROUND_BROADCASTS {
+            if !send(c, &frame([0xff; 6], me, ETH_EXPERIMENTAL), "broadcast") {
+                return;
+            }
+            broadcasts += 1;
+        }
+        for _ in 0..ROUND_SPOOFS {
+            let mut f = frame(VICTIM_A, VICTIM_B, ETH_EXPERIMENTAL);
+            f[14] = round as u8;
+            if !send(c, &f, "forged unicast") {
+                return;
+            }
+            spoofed += 1;
+        }
+        // Replies and floods from the others are not wanted: drop what arrived.
+        let _ = c.poll(&mut |_| false);
+        irq::wait_until(|| false, ROUND_SLEEP);
+    }
+    let ticks = guest_rt::cpu::rdtsc() - t0;
+    say!("forge: spoofed={spoofed} broadcasts={broadcasts} sustained-ticks={ticks}");
 }
