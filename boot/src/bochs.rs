@@ -79,7 +79,21 @@ pub struct BochsConfig {
     pub drives: Vec<PathBuf>,
     pub serial: PathBuf,
     pub log: PathBuf,
+    /// An Intel 82540EM NIC on Bochs's built-in virtual network (`ethmod=vnet`: a virtual
+    /// host at 192.168.10.1 answering ARP, ping and DHCP, no host network), with this MAC.
+    pub e1000: Option<E1000Nic>,
 }
+
+/// A Bochs e1000 NIC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct E1000Nic {
+    pub mac: [u8; 6],
+    /// vnet's TFTP root (any directory: it serves nothing we use).
+    pub tftp_root: PathBuf,
+}
+
+/// The vnet virtual host's address (Bochs 2.7 `iodev/network/eth_vnet.cc`).
+pub const VNET_HOST_IP: [u8; 4] = [192, 168, 10, 1];
 
 /// Where the extra drives go.
 pub const DRIVE_SLOTS: [&str; 3] = ["ata0-slave", "ata1-master", "ata1-slave"];
@@ -97,13 +111,23 @@ impl BochsConfig {
                 // The default VBE card makes the bootloader's BIOS stage pick 320x200x8 and
                 // hang; the Cirrus card avoids it (platform notes).
                 let _ = writeln!(s, "vga: extension=cirrus");
-                let _ = writeln!(s, "pci: enabled=1, chipset=i440fx, slot1=cirrus");
+                let nic = if self.e1000.is_some() {
+                    ", slot2=e1000"
+                } else {
+                    ""
+                };
+                let _ = writeln!(s, "pci: enabled=1, chipset=i440fx, slot1=cirrus{nic}");
             }
             Firmware::Uefi { ovmf, vga_rom } => {
                 let _ = writeln!(s, "romimage: file={}, address=0xffe00000", ovmf.display());
                 let _ = writeln!(s, "vgaromimage: file={}", vga_rom.display());
                 let _ = writeln!(s, "vga: extension=none");
-                let _ = writeln!(s, "pci: enabled=1, chipset=i440fx");
+                let nic = if self.e1000.is_some() {
+                    ", slot1=e1000"
+                } else {
+                    ""
+                };
+                let _ = writeln!(s, "pci: enabled=1, chipset=i440fx{nic}");
             }
         }
         let _ = writeln!(
@@ -121,6 +145,20 @@ impl BochsConfig {
         }
         for (slot, d) in DRIVE_SLOTS.iter().zip(&self.drives) {
             let _ = writeln!(s, "{slot}: type=disk, path={}, mode=flat", d.display());
+        }
+        if let Some(nic) = &self.e1000 {
+            let m = nic.mac;
+            let _ = writeln!(
+                s,
+                "e1000: enabled=1, mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, ethmod=vnet, ethdev={}",
+                m[0],
+                m[1],
+                m[2],
+                m[3],
+                m[4],
+                m[5],
+                nic.tftp_root.display()
+            );
         }
         let _ = writeln!(s, "boot: disk");
         let _ = writeln!(s, "clock: sync=none, time0=local");
@@ -160,7 +198,27 @@ mod tests {
             drives: Vec::new(),
             serial: "/tmp/run/serial.txt".into(),
             log: "/tmp/run/bochs.log".into(),
+            e1000: None,
         }
+    }
+
+    #[test]
+    fn e1000_on_vnet_gets_a_pci_slot() {
+        let mut c = config(Firmware::bios());
+        assert!(!c.render().contains("e1000"));
+        c.e1000 = Some(E1000Nic {
+            mac: [0x52, 0x54, 0, 0xe1, 0, 0x01],
+            tftp_root: "/tmp/run".into(),
+        });
+        let s = c.render();
+        assert!(s.contains("pci: enabled=1, chipset=i440fx, slot1=cirrus, slot2=e1000\n"));
+        assert!(
+            s.contains("e1000: enabled=1, mac=52:54:00:e1:00:01, ethmod=vnet, ethdev=/tmp/run\n")
+        );
+        c.firmware = Firmware::uefi();
+        assert!(c
+            .render()
+            .contains("pci: enabled=1, chipset=i440fx, slot1=e1000\n"));
     }
 
     #[test]

@@ -413,7 +413,8 @@ mac = \"52:54:00:12:34:56\"
                     read_only: true
                 },
                 DeviceConfig::VirtioNet {
-                    mac: [0x52, 0x54, 0, 0x12, 0x34, 0x56]
+                    mac: [0x52, 0x54, 0, 0x12, 0x34, 0x56],
+                    network: None
                 }
             ]
         );

@@ -211,9 +211,14 @@ pub fn summary(config: &vm::config::Config) -> Vec<String> {
                     },
                     if *read_only { " ro" } else { "" }
                 ),
-                DeviceConfig::VirtioNet { mac } => {
-                    format!("virtio-net {}", mac.map(|b| format!("{b:02x}")).join(":"))
-                }
+                DeviceConfig::VirtioNet { mac, network } => format!(
+                    "virtio-net {}{}",
+                    mac.map(|b| format!("{b:02x}")).join(":"),
+                    network
+                        .as_ref()
+                        .map(|n| format!(" on network {n}"))
+                        .unwrap_or_default()
+                ),
                 DeviceConfig::VirtioConsole => "virtio-console".into(),
             })
             .collect();

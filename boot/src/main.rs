@@ -31,13 +31,15 @@ USAGE:
       Create the two images from an already-built kernel ELF.
   bulkhead-boot run [--platform P] [--cpu MODEL] [--image IMG] [--timeout SECS]
                     [--cpus N] [--megs N] [--serial FILE] [--quiet] [--keep] [--drive FILE]... [--nvme FILE]...
-                    [--kill-at TEXT]
+                    [--kill-at TEXT] [--e1000 MAC]
       Boot an image and echo its serial console. Each --drive FILE (an image file or block
       device, e.g. a disk store) is attached as another drive and used in place: Bochs
       ata0-slave, ata1-master, ata1-slave; QEMU IDE indices 1-3. Each --nvme FILE is an NVMe
       controller with FILE as namespace 1 (QEMU only). --kill-at TEXT kills the emulator
       (a simulated power loss) once a whole serial line containing TEXT has arrived. --cpus N
-      sets the emulated CPUs (default 2). P is:
+      sets the emulated CPUs (default 2). --e1000 MAC adds an Intel 82540EM NIC with that
+      MAC on Bochs's built-in virtual network (ethmod=vnet: host 192.168.10.1 answers ARP,
+      ping and DHCP; Bochs only), for a network with an e1000 uplink. P is:
         bochs       Bochs + BIOS, VT-x emulated (BIOS image)           [default unless KVM]
         bochs-uefi  Bochs + OVMF, UEFI firmware and VT-x (UEFI image)
         qemu        QEMU TCG + OVMF, no VMX: UEFI path and diagnosis (UEFI image)
@@ -185,6 +187,7 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
                     "--drive",
                     "--nvme",
                     "--kill-at",
+                    "--e1000",
                 ],
             )?;
             let platform = match o.get("--platform").unwrap_or("auto") {
@@ -208,6 +211,13 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
             spec.drives = o.all("--drive").map(PathBuf::from).collect();
             spec.nvme = o.all("--nvme").map(PathBuf::from).collect();
             spec.kill_at = o.get("--kill-at").map(String::from);
+            if let Some(m) = o.get("--e1000") {
+                spec.e1000 = Some(vm::config::parse_mac(m).ok_or_else(|| {
+                    BootError::Usage(format!(
+                        "--e1000 {m}: expected a unicast MAC like 52:54:00:e1:00:01"
+                    ))
+                })?);
+            }
             if let Some(c) = o.get("--cpu") {
                 spec.cpu_model = c.to_string();
             }

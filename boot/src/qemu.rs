@@ -32,6 +32,9 @@ pub struct QemuConfig {
     pub nvme: Vec<PathBuf>,
     pub vars: PathBuf,
     pub serial: PathBuf,
+    /// An e1000 (82540EM) NIC with this MAC on QEMU's user-mode network; without it the
+    /// machine has QEMU's default NIC (also an e1000, with QEMU's default MAC).
+    pub e1000: Option<[u8; 6]>,
 }
 
 impl QemuConfig {
@@ -93,6 +96,15 @@ impl QemuConfig {
             push("-device");
             push(&format!("nvme,serial=bulkhead{i},drive=nvm{i}"));
         }
+        // With no -nic, QEMU's pc machine has its default NIC, an e1000 on user networking
+        // at 00:03.0 (the PCI addresses the store test expects); -nic replaces it.
+        if let Some(m) = self.e1000 {
+            push("-nic");
+            push(&format!(
+                "user,model=e1000,mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                m[0], m[1], m[2], m[3], m[4], m[5]
+            ));
+        }
         push("-serial");
         push(&format!("file:{}", self.serial.display()));
         push("-device");
@@ -138,7 +150,19 @@ mod tests {
             nvme: vec!["/t/n.img".into()],
             vars: "/t/vars.fd".into(),
             serial: "/t/s.txt".into(),
+            e1000: None,
         }
+    }
+
+    #[test]
+    fn an_e1000_replaces_the_default_nic() {
+        let mut c = cfg(Accel::Tcg);
+        assert!(!c.args().join(" ").contains("-nic"));
+        c.e1000 = Some([0x52, 0x54, 0, 0xe1, 0, 2]);
+        assert!(c
+            .args()
+            .join(" ")
+            .contains("-nic user,model=e1000,mac=52:54:00:e1:00:02 -serial"));
     }
 
     #[test]

@@ -87,6 +87,9 @@ pub struct RunSpec {
     /// shows a whole line with this text, so only what already reached its drive files
     /// survives.
     pub kill_at: Option<String>,
+    /// An e1000 NIC with this MAC: Bochs on its virtual network (`ethmod=vnet`), QEMU on its
+    /// user-mode network.
+    pub e1000: Option<[u8; 6]>,
 }
 
 impl RunSpec {
@@ -108,6 +111,7 @@ impl RunSpec {
             drives: Vec::new(),
             nvme: Vec::new(),
             kill_at: None,
+            e1000: None,
         }
     }
 }
@@ -409,6 +413,10 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
                 drives: spec.drives.clone(),
                 serial: serial.clone(),
                 log: emulator_log.clone(),
+                e1000: spec.e1000.map(|mac| bochs::E1000Nic {
+                    mac,
+                    tftp_root: work.clone(),
+                }),
             };
             let rc = work.join("bochsrc");
             std::fs::write(&rc, config.render()).map_err(io("cannot write", &rc))?;
@@ -456,6 +464,7 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
                 nvme: spec.nvme.clone(),
                 vars,
                 serial: serial.clone(),
+                e1000: spec.e1000,
             };
             let mut c = Command::new(find_program("qemu-system-x86_64")?);
             c.args(config.args());

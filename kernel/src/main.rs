@@ -135,8 +135,16 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
                     "host tick: the PIT interrupts every VM at {hz} Hz (external-interrupt exits)"
                 );
             }
+            // The shared networks exist before the VMs that attach to them.
+            vmm::networks::init(&config.networks, tsc_hz);
             let (created, failed) = vmm::run(caps, &archive, &config, tsc_hz);
             info!("bulkhead: all VMs stopped ({created} ran, {failed} could not start)");
+            for line in vmm::networks::report() {
+                info!("{line}");
+            }
+            if let Some(line) = drivers::e1000::report() {
+                info!("{line}");
+            }
             if failed > 0 {
                 ExitStatus::BadConfiguration
             } else {

@@ -249,6 +249,40 @@ pub fn boot_with_storage(
     }
 }
 
+/// Boots `image` in Bochs with `cpu` and an e1000 NIC (MAC `mac`) on Bochs's virtual
+/// network (`ethmod=vnet`, virtual host 192.168.10.1).
+pub fn boot_image_with_e1000(
+    image: &std::path::Path,
+    cpu: &str,
+    timeout_secs: u64,
+    mac: [u8; 6],
+) -> Checked {
+    let mut spec = RunSpec::new(Platform::Bochs, image);
+    spec.cpu_model = cpu.to_string();
+    spec.timeout = Duration::from_secs(timeout_secs);
+    spec.e1000 = Some(mac);
+    let outcome = bulkhead_boot::run(&spec).unwrap_or_else(|e| panic!("could not run Bochs: {e}"));
+    eprintln!("bochs ({cpu}, e1000 on vnet): {}", outcome.summary());
+    Checked {
+        outcome,
+        label: format!("bochs with cpu {cpu} and an e1000 on vnet"),
+    }
+}
+
+/// Boots the UEFI `image` under QEMU TCG with an e1000 NIC (MAC `mac`) on QEMU's user
+/// network.
+pub fn boot_qemu_with_e1000(image: &std::path::Path, timeout_secs: u64, mac: [u8; 6]) -> Checked {
+    let mut spec = RunSpec::new(Platform::Qemu, image);
+    spec.timeout = Duration::from_secs(timeout_secs);
+    spec.e1000 = Some(mac);
+    let outcome = bulkhead_boot::run(&spec).unwrap_or_else(|e| panic!("could not run QEMU: {e}"));
+    eprintln!("qemu (e1000): {}", outcome.summary());
+    Checked {
+        outcome,
+        label: "qemu tcg with an e1000".into(),
+    }
+}
+
 /// Boots `image` on `platform` with `cpu`.
 pub fn boot_image_on(
     platform: Platform,

@@ -20,8 +20,8 @@
 //!
 //! ```
 //! use virtio::{
-//!     ByteRing, BlockDevice, ConsoleDevice, Gateway, MmioTransport, NetDevice, NetPort,
-//!     RamDisk, Switch, VecMemory,
+//!     ByteRing, BlockDevice, ConsoleDevice, MmioTransport, NetDevice, PortKind, RamDisk,
+//!     Switch, SwitchConfig, VecMemory,
 //! };
 //!
 //! // Guest RAM as the hypervisor exposes it (implement `GuestMemory` over EPT-mapped RAM).
@@ -37,8 +37,10 @@
 //! assert_eq!(reserve, 256 << 10);
 //! let mut net = MmioTransport::new(NetDevice::new([0x52, 0x54, 0, 0x12, 0x34, 0x56]));
 //! let mut console = MmioTransport::new(ConsoleDevice::new(ByteRing::new(4096)));
-//! let mut switch = Switch::new(64);
-//! let mut gateway = Gateway::new([0x02, 0, 0, 0, 0, 1], [10, 0, 2, 2]);
+//! // A network: a switch with a gateway port and one port per attached device.
+//! let mut switch = Switch::new(SwitchConfig::new(4, 1_000_000_000));
+//! switch.add_gateway([0x02, 0, 0, 0, 0, 1], [10, 0, 2, 2]).unwrap();
+//! let port = switch.add_port(PortKind::Guest { mac: net.device().mac() }).unwrap();
 //!
 //! // EPT violation on the window: decode the access, then
 //! let value = blk.read(0x000, 4); // MagicValue
@@ -52,12 +54,15 @@
 //! if e.interrupt { /* inject */ }
 //! if e.more { /* re-arm: continue in the next slice */ }
 //!
-//! // Move frames between ports (at most 64 per call; implement `PortSet` over the VM's
-//! // device list to avoid building a slice per call).
-//! let out = switch.pump(&mut [net.device_mut() as &mut dyn NetPort, &mut gateway]);
+//! // Forward what the guest sent (at most 64 frames per call, read in place), then fill its
+//! // RX buffers straight from its port's queue (lent to the device); inject if asked.
+//! let now = 0; // the TSC
+//! let out = switch.send_from(port, net.device_mut().tx_ring_mut(), now);
 //! if out.more { /* pump again in the next slice */ }
-//! // Copy delivered frames into RX buffers; inject if asked.
-//! if net.poll(&mut ram).interrupt { /* inject */ }
+//! switch.swap_queue(port, net.device_mut().rx_ring_mut());
+//! let interrupt = net.poll(&mut ram).interrupt;
+//! switch.swap_queue(port, net.device_mut().rx_ring_mut());
+//! if interrupt { /* inject */ }
 //!
 //! // Console: guest output lands in the sink; input goes in with push_input + poll.
 //! console.device_mut().sink_mut().drain(64, |bytes| bytes.len() /* to the UART */);
@@ -96,4 +101,7 @@ pub use mmio::{
 pub use net::NetDevice;
 pub use queue::{DescriptorChain, Queue, QueueError, Segment};
 pub use ramdisk::{DiskAllocError, RamDisk};
-pub use switch::{Gateway, NetPort, PortSet, PumpOutcome, Switch};
+pub use switch::{
+    DropReason, Drops, FloodLimit, Gateway, MacText, NetPort, PortId, PortKind, PortStats,
+    PumpOutcome, Switch, SwitchConfig, SwitchError, SwitchStats,
+};

@@ -107,6 +107,18 @@ impl NetDevice {
         self.tx_out.len()
     }
 
+    /// The ring of frames waiting for RX buffers: a switch port lends its queue here
+    /// (`Switch::swap_queue`) so RX buffers are filled straight from it.
+    pub fn rx_ring_mut(&mut self) -> &mut FrameRing {
+        &mut self.rx_backlog
+    }
+
+    /// The ring of frames the guest sent, for the switch to take in place
+    /// (`Switch::send_from`).
+    pub fn tx_ring_mut(&mut self) -> &mut FrameRing {
+        &mut self.tx_out
+    }
+
     /// Frames dropped since creation (RX backlog full, TX backlog full, malformed).
     pub fn dropped(&self) -> u64 {
         self.total_drops

@@ -21,6 +21,7 @@ pub mod io;
 pub mod linux;
 pub mod loader;
 pub mod msr;
+pub mod nic;
 pub mod paging;
 pub mod placement;
 pub mod stats;

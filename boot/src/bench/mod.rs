@@ -249,6 +249,7 @@ pub fn format_value(v: f64) -> String {
 }
 
 mod figures;
+pub mod net;
 pub mod smp;
 
 pub use figures::*;
@@ -384,7 +385,21 @@ fn boot_on(
     timeout: u64,
     cpus: u32,
 ) -> Result<RunOutcome, BootError> {
+    boot_with_nic(o, what, image, megs, timeout, cpus, None)
+}
+
+/// As [`boot_on`], with an e1000 NIC on Bochs's virtual network when `e1000` is given.
+fn boot_with_nic(
+    o: &Options,
+    what: &str,
+    image: &Path,
+    megs: u32,
+    timeout: u64,
+    cpus: u32,
+    e1000: Option<[u8; 6]>,
+) -> Result<RunOutcome, BootError> {
     let mut spec = RunSpec::new(Platform::Bochs, image);
+    spec.e1000 = e1000;
     spec.cpu_model = o.cpu.clone();
     spec.cpus = cpus;
     spec.megs = megs;
@@ -602,8 +617,12 @@ pub fn run_bench(o: &Options) -> Result<Report, BootError> {
         // The guest ends in a triple fault (bulkhead.end=reboot, reboot=t); Bochs, with
         // reset_on_triple_fault=0 and panics fatal, then exits.
         let bare = boot(o, "Linux on bare Bochs (no Bulkhead)", &bare_img, 64, 900)?;
+        figures.extend(net::run(o, &files)?);
         (Some(virtio), Some(linux), Some(bare), Some(hvc0))
     };
+    if o.smoke {
+        figures.extend(net::net_figures("", "").into_iter().map(Figure::skipped));
+    }
 
     match &virtio {
         Some(v) => figures.extend(virtio_figures(&v.transcript)),

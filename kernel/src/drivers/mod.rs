@@ -1,10 +1,11 @@
-//! The hypervisor's block drivers and its disk stores: at boot, PCI enumeration finds the
+//! The hypervisor's block drivers and its disk stores (and the uplink NIC, `e1000`): at boot, PCI enumeration finds the
 //! storage controllers, each driver probes its units, and every drive is checked for a disk
 //! store (`vm::store`), all reported. Afterwards the drivers run asynchronously: requests are
 //! submitted through the `BlockDevice` seam and completed by [`poll`], which the scheduler
 //! calls between slices (bounded work per call), never from an exit handler.
 
 mod ata;
+pub mod e1000;
 mod nvme;
 pub mod store_disk;
 
@@ -61,6 +62,7 @@ pub fn init(store_check: bool) {
     {
         info!("pci: {f} (mass storage)");
     }
+    e1000::init(&functions);
     let tsc_hz = crate::arch::calibrate_tsc_hz();
     let timeout = tsc_hz.saturating_mul(TIMEOUT_SECONDS);
     let mut devices: Vec<Box<dyn BlockDevice + Send>> = Vec::new();
@@ -201,9 +203,10 @@ fn report(drive: &str, s: &Store) {
     }
 }
 
-/// Advances every device by one bounded step and keeps what completed for its submitter.
-/// Called by the scheduler between slices.
+/// Advances every device by one bounded step and keeps what completed for its submitter;
+/// moves the uplink NIC's frames. Called by the scheduler between slices.
 pub fn poll() {
+    e1000::poll();
     let Some(mut guard) = STORAGE.try_lock() else {
         return;
     };

@@ -12,6 +12,7 @@ mod guest_apic;
 mod guest_memory;
 mod hypercalls;
 mod inject;
+pub mod networks;
 mod platform;
 mod run_loop;
 mod scheduler;

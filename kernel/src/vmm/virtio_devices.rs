@@ -10,12 +10,14 @@
 //! allocated per access or per frame. The time spent is counted for the VM that caused it.
 
 use super::guest_memory::GuestMemory;
+use super::networks::{self, Network, PRIVATE_PORTS};
 use super::Console;
 use crate::arch;
 use crate::drivers::store_disk::{StoreDisk, VmDisk};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use vm::archive::Archive;
 use vm::config::{DeviceConfig, DiskSource, VmConfig, MAX_DEVICES};
@@ -60,47 +62,12 @@ impl MmioRegion {
     }
 }
 
-/// The gateway port on every VM's virtual switch (docs/vm-platform.md): it answers ARP and
-/// ICMP echo, so a single guest can test its network.
-pub const GATEWAY_IP: [u8; 4] = [192, 0, 2, 1];
-pub const GATEWAY_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
-
-/// A VM's virtual network: a learning switch between its virtio-net devices and the gateway.
-struct Network {
-    switch: virtio::Switch,
-    gateway: virtio::Gateway,
-}
-
-/// The switch's view of one VM's ports: its virtio-net devices, then the gateway (no list is
-/// built per call).
-struct VmPorts<'a> {
-    regions: &'a mut [MmioRegion],
-    nets: &'a [usize],
-    gateway: &'a mut virtio::Gateway,
-}
-
-impl virtio::PortSet for VmPorts<'_> {
-    fn len(&self) -> usize {
-        self.nets.len() + 1
-    }
-    fn port(&mut self, i: usize) -> Option<&mut dyn virtio::NetPort> {
-        if i == self.nets.len() {
-            return Some(self.gateway);
-        }
-        match &mut *self.regions.get_mut(*self.nets.get(i)?)?.device {
-            Device::Net(t) => Some(t.device_mut()),
-            _ => None,
-        }
-    }
-    fn port_ref(&self, i: usize) -> Option<&dyn virtio::NetPort> {
-        if i == self.nets.len() {
-            return Some(&*self.gateway);
-        }
-        match &*self.regions.get(*self.nets.get(i)?)?.device {
-            Device::Net(t) => Some(t.device()),
-            _ => None,
-        }
-    }
+/// A virtio-net device's place on its network.
+struct Attached {
+    /// Index of the device's region.
+    region: usize,
+    network: Arc<Network>,
+    port: virtio::PortId,
 }
 
 /// IRQ lines to raise after device work, as a bitmask of ISA lines (no allocation).
@@ -128,9 +95,8 @@ pub struct WorkStats {
 /// A VM's virtio devices.
 pub struct VirtioDevices {
     regions: Vec<MmioRegion>,
-    /// Indices of the virtio-net regions, in order.
-    nets: Vec<usize>,
-    network: Option<Network>,
+    /// The virtio-net devices, in order, with their network and port.
+    nets: Vec<Attached>,
     /// When queued device work must run at the latest (TSC), if any waits.
     work_due: Option<u64>,
     /// How long a kick may wait for more requests to join its batch: 100 µs (the vCPU
@@ -158,6 +124,12 @@ impl VirtioDevices {
     ) -> Result<Self, String> {
         let mut regions = Vec::new();
         let mut nets = Vec::new();
+        // The VM's private network, for its devices that name none.
+        let private = config
+            .devices
+            .iter()
+            .any(|d| matches!(d, DeviceConfig::VirtioNet { network: None, .. }))
+            .then(|| Arc::new(Network::new("private", PRIVATE_PORTS, true, tsc_hz)));
         regions
             .try_reserve_exact(config.devices.len().min(MAX_DEVICES))
             .map_err(|_| String::from("no hypervisor heap for the device list"))?;
@@ -202,8 +174,24 @@ impl VirtioDevices {
                     t.set_deferred_notify(true);
                     Device::Blk(t)
                 }
-                DeviceConfig::VirtioNet { mac } => {
-                    nets.push(regions.len());
+                DeviceConfig::VirtioNet { mac, network } => {
+                    let net = match network {
+                        Some(name) => networks::named(name)
+                            .ok_or_else(|| format!("network {name} was not created at boot"))?,
+                        None => private.clone().ok_or("no private network")?,
+                    };
+                    let port = net
+                        .switch
+                        .lock()
+                        .add_port(virtio::PortKind::Guest { mac: *mac })
+                        .map_err(|e| {
+                            format!("virtio-net {} on network {}: {e}", nets.len(), net.name)
+                        })?;
+                    nets.push(Attached {
+                        region: regions.len(),
+                        network: net,
+                        port,
+                    });
                     Device::Net(virtio::MmioTransport::new(virtio::NetDevice::new(*mac)))
                 }
                 DeviceConfig::VirtioConsole => Device::Console(virtio::MmioTransport::new(
@@ -216,14 +204,9 @@ impl VirtioDevices {
                 device: Box::new(device),
             });
         }
-        let network = (!nets.is_empty()).then(|| Network {
-            switch: virtio::Switch::new(64),
-            gateway: virtio::Gateway::new(GATEWAY_MAC, GATEWAY_IP),
-        });
         Ok(VirtioDevices {
             regions,
             nets,
-            network,
             work_due: None,
             kick_delay: tsc_hz / 10_000,
             work: WorkStats::default(),
@@ -237,7 +220,7 @@ impl VirtioDevices {
         /// Transport, queues, request buffers and boxing of one device, rounded up.
         const PER_DEVICE: u64 = 32 * 1024;
         let mut create = 0u64;
-        let mut nets = 0;
+        let mut private = false;
         for dev in &config.devices {
             create += PER_DEVICE;
             match dev {
@@ -246,10 +229,11 @@ impl VirtioDevices {
                     ..
                 } => create += size,
                 DeviceConfig::VirtioBlk { .. } => {}
-                DeviceConfig::VirtioNet { .. } => {
-                    nets += 1;
-                    // RX and TX backlogs of full-size frames.
-                    create += 2 * virtio::FrameRing::heap_bytes(64) as u64;
+                DeviceConfig::VirtioNet { network, .. } => {
+                    private |= network.is_none();
+                    // RX and TX backlogs of full-size frames, and its port's queue.
+                    create += 2 * virtio::FrameRing::heap_bytes(virtio::net::RX_BACKLOG) as u64
+                        + virtio::Switch::port_bytes(&virtio::SwitchConfig::new(1, 1)) as u64;
                 }
                 DeviceConfig::VirtioConsole => {
                     create += (virtio::ConsoleDevice::<virtio::ByteRing>::heap_bytes()
@@ -257,8 +241,8 @@ impl VirtioDevices {
                 }
             }
         }
-        if nets > 0 {
-            create += (virtio::Switch::heap_bytes(64) + virtio::Gateway::heap_bytes()) as u64;
+        if private {
+            create += Network::heap_bytes(PRIVATE_PORTS) as u64;
         }
         create
     }
@@ -317,8 +301,12 @@ impl VirtioDevices {
         self.regions.iter().any(|r| r.contains(gpa))
     }
 
-    /// When queued device work must run at the latest, if any waits.
+    /// When queued device work must run at the latest, if any waits: now (0) when another
+    /// VM or the uplink queued frames for one of the VM's net devices.
     pub fn work_due(&self) -> Option<u64> {
+        if self.nets.iter().any(|n| n.network.rung(n.port)) {
+            return Some(0);
+        }
         self.work_due
     }
 
@@ -375,7 +363,8 @@ impl VirtioDevices {
     /// run-loop iteration, with the guest running in between. Returns the IRQs to raise.
     pub fn do_work(&mut self, memory: &mut GuestMemory, console: &mut Console) -> IrqMask {
         let mut raise = IrqMask::default();
-        if self.work_due.take().is_none() {
+        let rung = self.nets.iter().any(|n| n.network.rung(n.port));
+        if self.work_due.take().is_none() && !rung {
             return raise;
         }
         let start = arch::rdtsc();
@@ -405,29 +394,32 @@ impl VirtioDevices {
         raise
     }
 
-    /// One bounded round of the VM's network: the switch moves frames between the guest
-    /// devices and the gateway, then each net device fills RX buffers and takes TX from the
-    /// rings. Returns whether work is left.
+    /// One bounded round of the VM's networks, per net device under its network's lock:
+    /// what the device sent goes through the switch (at most
+    /// `virtio::switch::MAX_FRAMES_PER_PUMP` frames, read in place), the doorbells of the
+    /// ports that got frames are rung, then the device fills RX buffers straight from its
+    /// port's queue (lent to it). Returns whether work is left.
     fn pump_network(&mut self, memory: &mut GuestMemory, raise: &mut IrqMask) -> bool {
-        let Some(net) = self.network.as_mut() else {
-            return false;
-        };
-        let out = net.switch.pump_set(&mut VmPorts {
-            regions: &mut self.regions,
-            nets: &self.nets,
-            gateway: &mut net.gateway,
-        });
-        let mut more = out.more;
-        for &i in &self.nets {
-            let region = &mut self.regions[i];
-            if let Device::Net(t) = &mut *region.device {
-                let e = t.poll(memory);
-                if e.interrupt {
-                    raise.add(region.irq);
-                }
-                // TX taken by this poll must reach the switch in the next round.
-                more |= e.more || virtio::NetPort::has_frame(t.device());
+        let now = arch::rdtsc();
+        let mut more = false;
+        for n in &self.nets {
+            let region = &mut self.regions[n.region];
+            let Device::Net(t) = &mut *region.device else {
+                continue;
+            };
+            let mut sw = n.network.switch.lock();
+            more |= sw.send_from(n.port, t.device_mut().tx_ring_mut(), now).more;
+            n.network.ring_queued(&sw);
+            n.network.answer(n.port);
+            sw.swap_queue(n.port, t.device_mut().rx_ring_mut());
+            let e = t.poll(memory);
+            sw.swap_queue(n.port, t.device_mut().rx_ring_mut());
+            drop(sw);
+            if e.interrupt {
+                raise.add(region.irq);
             }
+            // TX taken by this poll must reach the switch in the next round.
+            more |= e.more || virtio::NetPort::has_frame(t.device());
         }
         more
     }
@@ -436,10 +428,11 @@ impl VirtioDevices {
     pub fn report(&self) -> Vec<String> {
         self.regions
             .iter()
-            .map(|r| {
+            .enumerate()
+            .map(|(i, r)| {
                 let (s, problem, extra) = match &*r.device {
                     Device::Blk(t) => (t.stats(), t.error(), t.device().backend().report()),
-                    Device::Net(t) => (t.stats(), t.error(), String::new()),
+                    Device::Net(t) => (t.stats(), t.error(), self.port_report(i)),
                     Device::Console(t) => (t.stats(), t.error(), String::new()),
                 };
                 format!(
@@ -464,6 +457,37 @@ impl VirtioDevices {
             })
             .collect()
     }
+}
+
+impl VirtioDevices {
+    /// The switch port counters of the net device in region `region`.
+    fn port_report(&self, region: usize) -> String {
+        let Some(n) = self.nets.iter().find(|n| n.region == region) else {
+            return String::new();
+        };
+        let stats = n.network.switch.lock().port_stats(n.port);
+        stats
+            .map(|s| port_line(&n.network.name, n.port, &s))
+            .unwrap_or_default()
+    }
+}
+
+/// A switch port's counters, as printed after a net device's line.
+pub fn port_line(network: &str, port: virtio::PortId, s: &virtio::PortStats) -> String {
+    let d = s.drops;
+    format!(
+        " network={network} port={} in-frames={} in-bytes={} out-frames={} out-bytes={} drop-spoofed={} drop-flood={} drop-malformed={} drop-queue-full={} drop-filtered={}",
+        port.0,
+        s.ingress_frames,
+        s.ingress_bytes,
+        s.egress_frames,
+        s.egress_bytes,
+        d.spoofed,
+        d.flood_limited,
+        d.malformed,
+        d.queue_full,
+        d.filtered
+    )
 }
 
 /// Moves what a virtio-console device took from the guest into the VM's console (line

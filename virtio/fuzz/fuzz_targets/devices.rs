@@ -13,21 +13,21 @@ use virtio::memory::GuestMemory;
 use virtio::spec::status;
 use virtio::testing::{Driver, RAM_BASE};
 use virtio::{
-    BlockBackend, BlockConfig, BlockDevice, ByteRing, ConsoleDevice, Gateway, MmioTransport,
-    NetDevice, NetPort, RamDisk, Switch, VirtioDevice,
+    BlockBackend, BlockConfig, BlockDevice, ByteRing, ConsoleDevice, MmioTransport, NetDevice,
+    NetPort, PortId, PortKind, RamDisk, Switch, SwitchConfig, VirtioDevice,
 };
 
 /// What the fuzzer may do to the device besides MMIO: deliver a frame or input bytes,
 /// move frames or drain output.
 trait Extra {
     fn deliver(&mut self, bytes: &[u8]);
-    fn pump(&mut self, sw: &mut Switch, gw: &mut Gateway);
+    fn pump(&mut self, sw: &mut Switch);
     fn check(&self) {}
 }
 
 impl Extra for BlockDevice<RamDisk> {
     fn deliver(&mut self, _: &[u8]) {}
-    fn pump(&mut self, _: &mut Switch, _: &mut Gateway) {}
+    fn pump(&mut self, _: &mut Switch) {}
     fn check(&self) {
         let disk = self.backend();
         if let Some(budget) = disk.overlay_budget() {
@@ -41,8 +41,10 @@ impl Extra for NetDevice {
     fn deliver(&mut self, bytes: &[u8]) {
         NetPort::deliver(self, bytes);
     }
-    fn pump(&mut self, sw: &mut Switch, gw: &mut Gateway) {
-        sw.pump(&mut [self as &mut dyn NetPort, gw]);
+    fn pump(&mut self, sw: &mut Switch) {
+        // Port 1 is the device's (port 0 the gateway): send, then RX from the lent queue.
+        sw.send_from(PortId(1), self.tx_ring_mut(), 0);
+        sw.swap_queue(PortId(1), self.rx_ring_mut());
     }
 }
 
@@ -50,7 +52,7 @@ impl Extra for ConsoleDevice<ByteRing> {
     fn deliver(&mut self, bytes: &[u8]) {
         self.push_input(bytes);
     }
-    fn pump(&mut self, _: &mut Switch, _: &mut Gateway) {
+    fn pump(&mut self, _: &mut Switch) {
         let n = self.sink().len() / 2 + 1;
         self.sink_mut().drain(n, |b| b.len());
     }
@@ -115,8 +117,11 @@ fn run<D: VirtioDevice + Extra>(t: &mut MmioTransport<D>, input: &mut Input<'_>)
     if input.u8().unwrap_or(0) & 1 == 0 {
         let _ = d.setup(t, wanted, qsize);
     }
-    let mut sw = Switch::new(8);
-    let mut gw = Gateway::new([2, 0, 0, 0, 0, 1], [10, 0, 2, 2]);
+    let mut sw = Switch::new(SwitchConfig::new(2, 1_000_000));
+    let _ = sw.add_gateway([2, 0, 0, 0, 0, 1], [10, 0, 2, 2]);
+    let _ = sw.add_port(PortKind::Guest {
+        mac: [0x52, 0x54, 0, 0, 0, 1],
+    });
     let mut ops = 0;
     while let Some(op) = input.u8() {
         ops += 1;
@@ -168,7 +173,7 @@ fn run<D: VirtioDevice + Extra>(t: &mut MmioTransport<D>, input: &mut Input<'_>)
                 let bytes = input.bytes(n).to_vec();
                 t.device_mut().deliver(&bytes);
             }
-            8 => t.device_mut().pump(&mut sw, &mut gw),
+            8 => t.device_mut().pump(&mut sw),
             9 if nq > 0 => {
                 let q = usize::from(input.u8().unwrap_or(0)) % nq;
                 let v = input.u16();

@@ -2,10 +2,13 @@
 
 use super::fuzz_smoke::{mmio_noise, scribble, Rng};
 use super::*;
-use crate::frames::{FrameBuf, MAX_FRAME};
+use crate::frames::MAX_FRAME;
 use crate::net::{NetDevice, NET_HDR_LEN, RX_BACKLOG, RX_QUEUE, TX_BACKLOG, TX_QUEUE};
 use crate::spec::{interrupt, net_status, status, Register};
-use crate::switch::{internet_checksum, Gateway, NetPort, Switch, BROADCAST};
+use crate::switch::{
+    internet_checksum, Gateway, NetPort, PortId, PortKind, Switch, SwitchConfig, BROADCAST,
+    MAX_FRAMES_PER_PUMP,
+};
 
 type Net = MmioTransport<NetDevice>;
 
@@ -78,6 +81,28 @@ impl Guest {
     }
 }
 
+/// A network with a gateway (port 0) and a port per guest MAC (ports 1..).
+fn network(macs: &[[u8; 6]]) -> (Switch, Vec<PortId>) {
+    let mut sw = Switch::new(SwitchConfig::new(8, 1_000_000_000));
+    assert_eq!(sw.add_gateway(GW_MAC, GW_IP), Ok(PortId(0)));
+    let ports = macs
+        .iter()
+        .map(|&mac| sw.add_port(PortKind::Guest { mac }).unwrap())
+        .collect();
+    (sw, ports)
+}
+
+/// The hypervisor's round for one guest: what it sent goes through the switch (in place),
+/// then its RX buffers are filled from its port's queue, lent to the device. Returns
+/// whether the device asked for an interrupt.
+fn exchange(sw: &mut Switch, port: PortId, g: &mut Guest) -> bool {
+    sw.send_from(port, g.t.device_mut().tx_ring_mut(), 0);
+    assert!(sw.swap_queue(port, g.t.device_mut().rx_ring_mut()));
+    let irq = g.poll();
+    assert!(sw.swap_queue(port, g.t.device_mut().rx_ring_mut()));
+    irq
+}
+
 /// The next frame a port sends, copied out.
 fn take(port: &mut dyn NetPort) -> Option<Vec<u8>> {
     let mut buf = [0u8; MAX_FRAME];
@@ -147,11 +172,12 @@ fn config_space_mac_and_link_status() {
 #[test]
 fn arp_to_gateway_gets_reply() {
     let mut g = Guest::new(MAC_A, 8);
-    let mut gw = Gateway::new(GW_MAC, GW_IP);
-    let mut sw = Switch::new(16);
+    let (mut sw, ports) = network(&[MAC_A]);
     g.send(&arp_request(MAC_A, IP_A, GW_IP));
-    sw.pump(&mut [g.t.device_mut() as &mut dyn NetPort, &mut gw]);
-    assert!(g.poll(), "RX completion interrupts");
+    assert!(
+        exchange(&mut sw, ports[0], &mut g),
+        "RX completion interrupts"
+    );
     let frames = g.recv();
     assert_eq!(frames.len(), 1);
     let f = &frames[0];
@@ -163,24 +189,21 @@ fn arp_to_gateway_gets_reply() {
     assert_eq!(&f[28..32], &GW_IP);
     assert_eq!(&f[32..38], &MAC_A);
     assert_eq!(&f[38..42], &IP_A);
-    assert_eq!(gw.stats().arp_replies, 1);
+    assert_eq!(sw.gateway_stats().unwrap().arp_replies, 1);
     // ARP for another address is ignored.
     g.send(&arp_request(MAC_A, IP_A, [10, 0, 2, 3]));
-    sw.pump(&mut [g.t.device_mut() as &mut dyn NetPort, &mut gw]);
-    g.poll();
+    exchange(&mut sw, ports[0], &mut g);
     assert!(g.recv().is_empty());
-    assert_eq!(gw.stats().ignored, 1);
+    assert_eq!(sw.gateway_stats().unwrap().ignored, 1);
 }
 
 #[test]
 fn ping_gateway_gets_echo_reply_with_valid_checksums() {
     let mut g = Guest::new(MAC_A, 8);
-    let mut gw = Gateway::new(GW_MAC, GW_IP);
-    let mut sw = Switch::new(16);
+    let (mut sw, ports) = network(&[MAC_A]);
     let req = echo_request(MAC_A, GW_MAC, IP_A, GW_IP, 7);
     g.send(&req);
-    sw.pump(&mut [g.t.device_mut() as &mut dyn NetPort, &mut gw]);
-    assert!(g.poll());
+    assert!(exchange(&mut sw, ports[0], &mut g));
     let frames = g.recv();
     assert_eq!(frames.len(), 1);
     let f = &frames[0];
@@ -199,120 +222,78 @@ fn ping_gateway_gets_echo_reply_with_valid_checksums() {
     assert_eq!(icmp[0], 0, "echo reply");
     let req_icmp = &req[34..];
     assert_eq!(&icmp[4..], &req_icmp[4..], "id, seq and payload echoed");
-    assert_eq!(gw.stats().echo_replies, 1);
+    assert_eq!(sw.gateway_stats().unwrap().echo_replies, 1);
     // A corrupted checksum gets no reply.
     let mut bad = echo_request(MAC_A, GW_MAC, IP_A, GW_IP, 8);
     bad[40] ^= 1;
     g.send(&bad);
-    sw.pump(&mut [g.t.device_mut() as &mut dyn NetPort, &mut gw]);
-    g.poll();
+    exchange(&mut sw, ports[0], &mut g);
     assert!(g.recv().is_empty());
     let st = g.t.stats();
     assert_eq!(st.errors, 0);
     assert!(st.bytes_read > 0 && st.bytes_written > 0);
 }
 
+/// Two guests on one network: a frame for an unknown address is flooded (to B and the
+/// gateway), one for B's address goes to B only; a forged source is dropped and counted.
 #[test]
-fn switch_learns_macs_and_forwards_unicast() {
+fn guests_on_one_network_exchange_frames() {
     let mut a = Guest::new(MAC_A, 8);
     let mut b = Guest::new(MAC_B, 8);
-    let mut gw = Gateway::new(GW_MAC, GW_IP);
-    let mut sw = Switch::new(16);
+    let (mut sw, ports) = network(&[MAC_A, MAC_B]);
     let payload = [0x42; 46];
-    // Unknown destination: flooded to B and the gateway.
+    let other = [0x52, 0x54, 0, 0, 0, 0x0c];
+    a.send(&eth(other, MAC_A, 0x88b5, &payload));
+    exchange(&mut sw, ports[0], &mut a);
+    exchange(&mut sw, ports[1], &mut b);
+    assert_eq!(b.recv(), vec![eth(other, MAC_A, 0x88b5, &payload)]);
+    assert_eq!(sw.gateway_stats().unwrap().ignored, 1);
+    // To B's own (static) address: B only.
     a.send(&eth(MAC_B, MAC_A, 0x88b5, &payload));
-    sw.pump(&mut [
-        a.t.device_mut() as &mut dyn NetPort,
-        b.t.device_mut(),
-        &mut gw,
-    ]);
-    b.poll();
+    exchange(&mut sw, ports[0], &mut a);
+    exchange(&mut sw, ports[1], &mut b);
     assert_eq!(b.recv(), vec![eth(MAC_B, MAC_A, 0x88b5, &payload)]);
-    assert_eq!(gw.stats().ignored, 1);
-    assert_eq!(sw.lookup(&MAC_A), Some(0));
-    // B answers: A was learned, so only A gets it.
+    assert_eq!(sw.gateway_stats().unwrap().ignored, 1);
+    // B answers A.
     b.send(&eth(MAC_A, MAC_B, 0x88b5, &payload));
-    sw.pump(&mut [
-        a.t.device_mut() as &mut dyn NetPort,
-        b.t.device_mut(),
-        &mut gw,
-    ]);
-    a.poll();
-    assert_eq!(a.recv().len(), 1);
-    assert_eq!(gw.stats().ignored, 1);
-    assert_eq!(sw.lookup(&MAC_B), Some(1));
-    // And now A -> B is unicast too.
-    a.send(&eth(MAC_B, MAC_A, 0x88b5, &payload));
-    sw.pump(&mut [
-        a.t.device_mut() as &mut dyn NetPort,
-        b.t.device_mut(),
-        &mut gw,
-    ]);
-    b.poll();
-    a.poll();
-    assert_eq!(b.recv().len(), 1);
-    assert!(a.recv().is_empty());
-    assert_eq!(gw.stats().ignored, 1);
+    exchange(&mut sw, ports[1], &mut b);
+    exchange(&mut sw, ports[0], &mut a);
+    assert_eq!(a.recv(), vec![eth(MAC_A, MAC_B, 0x88b5, &payload)]);
+    // A forging B's address reaches nobody.
+    a.send(&eth(MAC_B, MAC_B, 0x88b5, &payload));
+    a.send(&eth(BROADCAST, other, 0x88b5, &payload));
+    exchange(&mut sw, ports[0], &mut a);
+    exchange(&mut sw, ports[1], &mut b);
+    assert!(b.recv().is_empty());
     let st = sw.stats();
-    assert_eq!((st.received, st.flooded, st.unicast), (3, 1, 2));
+    assert_eq!((st.received, st.flooded, st.unicast), (5, 1, 2));
+    let pa = sw.port_stats(ports[0]).unwrap();
+    assert_eq!(
+        (pa.ingress_frames, pa.egress_frames, pa.drops.spoofed),
+        (4, 1, 2)
+    );
+    assert_eq!(pa.ingress_bytes, 4 * 60);
+    let pb = sw.port_stats(ports[1]).unwrap();
+    assert_eq!(
+        (pb.ingress_frames, pb.egress_frames, pb.egress_bytes),
+        (1, 2, 120)
+    );
+    assert_eq!(sw.port_stats(PortId(0)).unwrap().egress_frames, 1);
 }
 
 #[test]
 fn broadcast_floods_to_all_other_ports() {
     let mut a = Guest::new(MAC_A, 8);
     let mut b = Guest::new(MAC_B, 8);
-    let mut gw = Gateway::new(GW_MAC, GW_IP);
-    let mut sw = Switch::new(16);
+    let (mut sw, ports) = network(&[MAC_A, MAC_B]);
     let f = eth(BROADCAST, MAC_A, 0x88b5, &[1; 46]);
     a.send(&f);
-    sw.pump(&mut [
-        a.t.device_mut() as &mut dyn NetPort,
-        b.t.device_mut(),
-        &mut gw,
-    ]);
-    a.poll();
-    b.poll();
+    exchange(&mut sw, ports[0], &mut a);
+    exchange(&mut sw, ports[1], &mut b);
     assert_eq!(b.recv(), vec![f]);
     assert!(a.recv().is_empty(), "never sent back to the ingress port");
-    assert_eq!(gw.stats().ignored, 1);
+    assert_eq!(sw.gateway_stats().unwrap().ignored, 1);
     assert_eq!(sw.stats().flooded, 1);
-}
-
-#[test]
-fn mac_table_is_bounded() {
-    struct Sink(u64);
-    impl NetPort for Sink {
-        fn deliver(&mut self, _: &[u8]) -> bool {
-            self.0 += 1;
-            true
-        }
-        fn take_frame(&mut self, _: &mut FrameBuf) -> Option<usize> {
-            None
-        }
-        fn has_frame(&self) -> bool {
-            false
-        }
-    }
-    let mut sw = Switch::new(4);
-    let (mut p0, mut p1) = (Sink(0), Sink(0));
-    for i in 0..10u8 {
-        let f = eth(BROADCAST, [2, 0, 0, 0, 0, i], 0x88b5, &[0; 46]);
-        sw.forward(0, &f, &mut [&mut p0, &mut p1]);
-    }
-    assert_eq!(sw.learned(), 4);
-    assert_eq!(sw.stats().evicted, 6);
-    assert_eq!(sw.lookup(&[2, 0, 0, 0, 0, 9]), Some(0));
-    assert_eq!(sw.lookup(&[2, 0, 0, 0, 0, 0]), None);
-    // Runts are dropped; multicast sources are not learned.
-    sw.forward(1, &[0; 10], &mut [&mut p0, &mut p1]);
-    sw.forward(
-        1,
-        &eth(BROADCAST, BROADCAST, 0x88b5, &[]),
-        &mut [&mut p0, &mut p1],
-    );
-    assert_eq!(sw.lookup(&BROADCAST), None);
-    assert_eq!(sw.stats().dropped, 1);
-    assert_eq!(p1.0, 10);
 }
 
 #[test]
@@ -392,7 +373,8 @@ fn tx_with_header_in_separate_descriptor_and_indirect() {
 fn net_fuzz_smoke() {
     let mut r = Rng(0xdead_beef_cafe_f00d);
     let mut gw = Gateway::new(GW_MAC, GW_IP);
-    let mut sw = Switch::new(8);
+    let (mut sw, ports) = network(&[MAC_A]);
+    let uplink = sw.add_port(PortKind::Uplink).unwrap();
     for _ in 0..800 {
         let mut t = MmioTransport::new(NetDevice::new(MAC_A));
         let mut d = Driver::new(1 << 16);
@@ -411,81 +393,42 @@ fn net_fuzz_smoke() {
             let frame: Vec<u8> = (0..len).map(|_| r.next() as u8).collect();
             t.device_mut().deliver(&frame);
             gw.deliver(&frame);
-            sw.pump(&mut [t.device_mut() as &mut dyn NetPort, &mut gw]);
+            sw.ingress(uplink, &frame, r.next() % (1 << 40));
+            sw.send_from(ports[0], t.device_mut().tx_ring_mut(), r.next() % (1 << 40));
+            sw.swap_queue(ports[0], t.device_mut().rx_ring_mut());
             t.poll(&mut d.mem);
+            sw.swap_queue(ports[0], t.device_mut().rx_ring_mut());
         }
     }
 }
 
-/// A port that sends `left` numbered frames to `dst` and counts what it receives.
-struct Source {
-    mac: [u8; 6],
-    dst: [u8; 6],
-    left: u32,
-    sent: u32,
-    received: Vec<u32>,
-}
-
-impl Source {
-    fn new(mac: [u8; 6], dst: [u8; 6], frames: u32) -> Self {
-        Source {
-            mac,
-            dst,
-            left: frames,
-            sent: 0,
-            received: Vec::new(),
-        }
-    }
-}
-
-impl NetPort for Source {
-    fn deliver(&mut self, frame: &[u8]) -> bool {
-        let seq = u32::from_be_bytes(frame[14..18].try_into().unwrap());
-        self.received.push(seq);
-        true
-    }
-    fn take_frame(&mut self, buf: &mut FrameBuf) -> Option<usize> {
-        if self.left == 0 {
-            return None;
-        }
-        self.left -= 1;
-        let f = eth(self.dst, self.mac, 0x88b5, &self.sent.to_be_bytes());
-        self.sent += 1;
-        buf[..f.len()].copy_from_slice(&f);
-        Some(f.len())
-    }
-    fn has_frame(&self) -> bool {
-        self.left > 0
-    }
-}
-
-/// One pump moves at most MAX_FRAMES_PER_PUMP frames, round robin between ports, and says
-/// whether frames are left; the rest follow in order in later pumps.
+/// One call takes at most MAX_FRAMES_PER_PUMP frames from a sender and says whether frames
+/// are left; the rest follow, in order, in later calls.
 #[test]
-fn pump_is_bounded_and_round_robin() {
-    use crate::switch::MAX_FRAMES_PER_PUMP;
+fn send_is_bounded_per_call() {
     assert_eq!(MAX_FRAMES_PER_PUMP, 64);
-    let mut a = Source::new(MAC_A, MAC_B, 100);
-    let mut b = Source::new(MAC_B, MAC_A, 100);
-    let mut sink = Source::new(GW_MAC, GW_MAC, 0);
-    let mut sw = Switch::new(16);
-    let out = sw.pump(&mut [&mut a, &mut b, &mut sink]);
-    assert_eq!((out.frames, out.more), (64, true));
-    assert_eq!((a.sent, b.sent), (32, 32), "one frame per port per round");
-    let mut rounds = vec![out.frames];
+    let (mut sw, ports) = network(&[MAC_A, MAC_B]);
+    let mut ring = crate::frames::FrameRing::new(100);
+    for i in 0..100u32 {
+        assert!(ring.push(&eth(MAC_B, MAC_A, 0x88b5, &i.to_be_bytes())));
+    }
+    let mut rounds = Vec::new();
+    let mut received = Vec::new();
     loop {
-        let out = sw.pump(&mut [&mut a, &mut b, &mut sink]);
-        rounds.push(out.frames);
+        let out = sw.send_from(ports[0], &mut ring, 0);
+        rounds.push((out.frames, out.more));
+        let q = sw.queue_mut(ports[1]).unwrap();
+        while let Some(f) = q.front() {
+            received.push(u32::from_be_bytes(f[14..18].try_into().unwrap()));
+            q.pop();
+        }
         if !out.more {
             break;
         }
     }
-    assert_eq!(rounds, [64, 64, 64, 8]);
-    assert_eq!(sw.pump(&mut [&mut a, &mut b, &mut sink]).frames, 0);
-    // Every frame arrived, in order (B's first frame was flooded before A was learned).
-    assert_eq!(b.received, (0..100).collect::<Vec<_>>());
-    assert_eq!(a.received, (0..100).collect::<Vec<_>>());
-    assert_eq!(sw.stats().received, 200);
+    assert_eq!(rounds, [(64, true), (36, false)]);
+    assert_eq!(received, (0..100).collect::<Vec<_>>());
+    assert_eq!(sw.stats().unicast, 100);
 }
 
 /// A guest sending 100 frames in one batch with nobody draining its TX queue: 64 are kept
@@ -548,53 +491,4 @@ fn gateway_backlog_is_bounded() {
     big.resize(MAX_FRAME + 100, 0);
     assert!(gw.deliver(&big));
     assert_eq!(take(&mut gw).map(|f| f.len()), Some(request_len));
-}
-
-/// The hypervisor's way to pump: a PortSet over its own device list (no per-call Vec of
-/// ports). Guest A pings the gateway through it.
-#[test]
-fn port_set_over_the_hypervisors_devices() {
-    use crate::switch::PortSet;
-    struct Vm<'a> {
-        nics: &'a mut [Net],
-        gateway: &'a mut Gateway,
-    }
-    impl PortSet for Vm<'_> {
-        fn len(&self) -> usize {
-            self.nics.len() + 1
-        }
-        fn port(&mut self, i: usize) -> Option<&mut dyn NetPort> {
-            if i == self.nics.len() {
-                return Some(self.gateway);
-            }
-            self.nics
-                .get_mut(i)
-                .map(|t| t.device_mut() as &mut dyn NetPort)
-        }
-        fn port_ref(&self, i: usize) -> Option<&dyn NetPort> {
-            if i == self.nics.len() {
-                return Some(&*self.gateway);
-            }
-            self.nics.get(i).map(|t| t.device() as &dyn NetPort)
-        }
-    }
-    let mut g = Guest::new(MAC_A, 8);
-    let mut gw = Gateway::new(GW_MAC, GW_IP);
-    let mut sw = Switch::new(16);
-    g.d.net_tx(TX_QUEUE, &echo_request(MAC_A, GW_MAC, IP_A, GW_IP, 3));
-    g.d.kick(&mut g.t, TX_QUEUE);
-    let Guest { d, t, rx } = g;
-    let mut nics = [t];
-    let out = sw.pump_set(&mut Vm {
-        nics: &mut nics,
-        gateway: &mut gw,
-    });
-    assert_eq!((out.frames, out.more), (2, false), "request and reply");
-    let [t] = nics;
-    let mut g = Guest { d, t, rx };
-    assert!(g.poll());
-    let frames = g.recv();
-    assert_eq!(frames.len(), 1);
-    assert_eq!(frames[0][34], 0, "ICMP echo reply");
-    assert_eq!(gw.stats().echo_replies, 1);
 }

@@ -3,7 +3,9 @@
 //! names, limits, kind-specific keys. Each error carries the span it is about.
 
 use super::error::{at, closest, whole_file, ConfigError, ConfigErrorKind as K, KeyHint};
-use super::schema::{fields_of, BlkToml, FileToml, HypervisorToml, NetToml, Size, VmToml};
+use super::schema::{
+    fields_of, BlkToml, FileToml, HypervisorToml, NetToml, NetworkToml, Size, VmToml,
+};
 use super::*;
 use alloc::format;
 use alloc::string::ToString;
@@ -13,8 +15,9 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 /// Every table kind with its keys, for "belongs in" hints.
-fn tables() -> [(&'static str, &'static [&'static str]); 5] {
+fn tables() -> [(&'static str, &'static [&'static str]); 6] {
     [
+        ("a [network.NAME] table", fields_of::<NetworkToml>()),
         ("the top level", fields_of::<FileToml>()),
         ("[hypervisor]", fields_of::<HypervisorToml>()),
         ("a [vm.NAME] table", fields_of::<VmToml>()),
@@ -160,6 +163,26 @@ fn walk_root(text: &str, root: &DeTable<'_>, places: &mut Places) -> Result<(), 
             places,
         )?;
     }
+    if let Some(nets) = root.get("network") {
+        let nets = table_of(text, "network", nets, || {
+            "one [network.NAME] table per network, e.g. [network.lan]".into()
+        })?;
+        for (name, net) in nets.iter() {
+            let name = name.get_ref();
+            let path = format!("network.{name}");
+            let t = table_of(text, &path, net, || {
+                "one [network.NAME] header per network, with gateway and uplink under it".into()
+            })?;
+            keys(
+                text,
+                &format!("[network.{name}]"),
+                &format!("{path}."),
+                t,
+                fields_of::<NetworkToml>(),
+                places,
+            )?;
+        }
+    }
     let Some(vms) = root.get("vm") else {
         return Ok(());
     };
@@ -299,7 +322,7 @@ fn entry(text: &str, key: &str, v: &Spanned<String>) -> Result<String, ConfigErr
 
 /// 1-32 characters of a-z, 0-9 and '-', starting with a letter: a console line's `[name]`
 /// prefix can then never look like a hypervisor line's `[<tsc ticks>]` (docs/architecture.md).
-fn valid_vm_name(n: &str) -> bool {
+pub(super) fn valid_vm_name(n: &str) -> bool {
     (1..=32).contains(&n.len())
         && n.starts_with(|c: char| c.is_ascii_lowercase())
         && n.bytes()
@@ -360,13 +383,20 @@ fn convert(text: &str, file: FileToml) -> Result<Config, ConfigError> {
             },
         ));
     }
+    let networks = super::networks::parse(text, file.network)?;
+    let mut attachments = Vec::new();
     let vms = vms
         .into_iter()
-        .map(|(name, vm)| convert_vm(text, name, vm))
+        .map(|(name, vm)| convert_vm(text, name, vm, &mut attachments))
         .collect::<Result<Vec<_>, _>>()?;
     super::cpus::check_conflicts(text, &vms)?;
-    let vms = vms.into_iter().map(|(vm, _)| vm).collect();
-    Ok(Config { hypervisor, vms })
+    let vms: Vec<VmConfig> = vms.into_iter().map(|(vm, _)| vm).collect();
+    super::networks::check_attachments(text, &networks, &attachments)?;
+    Ok(Config {
+        hypervisor,
+        vms,
+        networks,
+    })
 }
 
 /// One VM, with the span of each of its `cpus` entries.
@@ -374,6 +404,7 @@ fn convert_vm(
     text: &str,
     name: Spanned<String>,
     vm: Spanned<VmToml>,
+    attachments: &mut Vec<super::networks::Attachment>,
 ) -> Result<(VmConfig, Vec<Range<usize>>), ConfigError> {
     if !valid_vm_name(name.get_ref()) {
         return Err(at(text, name.span(), K::BadVmName(name.into_inner())));
@@ -549,7 +580,9 @@ fn convert_vm(
     }
     for d in net {
         let dspan = d.span();
-        let mac = d.into_inner().mac.ok_or_else(|| {
+        let d = d.into_inner();
+        let network = d.network;
+        let mac = d.mac.ok_or_else(|| {
             at(
                 text,
                 dspan,
@@ -560,15 +593,23 @@ fn convert_vm(
                 },
             )
         })?;
+        let mac_bytes = parse_mac(mac.get_ref()).ok_or_else(|| {
+            bad(
+                text,
+                "mac",
+                mac.span(),
+                "a unicast MAC like \"52:54:00:12:34:56\" (first byte even, not all zero)",
+            )
+        })?;
+        attachments.push(super::networks::Attachment {
+            vm: name.clone(),
+            mac: mac_bytes,
+            mac_span: mac.span(),
+            network: network.as_ref().map(|n| (n.get_ref().clone(), n.span())),
+        });
         devices.push(DeviceConfig::VirtioNet {
-            mac: parse_mac(mac.get_ref()).ok_or_else(|| {
-                bad(
-                    text,
-                    "mac",
-                    mac.span(),
-                    "a unicast MAC like \"52:54:00:12:34:56\" (first byte even, not all zero)",
-                )
-            })?,
+            mac: mac_bytes,
+            network: network.map(Spanned::into_inner),
         });
     }
     if console == 1 {

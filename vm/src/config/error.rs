@@ -65,6 +65,23 @@ pub enum ConfigErrorKind {
     },
     /// A `[[vm.NAME.virtio-blk]]` entry with more than one or none of `size`, `image`, `disk`.
     DiskSource { table: String, both: bool },
+    /// A network name outside the VM-name rules.
+    BadNetworkName(String),
+    /// More than [`super::MAX_NETWORKS`] networks; `network` is the first one too many.
+    TooManyNetworks { count: usize, network: String },
+    /// `network = "NAME"` names no `[network.NAME]`; `known` lists the ones there are.
+    UnknownNetwork { network: String, known: String },
+    /// Two devices on one network (or two on one VM's private network) with one MAC.
+    MacTwice {
+        mac: String,
+        network: String,
+        first: String,
+        second: String,
+    },
+    /// A device with the gateway's MAC on a network that has a gateway.
+    GatewayMac { network: String },
+    /// A second network with an uplink (the hypervisor drives one NIC).
+    SecondUplink { first: String, second: String },
     /// A CPU listed twice in one VM's `cpus`.
     DuplicateCpu { vm: String, cpu: u32 },
     /// `dedicated = true` without `cpus`.
@@ -175,6 +192,45 @@ impl fmt::Display for ConfigErrorKind {
                  for an empty RAM disk, image = \"disk.img\" for a copy-on-write disk over a \
                  bundle file or disk = \"root\" for a disk of a disk store",
                 if *both { "more than one" } else { "none" }
+            ),
+            K::BadNetworkName(n) => write!(
+                f,
+                "network name {n:?} must be 1-32 characters of a-z, 0-9 and '-' starting with a \
+                 letter, e.g. [network.lan]"
+            ),
+            K::TooManyNetworks { count, network } => write!(
+                f,
+                "{count} networks, at most {} can exist: remove [network.{network}] and the \
+                 networks after it",
+                super::MAX_NETWORKS
+            ),
+            K::UnknownNetwork { network, known } => {
+                write!(f, "no [network.{network}] table: add one, or ")?;
+                if known.is_empty() {
+                    write!(f, "remove `network` to give the VM a private network")
+                } else {
+                    write!(f, "attach the device to one of {known}")
+                }
+            }
+            K::MacTwice {
+                mac,
+                network,
+                first,
+                second,
+            } => write!(
+                f,
+                "mac = \"{mac}\" is used twice on {network}, by [vm.{first}] and [vm.{second}]: \
+                 give each virtio-net device on a network its own mac"
+            ),
+            K::GatewayMac { network } => write!(
+                f,
+                "mac = \"02:00:00:00:00:01\" is the gateway's address on {network}: give the \
+                 device another mac (or set gateway = false on its network)"
+            ),
+            K::SecondUplink { first, second } => write!(
+                f,
+                "[network.{first}] and [network.{second}] both have an uplink: Bulkhead drives \
+                 one NIC, so at most one network can have uplink = \"e1000\"; remove one"
             ),
             K::DuplicateCpu { vm, cpu } => write!(
                 f,

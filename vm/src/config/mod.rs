@@ -16,6 +16,11 @@
 //!
 //! [[vm.selftest.virtio-net]]
 //! mac = "52:54:00:12:34:56"
+//! network = "lan"                # a [network.NAME]; without it the VM has a private one
+//!
+//! [network.lan]
+//! gateway = true                 # the ARP/ICMP responder at 192.0.2.1 (default true)
+//! uplink = "e1000"               # bridge the network to the machine's e1000 NIC
 //! ```
 //!
 //! [`Config::parse`] turns the file into the typed [`Config`] the hypervisor runs from. Every
@@ -24,11 +29,13 @@
 //!
 //! Modules: `schema` (the serde types, as written), `check` (unknown keys, ranges, limits,
 //! kind-specific keys), `cpus` (`vcpus`, `cpus`, `dedicated` and the placement conflicts
-//! between VMs that the file alone shows), `error` (the error type and its messages).
+//! between VMs that the file alone shows), `networks` (`[network.NAME]` and the devices
+//! attached to them), `error` (the error type and its messages).
 
 mod check;
 mod cpus;
 mod error;
+mod networks;
 mod schema;
 
 use alloc::string::String;
@@ -55,6 +62,13 @@ pub const FIRST_DEVICE_IRQ: u8 = 5;
 /// At most this many VMs and devices per VM.
 pub const MAX_VMS: usize = 16;
 pub const MAX_DEVICES: usize = 8;
+/// The gateway port of a network (`gateway = true`, and every private network): it answers
+/// ARP and ICMP echo for this address (RFC 5737 TEST-NET-1) from this MAC
+/// (docs/vm-platform.md).
+pub const GATEWAY_IP: [u8; 4] = [192, 0, 2, 1];
+pub const GATEWAY_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
+/// At most this many `[network.NAME]` tables.
+pub const MAX_NETWORKS: usize = 16;
 /// `[hypervisor] timeslice`: default and range, in TSC ticks.
 pub const DEFAULT_TIMESLICE: u64 = 2_000_000;
 pub const MIN_TIMESLICE: u64 = 10_000;
@@ -112,8 +126,12 @@ pub enum DeviceConfig {
     /// A block device over a RAM disk (an empty disk of `size` bytes, or a copy-on-write
     /// disk over an archive entry) or over a disk store's disk.
     VirtioBlk { source: DiskSource, read_only: bool },
-    /// A network device attached to the VM's virtual switch with its gateway port.
-    VirtioNet { mac: [u8; 6] },
+    /// A network device with its MAC, attached to the named `[network.NAME]` or, without
+    /// one, to a private switch of its VM with a gateway port.
+    VirtioNet {
+        mac: [u8; 6],
+        network: Option<String>,
+    },
     /// A virtio console (virtio 1.2 §5.3) with one port (`hvc0` in Linux).
     VirtioConsole,
 }
@@ -157,6 +175,31 @@ pub struct VmConfig {
     pub console_rate: u64,
 }
 
+/// What a network's uplink is bridged to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uplink {
+    /// The machine's first Intel 8254x (e1000) NIC, driven by the hypervisor.
+    E1000,
+}
+
+impl Uplink {
+    /// The name written in `uplink = "..."`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Uplink::E1000 => "e1000",
+        }
+    }
+}
+
+/// One `[network.NAME]`: a learning switch shared by the devices attached to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkConfig {
+    pub name: String,
+    /// A gateway port (ARP and ICMP echo for 192.0.2.1); default true.
+    pub gateway: bool,
+    pub uplink: Option<Uplink>,
+}
+
 /// Hypervisor-wide settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HypervisorConfig {
@@ -176,6 +219,15 @@ pub struct Config {
     pub hypervisor: HypervisorConfig,
     /// In file order.
     pub vms: Vec<VmConfig>,
+    /// `[network.NAME]` tables, in file order.
+    pub networks: Vec<NetworkConfig>,
+}
+
+impl Config {
+    /// The network named `name`.
+    pub fn network(&self, name: &str) -> Option<&NetworkConfig> {
+        self.networks.iter().find(|n| n.name == name)
+    }
 }
 
 impl Config {

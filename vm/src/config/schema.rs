@@ -18,6 +18,20 @@ pub struct FileToml {
     /// `[vm.NAME]` tables. A `BTreeMap` sorts by name; `check` restores file order from the
     /// key spans.
     pub vm: Option<BTreeMap<Spanned<String>, Spanned<VmToml>>>,
+    /// `[network.NAME]` tables (file order restored from the key spans, as for `vm`).
+    pub network: Option<BTreeMap<Spanned<String>, Spanned<NetworkToml>>>,
+}
+
+/// `[network.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "kebab-case",
+    expecting = "a network table: [network.NAME] with gateway and uplink"
+)]
+pub struct NetworkToml {
+    pub gateway: Option<Spanned<bool>>,
+    pub uplink: Option<Spanned<String>>,
 }
 
 /// `[hypervisor]`.
@@ -77,6 +91,7 @@ pub struct BlkToml {
 )]
 pub struct NetToml {
     pub mac: Option<Spanned<String>>,
+    pub network: Option<Spanned<String>>,
 }
 
 /// A size as written: an integer (bytes) or a string such as `"64M"`. `check` parses and

@@ -1,6 +1,7 @@
 use super::*;
 use alloc::format;
 
+mod networks;
 mod values;
 
 const FULL: &str = r#"# two VMs, every key
@@ -31,6 +32,7 @@ cmdline = "console=ttyS0 quiet"
 
 [[vm.linux.virtio-net]]
 mac = "52:54:00:12:34:56"
+network = "lan"
 
 [[vm.linux.virtio-blk]]
 image = "disk.img"
@@ -57,6 +59,10 @@ memory = "4M"
 vcpus = 2
 cpus = [3, 2]
 dedicated = true
+
+[network.lan]  # shared by the devices that name it
+gateway = false
+uplink = "e1000"
 "#;
 
 #[test]
@@ -117,7 +123,8 @@ fn parses_every_key() {
                 read_only: false
             },
             DeviceConfig::VirtioNet {
-                mac: [0x52, 0x54, 0, 0x12, 0x34, 0x56]
+                mac: [0x52, 0x54, 0, 0x12, 0x34, 0x56],
+                network: Some("lan".into())
             },
         ]
     );
@@ -156,14 +163,15 @@ fn parses_every_key() {
 #[test]
 fn minimal_file_defaults_and_inline_forms() {
     let c = Config::parse(
-        b"vm.a = { kind = \"elf64\", image = \"a.elf\", memory = \"4M\", virtio-net = [{ mac = \"02:00:00:00:00:01\" }] }\n",
+        b"vm.a = { kind = \"elf64\", image = \"a.elf\", memory = \"4M\", virtio-net = [{ mac = \"02:00:00:00:00:02\" }] }\n",
     )
     .unwrap();
     assert_eq!(c.hypervisor.timeslice, DEFAULT_TIMESLICE);
     assert_eq!(
         c.vms[0].devices,
         [DeviceConfig::VirtioNet {
-            mac: [2, 0, 0, 0, 0, 1]
+            mac: [2, 0, 0, 0, 0, 2],
+            network: None
         }]
     );
     // virtio-console = false adds no device.
@@ -269,7 +277,7 @@ const ERRORS: &[(&str, usize, usize, &str)] = &[
         "[vm.a]\n[[vm.a.virtio-net]]\nmca = \"52:54:00:12:34:56\"\n",
         3,
         1,
-        "unknown key `mca` in [[vm.a.virtio-net]]; the keys here are `mac`",
+        "unknown key `mca` in [[vm.a.virtio-net]]; the keys here are `mac`, `network`",
     ),
     (
         "[vm.a]\n[[vm.a.virtio-net]]\nimage = \"x\"\n",
@@ -811,8 +819,11 @@ fn old_format_is_refused_with_a_hint() {
 /// Every key the schema declares is exercised by FULL (so this file covers every key).
 #[test]
 fn full_example_uses_every_key() {
-    use super::schema::{fields_of, BlkToml, FileToml, HypervisorToml, NetToml, VmToml};
+    use super::schema::{
+        fields_of, BlkToml, FileToml, HypervisorToml, NetToml, NetworkToml, VmToml,
+    };
     for keys in [
+        fields_of::<NetworkToml>(),
         fields_of::<FileToml>(),
         fields_of::<HypervisorToml>(),
         fields_of::<VmToml>(),
@@ -830,7 +841,8 @@ fn full_example_uses_every_key() {
             );
         }
     }
-    assert_eq!(fields_of::<NetToml>(), ["mac"]);
+    assert_eq!(fields_of::<NetToml>(), ["mac", "network"]);
+    assert_eq!(fields_of::<NetworkToml>(), ["gateway", "uplink"]);
     assert_eq!(
         fields_of::<BlkToml>(),
         ["size", "image", "disk", "read-only"]

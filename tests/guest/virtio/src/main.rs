@@ -13,6 +13,9 @@
 //! on a disk named `linger...` it then keeps writing unflushed data (8192 writes of 4 KiB,
 //! `blk::linger`), so a test can cut the power while it is busy.
 //!
+//! With a virtio-net MAC of `52:54:00:f0:xx:xx` it only forges frames onto its network
+//! (forge.rs) and reports what it sent.
+//!
 //! VM config: one `[[vm.NAME.virtio-blk]]` with `size = "20M"` (device 0), one
 //! `[[vm.NAME.virtio-net]]` (device 1); 32 MiB RAM (README.md).
 
@@ -25,6 +28,7 @@
 extern crate alloc;
 
 mod blk;
+mod forge;
 mod hal;
 mod irq;
 mod net;
@@ -47,6 +51,15 @@ fn main(ram_size: u64, vm_index: u64) -> ! {
         guest_rt::cpu::cpuid(0x16, 0).eax
     );
     irq::init();
+
+    // Forging mode: attack the network, nothing else (forge.rs).
+    if forge::mac_at(irq::NET_BASE).starts_with(&forge::FORGE_PREFIX) {
+        match net::open(irq::NET_BASE) {
+            Ok(mut c) => forge::run(&mut c),
+            Err(e) => fail("net-init", format_args!("{e}")),
+        }
+        report::done()
+    }
 
     let s0 = stats::snapshot();
     let mut disk = match blk::open(irq::BLK_BASE) {

@@ -163,7 +163,7 @@ fn positions_of_values_and_linux_command_lines() {
             FULL.as_bytes(),
             &["vm", "linux", "virtio-blk", "0", "image"]
         ),
-        Some((31, 9))
+        Some((32, 9))
     );
     assert_eq!(
         value_position(FULL.as_bytes(), &["vm", "linux", "virtio-blk", "9"]),
