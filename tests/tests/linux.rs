@@ -50,7 +50,7 @@ fn linux_passed(run: &Checked, pattern: &str) -> Result<(), String> {
             return Err(format!("the guest did not print {needle:?}"));
         }
     }
-    let stopped = "vm linux: stopped: guest halted with interrupts disabled (powered off)";
+    let stopped = "vm linux: stopped: guest powered off (ACPI S5)";
     if !out.saw(stopped) {
         return Err(format!("missing {stopped:?}"));
     }

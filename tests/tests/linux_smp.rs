@@ -45,7 +45,7 @@ fn check(run: &Checked, vcpus: u32) {
             &format!("guest: PASS smp interrupts local-timer-cpus={vcpus} "),
         )
         .said("linux", "guest: ALL PASS")
-        .saw("vm linux: stopped: guest halted with interrupts disabled (powered off)")
+        .saw("vm linux: stopped: guest powered off (ACPI S5)")
         .not_saw("guest: FAIL")
         .not_saw("hypervisor bug")
         .not_saw("Kernel panic");

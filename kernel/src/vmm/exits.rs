@@ -3,6 +3,7 @@
 
 use super::vmcs;
 use super::{StopReason, VcpuExit as Vm};
+use vm::devices::acpi_pm::PowerRequest;
 use vmx::disposition::{disposition, Disposition, TaskSwitch};
 use vmx::event::Injection;
 use vmx::exit::{
@@ -418,6 +419,13 @@ fn io(vm: &mut Vm, info: &ExitInfo) -> Action {
             let vmw = &mut *vm.vm;
             vmw.platform
                 .port_write(q.port, size, value, &mut vmw.console);
+            // SLP_EN with S5 in PM1a_CNT, or the reset register (ACPI 6.5 §4.8.3.2.1,
+            // §4.8.3.6): the VM ends, its report says how.
+            match vmw.platform.take_power_request() {
+                Some(PowerRequest::Off) => return Action::Stop(StopReason::AcpiPowerOff),
+                Some(PowerRequest::Reset) => return Action::Stop(StopReason::AcpiReset),
+                None => {}
+            }
         }
     }
     Action::Advance

@@ -283,6 +283,12 @@ impl Platform {
         self.legacy.take_ioapic_message()
     }
 
+    /// The guest's ACPI power-off (S5) or reset-register request, if its last port write
+    /// made one (vm::devices::acpi_pm).
+    pub fn take_power_request(&mut self) -> Option<vm::devices::acpi_pm::PowerRequest> {
+        self.legacy.take_power_request()
+    }
+
     pub fn is_mmio(&self, gpa: u64) -> bool {
         self.virtio.is_mmio(gpa)
     }

@@ -44,6 +44,11 @@ pub enum StopReason {
         rflags: u64,
         error: u64,
     },
+    /// The guest entered ACPI S5 (SLP_EN with `\_S5`'s sleep type in PM1a_CNT).
+    AcpiPowerOff,
+    /// The guest wrote its reset value to the FADT's reset register (port 0xCF9). The VM is
+    /// not restarted: it ends, as a reset of a VM without firmware must.
+    AcpiReset,
     /// INIT reached the boot vCPU (from its own ICR, another vCPU's, or the IOAPIC): the
     /// bootstrap processor would restart at the reset vector (SDM Vol. 3A §9.1.1, §9.4), and a
     /// VM has no firmware there, so the VM ends as if reset.
@@ -111,6 +116,8 @@ impl fmt::Display for StopReason {
                     "VMLAUNCH/VMRESUME failed (RFLAGS {rflags:#x}): VM-instruction error {error}"
                 )
             }
+            StopReason::AcpiPowerOff => write!(f, "guest powered off (ACPI S5)"),
+            StopReason::AcpiReset => write!(f, "guest reset (ACPI reset register)"),
             StopReason::InitOnBootVcpu => write!(
                 f,
                 "INIT on the boot vCPU (a reset: the VM has no firmware at the reset vector)"

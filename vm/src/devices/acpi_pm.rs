@@ -9,8 +9,10 @@
 //!   (§4.8.3.2.1, SCI_EN).
 //! - One fixed event, the power button (PWRBTN_STS/PWRBTN_EN, §4.8.3.1):
 //!   [`AcpiPm::press_power_button`] sets its status; [`AcpiPm::sci_level`] is the SCI line (GSI 9, level, active high).
-//!   Status bits are write-1-to-clear (§4.8.3.1.1). GBL_EN does not stick: there is no global
-//!   lock hardware, which OSPM detects by reading it back (§4.8.3.1.2, §5.2.10 FACS).
+//!   Status bits are write-1-to-clear (§4.8.3.1.1). GBL_EN sticks: a platform with the
+//!   legacy ACPI hardware must implement the global lock (ACPICA disables the lock with an
+//!   error otherwise); no firmware ever holds it, so GBL_STS is never set (§4.8.3.1.2,
+//!   §5.2.10 FACS).
 //! - Sleep: writing SLP_EN with SLP_TYP = [`SLP_TYP_S5`] (the value the DSDT's `\_S5` object
 //!   gives) records [`PowerRequest::Off`] (§4.8.3.2.1, §7.4.2 "\_Sx (System States)"). Other
 //!   sleep types are not offered; their SLP_EN wakes at once (WAK_STS set) and is counted.
@@ -51,8 +53,11 @@ pub const WAK_STS: u16 = 1 << 15;
 const STS_IMPLEMENTED: u16 = PWRBTN_STS | WAK_STS;
 /// §4.8.3.1.2, PM1 Enable Registers: PWRBTN_EN.
 pub const PWRBTN_EN: u16 = 1 << 8;
-/// Enable bits this model implements (GBL_EN, TMR_EN, RTC_EN... do not stick).
-const EN_IMPLEMENTED: u16 = PWRBTN_EN;
+/// §4.8.3.1.2: GBL_EN.
+pub const GBL_EN: u16 = 1 << 5;
+/// Enable bits this model implements (TMR_EN, RTC_EN... do not stick: no PM timer, no RTC
+/// alarm).
+const EN_IMPLEMENTED: u16 = PWRBTN_EN | GBL_EN;
 /// §4.8.3.2.1, PM1 Control Registers: SCI_EN (bit 0), BM_RLD (1), GBL_RLS (2, write-only), SLP_TYP
 /// (12:10), SLP_EN (13, write-only).
 pub const SCI_EN: u16 = 1 << 0;
@@ -267,9 +272,9 @@ mod tests {
         pm.press_power_button();
         assert_eq!(read16(&pm, 0x600), PWRBTN_STS);
         assert!(!pm.sci_level(), "not enabled");
-        // GBL_EN (bit 5), TMR_EN (0) and RTC_EN (10) do not stick; PWRBTN_EN does.
+        // TMR_EN (0) and RTC_EN (10) do not stick; PWRBTN_EN and GBL_EN (5) do.
         write16(&mut pm, 0x602, 0xFFFF);
-        assert_eq!(read16(&pm, 0x602), PWRBTN_EN);
+        assert_eq!(read16(&pm, 0x602), PWRBTN_EN | GBL_EN);
         assert!(pm.sci_level());
         // Writing 0 to a status bit does nothing; writing 1 clears it.
         write16(&mut pm, 0x600, 0);
@@ -277,9 +282,9 @@ mod tests {
         pm.write_port(0x601, 0x01);
         assert_eq!(read16(&pm, 0x600), 0);
         assert!(!pm.sci_level());
-        // The enable register's high byte alone.
+        // The enable register's high byte alone: PWRBTN_EN goes, GBL_EN (low byte) stays.
         pm.write_port(0x603, 0);
-        assert_eq!(read16(&pm, 0x602), 0);
+        assert_eq!(read16(&pm, 0x602), GBL_EN);
     }
 
     #[test]
