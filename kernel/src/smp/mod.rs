@@ -358,6 +358,16 @@ pub fn kick_received() -> Option<u64> {
     (sent != 0).then(|| arch::rdtsc().saturating_sub(sent))
 }
 
+/// Forgets a kick to this CPU that arrived while it idled (every vCPU here halted): its
+/// wake-up checks see what the kick was for, so the kick's latency is not the time this CPU
+/// spent without a guest. Called by the scheduler's idle wait.
+pub fn kick_absorbed() {
+    let me = crate::percpu::current().index();
+    if let Some(sent) = KICK_SENT.get(me) {
+        sent.store(0, Ordering::Relaxed);
+    }
+}
+
 /// Ends the run on every application processor: each leaves VMX operation and halts. Waits
 /// (bounded) until they have.
 pub fn shutdown(tsc_hz: u64) {
