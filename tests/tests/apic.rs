@@ -40,6 +40,13 @@ fn run_apic(cpu: &str) -> Checked {
     for check in CHECKS.iter().filter(|c| !c.is_empty()) {
         run.saw(&format!("[apic] guest apic: PASS {check}"));
     }
+    // The IOAPIC's UART interrupt and the IPIs were routed, nothing dropped, no line
+    // unmasked at both controllers (the guest masked the 8259A), no queue overflow.
+    let interrupts = run.line("vm apic: interrupts: routed=");
+    assert!(
+        interrupts.contains(" dropped=0 double-routed=0 ioapic-queue-overflows=0"),
+        "{interrupts}"
+    );
     run.saw("[apic] guest apic: DONE passed=20 failed=0")
         // vCPU 1 started once by the SIPI (the second SIPI is ignored: it no longer waits).
         .saw("vm apic: exits: apic accesses=");

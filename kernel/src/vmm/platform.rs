@@ -271,6 +271,11 @@ impl Platform {
         self.legacy.ioapic_eoi(vector);
     }
 
+    /// The interrupt lines' counters (double routing, IOAPIC queue overflows).
+    pub fn irq_lines(&self) -> &vm::devices::IrqLines {
+        self.legacy.irq_lines()
+    }
+
     /// The IOAPIC's level-triggered vectors (for the EOI-exit bitmap) and the generation of
     /// that set.
     pub fn ioapic_level_vectors(&self) -> (u64, [u64; 4]) {

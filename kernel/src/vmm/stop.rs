@@ -87,6 +87,15 @@ impl Vm {
             "vm {name}: memory: released-pages={} faulted-in={}",
             self.memory.released, self.memory.faulted_in
         );
+        let lines = self.platform.irq_lines();
+        info!(
+            "vm {name}: interrupts: routed={} kicks={} dropped={} double-routed={} ioapic-queue-overflows={}",
+            self.apic_stats.messages,
+            self.apic_stats.kicks,
+            self.apic_stats.dropped,
+            lines.double_routed,
+            lines.overflowed
+        );
         info!(
             "vm {name}: device work: rounds={} ticks={}",
             self.platform.virtio.work.rounds, self.platform.virtio.work.ticks
