@@ -8,13 +8,14 @@
 //!   after its EOI, so `eoi_exits` counts the exits the EOIs caused and `exits` all the exits
 //!   of the pass (raise + delivery + EOI).
 //!
-//! Exit counts are EXIT_STATS sums over every reason except VMCALL (the counting itself).
+//! Exit counts are EXIT_STATS sums over every reason except VMCALL (the counting itself);
+//! `reasons=` lists the bracketed pass's exits by basic exit reason.
 //! Then the device latency: COM1's transmitter-empty interrupt through IOAPIC pin 4 (edge,
 //! fixed, to APIC ID 0; the 8259As masked), [`N`] times: RDTSC right before the OUT to IER
 //! that raises it, RDTSC first thing in the handler. Lines (UART):
 //!
 //! ```text
-//! guest irq-bench: BENCH irq mode=<xapic|x2apic> source=<self-ipi|timer> n=N exits=E eoi_exits=O ticks=T
+//! guest irq-bench: BENCH irq mode=<xapic|x2apic> source=<self-ipi|timer> n=N exits=E eoi_exits=O ticks=T reasons=R:C,...
 //! guest irq-bench: BENCH uart-irq-latency n=N median=M max=X min=Y
 //! ```
 //!
@@ -77,8 +78,12 @@ fn rd64(b: &[u8], off: usize) -> u64 {
     rd32(b, off) | rd32(b, off + 4) << 32
 }
 
-/// This VM's exits so far, every reason but VMCALL (EXIT_STATS layout v1: hypercall::stats).
-fn exits() -> u64 {
+/// Basic exit reasons tracked one by one (SDM Vol. 3D Appendix C: all are below 80).
+const REASONS: usize = 80;
+
+/// This VM's exit counts so far by basic reason, VMCALL (the counting itself) left at 0
+/// (EXIT_STATS layout v1: hypercall::stats).
+fn exits_by_reason() -> [u64; REASONS] {
     use hypercall::stats::{OFF_COUNT, OFF_ENTRY_COUNT, OFF_ENTRY_SIZE, OFF_HEADER_SIZE};
     let mut buf = StatsBuf([0; hypercall::stats::MAX_SIZE]);
     let n = hv::exit_stats(&mut buf.0).map_or(0, |n| n.max(0) as usize);
@@ -88,12 +93,23 @@ fn exits() -> u64 {
         rd32(b, OFF_ENTRY_SIZE) as usize,
         rd32(b, OFF_HEADER_SIZE) as usize,
     );
-    (0..count)
-        .map(|i| header + i * entry)
-        .filter(|&e| rd32(b, e) != u64::from(hv::EXIT_VMCALL))
-        .map(|e| rd64(b, e + OFF_ENTRY_COUNT))
-        .sum()
+    let mut by = [0; REASONS];
+    for e in (0..count).map(|i| header + i * entry) {
+        let reason = rd32(b, e) as usize;
+        if reason != hv::EXIT_VMCALL as usize && reason < REASONS {
+            by[reason] = rd64(b, e + OFF_ENTRY_COUNT);
+        }
+    }
+    by
 }
+
+/// This VM's exits so far, every reason but VMCALL.
+fn exits() -> u64 {
+    exits_by_reason().iter().sum()
+}
+
+/// The last pass's exits by reason.
+static PASS_REASONS: [AtomicU64; REASONS] = [const { AtomicU64::new(0) }; REASONS];
 
 fn eoi() {
     if X2APIC.load(Ordering::Relaxed) {
@@ -197,7 +213,7 @@ fn pass(source: Source, bracket: bool) -> Option<(u64, u64, u64)> {
     FIRES.store(0, Ordering::Relaxed);
     EOI_EXITS.store(0, Ordering::Relaxed);
     BRACKET.store(bracket, Ordering::Relaxed);
-    let exits0 = exits();
+    let by0 = exits_by_reason();
     let t0 = cpu::rdtsc();
     sti();
     let mut ok = true;
@@ -232,7 +248,13 @@ fn pass(source: Source, bracket: bool) -> Option<(u64, u64, u64)> {
     }
     cli();
     let ticks = cpu::rdtsc().wrapping_sub(t0);
-    let total = exits().wrapping_sub(exits0);
+    let by1 = exits_by_reason();
+    let mut total = 0u64;
+    for (i, slot) in PASS_REASONS.iter().enumerate() {
+        let d = by1[i].wrapping_sub(by0[i]);
+        slot.store(d, Ordering::Relaxed);
+        total = total.wrapping_add(d);
+    }
     BRACKET.store(false, Ordering::Relaxed);
     ok.then(|| (total, EOI_EXITS.load(Ordering::Relaxed), ticks))
 }
@@ -242,14 +264,35 @@ fn bench_source(mode: &str, source: Source) {
     let bracketed = pass(source, true);
     match (plain, bracketed) {
         (Some((_, _, ticks)), Some((exits, eoi_exits, _))) => say!(
-            "BENCH irq mode={mode} source={} n={N} exits={exits} eoi_exits={eoi_exits} ticks={ticks}",
-            source.name()
+            "BENCH irq mode={mode} source={} n={N} exits={exits} eoi_exits={eoi_exits} ticks={ticks} reasons={}",
+            source.name(),
+            Reasons
         ),
         _ => say!(
             "BENCH irq mode={mode} source={} FAIL: fewer than {N} interrupts (fired {})",
             source.name(),
             FIRES.load(Ordering::Relaxed)
         ),
+    }
+}
+
+/// The non-zero entries of [`PASS_REASONS`] as `reason:count,...` (`-` when none).
+struct Reasons;
+
+impl core::fmt::Display for Reasons {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut first = true;
+        for (reason, slot) in PASS_REASONS.iter().enumerate() {
+            let n = slot.load(Ordering::Relaxed);
+            if n != 0 {
+                write!(f, "{}{reason}:{n}", if first { "" } else { "," })?;
+                first = false;
+            }
+        }
+        if first {
+            f.write_str("-")?;
+        }
+        Ok(())
     }
 }
 
