@@ -363,6 +363,7 @@ pub fn build_guests() -> Result<PathBuf, BootError> {
                 || name == "smp-counter"
                 || name == "smp-triple"
                 || name == "smp-kick"
+                || name == "irq-bench"
                 || name == "progress"
                 || name == "rt-latency"
                 || name == "noisy"

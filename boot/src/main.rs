@@ -49,11 +49,12 @@ USAGE:
       IMG defaults to target/images/bulkhead-{bios,uefi}.img for the platform.
       Exit status: the kernel's exit status (docs/exit-status.md), 124 on timeout,
       125 when the emulator stopped without the kernel's verdict, 2 on usage errors.
-  bulkhead-boot bench [--cpu MODEL] [--cpus N] [--out FILE.json] [--smoke]
+  bulkhead-boot bench [--cpu MODEL] [--cpus N] [--out FILE.json] [--smoke] [--only irq]
       Build what the benchmarks need, run them in Bochs (exit round trips, virtio-blk and
       virtio-net, Linux under Bulkhead and on bare Bochs, image sizes, per-VM memory), print
       a markdown table and write the figures as JSON to FILE (default target/bench/bench.json).
-      --smoke runs only the exit round trips and sizes (other rows marked skipped).
+      --smoke runs only the exit round trips and sizes (other rows marked skipped);
+      --only irq only the interrupt-platform rows (local APIC and IOAPIC, SMP Linux).
       Exit status 1 when a figure that should have been measured is missing.
   bulkhead-boot platforms
       Say which platforms this machine can run, and the Bochs CPU models with VMX.
@@ -261,7 +262,11 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
             Ok(u8::try_from(outcome.status_code()).unwrap_or(1))
         }
         "bench" => {
-            let o = Opts::parse(rest, &["--smoke", "--quiet"], &["--cpu", "--out", "--cpus"])?;
+            let o = Opts::parse(
+                rest,
+                &["--smoke", "--quiet"],
+                &["--cpu", "--out", "--cpus", "--only"],
+            )?;
             let mut opts = bulkhead_boot::bench::Options::new();
             if let Some(c) = o.get("--cpu") {
                 opts.cpu = c.to_string();
@@ -278,7 +283,15 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
                 })?;
             }
             opts.verbose = !o.has("--quiet");
-            let report = bulkhead_boot::bench::run_bench(&opts)?;
+            let report = match o.get("--only") {
+                None => bulkhead_boot::bench::run_bench(&opts)?,
+                Some("irq") => bulkhead_boot::bench::irq::run_only(&opts)?,
+                Some(other) => {
+                    return Err(BootError::Usage(format!(
+                        "--only takes 'irq' (the interrupt-platform rows), not '{other}'"
+                    )))
+                }
+            };
             print!("{}", report.markdown());
             println!("\nJSON: {}", opts.out.display());
             let missing = report.missing();

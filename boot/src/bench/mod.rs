@@ -17,8 +17,10 @@
 //!
 //! 6. The SMP rows (`smp.rs`) on a 2-CPU Bochs: round trips on CPU 0 and an application
 //!    processor, a dedicated real-time VM with and without a noisy neighbour, the kick latency.
+//! 7. The interrupt rows (`irq.rs`): the `irq-bench` guest on skylake_x and arrandale, the
+//!    SMP Linux guest with 1, 2 and 4 vCPUs and idle (`bench --only irq` runs just these).
 //!
-//! The parsers (`figures.rs`, `smp.rs`) are pure functions over transcript text, unit-tested
+//! The parsers (`figures.rs`, `smp.rs`, `irq.rs`) are pure functions over transcript text, unit-tested
 //! (`tests.rs`), so a change of an output format breaks a test instead of silently emptying
 //! the report.
 
@@ -249,6 +251,7 @@ pub fn format_value(v: f64) -> String {
 }
 
 mod figures;
+pub mod irq;
 pub mod net;
 pub mod smp;
 
@@ -574,6 +577,8 @@ pub fn run_bench(o: &Options) -> Result<Report, BootError> {
             &kick.transcript,
         ));
     }
+
+    figures.extend(irq::run(o)?);
 
     let (virtio, bulkhead_linux, bare_linux, hvc0_linux) = if o.smoke {
         (None, None, None, None)
