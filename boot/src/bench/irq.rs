@@ -272,6 +272,14 @@ fn save_transcripts(o: &Options, runs: &[(&str, &String)]) -> Result<(), BootErr
 /// `bench --only irq`: builds the kernel, images and guests, makes only these runs, and
 /// writes their report to `o.out`.
 pub fn run_only(o: &Options) -> Result<Report, BootError> {
+    only(o, run)
+}
+
+/// Builds what the sessions need, runs `rows` and writes their report (`bench --only`).
+pub fn only(
+    o: &Options,
+    rows: impl FnOnce(&Options) -> Result<Vec<Figure>, BootError>,
+) -> Result<Report, BootError> {
     let kernel = build_kernel()?;
     build_images(&kernel, None, &workspace_root().join("target/bench/images"))?;
     build_guests()?;
@@ -280,7 +288,7 @@ pub fn run_only(o: &Options) -> Result<Report, BootError> {
         bochs_cpu: o.cpu.clone(),
         bochs_version: bochs_version(),
         smoke: o.smoke,
-        figures: run(o)?,
+        figures: rows(o)?,
     };
     if let Some(parent) = o.out.parent() {
         std::fs::create_dir_all(parent).map_err(io("cannot create", parent))?;

@@ -456,7 +456,7 @@ fn run_guest_on(
 }
 
 /// The Linux test guest's directory: `$BULKHEAD_LINUX_GUEST`, else `scripts/build-guest`'s.
-fn linux_guest_dir() -> Result<PathBuf, BootError> {
+pub(crate) fn linux_guest_dir() -> Result<PathBuf, BootError> {
     if let Some(d) = std::env::var_os("BULKHEAD_LINUX_GUEST") {
         return Ok(PathBuf::from(d));
     }

@@ -58,6 +58,14 @@ pub fn uplink_conf() -> String {
     s
 }
 
+/// `bench --only net`: just the network rows (the Linux guest built or taken from its cache).
+pub fn run_only(o: &Options) -> Result<super::Report, BootError> {
+    super::irq::only(o, |o| {
+        let guest = super::linux_guest_dir()?;
+        run(o, &[guest.join("bzImage"), guest.join("initramfs.cpio.lz4")])
+    })
+}
+
 /// Runs the two network sessions (Linux guest `files`: bzImage and initramfs) and returns
 /// their figures.
 pub fn run(o: &Options, files: &[PathBuf]) -> Result<Vec<Figure>, BootError> {
