@@ -52,15 +52,6 @@ fn main(ram_size: u64, vm_index: u64) -> ! {
     );
     irq::init();
 
-    // Forging mode: attack the network, nothing else (forge.rs).
-    if forge::mac_at(irq::NET_BASE).starts_with(&forge::FORGE_PREFIX) {
-        match net::open(irq::NET_BASE) {
-            Ok(mut c) => forge::run(&mut c),
-            Err(e) => fail("net-init", format_args!("{e}")),
-        }
-        report::done()
-    }
-
     let s0 = stats::snapshot();
     let mut disk = match blk::open(irq::BLK_BASE) {
         Ok(d) => Some(d),
@@ -79,6 +70,18 @@ fn main(ram_size: u64, vm_index: u64) -> ! {
             }
             report::done()
         }
+    }
+    // Forging mode: attack the network, nothing else (forge.rs). Checked only after the
+    // store-disk case, whose VMs have no net device (device 1's window does not exist there:
+    // reading it would stop the VM).
+    if forge::mac_at(irq::NET_BASE).starts_with(&forge::FORGE_PREFIX) {
+        match net::open(irq::NET_BASE) {
+            Ok(mut c) => forge::run(&mut c),
+            Err(e) => fail("net-init", format_args!("{e}")),
+        }
+        report::done()
+    }
+    if let Some(d) = disk.as_mut() {
         let d1 = stats::delta(&s0, &stats::snapshot());
         say!("blk init: exits={} mmio_exits={}", d1.total, d1.mmio);
         blk::functional(d);
