@@ -77,11 +77,23 @@ pub struct BochsConfig {
     /// More drives, used in place (not copied: what the kernel writes stays): ata0-slave,
     /// ata1-master, ata1-slave in this order.
     pub drives: Vec<PathBuf>,
-    pub serial: PathBuf,
+    pub serial: SerialBackend,
     pub log: PathBuf,
     /// An Intel 82540EM NIC on Bochs's built-in virtual network (`ethmod=vnet`: a virtual
     /// host at 192.168.10.1 answering ARP, ping and DHCP, no host network), with this MAC.
     pub e1000: Option<E1000Nic>,
+}
+
+/// Where Bochs's COM1 goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialBackend {
+    /// Output only, appended to this file (`mode=file`).
+    File(PathBuf),
+    /// Both directions through this terminal device (`mode=term`): the slave side of a
+    /// pseudo-terminal whose master the runner holds (crate::serial_input), so a test can type
+    /// into the emulated COM1. A pty works across the network namespace each Bochs runs in,
+    /// where `mode=socket-server` on loopback would not be reachable from the harness.
+    Term(PathBuf),
 }
 
 /// A Bochs e1000 NIC.
@@ -163,11 +175,11 @@ impl BochsConfig {
         let _ = writeln!(s, "boot: disk");
         let _ = writeln!(s, "clock: sync=none, time0=local");
         let _ = writeln!(s, "port_e9_hack: enabled=1");
-        let _ = writeln!(
-            s,
-            "com1: enabled=1, mode=file, dev={}",
-            self.serial.display()
-        );
+        let (mode, dev) = match &self.serial {
+            SerialBackend::File(path) => ("file", path),
+            SerialBackend::Term(path) => ("term", path),
+        };
+        let _ = writeln!(s, "com1: enabled=1, mode={mode}, dev={}", dev.display());
         // Debian's Bochs has no `nogui`: a VNC server on loopback that nobody connects to;
         // a second Bochs takes the next port.
         let _ = writeln!(s, "display_library: rfb, options=\"timeout=0\"");
@@ -196,7 +208,7 @@ mod tests {
             firmware,
             disk: "/tmp/run/disk.img".into(),
             drives: Vec::new(),
-            serial: "/tmp/run/serial.txt".into(),
+            serial: SerialBackend::File("/tmp/run/serial.txt".into()),
             log: "/tmp/run/bochs.log".into(),
             e1000: None,
         }
@@ -219,6 +231,19 @@ mod tests {
         assert!(c
             .render()
             .contains("pci: enabled=1, chipset=i440fx, slot1=e1000\n"));
+    }
+
+    #[test]
+    fn com1_on_a_terminal_for_input() {
+        let mut c = config(Firmware::bios());
+        c.serial = SerialBackend::Term("/dev/pts/7".into());
+        let s = c.render();
+        assert!(
+            s.contains("\ncom1: enabled=1, mode=term, dev=/dev/pts/7\n"),
+            "{s}"
+        );
+        assert_eq!(s.matches("com1:").count(), 1);
+        assert!(!s.contains("mode=file"));
     }
 
     #[test]

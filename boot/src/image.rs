@@ -360,6 +360,7 @@ pub fn build_guests() -> Result<PathBuf, BootError> {
                 || name == "fidelity"
                 || name == "disk-fill"
                 || name == "spin"
+                || name == "forever"
                 || name == "smp-counter"
                 || name == "smp-triple"
                 || name == "smp-kick"

@@ -12,6 +12,7 @@ pub mod error;
 pub mod image;
 pub mod qemu;
 pub mod run;
+pub mod serial_input;
 pub mod transcript;
 
 pub use error::BootError;

@@ -2,9 +2,10 @@
 //! serial file, logs), live echo of the serial output, a wall-clock timeout, and a verdict
 //! from the transcript (the kernel's exit line) and the emulator's exit status.
 
-use crate::bochs::{self, BochsConfig, Firmware};
+use crate::bochs::{self, BochsConfig, Firmware, SerialBackend};
 use crate::error::{io, BootError};
 use crate::qemu::{self, Accel, QemuConfig};
+use crate::serial_input::{Feed, Pty, Relay};
 use crate::transcript::{parse_exit, KernelExit};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -90,6 +91,9 @@ pub struct RunSpec {
     /// An e1000 NIC with this MAC: Bochs on its virtual network (`ethmod=vnet`), QEMU on its
     /// user-mode network.
     pub e1000: Option<[u8; 6]>,
+    /// Console input (Bochs): typed into COM1 through a pseudo-terminal, each feed once the
+    /// transcript shows its trigger (crate::serial_input). Empty: COM1 is output only.
+    pub input: Vec<Feed>,
 }
 
 impl RunSpec {
@@ -112,6 +116,7 @@ impl RunSpec {
             nvme: Vec::new(),
             kill_at: None,
             e1000: None,
+            input: Vec::new(),
         }
     }
 }
@@ -380,6 +385,8 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
     let stdout_path = work.join("emulator.stdout");
     let stderr_path = work.join("emulator.stderr");
     let emulator_log = work.join("emulator.log");
+    // Console input: the relay copies COM1's output into `serial` and types the feeds.
+    let mut relay: Option<Relay> = None;
 
     let mut command = match spec.platform {
         Platform::Bochs | Platform::BochsUefi => {
@@ -411,7 +418,18 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
                 firmware,
                 disk: disk.clone(),
                 drives: spec.drives.clone(),
-                serial: serial.clone(),
+                serial: if spec.input.is_empty() {
+                    SerialBackend::File(serial.clone())
+                } else {
+                    let pty =
+                        Pty::open().map_err(io("cannot open a pseudo-terminal for", &serial))?;
+                    let backend = SerialBackend::Term(pty.slave_path.clone());
+                    relay = Some(
+                        Relay::start(pty, &serial, spec.input.clone())
+                            .map_err(io("cannot relay the console to", &serial))?,
+                    );
+                    backend
+                },
                 log: emulator_log.clone(),
                 e1000: spec.e1000.map(|mac| bochs::E1000Nic {
                     mac,
@@ -441,6 +459,12 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
             c
         }
         Platform::Qemu | Platform::Kvm => {
+            if !spec.input.is_empty() {
+                return Err(BootError::Usage(
+                    "console input is implemented for Bochs only (a pty on COM1): use --platform bochs"
+                        .into(),
+                ));
+            }
             let accel = if spec.platform == Platform::Kvm {
                 qemu::kvm_nested_vmx().map_err(|why| BootError::PlatformUnavailable {
                     platform: "kvm",
@@ -482,6 +506,9 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
         .spawn()
         .map_err(io("cannot start the emulator for", &spec.image))?;
     let (transcript, timed_out, emulator_status, killed) = watch(&mut child, &serial, spec, start)?;
+    if let Some(mut r) = relay {
+        r.finish();
+    }
     let wall = start.elapsed();
 
     let mut emulator_log_tail = String::new();

@@ -22,6 +22,7 @@ mod pci;
 mod percpu;
 mod platform;
 mod serial;
+mod shell;
 mod smp;
 mod vmm;
 mod vmxon;
@@ -87,6 +88,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let tsc_hz = arch::calibrate_tsc_hz();
     info!("tsc: {} kHz (calibrated against the PIT)", tsc_hz / 1000);
     serial::set_tsc_hz(tsc_hz);
+    shell::set_tsc_hz(tsc_hz);
     // Before the other CPUs start: they copy this CPU's CR4.
     arch::enable_fxsr();
     if let Some(raw) = platform.raw_capabilities {

@@ -121,6 +121,17 @@ pub fn pump() -> bool {
     !q.is_empty()
 }
 
+/// Reads what COM1 has received, at most `buf.len()` bytes (the receive FIFO's), without
+/// waiting: polled by the hypervisor shell from idle time (kernel/src/shell.rs).
+pub fn receive(buf: &mut [u8]) -> usize {
+    // try_lock: a CPU printing at this moment holds the port for a FIFO's worth; the shell
+    // reads on its next pass instead of waiting.
+    match PORT.try_lock() {
+        Some(mut port) => port.as_mut().map_or(0, |uart| uart.receive_bytes(buf)),
+        None => 0,
+    }
+}
+
 /// Queues `bytes` of hypervisor text, draining the UART synchronously while the queue is
 /// full (the hypervisor's own output is never dropped).
 fn push_hypervisor(mut bytes: &[u8]) {

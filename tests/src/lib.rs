@@ -293,6 +293,26 @@ pub fn boot_image_on(
     boot_image_smp(platform, image, cpu, 1, timeout_secs)
 }
 
+/// Boots `image` on Bochs with `cpu`, typing `input` into COM1 as the transcript shows each
+/// feed's trigger (the hypervisor shell's tests).
+pub fn boot_with_input(
+    image: &std::path::Path,
+    cpu: &str,
+    input: Vec<bulkhead_boot::serial_input::Feed>,
+    timeout_secs: u64,
+) -> Checked {
+    let mut spec = RunSpec::new(Platform::Bochs, image);
+    spec.cpu_model = cpu.to_string();
+    spec.timeout = Duration::from_secs(timeout_secs);
+    spec.input = input;
+    let outcome = bulkhead_boot::run(&spec).unwrap_or_else(|e| panic!("could not run Bochs: {e}"));
+    eprintln!("bochs ({cpu}) with console input: {}", outcome.summary());
+    Checked {
+        outcome,
+        label: format!("bochs with cpu {cpu} and console input"),
+    }
+}
+
 /// Boots `image` on `platform` with `cpu` and `cpus` emulated CPUs (Bochs `cpu: count=`).
 pub fn boot_image_smp(
     platform: Platform,

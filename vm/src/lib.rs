@@ -24,6 +24,7 @@ pub mod msr;
 pub mod nic;
 pub mod paging;
 pub mod placement;
+pub mod shell;
 pub mod stats;
 pub mod store;
 pub mod string_io;

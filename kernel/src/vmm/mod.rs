@@ -17,6 +17,7 @@ mod platform;
 mod run_loop;
 mod scheduler;
 mod setup;
+pub mod shell_ops;
 mod stop;
 mod stop_reason;
 mod string_io;

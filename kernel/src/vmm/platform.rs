@@ -313,6 +313,12 @@ impl Platform {
 
     /// One bounded round of queued virtio work (the deadline passed, or the vCPU halted);
     /// leftover work stays due.
+    /// Console input for the guest's COM1 (the shell's `console VM`): received with the
+    /// UART's receive interrupt when the guest enabled it. Returns how many bytes fit.
+    pub fn uart_receive(&mut self, bytes: &[u8], now: u64) -> usize {
+        self.legacy.uart_receive(bytes, now)
+    }
+
     pub fn device_work(&mut self, memory: &mut GuestMemory, console: &mut Console) {
         let raise = self.virtio.do_work(memory, console);
         self.raise(raise);

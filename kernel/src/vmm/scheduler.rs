@@ -19,6 +19,25 @@ use vm::placement::{self, VmRequest};
 pub struct VmSlot {
     pub(super) vm: Mutex<Vm>,
     pub(super) vcpus: Vec<Mutex<Vcpu>>,
+    /// Each running vCPU's exit statistics as of its last slice (None once it stopped: its
+    /// counts are then in the VM's `finished_stats`), for the shell's `stats VM`: a pinned
+    /// vCPU's own lock is held by its CPU for the whole run.
+    pub(super) live: Vec<Mutex<Option<ExitStats>>>,
+}
+
+impl VmSlot {
+    /// Publishes `vcpu`'s statistics for the shell (after each of its slices).
+    fn publish(&self, vcpu: &Vcpu) {
+        if let Some(live) = self.live.get(vcpu.index) {
+            let stats = (!matches!(vcpu.state, State::Stopped(_))).then(|| vcpu.stats.clone());
+            *live.lock() = stats;
+        }
+    }
+}
+
+/// The VMs the scheduler runs, once published (for the shell).
+pub(super) fn slots() -> &'static [VmSlot] {
+    VMS.get().map_or(&[], |v| v.as_slice())
 }
 
 // SAFETY: a `Vcpu` holds its VMCS region's address and boxed state of its own; only its home
@@ -105,6 +124,7 @@ pub fn run(
                 }
                 slots.push(VmSlot {
                     vm: Mutex::new(vm),
+                    live: vcpus.iter().map(|_| Mutex::new(None)).collect(),
                     vcpus: vcpus.into_iter().map(Mutex::new).collect(),
                 });
                 created_homes.push((homes, vc.cpus.is_some()));
@@ -161,6 +181,7 @@ pub fn run(
     // This CPU's vCPUs are done: drain the console until the other CPUs' are too.
     while RUNNING_VMS.load(Ordering::Acquire) > 0 {
         crate::serial::pump_if_due(arch::rdtsc());
+        crate::shell::poll_if_due(arch::rdtsc());
         crate::drivers::poll();
         core::hint::spin_loop();
     }
@@ -221,6 +242,9 @@ pub fn run_this_cpu() {
         }
         if mine.pumps {
             crate::serial::pump_if_due(arch::rdtsc());
+            // The hypervisor shell: console input, a bounded number of bytes per pass, here
+            // between slices and in the idle loop below, never in an exit handler.
+            crate::shell::poll_if_due(arch::rdtsc());
             // Block drivers complete their requests here, a bounded step each, never in an
             // exit; the console-draining CPU does it (no real-time partition's).
             crate::drivers::poll();
@@ -234,11 +258,17 @@ pub fn run_this_cpu() {
         };
         for (slot, vcpu) in vcpus.iter_mut().filter(|(_, v)| v.sleeps()) {
             note(wake_check(slot, vcpu, now));
+            if matches!(vcpu.state, State::Stopped(_)) {
+                slot.publish(vcpu);
+            }
         }
         for &(s, k) in pool {
             if let Some(mut v) = vms[s].vcpus[k].try_lock() {
                 if v.sleeps() {
                     note(wake_check(&vms[s], &mut v, now));
+                    if matches!(v.state, State::Stopped(_)) {
+                        vms[s].publish(&v);
+                    }
                 }
             }
         }
@@ -257,6 +287,7 @@ pub fn run_this_cpu() {
             });
             if let Some((at, slot, mut v)) = picked {
                 let cut = run_loop::run_slice(slot, &mut v, timeslice, wake_others_at, mine.pumps);
+                slot.publish(&v);
                 if shared_pool && !matches!(v.state, State::Stopped(_)) {
                     // Another CPU may run it next (SDM Vol. 3C §25.11.1: VMCLEAR before a
                     // VMCS is made current on another processor).
@@ -280,6 +311,7 @@ pub fn run_this_cpu() {
         if let Some(i) = pinned_pick {
             let (slot, vcpu) = &mut vcpus[i];
             let cut = run_loop::run_slice(slot, vcpu, timeslice, wake_others_at, mine.pumps);
+            slot.publish(vcpu);
             next = if cut {
                 resume = Some(i);
                 i + 1
@@ -304,6 +336,7 @@ pub fn run_this_cpu() {
             }
             if mine.pumps {
                 crate::serial::pump_if_due(now);
+                crate::shell::poll_if_due(now);
                 crate::drivers::poll();
             }
             core::hint::spin_loop();

@@ -53,6 +53,8 @@ pub enum StopReason {
     /// bootstrap processor would restart at the reset vector (SDM Vol. 3A §9.1.1, §9.4), and a
     /// VM has no firmware there, so the VM ends as if reset.
     InitOnBootVcpu,
+    /// The operator's `stop VM` in the hypervisor shell (kernel/src/shell.rs).
+    Operator,
     /// Something only a hypervisor bug can cause.
     Bug(&'static str),
 }
@@ -122,6 +124,7 @@ impl fmt::Display for StopReason {
                 f,
                 "INIT on the boot vCPU (a reset: the VM has no firmware at the reset vector)"
             ),
+            StopReason::Operator => write!(f, "stopped by the operator (shell `stop`)"),
             StopReason::Bug(m) => write!(f, "hypervisor bug: {m}"),
         }
     }

@@ -1,0 +1,223 @@
+//! The shell's command language: one command per line, words separated by spaces, VMs named
+//! as in `bulkhead.toml`. A line that does not parse gives a [`ParseError`] whose message is
+//! one line: what is wrong and the command's usage.
+
+use core::fmt;
+
+/// A VM as the parser sees it: its name and how many vCPUs it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmName<'a> {
+    pub name: &'a str,
+    pub vcpus: usize,
+}
+
+/// `log LEVEL`: the hypervisor's log level (the `log` crate's filter, by name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub const NAMES: [(&'static str, LogLevel); 6] = [
+        ("off", LogLevel::Off),
+        ("error", LogLevel::Error),
+        ("warn", LogLevel::Warn),
+        ("info", LogLevel::Info),
+        ("debug", LogLevel::Debug),
+        ("trace", LogLevel::Trace),
+    ];
+
+    pub fn from_name(name: &str) -> Option<LogLevel> {
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|&(_, l)| l)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|&&(_, l)| l == self)
+            .map_or("?", |&(n, _)| n)
+    }
+}
+
+/// A parsed command. VMs are indices into the slice given to [`parse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Help,
+    Vms,
+    Stats(usize),
+    Top,
+    Console(usize),
+    Stop(usize),
+    Start(usize),
+    Restart(usize),
+    Regs {
+        vm: usize,
+        vcpu: usize,
+    },
+    Log(LogLevel),
+    Exit,
+    /// An empty line.
+    Empty,
+}
+
+/// The commands `help` lists: (name, usage, what it does).
+pub const COMMANDS: [(&str, &str, &str); 11] = [
+    ("help", "help", "list the commands"),
+    (
+        "vms",
+        "vms",
+        "every VM: state, vCPUs and their CPUs, memory, uptime",
+    ),
+    (
+        "stats",
+        "stats VM",
+        "VM's live exit counts and ticks per reason, device counters",
+    ),
+    (
+        "top",
+        "top",
+        "exits per second per VM and reason, until a key",
+    ),
+    (
+        "console",
+        "console VM",
+        "attach the terminal to VM's UART (Ctrl-A detaches)",
+    ),
+    ("stop", "stop VM", "stop VM (its report is printed)"),
+    (
+        "start",
+        "start VM",
+        "start a stopped VM from its configuration",
+    ),
+    ("restart", "restart VM", "stop VM, then start it again"),
+    (
+        "regs",
+        "regs VM [VCPU]",
+        "a vCPU's registers (default vCPU 0)",
+    ),
+    (
+        "log",
+        "log LEVEL",
+        "hypervisor log level: off|error|warn|info|debug|trace",
+    ),
+    ("exit", "exit", "close the shell (or Ctrl-A)"),
+];
+
+/// Why a line is not a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError<'a> {
+    UnknownCommand(&'a str),
+    /// `usage` is the command's usage line.
+    MissingArgument {
+        usage: &'static str,
+    },
+    ExtraArgument {
+        arg: &'a str,
+        usage: &'static str,
+    },
+    UnknownVm {
+        name: &'a str,
+        usage: &'static str,
+    },
+    BadVcpu {
+        arg: &'a str,
+        vcpus: usize,
+        usage: &'static str,
+    },
+    BadLevel {
+        arg: &'a str,
+        usage: &'static str,
+    },
+}
+
+impl fmt::Display for ParseError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::UnknownCommand(c) => {
+                write!(f, "error: unknown command `{c}` (type `help` for the list)")
+            }
+            ParseError::MissingArgument { usage } => {
+                write!(f, "error: missing argument; usage: {usage}")
+            }
+            ParseError::ExtraArgument { arg, usage } => {
+                write!(f, "error: unexpected `{arg}`; usage: {usage}")
+            }
+            ParseError::UnknownVm { name, usage } => write!(
+                f,
+                "error: no VM named `{name}` (`vms` lists them); usage: {usage}"
+            ),
+            ParseError::BadVcpu { arg, vcpus, usage } => write!(
+                f,
+                "error: `{arg}` is not a vCPU of this VM (0..{vcpus}); usage: {usage}"
+            ),
+            ParseError::BadLevel { arg, usage } => {
+                write!(f, "error: `{arg}` is not a log level; usage: {usage}")
+            }
+        }
+    }
+}
+
+/// The next word, a VM's name.
+fn vm_arg<'a>(
+    words: &mut core::str::SplitAsciiWhitespace<'a>,
+    vms: &[VmName<'_>],
+    usage: &'static str,
+) -> Result<usize, ParseError<'a>> {
+    let arg = words.next().ok_or(ParseError::MissingArgument { usage })?;
+    vms.iter()
+        .position(|v| v.name == arg)
+        .ok_or(ParseError::UnknownVm { name: arg, usage })
+}
+
+/// Parses one command line against the VMs `vms`.
+pub fn parse<'a>(line: &'a str, vms: &[VmName<'_>]) -> Result<Command, ParseError<'a>> {
+    let mut words = line.split_ascii_whitespace();
+    let Some(name) = words.next() else {
+        return Ok(Command::Empty);
+    };
+    let Some(&(name, usage, _)) = COMMANDS.iter().find(|(n, _, _)| *n == name) else {
+        return Err(ParseError::UnknownCommand(name));
+    };
+    let vm = |words: &mut core::str::SplitAsciiWhitespace<'a>| vm_arg(words, vms, usage);
+    let command = match name {
+        "help" => Command::Help,
+        "vms" => Command::Vms,
+        "top" => Command::Top,
+        "exit" => Command::Exit,
+        "stats" => Command::Stats(vm(&mut words)?),
+        "console" => Command::Console(vm(&mut words)?),
+        "stop" => Command::Stop(vm(&mut words)?),
+        "start" => Command::Start(vm(&mut words)?),
+        "restart" => Command::Restart(vm(&mut words)?),
+        "regs" => {
+            let vm = vm(&mut words)?;
+            let vcpus = vms[vm].vcpus;
+            let vcpu = match words.next() {
+                None => 0,
+                Some(arg) => match arg.parse::<usize>() {
+                    Ok(n) if n < vcpus => n,
+                    _ => return Err(ParseError::BadVcpu { arg, vcpus, usage }),
+                },
+            };
+            Command::Regs { vm, vcpu }
+        }
+        "log" => {
+            let arg = words.next().ok_or(ParseError::MissingArgument { usage })?;
+            let level = LogLevel::from_name(arg).ok_or(ParseError::BadLevel { arg, usage })?;
+            Command::Log(level)
+        }
+        _ => return Err(ParseError::UnknownCommand(name)),
+    };
+    if let Some(arg) = words.next() {
+        return Err(ParseError::ExtraArgument { arg, usage });
+    }
+    Ok(command)
+}
