@@ -62,7 +62,10 @@ pub fn uplink_conf() -> String {
 pub fn run_only(o: &Options) -> Result<super::Report, BootError> {
     super::irq::only(o, |o| {
         let guest = super::linux_guest_dir()?;
-        run(o, &[guest.join("bzImage"), guest.join("initramfs.cpio.lz4")])
+        run(
+            o,
+            &[guest.join("bzImage"), guest.join("initramfs.cpio.lz4")],
+        )
     })
 }
 

@@ -13,7 +13,7 @@ use vm::apic::{
     Shorthand, TriggerMode, PAGE_WORDS,
 };
 use vm::devices::ioapic::{self, IoApicMessage};
-use vm::insn::MmioAccess;
+use vm::insn::{DwordAccess, MmioAccess};
 use vmx::posted::PendingVectors;
 
 /// The IOAPIC's register window (82093AA §3.0; Bulkhead's MADT).
@@ -325,10 +325,10 @@ impl VcpuExit<'_> {
     /// INIT and start-up IPIs as a [`Signal`] for the run loop.
     pub(super) fn take_inbox(&mut self) -> Signal {
         let index = self.vcpu.index;
-        let inbox = core::mem::take(&mut self.vm.inboxes[index]);
-        if inbox.is_empty() {
+        if self.vm.inboxes[index].is_empty() {
             return Signal::None;
         }
+        let inbox = core::mem::take(&mut self.vm.inboxes[index]);
         let lapic = &mut self.vm.lapics[index];
         for vector in inbox.fixed.iter() {
             lapic.accept(vector, inbox.level.contains(vector));
@@ -358,33 +358,23 @@ impl VcpuExit<'_> {
     }
 }
 
-/// One decoded xAPIC MMIO access to `lapic` (SDM Vol. 3A §11.4.1: registers are 32 bits at
-/// 16-byte offsets; narrower reads return their bytes of the register, writes other than an
-/// aligned dword are ignored as the SDM leaves them undefined). Returns the value read and
-/// the model's effect.
+/// One decoded xAPIC MMIO access to `lapic` (32-bit registers at 16-byte offsets, SDM Vol.
+/// 3A §11.4.1): the value read and the model's effect.
 pub(super) fn xapic_access(
     lapic: &mut LocalApic<ApicFrame>,
     gpa: u64,
     access: MmioAccess,
     now: u64,
 ) -> (u64, ApicEffect) {
-    let offset = (gpa & 0xFFF) as u16;
-    let aligned = offset & !3;
-    match access {
-        MmioAccess::Read { size } => {
-            let shift = u32::from(offset & 3) * 8;
-            let value = u64::from(lapic.mmio_read(aligned, now) >> shift);
-            let mask = if size >= 4 {
-                u32::MAX as u64
-            } else {
-                (1 << (8 * size)) - 1
-            };
-            (value & mask, ApicEffect::None)
+    match access.dword_register(gpa & 0xFFF) {
+        read @ DwordAccess::Read { register, .. } => (
+            read.narrow(lapic.mmio_read(register as u16, now)),
+            ApicEffect::None,
+        ),
+        DwordAccess::Write { register, value } => {
+            (0, lapic.mmio_write(register as u16, value, now))
         }
-        MmioAccess::Write { size: 4, value } if offset & 3 == 0 => {
-            (0, lapic.mmio_write(aligned, value as u32, now))
-        }
-        MmioAccess::Write { .. } => (0, ApicEffect::None),
+        DwordAccess::Ignored => (0, ApicEffect::None),
     }
 }
 

@@ -14,7 +14,7 @@ use vm::archive::Archive;
 use vm::config::VmConfig;
 use vm::cpuid::{CpuidConfig, CpuidPolicy, HypervisorLeaves, VcpuCpuidState};
 use vm::devices::{LegacyPlatform, PlatformConfig};
-use vm::insn::MmioAccess;
+use vm::insn::{DwordAccess, MmioAccess};
 use vm::io::AccessSize;
 use vm::msr::{MsrAction, MsrConfig, MsrContext, MsrPolicy, MsrState};
 use vmx::caps::Capabilities;
@@ -244,25 +244,17 @@ impl Platform {
         }
     }
 
-    /// One decoded access to the IOAPIC window (82093AA §3.1: 32-bit registers; a narrower
-    /// read returns its bytes of the register, a narrower write is ignored).
+    /// One decoded access to the IOAPIC window (82093AA §3.1: 32-bit registers).
     pub fn ioapic_mmio(&mut self, gpa: u64, access: MmioAccess) -> u64 {
-        let offset = gpa & 0xFFF;
-        let aligned = offset & !3;
-        match access {
-            MmioAccess::Read { size } => {
-                let value = u64::from(self.legacy.ioapic_read(aligned)) >> ((offset & 3) * 8);
-                if size >= 4 {
-                    value & u64::from(u32::MAX)
-                } else {
-                    value & ((1 << (8 * size)) - 1)
-                }
+        match access.dword_register(gpa & 0xFFF) {
+            read @ DwordAccess::Read { register, .. } => {
+                read.narrow(self.legacy.ioapic_read(register))
             }
-            MmioAccess::Write { size: 4, value } if offset & 3 == 0 => {
-                self.legacy.ioapic_write(aligned, value as u32);
+            DwordAccess::Write { register, value } => {
+                self.legacy.ioapic_write(register, value);
                 0
             }
-            MmioAccess::Write { .. } => 0,
+            DwordAccess::Ignored => 0,
         }
     }
 

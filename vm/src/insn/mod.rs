@@ -233,6 +233,56 @@ pub enum MmioAccess {
     },
 }
 
+/// An [`MmioAccess`] against a bank of 32-bit registers (the local APIC, SDM Vol. 3A
+/// §11.4.1; the IOAPIC window, 82093AA §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DwordAccess {
+    /// Read the aligned register at `register`; [`DwordAccess::narrow`] gives the bytes the
+    /// access asked for.
+    Read {
+        register: u64,
+        shift: u32,
+        mask: u64,
+    },
+    /// Write `value` to the aligned register at `register`.
+    Write { register: u64, value: u32 },
+    /// A narrower or misaligned write: its effect is undefined; it is ignored.
+    Ignored,
+}
+
+impl DwordAccess {
+    /// The bytes of the register value `value` a read asked for.
+    pub fn narrow(self, value: u32) -> u64 {
+        match self {
+            DwordAccess::Read { shift, mask, .. } => (u64::from(value) >> shift) & mask,
+            _ => 0,
+        }
+    }
+}
+
+impl MmioAccess {
+    /// This access at `offset` of a bank of 32-bit registers.
+    pub fn dword_register(self, offset: u64) -> DwordAccess {
+        let register = offset & !3;
+        match self {
+            MmioAccess::Read { size } => DwordAccess::Read {
+                register,
+                shift: ((offset & 3) * 8) as u32,
+                mask: if size >= 4 {
+                    u64::from(u32::MAX)
+                } else {
+                    (1 << (8 * u32::from(size))) - 1
+                },
+            },
+            MmioAccess::Write { size: 4, value } if offset & 3 == 0 => DwordAccess::Write {
+                register,
+                value: value as u32,
+            },
+            MmioAccess::Write { .. } => DwordAccess::Ignored,
+        }
+    }
+}
+
 /// What the faulting instruction does to the MMIO location.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MmioOp {

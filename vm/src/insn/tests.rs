@@ -560,3 +560,41 @@ fn random_bytes_never_panic() {
     }
     assert!(ok > 100, "only {ok} inputs emulated");
 }
+
+#[test]
+fn dword_register_accesses_narrow_reads_and_ignore_partial_writes() {
+    let r = MmioAccess::Read { size: 4 }.dword_register(0x30);
+    assert_eq!(
+        r,
+        DwordAccess::Read {
+            register: 0x30,
+            shift: 0,
+            mask: 0xffff_ffff
+        }
+    );
+    assert_eq!(r.narrow(0x0106_0014), 0x0106_0014);
+    let b = MmioAccess::Read { size: 1 }.dword_register(0x32);
+    assert_eq!(b.narrow(0x0106_0014), 0x06);
+    let w = MmioAccess::Read { size: 2 }.dword_register(0x21);
+    assert_eq!(w.narrow(0xAABB_CCDD), 0xBBCC);
+    assert_eq!(
+        MmioAccess::Write {
+            size: 4,
+            value: 0x1FF
+        }
+        .dword_register(0xF0),
+        DwordAccess::Write {
+            register: 0xF0,
+            value: 0x1FF
+        }
+    );
+    assert_eq!(
+        MmioAccess::Write { size: 2, value: 1 }.dword_register(0xF0),
+        DwordAccess::Ignored
+    );
+    assert_eq!(
+        MmioAccess::Write { size: 4, value: 1 }.dword_register(0xF2),
+        DwordAccess::Ignored
+    );
+    assert_eq!(DwordAccess::Ignored.narrow(5), 0);
+}
