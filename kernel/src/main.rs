@@ -20,7 +20,7 @@ mod memory;
 mod mmio_map;
 mod pci;
 mod percpu;
-mod platform;
+mod host_report;
 mod serial;
 mod shell;
 mod smp;
@@ -77,7 +77,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     // store check runs) even on a machine that cannot run VMs.
     drivers::init(store_check);
 
-    let (platform, verdict) = platform::report(&memory);
+    let (platform, verdict) = host_report::report(&memory);
     if let Err(why) = verdict {
         exit::exit(why.status());
     }

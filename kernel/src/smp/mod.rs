@@ -466,7 +466,7 @@ fn enter_vmx_root(boot: &BootCpu) -> Result<vmxon::VmxRoot, ApFailure> {
     if !has_vmx {
         return Err(ApFailure::NoVmx);
     }
-    crate::platform::enable_feature_control(boot.has_smx, false)
+    crate::host_report::enable_feature_control(boot.has_smx, false)
         .map_err(|_| ApFailure::FeatureControl)?;
     let raw = RawCapabilities::read(|m| {
         // SAFETY: only MSRs whose existence CPUID.1:ECX.VMX or a capability bit establishes.

@@ -268,7 +268,7 @@ fn cpuid(vm: &mut Vm) -> Action {
     let subleaf = vm.vcpu.regs.rcx as u32;
     // CR4.OSXSAVE and CR4.PKE are the guest's own bits: the real CR4, not the shadow.
     let cr4 = vmcs::read_exit(F::GUEST_CR4);
-    let input = super::platform::VcpuCpuidInput {
+    let input = super::vm_platform::VcpuCpuidInput {
         apic_id: vm.vcpu.index as u32,
         cr4,
         xcr0: vm.vcpu.xstate.xcr0,

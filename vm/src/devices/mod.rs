@@ -11,7 +11,7 @@ pub mod ioapic;
 pub mod irq_lines;
 pub mod pic;
 pub mod pit;
-pub mod platform;
+pub mod legacy;
 pub mod rtc;
 pub mod uart;
 
@@ -21,6 +21,6 @@ pub use ioapic::IoApic;
 pub use irq_lines::IrqLines;
 pub use pic::Pic;
 pub use pit::Pit;
-pub use platform::{LegacyPlatform, PlatformConfig};
+pub use legacy::{LegacyPlatform, PlatformConfig};
 pub use rtc::Rtc;
 pub use uart::Uart;
