@@ -259,9 +259,16 @@ fn check_vm(
                 initrd: initrd.map(|(_, d)| d.as_slice()),
                 e820_extra: &extra,
             };
-            vm::linux::load_linux(image, &lc, &mut ram)
-                .map(drop)
+            vm::acpi::GuestTables::build(&vm.acpi_config(), vm::acpi::BIOS_AREA_GPA)
                 .map_err(|e| e.to_string())
+                .and_then(|tables| {
+                    let extras = vm::linux::LinuxExtras {
+                        acpi: Some(&tables),
+                    };
+                    vm::linux::load_linux_with(image, &lc, &extras, &mut ram)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                })
         }
     };
     loaded.map_err(|message| {

@@ -52,9 +52,9 @@ impl fmt::Display for CreateError {
     }
 }
 
-/// Loads a Linux bzImage through the 64-bit boot protocol (vm::linux): the command line gets
-/// one `virtio_mmio.device=` entry per device of the VM, and the e820 map marks the
-/// virtio-mmio window reserved.
+/// Loads a Linux bzImage through the 64-bit boot protocol (vm::linux) with the VM's ACPI
+/// tables, whose DSDT names its virtio-mmio devices and COM1 (`VmConfig::acpi_config`); the
+/// e820 map marks the virtio-mmio window reserved.
 fn linux_boot(
     config: &VmConfig,
     archive: &Archive<'static>,
@@ -69,32 +69,22 @@ fn linux_boot(
         ),
         None => None,
     };
-    let mut cmdline = config.cmdline.clone().unwrap_or_default();
-    for i in 0..config.devices.len() {
-        let (base, irq) = VmConfig::device_window(i);
-        cmdline += &alloc::format!(" virtio_mmio.device=4K@{base:#x}:{irq}");
-    }
-    let window = vm::linux::E820Entry {
-        addr: vm::config::MMIO_BASE,
-        size: vm::config::MMIO_STRIDE * vm::config::MAX_DEVICES as u64,
-        kind: vm::linux::E820Kind::Reserved,
-    };
-    let extra = [window];
+    let cmdline = config.linux_cmdline();
+    let extra = [VmConfig::mmio_window_e820()];
     let lc = vm::linux::LinuxConfig {
         ram: config.memory,
-        cmdline: cmdline.trim(),
+        cmdline: &cmdline,
         initrd,
         e820_extra: &extra,
     };
     info!("vm {}: Linux command line: {}", config.name, lc.cmdline);
     // The guest's ACPI tables (vm::acpi: MADT with a local APIC per vCPU and the IOAPIC, FADT
-    // naming the ACPI PM ports, DSDT) in the BIOS area, announced in the zero page and found
-    // by the 0xE0000 scan too.
-    let tables = vm::acpi::GuestTables::build(
-        &vm::acpi::AcpiConfig::new(config.vcpus.max(1)),
-        vm::acpi::BIOS_AREA_GPA,
-    )
-    .map_err(|e| CreateError::Platform(alloc::format!("building the ACPI tables failed: {e}")))?;
+    // naming the ACPI PM ports, DSDT with the devices) in the BIOS area, announced in the zero
+    // page and found by the 0xE0000 scan too.
+    let tables = vm::acpi::GuestTables::build(&config.acpi_config(), vm::acpi::BIOS_AREA_GPA)
+        .map_err(|e| {
+            CreateError::Platform(alloc::format!("building the ACPI tables failed: {e}"))
+        })?;
     let extras = vm::linux::LinuxExtras {
         acpi: Some(&tables),
     };

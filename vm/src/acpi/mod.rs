@@ -20,6 +20,7 @@
 //! written for RISC-V and ARM (no interrupt source overrides, NMI or x2APIC structures, flags
 //! fixed at 0), so `madt` lays the x86 structures out itself in a generic SDT.
 
+mod devices;
 mod dsdt;
 mod fadt;
 mod madt;
@@ -30,6 +31,7 @@ use core::fmt;
 use acpi_tables::{rsdp::Rsdp, xsdt::XSDT, Aml};
 
 pub use acpi_tables::aml;
+pub use devices::{VirtioMmio, COM_HID, VIRTIO_MMIO_HID};
 pub use dsdt::Dsdt;
 
 /// Where the tables go for a guest with the PC's BIOS area: 0xE0000, so the RSDP is found by
@@ -64,7 +66,7 @@ const TABLE_ALIGN: usize = 64;
 pub struct AcpiConfig {
     /// APIC ID of vCPU i (its ACPI processor UID is i). The vCPU count is the length.
     pub apic_ids: Vec<u32>,
-    /// The DSDT's contents beyond `\_SB` and `\_S5` (issue 12 adds devices here).
+    /// The DSDT's contents beyond `\_SB` and `\_S5`: the VM's devices (`devices`).
     pub dsdt: Dsdt,
 }
 

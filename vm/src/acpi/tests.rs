@@ -279,3 +279,68 @@ fn errors() {
         .to_string()
         .contains("APIC ID 3"));
 }
+
+#[test]
+fn virtio_mmio_device_aml() {
+    let mut cfg = AcpiConfig::new(1);
+    let device = VirtioMmio {
+        base: 0xD000_1000,
+        size: 0x1000,
+        gsi: 6,
+    };
+    cfg.dsdt.add_virtio_mmio(1, &device);
+    let t = GuestTables::build(&cfg, BIOS_AREA_GPA).unwrap();
+    let d = table(&t, t.layout().dsdt, b"DSDT", 2);
+    #[rustfmt::skip]
+    let expected: &[u8] = &[
+        // Device (VR01), PkgLength 0x3A
+        0x5B, 0x82, 0x3A, b'V', b'R', b'0', b'1',
+        // Name (_HID, "LNRO0005")
+        0x08, b'_', b'H', b'I', b'D', 0x0D, b'L', b'N', b'R', b'O', b'0', b'0', b'0', b'5', 0,
+        // Name (_UID, 1)
+        0x08, b'_', b'U', b'I', b'D', 0x01,
+        // Name (_CRS, Buffer (23) { ... })
+        0x08, b'_', b'C', b'R', b'S', 0x11, 0x1A, 0x0A, 0x17,
+        // Memory32Fixed (ReadWrite, 0xD0001000, 0x1000) (ACPI 6.5 §6.4.3.4)
+        0x86, 0x09, 0x00, 0x01, 0x00, 0x10, 0x00, 0xD0, 0x00, 0x10, 0x00, 0x00,
+        // Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { 6 } (§6.4.3.6)
+        0x89, 0x06, 0x00, 0x03, 0x01, 0x06, 0x00, 0x00, 0x00,
+        // End tag
+        0x79, 0x00,
+    ];
+    // Scope (\_SB) { ... } with a two-byte PkgLength (§20.2.4: the body is over 63 bytes).
+    assert_eq!(
+        &d[36..39],
+        &[
+            0x10,
+            0x40 | (5 + expected.len() + 2) as u8 & 0xF,
+            ((5 + expected.len() + 2) >> 4) as u8
+        ]
+    );
+    assert_eq!(&d[39..44], b"\\_SB_");
+    assert_eq!(&d[44..44 + expected.len()], expected);
+}
+
+#[test]
+fn com1_device_aml() {
+    let mut cfg = AcpiConfig::new(1);
+    cfg.dsdt.add_com1();
+    let t = GuestTables::build(&cfg, BIOS_AREA_GPA).unwrap();
+    let d = table(&t, t.layout().dsdt, b"DSDT", 2);
+    #[rustfmt::skip]
+    let expected: &[u8] = &[
+        0x5B, 0x82, 0x31, b'C', b'O', b'M', b'1',
+        // Name (_HID, EisaId ("PNP0501"))
+        0x08, b'_', b'H', b'I', b'D', 0x0C, 0x41, 0xD0, 0x05, 0x01,
+        // Name (_UID, 0)
+        0x08, b'_', b'U', b'I', b'D', 0x00,
+        // Name (_CRS, Buffer (19) { ... })
+        0x08, b'_', b'C', b'R', b'S', 0x11, 0x16, 0x0A, 0x13,
+        // IO (Decode16, 0x3F8, 0x3F8, 1, 8) (§6.4.2.5)
+        0x47, 0x01, 0xF8, 0x03, 0xF8, 0x03, 0x01, 0x08,
+        // Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { 4 }
+        0x89, 0x06, 0x00, 0x03, 0x01, 0x04, 0x00, 0x00, 0x00,
+        0x79, 0x00,
+    ];
+    assert_eq!(&d[43..43 + expected.len()], expected);
+}

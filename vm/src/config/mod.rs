@@ -62,6 +62,8 @@ pub const FIRST_DEVICE_IRQ: u8 = 5;
 /// At most this many VMs and devices per VM.
 pub const MAX_VMS: usize = 16;
 pub const MAX_DEVICES: usize = 8;
+// The DSDT describes each window with a 32-bit `Memory32Fixed` (vm::acpi::VirtioMmio).
+const _: () = assert!(MMIO_BASE + MAX_DEVICES as u64 * MMIO_STRIDE <= 1 << 32);
 /// The gateway port of a network (`gateway = true`, and every private network): it answers
 /// ARP and ICMP echo for this address (RFC 5737 TEST-NET-1) from this MAC
 /// (docs/vm-platform.md).
@@ -257,15 +259,28 @@ pub fn value_position(bytes: &[u8], path: &[&str]) -> Option<(usize, usize)> {
 }
 
 impl VmConfig {
-    /// The command line a `kind = "linux"` VM boots with: its `cmdline` and one
-    /// `virtio_mmio.device=4K@BASE:IRQ` per device, in window order (docs/vm-platform.md).
+    /// The command line a `kind = "linux"` VM boots with: its `cmdline`. Its devices are not
+    /// named there: the DSDT describes them ([`VmConfig::acpi_config`]).
     pub fn linux_cmdline(&self) -> String {
-        let mut cmdline = self.cmdline.clone().unwrap_or_default();
+        self.cmdline.clone().unwrap_or_default().trim().into()
+    }
+
+    /// The ACPI tables of a `kind = "linux"` VM (docs/vm-platform.md): a local APIC per vCPU,
+    /// and in the DSDT its virtio-mmio devices in configuration order, then COM1.
+    pub fn acpi_config(&self) -> crate::acpi::AcpiConfig {
+        let mut acpi = crate::acpi::AcpiConfig::new(self.vcpus.max(1));
         for i in 0..self.devices.len() {
             let (base, irq) = VmConfig::device_window(i);
-            cmdline += &alloc::format!(" virtio_mmio.device=4K@{base:#x}:{irq}");
+            let device = crate::acpi::VirtioMmio {
+                // Below 4 GiB: asserted where MAX_DEVICES is defined.
+                base: base as u32,
+                size: MMIO_STRIDE as u32,
+                gsi: irq.into(),
+            };
+            acpi.dsdt.add_virtio_mmio(i, &device);
         }
-        cmdline.trim().into()
+        acpi.dsdt.add_com1();
+        acpi
     }
 
     /// The e820 entry that reserves the virtio-mmio window for a Linux guest.

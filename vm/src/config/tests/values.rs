@@ -171,12 +171,18 @@ fn positions_of_values_and_linux_command_lines() {
     );
     assert_eq!(value_position(FULL.as_bytes(), &["vm", "nope"]), None);
     assert_eq!(value_position(b"\xEF\xBB\xBFa = 1\n", &["a"]), Some((1, 5)));
-    assert_eq!(
-        c.vms[1].linux_cmdline(),
-        "console=ttyS0 quiet virtio_mmio.device=4K@0xd0000000:5 \
-         virtio_mmio.device=4K@0xd0001000:6 virtio_mmio.device=4K@0xd0002000:7 \
-         virtio_mmio.device=4K@0xd0003000:8"
-    );
+    // The devices are in the DSDT, not on the command line: four LNRO0005 devices, COM1.
+    assert_eq!(c.vms[1].linux_cmdline(), "console=ttyS0 quiet");
+    let dsdt = c.vms[1].acpi_config().dsdt.aml();
+    let count = |needle: &[u8]| dsdt.windows(needle.len()).filter(|w| *w == needle).count();
+    assert_eq!(count(b"LNRO0005"), 4);
+    for (i, name) in [b"VR00", b"VR01", b"VR02", b"VR03"].iter().enumerate() {
+        let at = dsdt.windows(4).position(|w| w == *name).unwrap();
+        let base = 0xD000_0000u32 + 0x1000 * i as u32;
+        assert_eq!(count(&base.to_le_bytes()), 1, "window of device {i}");
+        assert!(at < dsdt.windows(4).position(|w| w == b"COM1").unwrap());
+    }
+    assert_eq!(count(b"VR04"), 0);
     assert_eq!(c.vms[2].linux_cmdline(), "");
     let w = VmConfig::mmio_window_e820();
     assert_eq!((w.addr, w.size), (0xD000_0000, 0x8000));
