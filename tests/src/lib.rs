@@ -376,24 +376,36 @@ impl Checked {
     }
 }
 
+/// The Debian guest's build directory (vmlinuz, initramfs.cpio.gz, rootfs.ext4, manifest):
+/// `$BULKHEAD_DEBIAN_GUEST`, else the output of `scripts/build-debian-guest` (cached by
+/// content hash; the first build downloads Debian's kernel package, about 30 s).
+pub fn debian_guest() -> PathBuf {
+    cached_build("BULKHEAD_DEBIAN_GUEST", "scripts/build-debian-guest")
+}
+
 /// The Linux test guest's build directory (bzImage, initramfs.cpio.lz4, manifest):
 /// `$BULKHEAD_LINUX_GUEST`, else the output of `scripts/build-guest` (cached by content hash;
 /// the first build takes about 6 minutes).
 pub fn linux_guest() -> PathBuf {
-    if let Some(dir) = std::env::var_os("BULKHEAD_LINUX_GUEST") {
+    cached_build("BULKHEAD_LINUX_GUEST", "scripts/build-guest")
+}
+
+/// `$var` if set, else the directory `script` prints as its last line.
+fn cached_build(var: &str, script: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os(var) {
         return PathBuf::from(dir);
     }
     let root = bulkhead_boot::image::workspace_root();
-    let out = std::process::Command::new(root.join("scripts/build-guest"))
+    let out = std::process::Command::new(root.join(script))
         .stderr(std::process::Stdio::inherit())
         .output()
-        .expect("run scripts/build-guest");
-    assert!(out.status.success(), "scripts/build-guest failed");
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(out.status.success(), "{script} failed");
     let text = String::from_utf8_lossy(&out.stdout);
     PathBuf::from(
         text.lines()
             .last()
-            .expect("build-guest prints its output directory")
+            .unwrap_or_else(|| panic!("{script} prints its output directory"))
             .trim(),
     )
 }

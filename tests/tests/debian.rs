@@ -1,0 +1,78 @@
+//! A stock distribution guest (issue 12): Debian 12's own kernel package, unmodified
+//! (`scripts/build-debian-guest`), with a minimal initramfs of Debian's modules and an ext4
+//! root file system on the first virtio disk, boots under Bulkhead in Bochs on two vCPUs. Its
+//! virtio devices are found through the DSDT only (the kernel's virtio drivers are modules
+//! and it has no command-line devices); the checks of tests/guest/linux/init then run from
+//! the root file system and the guest powers off through ACPI.
+
+use bulkhead_tests::{boot_image, bundle_files, debian_guest, manifest_value, Checked};
+
+const CMDLINE: &str = "console=ttyS0,115200 panic=-1 reboot=t tsc=reliable root=/dev/vda \
+     bulkhead.blk=/dev/vdb bulkhead.cpus=2 bulkhead.checks=blk,net,smp";
+
+fn debian_conf(extra: &str) -> String {
+    format!(
+        "[vm.debian]\nkind = \"linux\"\nimage = \"vmlinuz\"\ninitrd = \"initramfs.cpio.gz\"\n\
+         memory = \"192M\"\nvcpus = 2\ncmdline = \"{CMDLINE}\"\n{extra}\
+         [[vm.debian.virtio-blk]]\nimage = \"rootfs.ext4\"\n\
+         [[vm.debian.virtio-blk]]\nsize = \"8M\"\n\
+         [[vm.debian.virtio-net]]\nmac = \"52:54:00:12:34:56\"\n"
+    )
+}
+
+fn boot_debian(extra: &str) -> (Checked, std::path::PathBuf) {
+    let dir = debian_guest();
+    let files = ["vmlinuz", "initramfs.cpio.gz", "rootfs.ext4"].map(|f| dir.join(f));
+    let (_tmp, image) = bundle_files(&debian_conf(extra), &files);
+    (boot_image(&image, "corei7_skylake_x", 1500), dir)
+}
+
+/// The lines every boot of the Debian guest shows, with or without the KVM interface.
+fn common(run: &Checked, dir: &std::path::Path) {
+    let pattern = manifest_value(dir, "blk_pattern_sha256");
+    let release = manifest_value(dir, "kernel_release");
+    let out = &run.outcome;
+    for needle in [
+        // Debian's kernel, not the test guest's.
+        &format!("Linux version {release} (debian-kernel@lists.debian.org)"),
+        "smp: Brought up 1 node, 2 CPUs",
+        "ACPI: PM: (supports S0 S5)",
+        // COM1 from the DSDT's PNP0501 (8250_pnp names it after its PNP device, 00:00).
+        "00:00: ttyS0 at I/O 0x3f8 (irq = 4, base_baud = 115200) is a 16550A",
+        // Through the DSDT's LNRO0005 devices: the command line names no device.
+        "virtio_blk virtio0: [vda] 32768 512-byte logical blocks",
+        "virtio_blk virtio1: [vdb] 16384 512-byte logical blocks",
+        // Debian's own modules, loaded by the initramfs (scripts/build-debian-guest).
+        "guest: stage1: loaded 12 modules",
+        "guest: stage1: root /dev/vda mounted (ext4)",
+        "EXT4-fs (vda): mounted filesystem",
+        "guest: userspace up uptime=",
+        "guest: virtio-blk: found /dev/vdb size=8388608",
+        &format!("guest: PASS virtio-blk pattern sha256={pattern}"),
+        "guest: virtio-net: found eth0 mac=52:54:00:12:34:56",
+        "guest: PASS virtio-net ping 192.0.2.1 received=3/3",
+        "guest: PASS smp",
+        "guest: ALL PASS",
+    ] {
+        assert!(
+            out.guest_said("debian", needle),
+            "{}: the guest did not print {needle:?}",
+            run.label
+        );
+    }
+    run.saw("vm debian: stopped: guest powered off (ACPI S5)");
+    for bad in [
+        "guest: FAIL",
+        "Kernel panic",
+        "unhandled exit",
+        "hypervisor bug",
+    ] {
+        assert!(!out.contains(bad), "{}: found {bad:?}", run.label);
+    }
+}
+
+#[test]
+fn debians_stock_kernel_boots_with_root_on_virtio_blk() {
+    let (run, dir) = boot_debian("");
+    common(&run, &dir);
+}
