@@ -10,7 +10,7 @@ use alloc::format;
 use alloc::string::String;
 use virtio::blk::{BackendError, BlockBackend};
 use vm::store::block::Op;
-use vm::store::disk_io::{DiskIo, IoStatus};
+use vm::store::disk_io::{DiskIo, IoStatus, MAX_PART_BYTES};
 
 /// Who holds a store disk open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +30,9 @@ pub struct StoreDisk {
     name: String,
     vm: String,
     read_only: bool,
+    /// The guest's data of a write, handed to `DiskIo` (which takes `&mut`, as for reads):
+    /// one transfer's worth, allocated when the disk is opened.
+    write_copy: alloc::vec::Vec<u8>,
 }
 
 /// Why a VM's store disk cannot be opened (the VM is not started).
@@ -146,6 +149,7 @@ impl StoreDisk {
             name: name.into(),
             vm: vm.into(),
             read_only,
+            write_copy: alloc::vec![0; MAX_PART_BYTES],
         })
     }
 
@@ -222,13 +226,23 @@ impl BlockBackend for StoreDisk {
             return Err(BackendError::ReadOnly);
         }
         // DiskIo copies the data into its driver requests; it never writes to `buf` for a write.
-        let mut copy = [0u8; 4096];
-        if data.len() <= copy.len() {
-            copy[..data.len()].copy_from_slice(data);
-            return self.step(Op::Write, offset, &mut copy[..data.len()]);
-        }
-        let mut v = alloc::vec::Vec::from(data);
-        self.step(Op::Write, offset, &mut v)
+        // The device asks for at most `max_transfer` bytes at a time.
+        let mut copy = core::mem::take(&mut self.write_copy);
+        let result = match copy.get_mut(..data.len()) {
+            Some(buf) => {
+                buf.copy_from_slice(data);
+                self.step(Op::Write, offset, buf)
+            }
+            None => Err(BackendError::Io),
+        };
+        self.write_copy = copy;
+        result
+    }
+
+    /// One driver request's worth (`vm::store::disk_io::MAX_PART_BYTES`, 128 sectors: one
+    /// ATA READ/WRITE SECTORS EXT command) per call instead of 4 KiB pieces.
+    fn max_transfer(&self) -> usize {
+        MAX_PART_BYTES
     }
 
     fn flush(&mut self) -> Result<(), BackendError> {
@@ -293,6 +307,12 @@ impl BlockBackend for VmDisk {
         match self {
             VmDisk::Ram(d) => d.supports_zeroes(),
             VmDisk::Store(d) => d.supports_zeroes(),
+        }
+    }
+    fn max_transfer(&self) -> usize {
+        match self {
+            VmDisk::Ram(d) => d.max_transfer(),
+            VmDisk::Store(d) => d.max_transfer(),
         }
     }
     fn worst_case_bytes(&self) -> u64 {
