@@ -179,6 +179,21 @@ fn bochs_linux_ext4_file_survives_a_reboot() {
         .saw("vm linux: stopped: guest powered off (ACPI S5)")
         .not_saw("guest: FAIL");
     assert_clean_device(&run1);
+    // DISCARD and WRITE_ZEROES are offered on a store disk (virtio 1.2 §5.2.3): the guest's
+    // block layer has limits for both, and fstrim's DISCARDs succeed (a no-op on a drive
+    // without TRIM; the data below still verifies).
+    let limits = run1.guest_line("linux", "guest: disk ext4: discard_max_bytes=");
+    for key in ["discard_max_bytes=", "write_zeroes_max_bytes="] {
+        let v: u64 = limits
+            .split(key)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {limits}"));
+        assert!(v > 0, "{limits}");
+    }
+    run1.said("linux", "guest: disk ext4: fstrim /mnt: ")
+        .said("linux", " bytes trimmed");
 
     let (fsck, sha, fsck_out) = read_back(dir.path(), &drive, "data.bin");
     assert_eq!(fsck, 0, "an unmounted filesystem is clean: {fsck_out}");

@@ -108,6 +108,12 @@ pub trait BlockBackend {
     fn max_transfer(&self) -> usize {
         CHUNK
     }
+    /// Drops `len` bytes at `offset` (VIRTIO_BLK_T_DISCARD, virtio 1.2 §5.2.6.2: what a
+    /// discarded range reads afterwards is not specified). Default: zeroes it
+    /// ([`BlockBackend::write_zeroes`]); a backend may also leave the data as it is.
+    fn discard(&mut self, offset: u64, len: u64) -> Result<(), BackendError> {
+        self.write_zeroes(offset, len)
+    }
     /// Heap bytes the backend may still allocate because of guest requests, at most
     /// (reserve them when the VM is created). Default: 0 (nothing allocated after creation).
     fn worst_case_bytes(&self) -> u64 {
@@ -205,8 +211,10 @@ enum DataOp {
     Read,
     /// VIRTIO_BLK_T_OUT: the chain's readable buffers after the header → disk.
     Write,
-    /// VIRTIO_BLK_T_WRITE_ZEROES / DISCARD: zero the disk range.
+    /// VIRTIO_BLK_T_WRITE_ZEROES: zero the disk range.
     Zero,
+    /// VIRTIO_BLK_T_DISCARD: the backend may drop the range ([`BlockBackend::discard`]).
+    Discard,
     /// VIRTIO_BLK_T_FLUSH on a backend that may answer [`BackendError::Pending`].
     Flush,
 }
@@ -394,8 +402,13 @@ impl<B: BlockBackend> BlockDevice<B> {
                 }
             }
             BlkRequestType::Discard | BlkRequestType::WriteZeroes => {
+                let op = if ty == BlkRequestType::Discard {
+                    DataOp::Discard
+                } else {
+                    DataOp::Zero
+                };
                 match self.zero_range(mem, ty, out_len) {
-                    Ok((offset, len)) => data(DataOp::Zero, offset, len),
+                    Ok((offset, len)) => data(op, offset, len),
                     Err(status) => fail(status),
                 }
             }
@@ -503,11 +516,16 @@ impl<B: BlockBackend> BlockDevice<B> {
                     }
                     stats.bytes_read += n as u64;
                 }
-                DataOp::Zero => {
+                DataOp::Zero | DataOp::Discard => {
                     // One backend call for the whole granted range (a copy-on-write disk
                     // records it as one zero range).
                     let n = end - f.done;
-                    match self.backend.write_zeroes(at, n) {
+                    let r = if f.op == DataOp::Zero {
+                        self.backend.write_zeroes(at, n)
+                    } else {
+                        self.backend.discard(at, n)
+                    };
+                    match r {
                         Ok(()) => {}
                         Err(BackendError::Pending) => return Step::Continue(f),
                         Err(e) => return Step::Complete(Completion::backend_error(e, stats)),
