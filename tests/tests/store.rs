@@ -183,10 +183,11 @@ fn bochs_store_disk_keeps_its_data_across_boots() {
         .said("virtio", "guest virtio-client: DONE passed=1 failed=0")
         .not_saw("FAIL");
     let dev = run2.line("vm virtio: virtio-blk at ");
-    // The marker, then 32 KiB in 4 KiB pieces (the device's copy chunk).
+    // The marker, then the 32 KiB in one piece: a store disk takes up to 64 KiB per backend
+    // call (one driver request, one READ SECTORS EXT of 64 sectors), not 4 KiB pieces.
     assert!(
         dev.contains(
-            " store-disk=vdisk reads=9 writes=0 flushes=0 drive-requests=9 drive-errors=0"
+            " store-disk=vdisk reads=2 writes=0 flushes=0 drive-requests=2 drive-errors=0"
         ),
         "{dev}"
     );
@@ -388,5 +389,102 @@ fn bochs_a_busy_store_disk_stalls_no_other_vm() {
     assert!(
         dev.contains(" errors=0 ") && dev.contains(" store-disk=linger reads=1 writes=8201 flushes=2 drive-requests=8204 drive-errors=0"),
         "{dev}"
+    );
+}
+
+const SHARED_CONF: &str = r#"
+[vm.ra]
+kind = "elf64"
+image = "virtio-client.elf"
+memory = "32M"
+
+[[vm.ra.virtio-blk]]
+disk = "shared"
+read-only = true
+
+[vm.rb]
+kind = "elf64"
+image = "virtio-client.elf"
+memory = "32M"
+
+[[vm.rb.virtio-blk]]
+disk = "shared"
+read-only = true
+
+[vm.writer]
+kind = "elf64"
+image = "virtio-client.elf"
+memory = "32M"
+
+[[vm.writer.virtio-blk]]
+disk = "shared"
+"#;
+
+/// Read-only sharing: two VMs attach disk "shared" with `read-only = true` and both read the
+/// data the host tool imported with the same checksum; each one's write of sector 0 is
+/// refused (VIRTIO_BLK_S_IOERR, counted in `errors=`, nothing reaches the drive); a third VM
+/// asking for the disk writable is not started and says who holds it. The disk is unchanged.
+#[test]
+fn bochs_read_only_store_disk_is_shared_by_readers_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = drive(dir.path(), "store.img", 16);
+    let s = store.to_str().unwrap();
+    disk(&["init", s]);
+    // The layout blk-persist reads: marker and checksum in sector 0, 64 sectors from 8.
+    let mut content = vec![0u8; 1 << 20];
+    let mut x: u32 = 0x1234_5678;
+    for b in &mut content[8 * 512..72 * 512] {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    let sum = fnv1a64(&content[8 * 512..72 * 512]);
+    content[..8].copy_from_slice(b"BKHDPERS");
+    content[8..16].copy_from_slice(&sum.to_le_bytes());
+    let file = dir.path().join("shared.bin");
+    std::fs::write(&file, &content).unwrap();
+    disk(&["import", s, "shared", file.to_str().unwrap()]);
+
+    let (_b, image) = bundle_image(SHARED_CONF, &["virtio-client.elf"]);
+    let run = boot_with_drives(
+        Platform::Bochs,
+        &image,
+        "corei7_skylake_x",
+        300,
+        std::slice::from_ref(&store),
+    );
+    run.exited(32, "bad-configuration")
+        .saw("vm ra: virtio-blk over store disk shared on ata0-slave (read-only)")
+        .saw("vm rb: virtio-blk over store disk shared on ata0-slave (read-only)")
+        .saw("vm writer: not started: disk \"shared\" is open read-only by VM ra; one writer at a time (or any number of `read-only = true` readers)")
+        .saw("bulkhead: all VMs stopped (2 ran, 1 could not start)")
+        .not_saw("FAIL");
+    for vm in ["ra", "rb"] {
+        run.said(
+            vm,
+            "guest virtio-client: blk store disk capacity=2048 sectors readonly=true",
+        )
+        .said(
+            vm,
+            &format!("guest virtio-client: PASS blk-persist-read checksum={sum:016x} sectors=64"),
+        )
+        .said(vm, "guest virtio-client: PASS blk-readonly-write refused: ")
+        .said(vm, "guest virtio-client: DONE passed=2 failed=0");
+        let dev = run.line(&format!("vm {vm}: virtio-blk at "));
+        // Four reads (sector 0 three times, the data once), the write refused and counted.
+        assert!(
+            dev.contains(" errors=1 ")
+                && dev.contains(
+                    " store-disk=shared reads=4 writes=0 flushes=0 drive-requests=4 drive-errors=0"
+                ),
+            "{dev}"
+        );
+    }
+    let out = dir.path().join("after.bin");
+    disk(&["export", s, "shared", out.to_str().unwrap()]);
+    assert!(
+        std::fs::read(&out).unwrap() == content,
+        "a read-only disk changed"
     );
 }

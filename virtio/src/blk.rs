@@ -19,8 +19,12 @@ pub const BLK_QUEUE_SIZE: u16 = 256;
 const HEADER_LEN: u64 = 16;
 /// virtio 1.2 §5.2.6: GET_ID returns a 20-byte string.
 pub const BLK_ID_BYTES: usize = 20;
-/// Bytes copied per backend call.
-const CHUNK: usize = 4096;
+/// Bytes copied per backend call unless the backend asks for more
+/// ([`BlockBackend::max_transfer`]).
+pub const CHUNK: usize = 4096;
+/// The most bytes per backend call any backend gets (the device's copy buffer, allocated
+/// once when the device is created).
+pub const MAX_TRANSFER: usize = 64 * 1024;
 /// Maximum sectors of one discard / write-zeroes segment (config max_*_sectors).
 const MAX_ZERO_SECTORS: u32 = 0x0040_0000;
 /// virtio 1.2 §5.2.6: VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP in virtio_blk_discard_write_zeroes.
@@ -97,6 +101,18 @@ pub trait BlockBackend {
     /// Whether DISCARD and WRITE_ZEROES are offered (virtio 1.2 §5.2.3). Default: yes.
     fn supports_zeroes(&self) -> bool {
         true
+    }
+    /// Bytes the device should move per backend call (a drive's transfer size: fewer, larger
+    /// drive commands). Clamped to `SECTOR_SIZE..=MAX_TRANSFER` and rounded down to whole
+    /// sectors. Default: [`CHUNK`].
+    fn max_transfer(&self) -> usize {
+        CHUNK
+    }
+    /// Drops `len` bytes at `offset` (VIRTIO_BLK_T_DISCARD, virtio 1.2 §5.2.6.2: what a
+    /// discarded range reads afterwards is not specified). Default: zeroes it
+    /// ([`BlockBackend::write_zeroes`]); a backend may also leave the data as it is.
+    fn discard(&mut self, offset: u64, len: u64) -> Result<(), BackendError> {
+        self.write_zeroes(offset, len)
     }
     /// Heap bytes the backend may still allocate because of guest requests, at most
     /// (reserve them when the VM is created). Default: 0 (nothing allocated after creation).
@@ -195,8 +211,10 @@ enum DataOp {
     Read,
     /// VIRTIO_BLK_T_OUT: the chain's readable buffers after the header → disk.
     Write,
-    /// VIRTIO_BLK_T_WRITE_ZEROES / DISCARD: zero the disk range.
+    /// VIRTIO_BLK_T_WRITE_ZEROES: zero the disk range.
     Zero,
+    /// VIRTIO_BLK_T_DISCARD: the backend may drop the range ([`BlockBackend::discard`]).
+    Discard,
     /// VIRTIO_BLK_T_FLUSH on a backend that may answer [`BackendError::Pending`].
     Flush,
 }
@@ -230,11 +248,13 @@ impl<B: BlockBackend> BlockDevice<B> {
         // virtio 1.2 §2.7.5.3.1: a chain (header + data + status) fits the queue size.
         config.seg_max = config.seg_max.clamp(1, u32::from(BLK_QUEUE_SIZE) - 2);
         config.size_max = config.size_max.max(SECTOR_SIZE as u32);
+        let sector = SECTOR_SIZE as usize;
+        let chunk = backend.max_transfer().clamp(sector, MAX_TRANSFER) / sector * sector;
         BlockDevice {
             backend,
             config,
             features: 0,
-            scratch: vec![0; CHUNK],
+            scratch: vec![0; chunk],
             chain: DescriptorChain::with_capacity(BLK_QUEUE_SIZE),
             in_flight: None,
         }
@@ -382,8 +402,13 @@ impl<B: BlockBackend> BlockDevice<B> {
                 }
             }
             BlkRequestType::Discard | BlkRequestType::WriteZeroes => {
+                let op = if ty == BlkRequestType::Discard {
+                    DataOp::Discard
+                } else {
+                    DataOp::Zero
+                };
                 match self.zero_range(mem, ty, out_len) {
-                    Ok((offset, len)) => data(DataOp::Zero, offset, len),
+                    Ok((offset, len)) => data(op, offset, len),
                     Err(status) => fail(status),
                 }
             }
@@ -446,7 +471,8 @@ impl<B: BlockBackend> BlockDevice<B> {
         }
     }
 
-    /// Moves as much of the data phase as `budget` allows, in [`CHUNK`]-byte pieces.
+    /// Moves as much of the data phase as `budget` allows, in pieces of the backend's
+    /// [`BlockBackend::max_transfer`] bytes (the copy buffer's size).
     fn advance(
         &mut self,
         mut f: InFlight,
@@ -464,7 +490,7 @@ impl<B: BlockBackend> BlockDevice<B> {
         let end = f.done + budget.take_bytes(f.len - f.done);
         let ioerr = Step::Complete(Completion::status(blk_status::IOERR));
         while f.done < end {
-            let n = (end - f.done).min(CHUNK as u64) as usize;
+            let n = (end - f.done).min(self.scratch.len() as u64) as usize;
             let at = f.offset + f.done;
             let buf = &mut self.scratch[..n];
             match f.op {
@@ -490,11 +516,16 @@ impl<B: BlockBackend> BlockDevice<B> {
                     }
                     stats.bytes_read += n as u64;
                 }
-                DataOp::Zero => {
+                DataOp::Zero | DataOp::Discard => {
                     // One backend call for the whole granted range (a copy-on-write disk
                     // records it as one zero range).
                     let n = end - f.done;
-                    match self.backend.write_zeroes(at, n) {
+                    let r = if f.op == DataOp::Zero {
+                        self.backend.write_zeroes(at, n)
+                    } else {
+                        self.backend.discard(at, n)
+                    };
+                    match r {
                         Ok(()) => {}
                         Err(BackendError::Pending) => return Step::Continue(f),
                         Err(e) => return Step::Complete(Completion::backend_error(e, stats)),

@@ -516,6 +516,9 @@ pub fn persist(blk: &mut Blk) {
                 ))
                 .as_str(),
             );
+            if blk.readonly() {
+                readonly_write(blk, &mut back[..SECTOR_SIZE]);
+            }
         } else {
             fail(
                 "blk-persist-read",
@@ -555,6 +558,33 @@ pub fn persist(blk: &mut Blk) {
         ))
         .as_str(),
     );
+}
+
+/// On a read-only store disk (VIRTIO_BLK_F_RO): a write of the marker sector must fail
+/// (virtio 1.2 §5.2.6.2: the device answers VIRTIO_BLK_S_IOERR) and leave it unchanged.
+fn readonly_write(blk: &mut Blk, sector: &mut [u8]) {
+    if let Err(e) = blk.read_blocks(0, sector) {
+        return fail("blk-readonly-write", format_args!("read_blocks(0): {e}"));
+    }
+    let before = u64::from_le_bytes(sector[8..16].try_into().unwrap_or([0; 8]));
+    sector[8..16].copy_from_slice(&(!before).to_le_bytes());
+    match blk.write_blocks(0, sector) {
+        Ok(()) => fail("blk-readonly-write", format_args!("the write succeeded")),
+        Err(e) => {
+            if let Err(e) = blk.read_blocks(0, sector) {
+                return fail("blk-readonly-write", format_args!("read_blocks(0): {e}"));
+            }
+            let after = u64::from_le_bytes(sector[8..16].try_into().unwrap_or([0; 8]));
+            if after == before {
+                pass(Text::new(format_args!("blk-readonly-write refused: {e}")).as_str());
+            } else {
+                fail(
+                    "blk-readonly-write",
+                    format_args!("refused ({e}) but sector 0 changed"),
+                );
+            }
+        }
+    }
 }
 
 /// Writes after the persistence check that keep the disk busy (several seconds in Bochs).
