@@ -5,13 +5,14 @@
 //! multiplexer ([`vm::shell::Mux`]); commands run here and print through the console queue.
 //! Ctrl-A opens the shell; `console VM` sends every byte to that VM's UART until Ctrl-A.
 
-use crate::println;
 use crate::vmm::shell_ops::{self, OpError};
+use crate::{arch, println};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
-use vm::shell::{commands, parse, Command, InputQueue, LogLevel, Mux, Step, VmName, PROMPT};
+use vm::shell::top::{self, Sample};
+use vm::shell::{commands, parse, regs, Command, InputQueue, LogLevel, Mux, Step, VmName, PROMPT};
 
 /// The 16550's receive FIFO: at most this many bytes arrive between two reads that matter.
 const RX_FIFO: usize = 16;
@@ -19,11 +20,16 @@ const RX_FIFO: usize = 16;
 struct Shell {
     mux: Mux,
     queue: InputQueue,
+    /// `top`: the last sample and when the next refresh is due (TSC).
+    top: Vec<Sample>,
+    next_top: u64,
 }
 
 static SHELL: Mutex<Shell> = Mutex::new(Shell {
     mux: Mux::new(),
     queue: InputQueue::new(),
+    top: Vec::new(),
+    next_top: 0,
 });
 /// When the receiver is next read (TSC).
 static NEXT_POLL: AtomicU64 = AtomicU64::new(0);
@@ -64,6 +70,9 @@ impl Shell {
             self.queue.push(b);
         }
         self.mux.stats.queue_overflow = self.queue.dropped;
+        if self.mux.mode() == vm::shell::Mode::Top {
+            self.top_if_due();
+        }
         for _ in 0..vm::shell::BYTES_PER_PASS {
             let Some(byte) = self.queue.peek() else { break };
             if let Some(vm) = self.mux.attached() {
@@ -96,6 +105,11 @@ impl Shell {
                     for _ in 0..n {
                         crate::serial::print(format_args!("\x08 \x08"));
                     }
+                }
+                Step::TopEnded => {
+                    self.top.clear();
+                    println!("[shell] top ended");
+                    crate::serial::print(format_args!("{PROMPT}"));
                 }
                 Step::Detached(vm) => {
                     println!();
@@ -168,13 +182,54 @@ impl Shell {
                 self.mux.close();
                 out = "[shell] closed\n".into();
             }
-            Command::Top | Command::Start(_) | Command::Restart(_) | Command::Regs { .. } => {
+            Command::Top => {
+                // The first refresh one interval from now, against this sample.
+                self.top = shell_ops::samples();
+                self.next_top = arch::rdtsc().saturating_add(top_interval());
+                self.mux.start_top();
+                out = "[shell] top: a refresh every second; any key ends it\n".into();
+            }
+            Command::Regs { vm, vcpu } => match shell_ops::regs(vm, vcpu) {
+                Ok(snap) => {
+                    let header = regs::RegsHeader {
+                        vm: vms[vm].name,
+                        vcpu,
+                        state: snap.state,
+                        cpu: snap.cpu,
+                        now: arch::rdtsc(),
+                    };
+                    let _ = regs::regs(&header, &snap.regs, shell_ops::tsc_hz(), &mut out);
+                }
+                Err(e) => out = alloc::format!("error: {e}\n"),
+            },
+            Command::Start(_) | Command::Restart(_) => {
                 let word = line.split_ascii_whitespace().next().unwrap_or("");
                 out = alloc::format!("error: `{word}` is not available in this build yet\n");
             }
         }
         crate::serial::print(format_args!("{out}"));
     }
+}
+
+impl Shell {
+    /// One `top` refresh when its interval has passed (bounded: one line per VM).
+    fn top_if_due(&mut self) {
+        let now = arch::rdtsc();
+        if now < self.next_top {
+            return;
+        }
+        self.next_top = now.saturating_add(top_interval());
+        let sample = shell_ops::samples();
+        let mut out = String::new();
+        let _ = top::refresh(&self.top, &sample, shell_ops::tsc_hz(), &mut out);
+        self.top = sample;
+        crate::serial::print(format_args!("{out}"));
+    }
+}
+
+/// TSC ticks between two `top` refreshes.
+fn top_interval() -> u64 {
+    shell_ops::tsc_hz().saturating_mul(top::REFRESH_MS) / 1000
 }
 
 fn name_of(vm: usize) -> String {

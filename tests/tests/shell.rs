@@ -37,6 +37,11 @@ fn shell_lists_counts_and_stops_vms() {
         Feed::new(PROMPT, "vms\r"),
         Feed::new(PROMPT, "stats alpha\r"),
         Feed::new(PROMPT, "stats alpha\r"),
+        Feed::new(PROMPT, "regs alpha\r"),
+        Feed::new(PROMPT, "regs alpha 1\r"),
+        Feed::new(PROMPT, "top\r"),
+        // One refresh, then any key ends it.
+        Feed::new("top: exits per second (any key stops)\r\n", "q"),
         Feed::new(PROMPT, "stats gamma\r"),
         Feed::new(PROMPT, "stop beta\r"),
         Feed::new("vm beta: console: ", "vms\r"),
@@ -81,6 +86,60 @@ fn shell_lists_counts_and_stops_vms() {
         t.contains("\nerror: no VM named `gamma` (`vms` lists them); usage: stats VM\r\n"),
         "{t}"
     );
+    // `regs alpha`: vCPU 0's registers from its last exit, a 64-bit guest (CR0.PG|PE,
+    // EFER.LMA, a code selector).
+    let regs_title = t
+        .lines()
+        .find(|l| l.starts_with("alpha vcpu 0: "))
+        .expect("regs title");
+    assert!(
+        regs_title.contains(" (cpu 0); registers as of its last exit, "),
+        "{regs_title}"
+    );
+    let field = |line_start: &str, name: &str| -> u64 {
+        let line = t
+            .lines()
+            .find(|l| l.starts_with(line_start))
+            .unwrap_or_else(|| panic!("no `{line_start}` line: {t}"));
+        let key = format!("{name}=");
+        let at = line
+            .find(&key)
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+            + key.len();
+        let v = line[at..].split_whitespace().next().unwrap_or("");
+        u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap()
+    };
+    assert_eq!(field("  cr0 =", "cr0 ") & 0x8000_0001, 0x8000_0001, "{t}");
+    assert_ne!(field("  cr0 =", "efer") & (1 << 10), 0, "{t}");
+    assert_ne!(field("  cs=", "cs"), 0, "{t}");
+    assert!(field("  rip =", "rip ") != 0, "{t}");
+    assert!(
+        t.contains("\nerror: `1` is not a vCPU of this VM (0..1); usage: regs VM [VCPU]\r\n"),
+        "{t}"
+    );
+    // `top`: a refresh with both VMs' rates, alpha's CPUID among them, then the key ended it.
+    let refresh = &t[t
+        .find("top: exits per second (any key stops)")
+        .expect("top")..];
+    let alpha_rate = refresh
+        .lines()
+        .find(|l| l.starts_with("alpha        total "))
+        .expect("alpha's top line");
+    let total: u64 = alpha_rate
+        .split_whitespace()
+        .nth(2)
+        .and_then(|w| w.strip_suffix("/s"))
+        .and_then(|v| v.parse().ok())
+        .expect("alpha's rate");
+    assert!(total > 0, "{alpha_rate}");
+    assert!(alpha_rate.contains(" CPUID "), "{alpha_rate}");
+    assert!(
+        refresh
+            .lines()
+            .any(|l| l.starts_with("beta         total ")),
+        "{t}"
+    );
+    assert!(t.contains("[shell] top ended"), "{t}");
     // `stop beta`: its report, with the operator as the reason, while alpha still runs.
     assert!(t.contains("[shell] stopping vm beta"), "{t}");
     run.saw("vm beta: stopped: stopped by the operator (shell `stop`)")

@@ -10,6 +10,7 @@
 //! its VM's budget bounds) and the frame allocator (VM creation only).
 
 use super::guest_apic::Signal;
+use super::shell_ops;
 use super::*;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::{Mutex, Once};
@@ -23,6 +24,9 @@ pub struct VmSlot {
     /// counts are then in the VM's `finished_stats`), for the shell's `stats VM`: a pinned
     /// vCPU's own lock is held by its CPU for the whole run.
     pub(super) live: Vec<Mutex<Option<ExitStats>>>,
+    /// Each vCPU's registers and scheduling state as of its last slice, copied on its own CPU
+    /// from its own VMCS (the shell's `regs VM VCPU` never reads another CPU's VMCS).
+    pub(super) regs: Vec<Mutex<Option<shell_ops::RegsSnapshot>>>,
 }
 
 impl VmSlot {
@@ -31,6 +35,9 @@ impl VmSlot {
         if let Some(live) = self.live.get(vcpu.index) {
             let stats = (!matches!(vcpu.state, State::Stopped(_))).then(|| vcpu.stats.clone());
             *live.lock() = stats;
+        }
+        if let (Some(regs), Some(snap)) = (self.regs.get(vcpu.index), shell_ops::capture(vcpu)) {
+            *regs.lock() = Some(snap);
         }
     }
 }
@@ -125,6 +132,7 @@ pub fn run(
                 slots.push(VmSlot {
                     vm: Mutex::new(vm),
                     live: vcpus.iter().map(|_| Mutex::new(None)).collect(),
+                    regs: vcpus.iter().map(|_| Mutex::new(None)).collect(),
                     vcpus: vcpus.into_iter().map(Mutex::new).collect(),
                 });
                 created_homes.push((homes, vc.cpus.is_some()));

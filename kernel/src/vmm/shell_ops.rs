@@ -6,6 +6,9 @@
 use super::scheduler::{self, VmSlot};
 use super::*;
 use vm::shell::commands::{StatsView, VmRow, VmState};
+use vm::shell::regs::Registers;
+use vm::shell::top::Sample;
+use vmx::fields::VmcsField;
 
 /// Why a shell operation on a VM cannot be done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +20,9 @@ pub enum OpError {
     /// The VM's UART has no room: try again after the guest has read.
     UartFull,
     NoSuchVm,
+    NoSuchVcpu,
+    /// `regs`: the vCPU has not had a slice yet.
+    NotRunYet,
 }
 
 impl fmt::Display for OpError {
@@ -26,6 +32,8 @@ impl fmt::Display for OpError {
             OpError::Stopping => "the VM is already stopping",
             OpError::UartFull => "the VM's UART is full",
             OpError::NoSuchVm => "no such VM",
+            OpError::NoSuchVcpu => "no such vCPU (`vms` shows how many a VM has)",
+            OpError::NotRunYet => "that vCPU has not run yet: try again in a moment",
         })
     }
 }
@@ -150,4 +158,97 @@ pub fn console_input(vm: usize, byte: u8) -> Result<(), OpError> {
 /// Whether `vm` has stopped.
 pub fn stopped(vm: usize) -> bool {
     slot(vm).map_or(true, |s| s.vm.lock().vcpus_running == 0)
+}
+
+/// A vCPU's registers and scheduling state after one of its slices (`regs VM VCPU`).
+#[derive(Debug, Clone, Copy)]
+pub struct RegsSnapshot {
+    pub regs: Registers,
+    pub state: &'static str,
+    pub cpu: Option<usize>,
+}
+
+/// Copies `vcpu`'s registers from its VMCS, on its own CPU right after its slice: None when
+/// its VMCS is not the current one here (it never ran, or its load failed).
+pub(super) fn capture(vcpu: &Vcpu) -> Option<RegsSnapshot> {
+    if !vcpu.entered || !vcpu.vmcs.is_current() {
+        return None;
+    }
+    let g = &vcpu.regs;
+    let read = |f: VmcsField| vmcs::read(f).unwrap_or(0);
+    // SDM Vol. 3C §25.4.1: RSP, RIP, RFLAGS, CR0/CR3/CR4, the selectors and (with the
+    // "load IA32_EFER" entry control) EFER are in the guest-state area; the other GPRs and
+    // CR2 are saved by the exit path (entry.rs).
+    let regs = Registers {
+        gprs: [
+            g.rax,
+            g.rbx,
+            g.rcx,
+            g.rdx,
+            g.rsi,
+            g.rdi,
+            g.rbp,
+            read(VmcsField::GUEST_RSP),
+            g.r8,
+            g.r9,
+            g.r10,
+            g.r11,
+            g.r12,
+            g.r13,
+            g.r14,
+            g.r15,
+        ],
+        rip: read(VmcsField::GUEST_RIP),
+        rflags: read(VmcsField::GUEST_RFLAGS),
+        cr0: read(VmcsField::GUEST_CR0),
+        cr2: g.cr2,
+        cr3: read(VmcsField::GUEST_CR3),
+        cr4: read(VmcsField::GUEST_CR4),
+        efer: read(VmcsField::GUEST_IA32_EFER),
+        selectors: [
+            VmcsField::GUEST_CS_SELECTOR,
+            VmcsField::GUEST_SS_SELECTOR,
+            VmcsField::GUEST_DS_SELECTOR,
+            VmcsField::GUEST_ES_SELECTOR,
+            VmcsField::GUEST_FS_SELECTOR,
+            VmcsField::GUEST_GS_SELECTOR,
+            VmcsField::GUEST_LDTR_SELECTOR,
+            VmcsField::GUEST_TR_SELECTOR,
+        ]
+        .map(|f| read(f) as u16),
+        at: arch::rdtsc(),
+    };
+    let state = match vcpu.state {
+        State::Runnable => "runnable",
+        State::Halted => "halted",
+        State::WaitForSipi => "waiting for a start-up IPI",
+        State::Stopped(_) => "stopped",
+    };
+    Some(RegsSnapshot {
+        regs,
+        state,
+        cpu: vcpu.last_cpu,
+    })
+}
+
+/// `regs VM VCPU`: the registers its own CPU copied after its last slice.
+pub fn regs(vm: usize, vcpu: usize) -> Result<RegsSnapshot, OpError> {
+    slot(vm)?
+        .regs
+        .get(vcpu)
+        .ok_or(OpError::NoSuchVcpu)?
+        .lock()
+        .ok_or(OpError::NotRunYet)
+}
+
+/// `top`: every VM's exit statistics now.
+pub fn samples() -> Vec<Sample> {
+    (0..scheduler::slots().len())
+        .filter_map(|i| stats(i).ok())
+        .map(|v| Sample {
+            name: v.name,
+            exits: v.exits,
+            at: arch::rdtsc(),
+        })
+        .collect()
 }

@@ -64,6 +64,13 @@ impl Vmcs {
         unsafe { instructions::vmclear(self.frame) }.map_err(VmcsError::Clear)
     }
 
+    /// Whether this VMCS is the current VMCS on this CPU (VMPTRST, SDM Vol. 3C §31.3): reading
+    /// it is then reading this vCPU's guest state, never another's.
+    pub fn is_current(&self) -> bool {
+        // SAFETY: VMPTRST only stores the current-VMCS pointer; VMX root operation is active.
+        unsafe { instructions::vmptrst() }.is_ok_and(|p| p == self.frame)
+    }
+
     /// Makes this VMCS current on this CPU.
     pub fn load(&self) -> Result<(), VmcsError> {
         // SAFETY: the region is a VMCS initialised by `new`; VMX root operation is active.

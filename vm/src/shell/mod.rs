@@ -11,12 +11,15 @@
 //!   editor (backspace, Ctrl-U, Enter), commands ([`parse::Command`]); Ctrl-A again (or `exit`)
 //!   closes it;
 //! - `console VM` attaches the terminal to that VM's UART: every byte goes to the guest until
-//!   Ctrl-A detaches (back to the prompt).
+//!   Ctrl-A detaches (back to the prompt);
+//! - `top` refreshes until any key, which only ends it.
 
 pub mod commands;
 pub mod parse;
+pub mod regs;
 #[cfg(test)]
 mod tests;
+pub mod top;
 
 pub use parse::{parse, Command, LogLevel, ParseError, VmName};
 
@@ -46,6 +49,8 @@ pub enum Mode {
     Shell,
     /// Attached to VM `n`'s UART (an index into the kernel's VM table).
     Console(usize),
+    /// `top` refreshes until any key (which is not passed on).
+    Top,
 }
 
 /// What the kernel does for one input byte.
@@ -67,6 +72,8 @@ pub enum Step {
     ToGuest { vm: usize, byte: u8 },
     /// Detached from VM `vm`: print a note and the prompt.
     Detached(usize),
+    /// A key ended `top`: print the prompt.
+    TopEnded,
 }
 
 /// Counters of console input.
@@ -136,6 +143,11 @@ impl Mux {
         self.mode = Mode::Console(vm);
     }
 
+    /// Starts `top`: the next key ends it.
+    pub fn start_top(&mut self) {
+        self.mode = Mode::Top;
+    }
+
     /// Closes the shell (the `exit` command).
     pub fn close(&mut self) {
         self.mode = Mode::Guests;
@@ -169,6 +181,12 @@ impl Mux {
                     self.stats.to_guest += 1;
                     Step::ToGuest { vm, byte }
                 }
+            }
+            Mode::Top => {
+                self.mode = Mode::Shell;
+                self.len = 0;
+                self.taken = false;
+                Step::TopEnded
             }
             Mode::Shell => self.shell_byte(byte),
         }

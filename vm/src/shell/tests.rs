@@ -296,3 +296,128 @@ fn stats_view() {
     assert_eq!(lines[6], "test: virtio-blk: requests=4");
     assert_eq!(lines.len(), 7);
 }
+
+#[test]
+fn any_key_ends_top_and_is_not_a_command() {
+    let mut mux = Mux::new();
+    mux.feed(ESCAPE);
+    assert_eq!(enter(&mut mux, "top"), "top");
+    mux.start_top();
+    assert_eq!(mux.mode(), Mode::Top);
+    assert_eq!(mux.feed(b'q'), Step::TopEnded);
+    assert_eq!(mux.mode(), Mode::Shell);
+    // The key was not kept: the next line is only what follows it.
+    assert_eq!(enter(&mut mux, "vms"), "vms");
+}
+
+fn sample(name: &str, at: u64, cpuid: u64, hlt: u64) -> top::Sample {
+    let mut exits = ExitStats::default();
+    for _ in 0..cpuid {
+        exits.record(10, 5);
+    }
+    for _ in 0..hlt {
+        exits.record(12, 5);
+    }
+    top::Sample {
+        name: name.into(),
+        exits,
+        at,
+    }
+}
+
+#[test]
+fn top_prints_rates_per_vm_and_reason_busiest_first() {
+    // 1000 Hz TSC; 500 ticks = 0.5 s between the samples.
+    let before = [sample("a", 1000, 10, 2), sample("b", 1000, 0, 0)];
+    let now = [sample("a", 1500, 60, 7), sample("b", 1500, 0, 1)];
+    let mut out = String::new();
+    top::refresh(&before, &now, 1000, &mut out).unwrap();
+    assert_eq!(
+        out,
+        "top: exits per second (any key stops)\n\
+         a            total      110/s  CPUID 100/s  HLT 10/s\n\
+         b            total        2/s  HLT 2/s\n"
+    );
+}
+
+#[test]
+fn top_counts_a_restarted_or_new_vm_from_zero_and_bounds_its_reasons() {
+    let mut big = ExitStats::default();
+    for r in [0u16, 1, 7, 10, 12, 28, 30, 31] {
+        big.record(r, 1);
+    }
+    let before = [top::Sample {
+        name: "a".into(),
+        exits: big.clone(),
+        at: 0,
+    }];
+    // "a" restarted: fewer exits than before, so counted from zero since its new sample.
+    let now = [
+        sample("a", 2000, 4, 0),
+        top::Sample {
+            name: "c".into(),
+            exits: big,
+            at: 3000,
+        },
+    ];
+    let mut out = String::new();
+    top::refresh(&before, &now, 1000, &mut out).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    // No earlier sample: no rate rather than a division by zero.
+    assert!(
+        lines[1].starts_with("a            total        0/s"),
+        "{out}"
+    );
+    assert_eq!(
+        lines[2].matches("/s").count(),
+        1 + top::REASONS_PER_VM,
+        "{out}"
+    );
+}
+
+#[test]
+fn regs_prints_every_register_and_the_snapshot_age() {
+    let mut r = regs::Registers::default();
+    for (i, g) in r.gprs.iter_mut().enumerate() {
+        *g = i as u64 + 1;
+    }
+    r.rip = 0x1000;
+    r.rflags = 0x202;
+    r.cr0 = 0x8000_0031;
+    r.cr3 = 0x5000;
+    r.cr4 = 0x20;
+    r.efer = 0x500;
+    r.selectors = [0x8, 0x10, 0x10, 0x10, 0, 0, 0, 0x18];
+    r.at = 1000;
+    let h = regs::RegsHeader {
+        vm: "linux",
+        vcpu: 1,
+        state: "halted",
+        cpu: Some(0),
+        now: 3000,
+    };
+    let mut out = String::new();
+    regs::regs(&h, &r, 1_000_000, &mut out).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        "linux vcpu 1: halted (cpu 0); registers as of its last exit, 2000 us ago"
+    );
+    assert_eq!(
+        lines[1],
+        "  rax =0000000000000001  rbx =0000000000000002  rcx =0000000000000003  rdx =0000000000000004"
+    );
+    assert!(lines[2].contains("rsp =0000000000000008"), "{out}");
+    assert!(lines[4].ends_with("r15 =0000000000000010"), "{out}");
+    assert_eq!(lines[5], "  rip =0x0000000000001000  rflags=0x00000202");
+    assert_eq!(
+        lines[6],
+        "  cr0 =0x80000031  cr2=0x0000000000000000  cr3=0x0000000000005000  cr4=0x00000020  efer=0x500"
+    );
+    assert_eq!(
+        lines[7],
+        "  cs=0008 ss=0010 ds=0010 es=0010 fs=0000 gs=0000 ldtr=0000 tr=0018"
+    );
+    assert_eq!(lines.len(), 8);
+}
