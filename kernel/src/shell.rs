@@ -79,8 +79,14 @@ impl Shell {
                 if byte != vm::shell::ESCAPE {
                     match shell_ops::console_input(vm, byte) {
                         Ok(()) => {}
-                        // The guest has not read its FIFO yet: the byte waits in the queue.
-                        Err(OpError::UartFull) => break,
+                        // The guest has not read its FIFO yet: the byte waits in the queue,
+                        // unless the escape key is queued behind it (never held back).
+                        Err(OpError::UartFull) => {
+                            if self.queue.skip_to_escape() > 0 {
+                                continue;
+                            }
+                            break;
+                        }
                         Err(e) => {
                             self.queue.pop();
                             self.mux.feed(vm::shell::ESCAPE);

@@ -246,6 +246,11 @@ impl Mux {
 pub struct InputQueue {
     ring: crate::console::ByteRing<INPUT_QUEUE>,
     pub dropped: u64,
+    /// Bytes for an attached guest dropped because the escape key came behind them while the
+    /// guest's UART had no room ([`InputQueue::skip_to_escape`]).
+    pub skipped: u64,
+    /// [`ESCAPE`] bytes in the queue.
+    escapes: usize,
 }
 
 impl Default for InputQueue {
@@ -259,6 +264,8 @@ impl InputQueue {
         InputQueue {
             ring: crate::console::ByteRing::new(),
             dropped: 0,
+            skipped: 0,
+            escapes: 0,
         }
     }
 
@@ -267,6 +274,8 @@ impl InputQueue {
         let ok = self.ring.push(&[byte]);
         if !ok {
             self.dropped += 1;
+        } else if byte == ESCAPE {
+            self.escapes += 1;
         }
         ok
     }
@@ -293,6 +302,26 @@ impl InputQueue {
     pub fn pop(&mut self) -> Option<u8> {
         let b = self.peek()?;
         self.ring.consume(1);
+        if b == ESCAPE {
+            self.escapes -= 1;
+        }
         Some(b)
+    }
+
+    /// When an [`ESCAPE`] is queued, drops (and counts in `skipped`) the bytes before it, so
+    /// the escape key is next: the operator can always detach from a guest that does not read
+    /// its UART, whose bytes would otherwise hold the key back for good. Returns how many
+    /// bytes were dropped (0 when no escape is queued; nothing changes then).
+    pub fn skip_to_escape(&mut self) -> usize {
+        if self.escapes == 0 {
+            return 0;
+        }
+        let mut n = 0;
+        while self.peek() != Some(ESCAPE) {
+            self.pop();
+            n += 1;
+        }
+        self.skipped += n as u64;
+        n
     }
 }

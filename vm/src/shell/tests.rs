@@ -421,3 +421,27 @@ fn regs_prints_every_register_and_the_snapshot_age() {
     );
     assert_eq!(lines.len(), 8);
 }
+
+#[test]
+fn the_escape_key_is_never_held_back_by_bytes_a_guest_does_not_read() {
+    let mut q = InputQueue::new();
+    // Nothing to skip to: the queue is left alone.
+    for &b in b"abc" {
+        q.push(b);
+    }
+    assert_eq!(q.skip_to_escape(), 0);
+    assert_eq!(q.len(), 3);
+    // The escape key behind 40 bytes the attached guest cannot take: they are dropped,
+    // counted, and the key is next; what came after it stays queued.
+    for _ in 0..37 {
+        q.push(b'x');
+    }
+    q.push(ESCAPE);
+    q.push(b'v');
+    assert_eq!(q.skip_to_escape(), 40);
+    assert_eq!(q.skipped, 40);
+    assert_eq!(q.pop(), Some(ESCAPE));
+    assert_eq!(q.pop(), Some(b'v'));
+    assert_eq!(q.skip_to_escape(), 0);
+    assert!(q.is_empty());
+}
