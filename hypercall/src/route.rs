@@ -30,6 +30,14 @@ pub const fn route(rax: u64, kvm_pv: bool) -> Abi {
     }
 }
 
+/// The Bulkhead call number of `rax` in a VM without KVM's interface: the tag removed if
+/// present (`route(rax, false)`).
+pub const fn untag(rax: u64) -> u64 {
+    match route(rax, false) {
+        Abi::Bulkhead(nr) | Abi::Kvm(nr) => nr,
+    }
+}
+
 /// The RAX a guest loads for Bulkhead call `nr` in a VM with KVM PV (works in every VM).
 pub const fn tagged(nr: u64) -> u64 {
     BULKHEAD_TAG | nr
@@ -58,6 +66,8 @@ mod tests {
             assert_eq!(route(tagged(nr), true), Abi::Bulkhead(nr));
             assert_eq!(route(tagged(nr), false), Abi::Bulkhead(nr));
         }
+        assert_eq!(untag(tagged(call::MULTICALL)), call::MULTICALL);
+        assert_eq!(untag(call::MULTICALL), call::MULTICALL);
         // An unassigned tagged number stays Bulkhead's (the dispatcher answers -Unknown).
         assert_eq!(route(tagged(0xffff), true), Abi::Bulkhead(0xffff));
     }
