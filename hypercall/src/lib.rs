@@ -7,6 +7,7 @@
 //! - [`stats`]: the binary layout `EXIT_STATS` copies to the guest, encoder and parser.
 //! - [`host`]: the hypervisor's dispatcher, [`dispatch`], over a [`HypercallHost`] that
 //!   knows guest RAM and the VM; it knows nothing about VMX.
+//! - [`route`]: which ABI a `VMCALL` belongs to in a VM that also offers KVM's.
 //! - `guest` (x86_64 only): `no_std` wrappers over one `vmcall` instruction.
 //!
 //! Nothing here allocates or panics on guest-controlled input.
@@ -20,6 +21,7 @@ mod error;
 pub mod guest;
 pub mod host;
 pub mod multicall;
+pub mod route;
 pub mod stats;
 
 pub use error::{decode, encode, CallError, HcError};

@@ -18,6 +18,7 @@ pub mod devices;
 pub mod features;
 pub mod insn;
 pub mod io;
+pub mod kvm_pv;
 pub mod linux;
 pub mod loader;
 pub mod msr;

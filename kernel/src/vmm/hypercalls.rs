@@ -56,6 +56,12 @@ impl VcpuExit<'_> {
             rsi: r.rsi,
         };
         let regs = if long { regs } else { regs.low32() };
+        // A Bulkhead call may carry the ABI tag (docs/hypercall-abi.md §9.2); no VM is offered
+        // KVM's interface yet, so every call is Bulkhead's.
+        let regs = HcRegs {
+            rax: hypercall::route::untag(regs.rax),
+            ..regs
+        };
         let cpl = ((vmcs::read_exit(F::GUEST_SS_ACCESS_RIGHTS) >> 5) & 3) as u8;
         let outcome = {
             let vm = &mut *self.vm;

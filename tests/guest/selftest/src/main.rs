@@ -132,7 +132,15 @@ fn abi_version() -> Check {
         return Err(detail!("CPUID.40000001h:EAX = {leaf:#x}, expected 0x10000"));
     }
     let v = hcall("VERSION", hv::call0(hv::VERSION, [0; 4]))?;
-    expect_eq("VERSION", v, hv::ABI_VERSION as i64)
+    expect_eq("VERSION", v, hv::ABI_VERSION as i64)?;
+    // The tagged form (docs/hypercall-abi.md §9.2) is Bulkhead's in every VM.
+    let tagged = hypercall::route::tagged(hv::VERSION);
+    let v = hcall("tagged VERSION", hv::call0(tagged, [0; 4]))?;
+    expect_eq(
+        "tagged VERSION (RAX = 0x4248_0000)",
+        v,
+        hv::ABI_VERSION as i64,
+    )
 }
 
 fn hypercall_nop() -> Check {
@@ -182,7 +190,10 @@ fn guest_crate() -> Check {
 
 fn hypercall_unknown() -> Check {
     let r = hcall("call 0xdead", hv::call0(0xdead, [0; 4]))?;
-    expect_eq("call 0xdead", r, -hv::UNKNOWN_CALL)
+    expect_eq("call 0xdead", r, -hv::UNKNOWN_CALL)?;
+    let tagged = hypercall::route::tagged(0xdead);
+    let r = hcall("tagged call 0xdead", hv::call0(tagged, [0; 4]))?;
+    expect_eq("tagged call 0xdead", r, -hv::UNKNOWN_CALL)
 }
 
 fn hypercall_bad_pointer(ram_size: u64) -> Check {
