@@ -466,15 +466,15 @@ pub fn parse_header(bzimage: &[u8]) -> Result<SetupHeader, LinuxError> {
 }
 
 /// The e820 map and the RAM the loader may place things in.
-struct MemoryMap {
+pub(crate) struct MemoryMap {
     /// Sorted by address.
-    e820: Vec<E820Entry>,
+    pub(crate) e820: Vec<E820Entry>,
     /// Usable RAM ranges `[start, end)`: the base RAM less every extra entry.
-    usable: Vec<(u64, u64)>,
+    pub(crate) usable: Vec<(u64, u64)>,
 }
 
 /// The e820 map for `ram` bytes plus `extra`, RAM split around the extra entries.
-fn build_e820(ram: u64, extra: &[E820Entry]) -> Result<MemoryMap, LinuxError> {
+pub(crate) fn build_e820(ram: u64, extra: &[E820Entry]) -> Result<MemoryMap, LinuxError> {
     let mut usable: Vec<(u64, u64)> = Vec::new();
     if ram > 0 {
         usable.push((0, ram.min(EBDA_GPA)));
@@ -527,7 +527,7 @@ fn build_e820(ram: u64, extra: &[E820Entry]) -> Result<MemoryMap, LinuxError> {
 
 /// The highest `INITRD_ALIGN`-aligned address where `size` bytes fit in `usable` RAM at or
 /// above 1 MiB, below `limit` and outside `kernel`.
-fn place_initrd(
+pub(crate) fn place_initrd(
     usable: &[(u64, u64)],
     kernel: (u64, u64),
     limit: u64,
