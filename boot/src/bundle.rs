@@ -270,6 +270,40 @@ fn check_vm(
                         .map_err(|e| e.to_string())
                 })
         }
+        GuestKind::Pvh => {
+            let cmdline = vm.linux_cmdline();
+            let extra = [VmConfig::mmio_window_e820()];
+            let pc = vm::pvh::PvhConfig {
+                ram: vm.memory,
+                cmdline: &cmdline,
+                initrd: initrd.map(|(_, d)| d.as_slice()),
+                e820_extra: &extra,
+                acpi: None,
+            };
+            vm::pvh::load_pvh(image, &pc, &mut ram)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+        GuestKind::Multiboot => {
+            let extra = [VmConfig::mmio_window_e820()];
+            let modules: Vec<vm::multiboot::Module> = initrd
+                .map(|(name, d)| vm::multiboot::Module {
+                    data: d.as_slice(),
+                    string: name.as_str(),
+                })
+                .into_iter()
+                .collect();
+            let mc = vm::multiboot::MultibootConfig {
+                ram: vm.memory,
+                cmdline: vm.cmdline.as_deref().unwrap_or(""),
+                modules: &modules,
+                e820_extra: &extra,
+                acpi: None,
+            };
+            vm::multiboot::load_multiboot(image, &mc, &mut ram)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
     };
     loaded.map_err(|message| {
         problem(
@@ -586,7 +620,7 @@ image = "disk.img"
         assert!(pack_bundle_unchecked(dir.path())
             .unwrap_err()
             .to_string()
-            .ends_with("bulkhead.toml:1:1: [vm.a] needs `kind`, e.g. kind = \"elf64\" (or \"real16\", \"linux\")"));
+            .ends_with("bulkhead.toml:1:1: [vm.a] needs `kind`, e.g. kind = \"elf64\" (or \"real16\", \"linux\", \"pvh\", \"multiboot\")"));
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub const CODE64_SELECTOR: u16 = 0x08;
 pub const DATA_SELECTOR: u16 = 0x10;
 pub const TSS_SELECTOR: u16 = 0x18;
 pub const GDT_LIMIT: u16 = 5 * 8 - 1;
+/// The flat 32-bit environment's code selector (its GDT: null, code32, data, 8-byte TSS).
+pub const CODE32_SELECTOR: u16 = 0x08;
+pub const GDT32_LIMIT: u16 = 4 * 8 - 1;
 pub const TSS_LIMIT: u32 = 0x67;
 /// Real-mode load address and initial stack.
 pub const REAL16_LOAD_GPA: u64 = 0x7C00;
@@ -44,14 +47,35 @@ pub enum LoadError {
     NotElf64X86,
     NotExecutable,
     Truncated(&'static str),
-    SegmentBelowImageBase { paddr: u64 },
-    SegmentOutsideRam { paddr: u64, memsz: u64, ram: u64 },
-    FileSizeExceedsMemSize { paddr: u64 },
+    SegmentBelowImageBase {
+        paddr: u64,
+    },
+    SegmentOutsideRam {
+        paddr: u64,
+        memsz: u64,
+        ram: u64,
+    },
+    FileSizeExceedsMemSize {
+        paddr: u64,
+    },
     NoLoadableSegment,
-    EntryOutsideImage { entry: u64 },
-    ImageTooLarge { size: u64, room: u64 },
-    RamTooSmall { ram: u64, need: u64 },
-    OutsideRam { gpa: u64, len: u64 },
+    EntryOutsideImage {
+        entry: u64,
+    },
+    ImageTooLarge {
+        size: u64,
+        room: u64,
+    },
+    RamTooSmall {
+        ram: u64,
+        need: u64,
+    },
+    OutsideRam {
+        gpa: u64,
+        len: u64,
+    },
+    /// Not an ELF32 for i386 nor an ELF64 for x86_64 (the 32-bit boot protocols take both).
+    NotElfX86,
 }
 
 impl fmt::Display for LoadError {
@@ -90,6 +114,10 @@ impl fmt::Display for LoadError {
             LoadError::OutsideRam { gpa, len } => {
                 write!(f, "guest range {gpa:#x}+{len:#x} is outside RAM")
             }
+            LoadError::NotElfX86 => write!(
+                f,
+                "not a little-endian ELF32 (i386) or ELF64 (x86_64) executable"
+            ),
         }
     }
 }
@@ -101,6 +129,10 @@ pub enum EntryMode {
     Long64 { cr3: u64 },
     /// Real mode, CS = DS = ES = SS = 0.
     Real16,
+    /// 32-bit protected mode, paging off, flat 4 GiB CS ([`CODE32_SELECTOR`]) and data
+    /// segments ([`DATA_SELECTOR`]), TR a busy 32-bit TSS ([`TSS_SELECTOR`]); EAX and EBX as
+    /// the boot protocol names them (Multiboot 0.6.96 §3.2; Xen docs/misc/pvh.pandoc).
+    Flat32 { eax: u32, ebx: u32 },
 }
 
 /// The initial register state of the boot vCPU.
@@ -173,6 +205,27 @@ pub fn build_long_mode_environment(mem: &mut impl GuestWrite) -> Result<u64, Loa
         mem.write(PD_GPA + i * 0x1000, &pd)?;
     }
     Ok(PML4_GPA)
+}
+
+/// Writes the GDT (null, flat code32 at [`CODE32_SELECTOR`], flat data at [`DATA_SELECTOR`],
+/// busy 32-bit TSS at [`TSS_SELECTOR`]) and the TSS of the flat 32-bit environment
+/// ([`EntryMode::Flat32`]).
+pub fn build_flat32_environment(mem: &mut impl GuestWrite) -> Result<(), LoadError> {
+    // SDM Vol. 3A §3.4.5: flat 32-bit code (D=1, G=1, P, S, execute/read accessed) and flat
+    // read/write data, base 0, limit 4 GiB.
+    const CODE32: u64 = 0x00cf_9b00_0000_ffff;
+    const DATA: u64 = 0x00cf_9300_0000_ffff;
+    // SDM Vol. 3A §8.2.2: 32-bit TSS descriptor, type 0xB (busy), as TR holds it.
+    let tss = (u64::from(TSS_LIMIT) & 0xffff)
+        | ((TSS_GPA & 0xff_ffff) << 16)
+        | (0x8bu64 << 40)
+        | (((TSS_GPA >> 24) & 0xff) << 56);
+    let mut gdt = [0u8; 32];
+    for (i, d) in [0, CODE32, DATA, tss].iter().enumerate() {
+        gdt[i * 8..i * 8 + 8].copy_from_slice(&d.to_le_bytes());
+    }
+    mem.write(GDT_GPA, &gdt)?;
+    mem.zero(TSS_GPA, 0x1000)
 }
 
 /// Loads a static ELF64 executable (SysV gABI) and builds the long-mode environment.

@@ -88,8 +88,56 @@ fn linux_boot(
     let extras = vm::linux::LinuxExtras {
         acpi: Some(&tables),
     };
+    if config.kind == GuestKind::Pvh {
+        let pc = vm::pvh::PvhConfig {
+            ram: lc.ram,
+            cmdline: lc.cmdline,
+            initrd: lc.initrd,
+            e820_extra: lc.e820_extra,
+            acpi: Some(&tables),
+        };
+        return vm::pvh::load_pvh(image, &pc, memory).map_err(|e| {
+            CreateError::Platform(alloc::format!("loading the PVH kernel failed: {e}"))
+        });
+    }
     vm::linux::load_linux_with(image, &lc, &extras, memory)
         .map_err(|e| CreateError::Platform(alloc::format!("loading the Linux kernel failed: {e}")))
+}
+
+/// Loads a Multiboot v1 kernel (vm::multiboot): the `initrd` entry is module 0 (its string the
+/// entry's name), the memory map reserves the virtio-mmio window, the ACPI tables sit in the
+/// BIOS area for a kernel that scans for the RSDP.
+fn multiboot_boot(
+    config: &VmConfig,
+    archive: &Archive<'static>,
+    image: &[u8],
+    memory: &mut GuestMemory,
+) -> Result<loader::BootState, CreateError> {
+    let mut modules = alloc::vec::Vec::new();
+    if let Some(name) = &config.initrd {
+        let data = archive
+            .get(name)
+            .ok_or_else(|| CreateError::MissingEntry(name.clone()))?;
+        modules.push(vm::multiboot::Module {
+            data,
+            string: name.as_str(),
+        });
+    }
+    let tables = vm::acpi::GuestTables::build(&config.acpi_config(), vm::acpi::BIOS_AREA_GPA)
+        .map_err(|e| {
+            CreateError::Platform(alloc::format!("building the ACPI tables failed: {e}"))
+        })?;
+    let extra = [VmConfig::mmio_window_e820()];
+    let mc = vm::multiboot::MultibootConfig {
+        ram: config.memory,
+        cmdline: config.cmdline.as_deref().unwrap_or(""),
+        modules: &modules,
+        e820_extra: &extra,
+        acpi: Some(&tables),
+    };
+    vm::multiboot::load_multiboot(image, &mc, memory).map_err(|e| {
+        CreateError::Platform(alloc::format!("loading the Multiboot kernel failed: {e}"))
+    })
 }
 
 impl Vm {
@@ -119,8 +167,12 @@ impl Vm {
         match config.kind {
             GuestKind::Elf64 => loader::load_elf64(image, config.memory, index as u64, &mut memory),
             GuestKind::Real16 => loader::load_real16(image, config.memory, &mut memory),
-            GuestKind::Linux => {
+            GuestKind::Linux | GuestKind::Pvh => {
                 return linux_boot(config, archive, image, &mut memory).map(|boot| (boot, memory));
+            }
+            GuestKind::Multiboot => {
+                return multiboot_boot(config, archive, image, &mut memory)
+                    .map(|boot| (boot, memory));
             }
         }
         .map_err(CreateError::Load)
@@ -255,7 +307,14 @@ impl Vm {
             vmcs.clear().map_err(|e| CreateError::Setup(e.into()))?;
             // docs/vm-platform.md: every vCPU of an elf64 guest starts at the entry point with
             // RDX = its index and RCX = the vCPU count.
+            // The 32-bit boot protocols hand over EAX and EBX (vm::loader::EntryMode::Flat32).
+            let (rax, rbx) = match boot.mode {
+                EntryMode::Flat32 { eax, ebx } => (u64::from(eax), u64::from(ebx)),
+                _ => (0, 0),
+            };
             let regs = GuestRegs {
+                rax,
+                rbx,
                 rdi: boot.rdi,
                 rsi: boot.rsi,
                 rdx: index as u64,
@@ -314,6 +373,8 @@ impl Vm {
                 GuestKind::Elf64 => "64-bit",
                 GuestKind::Real16 => "real-mode",
                 GuestKind::Linux => "Linux",
+                GuestKind::Pvh => "PVH",
+                GuestKind::Multiboot => "Multiboot",
             },
             config.image,
             boot.rip,

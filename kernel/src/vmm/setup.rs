@@ -260,6 +260,29 @@ pub fn write_guest_state(
                 u64::from(loader::GDT_LIMIT),
             )
         }
+        EntryMode::Flat32 { .. } => {
+            vmcs::write_guest(guest_field!(GUEST_CR3), 0)?;
+            // PE | ET | NE, paging off: allowed with unrestricted guest (SDM Vol. 3C
+            // §26.3.1.1: PG = 1 requires PE = 1, not the reverse; the PE/PG fixed bits are
+            // relaxed by the "unrestricted guest" control, §25.6.2). Flat 4 GiB code32 and
+            // data segments (Multiboot 0.6.96 §3.2; Xen docs/misc/pvh.pandoc), TR the busy
+            // 32-bit TSS of vm::loader::build_flat32_environment.
+            (
+                0x31,
+                0,
+                0,
+                SegmentAccessRights::FLAT_CODE32,
+                SegmentAccessRights::FLAT_DATA,
+                loader::CODE32_SELECTOR,
+                loader::DATA_SELECTOR,
+                0xffff_ffff,
+                loader::TSS_SELECTOR,
+                loader::TSS_GPA,
+                loader::TSS_LIMIT,
+                loader::GDT_GPA,
+                u64::from(loader::GDT32_LIMIT),
+            )
+        }
         EntryMode::Real16 => {
             vmcs::write_guest(guest_field!(GUEST_CR3), 0)?;
             // ET | NE: real mode, paging off (allowed by unrestricted guest).

@@ -94,7 +94,7 @@ impl Platform {
         // The IOAPIC and ACPI PM ports the guest's ACPI tables describe (vm::acpi); Linux
         // guests get the tables (create.rs), the PM ports are unclaimed for the others.
         pc.ioapic_id = vm::acpi::IOAPIC_ID;
-        pc.acpi_pm = config.kind == vm::config::GuestKind::Linux;
+        pc.acpi_pm = config.kind.is_linux();
         let legacy = LegacyPlatform::new(pc);
 
         let leaves = hypervisor_leaves();

@@ -424,19 +424,24 @@ fn convert_vm(
             },
         )
     };
-    let kind_v = v
-        .kind
-        .ok_or_else(|| missing("kind", "\"elf64\" (or \"real16\", \"linux\")"))?;
+    let kind_v = v.kind.ok_or_else(|| {
+        missing(
+            "kind",
+            "\"elf64\" (or \"real16\", \"linux\", \"pvh\", \"multiboot\")",
+        )
+    })?;
     let kind = match kind_v.get_ref().as_str() {
         "elf64" => GuestKind::Elf64,
         "real16" => GuestKind::Real16,
         "linux" => GuestKind::Linux,
+        "pvh" => GuestKind::Pvh,
+        "multiboot" => GuestKind::Multiboot,
         _ => {
             return Err(bad(
                 text,
                 "kind",
                 kind_v.span(),
-                "\"elf64\", \"real16\" or \"linux\"",
+                "\"elf64\", \"real16\", \"linux\", \"pvh\" or \"multiboot\"",
             ))
         }
     };
@@ -454,7 +459,7 @@ fn convert_vm(
         "a multiple of 2M from 4M to 3328M, e.g. \"64M\"",
     )?;
     let cpu_keys = super::cpus::parse(text, &name, v.vcpus, v.cpus, v.dedicated)?;
-    if kind != GuestKind::Linux {
+    if !kind.takes_cmdline() {
         let linux_only = [("cmdline", &v.cmdline), ("initrd", &v.initrd)];
         if let Some((key, Some(value))) = linux_only.into_iter().find(|(_, v)| v.is_some()) {
             return Err(at(

@@ -108,6 +108,11 @@ pub enum GuestKind {
     Real16,
     /// A Linux bzImage entered through the 64-bit boot protocol.
     Linux,
+    /// An ELF kernel (Linux's `vmlinux`) entered through its PVH note (vm::pvh), with the
+    /// Linux platform (ACPI tables, virtio-mmio devices on the command line).
+    Pvh,
+    /// A Multiboot v1 kernel (vm::multiboot); `initrd` becomes module 0.
+    Multiboot,
 }
 
 impl GuestKind {
@@ -117,7 +122,22 @@ impl GuestKind {
             GuestKind::Elf64 => "elf64",
             GuestKind::Real16 => "real16",
             GuestKind::Linux => "linux",
+            GuestKind::Pvh => "pvh",
+            GuestKind::Multiboot => "multiboot",
         }
+    }
+
+    /// Whether the VM takes `cmdline` and `initrd` (the boot protocols that pass them).
+    pub fn takes_cmdline(self) -> bool {
+        matches!(
+            self,
+            GuestKind::Linux | GuestKind::Pvh | GuestKind::Multiboot
+        )
+    }
+
+    /// Whether the VM boots Linux (bzImage or PVH): the ACPI PM ports.
+    pub fn is_linux(self) -> bool {
+        matches!(self, GuestKind::Linux | GuestKind::Pvh)
     }
 }
 

@@ -422,7 +422,7 @@ const ERRORS: &[(&str, usize, usize, &str)] = &[
         "[vm.a]\nimage = \"a\"\nmemory = \"4M\"\n",
         1,
         1,
-        "[vm.a] needs `kind`, e.g. kind = \"elf64\" (or \"real16\", \"linux\")",
+        "[vm.a] needs `kind`, e.g. kind = \"elf64\" (or \"real16\", \"linux\", \"pvh\", \"multiboot\")",
     ),
     (
         "[vm.a]\nkind = \"elf64\"\nmemory = \"4M\"\n",
@@ -440,7 +440,7 @@ const ERRORS: &[(&str, usize, usize, &str)] = &[
         "[vm.a]\nkind = \"bsd\"\n",
         2,
         8,
-        "kind = \"bsd\": expected \"elf64\", \"real16\" or \"linux\"",
+        "kind = \"bsd\": expected \"elf64\", \"real16\", \"linux\", \"pvh\" or \"multiboot\"",
     ),
     (
         "[vm.a]\nkind = \"elf64\"\nimage = \"\"\nmemory = \"4M\"\n",
@@ -846,5 +846,28 @@ fn full_example_uses_every_key() {
     assert_eq!(
         fields_of::<BlkToml>(),
         ["size", "image", "disk", "read-only"]
+    );
+}
+
+#[test]
+fn pvh_and_multiboot_kinds_take_cmdline_and_initrd() {
+    let c = Config::parse(
+        b"[vm.p]\nkind = \"pvh\"\nimage = \"vmlinux\"\nmemory = \"128M\"\ncmdline = \"console=ttyS0\"\ninitrd = \"initramfs.cpio.gz\"\n\
+          [vm.m]\nkind = \"multiboot\"\nimage = \"mb.elf\"\nmemory = \"16M\"\ncmdline = \"check\"\ninitrd = \"module.bin\"\n",
+    )
+    .unwrap();
+    let (p, m) = (&c.vms[0], &c.vms[1]);
+    assert_eq!(
+        (p.kind, p.kind.name(), p.kind.is_linux()),
+        (GuestKind::Pvh, "pvh", true)
+    );
+    assert_eq!(p.initrd.as_deref(), Some("initramfs.cpio.gz"));
+    assert_eq!(
+        (m.kind, m.kind.name(), m.kind.is_linux()),
+        (GuestKind::Multiboot, "multiboot", false)
+    );
+    assert_eq!(
+        (m.cmdline.as_deref(), m.initrd.as_deref()),
+        (Some("check"), Some("module.bin"))
     );
 }
