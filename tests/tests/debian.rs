@@ -10,20 +10,22 @@ use bulkhead_tests::{boot_image, bundle_files, debian_guest, manifest_value, Che
 const CMDLINE: &str = "console=ttyS0,115200 panic=-1 reboot=t tsc=reliable root=/dev/vda \
      bulkhead.blk=/dev/vdb bulkhead.cpus=2 bulkhead.checks=blk,net,smp";
 
-fn debian_conf(extra: &str) -> String {
+/// The VM: `kind` "linux" boots `vmlinuz` (the bzImage), "pvh" boots `vmlinux` through its
+/// PVH entry note.
+fn debian_conf(kind: &str, image: &str) -> String {
     format!(
-        "[vm.debian]\nkind = \"linux\"\nimage = \"vmlinuz\"\ninitrd = \"initramfs.cpio.gz\"\n\
-         memory = \"192M\"\nvcpus = 2\ncmdline = \"{CMDLINE}\"\n{extra}\
+        "[vm.debian]\nkind = \"{kind}\"\nimage = \"{image}\"\ninitrd = \"initramfs.cpio.gz\"\n\
+         memory = \"192M\"\nvcpus = 2\nconsole-timestamps = true\ncmdline = \"{CMDLINE}\"\n\
          [[vm.debian.virtio-blk]]\nimage = \"rootfs.ext4\"\n\
          [[vm.debian.virtio-blk]]\nsize = \"8M\"\n\
          [[vm.debian.virtio-net]]\nmac = \"52:54:00:12:34:56\"\n"
     )
 }
 
-fn boot_debian(extra: &str) -> (Checked, std::path::PathBuf) {
+fn boot_debian(kind: &str, kernel: &str) -> (Checked, std::path::PathBuf) {
     let dir = debian_guest();
-    let files = ["vmlinuz", "initramfs.cpio.gz", "rootfs.ext4"].map(|f| dir.join(f));
-    let (_tmp, image) = bundle_files(&debian_conf(extra), &files);
+    let files = [kernel, "initramfs.cpio.gz", "rootfs.ext4"].map(|f| dir.join(f));
+    let (_tmp, image) = bundle_files(&debian_conf(kind, kernel), &files);
     (boot_image(&image, "corei7_skylake_x", 1500), dir)
 }
 
@@ -67,8 +69,38 @@ fn common(run: &Checked, dir: &std::path::Path) {
     }
 }
 
+/// The `+ticks` console timestamp of the first line of VM debian containing `needle`.
+fn ticks_of(run: &Checked, needle: &str) -> u64 {
+    let line = run
+        .outcome
+        .transcript
+        .lines()
+        .find(|l| l.starts_with("[debian +") && l.contains(needle))
+        .unwrap_or_else(|| panic!("no timestamped debian console line contains {needle:?}"));
+    line["[debian +".len()..]
+        .split(']')
+        .next()
+        .and_then(|t| t.parse().ok())
+        .expect("ticks")
+}
+
 #[test]
 fn debians_stock_kernel_boots_with_root_on_virtio_blk() {
-    let (run, dir) = boot_debian("");
+    let (run, dir) = boot_debian("linux", "vmlinuz");
     common(&run, &dir);
+    println!(
+        "debian bzImage: userspace at {} ticks",
+        ticks_of(&run, "guest: userspace up")
+    );
+}
+
+/// The same kernel through its PVH entry (the ELF inside the bzImage): no decompressor runs.
+#[test]
+fn debians_kernel_boots_through_its_pvh_entry() {
+    let (run, dir) = boot_debian("pvh", "vmlinux");
+    common(&run, &dir);
+    println!(
+        "debian PVH: userspace at {} ticks",
+        ticks_of(&run, "guest: userspace up")
+    );
 }
