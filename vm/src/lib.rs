@@ -32,4 +32,6 @@ pub mod shell;
 pub mod stats;
 pub mod store;
 pub mod string_io;
+#[cfg(test)]
+mod test_mem;
 pub mod xsave;

@@ -4,63 +4,7 @@ use super::*;
 use alloc::vec;
 use alloc::vec::Vec;
 
-/// Sparse guest memory: records every write; reads return the newest bytes written.
-struct Mem {
-    ram: u64,
-    writes: Vec<(u64, Vec<u8>)>,
-}
-
-impl Mem {
-    fn new(ram: u64) -> Self {
-        Mem {
-            ram,
-            writes: Vec::new(),
-        }
-    }
-    fn read(&self, gpa: u64, len: usize) -> Vec<u8> {
-        let mut out = vec![0u8; len];
-        for (at, data) in &self.writes {
-            for (i, b) in out.iter_mut().enumerate() {
-                let a = gpa + i as u64;
-                if a >= *at && a < at + data.len() as u64 {
-                    *b = data[(a - at) as usize];
-                }
-            }
-        }
-        out
-    }
-    fn u8(&self, gpa: u64) -> u8 {
-        self.read(gpa, 1)[0]
-    }
-    fn u16(&self, gpa: u64) -> u16 {
-        u16::from_le_bytes(self.read(gpa, 2).try_into().unwrap())
-    }
-    fn u32(&self, gpa: u64) -> u32 {
-        u32::from_le_bytes(self.read(gpa, 4).try_into().unwrap())
-    }
-    fn u64(&self, gpa: u64) -> u64 {
-        u64::from_le_bytes(self.read(gpa, 8).try_into().unwrap())
-    }
-    fn written(&self, gpa: u64) -> bool {
-        self.writes
-            .iter()
-            .any(|(at, d)| gpa >= *at && gpa < at + d.len() as u64)
-    }
-}
-
-impl GuestWrite for Mem {
-    fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), LoadError> {
-        let len = data.len() as u64;
-        if gpa.checked_add(len).is_none_or(|e| e > self.ram) {
-            return Err(LoadError::OutsideRam { gpa, len });
-        }
-        self.writes.push((gpa, data.to_vec()));
-        Ok(())
-    }
-    fn zero(&mut self, gpa: u64, len: u64) -> Result<(), LoadError> {
-        self.write(gpa, &vec![0; len as usize])
-    }
-}
+use crate::test_mem::Mem;
 
 const MIB: u64 = 1 << 20;
 const RAM: u64 = 64 * MIB;
