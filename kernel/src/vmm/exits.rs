@@ -375,15 +375,14 @@ fn cr_access(vm: &mut Vm, info: &ExitInfo) -> Action {
         CrAccess::MovFromCr { .. } => Action::Stop(StopReason::Bug(
             "a MOV from a control register Bulkhead does not intercept",
         )),
-        CrAccess::Clts => {
-            let shadow = vmcs::read_exit(F::CR0_READ_SHADOW);
-            vm.write_cr(0, shadow & !(1 << 3))
-        }
+        // Both rewrite CR0 from the guest's view of it (vmcs::guest_cr0): the read shadow alone
+        // holds stale values of the bits the guest owns.
+        CrAccess::Clts => vm.write_cr(0, vmcs::guest_cr0() & !(1 << 3)),
         CrAccess::Lmsw { source_data, .. } => {
             // LMSW loads CR0[3:0] but cannot clear PE (SDM Vol. 2A LMSW).
-            let shadow = vmcs::read_exit(F::CR0_READ_SHADOW);
+            let cr0 = vmcs::guest_cr0();
             let low = u64::from(source_data) & 0xf;
-            vm.write_cr(0, (shadow & !0xe) | low | (shadow & 1))
+            vm.write_cr(0, (cr0 & !0xe) | low | (cr0 & 1))
         }
     }
 }

@@ -191,7 +191,7 @@ impl VcpuExit<'_> {
     fn msr_context(&self) -> MsrContext {
         MsrContext {
             efer: vmcs::read_exit(F::GUEST_IA32_EFER),
-            cr0: vmcs::read_exit(F::CR0_READ_SHADOW),
+            cr0: vmcs::guest_cr0(),
             // "Use TSC offsetting" (SDM Vol. 3C §26.6.5): the guest reads host TSC + offset.
             guest_tsc: arch::rdtsc().wrapping_add(self.vcpu.msr_state.tsc_offset),
         }
@@ -209,16 +209,11 @@ impl VcpuExit<'_> {
             0 => {
                 // The architectural rules (vm::control_regs, SDM Vol. 2B MOV CR and Vol. 3A
                 // §10.8.5): #GP for illegal values, IA-32e mode entered or left by PG.
-                // The guest's view of CR0/CR4 (SDM Vol. 3C §25.6.6): bits set in the guest/host
-                // mask from the read shadow, the others from the register itself (a guest that
-                // set CR4.PAE, which it owns, changed only GUEST_CR4; PVH Linux then sets PG).
-                let visible = |reg, mask, shadow| {
-                    let m = vmcs::read_exit(mask);
-                    (vmcs::read_exit(reg) & !m) | (vmcs::read_exit(shadow) & m)
-                };
+                // The guest's view of CR0/CR4, not the read shadows alone: a guest that set
+                // CR4.PAE, which it owns, changed only GUEST_CR4; PVH Linux then sets PG.
                 let ctx = Cr0Context {
-                    cr0: visible(F::GUEST_CR0, F::CR0_GUEST_HOST_MASK, F::CR0_READ_SHADOW),
-                    cr4: visible(F::GUEST_CR4, F::CR4_GUEST_HOST_MASK, F::CR4_READ_SHADOW),
+                    cr0: vmcs::guest_cr0(),
+                    cr4: vmcs::guest_cr4(),
                     efer: vmcs::read_exit(F::GUEST_IA32_EFER),
                     cs_long: cs_long(),
                 };

@@ -163,6 +163,32 @@ pub fn read_exit(field: VmcsField) -> u64 {
     }
 }
 
+/// The guest's view of a control register (SDM Vol. 3C §25.6.6): the bits set in its
+/// guest/host mask read from the read shadow, the others (the guest owns them and changes
+/// them without an exit) from the register itself.
+fn guest_view(reg: VmcsField, mask: VmcsField, shadow: VmcsField) -> u64 {
+    let m = read_exit(mask);
+    (read_exit(reg) & !m) | (read_exit(shadow) & m)
+}
+
+/// CR0 as the guest sees it ([`guest_view`]).
+pub fn guest_cr0() -> u64 {
+    guest_view(
+        VmcsField::GUEST_CR0,
+        VmcsField::CR0_GUEST_HOST_MASK,
+        VmcsField::CR0_READ_SHADOW,
+    )
+}
+
+/// CR4 as the guest sees it ([`guest_view`]).
+pub fn guest_cr4() -> u64 {
+    guest_view(
+        VmcsField::GUEST_CR4,
+        VmcsField::CR4_GUEST_HOST_MASK,
+        VmcsField::CR4_READ_SHADOW,
+    )
+}
+
 /// Prints every readable field of the current VMCS (after a failed VM entry, so the failed
 /// check can be found against SDM Vol. 3C §27.2-27.3). Fields this CPU does not support
 /// fail VMREAD and are skipped.
