@@ -632,6 +632,7 @@ fn convert_vm(
         initrd,
         devices,
         console_timestamps: v.console_timestamps.is_some_and(|c| *c.get_ref()),
+        kvm_pv: v.kvm_pv.map_or(kind.is_linux(), |k| *k.get_ref()),
         heap_budget,
         console_buffer,
         console_rate,

@@ -189,6 +189,10 @@ pub struct VmConfig {
     pub devices: Vec<DeviceConfig>,
     /// Prefix each console line with the TSC ticks since the VM's first entry.
     pub console_timestamps: bool,
+    /// `kvm-pv`: offer the KVM paravirtual interface (KVM's CPUID leaves at `0x4000_0100`, its
+    /// MSRs and hypercalls; docs/hypercall-abi.md §9). Default: on for the kinds that boot Linux
+    /// (`linux`, `pvh`), off for the others.
+    pub kvm_pv: bool,
     /// A cap on the hypervisor heap this VM's devices may use; `None`: their worst case.
     pub heap_budget: Option<u64>,
     /// Bytes of the VM's console ring.

@@ -58,6 +58,7 @@ pub struct VmToml {
     pub cpus: Option<Spanned<Vec<Spanned<i64>>>>,
     pub dedicated: Option<Spanned<bool>>,
     pub console_timestamps: Option<Spanned<bool>>,
+    pub kvm_pv: Option<Spanned<bool>>,
     pub cmdline: Option<Spanned<String>>,
     pub initrd: Option<Spanned<String>>,
     pub heap_budget: Option<Spanned<Size>>,

@@ -15,6 +15,7 @@ kind = "elf64"
 image = "selftest.elf"
 memory = "16M"
 console-timestamps = true
+kvm-pv = true     # off by default for elf64
 heap-budget = "8M"
 console-buffer = "4K"
 console-rate = 65536
@@ -94,6 +95,7 @@ fn parses_every_key() {
                 DeviceConfig::VirtioConsole,
             ],
             console_timestamps: true,
+            kvm_pv: true,
             heap_budget: Some(8 << 20),
             console_buffer: 4 << 10,
             console_rate: 64 << 10,
@@ -128,7 +130,9 @@ fn parses_every_key() {
             },
         ]
     );
-    // Defaults.
+    // Defaults: KVM PV on for a Linux VM, off for the other kinds.
+    assert!(l.kvm_pv);
+    assert!(!c.vms[2].kvm_pv && !c.vms[3].kvm_pv);
     assert_eq!(
         (
             l.console_timestamps,
@@ -290,7 +294,7 @@ const ERRORS: &[(&str, usize, usize, &str)] = &[
         2,
         1,
         "unknown key `colour` in [vm.a]; the keys here are `kind`, `image`, `memory`, \
-         `vcpus`, `cpus`, `dedicated`, `console-timestamps`, `cmdline`, `initrd`, `heap-budget`, `console-buffer`, \
+         `vcpus`, `cpus`, `dedicated`, `console-timestamps`, `kvm-pv`, `cmdline`, `initrd`, `heap-budget`, `console-buffer`, \
          `console-rate`, `virtio-console`, `virtio-blk`, `virtio-net`",
     ),
     // Tables where tables belong.
@@ -869,5 +873,30 @@ fn pvh_and_multiboot_kinds_take_cmdline_and_initrd() {
     assert_eq!(
         (m.cmdline.as_deref(), m.initrd.as_deref()),
         (Some("check"), Some("module.bin"))
+    );
+}
+
+#[test]
+fn kvm_pv_can_be_withheld_from_a_linux_vm() {
+    for (kind, key, expected) in [
+        ("linux", "", true),
+        ("pvh", "", true),
+        ("linux", "kvm-pv = false\n", false),
+        ("pvh", "kvm-pv = false\n", false),
+        ("multiboot", "", false),
+        ("elf64", "kvm-pv = true\n", true),
+    ] {
+        let text = format!("[vm.g]\nkind = \"{kind}\"\nimage = \"k\"\nmemory = \"64M\"\n{key}");
+        let c = Config::parse(text.as_bytes()).unwrap();
+        assert_eq!(c.vms[0].kvm_pv, expected, "{text}");
+    }
+    let err = Config::parse(
+        b"[vm.g]\nkind = \"linux\"\nimage = \"k\"\nmemory = \"64M\"\nkvm-pv = \"no\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("`vm.g.kvm-pv`: invalid type: string \"no\", expected a boolean"),
+        "{err}"
     );
 }

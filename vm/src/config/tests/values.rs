@@ -156,14 +156,14 @@ fn positions_of_values_and_linux_command_lines() {
     let c = Config::parse(FULL.as_bytes()).unwrap();
     assert_eq!(
         value_position(FULL.as_bytes(), &["vm", "linux", "initrd"]),
-        Some((23, 10))
+        Some((24, 10))
     );
     assert_eq!(
         value_position(
             FULL.as_bytes(),
             &["vm", "linux", "virtio-blk", "0", "image"]
         ),
-        Some((32, 9))
+        Some((33, 9))
     );
     assert_eq!(
         value_position(FULL.as_bytes(), &["vm", "linux", "virtio-blk", "9"]),
