@@ -390,18 +390,26 @@ pub fn build_guests() -> Result<PathBuf, BootError> {
             script.display()
         )));
     }
-    let script = root.join("tests/guest/fidelity16/build.sh");
-    let status = Command::new("sh")
-        .arg(&script)
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .map_err(|e| BootError::KernelBuild(format!("could not run {}: {e}", script.display())))?;
-    if !status.success() {
-        return Err(BootError::KernelBuild(format!(
-            "{} failed ({status}); is binutils installed?",
-            script.display()
-        )));
+    // The real-mode fidelity guests and the Multiboot v1 test kernel (ELF and a.out kludge).
+    for script in [
+        "tests/guest/fidelity16/build.sh",
+        "tests/guest/multiboot/build.sh",
+    ] {
+        let script = root.join(script);
+        let status = Command::new("sh")
+            .arg(&script)
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|e| {
+                BootError::KernelBuild(format!("could not run {}: {e}", script.display()))
+            })?;
+        if !status.success() {
+            return Err(BootError::KernelBuild(format!(
+                "{} failed ({status}); is binutils installed?",
+                script.display()
+            )));
+        }
     }
     Ok(out)
 }

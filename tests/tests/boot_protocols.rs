@@ -1,5 +1,7 @@
 //! Boot protocols beyond the bzImage: the Linux test guest's ELF kernel booted through its PVH
-//! entry (vm::pvh, `kind = "pvh"`) reaches the same checks as the bzImage boot.
+//! entry (vm::pvh, `kind = "pvh"`) reaches the same checks as the bzImage boot; the Multiboot
+//! v1 test kernel (vm::multiboot, `kind = "multiboot"`), as ELF32 and as an a.out-kludge flat
+//! binary, finds the boot information it was given.
 
 use bulkhead_tests::{boot_image, bundle_files, linux_guest, manifest_value, Checked};
 use std::path::{Path, PathBuf};
@@ -95,4 +97,83 @@ fn linux_boots_through_its_pvh_entry() {
     ] {
         run.not_saw(bad);
     }
+}
+
+/// FNV-1a (32-bit), as the Multiboot test kernel computes it over its module.
+fn fnv1a(data: &[u8]) -> u32 {
+    data.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// The Multiboot v1 test kernel (tests/guest/multiboot), once as an ELF32 kernel and once as a
+/// flat binary loaded by its a.out-kludge addresses, each with a module and a command line:
+/// both find the machine state and boot information of Multiboot 0.6.96 §3.2-3.3 and print
+/// them, and the test compares every value with what it configured.
+#[test]
+fn multiboot_kernels_get_their_boot_information() {
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    // A module whose bytes are not all alike: its checksum then proves every byte arrived.
+    let module: Vec<u8> = (0u32..10_000)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let module_path = tmp.path().join("module.bin");
+    std::fs::write(&module_path, &module).expect("write the module");
+    let conf = "[vm.mbelf]\nkind = \"multiboot\"\nimage = \"multiboot.elf\"\nmemory = \"16M\"\n\
+                cmdline = \"mb-test one two\"\ninitrd = \"module.bin\"\n\
+                [vm.mbaout]\nkind = \"multiboot\"\nimage = \"multiboot-aout.bin\"\nmemory = \"32M\"\n\
+                cmdline = \"aout\"\ninitrd = \"module.bin\"\n";
+    let guests = bulkhead_boot::image::guest_dir();
+    let files = [
+        guests.join("multiboot.elf"),
+        guests.join("multiboot-aout.bin"),
+        module_path,
+    ];
+    let (_bundle, image) = bundle_files(conf, &files);
+    let run = boot_image(&image, "corei7_skylake_x", 300);
+    let sum = fnv1a(&module);
+    for (vm, megs, cmdline) in [("mbelf", 16u64, "mb-test one two"), ("mbaout", 32, "aout")] {
+        // RAM below 640 KiB less the EBDA (0x9FC00 = 639 KiB), and from 1 MiB to the end of
+        // RAM (vm::multiboot's memory map).
+        let upper_kib = (megs << 10) - 1024;
+        // The module sits page-aligned at the top of RAM.
+        let start = ((megs << 20) - module.len() as u64) & !0xfff;
+        let end = start + module.len() as u64;
+        for needle in [
+            "mb: magic 2badb002".to_string(),
+            // PE on, paging off; IF clear; CS = the flat code selector 0x08.
+            "mb: state cr0 ".to_string(),
+            // memory, cmdline, mods, mmap, boot loader name (§3.3 flags 0, 2, 3, 6, 9).
+            "mb: flags 0000024d".to_string(),
+            format!("mb: mem_lower 0000027f mem_upper {upper_kib:08x}"),
+            format!("mb: cmdline {cmdline}"),
+            "mb: loader Bulkhead".to_string(),
+            "mb: mods 00000001".to_string(),
+            format!("mb: mod 0 start {start:08x} end {end:08x} fnv1a {sum:08x} string module.bin"),
+            "mb: mmap entries ".to_string(),
+            "mb: DONE passed=4 failed=0".to_string(),
+        ] {
+            run.said(vm, &needle);
+        }
+        let state = run.guest_line(vm, "mb: state cr0 ");
+        assert!(state.ends_with(" cs 00000008"), "{state}");
+        // Four entries: RAM below the EBDA, the BIOS area, RAM from 1 MiB, the virtio-mmio
+        // window (reserved); RAM is 639 KiB plus the upper memory.
+        let mmap = run.guest_line(vm, "mb: mmap entries ");
+        assert!(
+            mmap.ends_with(&format!(
+                "mb: mmap entries 00000004 ram_kib {:08x}",
+                639 + upper_kib
+            )),
+            "{mmap}"
+        );
+        run.saw(&format!(
+            "vm {vm}: stopped: guest halted with interrupts disabled"
+        ));
+    }
+    // The ELF's entry, and the a.out kludge's entry_addr (after its 32-byte header).
+    run.saw("vm mbelf: 16 MiB RAM, Multiboot guest multiboot.elf entered at 0x10000c")
+        .saw("vm mbaout: 32 MiB RAM, Multiboot guest multiboot-aout.bin entered at 0x100020")
+        .not_saw("mb: DONE passed=4 failed=1")
+        .exited(0, "ok");
 }
