@@ -268,6 +268,15 @@ fn namespace_prefix() -> Option<&'static [&'static str]> {
     })
 }
 
+/// Whether Bochs ended on a triple fault (a guest's or bare kernel's deliberate reset with
+/// `reset_on_triple_fault=0`), not a crash: Bochs 2.7 says "exception(): 3rd (13) exception
+/// with no resolution", older builds "3rd exception with no resolution".
+fn is_triple_fault(emulator_log_tail: &str) -> bool {
+    emulator_log_tail
+        .lines()
+        .any(|l| l.contains("3rd") && l.contains("exception with no resolution"))
+}
+
 /// Runs the image and waits for the verdict.
 ///
 /// Bochs 2.7 occasionally dies in its own display code (SIGSEGV in
@@ -292,9 +301,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, BootError> {
         let emulator_crashed = outcome.exit.is_none()
             && !outcome.timed_out
             && outcome.emulator_status.is_some()
-            && !outcome
-                .emulator_log_tail
-                .contains("3rd exception with no resolution")
+            && !is_triple_fault(&outcome.emulator_log_tail)
             && !outcome.transcript.contains("bulkhead: PANIC")
             && !outcome.killed;
         // Once the kernel ran it may have written the drives: a retry restores them first.
@@ -629,6 +636,18 @@ fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_triple_fault_is_not_taken_for_a_crash() {
+        // Bochs 2.7 (Debian 12) and older wordings.
+        assert!(is_triple_fault(
+            "Bochs is exiting with the following message:\n[CPU0  ] exception(): 3rd (13) exception with no resolution\n"
+        ));
+        assert!(is_triple_fault("[CPU0  ] 3rd exception with no resolution"));
+        assert!(!is_triple_fault(
+            "Bochs is exiting with the following message:\n[XGUI  ] cannot connect to X server\n"
+        ));
+    }
 
     #[test]
     fn a_retry_starts_from_the_drives_as_they_were() {

@@ -19,6 +19,8 @@
 //!    processor, a dedicated real-time VM with and without a noisy neighbour, the kick latency.
 //! 7. The interrupt rows (`irq.rs`): the `irq-bench` guest on skylake_x and arrandale, the
 //!    SMP Linux guest with 1, 2 and 4 vCPUs and idle (`bench --only irq` runs just these).
+//! 8. The Debian rows (`debian.rs`): Debian's stock kernel to userspace under Bulkhead and on
+//!    bare Bochs (`bench --only debian`).
 //!
 //! The parsers (`figures.rs`, `smp.rs`, `irq.rs`) are pure functions over transcript text, unit-tested
 //! (`tests.rs`), so a change of an output format breaks a test instead of silently emptying
@@ -250,6 +252,7 @@ pub fn format_value(v: f64) -> String {
     }
 }
 
+pub mod debian;
 mod figures;
 pub mod irq;
 pub mod net;
@@ -457,10 +460,16 @@ fn run_guest_on(
 
 /// The Linux test guest's directory: `$BULKHEAD_LINUX_GUEST`, else `scripts/build-guest`'s.
 pub(crate) fn linux_guest_dir() -> Result<PathBuf, BootError> {
-    if let Some(d) = std::env::var_os("BULKHEAD_LINUX_GUEST") {
+    cached_guest_dir("BULKHEAD_LINUX_GUEST", "scripts/build-guest")
+}
+
+/// A guest build's directory: `$env`, else the last line `script` prints (it builds or takes
+/// the guest from its cache).
+fn cached_guest_dir(env: &str, script: &str) -> Result<PathBuf, BootError> {
+    if let Some(d) = std::env::var_os(env) {
         return Ok(PathBuf::from(d));
     }
-    let script = workspace_root().join("scripts/build-guest");
+    let script = workspace_root().join(script);
     let out = std::process::Command::new(&script)
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -469,7 +478,8 @@ pub(crate) fn linux_guest_dir() -> Result<PathBuf, BootError> {
     match (out.status.success(), text.lines().last()) {
         (true, Some(dir)) => Ok(PathBuf::from(dir.trim())),
         _ => Err(BootError::KernelBuild(format!(
-            "scripts/build-guest failed ({})",
+            "{} failed ({})",
+            script.display(),
             out.status
         ))),
     }
@@ -579,6 +589,7 @@ pub fn run_bench(o: &Options) -> Result<Report, BootError> {
     }
 
     figures.extend(irq::run(o)?);
+    figures.extend(debian::run(o)?);
 
     let (virtio, bulkhead_linux, bare_linux, hvc0_linux) = if o.smoke {
         (None, None, None, None)
