@@ -8,7 +8,6 @@
 use super::figures::{line_with, num, ticks_of};
 use super::{boot, run_guest, Figure, Options};
 use crate::error::{io, BootError};
-use crate::image::workspace_root;
 use std::path::PathBuf;
 
 pub const SEC_DEBIAN: &str = "Debian stock kernel";
@@ -38,14 +37,8 @@ pub fn debian_guest_dir() -> Result<PathBuf, BootError> {
     super::cached_guest_dir("BULKHEAD_DEBIAN_GUEST", "scripts/build-debian-guest")
 }
 
-/// The two runs' transcripts and host wall times.
-#[derive(Debug, Default, Clone)]
-pub struct DebianRuns<'a> {
-    pub bulkhead: &'a str,
-    pub bulkhead_wall: Option<f64>,
-    pub bare: &'a str,
-    pub bare_wall: Option<f64>,
-}
+/// The two runs' transcripts and host wall times (the Linux rows' type: the same pair of runs).
+pub type DebianRuns<'a> = super::figures::LinuxRuns<'a>;
 
 /// The guest's `/proc/uptime` at its first userspace line, in seconds.
 fn uptime(transcript: &str) -> Option<f64> {
@@ -110,26 +103,8 @@ pub fn run(o: &Options) -> Result<Vec<Figure>, BootError> {
         &files,
         1800,
     )?;
-    let tmp = tempfile::tempdir().map_err(io(
-        "cannot create a temporary directory in",
-        std::env::temp_dir(),
-    ))?;
-    let bare_img = tmp.path().join("bare-debian.img");
-    let script = workspace_root().join("scripts/bare-linux-image");
-    let status = std::process::Command::new(&script)
-        .arg(&dir)
-        .arg(&bare_img)
-        .arg(DEBIAN_CMDLINE)
-        .env("BARE_KERNEL", "vmlinuz")
-        .env("BARE_INITRD", "initramfs.cpio.gz")
-        .stdout(std::process::Stdio::null())
-        .status()
-        .map_err(io("cannot run", &script))?;
-    if !status.success() {
-        return Err(super::other_err(format!(
-            "scripts/bare-linux-image failed for the Debian guest ({status})"
-        )));
-    }
+    let (_tmp, bare_img) =
+        super::bare_linux_image(&dir, DEBIAN_CMDLINE, ("vmlinuz", "initramfs.cpio.gz"))?;
     let bare = boot(o, "Debian's kernel on bare Bochs", &bare_img, MEGS, 1800)?;
     if let Some(parent) = o.out.parent() {
         std::fs::create_dir_all(parent).map_err(io("cannot create", parent))?;

@@ -485,6 +485,37 @@ fn cached_guest_dir(env: &str, script: &str) -> Result<PathBuf, BootError> {
     }
 }
 
+/// A SYSLINUX disk (`scripts/bare-linux-image`) that boots `files` (kernel, initramfs) of
+/// `guest` with `cmdline` on bare Bochs; the image lives in the returned temporary directory.
+fn bare_linux_image(
+    guest: &Path,
+    cmdline: &str,
+    files: (&str, &str),
+) -> Result<(tempfile::TempDir, PathBuf), BootError> {
+    let dir = tempfile::tempdir().map_err(io(
+        "cannot create a temporary directory in",
+        std::env::temp_dir(),
+    ))?;
+    let img = dir.path().join("bare-linux.img");
+    let script = workspace_root().join("scripts/bare-linux-image");
+    let status = std::process::Command::new(&script)
+        .arg(guest)
+        .arg(&img)
+        .arg(cmdline)
+        .env("BARE_KERNEL", files.0)
+        .env("BARE_INITRD", files.1)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(io("cannot run", &script))?;
+    if !status.success() {
+        return Err(other_err(format!(
+            "scripts/bare-linux-image failed for {} ({status})",
+            guest.display()
+        )));
+    }
+    Ok((dir, img))
+}
+
 fn today() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -612,24 +643,11 @@ pub fn run_bench(o: &Options) -> Result<Report, BootError> {
             &files,
             900,
         )?;
-        let dir = tempfile::tempdir().map_err(io(
-            "cannot create a temporary directory in",
-            std::env::temp_dir(),
-        ))?;
-        let bare_img = dir.path().join("bare-linux.img");
-        let script = workspace_root().join("scripts/bare-linux-image");
-        let status = std::process::Command::new(&script)
-            .arg(&guest)
-            .arg(&bare_img)
-            .arg(format!("{LINUX_CMDLINE} bulkhead.end=reboot"))
-            .stdout(std::process::Stdio::null())
-            .status()
-            .map_err(io("cannot run", &script))?;
-        if !status.success() {
-            return Err(other_err(format!(
-                "scripts/bare-linux-image failed ({status})"
-            )));
-        }
+        let (_dir, bare_img) = bare_linux_image(
+            &guest,
+            &format!("{LINUX_CMDLINE} bulkhead.end=reboot"),
+            ("bzImage", "initramfs.cpio.lz4"),
+        )?;
         // The guest ends in a triple fault (bulkhead.end=reboot, reboot=t); Bochs, with
         // reset_on_triple_fault=0 and panics fatal, then exits.
         let bare = boot(o, "Linux on bare Bochs (no Bulkhead)", &bare_img, 64, 900)?;
