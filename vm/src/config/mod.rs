@@ -55,13 +55,27 @@ pub const MAX_MEMORY: u64 = MMIO_BASE;
 /// Guest RAM is mapped with 2 MiB EPT pages where the CPU has them.
 pub const MEMORY_ALIGN: u64 = 2 << 20;
 /// Guest-physical base of the first virtio-mmio device; device i sits at
-/// `MMIO_BASE + i * MMIO_STRIDE` with IRQ `FIRST_DEVICE_IRQ + i` (docs/vm-platform.md).
+/// `MMIO_BASE + i * MMIO_STRIDE` with IRQ `DEVICE_IRQS[i]` (docs/vm-platform.md).
 pub const MMIO_BASE: u64 = 0xD000_0000;
 pub const MMIO_STRIDE: u64 = 0x1000;
-pub const FIRST_DEVICE_IRQ: u8 = 5;
 /// At most this many VMs and devices per VM.
 pub const MAX_VMS: usize = 16;
 pub const MAX_DEVICES: usize = 8;
+/// The ISA IRQ (= GSI through the MADT's identity overrides) of each virtio-mmio device, in
+/// window order: the 8259A lines no platform device or guest driver of the PC claims. Not 0
+/// (PIT), 1 (keyboard), 2 (cascade), 3 (COM2), 4 (COM1), 8 (the RTC: Linux's rtc_cmos binds
+/// it even though the model raises none), 9 (the ACPI SCI of Linux VMs, FADT SCI_INT) or 13
+/// (the FPU's error line); every device has its own line, so no edge interrupt is shared.
+pub const DEVICE_IRQS: [u8; MAX_DEVICES] = [5, 6, 7, 10, 11, 12, 14, 15];
+const _: () = {
+    let mut i = 0;
+    while i < MAX_DEVICES {
+        let irq = DEVICE_IRQS[i];
+        assert!(irq < 16 && !matches!(irq, 0..=4 | 8 | 9 | 13));
+        assert!(irq != crate::devices::acpi_pm::SCI_IRQ && irq != crate::devices::uart::COM1_IRQ);
+        i += 1;
+    }
+};
 // The DSDT describes each window with a 32-bit `Memory32Fixed` (vm::acpi::VirtioMmio).
 const _: () = assert!(MMIO_BASE + MAX_DEVICES as u64 * MMIO_STRIDE <= 1 << 32);
 /// The gateway port of a network (`gateway = true`, and every private network): it answers
@@ -318,10 +332,7 @@ impl VmConfig {
 
     /// Guest-physical base and IRQ of device `index` (docs/vm-platform.md).
     pub fn device_window(index: usize) -> (u64, u8) {
-        (
-            MMIO_BASE + index as u64 * MMIO_STRIDE,
-            FIRST_DEVICE_IRQ + index as u8,
-        )
+        (MMIO_BASE + index as u64 * MMIO_STRIDE, DEVICE_IRQS[index])
     }
 }
 

@@ -161,7 +161,14 @@ fn parses_every_key() {
         (2, Some(&[3, 2][..]), true)
     );
     assert_eq!(VmConfig::device_window(1), (0xD000_1000, 6));
-    assert_eq!(VmConfig::device_window(7), (0xD000_7000, 12));
+    // Device 3 skips the RTC's IRQ 8 and device 4 the SCI's IRQ 9.
+    assert_eq!(VmConfig::device_window(3), (0xD000_3000, 10));
+    assert_eq!(VmConfig::device_window(4), (0xD000_4000, 11));
+    assert_eq!(VmConfig::device_window(7), (0xD000_7000, 15));
+    let irqs: std::collections::BTreeSet<u8> = (0..MAX_DEVICES)
+        .map(|i| VmConfig::device_window(i).1)
+        .collect();
+    assert_eq!(irqs.len(), MAX_DEVICES, "every device has its own IRQ");
 }
 
 #[test]
