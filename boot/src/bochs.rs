@@ -173,7 +173,7 @@ impl BochsConfig {
             );
         }
         let _ = writeln!(s, "boot: disk");
-        let _ = writeln!(s, "clock: sync=none, time0=local");
+        let _ = writeln!(s, "clock: sync=none, time0=utc");
         let _ = writeln!(s, "port_e9_hack: enabled=1");
         let (mode, dev) = match &self.serial {
             SerialBackend::File(path) => ("file", path),

@@ -15,6 +15,7 @@ mod drivers;
 mod exit;
 mod host_irq;
 mod host_report;
+mod host_rtc;
 mod interrupts;
 mod lapic;
 mod memory;
@@ -89,6 +90,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     info!("tsc: {} kHz (calibrated against the PIT)", tsc_hz / 1000);
     serial::set_tsc_hz(tsc_hz);
     shell::set_tsc_hz(tsc_hz);
+    host_rtc::init(tsc_hz);
     // Before the other CPUs start: they copy this CPU's CR4.
     arch::enable_fxsr();
     if let Some(raw) = platform.raw_capabilities {

@@ -45,6 +45,25 @@ fn bochs_skylake_x_reports_every_vmx_capability() {
         .line("vmx: preemption timer: yes")
         .contains("rate: TSC >> "));
     assert!(run.line("vmx: VMFUNC: yes").contains("EPTP switching"));
+    // The machine's RTC (Bochs: `time0=utc`, the host's time at start) read at boot: the VMs'
+    // clocks start at today's date, not 1970 (a run across midnight may see yesterday's).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let dates: Vec<String> = [now, now - 86_400]
+        .iter()
+        .map(|&t| {
+            let d = vm::devices::rtc::DateTime::from_unix(t);
+            format!("rtc: {:04}-{:02}-{:02} ", d.year, d.month, d.day)
+        })
+        .collect();
+    let rtc = run.line("rtc: ");
+    assert!(
+        dates.iter().any(|d| rtc.contains(d.as_str()))
+            && rtc.contains(" UTC (the VMs' clocks start here"),
+        "rtc line {rtc:?}, expected one of {dates:?}"
+    );
 }
 
 /// Tiger Lake differs from Skylake-X in the VMCS revision id (0x4) and has MTF.

@@ -90,6 +90,8 @@ impl Platform {
         let virtio = VirtioDevices::new(config, archive, tsc_hz, disk_budget)?;
         let mut pc = PlatformConfig::new(tsc_hz);
         pc.boot_tsc = arch::rdtsc();
+        // The VM's RTC starts at the machine's date (read at boot), advancing with the TSC.
+        pc.wall_clock_secs = crate::host_rtc::unix_secs_at(pc.boot_tsc, tsc_hz);
         pc.ram_bytes = config.memory;
         // The IOAPIC and ACPI PM ports the guest's ACPI tables describe (vm::acpi); Linux
         // guests get the tables (create.rs), the PM ports are unclaimed for the others.

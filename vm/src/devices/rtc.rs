@@ -102,6 +102,81 @@ impl DateTime {
     }
 }
 
+/// The time registers of a real MC146818 as read from the machine's CMOS (the host RTC the
+/// hypervisor reads once at boot to give its VMs the date): seconds (0x00), minutes (0x02),
+/// hours (0x04), day of month (0x07), month (0x08), year (0x09), register B (0x0B) and the
+/// IBM century byte (0x32; 0 or not BCD when the firmware does not keep it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawTime {
+    pub second: u8,
+    pub minute: u8,
+    pub hour: u8,
+    pub day: u8,
+    pub month: u8,
+    pub year: u8,
+    pub reg_b: u8,
+    pub century: u8,
+}
+
+/// Why [`RawTime::decode`] refused a reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtcReadError {
+    /// A field outside its range once decoded (BCD digit above 9, month 13, ...).
+    OutOfRange { register: u8, value: u8 },
+}
+
+impl core::fmt::Display for RtcReadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RtcReadError::OutOfRange { register, value } => write!(
+                f,
+                "the machine's RTC register {register:#04x} reads {value:#04x}, not a valid time; set the date in the firmware setup"
+            ),
+        }
+    }
+}
+
+impl RawTime {
+    /// The date and time the registers show: BCD unless register B's DM bit says binary,
+    /// 12-hour (bit 7 of the hours = PM) unless its 24/12 bit is set (MC146818A datasheet,
+    /// "Time, calendar and alarm locations" and register B); the century from byte 0x32 when
+    /// it holds 19..=99, else 20xx.
+    pub fn decode(self) -> Result<DateTime, RtcReadError> {
+        let binary = self.reg_b & B_BINARY != 0;
+        let field = |register: u8, raw: u8, max: u8, min: u8| {
+            let ok_bcd = binary || (raw & 0x0f <= 9 && raw >> 4 <= 9);
+            let v = if binary { raw } else { from_bcd(raw) };
+            if ok_bcd && (min..=max).contains(&v) {
+                Ok(v)
+            } else {
+                Err(RtcReadError::OutOfRange {
+                    register,
+                    value: raw,
+                })
+            }
+        };
+        let hour = if self.reg_b & B_24H != 0 {
+            field(0x04, self.hour, 23, 0)?
+        } else {
+            let h = field(0x04, self.hour & 0x7f, 12, 1)? % 12;
+            h + if self.hour & 0x80 != 0 { 12 } else { 0 }
+        };
+        let year = i64::from(field(0x09, self.year, 99, 0)?);
+        let century = match field(REG_CENTURY, self.century, 99, 19) {
+            Ok(c) => i64::from(c),
+            Err(_) => 20,
+        };
+        Ok(DateTime {
+            year: century * 100 + year,
+            month: field(0x08, self.month, 12, 1)?,
+            day: field(0x07, self.day, 31, 1)?,
+            hour,
+            minute: field(0x02, self.minute, 59, 0)?,
+            second: field(0x00, self.second, 59, 0)?,
+        })
+    }
+}
+
 fn to_bcd(v: u8) -> u8 {
     ((v / 10) << 4) | (v % 10)
 }
@@ -363,6 +438,73 @@ mod tests {
     fn read(rtc: &mut Rtc, index: u8, now: u64) -> u8 {
         rtc.write_port(PORT_INDEX, 0x80 | index, now);
         rtc.read_port(PORT_DATA, now)
+    }
+
+    #[test]
+    fn host_rtc_readings_decode_in_every_format() {
+        let bcd = RawTime {
+            second: 0x59,
+            minute: 0x59,
+            hour: 0x23,
+            day: 0x31,
+            month: 0x12,
+            year: 0x26,
+            reg_b: B_24H,
+            century: 0x20,
+        };
+        assert_eq!(bcd.decode().unwrap().to_unix(), NYE as i64);
+        // Binary, 12-hour: 11 PM.
+        let bin = RawTime {
+            second: 59,
+            minute: 59,
+            hour: 0x80 | 11,
+            day: 31,
+            month: 12,
+            year: 26,
+            reg_b: B_BINARY,
+            century: 20,
+        };
+        assert_eq!(bin.decode().unwrap().to_unix(), NYE as i64);
+        // 12 AM is hour 0; no century byte means 20xx.
+        let midnight = RawTime {
+            hour: 0x12,
+            reg_b: 0,
+            century: 0,
+            ..bcd
+        };
+        assert_eq!(midnight.decode().unwrap().hour, 0);
+        assert_eq!(midnight.decode().unwrap().year, 2026);
+        // A reading that is not a time is refused, naming the register.
+        for (bad, register) in [
+            (RawTime { month: 0x13, ..bcd }, 0x08),
+            (
+                RawTime {
+                    second: 0x5a,
+                    ..bcd
+                },
+                0x00,
+            ),
+            (RawTime { day: 0, ..bcd }, 0x07),
+            (RawTime { hour: 0x24, ..bcd }, 0x04),
+        ] {
+            match bad.decode() {
+                Err(RtcReadError::OutOfRange { register: r, .. }) => assert_eq!(r, register),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        // A model's registers read back through the decoder give its time.
+        let mut rtc = Rtc::new(NYE, 0, HZ);
+        let raw = RawTime {
+            second: read(&mut rtc, 0x00, 0),
+            minute: read(&mut rtc, 0x02, 0),
+            hour: read(&mut rtc, 0x04, 0),
+            day: read(&mut rtc, 0x07, 0),
+            month: read(&mut rtc, 0x08, 0),
+            year: read(&mut rtc, 0x09, 0),
+            reg_b: read(&mut rtc, REG_B, 0),
+            century: read(&mut rtc, REG_CENTURY, 0),
+        };
+        assert_eq!(raw.decode().unwrap().to_unix(), NYE as i64);
     }
 
     #[test]
