@@ -29,6 +29,7 @@ pub mod paging;
 pub mod placement;
 pub mod pvh;
 pub mod shell;
+pub mod snapshot;
 pub mod stats;
 pub mod store;
 pub mod string_io;
