@@ -25,6 +25,7 @@ pub mod loader;
 pub mod msr;
 pub mod multiboot;
 pub mod nic;
+pub mod page_share;
 pub mod paging;
 pub mod placement;
 pub mod pvh;
