@@ -26,7 +26,8 @@ mod reg {
     pub const BAR0: u8 = 0x10;
 }
 
-/// Command register bits (PCI 3.0 §6.2.2): memory space decoding, bus master.
+/// Command register bits (PCI 3.0 §6.2.2): I/O space and memory space decoding, bus master.
+const COMMAND_IO: u32 = 1 << 0;
 const COMMAND_MEMORY: u32 = 1 << 1;
 const COMMAND_BUS_MASTER: u32 = 1 << 2;
 /// A memory BAR of type 64-bit (bits 2:1 = 10b, §6.2.5.1); bits 3:0 are not address.
@@ -40,6 +41,9 @@ pub mod class {
     pub const NVM: u8 = 0x08;
     /// NVM Express I/O controller programming interface.
     pub const NVME_PROG_IF: u8 = 0x02;
+    /// IDE programming interface bit 7: a bus-master IDE controller, its registers in BAR4
+    /// (PCI IDE Controller Specification 1.0 §2.1; Bus Master IDE rev 1.0 §2).
+    pub const IDE_BUS_MASTER: u8 = 0x80;
 }
 
 /// One PCI function.
@@ -150,6 +154,19 @@ impl Function {
             self.function,
             reg::COMMAND,
             c | COMMAND_MEMORY | COMMAND_BUS_MASTER,
+        );
+    }
+
+    /// Turns on I/O decoding and bus mastering (DMA) for this function (a bus-master IDE
+    /// controller, whose registers are in an I/O BAR).
+    pub fn enable_io_and_dma(&self) {
+        let c = read32(self.bus, self.device, self.function, reg::COMMAND) & 0xFFFF;
+        write32(
+            self.bus,
+            self.device,
+            self.function,
+            reg::COMMAND,
+            c | COMMAND_IO | COMMAND_BUS_MASTER,
         );
     }
 

@@ -68,7 +68,18 @@ pub fn init(store_check: bool) {
     let mut devices: Vec<Box<dyn BlockDevice + Send>> = Vec::new();
     for (i, bus) in ata::channels(&functions).into_iter().enumerate() {
         let name = alloc::format!("ata{i}");
+        let bus_master = bus.bus_master;
         let ch = AtaChannel::probe(bus, &name, timeout);
+        match (bus_master, &ch.dma_unusable) {
+            (Some(bm), None) => info!(
+                "{name}: bus-master DMA (registers at port {:#x}), {} KiB bounce buffer at {:#x}",
+                bm.base,
+                bm.area.buffer_bytes / 1024,
+                bm.area.buffer
+            ),
+            (Some(_), Some(e)) => warn!("{name}: bus-master DMA not used (PIO instead): {e}"),
+            (None, _) => info!("{name}: no bus master: PIO"),
+        }
         for (which, why) in &ch.skipped {
             info!("drive {which}: not used: {why}");
         }
@@ -85,8 +96,9 @@ pub fn init(store_check: bool) {
     for (d, dev) in devices.iter_mut().enumerate() {
         for u in 0..dev.units().len() {
             let i = dev.units()[u].clone();
+            let nvme = i.name.starts_with("nvme");
             info!(
-                "drive {}: \"{}\", {} sectors ({} MiB), {}, {}",
+                "drive {}: \"{}\", {} sectors ({} MiB), {}, {}{}",
                 i.name,
                 i.model,
                 i.sectors,
@@ -96,10 +108,15 @@ pub fn init(store_check: bool) {
                 } else {
                     "no write cache"
                 },
-                match (i.flush, i.name.starts_with("nvme")) {
+                match (i.flush, nvme) {
                     (false, _) => "no flush command",
                     (true, true) => "Flush",
                     (true, false) => "FLUSH CACHE EXT",
+                },
+                match (nvme, i.dma) {
+                    (true, _) => "",
+                    (false, true) => ", bus-master DMA",
+                    (false, false) => ", PIO",
                 }
             );
             let mut io = SyncUnit {
@@ -153,10 +170,16 @@ pub fn init(store_check: bool) {
     });
 }
 
-fn check(drive: &str, s: &Store, io: &mut dyn vm::store::BlockIo) {
-    match s.scratch_check(io) {
+/// The store check, and how the drive moved its data (the device's transfer counters
+/// before and after: bus-master DMA or PIO on ATA, NVMe always DMA).
+fn check(drive: &str, s: &Store, io: &mut SyncUnit<'_, dyn BlockDevice + Send>) {
+    let before = io.dev.transfers();
+    let result = s.scratch_check(io);
+    let after = io.dev.transfers();
+    let (dma, pio) = (after.dma - before.dma, after.pio - before.pio);
+    match result {
         Ok(Some(r)) if r.mismatches == 0 => info!(
-            "store-check {drive}: wrote, flushed and read back {} bytes at sector {}: ok (crc32c {:#010x})",
+            "store-check {drive}: wrote, flushed and read back {} bytes at sector {}: ok (crc32c {:#010x}); {dma} transfers by DMA, {pio} by PIO",
             r.bytes, r.lba, r.checksum
         ),
         Ok(Some(r)) => warn!(

@@ -9,7 +9,7 @@ use super::{Storage, STORAGE};
 use alloc::format;
 use alloc::string::String;
 use virtio::blk::{BackendError, BlockBackend};
-use vm::store::block::{BlockDevice, Op};
+use vm::store::block::{BlockDevice, Op, Transfers};
 use vm::store::disk_io::{DiskIo, IoStatus, MAX_PART_BYTES};
 
 /// Who holds a store disk open.
@@ -33,6 +33,8 @@ pub struct StoreDisk {
     /// The guest's data of a write, handed to `DiskIo` (which takes `&mut`, as for reads):
     /// one transfer's worth, allocated when the disk is opened.
     write_copy: alloc::vec::Vec<u8>,
+    /// The drive's transfer counters when the disk was opened.
+    transfers_at_open: Transfers,
 }
 
 /// Why a VM's store disk cannot be opened (the VM is not started).
@@ -131,6 +133,7 @@ impl StoreDisk {
             })?;
         s.next_tag_base += 1;
         let io = DiskIo::new(map, d.unit, s.next_tag_base << 48);
+        let transfers_at_open = s.devices[d.device].transfers();
         s.open.push(Opening {
             drive,
             name: name.into(),
@@ -150,15 +153,29 @@ impl StoreDisk {
             vm: vm.into(),
             read_only,
             write_copy: alloc::vec![0; MAX_PART_BYTES],
+            transfers_at_open,
         })
     }
 
-    /// The device report's extra counters.
+    /// The device report's extra counters; `drive-dma` / `drive-pio` are the drive's data
+    /// commands since this disk was opened, by how their data moved (bus-master DMA, PIO).
     pub fn report(&self) -> String {
         let st = self.io.stats;
+        let now = STORAGE
+            .lock()
+            .as_ref()
+            .and_then(|s| s.devices.get(self.device).map(|d| d.transfers()))
+            .unwrap_or(self.transfers_at_open);
         format!(
-            " store-disk={} reads={} writes={} flushes={} drive-requests={} drive-errors={}",
-            self.name, st.reads, st.writes, st.flushes, st.requests, st.errors
+            " store-disk={} reads={} writes={} flushes={} drive-requests={} drive-errors={} drive-dma={} drive-pio={}",
+            self.name,
+            st.reads,
+            st.writes,
+            st.flushes,
+            st.requests,
+            st.errors,
+            now.dma - self.transfers_at_open.dma,
+            now.pio - self.transfers_at_open.pio
         )
     }
 

@@ -1,4 +1,4 @@
-//! ATA PIO driver logic for one IDE channel (two drives), independent of the hardware: the
+//! ATA driver logic for one IDE channel (two drives), independent of the hardware: the
 //! kernel supplies the channel's registers through [`AtaBus`]. References: ATA/ATAPI-6 (T13
 //! 1410D) §7 for the register block and the PIO data-in/data-out protocols (§9.7, §9.8), and
 //! ACS-3 (T13 2161-D) for the commands and the IDENTIFY DEVICE data (§7.12, Table 45).
@@ -7,8 +7,16 @@
 //! sectors each; a request is split into such commands. Each [`AtaChannel::poll`] moves at
 //! most [`SECTORS_PER_POLL`] sectors, so its work is bounded; a command that makes no progress
 //! for `timeout` ticks fails with [`IoError::Timeout`] and the channel is reset.
+//!
+//! When the channel has a PCI bus master ([`AtaBus::bus_master`], [`dma`]) and a drive says
+//! it supports DMA (IDENTIFY word 49 bit 8), its transfers are READ/WRITE DMA EXT instead:
+//! at most the bounce buffer's sectors per command, one PRD table, the data copied between
+//! the bounce buffer and the request once per command; the poll only looks at two status
+//! registers while the bus master moves the data.
 
-use super::block::{admit, BlockDevice, Completion, DriveInfo, Op, Request};
+pub mod dma;
+
+use super::block::{admit, BlockDevice, Completion, DriveInfo, Op, Request, Transfers};
 use super::error::IoError;
 use super::header::SECTOR;
 use alloc::collections::VecDeque;
@@ -45,6 +53,9 @@ pub mod cmd {
     pub const IDENTIFY_DEVICE: u8 = 0xEC;
     pub const READ_SECTORS_EXT: u8 = 0x24;
     pub const WRITE_SECTORS_EXT: u8 = 0x34;
+    /// READ DMA EXT / WRITE DMA EXT: the data moves by the bus master (ACS-3 Table B.2).
+    pub const READ_DMA_EXT: u8 = 0x25;
+    pub const WRITE_DMA_EXT: u8 = 0x35;
     pub const FLUSH_CACHE_EXT: u8 = 0xEA;
 }
 
@@ -73,6 +84,12 @@ pub trait AtaBus {
     fn write_data(&mut self, words: &[u16]);
     /// A monotonic tick count (the TSC), for timeouts.
     fn now(&mut self) -> u64;
+    /// The channel's bus-master DMA engine and memory, when its controller has one (a PCI
+    /// IDE function with programming interface bit 7 and BAR4, PCI IDE Controller
+    /// Specification 1.0 §2.1); `None`: PIO only.
+    fn bus_master(&mut self) -> Option<&mut dyn dma::BusMaster> {
+        None
+    }
 }
 
 /// IDENTIFY DEVICE data decoded (ACS-3 §7.12.7, Table 45).
@@ -85,6 +102,8 @@ pub struct Identify {
     pub write_cache: bool,
     /// Logical sector size in bytes (words 106, 117-118).
     pub sector_size: u32,
+    /// Word 49 bit 8: DMA supported.
+    pub dma: bool,
 }
 
 /// Why a drive was found but is not used.
@@ -150,6 +169,7 @@ impl Identify {
             flush_ext: w[83] & (1 << 13) != 0,
             write_cache: w[82] & (1 << 5) != 0,
             sector_size,
+            dma: w[49] & (1 << 8) != 0,
         })
     }
 }
@@ -181,6 +201,8 @@ struct Active {
     done: u64,
     /// Sectors of the current command not yet transferred.
     left_in_cmd: u64,
+    /// The current command moves its data by the bus master.
+    dma: bool,
     /// Tick of the last progress.
     since: u64,
 }
@@ -197,10 +219,15 @@ pub struct AtaChannel<B: AtaBus> {
     queue: VecDeque<(usize, Request)>,
     active: Option<Active>,
     timeout: u64,
+    /// The bus master's memory and the PRD entries its table page holds, if DMA is usable.
+    dma: Option<(dma::DmaArea, usize)>,
+    /// Why the channel's bus master is not used (for the boot report), if it has one.
+    pub dma_unusable: Option<dma::PrdError>,
     /// Drives seen but not used, with why (for the boot report).
     pub skipped: Vec<(String, Unusable)>,
     pub timeouts: u64,
     pub errors: u64,
+    pub transfers: Transfers,
 }
 
 fn words_to_bytes(w: &[u16], out: &mut [u8]) {
@@ -215,6 +242,14 @@ impl<B: AtaBus> AtaChannel<B> {
     /// channel without units.
     pub fn probe(mut bus: B, name: &str, timeout: u64) -> Self {
         bus.control(CONTROL_NIEN);
+        let (dma, dma_unusable) = match bus.bus_master().map(|bm| {
+            let area = bm.area();
+            area.validate().map(|max| (area, max))
+        }) {
+            Some(Ok(d)) => (Some(d), None),
+            Some(Err(e)) => (None, Some(e)),
+            None => (None, None),
+        };
         let mut ch = AtaChannel {
             bus,
             name: String::from(name),
@@ -223,9 +258,12 @@ impl<B: AtaBus> AtaChannel<B> {
             queue: VecDeque::new(),
             active: None,
             timeout,
+            dma,
+            dma_unusable,
             skipped: Vec::new(),
             timeouts: 0,
             errors: 0,
+            transfers: Transfers::default(),
         };
         for slave in [false, true] {
             let which = format!("{name}-{}", if slave { "slave" } else { "master" });
@@ -238,6 +276,7 @@ impl<B: AtaBus> AtaChannel<B> {
                             sectors: id.sectors,
                             write_cache: id.write_cache,
                             flush: id.flush_ext,
+                            dma: id.dma && ch.dma.is_some(),
                         });
                         ch.slave.push(slave);
                     }
@@ -305,23 +344,60 @@ impl<B: AtaBus> AtaChannel<B> {
         let a = self.active.as_mut()?;
         let total = (a.req.buf.len() / SECTOR) as u64;
         let slave = self.slave[a.unit];
-        let command = match a.req.op {
-            Op::Flush if a.done == 0 && a.left_in_cmd == 0 => cmd::FLUSH_CACHE_EXT,
-            Op::Read if a.done < total => cmd::READ_SECTORS_EXT,
-            Op::Write if a.done < total => cmd::WRITE_SECTORS_EXT,
+        let dma = match (a.req.op, self.dma) {
+            (Op::Read | Op::Write, Some(d)) if self.units[a.unit].dma => Some(d),
+            _ => None,
+        };
+        let command = match (a.req.op, dma.is_some()) {
+            (Op::Flush, _) if a.done == 0 && a.left_in_cmd == 0 => cmd::FLUSH_CACHE_EXT,
+            (Op::Read, false) if a.done < total => cmd::READ_SECTORS_EXT,
+            (Op::Write, false) if a.done < total => cmd::WRITE_SECTORS_EXT,
+            (Op::Read, true) if a.done < total => cmd::READ_DMA_EXT,
+            (Op::Write, true) if a.done < total => cmd::WRITE_DMA_EXT,
             _ => return self.finish(Ok(())),
         };
-        let count = (total - a.done).min(SECTORS_PER_COMMAND);
+        let mut count = (total - a.done).min(SECTORS_PER_COMMAND);
         let lba = a.req.lba + a.done;
-        let tf = lba48_taskfile(slave, lba, (count % 65536) as u16);
-        for (r, v) in tf {
-            self.bus.write(r, v);
-        }
-        self.bus.write(Reg::Status, command);
-        // The status is valid 400 ns after a command write (ATA/ATAPI-6 §9.1): four reads of
-        // the alternate status take at least that long.
-        for _ in 0..4 {
-            let _ = self.bus.alt_status();
+        if let Some((area, max_entries)) = dma {
+            count = count.min((area.buffer_bytes / SECTOR) as u64);
+            let at = a.done as usize * SECTOR;
+            let bytes = count as usize * SECTOR;
+            let write = a.req.op == Op::Write;
+            let table = match dma::prd_table(&[(area.buffer, bytes as u64)], max_entries) {
+                Ok(t) => t,
+                // `validate` checked the whole buffer at probe: a part of it cannot fail.
+                Err(_) => return self.finish(Err(IoError::Device { lba, status: 0 })),
+            };
+            let direction = if write {
+                0
+            } else {
+                dma::command::WRITE_TO_MEMORY
+            };
+            let bm = self.bus.bus_master()?;
+            // Bus Master IDE rev 1.0 §3 (standard programming sequence): the PRD table and
+            // the data in memory, the table's address, the direction, Interrupt and Error
+            // cleared (write 1); then the drive's command; then Start.
+            let mut raw = Vec::with_capacity(table.len() * dma::PRD_ENTRY_BYTES);
+            for e in &table {
+                raw.extend_from_slice(&e.encode());
+            }
+            bm.write_memory(area.table, &raw);
+            if write {
+                bm.write_memory(area.buffer, &a.req.buf[at..at + bytes]);
+            }
+            bm.write_bm(dma::BmReg::Command, 0);
+            bm.write_bm(
+                dma::BmReg::Status,
+                dma::status::ERROR | dma::status::INTERRUPT,
+            );
+            bm.write_prd_address(area.table as u32);
+            bm.write_bm(dma::BmReg::Command, direction);
+            self.issue(slave, lba, count, command);
+            if let Some(bm) = self.bus.bus_master() {
+                bm.write_bm(dma::BmReg::Command, direction | dma::command::START);
+            }
+        } else {
+            self.issue(slave, lba, count, command);
         }
         let now = self.bus.now();
         let a = self.active.as_mut()?;
@@ -331,8 +407,78 @@ impl<B: AtaBus> AtaChannel<B> {
         } else {
             count
         };
+        a.dma = dma.is_some() && command != cmd::FLUSH_CACHE_EXT;
         a.since = now;
         None
+    }
+
+    /// Writes a 48-bit command's taskfile and command register, then waits the 400 ns
+    /// after which the status is valid (ATA/ATAPI-6 §9.1): four reads of the alternate
+    /// status take at least that long.
+    fn issue(&mut self, slave: bool, lba: u64, count: u64, command: u8) {
+        let tf = lba48_taskfile(slave, lba, (count % 65536) as u16);
+        for (r, v) in tf {
+            self.bus.write(r, v);
+        }
+        self.bus.write(Reg::Status, command);
+        for _ in 0..4 {
+            let _ = self.bus.alt_status();
+        }
+    }
+
+    /// Stops the bus master and clears its Interrupt and Error bits (Bus Master IDE rev 1.0
+    /// §3: software clears Start when the transfer is done or abandoned).
+    fn stop_dma(&mut self) {
+        if let Some(bm) = self.bus.bus_master() {
+            bm.write_bm(dma::BmReg::Command, 0);
+            bm.write_bm(
+                dma::BmReg::Status,
+                dma::status::ERROR | dma::status::INTERRUPT,
+            );
+        }
+    }
+
+    /// A DMA command in flight: done when the bus master is no longer active and the drive
+    /// neither busy nor asking for data (Bus Master IDE rev 1.0 §2.2: Active clears at the
+    /// end of the last PRD); then its data is copied out of the bounce buffer.
+    fn poll_dma(&mut self) -> Option<(usize, Completion)> {
+        let s = self.bus.alt_status();
+        let bms = self
+            .bus
+            .bus_master()
+            .map_or(0, |bm| bm.read_bm(dma::BmReg::Status));
+        let a = self.active.as_ref()?;
+        if s & (status::ERR | status::DF) != 0 || bms & dma::status::ERROR != 0 {
+            self.stop_dma();
+            let s = self.bus.read(Reg::Status);
+            return self.fail(s);
+        }
+        if s & (status::BSY | status::DRQ) != 0 || bms & dma::status::ACTIVE != 0 {
+            if self.bus.now().wrapping_sub(a.since) > self.timeout {
+                let lba = a.req.lba + a.done;
+                self.timeouts += 1;
+                self.stop_dma();
+                self.reset();
+                return self.finish(Err(IoError::Timeout { lba }));
+            }
+            return None;
+        }
+        self.stop_dma();
+        let _ = self.bus.read(Reg::Status);
+        self.transfers.dma += 1;
+        let (area, _) = self.dma?;
+        let a = self.active.as_mut()?;
+        let at = a.done as usize * SECTOR;
+        let bytes = a.left_in_cmd as usize * SECTOR;
+        if a.req.op == Op::Read {
+            let out = &mut a.req.buf[at..at + bytes];
+            self.bus.bus_master()?.read_memory(area.buffer, out);
+        }
+        let a = self.active.as_mut()?;
+        a.done += a.left_in_cmd;
+        a.left_in_cmd = 0;
+        a.dma = false;
+        self.start_command()
     }
 
     fn finish(&mut self, result: Result<(), IoError>) -> Option<(usize, Completion)> {
@@ -386,9 +532,13 @@ impl<B: AtaBus> BlockDevice for AtaChannel<B> {
                 req,
                 done: 0,
                 left_in_cmd: 0,
+                dma: false,
                 since,
             });
             return self.start_command();
+        }
+        if self.active.as_ref()?.dma {
+            return self.poll_dma();
         }
         let mut moved = 0;
         loop {
@@ -416,6 +566,7 @@ impl<B: AtaBus> BlockDevice for AtaChannel<B> {
                 if op == Op::Flush {
                     return self.finish(Ok(()));
                 }
+                self.transfers.pio += 1;
                 return self.start_command();
             }
             if s & status::DRQ == 0 {
@@ -449,6 +600,7 @@ impl<B: AtaBus> BlockDevice for AtaChannel<B> {
             moved += 1;
             if op == Op::Read && a.left_in_cmd == 0 {
                 let _ = self.bus.read(Reg::Status);
+                self.transfers.pio += 1;
                 return self.start_command();
             }
         }
@@ -456,6 +608,10 @@ impl<B: AtaBus> BlockDevice for AtaChannel<B> {
 
     fn idle(&self) -> bool {
         self.active.is_none() && self.queue.is_empty()
+    }
+
+    fn transfers(&self) -> Transfers {
+        self.transfers
     }
 }
 

@@ -52,6 +52,17 @@ pub struct DriveInfo {
     pub write_cache: bool,
     /// The drive implements the flush command.
     pub flush: bool,
+    /// Data moves by DMA (a bus-master IDE channel, NVMe), not by programmed I/O.
+    pub dma: bool,
+}
+
+/// Data-transfer commands a device completed, by how their data moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transfers {
+    /// By the device's DMA (bus-master IDE READ/WRITE DMA EXT, NVMe Read/Write).
+    pub dma: u64,
+    /// By programmed I/O (READ/WRITE SECTORS EXT through the data register).
+    pub pio: u64,
 }
 
 /// A block controller with one or more units.
@@ -65,6 +76,8 @@ pub trait BlockDevice {
     fn poll(&mut self) -> Option<(usize, Completion)>;
     /// No request is queued or in flight.
     fn idle(&self) -> bool;
+    /// The data-transfer commands completed so far.
+    fn transfers(&self) -> Transfers;
 }
 
 /// Requests a driver holds at most, queued and in flight (`submit` refuses more).

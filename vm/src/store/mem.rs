@@ -118,6 +118,7 @@ impl MemBlockDevice {
             sectors: disk.sectors(),
             write_cache: true,
             flush: true,
+            dma: false,
         }];
         MemBlockDevice {
             disk,
@@ -190,5 +191,10 @@ impl super::block::BlockDevice for MemBlockDevice {
 
     fn idle(&self) -> bool {
         self.queue.is_empty()
+    }
+
+    /// A memory model moves data by neither DMA nor PIO.
+    fn transfers(&self) -> super::block::Transfers {
+        super::block::Transfers::default()
     }
 }

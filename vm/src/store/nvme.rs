@@ -9,7 +9,7 @@
 //! so no guest or heap buffer is ever handed to the device. Each [`NvmeController::poll`]
 //! looks at the completion queue once.
 
-use super::block::{admit, BlockDevice, Completion, DriveInfo, Op, Request};
+use super::block::{admit, BlockDevice, Completion, DriveInfo, Op, Request, Transfers};
 use super::error::IoError;
 use super::header::SECTOR;
 use alloc::collections::VecDeque;
@@ -275,6 +275,8 @@ pub struct NvmeController<R: NvmeRegs, M: DmaMemory> {
     active: Option<Active>,
     pub timeouts: u64,
     pub errors: u64,
+    /// Read and Write commands completed (all DMA).
+    pub data_commands: u64,
 }
 
 fn ascii(b: &[u8]) -> String {
@@ -337,6 +339,7 @@ impl<R: NvmeRegs, M: DmaMemory> NvmeController<R, M> {
             active: None,
             timeouts: 0,
             errors: 0,
+            data_commands: 0,
         };
         if c.regs.read32(reg::CC) & CC_EN != 0 {
             c.regs.write32(reg::CC, 0);
@@ -407,6 +410,7 @@ impl<R: NvmeRegs, M: DmaMemory> NvmeController<R, M> {
                 sectors: blocks,
                 write_cache: volatile_cache,
                 flush: true,
+                dma: true,
             });
         }
         Ok(c)
@@ -603,11 +607,19 @@ impl<R: NvmeRegs, M: DmaMemory> BlockDevice for NvmeController<R, M> {
         }
         a.done += n;
         a.cmd_bytes = 0;
+        self.data_commands += 1;
         self.next_command()
     }
 
     fn idle(&self) -> bool {
         self.active.is_none() && self.queue.is_empty()
+    }
+
+    fn transfers(&self) -> Transfers {
+        Transfers {
+            dma: self.data_commands,
+            pio: 0,
+        }
     }
 }
 

@@ -261,7 +261,8 @@ fn init_identifies_the_controller_and_namespace() {
             model: "Bulkhead NVMe".into(),
             sectors: 8192,
             write_cache: true,
-            flush: true
+            flush: true,
+            dma: true
         }]
     );
     let ops: Vec<u8> = bus.0.borrow().log.iter().map(|l| l.1).collect();
