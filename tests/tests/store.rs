@@ -279,17 +279,19 @@ fn qemu_store_check_on_nvme_and_ide() {
         .saw("store on nvme0n1 (GPT partition 1): 1 disks, 13631488 bytes, 9437184 free; header A generation 2, B generation 3")
         .saw("store on nvme0n1: disk vda 4194304 bytes in 1 extent(s)")
         // The last free unit: unit 13 of the partition at LBA 2048.
-        .saw("store-check nvme0n1: wrote, flushed and read back 4096 bytes at sector 28672: ok")
+        .saw("; MDTS 512 KiB: up to 64 KiB per command (PRP list)")
+        .saw("store-check nvme0n1: wrote, flushed and read back 65536 bytes at sector 28672: ok")
         .saw("ata0: bus-master DMA (registers at port 0x")
         .saw("drive ata0-slave: \"QEMU HARDDISK\", 16128 sectors (7 MiB)")
         .saw("store on ata0-slave (whole drive): 1 disks, 8192000 bytes, 8126464 free; header A DAMAGED (checksum ")
         .saw("), B generation 3")
         // 16128 sectors = 126 units of 64 KiB; the last is unit 125 at LBA 16000.
-        .saw("store-check ata0-slave: wrote, flushed and read back 4096 bytes at sector 16000: ok")
+        .saw("store-check ata0-slave: wrote, flushed and read back 65536 bytes at sector 16000: ok")
         .saw("cpu: VMX no (CPUID.1:ECX[5])")
         .saw("cannot run: ");
-    // QEMU's PIIX3 IDE has a bus master too: the check's three transfers (pattern,
-    // read-back, zeroes) are DMA on both drives.
+    // QEMU's PIIX3 IDE has a bus master too: the check's three 64 KiB transfers (pattern,
+    // read-back, zeroes) are one DMA command each on both drives: 128 sectors by ATA DMA,
+    // 16 pages by NVMe PRP1 + a PRP list of 15 entries (at most MDTS).
     for d in ["nvme0n1", "ata0-slave"] {
         let l = run.line(&format!("store-check {d}: "));
         assert!(l.ends_with("; 3 transfers by DMA, 0 by PIO"), "{l}");
@@ -306,8 +308,9 @@ fn qemu_store_check_on_nvme_and_ide() {
 
 /// Bochs (PIIX3 IDE with bus master): the store check on ata0-slave moves its data by
 /// bus-master DMA (READ/WRITE DMA EXT through a PRD table), not PIO: the channel reports its
-/// bus master, the drive says "bus-master DMA", and the check's three transfers (the
-/// pattern, its read-back, the zeroes) are counted as DMA. The drive file is unchanged.
+/// bus master, the drive says "bus-master DMA", and the check's three 64 KiB transfers (the
+/// pattern, its read-back, the zeroes) are counted as DMA, one command of 128 sectors each.
+/// The drive file is unchanged.
 #[test]
 fn bochs_store_check_uses_bus_master_dma() {
     let dir = tempfile::tempdir().unwrap();
@@ -347,7 +350,7 @@ fn bochs_store_check_uses_bus_master_dma() {
     // 126 units of 64 KiB; the last free one is unit 125 at LBA 16000.
     let l = run.line("store-check ata0-slave: ");
     assert!(
-        l.contains("wrote, flushed and read back 4096 bytes at sector 16000: ok (crc32c 0x")
+        l.contains("wrote, flushed and read back 65536 bytes at sector 16000: ok (crc32c 0x")
             && l.ends_with("; 3 transfers by DMA, 0 by PIO"),
         "{l}"
     );
