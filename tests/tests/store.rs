@@ -293,9 +293,13 @@ fn qemu_store_check_on_nvme_and_ide() {
     // read-back, zeroes) are one DMA command each on both drives: 128 sectors by ATA DMA,
     // 16 pages by NVMe PRP1 + a PRP list of 15 entries (at most MDTS).
     for d in ["nvme0n1", "ata0-slave"] {
-        let l = run.line(&format!("store-check {d}: "));
+        let l = run.line(&format!("store-check {d}: wrote"));
         assert!(l.ends_with("; 3 transfers by DMA, 0 by PIO"), "{l}");
     }
+    // DISCARD / WRITE_ZEROES pass-through: QEMU's NVMe has Dataset Management and Write
+    // Zeroes (ONCS bits 2 and 3), its IDE drive no TRIM: there zeroes are written.
+    run.saw("store-check nvme0n1: discard by Dataset Management (deallocate), then zeroes by Write Zeroes on 65536 bytes at sector 28672: ok, read back as zeroes")
+        .saw("store-check ata0-slave: no discard command (DISCARD is a no-op), zeroes written (no zeroing command) on 65536 bytes at sector 16000: ok, read back as zeroes");
     assert!(
         std::fs::read(&nvme).unwrap() == nvme_before,
         "the NVMe store changed"
@@ -348,7 +352,7 @@ fn bochs_store_check_uses_bus_master_dma() {
         assert!(l.contains("), 64 KiB bounce buffer at 0x"), "{l}");
     }
     // 126 units of 64 KiB; the last free one is unit 125 at LBA 16000.
-    let l = run.line("store-check ata0-slave: ");
+    let l = run.line("store-check ata0-slave: wrote");
     assert!(
         l.contains("wrote, flushed and read back 65536 bytes at sector 16000: ok (crc32c 0x")
             && l.ends_with("; 3 transfers by DMA, 0 by PIO"),

@@ -83,6 +83,12 @@ pub fn init(store_check: bool) {
         for (which, why) in &ch.skipped {
             info!("drive {which}: not used: {why}");
         }
+        for (u, _) in ch.trim.iter().enumerate().filter(|(_, &t)| t) {
+            info!(
+                "drive {}: says TRIM (IDENTIFY word 169 bit 0), not issued yet: DISCARD stays a no-op, WRITE_ZEROES writes zeroes",
+                ch.units()[u].name
+            );
+        }
         if !ch.units().is_empty() {
             devices.push(Box::new(ch));
         }
@@ -177,7 +183,7 @@ fn check(drive: &str, s: &Store, io: &mut SyncUnit<'_, dyn BlockDevice + Send>) 
     let result = s.scratch_check(io);
     let after = io.dev.transfers();
     let (dma, pio) = (after.dma - before.dma, after.pio - before.pio);
-    match result {
+    match &result {
         Ok(Some(r)) if r.mismatches == 0 => info!(
             "store-check {drive}: wrote, flushed and read back {} bytes at sector {}: ok (crc32c {:#010x}); {dma} transfers by DMA, {pio} by PIO",
             r.bytes, r.lba, r.checksum
@@ -188,6 +194,34 @@ fn check(drive: &str, s: &Store, io: &mut SyncUnit<'_, dyn BlockDevice + Send>) 
         ),
         Ok(None) => info!("store-check {drive}: no free allocation unit to test on; skipped"),
         Err(e) => warn!("store-check {drive}: FAILED: {e}"),
+    }
+    if let Ok(Some(r)) = result {
+        zeroing(drive, r.lba, r.bytes, io);
+    }
+}
+
+/// The pass-through half of the store check: DISCARD / WRITE_ZEROES as the drive does them
+/// (NVMe Dataset Management and Write Zeroes when ONCS says so), checked to read back zero.
+fn zeroing(drive: &str, lba: u64, bytes: usize, io: &mut SyncUnit<'_, dyn BlockDevice + Send>) {
+    match io.zeroing_check(lba, bytes) {
+        Ok(z) if z.nonzero == 0 => info!(
+            "store-check {drive}: {}{} on {bytes} bytes at sector {lba}: ok, read back as zeroes",
+            if z.discarded {
+                "discard by Dataset Management (deallocate), then "
+            } else {
+                "no discard command (DISCARD is a no-op), "
+            },
+            if z.drive_zeroed {
+                "zeroes by Write Zeroes"
+            } else {
+                "zeroes written (no zeroing command)"
+            }
+        ),
+        Ok(z) => warn!(
+            "store-check {drive}: FAILED: {} of {bytes} bytes at sector {lba} are not zero after zeroing; check the drive",
+            z.nonzero
+        ),
+        Err(e) => warn!("store-check {drive}: FAILED: zeroing at sector {lba}: {e}"),
     }
 }
 

@@ -35,6 +35,10 @@ pub struct StoreDisk {
     write_copy: alloc::vec::Vec<u8>,
     /// The drive's transfer counters when the disk was opened.
     transfers_at_open: Transfers,
+    /// The drive has a discard command (NVMe Dataset Management), a zeroing command (NVMe
+    /// Write Zeroes): DISCARD / WRITE_ZEROES pass through to it.
+    drive_discard: bool,
+    drive_zeroes: bool,
 }
 
 /// Why a VM's store disk cannot be opened (the VM is not started).
@@ -134,6 +138,10 @@ impl StoreDisk {
         s.next_tag_base += 1;
         let io = DiskIo::new(map, d.unit, s.next_tag_base << 48);
         let transfers_at_open = s.devices[d.device].transfers();
+        let (drive_discard, drive_zeroes) = s.devices[d.device]
+            .units()
+            .get(d.unit)
+            .map_or((false, false), |u| (u.discard, u.write_zeroes));
         s.open.push(Opening {
             drive,
             name: name.into(),
@@ -154,6 +162,8 @@ impl StoreDisk {
             read_only,
             write_copy: alloc::vec![0; MAX_PART_BYTES],
             transfers_at_open,
+            drive_discard,
+            drive_zeroes,
         })
     }
 
@@ -167,7 +177,7 @@ impl StoreDisk {
             .and_then(|s| s.devices.get(self.device).map(|d| d.transfers()))
             .unwrap_or(self.transfers_at_open);
         format!(
-            " store-disk={} reads={} writes={} flushes={} drive-requests={} drive-errors={} drive-dma={} drive-pio={}",
+            " store-disk={} reads={} writes={} flushes={} drive-requests={} drive-errors={} drive-dma={} drive-pio={} drive-discards={} drive-write-zeroes={}",
             self.name,
             st.reads,
             st.writes,
@@ -175,7 +185,9 @@ impl StoreDisk {
             st.requests,
             st.errors,
             now.dma - self.transfers_at_open.dma,
-            now.pio - self.transfers_at_open.pio
+            now.pio - self.transfers_at_open.pio,
+            st.discards,
+            st.zeroed
         )
     }
 
@@ -187,6 +199,12 @@ impl StoreDisk {
     /// One bounded step of zeroing `len` bytes at `offset` (`DiskIo::zero_step`).
     fn zero_step(&mut self, offset: u64, len: u64, zeros: &mut [u8]) -> Result<(), BackendError> {
         self.on_drive(|io, dev| io.zero_step(dev, offset, len, zeros))
+    }
+
+    /// One bounded step of a discard or write-zeroes passed to the drive
+    /// (`DiskIo::range_step`).
+    fn range_step(&mut self, discard: bool, offset: u64, len: u64) -> Result<(), BackendError> {
+        self.on_drive(|io, dev| io.range_step(dev, discard, offset, len))
     }
 
     /// Polls the drive once, takes this disk's completions, then asks `ask`.
@@ -280,8 +298,9 @@ impl BlockBackend for StoreDisk {
     }
 
     /// DISCARD and WRITE_ZEROES are offered (virtio 1.2 §5.2.3, limits in the config space).
-    /// The drivers have no DATA SET MANAGEMENT (TRIM), NVMe Dataset Management or Write
-    /// Zeroes yet: WRITE_ZEROES writes zeroes, DISCARD is a no-op.
+    /// On an NVMe drive with Dataset Management / Write Zeroes (ONCS bits 2 and 3) they pass
+    /// through; otherwise (ATA: no DATA SET MANAGEMENT TRIM issued yet) WRITE_ZEROES writes
+    /// zeroes and DISCARD is a no-op.
     fn supports_zeroes(&self) -> bool {
         true
     }
@@ -292,17 +311,24 @@ impl BlockBackend for StoreDisk {
         if self.read_only {
             return Err(BackendError::ReadOnly);
         }
+        if self.drive_zeroes {
+            return self.range_step(false, offset, len);
+        }
         let mut zeros = core::mem::take(&mut self.write_copy);
         let result = self.zero_step(offset, len, &mut zeros);
         self.write_copy = zeros;
         result
     }
 
-    /// virtio 1.2 §5.2.6.2 leaves a discarded range's contents unspecified: nothing to do on
-    /// a drive without TRIM (the data stays; the store's extents stay allocated).
+    /// virtio 1.2 §5.2.6.2 leaves a discarded range's contents unspecified: NVMe Dataset
+    /// Management (deallocate) where the drive has it, else nothing to do (the data stays;
+    /// the store's extents stay allocated either way).
     fn discard(&mut self, offset: u64, len: u64) -> Result<(), BackendError> {
         if self.read_only {
             return Err(BackendError::ReadOnly);
+        }
+        if self.drive_discard {
+            return self.range_step(true, offset, len);
         }
         match offset.checked_add(len) {
             Some(end) if end <= self.io.len() => Ok(()),

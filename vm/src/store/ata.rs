@@ -104,6 +104,8 @@ pub struct Identify {
     pub sector_size: u32,
     /// Word 49 bit 8: DMA supported.
     pub dma: bool,
+    /// Word 169 bit 0: DATA SET MANAGEMENT with the TRIM bit supported (ACS-3 Table 45).
+    pub trim: bool,
 }
 
 /// Why a drive was found but is not used.
@@ -170,6 +172,7 @@ impl Identify {
             write_cache: w[82] & (1 << 5) != 0,
             sector_size,
             dma: w[49] & (1 << 8) != 0,
+            trim: w[169] & 1 != 0,
         })
     }
 }
@@ -216,6 +219,8 @@ pub struct AtaChannel<B: AtaBus> {
     units: Vec<DriveInfo>,
     /// Which drive (false: master, true: slave) each unit is.
     slave: Vec<bool>,
+    /// Whether each unit's IDENTIFY says TRIM (word 169 bit 0), for the boot report.
+    pub trim: Vec<bool>,
     queue: VecDeque<(usize, Request)>,
     active: Option<Active>,
     timeout: u64,
@@ -255,6 +260,7 @@ impl<B: AtaBus> AtaChannel<B> {
             name: String::from(name),
             units: Vec::new(),
             slave: Vec::new(),
+            trim: Vec::new(),
             queue: VecDeque::new(),
             active: None,
             timeout,
@@ -277,7 +283,13 @@ impl<B: AtaBus> AtaChannel<B> {
                             write_cache: id.write_cache,
                             flush: id.flush_ext,
                             dma: id.dma && ch.dma.is_some(),
+                            // DATA SET MANAGEMENT (TRIM) is not issued yet: even a drive
+                            // with word 169 bit 0 keeps discard as a no-op (`trim` says so
+                            // in the boot report), and WRITE_ZEROES is written as zeroes.
+                            discard: false,
+                            write_zeroes: false,
                         });
+                        ch.trim.push(id.trim);
                         ch.slave.push(slave);
                     }
                     Err(u) => ch.skipped.push((which, u)),
@@ -354,6 +366,11 @@ impl<B: AtaBus> AtaChannel<B> {
             (Op::Write, false) if a.done < total => cmd::WRITE_SECTORS_EXT,
             (Op::Read, true) if a.done < total => cmd::READ_DMA_EXT,
             (Op::Write, true) if a.done < total => cmd::WRITE_DMA_EXT,
+            // `admit` refuses them (the units do not offer them); never reported done.
+            (Op::Discard(_) | Op::WriteZeroes(_), _) => {
+                let op = a.req.op;
+                return self.finish(Err(IoError::Unsupported { op }));
+            }
             _ => return self.finish(Ok(())),
         };
         let mut count = (total - a.done).min(SECTORS_PER_COMMAND);

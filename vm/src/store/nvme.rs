@@ -66,6 +66,29 @@ pub mod nvm {
     pub const FLUSH: u8 = 0x00;
     pub const WRITE: u8 = 0x01;
     pub const READ: u8 = 0x02;
+    /// Write Zeroes (NVM Command Set 1.0 §3.2.8): CDW10/11 SLBA, CDW12 bits 15:0 NLB.
+    pub const WRITE_ZEROES: u8 = 0x08;
+    /// Dataset Management (§3.2.3): CDW10 bits 7:0 NR (ranges - 1), CDW11 bit 2 AD, the
+    /// ranges (16 bytes each) at PRP1.
+    pub const DATASET_MANAGEMENT: u8 = 0x09;
+}
+/// Identify Controller ONCS, optional NVM command support (bytes 521:520, NVMe 1.4 §5.15.2,
+/// Figure 247): bit 2 Dataset Management, bit 3 Write Zeroes.
+const ID_ONCS: usize = 520;
+const ONCS_DSM: u16 = 1 << 2;
+const ONCS_WRITE_ZEROES: u16 = 1 << 3;
+/// Dataset Management CDW11 bit 2: Attribute – Deallocate.
+const DSM_DEALLOCATE: u32 = 1 << 2;
+/// Write Zeroes moves at most 65536 blocks per command (NLB is 16 bits, zero-based).
+const WRITE_ZEROES_MAX_BLOCKS: usize = 65536;
+
+/// One Dataset Management range (NVM Command Set 1.0 §3.2.3, Figure 38): context attributes
+/// (0: none), length in logical blocks, starting LBA.
+pub fn dsm_range(lba: u64, blocks: u32) -> [u8; 16] {
+    let mut r = [0u8; 16];
+    r[4..8].copy_from_slice(&blocks.to_le_bytes());
+    r[8..16].copy_from_slice(&lba.to_le_bytes());
+    r
 }
 /// Identify CNS values (§5.17.1, Figure 273).
 const CNS_NAMESPACE: u32 = 0x00;
@@ -278,6 +301,10 @@ pub struct Identity {
     pub ns1_block_size: u32,
     /// MDTS in bytes (`None`: the controller sets no limit).
     pub mdts_bytes: Option<u64>,
+    /// ONCS bit 2: Dataset Management (deallocate).
+    pub dataset_management: bool,
+    /// ONCS bit 3: Write Zeroes.
+    pub write_zeroes: bool,
 }
 
 /// One NVMe controller with namespace 1 as its unit.
@@ -407,6 +434,7 @@ impl<R: NvmeRegs, M: DmaMemory> NvmeController<R, M> {
         let model = ascii(&id[24..64]);
         let namespaces = u32::from_le_bytes([id[516], id[517], id[518], id[519]]);
         let volatile_cache = id[525] & 1 != 0;
+        let oncs = u16::from_le_bytes([id[ID_ONCS], id[ID_ONCS + 1]]);
         let mdts_bytes = match id[ID_MDTS] {
             0 => None,
             m => Some(mpsmin.checked_shl(u32::from(m)).unwrap_or(u64::MAX)),
@@ -438,6 +466,8 @@ impl<R: NvmeRegs, M: DmaMemory> NvmeController<R, M> {
             ns1_blocks: blocks,
             ns1_block_size: block_size,
             mdts_bytes,
+            dataset_management: oncs & ONCS_DSM != 0,
+            write_zeroes: oncs & ONCS_WRITE_ZEROES != 0,
         });
         if blocks > 0 && block_size == SECTOR as u32 {
             c.units.push(DriveInfo {
@@ -447,6 +477,8 @@ impl<R: NvmeRegs, M: DmaMemory> NvmeController<R, M> {
                 write_cache: volatile_cache,
                 flush: true,
                 dma: true,
+                discard: oncs & ONCS_DSM != 0,
+                write_zeroes: oncs & ONCS_WRITE_ZEROES != 0,
             });
         }
         Ok(c)
@@ -543,35 +575,66 @@ impl<R: NvmeRegs, M: DmaMemory> NvmeController<R, M> {
     /// Issues the next I/O command of the active request, or completes it.
     fn next_command(&mut self) -> Option<(usize, Completion)> {
         let a = self.active.as_mut()?;
-        let total = a.req.buf.len();
+        let total = match a.req.op.range_sectors() {
+            Some(n) => n as usize * SECTOR,
+            None => a.req.buf.len(),
+        };
         let max = self.max_command_bytes;
+        let first = a.cmd_bytes == 0 && a.done == 0;
         let (opcode, bytes) = match a.req.op {
-            Op::Flush if a.cmd_bytes == 0 && a.done == 0 => (nvm::FLUSH, 0),
+            Op::Flush if first => (nvm::FLUSH, 0),
             Op::Read if a.done < total => (nvm::READ, (total - a.done).min(max)),
             Op::Write if a.done < total => (nvm::WRITE, (total - a.done).min(max)),
+            // One range of up to 2^32 - 1 blocks: the whole request in one command.
+            Op::Discard(_) if first => (nvm::DATASET_MANAGEMENT, total),
+            Op::WriteZeroes(_) if a.done < total => (
+                nvm::WRITE_ZEROES,
+                (total - a.done).min(WRITE_ZEROES_MAX_BLOCKS * SECTOR),
+            ),
             _ => return self.finish(Ok(())),
         };
         let lba = a.req.lba + (a.done / SECTOR) as u64;
-        let cmd = if opcode == nvm::FLUSH {
-            Command {
+        let blocks = (bytes / SECTOR) as u32;
+        let cmd = match opcode {
+            nvm::FLUSH => Command {
                 opcode,
                 nsid: 1,
                 ..Default::default()
+            },
+            nvm::DATASET_MANAGEMENT => {
+                self.mem.write(self.pages.data, &dsm_range(lba, blocks));
+                Command {
+                    opcode,
+                    nsid: 1,
+                    prp1: self.pages.data,
+                    cdw10: 0, // one range
+                    cdw11: DSM_DEALLOCATE,
+                    ..Default::default()
+                }
             }
-        } else {
-            // `init` checked the whole buffer against the PRP rules: a part of it passes.
-            let Ok(prps) = prp::prps(self.pages.buffer, bytes, self.pages.prp_list) else {
-                return self.finish(Err(IoError::Device { lba, status: 0 }));
-            };
-            if !prps.list.is_empty() {
-                self.mem
-                    .write(self.pages.prp_list, &prp::encode_list(&prps.list));
+            nvm::WRITE_ZEROES => Command {
+                opcode,
+                nsid: 1,
+                cdw10: lba as u32,
+                cdw11: (lba >> 32) as u32,
+                cdw12: (blocks - 1) & 0xFFFF,
+                ..Default::default()
+            },
+            _ => {
+                // `init` checked the whole buffer against the PRP rules: a part of it passes.
+                let Ok(prps) = prp::prps(self.pages.buffer, bytes, self.pages.prp_list) else {
+                    return self.finish(Err(IoError::Device { lba, status: 0 }));
+                };
+                if !prps.list.is_empty() {
+                    self.mem
+                        .write(self.pages.prp_list, &prp::encode_list(&prps.list));
+                }
+                if opcode == nvm::WRITE {
+                    self.mem
+                        .write(self.pages.buffer, &a.req.buf[a.done..a.done + bytes]);
+                }
+                Command::io(opcode, 0, 1, lba, blocks, &prps)
             }
-            if opcode == nvm::WRITE {
-                self.mem
-                    .write(self.pages.buffer, &a.req.buf[a.done..a.done + bytes]);
-            }
-            Command::io(opcode, 0, 1, lba, (bytes / SECTOR) as u32, &prps)
         };
         self.submit_to(false, cmd);
         let now = self.regs.now();
@@ -645,12 +708,14 @@ impl<R: NvmeRegs, M: DmaMemory> BlockDevice for NvmeController<R, M> {
                 .read(self.pages.buffer, &mut a.req.buf[a.done..a.done + n]);
         }
         let a = self.active.as_mut()?;
-        if a.req.op == Op::Flush {
+        if matches!(a.req.op, Op::Flush | Op::Discard(_)) {
             return self.finish(Ok(()));
+        }
+        if matches!(a.req.op, Op::Read | Op::Write) {
+            self.data_commands += 1;
         }
         a.done += n;
         a.cmd_bytes = 0;
-        self.data_commands += 1;
         self.next_command()
     }
 

@@ -39,6 +39,10 @@ struct Ctrl {
     mpsmin: u64,
     /// Identify Controller MDTS (0: no limit).
     mdts: u8,
+    /// Identify Controller ONCS.
+    oncs: u16,
+    /// (SLBA, blocks) of every Dataset Management deallocate range.
+    deallocated: Vec<(u64, u32)>,
     /// (prp1, prp2, bytes) of every I/O data command.
     prps: Vec<(u64, u64, usize)>,
 }
@@ -117,6 +121,7 @@ impl Ctrl {
                     id[4..12].copy_from_slice(b"SN123456");
                     id[24..40].copy_from_slice(b"Bulkhead NVMe   ");
                     id[77] = self.mdts;
+                    id[520..522].copy_from_slice(&self.oncs.to_le_bytes());
                     id[516] = 1;
                     id[525] = 1;
                     self.m(prp1, 4096).copy_from_slice(&id);
@@ -154,6 +159,22 @@ impl Ctrl {
                     }
                 }
                 nvm::FLUSH => self.flushes += 1,
+                nvm::WRITE_ZEROES if self.oncs & 8 != 0 => {
+                    self.disk[at..at + len].fill(0);
+                }
+                nvm::DATASET_MANAGEMENT if self.oncs & 4 != 0 => {
+                    assert_eq!(cdw11, 1 << 2, "deallocate (AD) only");
+                    let ranges = (cdw10 & 0xFF) as usize + 1;
+                    for r in 0..ranges {
+                        let e = self.m(prp1 + 16 * r as u64, 16).to_vec();
+                        let blocks = u32::from_le_bytes(e[4..8].try_into().unwrap());
+                        let slba = u64::from_le_bytes(e[8..16].try_into().unwrap());
+                        self.deallocated.push((slba, blocks));
+                        // Deallocated blocks read as all ones here (DLFEAT: unspecified).
+                        let a = slba as usize * 512;
+                        self.disk[a..a + blocks as usize * 512].fill(0xFF);
+                    }
+                }
                 _ => status = 0x1,
             }
         }
@@ -264,6 +285,8 @@ fn ctrl(sectors: usize, block: u32) -> Bus {
         flushes: 0,
         mpsmin: 0,
         mdts: 0,
+        oncs: 0x0C,
+        deallocated: Vec::new(),
         prps: Vec::new(),
     })))
 }
@@ -296,7 +319,9 @@ fn init_identifies_the_controller_and_namespace() {
             volatile_cache: true,
             ns1_blocks: 8192,
             ns1_block_size: 512,
-            mdts_bytes: None
+            mdts_bytes: None,
+            dataset_management: true,
+            write_zeroes: true
         })
     );
     assert_eq!(
@@ -307,7 +332,9 @@ fn init_identifies_the_controller_and_namespace() {
             sectors: 8192,
             write_cache: true,
             flush: true,
-            dma: true
+            dma: true,
+            discard: true,
+            write_zeroes: true
         }]
     );
     let ops: Vec<u8> = bus.0.borrow().log.iter().map(|l| l.1).collect();
@@ -506,4 +533,69 @@ fn a_store_on_an_nvme_namespace() {
     assert_eq!(o.header(), s.header());
     let r = o.scratch_check(&mut io).unwrap().unwrap();
     assert_eq!(r.mismatches, 0);
+}
+
+#[test]
+fn dataset_management_and_write_zeroes_pass_through() {
+    let bus = ctrl(200_000, 512);
+    let mut c = NvmeController::init(bus.clone(), bus.clone(), pages(), "nvme0n1", HZ).unwrap();
+    let mut io = SyncUnit {
+        dev: &mut c,
+        unit: 0,
+        max_polls: 100_000,
+    };
+    io.write(10, &[0xA5; 8 * 512]).unwrap();
+    io.range(Op::Discard(8), 10).unwrap();
+    // 70000 blocks: Write Zeroes of 65536, then 4464 (NLB is 16 bits).
+    io.write(100_000, &[0x5A; 4096]).unwrap();
+    io.range(Op::WriteZeroes(70_000), 100_000).unwrap();
+    let mut back = vec![1u8; 4096];
+    io.read(100_000, &mut back).unwrap();
+    assert!(back.iter().all(|&b| b == 0));
+    let r = io.zeroing_check(1000, 65536).unwrap();
+    assert_eq!(
+        r,
+        crate::store::block::ZeroingReport {
+            discarded: true,
+            drive_zeroed: true,
+            nonzero: 0
+        }
+    );
+    let ctl = bus.0.borrow();
+    assert_eq!(ctl.deallocated, [(10, 8), (1000, 128)]);
+    let zeroes: Vec<(u64, u32)> = ctl
+        .log
+        .iter()
+        .filter(|l| l.0 == 1 && l.1 == nvm::WRITE_ZEROES)
+        .map(|l| (l.2, l.3))
+        .collect();
+    assert_eq!(zeroes, [(100_000, 65535), (165_536, 4463), (1000, 127)]);
+    assert_eq!(
+        dsm_range(0x1_0000_0002, 8)[4..],
+        [8, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0]
+    );
+    drop(ctl);
+    // A controller without them (ONCS 0): the unit does not offer them, requests are refused
+    // with a precise error before reaching it, and the check zeroes by writing.
+    let bus = ctrl(4096, 512);
+    bus.0.borrow_mut().oncs = 0;
+    let mut c = NvmeController::init(bus.clone(), bus.clone(), pages(), "nvme0n1", HZ).unwrap();
+    assert!(!c.units()[0].discard && !c.units()[0].write_zeroes);
+    let mut io = SyncUnit {
+        dev: &mut c,
+        unit: 0,
+        max_polls: 100_000,
+    };
+    assert_eq!(
+        io.range(Op::Discard(8), 0),
+        Err(IoError::Unsupported { op: Op::Discard(8) })
+    );
+    let r = io.zeroing_check(64, 4096).unwrap();
+    assert_eq!((r.discarded, r.drive_zeroed, r.nonzero), (false, false, 0));
+    assert!(bus
+        .0
+        .borrow()
+        .log
+        .iter()
+        .all(|l| l.1 != nvm::DATASET_MANAGEMENT || l.0 == 0));
 }

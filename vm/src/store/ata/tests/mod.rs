@@ -456,7 +456,9 @@ fn probe_finds_drives_and_parses_identify() {
             sectors: 20480,
             write_cache: true,
             flush: true,
-            dma: false
+            dma: false,
+            discard: false,
+            write_zeroes: false
         }]
     );
     assert!(ch.skipped.is_empty());
