@@ -3,8 +3,8 @@
 
 use bulkhead_boot::Platform;
 use bulkhead_tests::{
-    boot_killed_at, boot_with_drives, boot_with_storage, bundle_image, bundle_uefi_image,
-    image_for, SELFTEST_CHECKS, SELFTEST_CONF,
+    boot_killed_at, boot_q35_with_nvme, boot_with_drives, boot_with_storage, bundle_image,
+    bundle_uefi_image, image_for, SELFTEST_CHECKS, SELFTEST_CONF,
 };
 use std::path::{Path, PathBuf};
 
@@ -271,6 +271,7 @@ fn qemu_store_check_on_nvme_and_ide() {
         std::slice::from_ref(&nvme),
     );
     run.exited(16, "not-intel")
+        .saw(" functions (configuration mechanism #1; no ACPI MCFG)")
         .saw("pci: 00:04.0 1b36:0010 class 01.08.02 (mass storage)")
         .saw("nvme0 (00:04.0 1b36:0010 class 01.08.02): \"QEMU NVMe Ctrl\" serial \"bulkhead0\", ")
         .saw("namespace 1: 32256 blocks of 512 bytes")
@@ -333,6 +334,8 @@ fn bochs_store_check_uses_bus_master_dma() {
         std::slice::from_ref(&store),
     );
     run.exited(0, "ok")
+        // Bochs's i440FX has no MCFG: configuration mechanism #1.
+        .saw(" functions (configuration mechanism #1; no ACPI MCFG)")
         .saw("pci: 00:01.1 8086:7010 class 01.01.80 (mass storage)")
         .saw("drive ata0-slave: \"Generic 1234\", 16128 sectors (7 MiB), no write cache, FLUSH CACHE EXT, bus-master DMA")
         .saw("[selftest] guest selftest: DONE passed=21 failed=0")
@@ -361,6 +364,36 @@ fn bochs_store_check_uses_bus_master_dma() {
     assert!(
         std::fs::read(&store).unwrap() == before,
         "the store check left its pattern on the drive"
+    );
+}
+
+/// QEMU q35 (PCI Express): the kernel reads configuration space through ECAM, found in the
+/// ACPI MCFG, and finds the NVMe controller and its store there; the store check passes.
+/// (The pc machine of `qemu_store_check_on_nvme_and_ide` has no MCFG: mechanism #1.)
+#[test]
+fn qemu_q35_finds_nvme_through_ecam() {
+    let dir = tempfile::tempdir().unwrap();
+    let nvme = drive(dir.path(), "nvme.img", 32);
+    let n = nvme.to_str().unwrap();
+    disk(&["init", n, "--gpt"]);
+    disk(&["create", n, "vda", "--size", "4M"]);
+    let before = std::fs::read(&nvme).unwrap();
+    let (_b, image) = bundle_uefi_image(CHECK_CONF, &["selftest.elf"]);
+    let run = boot_q35_with_nvme(&image, 120, std::slice::from_ref(&nvme));
+    run.exited(16, "not-intel")
+        // QEMU q35's MMCONFIG window: 256 buses from 0xB000_0000.
+        .saw(" functions (ECAM at 0xb0000000, buses 0-255, from the ACPI MCFG)")
+        .saw("drive nvme0n1: \"QEMU NVMe Ctrl\", 32256 sectors (15 MiB), write cache, Flush")
+        .saw("store on nvme0n1 (GPT partition 1): 1 disks, 13631488 bytes, 9437184 free; header A generation 2, B generation 3")
+        .saw("store-check nvme0n1: wrote, flushed and read back 65536 bytes at sector 28672: ok")
+        .saw("store-check nvme0n1: discard by Dataset Management (deallocate), then zeroes by Write Zeroes on 65536 bytes at sector 28672: ok, read back as zeroes")
+        .saw("cpu: VMX no (CPUID.1:ECX[5])");
+    let l = run.line("pci: ");
+    assert!(l.starts_with("pci: ") && l.contains("ECAM"), "{l}");
+    run.line(" 1b36:0010 class 01.08.02 (mass storage)");
+    assert!(
+        std::fs::read(&nvme).unwrap() == before,
+        "the NVMe store changed"
     );
 }
 

@@ -26,6 +26,7 @@ pub mod msr;
 pub mod multiboot;
 pub mod nic;
 pub mod paging;
+pub mod pci_ecam;
 pub mod placement;
 pub mod pvh;
 pub mod shell;

@@ -50,12 +50,10 @@ fn mib(sectors: u64) -> u64 {
 /// Finds the controllers and drives and opens their stores; prints what it found. With
 /// `store_check` (`[hypervisor] store-check`), each store also gets a write / flush /
 /// read-back of a free allocation unit (`vm::store::Store::scratch_check`).
-pub fn init(store_check: bool) {
+pub fn init(store_check: bool, rsdp: Option<u64>) {
+    let mechanism = crate::pci::init(rsdp);
     let functions = crate::pci::enumerate();
-    info!(
-        "pci: {} functions (configuration mechanism #1)",
-        functions.len()
-    );
+    info!("pci: {} functions ({mechanism})", functions.len());
     for f in functions
         .iter()
         .filter(|f| f.class == crate::pci::class::MASS_STORAGE)
