@@ -298,9 +298,11 @@ fn qemu_store_check_on_nvme_and_ide() {
         assert!(l.ends_with("; 3 transfers by DMA, 0 by PIO"), "{l}");
     }
     // DISCARD / WRITE_ZEROES pass-through: QEMU's NVMe has Dataset Management and Write
-    // Zeroes (ONCS bits 2 and 3), its IDE drive no TRIM: there zeroes are written.
+    // Zeroes (ONCS bits 2 and 3); its IDE drives say TRIM (IDENTIFY word 169 bit 0), so a
+    // discard is DATA SET MANAGEMENT by DMA there, and zeroes are written (no zeroing command).
     run.saw("store-check nvme0n1: discard by Dataset Management (deallocate), then zeroes by Write Zeroes on 65536 bytes at sector 28672: ok, read back as zeroes")
-        .saw("store-check ata0-slave: no discard command (DISCARD is a no-op), zeroes written (no zeroing command) on 65536 bytes at sector 16000: ok, read back as zeroes");
+        .saw("drive ata0-slave: TRIM (IDENTIFY word 169 bit 0): DISCARD passes through as DATA SET MANAGEMENT")
+        .saw("store-check ata0-slave: discard by DATA SET MANAGEMENT (TRIM), then zeroes written (no zeroing command) on 65536 bytes at sector 16000: ok, read back as zeroes");
     assert!(
         std::fs::read(&nvme).unwrap() == nvme_before,
         "the NVMe store changed"

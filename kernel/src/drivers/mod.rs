@@ -82,10 +82,18 @@ pub fn init(store_check: bool, rsdp: Option<u64>) {
             info!("drive {which}: not used: {why}");
         }
         for (u, _) in ch.trim.iter().enumerate().filter(|(_, &t)| t) {
-            info!(
-                "drive {}: says TRIM (IDENTIFY word 169 bit 0), not issued yet: DISCARD stays a no-op, WRITE_ZEROES writes zeroes",
-                ch.units()[u].name
-            );
+            let unit = &ch.units()[u];
+            if unit.discard {
+                info!(
+                    "drive {}: TRIM (IDENTIFY word 169 bit 0): DISCARD passes through as DATA SET MANAGEMENT",
+                    unit.name
+                );
+            } else {
+                info!(
+                    "drive {}: says TRIM (IDENTIFY word 169 bit 0), but DATA SET MANAGEMENT needs bus-master DMA: DISCARD stays a no-op",
+                    unit.name
+                );
+            }
         }
         if !ch.units().is_empty() {
             devices.push(Box::new(ch));
@@ -204,10 +212,10 @@ fn zeroing(drive: &str, lba: u64, bytes: usize, io: &mut SyncUnit<'_, dyn BlockD
     match io.zeroing_check(lba, bytes) {
         Ok(z) if z.nonzero == 0 => info!(
             "store-check {drive}: {}{} on {bytes} bytes at sector {lba}: ok, read back as zeroes",
-            if z.discarded {
-                "discard by Dataset Management (deallocate), then "
-            } else {
-                "no discard command (DISCARD is a no-op), "
+            match (z.discarded, drive.starts_with("nvme")) {
+                (true, true) => "discard by Dataset Management (deallocate), then ",
+                (true, false) => "discard by DATA SET MANAGEMENT (TRIM), then ",
+                (false, _) => "no discard command (DISCARD is a no-op), ",
             },
             if z.drive_zeroed {
                 "zeroes by Write Zeroes"

@@ -35,8 +35,8 @@ pub struct StoreDisk {
     write_copy: alloc::vec::Vec<u8>,
     /// The drive's transfer counters when the disk was opened.
     transfers_at_open: Transfers,
-    /// The drive has a discard command (NVMe Dataset Management), a zeroing command (NVMe
-    /// Write Zeroes): DISCARD / WRITE_ZEROES pass through to it.
+    /// The drive has a discard command (NVMe Dataset Management, ATA TRIM), a zeroing
+    /// command (NVMe Write Zeroes): DISCARD / WRITE_ZEROES pass through to it.
     drive_discard: bool,
     drive_zeroes: bool,
 }
@@ -299,8 +299,8 @@ impl BlockBackend for StoreDisk {
 
     /// DISCARD and WRITE_ZEROES are offered (virtio 1.2 §5.2.3, limits in the config space).
     /// On an NVMe drive with Dataset Management / Write Zeroes (ONCS bits 2 and 3) they pass
-    /// through; otherwise (ATA: no DATA SET MANAGEMENT TRIM issued yet) WRITE_ZEROES writes
-    /// zeroes and DISCARD is a no-op.
+    /// through, DISCARD also to an ATA drive with TRIM (DATA SET MANAGEMENT by DMA);
+    /// otherwise WRITE_ZEROES writes zeroes and DISCARD is a no-op.
     fn supports_zeroes(&self) -> bool {
         true
     }
@@ -321,7 +321,7 @@ impl BlockBackend for StoreDisk {
     }
 
     /// virtio 1.2 §5.2.6.2 leaves a discarded range's contents unspecified: NVMe Dataset
-    /// Management (deallocate) where the drive has it, else nothing to do (the data stays;
+    /// Management (deallocate) or ATA TRIM where the drive has it, else nothing to do (the data stays;
     /// the store's extents stay allocated either way).
     fn discard(&mut self, offset: u64, len: u64) -> Result<(), BackendError> {
         if self.read_only {

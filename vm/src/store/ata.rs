@@ -56,7 +56,36 @@ pub mod cmd {
     /// READ DMA EXT / WRITE DMA EXT: the data moves by the bus master (ACS-3 Table B.2).
     pub const READ_DMA_EXT: u8 = 0x25;
     pub const WRITE_DMA_EXT: u8 = 0x35;
+    /// DATA SET MANAGEMENT (ACS-3, "DATA SET MANAGEMENT - 06h"): a DMA data-out of 512-byte blocks of LBA range
+    /// entries; Features bit 0 = TRIM.
+    pub const DATA_SET_MANAGEMENT: u8 = 0x06;
     pub const FLUSH_CACHE_EXT: u8 = 0xEA;
+}
+
+/// DATA SET MANAGEMENT Features bit 0: TRIM (ACS-3, DATA SET MANAGEMENT, Features field).
+pub const DSM_TRIM: u16 = 0x0001;
+/// One LBA range entry (ACS-3, DATA SET MANAGEMENT, "LBA Range Entry"): bits 47:0 the LBA, bits 63:48 the sector count
+/// (1..=65535; 0 = unused entry); 64 entries per 512-byte block.
+pub const TRIM_ENTRY_MAX: u32 = 0xFFFF;
+const TRIM_ENTRIES_PER_BLOCK: usize = SECTOR / 8;
+
+/// The one 512-byte block of LBA range entries that trims `sectors` from `lba`, or `None`
+/// when it needs more than one block (more than 64 x 65535 sectors) or the LBA needs more
+/// than 48 bits.
+pub fn trim_block(lba: u64, sectors: u32) -> Option<[u8; SECTOR]> {
+    let entries = sectors.div_ceil(TRIM_ENTRY_MAX) as usize;
+    if entries > TRIM_ENTRIES_PER_BLOCK || lba + u64::from(sectors) > 1 << 48 {
+        return None;
+    }
+    let mut b = [0u8; SECTOR];
+    let (mut at, mut left) = (lba, sectors);
+    for e in b.as_chunks_mut::<8>().0.iter_mut().take(entries) {
+        let n = left.min(TRIM_ENTRY_MAX);
+        *e = (at | u64::from(n) << 48).to_le_bytes();
+        at += u64::from(n);
+        left -= n;
+    }
+    Some(b)
 }
 
 /// Device register: bit 6 selects LBA addressing, bit 4 the drive (ATA/ATAPI-6 §7.9); bits 7
@@ -283,10 +312,10 @@ impl<B: AtaBus> AtaChannel<B> {
                             write_cache: id.write_cache,
                             flush: id.flush_ext,
                             dma: id.dma && ch.dma.is_some(),
-                            // DATA SET MANAGEMENT (TRIM) is not issued yet: even a drive
-                            // with word 169 bit 0 keeps discard as a no-op (`trim` says so
-                            // in the boot report), and WRITE_ZEROES is written as zeroes.
-                            discard: false,
+                            // TRIM is a DMA data-out: only with a bus master. TRIMmed
+                            // sectors need not read as zeroes (ACS-3 word 69 bits 14/5 are
+                            // not relied on): WRITE_ZEROES is written as zeroes.
+                            discard: id.trim && id.dma && ch.dma.is_some(),
                             write_zeroes: false,
                         });
                         ch.trim.push(id.trim);
@@ -353,6 +382,9 @@ impl<B: AtaBus> AtaChannel<B> {
 
     /// Issues the next command of the active request, or completes it.
     fn start_command(&mut self) -> Option<(usize, Completion)> {
+        if matches!(self.active.as_ref()?.req.op, Op::Discard(_)) {
+            return self.start_trim();
+        }
         let a = self.active.as_mut()?;
         let total = (a.req.buf.len() / SECTOR) as u64;
         let slave = self.slave[a.unit];
@@ -367,6 +399,7 @@ impl<B: AtaBus> AtaChannel<B> {
             (Op::Read, true) if a.done < total => cmd::READ_DMA_EXT,
             (Op::Write, true) if a.done < total => cmd::WRITE_DMA_EXT,
             // `admit` refuses them (the units do not offer them); never reported done.
+            // (A discard on a TRIM drive went to `start_trim`.)
             (Op::Discard(_) | Op::WriteZeroes(_), _) => {
                 let op = a.req.op;
                 return self.finish(Err(IoError::Unsupported { op }));
@@ -409,12 +442,12 @@ impl<B: AtaBus> AtaChannel<B> {
             );
             bm.write_prd_address(area.table as u32);
             bm.write_bm(dma::BmReg::Command, direction);
-            self.issue(slave, lba, count, command);
+            self.issue(slave, lba, count, 0, command);
             if let Some(bm) = self.bus.bus_master() {
                 bm.write_bm(dma::BmReg::Command, direction | dma::command::START);
             }
         } else {
-            self.issue(slave, lba, count, command);
+            self.issue(slave, lba, count, 0, command);
         }
         let now = self.bus.now();
         let a = self.active.as_mut()?;
@@ -429,10 +462,63 @@ impl<B: AtaBus> AtaChannel<B> {
         None
     }
 
-    /// Writes a 48-bit command's taskfile and command register, then waits the 400 ns
-    /// after which the status is valid (ATA/ATAPI-6 §9.1): four reads of the alternate
-    /// status take at least that long.
-    fn issue(&mut self, slave: bool, lba: u64, count: u64, command: u8) {
+    /// A discard: DATA SET MANAGEMENT with TRIM, one block of range entries moved by the
+    /// bus master (a DMA data-out, ACS-3 "DATA SET MANAGEMENT - 06h"); done once that command completes.
+    fn start_trim(&mut self) -> Option<(usize, Completion)> {
+        let a = self.active.as_mut()?;
+        let Op::Discard(n) = a.req.op else {
+            return None;
+        };
+        if a.done > 0 {
+            return self.finish(Ok(()));
+        }
+        let (lba, slave) = (a.req.lba, self.slave[a.unit]);
+        let block = match (self.dma, self.units[a.unit].discard) {
+            (Some(_), true) => trim_block(lba, n),
+            _ => None,
+        };
+        let (Some((area, max_entries)), Some(block)) = (self.dma, block) else {
+            let op = a.req.op;
+            return self.finish(Err(IoError::Unsupported { op }));
+        };
+        let Ok(table) = dma::prd_table(&[(area.buffer, SECTOR as u64)], max_entries) else {
+            return self.finish(Err(IoError::Device { lba, status: 0 }));
+        };
+        let bm = self.bus.bus_master()?;
+        let mut raw = Vec::with_capacity(table.len() * dma::PRD_ENTRY_BYTES);
+        for e in &table {
+            raw.extend_from_slice(&e.encode());
+        }
+        bm.write_memory(area.table, &raw);
+        bm.write_memory(area.buffer, &block);
+        bm.write_bm(dma::BmReg::Command, 0);
+        bm.write_bm(
+            dma::BmReg::Status,
+            dma::status::ERROR | dma::status::INTERRUPT,
+        );
+        bm.write_prd_address(area.table as u32);
+        // Count = 1 block of entries, LBA 0 (ACS-3, DATA SET MANAGEMENT inputs).
+        self.issue(slave, 0, 1, DSM_TRIM, cmd::DATA_SET_MANAGEMENT);
+        if let Some(bm) = self.bus.bus_master() {
+            bm.write_bm(dma::BmReg::Command, dma::command::START);
+        }
+        let now = self.bus.now();
+        let a = self.active.as_mut()?;
+        a.left_in_cmd = 1;
+        a.dma = true;
+        a.since = now;
+        None
+    }
+
+    /// Writes a 48-bit command's taskfile (and Features, when not 0: two-deep too, the high
+    /// byte first) and command register, then waits the 400 ns after which the status is
+    /// valid (ATA/ATAPI-6 §9.1): four reads of the alternate status take at least that long.
+    fn issue(&mut self, slave: bool, lba: u64, count: u64, features: u16, command: u8) {
+        if features != 0 {
+            let [lo, hi] = features.to_le_bytes();
+            self.bus.write(Reg::Error, hi);
+            self.bus.write(Reg::Error, lo);
+        }
         let tf = lba48_taskfile(slave, lba, (count % 65536) as u16);
         for (r, v) in tf {
             self.bus.write(r, v);
@@ -482,7 +568,9 @@ impl<B: AtaBus> AtaChannel<B> {
         }
         self.stop_dma();
         let _ = self.bus.read(Reg::Status);
-        self.transfers.dma += 1;
+        if matches!(self.active.as_ref()?.req.op, Op::Read | Op::Write) {
+            self.transfers.dma += 1;
+        }
         let (area, _) = self.dma?;
         let a = self.active.as_mut()?;
         let at = a.done as usize * SECTOR;

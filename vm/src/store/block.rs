@@ -19,7 +19,8 @@ pub enum Op {
     /// Make completed writes durable (ATA FLUSH CACHE EXT, NVMe Flush).
     Flush,
     /// Let the drive drop this many sectors from `lba` (NVMe Dataset Management with
-    /// Deallocate); afterwards their contents are unspecified. No buffer.
+    /// Deallocate, ATA DATA SET MANAGEMENT TRIM); afterwards their contents are unspecified.
+    /// No buffer.
     Discard(u32),
     /// Make this many sectors from `lba` read as zeroes (NVMe Write Zeroes). No buffer.
     WriteZeroes(u32),
@@ -69,7 +70,8 @@ pub struct DriveInfo {
     pub flush: bool,
     /// Data moves by DMA (a bus-master IDE channel, NVMe), not by programmed I/O.
     pub dma: bool,
-    /// The drive takes [`Op::Discard`] (NVMe ONCS bit 2, Dataset Management).
+    /// The drive takes [`Op::Discard`] (NVMe ONCS bit 2, Dataset Management; ATA IDENTIFY
+    /// word 169 bit 0, TRIM, on a bus-master channel).
     pub discard: bool,
     /// The drive takes [`Op::WriteZeroes`] (NVMe ONCS bit 3, Write Zeroes).
     pub write_zeroes: bool,

@@ -287,3 +287,78 @@ fn a_store_on_a_dma_drive() {
     assert_eq!(ch.transfers.pio, 0);
     assert!(ch.transfers.dma > 0);
 }
+
+#[test]
+fn trim_blocks_follow_the_lba_range_entry_layout() {
+    let b = trim_block(0x0102_0304_0506, 8).unwrap();
+    // LBA in bits 47:0, count in bits 63:48; the rest of the block unused (zero).
+    assert_eq!(b[..8], [0x06, 0x05, 0x04, 0x03, 0x02, 0x01, 0x08, 0x00]);
+    assert!(b[8..].iter().all(|&x| x == 0));
+    // 65536 sectors: 65535 + 1 in two entries.
+    let b = trim_block(100, 65536).unwrap();
+    assert_eq!(
+        u64::from_le_bytes(b[..8].try_into().unwrap()),
+        100 | 0xFFFF << 48
+    );
+    assert_eq!(
+        u64::from_le_bytes(b[8..16].try_into().unwrap()),
+        (100 + 65535) | 1 << 48
+    );
+    assert!(trim_block(0, 64 * 65535).is_some());
+    assert_eq!(trim_block(0, 64 * 65535 + 1), None, "more than one block");
+    assert_eq!(trim_block((1 << 48) - 4, 8), None, "beyond 48-bit LBAs");
+}
+
+#[test]
+fn discard_is_data_set_management_trim_by_dma() {
+    let mut bus = FakeBus::new(Some(4096), Some(4096)).with_dma(0x1_0000);
+    bus.drives[0].as_mut().unwrap().identify[169] = 1;
+    let mut ch = AtaChannel::probe(bus, "ata0", TIMEOUT);
+    assert_eq!(
+        ch.units()
+            .iter()
+            .map(|u| (u.discard, u.write_zeroes))
+            .collect::<Vec<_>>(),
+        [(true, false), (false, false)],
+        "TRIM on the master only (word 169 bit 0); no zeroing command on ATA"
+    );
+    let mut io = sync(&mut ch);
+    io.write(200, &pattern(16)).unwrap();
+    io.range(Op::Discard(16), 200).unwrap();
+    io.range(Op::Discard(65536), 1000).unwrap_err(); // beyond the 4096-sector drive
+    io.range(Op::Discard(3000), 1000).unwrap();
+    let dsm = ch
+        .bus
+        .commands
+        .iter()
+        .filter(|c| c.0 == cmd::DATA_SET_MANAGEMENT)
+        .map(|c| (c.1, c.2))
+        .collect::<Vec<_>>();
+    assert_eq!(dsm, [(0, 1), (0, 1)], "LBA 0, one block of entries each");
+    assert_eq!(ch.bus.trims, [(200, 16), (1000, 3000)]);
+    assert!(
+        ch.bus.drives[0].as_ref().unwrap().data[200 * SECTOR..216 * SECTOR]
+            .iter()
+            .all(|&b| b == 0xFF)
+    );
+    // Neither counted as a data transfer; the bus master stopped after each.
+    assert_eq!(ch.transfers, Transfers { dma: 1, pio: 0 });
+    let bm = ch.bus.bm.as_ref().unwrap();
+    assert_eq!((bm.cmd & dma::command::START, bm.status), (0, 0));
+    // The slave has no TRIM: refused before the drive sees it; the zeroing check writes
+    // zeroes there.
+    let mut io = SyncUnit {
+        dev: &mut ch,
+        unit: 1,
+        max_polls: 1_000_000,
+    };
+    assert_eq!(
+        io.range(Op::Discard(8), 0),
+        Err(IoError::Unsupported { op: Op::Discard(8) })
+    );
+    let z = io.zeroing_check(64, 4096).unwrap();
+    assert_eq!((z.discarded, z.drive_zeroed, z.nonzero), (false, false, 0));
+    let mut io = sync(&mut ch);
+    let z = io.zeroing_check(64, 4096).unwrap();
+    assert_eq!((z.discarded, z.drive_zeroed, z.nonzero), (true, false, 0));
+}

@@ -22,6 +22,7 @@ enum Phase {
     Write,
     DmaRead,
     DmaWrite,
+    DmaTrim,
 }
 
 /// A bus master on the fake channel (Bus Master IDE rev 1.0): its registers and the
@@ -63,6 +64,10 @@ struct FakeBus {
     resets: u32,
     words_moved: u64,
     bm: Option<FakeBm>,
+    /// Features register, two-deep (current, previous).
+    features: [u8; 2],
+    /// (LBA, sectors) of every TRIM range entry received.
+    trims: Vec<(u64, u16)>,
 }
 
 fn identify_words(model: &str, sectors: u64, lba48: bool) -> Vec<u16> {
@@ -108,6 +113,8 @@ impl FakeBus {
             resets: 0,
             words_moved: 0,
             bm: None,
+            features: [0; 2],
+            trims: Vec::new(),
         }
     }
 
@@ -161,6 +168,33 @@ impl FakeBus {
         assert_eq!(bytes, self.left * SECTOR as u64, "PRD table != command");
         let to_memory = bm.cmd & dma::command::WRITE_TO_MEMORY != 0;
         assert_eq!(to_memory, self.phase == Phase::DmaRead, "wrong direction");
+        if self.phase == Phase::DmaTrim {
+            assert_eq!(
+                self.features,
+                [0x01, 0x00],
+                "Features = TRIM (high byte first)"
+            );
+            let e0 = entries[0];
+            let off = (u64::from(e0.base) - MEM_BASE) as usize;
+            let block = bm.mem[off..off + SECTOR].to_vec();
+            for e in block.as_chunks::<8>().0 {
+                let v = u64::from_le_bytes(*e);
+                let (lba, n) = (v & ((1 << 48) - 1), (v >> 48) as u16);
+                if n == 0 {
+                    continue;
+                }
+                self.trims.push((lba, n));
+                let d = &mut self.drives[self.sel].as_mut().unwrap().data;
+                d[lba as usize * SECTOR..(lba as usize + n as usize) * SECTOR].fill(0xFF);
+            }
+            self.status = status::DRDY;
+            self.phase = Phase::Idle;
+            bm.status = (bm.status & !dma::status::ACTIVE) | dma::status::INTERRUPT;
+            bm.pending = None;
+            bm.tables.push(entries);
+            self.bm = Some(bm);
+            return;
+        }
         let failed = self
             .fail_lba
             .is_some_and(|f| (self.lba..self.lba + self.left).contains(&f));
@@ -266,6 +300,12 @@ impl AtaBus for FakeBus {
                         self.status = status::DRDY | status::DRQ;
                     }
                     cmd::FLUSH_CACHE_EXT => self.status = status::DRDY,
+                    cmd::DATA_SET_MANAGEMENT
+                        if self.bm.is_some() && self.drive().identify[169] & 1 != 0 =>
+                    {
+                        (self.phase, self.lba, self.left) = (Phase::DmaTrim, lba, count);
+                        self.status = status::DRDY | status::DRQ;
+                    }
                     cmd::READ_DMA_EXT | cmd::WRITE_DMA_EXT if self.bm.is_some() => {
                         let phase = if v == cmd::READ_DMA_EXT {
                             Phase::DmaRead
@@ -281,7 +321,8 @@ impl AtaBus for FakeBus {
                     }
                 }
             }
-            Reg::Data | Reg::Error => {}
+            Reg::Error => self.features = [v, self.features[0]],
+            Reg::Data => {}
         }
     }
 
