@@ -30,6 +30,8 @@ pub struct QemuConfig {
     pub drives: Vec<PathBuf>,
     /// NVMe drives, used in place: one `-device nvme` controller each.
     pub nvme: Vec<PathBuf>,
+    /// `-machine q35` (PCIe with an ACPI MCFG) instead of the default pc machine.
+    pub q35: bool,
     pub vars: PathBuf,
     pub serial: PathBuf,
     /// An e1000 (82540EM) NIC with this MAC on QEMU's user-mode network; without it the
@@ -54,6 +56,10 @@ impl QemuConfig {
                 push("-cpu");
                 push("host");
             }
+        }
+        if self.q35 {
+            push("-machine");
+            push("q35");
         }
         for s in [
             "-smp",
@@ -148,6 +154,7 @@ mod tests {
             disk: "/t/d.img".into(),
             drives: vec!["/t/ide.img".into()],
             nvme: vec!["/t/n.img".into()],
+            q35: false,
             vars: "/t/vars.fd".into(),
             serial: "/t/s.txt".into(),
             e1000: None,

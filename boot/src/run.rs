@@ -84,6 +84,10 @@ pub struct RunSpec {
     pub drives: Vec<PathBuf>,
     /// NVMe drives (QEMU `-device nvme`; Bochs has no NVMe), used in place.
     pub nvme: Vec<PathBuf>,
+    /// QEMU: the q35 machine (PCI Express, an ACPI MCFG, so the kernel reaches configuration
+    /// space through ECAM) instead of pc (i440FX, mechanism #1). Its `-drive if=ide` drives
+    /// sit on AHCI, which Bulkhead does not drive: use NVMe drives there.
+    pub q35: bool,
     /// A simulated power loss: the emulator is killed (SIGKILL) as soon as the transcript
     /// shows a whole line with this text, so only what already reached its drive files
     /// survives.
@@ -114,6 +118,7 @@ impl RunSpec {
             keep_work_dir: false,
             drives: Vec::new(),
             nvme: Vec::new(),
+            q35: false,
             kill_at: None,
             e1000: None,
             input: Vec::new(),
@@ -493,6 +498,7 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
                 disk: disk.clone(),
                 drives: spec.drives.clone(),
                 nvme: spec.nvme.clone(),
+                q35: spec.q35,
                 vars,
                 serial: serial.clone(),
                 e1000: spec.e1000,

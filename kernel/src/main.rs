@@ -76,7 +76,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let store_check = matches!(&archive, Some(Ok((_, c))) if c.hypervisor.store_check);
     // Drives and disk stores come up before the VT-x verdict: they are reported (and the
     // store check runs) even on a machine that cannot run VMs.
-    drivers::init(store_check);
+    drivers::init(store_check, boot_info.rsdp_addr.into_option());
 
     let (platform, verdict) = host_report::report(&memory);
     if let Err(why) = verdict {

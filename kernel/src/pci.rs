@@ -1,12 +1,17 @@
-//! PCI enumeration through configuration mechanism #1: CONFIG_ADDRESS at port 0xCF8 and
-//! CONFIG_DATA at 0xCFC (PCI Local Bus Specification 3.0 §3.2.2.3.2). Every bus, device
-//! and function is read once at boot (functions 1-7 only of multi-function devices, header
-//! type bit 7, §6.2.1); the list is what the block drivers look for their controllers in.
-//! ECAM (the ACPI MCFG) is not used yet: mechanism #1 reaches the first 256 bytes of every
-//! function, which is all the IDE and NVMe class codes and BARs need.
+//! PCI enumeration: through ECAM, the memory-mapped configuration space the ACPI MCFG
+//! describes (PCI Firmware Specification 3.0 §4.1.2; PCI Express Base 4.0 §7.2.2;
+//! `vm::pci_ecam`), when the firmware has one for segment group 0 (QEMU q35, real PCIe
+//! machines), else through configuration mechanism #1: CONFIG_ADDRESS at port 0xCF8 and
+//! CONFIG_DATA at 0xCFC (PCI Local Bus Specification 3.0 §3.2.2.3.2; Bochs's i440FX, QEMU's
+//! pc). Every bus, device and function is read once at boot (functions 1-7 only of
+//! multi-function devices, header type bit 7, §6.2.1); the list is what the block drivers
+//! look for their controllers in. The drivers use the first 256 bytes (class codes, BARs,
+//! command register), which both mechanisms reach.
 
 use crate::arch;
+use crate::memory;
 use alloc::vec::Vec;
+use vm::pci_ecam::EcamRegion;
 
 const CONFIG_ADDRESS: u16 = 0xCF8;
 const CONFIG_DATA: u16 = 0xCFC;
@@ -26,7 +31,8 @@ mod reg {
     pub const BAR0: u8 = 0x10;
 }
 
-/// Command register bits (PCI 3.0 §6.2.2): memory space decoding, bus master.
+/// Command register bits (PCI 3.0 §6.2.2): I/O space and memory space decoding, bus master.
+const COMMAND_IO: u32 = 1 << 0;
 const COMMAND_MEMORY: u32 = 1 << 1;
 const COMMAND_BUS_MASTER: u32 = 1 << 2;
 /// A memory BAR of type 64-bit (bits 2:1 = 10b, §6.2.5.1); bits 3:0 are not address.
@@ -40,6 +46,9 @@ pub mod class {
     pub const NVM: u8 = 0x08;
     /// NVM Express I/O controller programming interface.
     pub const NVME_PROG_IF: u8 = 0x02;
+    /// IDE programming interface bit 7: a bus-master IDE controller, its registers in BAR4
+    /// (PCI IDE Controller Specification 1.0 §2.1; Bus Master IDE rev 1.0 §2).
+    pub const IDE_BUS_MASTER: u8 = 0x80;
 }
 
 /// One PCI function.
@@ -72,6 +81,90 @@ impl core::fmt::Display for Function {
     }
 }
 
+/// How configuration space is reached, chosen once by [`init`].
+#[derive(Debug, Clone, Copy)]
+enum Access {
+    Mechanism1,
+    Ecam { region: EcamRegion, virt: usize },
+}
+
+static ACCESS: spin::Once<Access> = spin::Once::new();
+
+/// How [`init`] reaches configuration space, for the boot report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    Ecam(EcamRegion),
+    /// Mechanism #1, and why not ECAM.
+    Mechanism1(&'static str),
+}
+
+impl core::fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Mechanism::Ecam(r) => write!(
+                f,
+                "ECAM at {:#x}, buses {}-{}, from the ACPI MCFG",
+                r.base, r.start_bus, r.end_bus
+            ),
+            Mechanism::Mechanism1(why) => write!(f, "configuration mechanism #1; {why}"),
+        }
+    }
+}
+
+/// Chooses the configuration mechanism: ECAM from the MCFG of the ACPI tables at `rsdp`
+/// (mapped uncached unless the direct map covers it), else mechanism #1.
+pub fn init(rsdp: Option<u64>) -> Mechanism {
+    let chosen = choose(rsdp);
+    ACCESS.call_once(|| match chosen {
+        Ok((region, virt)) => Access::Ecam { region, virt },
+        Err(_) => Access::Mechanism1,
+    });
+    match chosen {
+        Ok((r, _)) => Mechanism::Ecam(r),
+        Err(why) => Mechanism::Mechanism1(why),
+    }
+}
+
+fn choose(rsdp: Option<u64>) -> Result<(EcamRegion, usize), &'static str> {
+    let tables = crate::smp::madt::tables(rsdp).map_err(|_| "no ACPI tables")?;
+    let mcfg = tables
+        .find_table::<acpi::mcfg::Mcfg>()
+        .map_err(|_| "no ACPI MCFG")?;
+    let entries: Vec<EcamRegion> = mcfg
+        .get()
+        .entries()
+        .iter()
+        .map(|e| EcamRegion {
+            base: e.base_address,
+            segment: e.pci_segment_group,
+            start_bus: e.bus_number_start,
+            end_bus: e.bus_number_end,
+        })
+        .collect();
+    let region =
+        vm::pci_ecam::segment0(&entries).ok_or("the MCFG has no usable segment 0 entry")?;
+    let virt = if memory::is_direct_mapped(region.base)
+        && memory::is_direct_mapped(region.base + region.len() - memory::FRAME_SIZE)
+    {
+        memory::phys_to_virt(region.base)
+    } else {
+        crate::mmio_map::map(region.base, region.len())
+            .map_err(|_| "the MCFG's ECAM region cannot be mapped")?
+    };
+    Ok((region, virt as usize))
+}
+
+/// The ECAM address of a register, if ECAM is in use and reaches it.
+fn ecam(bus: u8, device: u8, function: u8, offset: u8) -> Option<*mut u32> {
+    match ACCESS.get() {
+        Some(Access::Ecam { region, virt }) => {
+            let off = region.offset(bus, device, function, u16::from(offset & 0xFC))?;
+            Some((virt + off as usize) as *mut u32)
+        }
+        _ => None,
+    }
+}
+
 fn address(bus: u8, device: u8, function: u8, offset: u8) -> u32 {
     ENABLE
         | u32::from(bus) << 16
@@ -82,6 +175,13 @@ fn address(bus: u8, device: u8, function: u8, offset: u8) -> u32 {
 
 /// Reads a 32-bit configuration register.
 pub fn read32(bus: u8, device: u8, function: u8, offset: u8) -> u32 {
+    if let Some(p) = ecam(bus, device, function, offset) {
+        // SAFETY: `p` is inside the MCFG's ECAM region for segment 0, mapped (direct map in
+        // the PCI hole, uncached by the firmware's MTRRs, or `mmio_map`'s uncached window)
+        // for the run; a dword read of configuration space has no side effect on the
+        // header registers read here.
+        return unsafe { p.read_volatile() };
+    }
     // SAFETY: ports 0xCF8/0xCFC are the host bridge's configuration mechanism #1; a read of
     // configuration space has no side effect on the standard header registers read here, and
     // nothing else in Bulkhead uses these ports (interrupts are off, so no read is torn).
@@ -93,6 +193,11 @@ pub fn read32(bus: u8, device: u8, function: u8, offset: u8) -> u32 {
 
 /// Writes a 32-bit configuration register.
 pub fn write32(bus: u8, device: u8, function: u8, offset: u8, value: u32) {
+    if let Some(p) = ecam(bus, device, function, offset) {
+        // SAFETY: as in `read32`; the callers write only a function's own command register.
+        unsafe { p.write_volatile(value) };
+        return;
+    }
     // SAFETY: as in `read32`; the callers write only a function's own command register
     // (enabling memory decoding and bus mastering for the driver that owns it).
     unsafe {
@@ -150,6 +255,19 @@ impl Function {
             self.function,
             reg::COMMAND,
             c | COMMAND_MEMORY | COMMAND_BUS_MASTER,
+        );
+    }
+
+    /// Turns on I/O decoding and bus mastering (DMA) for this function (a bus-master IDE
+    /// controller, whose registers are in an I/O BAR).
+    pub fn enable_io_and_dma(&self) {
+        let c = read32(self.bus, self.device, self.function, reg::COMMAND) & 0xFFFF;
+        write32(
+            self.bus,
+            self.device,
+            self.function,
+            reg::COMMAND,
+            c | COMMAND_IO | COMMAND_BUS_MASTER,
         );
     }
 

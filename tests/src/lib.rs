@@ -249,6 +249,21 @@ pub fn boot_with_storage(
     }
 }
 
+/// QEMU's q35 machine (PCIe, ECAM through the ACPI MCFG) with NVMe drives only (its IDE
+/// drives would be on AHCI).
+pub fn boot_q35_with_nvme(image: &std::path::Path, timeout_secs: u64, nvme: &[PathBuf]) -> Checked {
+    let mut spec = RunSpec::new(Platform::Qemu, image);
+    spec.timeout = Duration::from_secs(timeout_secs);
+    spec.nvme = nvme.to_vec();
+    spec.q35 = true;
+    let outcome = bulkhead_boot::run(&spec).unwrap_or_else(|e| panic!("could not run QEMU: {e}"));
+    eprintln!("qemu q35: {}", outcome.summary());
+    Checked {
+        outcome,
+        label: format!("qemu q35 with {} NVMe drive(s)", nvme.len()),
+    }
+}
+
 /// Boots `image` in Bochs with `cpu` and an e1000 NIC (MAC `mac`) on Bochs's virtual
 /// network (`ethmod=vnet`, virtual host 192.168.10.1).
 pub fn boot_image_with_e1000(

@@ -3,8 +3,8 @@
 
 use bulkhead_boot::Platform;
 use bulkhead_tests::{
-    boot_killed_at, boot_with_drives, boot_with_storage, bundle_image, bundle_uefi_image,
-    image_for, SELFTEST_CHECKS, SELFTEST_CONF,
+    boot_killed_at, boot_q35_with_nvme, boot_with_drives, boot_with_storage, bundle_image,
+    bundle_uefi_image, image_for, SELFTEST_CHECKS, SELFTEST_CONF,
 };
 use std::path::{Path, PathBuf};
 
@@ -150,10 +150,11 @@ fn bochs_store_disk_keeps_its_data_across_boots() {
         .to_string();
     // The marker read, 8 data writes of 4 KiB and the marker; two flushes: each one drive
     // request, acknowledged after the drive completed it.
+    // Every data transfer by bus-master DMA (READ/WRITE DMA EXT), none by PIO.
     let dev = run1.line("vm virtio: virtio-blk at ");
     assert!(
         dev.contains(
-            " store-disk=vdisk reads=1 writes=9 flushes=2 drive-requests=12 drive-errors=0"
+            " store-disk=vdisk reads=1 writes=9 flushes=2 drive-requests=12 drive-errors=0 drive-dma=10 drive-pio=0"
         ),
         "{dev}"
     );
@@ -187,7 +188,7 @@ fn bochs_store_disk_keeps_its_data_across_boots() {
     // call (one driver request, one READ SECTORS EXT of 64 sectors), not 4 KiB pieces.
     assert!(
         dev.contains(
-            " store-disk=vdisk reads=2 writes=0 flushes=0 drive-requests=2 drive-errors=0"
+            " store-disk=vdisk reads=2 writes=0 flushes=0 drive-requests=2 drive-errors=0 drive-dma=2 drive-pio=0"
         ),
         "{dev}"
     );
@@ -270,6 +271,7 @@ fn qemu_store_check_on_nvme_and_ide() {
         std::slice::from_ref(&nvme),
     );
     run.exited(16, "not-intel")
+        .saw(" functions (configuration mechanism #1; no ACPI MCFG)")
         .saw("pci: 00:04.0 1b36:0010 class 01.08.02 (mass storage)")
         .saw("nvme0 (00:04.0 1b36:0010 class 01.08.02): \"QEMU NVMe Ctrl\" serial \"bulkhead0\", ")
         .saw("namespace 1: 32256 blocks of 512 bytes")
@@ -278,14 +280,29 @@ fn qemu_store_check_on_nvme_and_ide() {
         .saw("store on nvme0n1 (GPT partition 1): 1 disks, 13631488 bytes, 9437184 free; header A generation 2, B generation 3")
         .saw("store on nvme0n1: disk vda 4194304 bytes in 1 extent(s)")
         // The last free unit: unit 13 of the partition at LBA 2048.
-        .saw("store-check nvme0n1: wrote, flushed and read back 4096 bytes at sector 28672: ok")
+        .saw("; MDTS 512 KiB: up to 64 KiB per command (PRP list)")
+        .saw("store-check nvme0n1: wrote, flushed and read back 65536 bytes at sector 28672: ok")
+        .saw("ata0: bus-master DMA (registers at port 0x")
         .saw("drive ata0-slave: \"QEMU HARDDISK\", 16128 sectors (7 MiB)")
         .saw("store on ata0-slave (whole drive): 1 disks, 8192000 bytes, 8126464 free; header A DAMAGED (checksum ")
         .saw("), B generation 3")
         // 16128 sectors = 126 units of 64 KiB; the last is unit 125 at LBA 16000.
-        .saw("store-check ata0-slave: wrote, flushed and read back 4096 bytes at sector 16000: ok")
+        .saw("store-check ata0-slave: wrote, flushed and read back 65536 bytes at sector 16000: ok")
         .saw("cpu: VMX no (CPUID.1:ECX[5])")
         .saw("cannot run: ");
+    // QEMU's PIIX3 IDE has a bus master too: the check's three 64 KiB transfers (pattern,
+    // read-back, zeroes) are one DMA command each on both drives: 128 sectors by ATA DMA,
+    // 16 pages by NVMe PRP1 + a PRP list of 15 entries (at most MDTS).
+    for d in ["nvme0n1", "ata0-slave"] {
+        let l = run.line(&format!("store-check {d}: wrote"));
+        assert!(l.ends_with("; 3 transfers by DMA, 0 by PIO"), "{l}");
+    }
+    // DISCARD / WRITE_ZEROES pass-through: QEMU's NVMe has Dataset Management and Write
+    // Zeroes (ONCS bits 2 and 3); its IDE drives say TRIM (IDENTIFY word 169 bit 0), so a
+    // discard is DATA SET MANAGEMENT by DMA there, and zeroes are written (no zeroing command).
+    run.saw("store-check nvme0n1: discard by Dataset Management (deallocate), then zeroes by Write Zeroes on 65536 bytes at sector 28672: ok, read back as zeroes")
+        .saw("drive ata0-slave: TRIM (IDENTIFY word 169 bit 0): DISCARD passes through as DATA SET MANAGEMENT")
+        .saw("store-check ata0-slave: discard by DATA SET MANAGEMENT (TRIM), then zeroes written (no zeroing command) on 65536 bytes at sector 16000: ok, read back as zeroes");
     assert!(
         std::fs::read(&nvme).unwrap() == nvme_before,
         "the NVMe store changed"
@@ -293,6 +310,92 @@ fn qemu_store_check_on_nvme_and_ide() {
     assert!(
         std::fs::read(&ide).unwrap() == ide_before,
         "the IDE store changed"
+    );
+}
+
+/// Bochs (PIIX3 IDE with bus master): the store check on ata0-slave moves its data by
+/// bus-master DMA (READ/WRITE DMA EXT through a PRD table), not PIO: the channel reports its
+/// bus master, the drive says "bus-master DMA", and the check's three 64 KiB transfers (the
+/// pattern, its read-back, the zeroes) are counted as DMA, one command of 128 sectors each.
+/// The drive file is unchanged.
+#[test]
+fn bochs_store_check_uses_bus_master_dma() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = drive(dir.path(), "store.img", 16);
+    let s = store.to_str().unwrap();
+    disk(&["init", s, "--unit", "64K"]);
+    disk(&["create", s, "a", "--size", "64K"]);
+    let before = std::fs::read(&store).unwrap();
+    let conf = format!("[hypervisor]\nstore-check = true\n{SELFTEST_CONF}");
+    let (_b, image) = bundle_image(&conf, &["selftest.elf"]);
+    let run = boot_with_drives(
+        Platform::Bochs,
+        &image,
+        "corei7_skylake_x",
+        300,
+        std::slice::from_ref(&store),
+    );
+    run.exited(0, "ok")
+        // Bochs's i440FX has no MCFG: configuration mechanism #1.
+        .saw(" functions (configuration mechanism #1; no ACPI MCFG)")
+        .saw("pci: 00:01.1 8086:7010 class 01.01.80 (mass storage)")
+        .saw("drive ata0-slave: \"Generic 1234\", 16128 sectors (7 MiB), no write cache, FLUSH CACHE EXT, bus-master DMA")
+        .saw("[selftest] guest selftest: DONE passed=21 failed=0")
+        .not_saw("FAILED");
+    // Both PIIX channels: BAR4 and BAR4 + 8 (Bus Master IDE rev 1.0 §2).
+    for (ch, off) in [(0, 0), (1, 8)] {
+        let l = run.line(&format!("ata{ch}: bus-master DMA (registers at port 0x"));
+        let port = l
+            .split("port 0x")
+            .nth(1)
+            .unwrap()
+            .split(')')
+            .next()
+            .unwrap();
+        let port = u16::from_str_radix(port, 16).unwrap();
+        assert_eq!(port % 16, off, "{l}");
+        assert!(l.contains("), 64 KiB bounce buffer at 0x"), "{l}");
+    }
+    // 126 units of 64 KiB; the last free one is unit 125 at LBA 16000.
+    let l = run.line("store-check ata0-slave: wrote");
+    assert!(
+        l.contains("wrote, flushed and read back 65536 bytes at sector 16000: ok (crc32c 0x")
+            && l.ends_with("; 3 transfers by DMA, 0 by PIO"),
+        "{l}"
+    );
+    assert!(
+        std::fs::read(&store).unwrap() == before,
+        "the store check left its pattern on the drive"
+    );
+}
+
+/// QEMU q35 (PCI Express): the kernel reads configuration space through ECAM, found in the
+/// ACPI MCFG, and finds the NVMe controller and its store there; the store check passes.
+/// (The pc machine of `qemu_store_check_on_nvme_and_ide` has no MCFG: mechanism #1.)
+#[test]
+fn qemu_q35_finds_nvme_through_ecam() {
+    let dir = tempfile::tempdir().unwrap();
+    let nvme = drive(dir.path(), "nvme.img", 32);
+    let n = nvme.to_str().unwrap();
+    disk(&["init", n, "--gpt"]);
+    disk(&["create", n, "vda", "--size", "4M"]);
+    let before = std::fs::read(&nvme).unwrap();
+    let (_b, image) = bundle_uefi_image(CHECK_CONF, &["selftest.elf"]);
+    let run = boot_q35_with_nvme(&image, 120, std::slice::from_ref(&nvme));
+    run.exited(16, "not-intel")
+        // QEMU q35's MMCONFIG window: 256 buses from 0xB000_0000.
+        .saw(" functions (ECAM at 0xb0000000, buses 0-255, from the ACPI MCFG)")
+        .saw("drive nvme0n1: \"QEMU NVMe Ctrl\", 32256 sectors (15 MiB), write cache, Flush")
+        .saw("store on nvme0n1 (GPT partition 1): 1 disks, 13631488 bytes, 9437184 free; header A generation 2, B generation 3")
+        .saw("store-check nvme0n1: wrote, flushed and read back 65536 bytes at sector 28672: ok")
+        .saw("store-check nvme0n1: discard by Dataset Management (deallocate), then zeroes by Write Zeroes on 65536 bytes at sector 28672: ok, read back as zeroes")
+        .saw("cpu: VMX no (CPUID.1:ECX[5])");
+    let l = run.line("pci: ");
+    assert!(l.starts_with("pci: ") && l.contains("ECAM"), "{l}");
+    run.line(" 1b36:0010 class 01.08.02 (mass storage)");
+    assert!(
+        std::fs::read(&nvme).unwrap() == before,
+        "the NVMe store changed"
     );
 }
 
@@ -387,7 +490,7 @@ fn bochs_a_busy_store_disk_stalls_no_other_vm() {
     }
     let dev = run.line("vm virtio: virtio-blk at ");
     assert!(
-        dev.contains(" errors=0 ") && dev.contains(" store-disk=linger reads=1 writes=8201 flushes=2 drive-requests=8204 drive-errors=0"),
+        dev.contains(" errors=0 ") && dev.contains(" store-disk=linger reads=1 writes=8201 flushes=2 drive-requests=8204 drive-errors=0 drive-dma=8202 drive-pio=0"),
         "{dev}"
     );
 }

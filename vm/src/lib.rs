@@ -27,6 +27,7 @@ pub mod multiboot;
 pub mod nic;
 pub mod page_share;
 pub mod paging;
+pub mod pci_ecam;
 pub mod placement;
 pub mod pvh;
 pub mod shell;

@@ -257,6 +257,7 @@ mod figures;
 pub mod irq;
 pub mod net;
 pub mod smp;
+pub mod store;
 
 pub use figures::*;
 
@@ -652,10 +653,16 @@ pub fn run_bench(o: &Options) -> Result<Report, BootError> {
         // reset_on_triple_fault=0 and panics fatal, then exits.
         let bare = boot(o, "Linux on bare Bochs (no Bulkhead)", &bare_img, 64, 900)?;
         figures.extend(net::run(o, &files)?);
+        figures.extend(store::run_rows(o, &files)?);
         (Some(virtio), Some(linux), Some(bare), Some(hvc0))
     };
     if o.smoke {
         figures.extend(net::net_figures("", "").into_iter().map(Figure::skipped));
+        figures.extend(
+            store::store_figures("", "", "")
+                .into_iter()
+                .map(Figure::skipped),
+        );
     }
 
     match &virtio {

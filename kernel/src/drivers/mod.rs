@@ -50,12 +50,10 @@ fn mib(sectors: u64) -> u64 {
 /// Finds the controllers and drives and opens their stores; prints what it found. With
 /// `store_check` (`[hypervisor] store-check`), each store also gets a write / flush /
 /// read-back of a free allocation unit (`vm::store::Store::scratch_check`).
-pub fn init(store_check: bool) {
+pub fn init(store_check: bool, rsdp: Option<u64>) {
+    let mechanism = crate::pci::init(rsdp);
     let functions = crate::pci::enumerate();
-    info!(
-        "pci: {} functions (configuration mechanism #1)",
-        functions.len()
-    );
+    info!("pci: {} functions ({mechanism})", functions.len());
     for f in functions
         .iter()
         .filter(|f| f.class == crate::pci::class::MASS_STORAGE)
@@ -68,9 +66,34 @@ pub fn init(store_check: bool) {
     let mut devices: Vec<Box<dyn BlockDevice + Send>> = Vec::new();
     for (i, bus) in ata::channels(&functions).into_iter().enumerate() {
         let name = alloc::format!("ata{i}");
+        let bus_master = bus.bus_master;
         let ch = AtaChannel::probe(bus, &name, timeout);
+        match (bus_master, &ch.dma_unusable) {
+            (Some(bm), None) => info!(
+                "{name}: bus-master DMA (registers at port {:#x}), {} KiB bounce buffer at {:#x}",
+                bm.base,
+                bm.area.buffer_bytes / 1024,
+                bm.area.buffer
+            ),
+            (Some(_), Some(e)) => warn!("{name}: bus-master DMA not used (PIO instead): {e}"),
+            (None, _) => info!("{name}: no bus master: PIO"),
+        }
         for (which, why) in &ch.skipped {
             info!("drive {which}: not used: {why}");
+        }
+        for (u, _) in ch.trim.iter().enumerate().filter(|(_, &t)| t) {
+            let unit = &ch.units()[u];
+            if unit.discard {
+                info!(
+                    "drive {}: TRIM (IDENTIFY word 169 bit 0): DISCARD passes through as DATA SET MANAGEMENT",
+                    unit.name
+                );
+            } else {
+                info!(
+                    "drive {}: says TRIM (IDENTIFY word 169 bit 0), but DATA SET MANAGEMENT needs bus-master DMA: DISCARD stays a no-op",
+                    unit.name
+                );
+            }
         }
         if !ch.units().is_empty() {
             devices.push(Box::new(ch));
@@ -85,8 +108,9 @@ pub fn init(store_check: bool) {
     for (d, dev) in devices.iter_mut().enumerate() {
         for u in 0..dev.units().len() {
             let i = dev.units()[u].clone();
+            let nvme = i.name.starts_with("nvme");
             info!(
-                "drive {}: \"{}\", {} sectors ({} MiB), {}, {}",
+                "drive {}: \"{}\", {} sectors ({} MiB), {}, {}{}",
                 i.name,
                 i.model,
                 i.sectors,
@@ -96,10 +120,15 @@ pub fn init(store_check: bool) {
                 } else {
                     "no write cache"
                 },
-                match (i.flush, i.name.starts_with("nvme")) {
+                match (i.flush, nvme) {
                     (false, _) => "no flush command",
                     (true, true) => "Flush",
                     (true, false) => "FLUSH CACHE EXT",
+                },
+                match (nvme, i.dma) {
+                    (true, _) => "",
+                    (false, true) => ", bus-master DMA",
+                    (false, false) => ", PIO",
                 }
             );
             let mut io = SyncUnit {
@@ -153,10 +182,16 @@ pub fn init(store_check: bool) {
     });
 }
 
-fn check(drive: &str, s: &Store, io: &mut dyn vm::store::BlockIo) {
-    match s.scratch_check(io) {
+/// The store check, and how the drive moved its data (the device's transfer counters
+/// before and after: bus-master DMA or PIO on ATA, NVMe always DMA).
+fn check(drive: &str, s: &Store, io: &mut SyncUnit<'_, dyn BlockDevice + Send>) {
+    let before = io.dev.transfers();
+    let result = s.scratch_check(io);
+    let after = io.dev.transfers();
+    let (dma, pio) = (after.dma - before.dma, after.pio - before.pio);
+    match &result {
         Ok(Some(r)) if r.mismatches == 0 => info!(
-            "store-check {drive}: wrote, flushed and read back {} bytes at sector {}: ok (crc32c {:#010x})",
+            "store-check {drive}: wrote, flushed and read back {} bytes at sector {}: ok (crc32c {:#010x}); {dma} transfers by DMA, {pio} by PIO",
             r.bytes, r.lba, r.checksum
         ),
         Ok(Some(r)) => warn!(
@@ -165,6 +200,34 @@ fn check(drive: &str, s: &Store, io: &mut dyn vm::store::BlockIo) {
         ),
         Ok(None) => info!("store-check {drive}: no free allocation unit to test on; skipped"),
         Err(e) => warn!("store-check {drive}: FAILED: {e}"),
+    }
+    if let Ok(Some(r)) = result {
+        zeroing(drive, r.lba, r.bytes, io);
+    }
+}
+
+/// The pass-through half of the store check: DISCARD / WRITE_ZEROES as the drive does them
+/// (NVMe Dataset Management and Write Zeroes when ONCS says so), checked to read back zero.
+fn zeroing(drive: &str, lba: u64, bytes: usize, io: &mut SyncUnit<'_, dyn BlockDevice + Send>) {
+    match io.zeroing_check(lba, bytes) {
+        Ok(z) if z.nonzero == 0 => info!(
+            "store-check {drive}: {}{} on {bytes} bytes at sector {lba}: ok, read back as zeroes",
+            match (z.discarded, drive.starts_with("nvme")) {
+                (true, true) => "discard by Dataset Management (deallocate), then ",
+                (true, false) => "discard by DATA SET MANAGEMENT (TRIM), then ",
+                (false, _) => "no discard command (DISCARD is a no-op), ",
+            },
+            if z.drive_zeroed {
+                "zeroes by Write Zeroes"
+            } else {
+                "zeroes written (no zeroing command)"
+            }
+        ),
+        Ok(z) => warn!(
+            "store-check {drive}: FAILED: {} of {bytes} bytes at sector {lba} are not zero after zeroing; check the drive",
+            z.nonzero
+        ),
+        Err(e) => warn!("store-check {drive}: FAILED: zeroing at sector {lba}: {e}"),
     }
 }
 

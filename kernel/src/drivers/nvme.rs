@@ -1,12 +1,13 @@
 //! NVMe controllers for `vm::store::nvme` (which holds the driver logic, host-tested): each
 //! PCI function of class 01.08.02 gets memory decoding and bus mastering, its BAR0 is used
 //! through the direct map (the firmware's MTRRs keep the PCI hole uncached) or, above it,
-//! through an uncached mapping of its own (`mmio_map`), with volatile 32-bit accesses, and
-//! five zeroed frames become its queues and bounce page.
+//! through an uncached mapping of its own (`mmio_map`), with volatile 32-bit accesses; six
+//! zeroed frames become its queues, Identify page and PRP list page, and 64 KiB of
+//! contiguous memory its bounce buffer.
 
 use crate::memory;
 use crate::pci::{self, Function};
-use vm::store::nvme::{DmaMemory, NvmeController, NvmeRegs, Pages};
+use vm::store::nvme::{DmaMemory, NvmeController, NvmeRegs, Pages, BUFFER_BYTES, PAGE};
 
 /// The registers and doorbells the driver touches: 0x1000 + 4 doorbells of stride ≤ 16.
 const BAR_BYTES: u64 = 0x2000;
@@ -104,10 +105,14 @@ pub fn controllers(
             }
         };
         let frame = || memory::allocate_frame();
-        let (Some(a), Some(b), Some(c), Some(d), Some(e)) =
-            (frame(), frame(), frame(), frame(), frame())
+        let (Some(a), Some(b), Some(c), Some(d), Some(e), Some(l)) =
+            (frame(), frame(), frame(), frame(), frame(), frame())
         else {
             log::warn!("nvme{i}: no frames for its queues; not used");
+            continue;
+        };
+        let Some(buffer) = memory::allocate_contiguous(BUFFER_BYTES as u64, PAGE as u64) else {
+            log::warn!("nvme{i}: no memory for its 64 KiB bounce buffer; not used");
             continue;
         };
         f.enable_memory_and_dma();
@@ -118,18 +123,25 @@ pub fn controllers(
             io_sq: c,
             io_cq: d,
             data: e,
+            prp_list: l,
+            buffer,
         };
         match NvmeController::init(regs, DirectDma, pages, &name, tick_hz) {
             Ok(c) => {
                 if let Some(id) = &c.identity {
+                    let mdts = match id.mdts_bytes {
+                        Some(m) => alloc::format!("MDTS {} KiB", m / 1024),
+                        None => "no MDTS limit".into(),
+                    };
                     log::info!(
-                        "nvme{i} ({f}): \"{}\" serial \"{}\", {} namespace(s); namespace 1: {} blocks of {} bytes{}",
+                        "nvme{i} ({f}): \"{}\" serial \"{}\", {} namespace(s); namespace 1: {} blocks of {} bytes{}; {mdts}: up to {} KiB per command (PRP list)",
                         id.model,
                         id.serial,
                         id.namespaces,
                         id.ns1_blocks,
                         id.ns1_block_size,
-                        if id.ns1_block_size == 512 { "" } else { " (not used: only 512-byte blocks are supported)" }
+                        if id.ns1_block_size == 512 { "" } else { " (not used: only 512-byte blocks are supported)" },
+                        c.max_command_bytes / 1024
                     );
                 }
                 out.push(c);

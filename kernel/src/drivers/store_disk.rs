@@ -9,7 +9,7 @@ use super::{Storage, STORAGE};
 use alloc::format;
 use alloc::string::String;
 use virtio::blk::{BackendError, BlockBackend};
-use vm::store::block::{BlockDevice, Op};
+use vm::store::block::{BlockDevice, Op, Transfers};
 use vm::store::disk_io::{DiskIo, IoStatus, MAX_PART_BYTES};
 
 /// Who holds a store disk open.
@@ -33,6 +33,12 @@ pub struct StoreDisk {
     /// The guest's data of a write, handed to `DiskIo` (which takes `&mut`, as for reads):
     /// one transfer's worth, allocated when the disk is opened.
     write_copy: alloc::vec::Vec<u8>,
+    /// The drive's transfer counters when the disk was opened.
+    transfers_at_open: Transfers,
+    /// The drive has a discard command (NVMe Dataset Management, ATA TRIM), a zeroing
+    /// command (NVMe Write Zeroes): DISCARD / WRITE_ZEROES pass through to it.
+    drive_discard: bool,
+    drive_zeroes: bool,
 }
 
 /// Why a VM's store disk cannot be opened (the VM is not started).
@@ -131,6 +137,11 @@ impl StoreDisk {
             })?;
         s.next_tag_base += 1;
         let io = DiskIo::new(map, d.unit, s.next_tag_base << 48);
+        let transfers_at_open = s.devices[d.device].transfers();
+        let (drive_discard, drive_zeroes) = s.devices[d.device]
+            .units()
+            .get(d.unit)
+            .map_or((false, false), |u| (u.discard, u.write_zeroes));
         s.open.push(Opening {
             drive,
             name: name.into(),
@@ -150,15 +161,33 @@ impl StoreDisk {
             vm: vm.into(),
             read_only,
             write_copy: alloc::vec![0; MAX_PART_BYTES],
+            transfers_at_open,
+            drive_discard,
+            drive_zeroes,
         })
     }
 
-    /// The device report's extra counters.
+    /// The device report's extra counters; `drive-dma` / `drive-pio` are the drive's data
+    /// commands since this disk was opened, by how their data moved (bus-master DMA, PIO).
     pub fn report(&self) -> String {
         let st = self.io.stats;
+        let now = STORAGE
+            .lock()
+            .as_ref()
+            .and_then(|s| s.devices.get(self.device).map(|d| d.transfers()))
+            .unwrap_or(self.transfers_at_open);
         format!(
-            " store-disk={} reads={} writes={} flushes={} drive-requests={} drive-errors={}",
-            self.name, st.reads, st.writes, st.flushes, st.requests, st.errors
+            " store-disk={} reads={} writes={} flushes={} drive-requests={} drive-errors={} drive-dma={} drive-pio={} drive-discards={} drive-write-zeroes={}",
+            self.name,
+            st.reads,
+            st.writes,
+            st.flushes,
+            st.requests,
+            st.errors,
+            now.dma - self.transfers_at_open.dma,
+            now.pio - self.transfers_at_open.pio,
+            st.discards,
+            st.zeroed
         )
     }
 
@@ -170,6 +199,12 @@ impl StoreDisk {
     /// One bounded step of zeroing `len` bytes at `offset` (`DiskIo::zero_step`).
     fn zero_step(&mut self, offset: u64, len: u64, zeros: &mut [u8]) -> Result<(), BackendError> {
         self.on_drive(|io, dev| io.zero_step(dev, offset, len, zeros))
+    }
+
+    /// One bounded step of a discard or write-zeroes passed to the drive
+    /// (`DiskIo::range_step`).
+    fn range_step(&mut self, discard: bool, offset: u64, len: u64) -> Result<(), BackendError> {
+        self.on_drive(|io, dev| io.range_step(dev, discard, offset, len))
     }
 
     /// Polls the drive once, takes this disk's completions, then asks `ask`.
@@ -263,8 +298,9 @@ impl BlockBackend for StoreDisk {
     }
 
     /// DISCARD and WRITE_ZEROES are offered (virtio 1.2 §5.2.3, limits in the config space).
-    /// The drivers have no DATA SET MANAGEMENT (TRIM), NVMe Dataset Management or Write
-    /// Zeroes yet: WRITE_ZEROES writes zeroes, DISCARD is a no-op.
+    /// On an NVMe drive with Dataset Management / Write Zeroes (ONCS bits 2 and 3) they pass
+    /// through, DISCARD also to an ATA drive with TRIM (DATA SET MANAGEMENT by DMA);
+    /// otherwise WRITE_ZEROES writes zeroes and DISCARD is a no-op.
     fn supports_zeroes(&self) -> bool {
         true
     }
@@ -275,17 +311,24 @@ impl BlockBackend for StoreDisk {
         if self.read_only {
             return Err(BackendError::ReadOnly);
         }
+        if self.drive_zeroes {
+            return self.range_step(false, offset, len);
+        }
         let mut zeros = core::mem::take(&mut self.write_copy);
         let result = self.zero_step(offset, len, &mut zeros);
         self.write_copy = zeros;
         result
     }
 
-    /// virtio 1.2 §5.2.6.2 leaves a discarded range's contents unspecified: nothing to do on
-    /// a drive without TRIM (the data stays; the store's extents stay allocated).
+    /// virtio 1.2 §5.2.6.2 leaves a discarded range's contents unspecified: NVMe Dataset
+    /// Management (deallocate) or ATA TRIM where the drive has it, else nothing to do (the data stays;
+    /// the store's extents stay allocated either way).
     fn discard(&mut self, offset: u64, len: u64) -> Result<(), BackendError> {
         if self.read_only {
             return Err(BackendError::ReadOnly);
+        }
+        if self.drive_discard {
+            return self.range_step(true, offset, len);
         }
         match offset.checked_add(len) {
             Some(end) if end <= self.io.len() => Ok(()),

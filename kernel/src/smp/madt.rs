@@ -10,7 +10,7 @@ use core::ptr::NonNull;
 /// ACPI tables live in memory the firmware's map lists (ACPI reclaim / NVS / reserved), all of
 /// which the bootloader's direct map covers: mapping is an address computation.
 #[derive(Debug, Clone, Copy)]
-struct DirectMap;
+pub struct DirectMap;
 
 impl AcpiHandler for DirectMap {
     unsafe fn map_physical_region<T>(&self, phys: usize, size: usize) -> PhysicalMapping<Self, T> {
@@ -56,8 +56,8 @@ impl core::fmt::Display for MadtError {
 /// MADT Local APIC / Local x2APIC flags: bit 0 enabled.
 const FLAG_ENABLED: u32 = 1 << 0;
 
-/// The enabled processors, in MADT order (the boot CPU among them).
-pub fn processors(rsdp: Option<u64>) -> Result<Vec<MadtCpu>, MadtError> {
+/// The machine's ACPI tables, from the bootloader's RSDP or a BIOS-area scan.
+pub fn tables(rsdp: Option<u64>) -> Result<AcpiTables<DirectMap>, MadtError> {
     let tables =
         match rsdp {
             // SAFETY: `rsdp` is the address the bootloader found (BIOS scan or the UEFI
@@ -70,6 +70,12 @@ pub fn processors(rsdp: Option<u64>) -> Result<Vec<MadtCpu>, MadtError> {
             None => unsafe { AcpiTables::search_for_rsdp_bios(DirectMap) }
                 .map_err(|_| MadtError::NoRsdp)?,
         };
+    Ok(tables)
+}
+
+/// The enabled processors, in MADT order (the boot CPU among them).
+pub fn processors(rsdp: Option<u64>) -> Result<Vec<MadtCpu>, MadtError> {
+    let tables = tables(rsdp)?;
     let madt = tables.find_table::<Madt>().map_err(MadtError::Acpi)?;
     let mut cpus = Vec::new();
     for entry in madt.get().entries() {

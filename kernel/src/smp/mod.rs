@@ -9,7 +9,7 @@
 //! VMX root operation (SDM Vol. 3C §24.8), and Bochs 2.7 mishandles INIT/SIPI around VMX
 //! (../shared/platform-notes.md).
 
-mod madt;
+pub mod madt;
 mod trampoline;
 
 use crate::{arch, lapic, vmxon};

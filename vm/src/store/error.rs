@@ -21,6 +21,9 @@ pub enum IoError {
     Unaligned { bytes: usize },
     /// A host-side failure (the host tool's file I/O), with its message.
     Host(String),
+    /// The drive does not take this operation (a discard or write-zeroes it has no command
+    /// for), or the request is malformed for it.
+    Unsupported { op: super::block::Op },
 }
 
 impl fmt::Display for IoError {
@@ -34,6 +37,10 @@ impl fmt::Display for IoError {
                 f,
                 "sectors {lba}..{} are beyond the end of the device ({device_sectors} sectors)",
                 lba.saturating_add(*sectors)
+            ),
+            IoError::Unsupported { op } => write!(
+                f,
+                "the drive has no command for {op:?} (or the request is malformed for it)"
             ),
             IoError::Device { lba, status } => {
                 write!(f, "the drive failed a transfer at sector {lba} (status {status:#x}); check the drive")

@@ -108,6 +108,7 @@ pub struct MemBlockDevice {
     /// Lbas of reads that fail with a device error.
     pub bad_lba: Option<u64>,
     pub submitted: u64,
+    pub discards: u64,
 }
 
 impl MemBlockDevice {
@@ -118,6 +119,9 @@ impl MemBlockDevice {
             sectors: disk.sectors(),
             write_cache: true,
             flush: true,
+            dma: false,
+            discard: true,
+            write_zeroes: true,
         }];
         MemBlockDevice {
             disk,
@@ -127,6 +131,7 @@ impl MemBlockDevice {
             queue: Default::default(),
             bad_lba: None,
             submitted: 0,
+            discards: 0,
         }
     }
 }
@@ -175,6 +180,16 @@ impl super::block::BlockDevice for MemBlockDevice {
             Op::Read => self.disk.read(req.lba, &mut req.buf),
             Op::Write => self.disk.write(req.lba, &req.buf),
             Op::Flush => self.disk.flush(),
+            // The model keeps a discarded range's data (allowed: its contents are
+            // unspecified) and counts it.
+            Op::Discard(_) => {
+                self.discards += 1;
+                Ok(())
+            }
+            Op::WriteZeroes(n) => {
+                let zeros = alloc::vec![0u8; n as usize * SECTOR];
+                self.disk.write(req.lba, &zeros)
+            }
         };
         Some((
             0,
@@ -190,5 +205,10 @@ impl super::block::BlockDevice for MemBlockDevice {
 
     fn idle(&self) -> bool {
         self.queue.is_empty()
+    }
+
+    /// A memory model moves data by neither DMA nor PIO.
+    fn transfers(&self) -> super::block::Transfers {
+        super::block::Transfers::default()
     }
 }

@@ -456,32 +456,35 @@ impl Store {
         self.commit(dev, next)
     }
 
-    /// The boot-time store check: writes a pattern over the first 4 KiB of the last free
-    /// allocation unit, flushes, reads it back and compares, then zeroes it again (free units
+    /// The boot-time store check: writes a pattern over the first 64 KiB (or the whole, if
+    /// smaller) of the last free allocation unit, flushes, reads it back and compares, then zeroes it again (free units
     /// are zeroed before any disk gets them anyway). Touches nothing a disk owns. `Ok(None)`:
     /// no free unit to test on.
     pub fn scratch_check(
         &self,
         dev: &mut dyn BlockIo,
     ) -> Result<Option<ScratchReport>, StoreError> {
-        const BYTES: usize = 4096;
+        // One unit, at most 64 KiB: a transfer of one full store-disk request (one ATA DMA
+        // command of 128 sectors, one NVMe command with a PRP list).
+        let unit_bytes = self.header.unit_sectors as usize * SECTOR;
+        let bytes = unit_bytes.min(64 * 1024);
         let Some(last) = self.free_runs().last().copied() else {
             return Ok(None);
         };
         let lba = self.region.start + (last.end() - 1) * u64::from(self.header.unit_sectors);
-        let pattern: Vec<u8> = (0..BYTES)
+        let pattern: Vec<u8> = (0..bytes)
             .map(|i| (i as u32).wrapping_mul(0x9E37_79B1).to_le_bytes()[3] ^ (lba as u8))
             .collect();
         dev.write(lba, &pattern)?;
         dev.flush()?;
-        let mut back = vec![0u8; BYTES];
+        let mut back = vec![0u8; bytes];
         dev.read(lba, &mut back)?;
         let mismatches = pattern.iter().zip(&back).filter(|(a, b)| a != b).count();
-        dev.write(lba, &vec![0u8; BYTES])?;
+        dev.write(lba, &vec![0u8; bytes])?;
         dev.flush()?;
         Ok(Some(ScratchReport {
             lba,
-            bytes: BYTES,
+            bytes,
             mismatches,
             checksum: crc::crc32c(&back),
         }))

@@ -5,11 +5,13 @@
 //! Command Set Specification 1.0 (§3 Read/Write/Flush, §4.1.5 Identify Namespace).
 //!
 //! One admin queue pair and one I/O queue pair, polled (no interrupts). At most one I/O
-//! command is in flight; each moves at most [`PAGE`] bytes (PRP1 only) through a bounce page,
-//! so no guest or heap buffer is ever handed to the device. Each [`NvmeController::poll`]
-//! looks at the completion queue once.
+//! command is in flight; each moves at most [`BUFFER_BYTES`] bytes, and never more than the
+//! controller's MDTS (Identify Controller byte 77, in units of CAP.MPSMIN; NVMe 1.4 §5.15.2),
+//! through a contiguous bounce buffer described by PRP1, PRP2 and a PRP list page ([`prp`],
+//! NVMe 1.4 §4.3), so no guest or heap buffer is ever handed to the device. Each
+//! [`NvmeController::poll`] looks at the completion queue once.
 
-use super::block::{admit, BlockDevice, Completion, DriveInfo, Op, Request};
+use super::block::{admit, BlockDevice, Completion, DriveInfo, Op, Request, Transfers};
 use super::error::IoError;
 use super::header::SECTOR;
 use alloc::collections::VecDeque;
@@ -17,12 +19,20 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+mod command;
+pub mod prp;
+
+pub use command::*;
+
 /// The memory page size used (CC.MPS = 0: 4 KiB).
 pub const PAGE: usize = 4096;
+/// The bounce buffer: the largest request the store disks make (64 KiB, 16 pages).
+pub const BUFFER_BYTES: usize = 64 * 1024;
+/// Identify Controller: MDTS, the maximum data transfer size, a power of two in units of
+/// the minimum memory page size (CAP.MPSMIN); 0 = no limit (NVMe 1.4 §5.15.2, Figure 247).
+const ID_MDTS: usize = 77;
 /// Entries of each queue (admin and I/O).
 pub const QUEUE_ENTRIES: u16 = 16;
-const SQE: usize = 64;
-const CQE: usize = 16;
 
 /// Controller registers (NVMe 2.0 §3.1.3, Figure 33), byte offsets in BAR0.
 pub mod reg {
@@ -46,18 +56,6 @@ const CC_IOCQES: u32 = 4 << 20;
 const CSTS_RDY: u32 = 1;
 const CSTS_CFS: u32 = 2;
 
-/// Admin opcodes (§5, Figure 138).
-pub mod admin {
-    pub const CREATE_IO_SQ: u8 = 0x01;
-    pub const CREATE_IO_CQ: u8 = 0x05;
-    pub const IDENTIFY: u8 = 0x06;
-}
-/// NVM command set opcodes (NVM Command Set 1.0 §3, Figure 17).
-pub mod nvm {
-    pub const FLUSH: u8 = 0x00;
-    pub const WRITE: u8 = 0x01;
-    pub const READ: u8 = 0x02;
-}
 /// Identify CNS values (§5.17.1, Figure 273).
 const CNS_NAMESPACE: u32 = 0x00;
 const CNS_CONTROLLER: u32 = 0x01;
@@ -90,8 +88,12 @@ pub struct Pages {
     pub admin_cq: u64,
     pub io_sq: u64,
     pub io_cq: u64,
-    /// Identify data and the I/O bounce buffer.
+    /// Identify data.
     pub data: u64,
+    /// The PRP list page of the command in flight.
+    pub prp_list: u64,
+    /// The I/O bounce buffer: [`BUFFER_BYTES`], physically contiguous, page aligned.
+    pub buffer: u64,
 }
 
 /// Why a controller is not used.
@@ -117,6 +119,8 @@ pub enum NvmeError {
     AdminTimeout {
         opcode: u8,
     },
+    /// The driver's bounce buffer or list page breaks the PRP rules.
+    Memory(prp::PrpError),
 }
 
 impl core::fmt::Display for NvmeError {
@@ -144,69 +148,7 @@ impl core::fmt::Display for NvmeError {
             NvmeError::AdminTimeout { opcode } => {
                 write!(f, "admin command {opcode:#04x} timed out")
             }
-        }
-    }
-}
-
-/// A submission queue entry (§4.1, Figure 92): 64 bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Command {
-    pub opcode: u8,
-    pub cid: u16,
-    pub nsid: u32,
-    pub prp1: u64,
-    pub cdw10: u32,
-    pub cdw11: u32,
-    pub cdw12: u32,
-}
-
-impl Command {
-    pub fn encode(&self) -> [u8; SQE] {
-        let mut b = [0u8; SQE];
-        // CDW0: opcode, FUSE = 0, PSDT = 0 (PRPs), command identifier.
-        b[0] = self.opcode;
-        b[2..4].copy_from_slice(&self.cid.to_le_bytes());
-        b[4..8].copy_from_slice(&self.nsid.to_le_bytes());
-        b[24..32].copy_from_slice(&self.prp1.to_le_bytes());
-        b[40..44].copy_from_slice(&self.cdw10.to_le_bytes());
-        b[44..48].copy_from_slice(&self.cdw11.to_le_bytes());
-        b[48..52].copy_from_slice(&self.cdw12.to_le_bytes());
-        b
-    }
-
-    /// Read / Write of `blocks` (1..=8) logical blocks at `lba` (NVM Command Set §3.2.4, §3.2.6).
-    pub fn io(opcode: u8, cid: u16, nsid: u32, lba: u64, blocks: u16, prp1: u64) -> Command {
-        Command {
-            opcode,
-            cid,
-            nsid,
-            prp1,
-            cdw10: lba as u32,
-            cdw11: (lba >> 32) as u32,
-            cdw12: u32::from(blocks - 1),
-        }
-    }
-}
-
-/// A completion queue entry (§4.2, Figure 96): command identifier, phase tag, status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CompletionEntry {
-    pub sq_head: u16,
-    pub cid: u16,
-    pub phase: bool,
-    /// Status field (bits 31:17 of DW3): 0 is success.
-    pub status: u16,
-}
-
-impl CompletionEntry {
-    pub fn decode(b: &[u8]) -> CompletionEntry {
-        let dw2 = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
-        let dw3 = u32::from_le_bytes([b[12], b[13], b[14], b[15]]);
-        CompletionEntry {
-            sq_head: dw2 as u16,
-            cid: dw3 as u16,
-            phase: dw3 & (1 << 16) != 0,
-            status: (dw3 >> 17) as u16,
+            NvmeError::Memory(e) => write!(f, "its DMA memory cannot be used: {e}"),
         }
     }
 }
@@ -256,6 +198,12 @@ pub struct Identity {
     pub volatile_cache: bool,
     pub ns1_blocks: u64,
     pub ns1_block_size: u32,
+    /// MDTS in bytes (`None`: the controller sets no limit).
+    pub mdts_bytes: Option<u64>,
+    /// ONCS bit 2: Dataset Management (deallocate).
+    pub dataset_management: bool,
+    /// ONCS bit 3: Write Zeroes.
+    pub write_zeroes: bool,
 }
 
 /// One NVMe controller with namespace 1 as its unit.
@@ -271,10 +219,14 @@ pub struct NvmeController<R: NvmeRegs, M: DmaMemory> {
     next_cid: u16,
     units: Vec<DriveInfo>,
     pub identity: Option<Identity>,
+    /// The most bytes one Read/Write moves: the bounce buffer, capped by MDTS.
+    pub max_command_bytes: usize,
     queue: VecDeque<(usize, Request)>,
     active: Option<Active>,
     pub timeouts: u64,
     pub errors: u64,
+    /// Read and Write commands completed (all DMA).
+    pub data_commands: u64,
 }
 
 fn ascii(b: &[u8]) -> String {
@@ -313,12 +265,14 @@ impl<R: NvmeRegs, M: DmaMemory> NvmeController<R, M> {
         let stride = 4u64 << ((cap >> 32) & 0xF);
         // CAP.TO is in 500 ms units (§3.1.3.1).
         let to = timeout.max((tick_hz / 2).saturating_mul((cap >> 24) & 0xFF));
+        prp::prps(pages.buffer, BUFFER_BYTES, pages.prp_list).map_err(NvmeError::Memory)?;
         for p in [
             pages.admin_sq,
             pages.admin_cq,
             pages.io_sq,
             pages.io_cq,
             pages.data,
+            pages.prp_list,
         ] {
             mem.write(p, &[0u8; PAGE]);
         }
@@ -333,10 +287,12 @@ impl<R: NvmeRegs, M: DmaMemory> NvmeController<R, M> {
             next_cid: 0,
             units: Vec::new(),
             identity: None,
+            max_command_bytes: BUFFER_BYTES,
             queue: VecDeque::new(),
             active: None,
             timeouts: 0,
             errors: 0,
+            data_commands: 0,
         };
         if c.regs.read32(reg::CC) & CC_EN != 0 {
             c.regs.write32(reg::CC, 0);
@@ -377,6 +333,15 @@ impl<R: NvmeRegs, M: DmaMemory> NvmeController<R, M> {
         let model = ascii(&id[24..64]);
         let namespaces = u32::from_le_bytes([id[516], id[517], id[518], id[519]]);
         let volatile_cache = id[525] & 1 != 0;
+        let oncs = u16::from_le_bytes([id[ID_ONCS], id[ID_ONCS + 1]]);
+        let mdts_bytes = match id[ID_MDTS] {
+            0 => None,
+            m => Some(mpsmin.checked_shl(u32::from(m)).unwrap_or(u64::MAX)),
+        };
+        if let Some(m) = mdts_bytes {
+            // At least one block per command; MDTS of one 4 KiB page gives 8 sectors.
+            c.max_command_bytes = BUFFER_BYTES.min(m.max(SECTOR as u64) as usize);
+        }
         let (mut blocks, mut block_size) = (0, 0);
         if namespaces >= 1 {
             c.admin_cmd(Command {
@@ -399,6 +364,9 @@ impl<R: NvmeRegs, M: DmaMemory> NvmeController<R, M> {
             volatile_cache,
             ns1_blocks: blocks,
             ns1_block_size: block_size,
+            mdts_bytes,
+            dataset_management: oncs & ONCS_DSM != 0,
+            write_zeroes: oncs & ONCS_WRITE_ZEROES != 0,
         });
         if blocks > 0 && block_size == SECTOR as u32 {
             c.units.push(DriveInfo {
@@ -407,6 +375,9 @@ impl<R: NvmeRegs, M: DmaMemory> NvmeController<R, M> {
                 sectors: blocks,
                 write_cache: volatile_cache,
                 flush: true,
+                dma: true,
+                discard: oncs & ONCS_DSM != 0,
+                write_zeroes: oncs & ONCS_WRITE_ZEROES != 0,
             });
         }
         Ok(c)
@@ -503,26 +474,66 @@ impl<R: NvmeRegs, M: DmaMemory> NvmeController<R, M> {
     /// Issues the next I/O command of the active request, or completes it.
     fn next_command(&mut self) -> Option<(usize, Completion)> {
         let a = self.active.as_mut()?;
-        let total = a.req.buf.len();
+        let total = match a.req.op.range_sectors() {
+            Some(n) => n as usize * SECTOR,
+            None => a.req.buf.len(),
+        };
+        let max = self.max_command_bytes;
+        let first = a.cmd_bytes == 0 && a.done == 0;
         let (opcode, bytes) = match a.req.op {
-            Op::Flush if a.cmd_bytes == 0 && a.done == 0 => (nvm::FLUSH, 0),
-            Op::Read if a.done < total => (nvm::READ, (total - a.done).min(PAGE)),
-            Op::Write if a.done < total => (nvm::WRITE, (total - a.done).min(PAGE)),
+            Op::Flush if first => (nvm::FLUSH, 0),
+            Op::Read if a.done < total => (nvm::READ, (total - a.done).min(max)),
+            Op::Write if a.done < total => (nvm::WRITE, (total - a.done).min(max)),
+            // One range of up to 2^32 - 1 blocks: the whole request in one command.
+            Op::Discard(_) if first => (nvm::DATASET_MANAGEMENT, total),
+            Op::WriteZeroes(_) if a.done < total => (
+                nvm::WRITE_ZEROES,
+                (total - a.done).min(WRITE_ZEROES_MAX_BLOCKS * SECTOR),
+            ),
             _ => return self.finish(Ok(())),
         };
         let lba = a.req.lba + (a.done / SECTOR) as u64;
-        if opcode == nvm::WRITE {
-            let chunk = a.req.buf[a.done..a.done + bytes].to_vec();
-            self.mem.write(self.pages.data, &chunk);
-        }
-        let cmd = if opcode == nvm::FLUSH {
-            Command {
+        let blocks = (bytes / SECTOR) as u32;
+        let cmd = match opcode {
+            nvm::FLUSH => Command {
                 opcode,
                 nsid: 1,
                 ..Default::default()
+            },
+            nvm::DATASET_MANAGEMENT => {
+                self.mem.write(self.pages.data, &dsm_range(lba, blocks));
+                Command {
+                    opcode,
+                    nsid: 1,
+                    prp1: self.pages.data,
+                    cdw10: 0, // one range
+                    cdw11: DSM_DEALLOCATE,
+                    ..Default::default()
+                }
             }
-        } else {
-            Command::io(opcode, 0, 1, lba, (bytes / SECTOR) as u16, self.pages.data)
+            nvm::WRITE_ZEROES => Command {
+                opcode,
+                nsid: 1,
+                cdw10: lba as u32,
+                cdw11: (lba >> 32) as u32,
+                cdw12: (blocks - 1) & 0xFFFF,
+                ..Default::default()
+            },
+            _ => {
+                // `init` checked the whole buffer against the PRP rules: a part of it passes.
+                let Ok(prps) = prp::prps(self.pages.buffer, bytes, self.pages.prp_list) else {
+                    return self.finish(Err(IoError::Device { lba, status: 0 }));
+                };
+                if !prps.list.is_empty() {
+                    self.mem
+                        .write(self.pages.prp_list, &prp::encode_list(&prps.list));
+                }
+                if opcode == nvm::WRITE {
+                    self.mem
+                        .write(self.pages.buffer, &a.req.buf[a.done..a.done + bytes]);
+                }
+                Command::io(opcode, 0, 1, lba, blocks, &prps)
+            }
         };
         self.submit_to(false, cmd);
         let now = self.regs.now();
@@ -592,14 +603,15 @@ impl<R: NvmeRegs, M: DmaMemory> BlockDevice for NvmeController<R, M> {
         }
         let n = a.cmd_bytes;
         if a.req.op == Op::Read {
-            let mut chunk = alloc::vec![0u8; n];
-            self.mem.read(self.pages.data, &mut chunk);
-            let a = self.active.as_mut()?;
-            a.req.buf[a.done..a.done + n].copy_from_slice(&chunk);
+            self.mem
+                .read(self.pages.buffer, &mut a.req.buf[a.done..a.done + n]);
         }
         let a = self.active.as_mut()?;
-        if a.req.op == Op::Flush {
+        if matches!(a.req.op, Op::Flush | Op::Discard(_)) {
             return self.finish(Ok(()));
+        }
+        if matches!(a.req.op, Op::Read | Op::Write) {
+            self.data_commands += 1;
         }
         a.done += n;
         a.cmd_bytes = 0;
@@ -608,6 +620,13 @@ impl<R: NvmeRegs, M: DmaMemory> BlockDevice for NvmeController<R, M> {
 
     fn idle(&self) -> bool {
         self.active.is_none() && self.queue.is_empty()
+    }
+
+    fn transfers(&self) -> Transfers {
+        Transfers {
+            dma: self.data_commands,
+            pio: 0,
+        }
     }
 }
 

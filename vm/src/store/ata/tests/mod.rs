@@ -1,6 +1,8 @@
 //! The ATA channel logic against a model of an IDE channel with two drives: IDENTIFY, LBA48
 //! taskfiles, PIO data-in/out across command boundaries, flushes, errors and timeouts.
 
+mod bus_master;
+
 use super::*;
 use crate::store::block::{SyncUnit, QUEUE_DEPTH};
 use crate::store::{BlockIo, Store};
@@ -18,7 +20,27 @@ enum Phase {
     Identify,
     Read,
     Write,
+    DmaRead,
+    DmaWrite,
+    DmaTrim,
 }
+
+/// A bus master on the fake channel (Bus Master IDE rev 1.0): its registers and the
+/// physical memory of its DMA area, `MEM_BASE..`.
+#[derive(Debug)]
+struct FakeBm {
+    cmd: u8,
+    status: u8,
+    prd: u32,
+    mem: Vec<u8>,
+    area: dma::DmaArea,
+    /// Polls until a started transfer runs.
+    pending: Option<u32>,
+    /// Transfers run, and the PRD tables they walked.
+    tables: Vec<Vec<dma::PrdEntry>>,
+}
+
+const MEM_BASE: u64 = 0x8_0000;
 
 #[derive(Debug)]
 struct FakeBus {
@@ -41,6 +63,11 @@ struct FakeBus {
     hang: bool,
     resets: u32,
     words_moved: u64,
+    bm: Option<FakeBm>,
+    /// Features register, two-deep (current, previous).
+    features: [u8; 2],
+    /// (LBA, sectors) of every TRIM range entry received.
+    trims: Vec<(u64, u16)>,
 }
 
 fn identify_words(model: &str, sectors: u64, lba48: bool) -> Vec<u16> {
@@ -85,7 +112,115 @@ impl FakeBus {
             hang: false,
             resets: 0,
             words_moved: 0,
+            bm: None,
+            features: [0; 2],
+            trims: Vec::new(),
         }
+    }
+
+    /// The same channel with a bus master whose PRD table is at `MEM_BASE` and whose bounce
+    /// buffer of `buffer_bytes` follows 64 KiB later; drives say they support DMA.
+    fn with_dma(mut self, buffer_bytes: usize) -> Self {
+        for d in self.drives.iter_mut().flatten() {
+            d.identify[49] |= 1 << 8;
+        }
+        let area = dma::DmaArea {
+            table: MEM_BASE,
+            table_bytes: 4096,
+            buffer: MEM_BASE + 0x1_0000,
+            buffer_bytes,
+        };
+        self.bm = Some(FakeBm {
+            cmd: 0,
+            status: 0,
+            prd: 0,
+            mem: vec![0; 0x3_0000],
+            area,
+            pending: None,
+            tables: Vec::new(),
+        });
+        self
+    }
+
+    /// Runs a started bus-master transfer: walks the PRD table, checks it describes exactly
+    /// the command's sectors with no entry across a 64 KiB boundary, moves the data.
+    fn run_dma(&mut self) {
+        let mut bm = self.bm.take().unwrap();
+        let mut entries = Vec::new();
+        let mut at = u64::from(bm.prd);
+        loop {
+            let off = (at - MEM_BASE) as usize;
+            let raw: [u8; 8] = bm.mem[off..off + 8].try_into().unwrap();
+            let e = dma::PrdEntry::decode(&raw);
+            let (start, end) = (u64::from(e.base), u64::from(e.base) + u64::from(e.bytes));
+            assert_eq!(
+                start >> 16,
+                (end - 1) >> 16,
+                "PRD entry {e:?} crosses 64 KiB"
+            );
+            entries.push(e);
+            at += 8;
+            if e.end_of_table {
+                break;
+            }
+        }
+        let bytes: u64 = entries.iter().map(|e| u64::from(e.bytes)).sum();
+        assert_eq!(bytes, self.left * SECTOR as u64, "PRD table != command");
+        let to_memory = bm.cmd & dma::command::WRITE_TO_MEMORY != 0;
+        assert_eq!(to_memory, self.phase == Phase::DmaRead, "wrong direction");
+        if self.phase == Phase::DmaTrim {
+            assert_eq!(
+                self.features,
+                [0x01, 0x00],
+                "Features = TRIM (high byte first)"
+            );
+            let e0 = entries[0];
+            let off = (u64::from(e0.base) - MEM_BASE) as usize;
+            let block = bm.mem[off..off + SECTOR].to_vec();
+            for e in block.as_chunks::<8>().0 {
+                let v = u64::from_le_bytes(*e);
+                let (lba, n) = (v & ((1 << 48) - 1), (v >> 48) as u16);
+                if n == 0 {
+                    continue;
+                }
+                self.trims.push((lba, n));
+                let d = &mut self.drives[self.sel].as_mut().unwrap().data;
+                d[lba as usize * SECTOR..(lba as usize + n as usize) * SECTOR].fill(0xFF);
+            }
+            self.status = status::DRDY;
+            self.phase = Phase::Idle;
+            bm.status = (bm.status & !dma::status::ACTIVE) | dma::status::INTERRUPT;
+            bm.pending = None;
+            bm.tables.push(entries);
+            self.bm = Some(bm);
+            return;
+        }
+        let failed = self
+            .fail_lba
+            .is_some_and(|f| (self.lba..self.lba + self.left).contains(&f));
+        if failed {
+            self.status = status::DRDY | status::ERR;
+            self.error = 0x40;
+        } else {
+            let mut disk = self.lba as usize * SECTOR;
+            for e in &entries {
+                let m = (u64::from(e.base) - MEM_BASE) as usize;
+                let n = e.bytes as usize;
+                let d = &mut self.drives[self.sel].as_mut().unwrap().data;
+                if to_memory {
+                    bm.mem[m..m + n].copy_from_slice(&d[disk..disk + n]);
+                } else {
+                    d[disk..disk + n].copy_from_slice(&bm.mem[m..m + n]);
+                }
+                disk += n;
+            }
+            self.status = status::DRDY;
+        }
+        self.phase = Phase::Idle;
+        bm.status = (bm.status & !dma::status::ACTIVE) | dma::status::INTERRUPT;
+        bm.pending = None;
+        bm.tables.push(entries);
+        self.bm = Some(bm);
     }
 
     fn drive(&mut self) -> &mut FakeDrive {
@@ -165,13 +300,29 @@ impl AtaBus for FakeBus {
                         self.status = status::DRDY | status::DRQ;
                     }
                     cmd::FLUSH_CACHE_EXT => self.status = status::DRDY,
+                    cmd::DATA_SET_MANAGEMENT
+                        if self.bm.is_some() && self.drive().identify[169] & 1 != 0 =>
+                    {
+                        (self.phase, self.lba, self.left) = (Phase::DmaTrim, lba, count);
+                        self.status = status::DRDY | status::DRQ;
+                    }
+                    cmd::READ_DMA_EXT | cmd::WRITE_DMA_EXT if self.bm.is_some() => {
+                        let phase = if v == cmd::READ_DMA_EXT {
+                            Phase::DmaRead
+                        } else {
+                            Phase::DmaWrite
+                        };
+                        (self.phase, self.lba, self.left) = (phase, lba, count);
+                        self.status = status::DRDY | status::DRQ;
+                    }
                     _ => {
                         self.status = status::DRDY | status::ERR;
                         self.error = 0x04; // ABRT
                     }
                 }
             }
-            Reg::Data | Reg::Error => {}
+            Reg::Error => self.features = [v, self.features[0]],
+            Reg::Data => {}
         }
     }
 
@@ -179,6 +330,13 @@ impl AtaBus for FakeBus {
         self.now += 1;
         if self.hang {
             return status::BSY;
+        }
+        if let Some(n) = self.bm.as_mut().and_then(|b| b.pending.as_mut()) {
+            if *n == 0 {
+                self.run_dma();
+            } else {
+                *n -= 1;
+            }
         }
         if self.drives[self.sel].is_none() {
             return 0;
@@ -258,6 +416,64 @@ impl AtaBus for FakeBus {
     fn now(&mut self) -> u64 {
         self.now
     }
+
+    fn bus_master(&mut self) -> Option<&mut dyn dma::BusMaster> {
+        if self.bm.is_some() {
+            Some(self)
+        } else {
+            None
+        }
+    }
+}
+
+impl dma::BusMaster for FakeBus {
+    fn area(&self) -> dma::DmaArea {
+        self.bm.as_ref().unwrap().area
+    }
+
+    fn read_bm(&mut self, reg: dma::BmReg) -> u8 {
+        let bm = self.bm.as_ref().unwrap();
+        match reg {
+            dma::BmReg::Command => bm.cmd,
+            dma::BmReg::Status => bm.status,
+        }
+    }
+
+    fn write_bm(&mut self, reg: dma::BmReg, v: u8) {
+        let latency = self.latency;
+        let bm = self.bm.as_mut().unwrap();
+        match reg {
+            dma::BmReg::Command => {
+                let start = v & dma::command::START != 0;
+                if start && bm.cmd & dma::command::START == 0 {
+                    bm.status |= dma::status::ACTIVE;
+                    bm.pending = Some(latency);
+                } else if !start {
+                    bm.status &= !dma::status::ACTIVE;
+                    bm.pending = None;
+                }
+                bm.cmd = v & (dma::command::START | dma::command::WRITE_TO_MEMORY);
+            }
+            // Bits 1 and 2 are cleared by writing 1 (§2.2).
+            dma::BmReg::Status => bm.status &= !(v & 0x06),
+        }
+    }
+
+    fn write_prd_address(&mut self, phys: u32) {
+        self.bm.as_mut().unwrap().prd = phys & !3;
+    }
+
+    fn write_memory(&mut self, phys: u64, data: &[u8]) {
+        let bm = self.bm.as_mut().unwrap();
+        let at = (phys - MEM_BASE) as usize;
+        bm.mem[at..at + data.len()].copy_from_slice(data);
+    }
+
+    fn read_memory(&mut self, phys: u64, out: &mut [u8]) {
+        let bm = self.bm.as_ref().unwrap();
+        let at = (phys - MEM_BASE) as usize;
+        out.copy_from_slice(&bm.mem[at..at + out.len()]);
+    }
 }
 
 const TIMEOUT: u64 = 10_000;
@@ -280,7 +496,10 @@ fn probe_finds_drives_and_parses_identify() {
             model: "BULKHEAD TEST DISK".into(),
             sectors: 20480,
             write_cache: true,
-            flush: true
+            flush: true,
+            dma: false,
+            discard: false,
+            write_zeroes: false
         }]
     );
     assert!(ch.skipped.is_empty());
