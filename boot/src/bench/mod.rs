@@ -252,6 +252,7 @@ pub fn format_value(v: f64) -> String {
 
 mod figures;
 pub mod irq;
+pub mod kvmclock;
 pub mod net;
 pub mod smp;
 
@@ -579,6 +580,7 @@ pub fn run_bench(o: &Options) -> Result<Report, BootError> {
     }
 
     figures.extend(irq::run(o)?);
+    figures.extend(kvmclock::run(o)?);
 
     let (virtio, bulkhead_linux, bare_linux, hvc0_linux) = if o.smoke {
         (None, None, None, None)

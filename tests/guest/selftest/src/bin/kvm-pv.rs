@@ -7,7 +7,12 @@
 //!   refused writes leave the MSRs as they were;
 //! - `kvmclock-monotonic`: a valid kvmclock record (even version, `PVCLOCK_TSC_STABLE_BIT`)
 //!   read as Linux does gives a time that advances between two reads;
-//! - `steal-time-placed`, `wall-clock-written`, `poll-control`: the other areas and MSRs.
+//! - `steal-time-placed`, `wall-clock-written`, `poll-control`: the other areas and MSRs;
+//! - `BENCH kvmclock reads=N exits=E ticks=T`: [`BENCH_READS`] kvmclock reads between two
+//!   EXIT_STATS calls (the tagged Bulkhead form, docs/hypercall-abi.md §9.2): the exits the
+//!   reads cost (none: the record is plain memory) besides the VMX-preemption-timer exits of
+//!   the hypervisor's own deadlines (console pacing, slice ends), and the TSC ticks
+//!   (scripts/bench, boot/src/bench/kvmclock.rs).
 //!
 //! Without them (`kvm-pv = false`): `kvm-absent`, the MSRs raise #GP and the leaves read 0.
 
@@ -15,6 +20,7 @@
 #![no_main]
 
 use guest_rt::cpu::{cpuid, rdmsr, rdtsc, wrmsr};
+use guest_rt::hv;
 use guest_rt::report::{self, fail, pass};
 use guest_rt::trap::{self, GP};
 
@@ -30,6 +36,42 @@ const LAPIC: u64 = 0xfee0_0000;
 const IOAPIC: u64 = 0xfec0_0000;
 /// The hostile writes below, all refused.
 const HOSTILE: u64 = 14;
+/// kvmclock reads of the benchmark.
+const BENCH_READS: u64 = 10_000;
+/// Bulkhead's call tag (docs/hypercall-abi.md §9.2): a Bulkhead call in a `kvm-pv` VM.
+const BULKHEAD_TAG: u64 = 0x4248_0000;
+
+/// The EXIT_STATS buffer.
+#[repr(C, align(8))]
+struct StatsBuf([u8; 4096]);
+static mut STATS: StatsBuf = StatsBuf([0; 4096]);
+
+/// VMX-preemption timer expired (SDM Vol. 3D Appendix C, basic exit reason 52).
+const EXIT_PREEMPTION_TIMER: u32 = 52;
+
+/// The VM's exits so far, (all, VMX-preemption timer): sums of EXIT_STATS's per-reason
+/// counts (header: layout, count, entry size, header size; entries: reason, count at +8).
+/// `None` if the call failed.
+fn total_exits() -> Option<(u64, u64)> {
+    let buf = core::ptr::addr_of_mut!(STATS) as u64;
+    // EXIT_STATS writes at most 4096 bytes into STATS, which only this function uses (one
+    // vCPU).
+    let n = hv::call0(hv::EXIT_STATS | BULKHEAD_TAG, [buf, 4096, 0, 0]).ok()?;
+    if !(24..=4096).contains(&n) {
+        return None;
+    }
+    let count = read32(buf + 4) as u64;
+    let (entry, header) = (read32(buf + 8) as u64, read32(buf + 12) as u64);
+    let (mut all, mut timer) = (0, 0);
+    for i in 0..count {
+        let e = buf + header + i * entry;
+        all += read64(e + 8);
+        if read32(e) == EXIT_PREEMPTION_TIMER {
+            timer += read64(e + 8);
+        }
+    }
+    Some((all, timer))
+}
 
 /// One page holding this guest's PV areas: kvmclock at 0, steal time at 64, the PV EOI word
 /// at 128, the wall clock at 192.
@@ -186,6 +228,8 @@ fn main(ram_size: u64, _vm_index: u64) -> ! {
         ),
     }
 
+    bench(clock);
+
     let placed = wr(MSR_KVM_STEAL_TIME, steal | ENABLE).is_none()
         && wr(MSR_KVM_PV_EOI_EN, eoi | ENABLE).is_none();
     let version = read32(steal + 8);
@@ -224,6 +268,32 @@ fn main(ram_size: u64, _vm_index: u64) -> ! {
         );
     }
     report::done()
+}
+
+/// [`BENCH_READS`] kvmclock reads bracketed by EXIT_STATS: the exits between the two calls
+/// less the first call's own VMCALL exit (counted after it returned).
+fn bench(clock: u64) {
+    let Some(before) = total_exits() else {
+        fail("bench", format_args!("EXIT_STATS failed"));
+        return;
+    };
+    let start = rdtsc();
+    let mut last = 0;
+    for _ in 0..BENCH_READS {
+        if let Some((t, _)) = kvmclock_ns(clock) {
+            last = core::hint::black_box(t);
+        }
+    }
+    let ticks = rdtsc() - start;
+    let Some(after) = total_exits() else {
+        fail("bench", format_args!("EXIT_STATS failed"));
+        return;
+    };
+    let exits = after.0.saturating_sub(before.0).saturating_sub(1);
+    let timer = after.1.saturating_sub(before.1);
+    report::say(format_args!(
+        "BENCH kvmclock reads={BENCH_READS} exits={exits} timer-exits={timer} ticks={ticks} last={last}"
+    ));
 }
 
 /// No KVM interface: its leaves read 0 and its MSRs do not exist.
