@@ -160,4 +160,8 @@ fn debian_without_kvm_pv_falls_back_to_the_tsc() {
     run.not_saw("Hypervisor detected: KVM")
         .not_saw("kvm-clock")
         .not_saw("vm debian: kvm-pv");
+    println!(
+        "debian bzImage without kvm-pv: userspace at {} ticks",
+        ticks_of(&run, "guest: userspace up")
+    );
 }
