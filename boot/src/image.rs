@@ -364,6 +364,7 @@ pub fn build_guests() -> Result<PathBuf, BootError> {
                 || name == "smp-counter"
                 || name == "smp-triple"
                 || name == "smp-kick"
+                || name == "kvm-pv"
                 || name == "irq-bench"
                 || name == "progress"
                 || name == "rt-latency"

@@ -98,6 +98,19 @@ fn linux_boots_and_uses_virtio_blk_and_net() {
     // The devices did their work through the virtqueues, and their IRQs reached the guest.
     run.saw("vm linux: virtio-blk at 0xd0000000 irq 5: requests=")
         .saw("vm linux: virtio-net at 0xd0001000 irq 6: requests=");
+    // KVM's PV interface (kvm-pv, on by default for Linux): the guest finds KVM's leaves at
+    // 0x40000100, registers kvmclock and prefers it over the TSC (invariant TSC hidden).
+    assert!(
+        run.outcome
+            .guest_said("linux", "clocksource: Switched to clocksource kvm-clock"),
+        "the guest did not switch to kvm-clock"
+    );
+    assert!(
+        run.line("vm linux: kvm-pv: ")
+            .starts_with("vm linux: kvm-pv: clock wall-clock steal"),
+        "kvmclock, its wall clock and steal time enabled: {}",
+        run.line("vm linux: kvm-pv: ")
+    );
     assert!(
         run.exit_count("linux", "EPT violation").unwrap_or(0) > 0,
         "virtio-mmio accesses are EPT violations"

@@ -364,3 +364,56 @@ fn host_interrupts_are_ended_at_their_controller() {
     );
     eprintln!("host tick: {ticks} host interrupts ended in the spin VM");
 }
+
+/// The KVM PV MSRs from a hostile guest (tests/guest/selftest/src/bin/kvm-pv.rs): in a VM
+/// with `kvm-pv = true`, 14 writes pointing outside RAM, into MMIO, unaligned, with reserved
+/// bits or at another PV area each raise #GP (caught by the guest's IDT), plus one reserved
+/// POLL_CONTROL bit: the VM report counts exactly 15 refused writes; a valid kvmclock read
+/// twice advances. The same guest in a VM with `kvm-pv = false` finds no KVM leaves and
+/// every PV MSR raising #GP.
+#[test]
+fn kvm_pv_msrs_refuse_hostile_areas_and_kvmclock_advances() {
+    let conf = "[vm.pv]\nkind = \"elf64\"\nimage = \"kvm-pv.elf\"\nmemory = \"16M\"\nkvm-pv = true\n\
+                [vm.nopv]\nkind = \"elf64\"\nimage = \"kvm-pv.elf\"\nmemory = \"16M\"\nkvm-pv = false\n";
+    let (_dir, image) = bundle_image(conf, &["kvm-pv.elf"]);
+    let run = boot_image(&image, "corei7_skylake_x", 240);
+    run.exited(0, "ok");
+    for check in [
+        "kvm-leaves",
+        "hostile-msrs-gp",
+        "kvmclock-monotonic",
+        "steal-time-placed",
+        "wall-clock-written",
+        "poll-control",
+    ] {
+        run.saw(&format!("[pv] guest kvm-pv: PASS {check}"));
+    }
+    run.saw("[pv] guest kvm-pv: hostile-msrs refused=14")
+        .saw("[pv] guest kvm-pv: DONE passed=6 failed=0")
+        .saw("[nopv] guest kvm-pv: PASS kvm-absent")
+        .saw("[nopv] guest kvm-pv: DONE passed=1 failed=0")
+        .not_saw("FAIL")
+        .not_saw("vm nopv: kvm-pv");
+    let report = run.line("vm pv: kvm-pv: ");
+    assert_eq!(
+        report, "vm pv: kvm-pv: clock wall-clock steal pv-eoi poll-control",
+        "what the guest enabled"
+    );
+    let counters = run.line("vm pv: kvm-pv counters: ");
+    assert!(
+        counters.ends_with(" refused-msr-writes=15"),
+        "14 hostile areas and one reserved POLL_CONTROL bit: {counters}"
+    );
+    // 10,000 kvmclock reads are plain memory reads: every exit meanwhile is the
+    // hypervisor's own VMX-preemption timer (console pacing, slice end).
+    let bench = run.guest_line("pv", "guest kvm-pv: BENCH kvmclock reads=10000 exits=");
+    let field = |key: &str| -> u64 {
+        bench
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(u64::MAX)
+    };
+    assert_eq!(field("exits="), field("timer-exits="), "{bench}");
+    eprintln!("kvmclock bench (recorded, not judged): {bench}");
+}

@@ -26,6 +26,9 @@
 //!   IA32_MISC_ENABLE's "limit CPUID maxval" caps the basic leaves at 2;
 //! * hypervisor leaves 0x40000000.. with the caller's signature and data, optionally the
 //!   VMware-style TSC/bus frequency leaf 0x40000010;
+//! * optionally KVM's block at 0x40000100 ([`crate::kvm_pv`]): a second signature a guest's
+//!   scan of the hypervisor range in 0x100 steps finds, with invariant TSC hidden (see
+//!   [`CpuidConfig::kvm_leaves`]);
 //! * leaves 0x15/0x16 from the TSC frequency the caller measured (raising the maximum basic
 //!   leaf to 0x16 if needed), so Linux knows the TSC frequency without calibrating it.
 //!
@@ -270,6 +273,16 @@ pub struct CpuidConfig<'a> {
     pub bus_khz: u32,
     /// Hypervisor leaves.
     pub hypervisor: HypervisorLeaves<'a>,
+    /// KVM's paravirtual leaves ([`crate::kvm_pv::cpuid_leaves`], at 0x40000100 and
+    /// 0x40000101), for a VM offered the KVM interface. They also hide invariant TSC
+    /// (CPUID.80000007:EDX[8]): Linux 6.1 `kvmclock_init()` (arch/x86/kernel/kvmclock.c)
+    /// drops kvm-clock's rating from 400 to 299, below the TSC clocksource's 300
+    /// (arch/x86/kernel/tsc.c), when CONSTANT_TSC and NONSTOP_TSC are both set and the TSC is
+    /// not marked unstable; NONSTOP_TSC (and CONSTANT_TSC with it) comes from exactly this
+    /// bit (arch/x86/kernel/cpu/intel.c `early_init_intel`). Without it kvm-clock keeps 400
+    /// and is chosen, so clock reads go through the per-vCPU `pvclock_vcpu_time_info` that
+    /// stays right when a vCPU moves between physical CPUs.
+    pub kvm_leaves: Option<[(u32, [u32; 4]); 2]>,
 }
 
 impl<'a> CpuidConfig<'a> {
@@ -295,6 +308,7 @@ impl<'a> CpuidConfig<'a> {
             timing_leaf: false,
             bus_khz: 1_000_000,
             hypervisor,
+            kvm_leaves: None,
         }
     }
 }
@@ -588,6 +602,8 @@ impl CpuidPolicy {
                     [0, 0, h[2] & ECX81_ALLOWED, edx]
                 }
                 2..=4 | 6 => h,
+                // Invariant TSC, unless KVM's kvm-clock should win (`kvm_leaves`).
+                7 if config.kvm_leaves.is_some() => [0; 4],
                 7 => [0, 0, 0, h[3] & EDX87_INVARIANT_TSC],
                 8 => {
                     let mut phys = h[0] & 0xff;
@@ -628,6 +644,13 @@ impl CpuidPolicy {
                 _ => [0; 4],
             };
             push(leaf, 0, regs);
+        }
+        // KVM's block above Bulkhead's (leaves past `hv_max` up to 0x4fffffff are looked up
+        // in the table, so only these two answer there).
+        for (leaf, regs) in config.kvm_leaves.into_iter().flatten() {
+            if leaf > hv_max {
+                push(leaf, 0, regs);
+            }
         }
 
         // Hidden means unusable and offered means usable (crate::features): a feature whose
@@ -751,7 +774,8 @@ impl CpuidPolicy {
         {
             leaf
         } else if (HV_BASE_LEAF..=HV_LAST_LEAF).contains(&leaf) {
-            return [0; 4];
+            // Beyond Bulkhead's block: KVM's leaves if offered, zeros elsewhere.
+            return self.find(leaf, 0).unwrap_or([0; 4]);
         } else {
             self.max_basic
         };

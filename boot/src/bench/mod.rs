@@ -255,6 +255,7 @@ pub fn format_value(v: f64) -> String {
 pub mod debian;
 mod figures;
 pub mod irq;
+pub mod kvmclock;
 pub mod net;
 pub mod smp;
 pub mod store;
@@ -621,6 +622,7 @@ pub fn run_bench(o: &Options) -> Result<Report, BootError> {
     }
 
     figures.extend(irq::run(o)?);
+    figures.extend(kvmclock::run(o)?);
     figures.extend(debian::run(o)?);
 
     let (virtio, bulkhead_linux, bare_linux, hvc0_linux) = if o.smoke {

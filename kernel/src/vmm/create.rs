@@ -232,6 +232,8 @@ impl Vm {
         let heap_before = memory::heap_free();
         let platform = Platform::new(config, archive, caps, tsc_hz, disk_budget)
             .map_err(CreateError::Platform)?;
+        // The KVM PV state (kvm-pv): kvmclock counts from the RTC's start.
+        let kvm_pv = kvm_pv::new_state(config, tsc_hz, platform.boot_tsc());
         // Device state (RAM disks, queues, switch) lives on the heap.
         let device_bytes = heap_before.saturating_sub(memory::heap_free()) as u64;
         let growth = platform.virtio.worst_case_bytes();
@@ -351,6 +353,8 @@ impl Vm {
                 ept_generation: 0,
                 pooled: config.cpus.is_none(),
                 last_cpu: None,
+                ready_since: None,
+                poll_control: true,
             });
             if index == 0 {
                 info!("vm {}: vcpu 0 VPID {}", config.name, resources.vpid);
@@ -406,6 +410,8 @@ impl Vm {
             inboxes,
             apicv,
             apic_stats: guest_apic::RoutingStats::default(),
+            kvm_pv,
+            kvm_pv_counters: kvm_pv::PvCounters::default(),
         };
         Ok((vm, vcpus))
     }

@@ -281,6 +281,17 @@ impl GuestMemory {
         Some(())
     }
 
+    /// Atomically exchanges the guest RAM byte at `gpa` for `value` (other vCPUs may update
+    /// it with a locked compare-exchange meanwhile); returns the old byte.
+    pub fn swap_u8(&mut self, gpa: u64, value: u8) -> Option<u8> {
+        let p = self.range(gpa, 1)?;
+        // SAFETY: the byte lies inside this VM's RAM (direct map); an AtomicU8 has the
+        // alignment and size of u8, and the guest accesses it only with atomic or plain byte
+        // operations, which the locked XCHG is atomic with (SDM Vol. 3A §9.1.2).
+        let byte = unsafe { core::sync::atomic::AtomicU8::from_ptr(p) };
+        Some(byte.swap(value, core::sync::atomic::Ordering::AcqRel))
+    }
+
     /// Reads a little-endian u64 of guest RAM.
     pub fn read_u64(&self, gpa: u64) -> Option<u64> {
         let mut b = [0u8; 8];

@@ -12,6 +12,7 @@ mod guest_apic;
 mod guest_memory;
 mod hypercalls;
 mod inject;
+mod kvm_pv;
 pub mod networks;
 mod run_loop;
 mod scheduler;
@@ -93,6 +94,9 @@ pub struct Vm {
     /// APIC virtualization, when the CPU has all of it (else every APIC access is emulated).
     apicv: Option<guest_apic::Apicv>,
     apic_stats: guest_apic::RoutingStats,
+    /// The KVM paravirtual interface's state (kvm_pv.rs), for a VM with `kvm-pv`.
+    kvm_pv: Option<vm::kvm_pv::state::VmPv>,
+    kvm_pv_counters: kvm_pv::PvCounters,
 }
 
 // SAFETY: a `Vm` holds raw pointers only into its own guest RAM and EPT frames (GuestMemory),
@@ -143,6 +147,11 @@ impl VcpuExit<'_> {
             self.vcpu.regs.rdx = value >> 32;
             return Action::Advance;
         }
+        if let Some(value) = self.kvm_pv_rdmsr(msr) {
+            self.vcpu.regs.rax = value & 0xffff_ffff;
+            self.vcpu.regs.rdx = value >> 32;
+            return Action::Advance;
+        }
         let ctx = self.msr_context();
         let value = match self.vm.platform.rdmsr(&self.vcpu.msr_state, msr, &ctx) {
             MsrAction::Read(v) => v,
@@ -166,6 +175,9 @@ impl VcpuExit<'_> {
             Some(Err(())) => return gp(),
             None => {}
         }
+        if let Some(action) = self.kvm_pv_wrmsr(msr, value) {
+            return action;
+        }
         let ctx = self.msr_context();
         match self
             .vm
@@ -180,7 +192,11 @@ impl VcpuExit<'_> {
             // The guest TSC moved (IA32_TSC, IA32_TSC_ADJUST): SDM Vol. 3C §26.6.5.
             MsrAction::TscOffset(offset) => {
                 match vmcs::write_guest(vmcs::guest_field!(TSC_OFFSET), offset) {
-                    Ok(()) => Action::Advance,
+                    Ok(()) => {
+                        // kvmclock's records hold the guest TSC (kvm_pv.rs).
+                        self.kvm_pv_clock_changed();
+                        Action::Advance
+                    }
                     Err(_) => Action::Stop(StopReason::Bug("VMWRITE of the TSC offset failed")),
                 }
             }

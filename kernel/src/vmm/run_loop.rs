@@ -191,6 +191,8 @@ pub(super) fn run_slice(
             return false;
         }
         vcpu.ept_generation = vm.memory.generation;
+        // The kvmclock record is rewritten for the new CPU (kvm_pv.rs).
+        VcpuExit { vm: &mut vm, vcpu }.kvm_pv_clock_changed();
     }
     vcpu.last_cpu = Some(here);
     if let Some(cpu) = vm.vcpu_cpus.get_mut(vcpu.index) {
@@ -210,7 +212,12 @@ pub(super) fn run_slice(
         .pin
         .contains(PinBasedControls::ACTIVATE_VMX_PREEMPTION_TIMER);
     let rate = vm.caps.preemption_timer_rate();
-    VcpuExit { vm: &mut vm, vcpu }.switch_in();
+    {
+        let mut x = VcpuExit { vm: &mut vm, vcpu };
+        x.switch_in();
+        // Steal time for the wait since the last slice, PV TLB flush (kvm_pv.rs).
+        x.kvm_pv_slice_start(arch::rdtsc());
+    }
     let budget = vcpu.slice_left.take().unwrap_or(timeslice);
     vcpu.slice_end = arch::rdtsc().saturating_add(budget);
     vcpu.wake_others_at = wake_others_at;
@@ -262,6 +269,9 @@ pub(super) fn run_slice(
             if x.vm.apicv.is_some() {
                 x.sync_virtual_interrupts();
             }
+            // kvmclock and steal-time areas placed or stale, the PV EOI bit (kvm_pv.rs).
+            x.kvm_pv_before_entry();
+            x.kvm_pv_eoi_offer();
             if preemption {
                 // Queued console output gets the UART's next FIFO slot on time, like a
                 // transmit interrupt would.
@@ -318,6 +328,8 @@ pub(super) fn run_slice(
             break;
         }
         x.vcpu.launched = true;
+        // A PV EOI the guest did by clearing its bit is done before the exit is handled.
+        x.kvm_pv_eoi_after_exit();
         let generation = x.vm.memory.generation;
         let info = ExitInfo::read();
         let action = exits::dispatch(&mut x, &info);
@@ -351,6 +363,7 @@ pub(super) fn run_slice(
     let mut x = VcpuExit { vm: &mut vm, vcpu };
     x.switch_out();
     let now = arch::rdtsc();
+    x.kvm_pv_slice_end(now);
     let cut_for_wakeup =
         x.vcpu.state == State::Runnable && now >= x.vcpu.wake_others_at && now < x.vcpu.slice_end;
     if cut_for_wakeup {

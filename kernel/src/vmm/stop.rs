@@ -103,5 +103,6 @@ impl Vm {
         for line in self.platform.virtio.report() {
             info!("vm {name}: {line}");
         }
+        self.kvm_pv_report();
     }
 }

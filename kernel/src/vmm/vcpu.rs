@@ -65,9 +65,24 @@ pub struct Vcpu {
     pub(super) pooled: bool,
     /// The CPU it last ran on.
     pub(super) last_cpu: Option<usize>,
+    /// When its last slice ended with it still runnable (TSC): the wait until its next slice
+    /// is its steal time (kvm_pv.rs).
+    pub(super) ready_since: Option<u64>,
+    /// `MSR_KVM_POLL_CONTROL` bit 0 (kvm_pv.rs): the guest lets the host poll before it
+    /// halts this vCPU (true from reset, also without `kvm-pv`).
+    pub(super) poll_control: bool,
 }
 
 impl Vcpu {
+    /// Whether the host may poll for a wake-up before it sleeps while this vCPU halts
+    /// (`MSR_KVM_POLL_CONTROL` bit 0, Documentation/virt/kvm/x86/msr.rst; the guest's
+    /// `cpuidle-haltpoll` clears it while it polls itself). Read by the PV idle decision
+    /// (scheduler.rs), which lands with the KVM hypercall work.
+    #[allow(dead_code)]
+    pub fn poll_control(&self) -> bool {
+        self.poll_control
+    }
+
     /// Halted or waiting for a start-up IPI: the scheduler checks it for a wake-up.
     pub(super) fn sleeps(&self) -> bool {
         matches!(self.state, State::Halted | State::WaitForSipi)

@@ -38,6 +38,8 @@ pub struct Platform {
     tsc_aux: bool,
     /// CR4 bits of features the CPUID policy hides (vm::features::cr4_guest_reserved).
     cr4_reserved: u64,
+    /// The TSC at which the RTC started (the VM's clock epoch).
+    boot_tsc: u64,
 }
 
 impl core::fmt::Debug for Platform {
@@ -120,6 +122,11 @@ impl Platform {
         // XSAVE with the host's components (vm::cpuid allows x87, SSE, AVX, AVX-512, PKRU),
         // switched per vCPU (xsave.rs), if they fit the vCPU's image.
         cc.xsave = arch::has_xsave();
+        // KVM's paravirtual leaves at 0x40000100 (kvm_pv.rs; Bulkhead's own stay at
+        // 0x40000000): a dedicated VM's vCPUs are never preempted (KVM_HINTS_REALTIME).
+        cc.kvm_leaves = config
+            .kvm_pv
+            .then(|| vm::kvm_pv::cpuid_leaves(vm::kvm_pv::OFFERED, config.dedicated));
         let mut cpuid = CpuidPolicy::from_host(arch::cpuid, &cc);
         if cpuid.xsave_size(cpuid.xcr0_supported()) as usize > super::xsave::AREA_BYTES {
             cc.xsave = false;
@@ -128,6 +135,7 @@ impl Platform {
         let msr = MsrPolicy::new(MsrConfig::new(tsc_hz));
         let cr4_reserved = vm::features::cr4_guest_reserved(&cpuid);
         Ok(Platform {
+            boot_tsc: pc.boot_tsc,
             cr4_reserved,
             legacy,
             virtio,
@@ -181,6 +189,19 @@ impl Platform {
     /// A new vCPU's MSR state (vm::msr).
     pub fn new_msr_state(&self) -> MsrState {
         MsrState::new(&self.msr, true)
+    }
+
+    /// The host TSC at which the VM's RTC started counting: kvmclock's epoch too, so the
+    /// wall clock of a VM whose RTC was not set is exactly the RTC's start time.
+    pub fn boot_tsc(&self) -> u64 {
+        self.boot_tsc
+    }
+
+    /// The RTC's time at host TSC `now` in nanoseconds since the Unix epoch (the RTC counts
+    /// whole seconds: the kvmclock wall clock is as exact as the guest's CMOS clock).
+    pub fn rtc_unix_ns(&mut self, now: u64) -> u64 {
+        let secs = self.legacy.rtc_mut().unix_time(now).max(0) as u64;
+        secs.saturating_mul(vm::kvm_pv::pvclock::NSEC_PER_SEC)
     }
 
     /// Brings the timers up to date.

@@ -444,6 +444,27 @@ impl<P: ApicPage> LocalApic<P> {
         Some(vector)
     }
 
+    /// How many vectors are in service (ISR bits set, §11.8.4).
+    pub fn in_service_count(&self) -> usize {
+        (0..VECTOR_WORDS)
+            .map(|n| {
+                let offset = (ISR_BASE + u16::from(n) * REGISTER_STRIDE) as usize;
+                self.page.regs()[offset / WORD_BYTES].count_ones() as usize
+            })
+            .sum()
+    }
+
+    /// Whether `vector` was accepted level-triggered (its TMR bit, §11.8.4).
+    pub fn is_level_triggered(&self, vector: u8) -> bool {
+        self.vector_bit(TMR_BASE, vector)
+    }
+
+    /// An EOI the guest made without writing the EOI register (KVM's PV EOI, cleared bit in
+    /// guest memory): the same as the register write (§11.8.5).
+    pub fn end_of_interrupt(&mut self) -> ApicEffect {
+        self.eoi()
+    }
+
     /// An EOI write (§11.8.5): end the highest in-service vector.
     fn eoi(&mut self) -> ApicEffect {
         let Some(vector) = self.highest_isr() else {

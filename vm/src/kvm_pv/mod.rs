@@ -15,8 +15,11 @@
 pub mod hypercall;
 pub mod msr;
 pub mod pvclock;
+pub mod state;
 pub mod steal_time;
 
+#[cfg(test)]
+mod state_tests;
 #[cfg(test)]
 mod tests;
 
@@ -65,8 +68,18 @@ bitflags::bitflags! {
 /// `dedicated` VM), so the guest may skip PV spinlocks and halt polling decisions.
 pub const HINTS_REALTIME: u32 = 1 << 0;
 
-/// Every feature Bulkhead implements.
-pub const OFFERED: Features = Features::all();
+/// The features the kernel implements (kernel/src/vmm/kvm_pv.rs): kvmclock with the stable
+/// bit, NOP_IO_DELAY (port 0x80 is an ordinary unclaimed port), steal time with the
+/// `preempted` flag and PV TLB flush, PV EOI and POLL_CONTROL. PV_UNHALT, PV_SEND_IPI and
+/// PV_SCHED_YIELD are added by the KVM hypercall work (kernel/src/vmm/hypercalls.rs) when
+/// it lands.
+pub const OFFERED: Features = Features::NOP_IO_DELAY
+    .union(Features::CLOCKSOURCE2)
+    .union(Features::STEAL_TIME)
+    .union(Features::PV_EOI)
+    .union(Features::PV_TLB_FLUSH)
+    .union(Features::POLL_CONTROL)
+    .union(Features::CLOCKSOURCE_STABLE_BIT);
 
 /// The KVM leaves of a VM: `(leaf, [EAX, EBX, ECX, EDX])` for [`CPUID_SIGNATURE`] and
 /// [`CPUID_FEATURES`]; `dedicated` sets [`HINTS_REALTIME`].
