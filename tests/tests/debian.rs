@@ -19,6 +19,8 @@ fn debian_conf(kind: &str, image: &str, kvm_pv: bool) -> String {
          kvm-pv = {kvm_pv}\n\
          [[vm.debian.virtio-blk]]\nimage = \"rootfs.ext4\"\n\
          [[vm.debian.virtio-blk]]\nsize = \"8M\"\n\
+         [[vm.debian.virtio-blk]]\nsize = \"1M\"\n\
+         [[vm.debian.virtio-blk]]\nsize = \"1M\"\n\
          [[vm.debian.virtio-net]]\nmac = \"52:54:00:12:34:56\"\n"
     )
 }
@@ -44,6 +46,9 @@ fn common(run: &Checked, dir: &std::path::Path) {
         // Through the DSDT's LNRO0005 devices: the command line names no device.
         "virtio_blk virtio0: [vda] 32768 512-byte logical blocks",
         "virtio_blk virtio1: [vdb] 16384 512-byte logical blocks",
+        // Devices 3 and 4 are on IRQs 10 and 11 (vm::config::DEVICE_IRQS), clear of the
+        // RTC's IRQ 8, which rtc_cmos binds, and the SCI's 9.
+        "virtio_blk virtio3: [vdd] 2048 512-byte logical blocks",
         // Debian's own modules, loaded by the initramfs (scripts/build-debian-guest).
         "guest: stage1: loaded 12 modules",
         "guest: stage1: root /dev/vda mounted (ext4)",
@@ -59,7 +64,24 @@ fn common(run: &Checked, dir: &std::path::Path) {
         run.said("debian", needle);
     }
     run.saw("vm debian: stopped: guest powered off (ACPI S5)")
+        .saw("vm debian: virtio-blk at 0xd0003000 irq 10: requests=")
+        .saw("vm debian: virtio-net at 0xd0004000 irq 11: requests=")
         .exited(0, "ok");
+    // The VM's RTC starts at the machine's date (kernel/src/host_rtc.rs), not 1970; a run
+    // across midnight may see yesterday's.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let rtc = run.guest_line("debian", "rtc_cmos rtc_cmos: setting system clock to ");
+    let dated = [now, now - 86_400].iter().any(|&t| {
+        let d = vm::devices::rtc::DateTime::from_unix(t);
+        rtc.contains(&format!(
+            "setting system clock to {:04}-{:02}-{:02}T",
+            d.year, d.month, d.day
+        ))
+    });
+    assert!(dated, "the guest's RTC is not at today's date: {rtc}");
     for bad in [
         "guest: FAIL",
         "Kernel panic",
