@@ -369,6 +369,7 @@ pub fn build_guests() -> Result<PathBuf, BootError> {
                 || name == "rt-latency"
                 || name == "noisy"
                 || name == "apic"
+                || name == "kvm-hc"
                 || name.starts_with("hostile-")
                 || name == "virtio-client"
                 || name == "fuzz");

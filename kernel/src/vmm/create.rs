@@ -340,6 +340,8 @@ impl Vm {
                 deferred_event: None,
                 nmi_pending: false,
                 pending_startup: None,
+                pv_unhalted: false,
+                halted_irqs_off: false,
                 eoi_exit_generation: 0,
                 debug: arch::DebugRegs::initial(),
                 xstate: xsave::ExtendedState::new(platform.xcr0_supported()),
@@ -406,6 +408,12 @@ impl Vm {
             inboxes,
             apicv,
             apic_stats: guest_apic::RoutingStats::default(),
+            kvm_pv: config.kvm_pv,
+            kvm_calls: Default::default(),
+            vcpu_sched: vcpus
+                .iter()
+                .map(kvm_hypercalls::Sched::after_slice)
+                .collect(),
         };
         Ok((vm, vcpus))
     }

@@ -12,6 +12,7 @@ mod guest_apic;
 mod guest_memory;
 mod hypercalls;
 mod inject;
+mod kvm_hypercalls;
 pub mod networks;
 mod run_loop;
 mod scheduler;
@@ -93,6 +94,12 @@ pub struct Vm {
     /// APIC virtualization, when the CPU has all of it (else every APIC access is emulated).
     apicv: Option<guest_apic::Apicv>,
     apic_stats: guest_apic::RoutingStats,
+    /// The KVM paravirtual interface is offered (`kvm-pv`): untagged VMCALL numbers are KVM's
+    /// (hypercall::route) and a HLT with interrupts disabled waits for `KVM_HC_KICK_CPU`.
+    kvm_pv: bool,
+    kvm_calls: vm::kvm_pv::hypercall::KvmCallStats,
+    /// Each vCPU's scheduling state as the KVM PV calls see it (kvm_hypercalls.rs).
+    vcpu_sched: Vec<kvm_hypercalls::Sched>,
 }
 
 // SAFETY: a `Vm` holds raw pointers only into its own guest RAM and EPT frames (GuestMemory),

@@ -193,6 +193,9 @@ pub(super) fn run_slice(
         vcpu.ept_generation = vm.memory.generation;
     }
     vcpu.last_cpu = Some(here);
+    if let Some(s) = vm.vcpu_sched.get_mut(vcpu.index) {
+        *s = kvm_hypercalls::Sched::Running;
+    }
     if let Some(cpu) = vm.vcpu_cpus.get_mut(vcpu.index) {
         // Where a kick finds it.
         *cpu = here;
@@ -350,6 +353,8 @@ pub(super) fn run_slice(
     }
     let mut x = VcpuExit { vm: &mut vm, vcpu };
     x.switch_out();
+    let me = x.vcpu.index;
+    x.vm.vcpu_sched[me] = kvm_hypercalls::Sched::after_slice(x.vcpu);
     let now = arch::rdtsc();
     let cut_for_wakeup =
         x.vcpu.state == State::Runnable && now >= x.vcpu.wake_others_at && now < x.vcpu.slice_end;

@@ -10,6 +10,7 @@
 //! its VM's budget bounds) and the frame allocator (VM creation only).
 
 use super::guest_apic::Signal;
+use super::kvm_hypercalls::Sched;
 use super::shell_ops;
 use super::*;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -378,6 +379,7 @@ fn wake_check(slot: &VmSlot, vcpu: &mut Vcpu, now: u64) -> Option<u64> {
         Signal::Startup(vector) => {
             x.vcpu.pending_startup = Some(vector);
             x.vcpu.state = State::Runnable;
+            x.vm.vcpu_sched[me] = Sched::Preempted;
             return None;
         }
         Signal::Reset => {
@@ -393,6 +395,24 @@ fn wake_check(slot: &VmSlot, vcpu: &mut Vcpu, now: u64) -> Option<u64> {
         return None;
     }
     x.vm.lapics[me].advance(now);
+    if x.vcpu.pv_unhalted || (x.vcpu.halted_irqs_off && x.vcpu.nmi_pending) {
+        // KVM_HC_KICK_CPU (PV_UNHALT) or an NMI: out of the halt, interrupts enabled or not.
+        if x.vcpu.pv_unhalted {
+            x.vm.kvm_calls.kick_woke += 1;
+        }
+        x.vcpu.pv_unhalted = false;
+        x.vcpu.halted_irqs_off = false;
+        x.vcpu.state = State::Runnable;
+        x.vm.vcpu_sched[me] = Sched::Preempted;
+        return None;
+    }
+    if x.vcpu.halted_irqs_off {
+        // Interrupts cannot wake it (SDM Vol. 2A HLT); only another vCPU's kick can.
+        if !x.vm.another_may_kick(me) && x.vcpu.vmcs.load().is_ok() {
+            x.stop(StopReason::HaltedWithInterruptsDisabled);
+        }
+        return None;
+    }
     let boot_vcpu = me == 0;
     let pic =
         boot_vcpu && x.vm.lapics[0].accepts_extint() && x.vm.platform.pending_vector().is_some();
@@ -402,13 +422,14 @@ fn wake_check(slot: &VmSlot, vcpu: &mut Vcpu, now: u64) -> Option<u64> {
         || pic
     {
         x.vcpu.state = State::Runnable;
+        x.vm.vcpu_sched[me] = Sched::Preempted;
         return None;
     }
     // Nothing can ever wake a vCPU with no timer of its own armed, no device able to
     // interrupt and no other vCPU of its VM running (which could send it an IPI or make a
     // device interrupt).
     let timer = x.vm.lapics[me].timer_deadline();
-    let can_wake = timer.is_some() || x.vm.platform.can_wake() || x.vm.vcpus_running > 1;
+    let can_wake = timer.is_some() || x.vm.platform.can_wake() || x.vm.another_may_kick(me);
     if !can_wake {
         if x.vcpu.vmcs.load().is_ok() {
             x.halt_forever();

@@ -41,6 +41,11 @@ pub struct Vcpu {
     /// A start-up IPI's vector taken in while the vCPU waited outside a slice: its start state
     /// is written when it next runs (its VMCS current).
     pub(super) pending_startup: Option<u8>,
+    /// `KVM_HC_KICK_CPU` named this vCPU: it leaves its halt, or its next HLT returns at once
+    /// (KVM's `pv_unhalted`; cleared when it does).
+    pub(super) pv_unhalted: bool,
+    /// Halted with RFLAGS.IF = 0 in a KVM PV VM: only a kick or an NMI wakes it.
+    pub(super) halted_irqs_off: bool,
     /// The IOAPIC level-vector generation this vCPU's EOI-exit bitmap was written for
     /// (apic_virtualization.rs).
     pub(super) eoi_exit_generation: u64,
