@@ -15,6 +15,7 @@ mod drivers;
 mod exit;
 mod host_irq;
 mod host_report;
+mod idle;
 mod interrupts;
 mod lapic;
 mod memory;

@@ -342,6 +342,8 @@ impl Vm {
                 pending_startup: None,
                 pv_unhalted: false,
                 halted_irqs_off: false,
+                idle_call: false,
+                pvidle_poll_control: 1,
                 eoi_exit_generation: 0,
                 debug: arch::DebugRegs::initial(),
                 xstate: xsave::ExtendedState::new(platform.xcr0_supported()),

@@ -305,6 +305,7 @@ fn hlt(vm: &mut Vm) -> Action {
         }
         vm.vcpu.halted_irqs_off = true;
     }
+    vm.vcpu.idle_call = false;
     Action::Halt
 }
 

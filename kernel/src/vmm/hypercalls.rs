@@ -88,7 +88,11 @@ impl VcpuExit<'_> {
         match outcome.action {
             HcAction::Continue => Action::Advance,
             HcAction::Yield => Action::Yield,
-            HcAction::Idle => Action::Halt,
+            HcAction::Idle => {
+                // PV idle (idle.rs): the guest says it is idle; its CPU sleeps without polling.
+                self.vcpu.idle_call = true;
+                Action::Halt
+            }
         }
     }
 }

@@ -46,6 +46,12 @@ pub struct Vcpu {
     pub(super) pv_unhalted: bool,
     /// Halted with RFLAGS.IF = 0 in a KVM PV VM: only a kick or an NMI wakes it.
     pub(super) halted_irqs_off: bool,
+    /// Its last halt was the Bulkhead IDLE hypercall (a hint to sleep at once), not HLT.
+    pub(super) idle_call: bool,
+    /// PV idle's own copy of `MSR_KVM_POLL_CONTROL` (reset value 1: host polling allowed), read
+    /// through [`Vcpu::pvidle_poll_control`]; the PV MSR emulation (branch kvmpv) owns the MSR
+    /// and its `Vcpu::poll_control()` replaces this when merged.
+    pub(super) pvidle_poll_control: u64,
     /// The IOAPIC level-vector generation this vCPU's EOI-exit bitmap was written for
     /// (apic_virtualization.rs).
     pub(super) eoi_exit_generation: u64,
@@ -76,6 +82,23 @@ impl Vcpu {
     /// Halted or waiting for a start-up IPI: the scheduler checks it for a wake-up.
     pub(super) fn sleeps(&self) -> bool {
         matches!(self.state, State::Halted | State::WaitForSipi)
+    }
+
+    /// The guest's `MSR_KVM_POLL_CONTROL` (Documentation/virt/kvm/x86/msr.rst: bit 0 = 1 lets
+    /// the host poll before it sleeps a halted vCPU's CPU; `cpuidle-haltpoll` clears it, as
+    /// the guest polls itself). To be reconciled with `Vcpu::poll_control()` of branch kvmpv.
+    pub(super) fn pvidle_poll_control(&self) -> u64 {
+        self.pvidle_poll_control
+    }
+
+    /// Whether this halted vCPU lets its CPU poll for a wake-up before sleeping (PV idle): it
+    /// halted with HLT (the IDLE hypercall asks for sleep at once) and its guest left host
+    /// polling on.
+    pub(super) fn host_polls(&self) -> bool {
+        const POLL_CONTROL_HOST_POLLING: u64 = 1 << 0;
+        self.state == State::Halted
+            && !self.idle_call
+            && self.pvidle_poll_control() & POLL_CONTROL_HOST_POLLING != 0
     }
 
     /// When this slice ends: its time is up, or a halted vCPU's device fires.
