@@ -49,13 +49,14 @@ USAGE:
       IMG defaults to target/images/bulkhead-{bios,uefi}.img for the platform.
       Exit status: the kernel's exit status (docs/exit-status.md), 124 on timeout,
       125 when the emulator stopped without the kernel's verdict, 2 on usage errors.
-  bulkhead-boot bench [--cpu MODEL] [--cpus N] [--out FILE.json] [--smoke] [--only irq|net]
+  bulkhead-boot bench [--cpu MODEL] [--cpus N] [--out FILE.json] [--smoke] [--only irq|net|idle]
       Build what the benchmarks need, run them in Bochs (exit round trips, virtio-blk and
       virtio-net, Linux under Bulkhead and on bare Bochs, image sizes, per-VM memory), print
       a markdown table and write the figures as JSON to FILE (default target/bench/bench.json).
       --smoke runs only the exit round trips and sizes (other rows marked skipped);
       --only irq only the interrupt-platform rows (local APIC and IOAPIC, SMP Linux);
-      --only net only the network rows (two Linux VMs on a network, the e1000 uplink).
+      --only net only the network rows (two Linux VMs on a network, the e1000 uplink);
+      --only idle only the PV idle rows (an idle 2-vCPU Linux: exits/s, host sleep residency).
       Exit status 1 when a figure that should have been measured is missing.
   bulkhead-boot platforms
       Say which platforms this machine can run, and the Bochs CPU models with VMX.
@@ -288,9 +289,10 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
                 None => bulkhead_boot::bench::run_bench(&opts)?,
                 Some("irq") => bulkhead_boot::bench::irq::run_only(&opts)?,
                 Some("net") => bulkhead_boot::bench::net::run_only(&opts)?,
+                Some("idle") => bulkhead_boot::bench::pvidle::run_only(&opts)?,
                 Some(other) => {
                     return Err(BootError::Usage(format!(
-                        "--only takes 'irq' (the interrupt-platform rows) or 'net' (the network rows), not '{other}'"
+                        "--only takes 'irq' (the interrupt-platform rows), 'net' (the network rows) or 'idle' (the PV idle rows), not '{other}'"
                     )))
                 }
             };

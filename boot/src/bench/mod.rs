@@ -253,6 +253,7 @@ pub fn format_value(v: f64) -> String {
 mod figures;
 pub mod irq;
 pub mod net;
+pub mod pvidle;
 pub mod smp;
 
 pub use figures::*;
@@ -579,6 +580,7 @@ pub fn run_bench(o: &Options) -> Result<Report, BootError> {
     }
 
     figures.extend(irq::run(o)?);
+    figures.extend(pvidle::run(o)?);
 
     let (virtio, bulkhead_linux, bare_linux, hvc0_linux) = if o.smoke {
         (None, None, None, None)
