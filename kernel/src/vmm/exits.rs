@@ -299,12 +299,11 @@ fn hlt(vm: &mut Vm) -> Action {
     let rflags = vmcs::read_exit(F::GUEST_RFLAGS);
     // With IF = 0 only NMI, SMI or INIT could wake the CPU (SDM Vol. 2A HLT); Bulkhead
     // sends none of them to guests (an NMI only through the guest's own IPIs).
-    if rflags & RFLAGS_IF == 0 {
-        if !vm.kvm_pv || !vm.another_may_kick(vm.vcpu.index) {
-            return Action::Stop(StopReason::HaltedWithInterruptsDisabled);
-        }
-        vm.vcpu.halted_irqs_off = true;
+    let irqs_off = rflags & RFLAGS_IF == 0;
+    if irqs_off && (!vm.kvm_pv || !vm.another_may_kick(vm.vcpu.index)) {
+        return Action::Stop(StopReason::HaltedWithInterruptsDisabled);
     }
+    vm.vcpu.halted_irqs_off = irqs_off;
     vm.vcpu.idle_call = false;
     Action::Halt
 }

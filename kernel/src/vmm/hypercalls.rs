@@ -91,6 +91,7 @@ impl VcpuExit<'_> {
             HcAction::Idle => {
                 // PV idle (idle.rs): the guest says it is idle; its CPU sleeps without polling.
                 self.vcpu.idle_call = true;
+                self.vcpu.halted_irqs_off = false;
                 Action::Halt
             }
         }

@@ -39,6 +39,8 @@ impl VcpuExit<'_> {
         let _ = vmcs::write_guest(vmcs::guest_field!(VM_ENTRY_INTERRUPTION_INFO), 0);
         self.vcpu.regs = GuestRegs::default();
         self.vcpu.deferred_event = None;
+        self.vcpu.halted_irqs_off = false;
+        self.vcpu.pv_unhalted = false;
         self.vcpu.state = State::Runnable;
         self.vcpu.stats.startups += 1;
         Ok(())
