@@ -370,6 +370,8 @@ pub fn build_guests() -> Result<PathBuf, BootError> {
                 || name == "rt-latency"
                 || name == "noisy"
                 || name == "apic"
+                || name == "kvm-hc"
+                || name == "idle"
                 || name.starts_with("hostile-")
                 || name == "virtio-client"
                 || name == "fuzz");

@@ -170,6 +170,38 @@ pub fn wait_for_interrupt() {
     unsafe { asm!("sti; hlt; cli", options(nomem, nostack)) };
 }
 
+/// Arms address monitoring on the line holding `addr` (MONITOR, SDM Vol. 2B: RAX = address,
+/// ECX = extensions 0, EDX = hints 0).
+///
+/// # Safety
+/// The CPU must have MONITOR/MWAIT (CPUID.01H:ECX[3]); `addr` must be mapped (a fault is
+/// taken on the linear address).
+pub unsafe fn monitor(addr: *const u8) {
+    // SAFETY: the caller guarantees the instruction exists and the address is mapped.
+    unsafe { asm!("monitor", in("rax") addr, in("ecx") 0u32, in("edx") 0u32, options(nostack)) };
+}
+
+/// Enables interrupts and waits in MWAIT with hint `hint` (EAX; SDM Vol. 2B MWAIT Table 4-12)
+/// until the monitored line is written or an interrupt arrives, then disables interrupts
+/// again (STI's one-instruction shadow makes STI; MWAIT atomic, as for HLT: SDM Vol. 2B STI).
+///
+/// # Safety
+/// The CPU must have MONITOR/MWAIT, [`monitor`] must have armed a line, and the IDT must
+/// handle every vector that can reach this CPU (as for [`wait_for_interrupt`]).
+pub unsafe fn mwait(hint: u8) {
+    // SAFETY: the caller guarantees the instruction exists and interrupts are handled.
+    unsafe {
+        asm!("sti; mwait; cli", in("eax") u32::from(hint), in("ecx") 0u32, options(nomem, nostack))
+    };
+}
+
+/// Lets interrupts already pending in (STI; NOP; CLI): an idle CPU woken through its
+/// monitored line takes the kick IPI that follows here, not in its next guest.
+pub fn interrupt_window() {
+    // SAFETY: as for `wait_for_interrupt`: every vector that can reach this CPU is handled.
+    unsafe { asm!("sti; nop; cli", options(nomem, nostack)) };
+}
+
 /// Disables interrupts and halts forever (the end of a run on real hardware).
 pub fn halt_forever() -> ! {
     loop {

@@ -275,6 +275,8 @@ pub fn init() {
         // SAFETY: both stubs above return with IRETQ after restoring what they changed.
         unsafe {
             idt[crate::lapic::KICK_VECTOR].set_handler_addr(stub_addr(bulkhead_kick_entry));
+            // The idle timer (idle.rs) only wakes the CPU too.
+            idt[crate::lapic::IDLE_TIMER_VECTOR].set_handler_addr(stub_addr(bulkhead_kick_entry));
             idt[crate::lapic::SPURIOUS_VECTOR].set_handler_addr(stub_addr(bulkhead_spurious_entry));
         }
         idt
@@ -305,7 +307,8 @@ extern "C" {
     fn bulkhead_spurious_entry();
 }
 
-/// A kick IPI (crate::lapic::KICK_VECTOR): it only wakes the CPU; end it.
+/// A kick IPI (crate::lapic::KICK_VECTOR) or the idle timer (IDLE_TIMER_VECTOR): it only
+/// wakes the CPU; end it.
 extern "C" fn kick_handler() {
     // A kick arrives only once the APIC is set up (it is what sent it).
     let _ = crate::lapic::eoi();

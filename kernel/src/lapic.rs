@@ -24,6 +24,7 @@ enum Reg {
     ErrorStatus = 0x280,
     IcrLow = 0x300,
     IcrHigh = 0x310,
+    LvtTimer = 0x320,
 }
 
 impl Reg {
@@ -38,6 +39,11 @@ const SVR_ENABLE: u32 = 1 << 8;
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 /// The vector of the IPI that wakes a halted CPU or makes a running one exit (a kick).
 pub const KICK_VECTOR: u8 = 0xf0;
+/// The vector of the local APIC timer that ends an idle CPU's sleep (idle.rs).
+pub const IDLE_TIMER_VECTOR: u8 = 0xf1;
+/// LVT timer mode bits 18:17 = 10b: TSC-deadline (SDM Vol. 3A §11.5.1 Figure 11-8,
+/// §11.5.4.1).
+const LVT_TIMER_TSC_DEADLINE: u32 = 0b10 << 17;
 
 /// ICR fields (SDM Vol. 3A §11.6.1 Figure 11-12).
 const ICR_DELIVERY_INIT: u32 = 0b101 << 8;
@@ -243,6 +249,39 @@ pub fn send_kick(dest: u32) {
             ICR_DELIVERY_FIXED | ICR_LEVEL_ASSERT | u32::from(KICK_VECTOR),
         )
     };
+}
+
+/// Whether the local APIC timer has TSC-deadline mode (CPUID.01H:ECX[24], SDM Vol. 3A
+/// §11.5.4.1).
+pub fn has_tsc_deadline() -> bool {
+    arch::cpuid(1, 0)[2] & (1 << 24) != 0
+}
+
+/// Arms this CPU's local APIC timer to raise [`IDLE_TIMER_VECTOR`] when the TSC reaches
+/// `deadline` (TSC-deadline mode: the LVT timer entry first, then IA32_TSC_DEADLINE, SDM Vol.
+/// 3A §11.5.4.1; a deadline already past fires at once).
+///
+/// # Safety
+/// The CPU must have TSC-deadline mode ([`has_tsc_deadline`]) and the IDT must handle the
+/// vector (interrupts.rs).
+pub unsafe fn arm_deadline(deadline: u64) {
+    // SAFETY: the caller guarantees the mode exists; the vector's handler only sends EOI.
+    unsafe {
+        write(
+            Reg::LvtTimer,
+            LVT_TIMER_TSC_DEADLINE | u32::from(IDLE_TIMER_VECTOR),
+        );
+        arch::wrmsr(Msr::IA32_TSC_DEADLINE, deadline.max(1));
+    }
+}
+
+/// Disarms the TSC-deadline timer (writing 0, SDM Vol. 3A §11.5.4.1).
+///
+/// # Safety
+/// As for [`arm_deadline`].
+pub unsafe fn disarm_deadline() {
+    // SAFETY: the caller guarantees the MSR exists; 0 only disarms.
+    unsafe { arch::wrmsr(Msr::IA32_TSC_DEADLINE, 0) };
 }
 
 /// Clears the error-status register (written before reading, §11.5.3).

@@ -16,6 +16,7 @@ mod exit;
 mod host_irq;
 mod host_report;
 mod host_rtc;
+mod idle;
 mod interrupts;
 mod lapic;
 mod memory;

@@ -45,6 +45,12 @@ pub fn set_tsc_hz(tsc_hz: u64) {
     );
 }
 
+/// When console input is next read (TSC): an idle console-draining CPU wakes for it
+/// (idle.rs), so the UART's receive FIFO never overruns.
+pub fn next_poll() -> u64 {
+    NEXT_POLL.load(Ordering::Relaxed)
+}
+
 /// Reads console input and runs the shell if its polling interval has passed: one atomic
 /// load otherwise. Only the console-draining CPU calls it.
 pub fn poll_if_due(now: u64) {

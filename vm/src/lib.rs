@@ -17,6 +17,7 @@ pub mod cpuid;
 pub mod devices;
 pub mod elf;
 pub mod features;
+pub mod idle;
 pub mod insn;
 pub mod io;
 pub mod kvm_pv;

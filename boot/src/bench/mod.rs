@@ -257,6 +257,7 @@ mod figures;
 pub mod irq;
 pub mod kvmclock;
 pub mod net;
+pub mod pvidle;
 pub mod smp;
 pub mod store;
 
@@ -623,6 +624,7 @@ pub fn run_bench(o: &Options) -> Result<Report, BootError> {
 
     figures.extend(irq::run(o)?);
     figures.extend(kvmclock::run(o)?);
+    figures.extend(pvidle::run(o)?);
     figures.extend(debian::run(o)?);
 
     let (virtio, bulkhead_linux, bare_linux, hvc0_linux) = if o.smoke {

@@ -164,6 +164,12 @@ pub fn attach(net: &Arc<Network>) -> Result<String, String> {
     ))
 }
 
+/// Whether the NIC is an uplink (its rings are polled while the CPU idles).
+pub fn has_uplink() -> bool {
+    NIC.try_lock()
+        .is_none_or(|g| g.as_ref().is_some_and(|n| n.uplink.is_some()))
+}
+
 /// One bounded round: frames the switch queued for the uplink go to the NIC's transmit
 /// ring (as many as it has free descriptors), received frames go into the switch (at most
 /// a ring's worth), and the ports that got frames are told. Called by the scheduler.

@@ -266,6 +266,18 @@ fn report(drive: &str, s: &Store) {
     }
 }
 
+/// Whether some device has work in flight (a storage request, an uplink NIC's rings): the
+/// console-draining CPU then keeps polling at its idle poll period instead of sleeping long.
+pub fn busy() -> bool {
+    if e1000::has_uplink() {
+        return true;
+    }
+    STORAGE.try_lock().is_none_or(|g| {
+        g.as_ref()
+            .is_some_and(|s| s.devices.iter().any(|d| !d.idle()))
+    })
+}
+
 /// Advances every device by one bounded step and keeps what completed for its submitter;
 /// moves the uplink NIC's frames. Called by the scheduler between slices.
 pub fn poll() {

@@ -334,7 +334,21 @@ pub fn online() -> Vec<usize> {
 
 /// When the last kick to each CPU was sent (TSC; 0 when none is outstanding): the receiving
 /// CPU's kick exit measures the kick's latency from it.
-static KICK_SENT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static KICK_SENT: [KickSlot; MAX_CPUS] = [const { KickSlot(AtomicU64::new(0)) }; MAX_CPUS];
+
+/// One CPU's kick word on a line of its own: an idle CPU MONITORs it (idle.rs), and a write
+/// anywhere in the monitored range wakes MWAIT (SDM Vol. 2B MONITOR), so no other CPU's word
+/// may share it. 128 bytes covers the largest monitor line CPUID.05H:EBX reports on the
+/// models Bulkhead runs on (64) and adjacent-line prefetch pairs.
+#[repr(align(128))]
+struct KickSlot(AtomicU64);
+
+impl core::ops::Deref for KickSlot {
+    type Target = AtomicU64;
+    fn deref(&self) -> &AtomicU64 {
+        &self.0
+    }
+}
 
 /// Wakes CPU `index` with the kick IPI: a halted CPU wakes; one running a guest takes an
 /// external-interrupt exit.
@@ -356,6 +370,22 @@ pub fn kick_received() -> Option<u64> {
     let me = crate::percpu::current().index();
     let sent = KICK_SENT.get(me)?.swap(0, Ordering::Relaxed);
     (sent != 0).then(|| arch::rdtsc().saturating_sub(sent))
+}
+
+/// Whether a kick to this CPU was sent and not yet received or absorbed, and the word a kick
+/// writes first (an idle CPU monitors it: idle.rs).
+pub fn kick_pending() -> bool {
+    let me = crate::percpu::current().index();
+    KICK_SENT
+        .get(me)
+        .is_some_and(|s| s.load(Ordering::Relaxed) != 0)
+}
+
+/// The word [`kick`] writes for this CPU before its IPI (MONITOR's target in idle.rs).
+pub fn kick_word() -> Option<&'static AtomicU64> {
+    KICK_SENT
+        .get(crate::percpu::current().index())
+        .map(|s| &s.0)
 }
 
 /// Forgets a kick to this CPU that arrived while it idled (every vCPU here halted): its

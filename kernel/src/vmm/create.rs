@@ -342,6 +342,9 @@ impl Vm {
                 deferred_event: None,
                 nmi_pending: false,
                 pending_startup: None,
+                pv_unhalted: false,
+                halted_irqs_off: false,
+                idle_call: false,
                 eoi_exit_generation: 0,
                 debug: arch::DebugRegs::initial(),
                 xstate: xsave::ExtendedState::new(platform.xcr0_supported()),
@@ -412,6 +415,12 @@ impl Vm {
             apic_stats: guest_apic::RoutingStats::default(),
             kvm_pv,
             kvm_pv_counters: kvm_pv::PvCounters::default(),
+            kvm_pv_offered: config.kvm_pv,
+            kvm_calls: Default::default(),
+            vcpu_sched: vcpus
+                .iter()
+                .map(kvm_hypercalls::Sched::after_slice)
+                .collect(),
         };
         Ok((vm, vcpus))
     }

@@ -134,7 +134,7 @@ pub fn dispatch(vm: &mut Vm, info: &ExitInfo) -> Action {
         ExitReason::TripleFault => Action::Stop(StopReason::TripleFault),
         ExitReason::InterruptWindow => vm.interrupt_window(),
         ExitReason::Cpuid => cpuid(vm),
-        ExitReason::Hlt => hlt(),
+        ExitReason::Hlt => hlt(vm),
         ExitReason::Vmcall => vm.hypercall(),
         ExitReason::ControlRegisterAccess => cr_access(vm, info),
         ExitReason::IoInstruction => io(vm, info),
@@ -286,14 +286,25 @@ fn cpuid(vm: &mut Vm) -> Action {
 const RFLAGS_IF: u64 = 1 << 9;
 
 /// HLT (reason 12): sleep until an interrupt is pending; with interrupts disabled nothing can
-/// ever wake the vCPU, so the VM has powered itself off.
-fn hlt() -> Action {
+/// ever wake the vCPU, so the VM has powered itself off. In a KVM PV VM (PV_UNHALT) a
+/// `KVM_HC_KICK_CPU` wakes it too: a kick that came first makes HLT return at once, and a HLT
+/// with IF = 0 waits for a kick while another vCPU may still send one (Linux's `kvm_wait`).
+fn hlt(vm: &mut Vm) -> Action {
+    if vm.vcpu.pv_unhalted {
+        // The kick ends this halt instead of the one it came too early for.
+        vm.vcpu.pv_unhalted = false;
+        vm.kvm_calls.kick_woke += 1;
+        return Action::Advance;
+    }
     let rflags = vmcs::read_exit(F::GUEST_RFLAGS);
     // With IF = 0 only NMI, SMI or INIT could wake the CPU (SDM Vol. 2A HLT); Bulkhead
-    // sends none of them to guests.
-    if rflags & RFLAGS_IF == 0 {
+    // sends none of them to guests (an NMI only through the guest's own IPIs).
+    let irqs_off = rflags & RFLAGS_IF == 0;
+    if irqs_off && (!vm.kvm_pv_offered || !vm.another_may_kick(vm.vcpu.index)) {
         return Action::Stop(StopReason::HaltedWithInterruptsDisabled);
     }
+    vm.vcpu.halted_irqs_off = irqs_off;
+    vm.vcpu.idle_call = false;
     Action::Halt
 }
 

@@ -93,12 +93,14 @@ pub struct Inbox {
     pub init: bool,
     /// The vector of the latest start-up IPI.
     pub sipi: Option<u8>,
+    /// `KVM_HC_KICK_CPU` (kvm_hypercalls.rs): leave the halt.
+    pub unhalt: bool,
 }
 
 impl Inbox {
     /// Whether anything waits here.
     pub fn is_empty(&self) -> bool {
-        self.fixed.is_empty() && !self.nmi && !self.init && self.sipi.is_none()
+        self.fixed.is_empty() && !self.nmi && !self.init && self.sipi.is_none() && !self.unhalt
     }
 }
 
@@ -335,6 +337,9 @@ impl VcpuExit<'_> {
         }
         if inbox.nmi {
             self.vcpu.nmi_pending = true;
+        }
+        if inbox.unhalt {
+            self.vcpu.pv_unhalted = true;
         }
         if inbox.init && index == 0 {
             return Signal::Reset;

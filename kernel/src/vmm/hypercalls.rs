@@ -1,6 +1,7 @@
 //! VMCALL: the hypercall ABI (docs/hypercall-abi.md) against one VM.
 
 use super::*;
+use hypercall::route::Abi;
 
 /// The hypercall dispatcher's view of one VM.
 struct HcHost<'a> {
@@ -56,13 +57,19 @@ impl VcpuExit<'_> {
             rsi: r.rsi,
         };
         let regs = if long { regs } else { regs.low32() };
-        // A Bulkhead call may carry the ABI tag (docs/hypercall-abi.md §9.2); no VM is offered
-        // KVM's interface yet, so every call is Bulkhead's.
-        let regs = HcRegs {
-            rax: hypercall::route::untag(regs.rax),
-            ..regs
-        };
+        // The CPL is the DPL of SS (SDM Vol. 3A §5.5; access rights bits 6:5, SDM Vol. 3C
+        // §25.4.1).
         let cpl = ((vmcs::read_exit(F::GUEST_SS_ACCESS_RIGHTS) >> 5) & 3) as u8;
+        // A Bulkhead call may carry the ABI tag (docs/hypercall-abi.md §9.2); in a VM offered
+        // KVM's interface an untagged number is KVM's.
+        let nr = match hypercall::route::route(regs.rax, self.vm.kvm_pv_offered) {
+            Abi::Bulkhead(nr) => nr,
+            Abi::Kvm(nr) => {
+                let args = [regs.rbx, regs.rcx, regs.rdx, regs.rsi];
+                return self.kvm_hypercall(nr, args, cpl, long);
+            }
+        };
+        let regs = HcRegs { rax: nr, ..regs };
         let outcome = {
             let vm = &mut *self.vm;
             let mut host = HcHost {
@@ -81,7 +88,12 @@ impl VcpuExit<'_> {
         match outcome.action {
             HcAction::Continue => Action::Advance,
             HcAction::Yield => Action::Yield,
-            HcAction::Idle => Action::Halt,
+            HcAction::Idle => {
+                // PV idle (idle.rs): the guest says it is idle; its CPU sleeps without polling.
+                self.vcpu.idle_call = true;
+                self.vcpu.halted_irqs_off = false;
+                Action::Halt
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ mod guest_apic;
 mod guest_memory;
 mod hypercalls;
 mod inject;
+mod kvm_hypercalls;
 mod kvm_pv;
 pub mod networks;
 mod run_loop;
@@ -97,6 +98,12 @@ pub struct Vm {
     /// The KVM paravirtual interface's state (kvm_pv.rs), for a VM with `kvm-pv`.
     kvm_pv: Option<vm::kvm_pv::state::VmPv>,
     kvm_pv_counters: kvm_pv::PvCounters,
+    /// The KVM paravirtual interface is offered (`kvm-pv`): untagged VMCALL numbers are KVM's
+    /// (hypercall::route) and a HLT with interrupts disabled waits for `KVM_HC_KICK_CPU`.
+    kvm_pv_offered: bool,
+    kvm_calls: vm::kvm_pv::hypercall::KvmCallStats,
+    /// Each vCPU's scheduling state as the KVM PV calls see it (kvm_hypercalls.rs).
+    vcpu_sched: Vec<kvm_hypercalls::Sched>,
 }
 
 // SAFETY: a `Vm` holds raw pointers only into its own guest RAM and EPT frames (GuestMemory),

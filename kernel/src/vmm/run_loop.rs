@@ -39,6 +39,8 @@ impl VcpuExit<'_> {
         let _ = vmcs::write_guest(vmcs::guest_field!(VM_ENTRY_INTERRUPTION_INFO), 0);
         self.vcpu.regs = GuestRegs::default();
         self.vcpu.deferred_event = None;
+        self.vcpu.halted_irqs_off = false;
+        self.vcpu.pv_unhalted = false;
         self.vcpu.state = State::Runnable;
         self.vcpu.stats.startups += 1;
         Ok(())
@@ -195,6 +197,9 @@ pub(super) fn run_slice(
         VcpuExit { vm: &mut vm, vcpu }.kvm_pv_clock_changed();
     }
     vcpu.last_cpu = Some(here);
+    if let Some(s) = vm.vcpu_sched.get_mut(vcpu.index) {
+        *s = kvm_hypercalls::Sched::Running;
+    }
     if let Some(cpu) = vm.vcpu_cpus.get_mut(vcpu.index) {
         // Where a kick finds it.
         *cpu = here;
@@ -362,6 +367,8 @@ pub(super) fn run_slice(
     }
     let mut x = VcpuExit { vm: &mut vm, vcpu };
     x.switch_out();
+    let me = x.vcpu.index;
+    x.vm.vcpu_sched[me] = kvm_hypercalls::Sched::after_slice(x.vcpu);
     let now = arch::rdtsc();
     x.kvm_pv_slice_end(now);
     let cut_for_wakeup =

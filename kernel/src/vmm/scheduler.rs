@@ -10,6 +10,7 @@
 //! its VM's budget bounds) and the frame allocator (VM creation only).
 
 use super::guest_apic::Signal;
+use super::kvm_hypercalls::Sched;
 use super::shell_ops;
 use super::*;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -86,7 +87,10 @@ static PUBLISHED: AtomicBool = AtomicBool::new(false);
 
 /// A VM's last vCPU stopped (its report is printed).
 pub(super) fn vm_finished() {
-    RUNNING_VMS.fetch_sub(1, Ordering::AcqRel);
+    if RUNNING_VMS.fetch_sub(1, Ordering::AcqRel) == 1 && crate::percpu::current().index() != 0 {
+        // The boot CPU may be asleep waiting for the last VM (PV idle): wake it to end the run.
+        crate::smp::kick(0);
+    }
 }
 
 /// Whether the VMs are placed and this CPU has vCPUs to run (application processors poll this
@@ -105,6 +109,7 @@ pub fn run(
     tsc_hz: u64,
 ) -> (usize, usize) {
     let online: Vec<u32> = crate::smp::online().iter().map(|&c| c as u32).collect();
+    crate::idle::init(tsc_hz);
     let requests: Vec<VmRequest<'_>> = config.vms.iter().map(VmRequest::from).collect();
     let plan = match placement::plan(&requests, &online) {
         Ok(plan) => plan,
@@ -191,7 +196,17 @@ pub fn run(
         crate::serial::pump_if_due(arch::rdtsc());
         crate::shell::poll_if_due(arch::rdtsc());
         crate::drivers::poll();
-        core::hint::spin_loop();
+        // No vCPU of its own left: PV idle until the console or a driver needs it, woken by
+        // the kick of the VM that stops last.
+        crate::smp::kick_absorbed();
+        crate::idle::wait(idle_until(arch::rdtsc(), None, true, tsc_hz), false);
+    }
+    // PV idle's accounting per CPU (idle.rs): residency per sleep state, polls, wake-ups.
+    for &cpu in &online {
+        info!(
+            "cpu {cpu}: {}",
+            crate::idle::stats(cpu as usize).line(tsc_hz)
+        );
     }
     let (size, high_water) = memory::heap_size_and_high_water();
     info!(
@@ -231,8 +246,6 @@ pub fn run_this_cpu() {
     // A halted vCPU's timer may cut another vCPU's slice at most this often (100 µs): the PIT
     // model coalesces the ticks in between into one interrupt, as for any missed tick.
     let min_wake = tsc_hz / 10_000;
-    // While idle, this CPU looks for wake-ups from other CPUs this often (20 µs).
-    let poll = tsc_hz / 50_000;
     let shared_pool = POOL_SHARED.load(Ordering::Relaxed);
     let mut next = 0;
     let mut next_pool = 0;
@@ -259,13 +272,17 @@ pub fn run_this_cpu() {
         }
         let now = arch::rdtsc();
         let mut earliest: Option<u64> = None;
-        let mut note = |d: Option<u64>| {
-            if let Some(d) = d {
-                earliest = Some(earliest.map_or(d, |e: u64| e.min(d)));
-            }
+        // Queued device work of a sleeping vCPU's VM (done in its wake-up check) and whether
+        // some sleeping vCPU lets the host poll before sleeping (idle.rs).
+        let mut work_due: Option<u64> = None;
+        let mut host_poll = false;
+        let mut note = |w: Wake, host_polls: bool| {
+            earliest = run_loop::min_deadline(earliest, w.deadline);
+            work_due = run_loop::min_deadline(work_due, w.work_due);
+            host_poll |= host_polls;
         };
         for (slot, vcpu) in vcpus.iter_mut().filter(|(_, v)| v.sleeps()) {
-            note(wake_check(slot, vcpu, now));
+            note(wake_check(slot, vcpu, now), vcpu.host_polls());
             if matches!(vcpu.state, State::Stopped(_)) {
                 slot.publish(vcpu);
             }
@@ -273,7 +290,7 @@ pub fn run_this_cpu() {
         for &(s, k) in pool {
             if let Some(mut v) = vms[s].vcpus[k].try_lock() {
                 if v.sleeps() {
-                    note(wake_check(&vms[s], &mut v, now));
+                    note(wake_check(&vms[s], &mut v, now), v.host_polls());
                     if matches!(v.state, State::Stopped(_)) {
                         vms[s].publish(&v);
                     }
@@ -331,25 +348,50 @@ pub fn run_this_cpu() {
             };
             continue;
         }
-        // Everything here is halted (or stopped, or running elsewhere): wait for the earliest
-        // device deadline, looking for wake-ups other CPUs cause meanwhile.
-        let until = earliest.unwrap_or(u64::MAX).min(now.saturating_add(poll));
+        // Everything here is halted (or stopped, or running elsewhere): PV idle (idle.rs)
+        // sleeps until the earliest device deadline or queued device work, woken early by
+        // kicks from other CPUs. The console-draining CPU also wakes for console output and
+        // input and, while a block or network driver has work in flight, every `poll`; any
+        // CPU at least every `idle_bound` (a wake-up no kick announced).
+        let until = idle_until(
+            now,
+            run_loop::min_deadline(earliest, work_due),
+            mine.pumps,
+            tsc_hz,
+        );
         // A kick that reaches this CPU now finds no guest to take out of: the wake-up checks
         // serve it, and its latency must not count this idle time.
         crate::smp::kick_absorbed();
-        loop {
-            let now = arch::rdtsc();
-            if now >= until {
-                break;
-            }
-            if mine.pumps {
-                crate::serial::pump_if_due(now);
-                crate::shell::poll_if_due(now);
-                crate::drivers::poll();
-            }
-            core::hint::spin_loop();
+        crate::idle::wait(until, host_poll);
+        crate::smp::kick_absorbed();
+    }
+}
+
+/// Until when an idle CPU may sleep (PV idle, idle.rs): its earliest deadline (a sleeping
+/// vCPU's timer, queued device work), for the console-draining CPU also the next console
+/// output and input pass and, while a block or network driver has work in flight, 20 µs; any
+/// CPU at least every 10 ms (a wake-up no kick announced).
+fn idle_until(now: u64, deadline: Option<u64>, pumps: bool, tsc_hz: u64) -> u64 {
+    let mut until = deadline
+        .unwrap_or(u64::MAX)
+        .min(now.saturating_add(tsc_hz / 100));
+    if pumps {
+        until = until
+            .min(crate::serial::next_pump().unwrap_or(u64::MAX))
+            .min(crate::shell::next_poll());
+        if crate::drivers::busy() {
+            until = until.min(now.saturating_add(tsc_hz / 50_000));
         }
     }
+    until
+}
+
+/// What a wake-up check found for a sleeping vCPU.
+struct Wake {
+    /// Its next wake-up deadline (its timers).
+    deadline: Option<u64>,
+    /// When its VM's queued device work is next due (done in the next check).
+    work_due: Option<u64>,
 }
 
 /// A halted vCPU, or one waiting for a start-up IPI: does its VM's device work, brings the
@@ -357,9 +399,18 @@ pub fn run_this_cpu() {
 /// (guest_apic.rs) and makes it runnable when an interrupt is pending for it or a start-up IPI
 /// came; stops it when nothing can ever wake it, or when its VM is stopping. Returns its next
 /// wake-up deadline.
-fn wake_check(slot: &VmSlot, vcpu: &mut Vcpu, now: u64) -> Option<u64> {
+fn wake_check(slot: &VmSlot, vcpu: &mut Vcpu, now: u64) -> Wake {
     let mut vm = slot.vm.lock();
-    let mut x = VcpuExit { vm: &mut vm, vcpu };
+    let deadline = wake_check_locked(&mut vm, vcpu, now);
+    Wake {
+        deadline,
+        work_due: vm.platform.virtio.work_due(),
+    }
+}
+
+/// [`wake_check`] under the VM's lock: the vCPU's own next wake-up deadline.
+fn wake_check_locked(vm: &mut Vm, vcpu: &mut Vcpu, now: u64) -> Option<u64> {
+    let mut x = VcpuExit { vm, vcpu };
     if let Some(reason) = x.vm.stopping {
         if x.vcpu.vmcs.load().is_ok() {
             x.stop(reason);
@@ -378,6 +429,7 @@ fn wake_check(slot: &VmSlot, vcpu: &mut Vcpu, now: u64) -> Option<u64> {
         Signal::Startup(vector) => {
             x.vcpu.pending_startup = Some(vector);
             x.vcpu.state = State::Runnable;
+            x.vm.vcpu_sched[me] = Sched::Preempted;
             return None;
         }
         Signal::Reset => {
@@ -393,6 +445,24 @@ fn wake_check(slot: &VmSlot, vcpu: &mut Vcpu, now: u64) -> Option<u64> {
         return None;
     }
     x.vm.lapics[me].advance(now);
+    if x.vcpu.pv_unhalted || (x.vcpu.halted_irqs_off && x.vcpu.nmi_pending) {
+        // KVM_HC_KICK_CPU (PV_UNHALT) or an NMI: out of the halt, interrupts enabled or not.
+        if x.vcpu.pv_unhalted {
+            x.vm.kvm_calls.kick_woke += 1;
+        }
+        x.vcpu.pv_unhalted = false;
+        x.vcpu.halted_irqs_off = false;
+        x.vcpu.state = State::Runnable;
+        x.vm.vcpu_sched[me] = Sched::Preempted;
+        return None;
+    }
+    if x.vcpu.halted_irqs_off {
+        // Interrupts cannot wake it (SDM Vol. 2A HLT); only another vCPU's kick can.
+        if !x.vm.another_may_kick(me) && x.vcpu.vmcs.load().is_ok() {
+            x.stop(StopReason::HaltedWithInterruptsDisabled);
+        }
+        return None;
+    }
     let boot_vcpu = me == 0;
     let pic =
         boot_vcpu && x.vm.lapics[0].accepts_extint() && x.vm.platform.pending_vector().is_some();
@@ -402,13 +472,14 @@ fn wake_check(slot: &VmSlot, vcpu: &mut Vcpu, now: u64) -> Option<u64> {
         || pic
     {
         x.vcpu.state = State::Runnable;
+        x.vm.vcpu_sched[me] = Sched::Preempted;
         return None;
     }
     // Nothing can ever wake a vCPU with no timer of its own armed, no device able to
     // interrupt and no other vCPU of its VM running (which could send it an IPI or make a
     // device interrupt).
     let timer = x.vm.lapics[me].timer_deadline();
-    let can_wake = timer.is_some() || x.vm.platform.can_wake() || x.vm.vcpus_running > 1;
+    let can_wake = timer.is_some() || x.vm.platform.can_wake() || x.vm.another_may_kick(me);
     if !can_wake {
         if x.vcpu.vmcs.load().is_ok() {
             x.halt_forever();

@@ -19,6 +19,8 @@ impl VcpuExit<'_> {
             return;
         }
         self.vcpu.state = State::Stopped(reason);
+        let me = self.vcpu.index;
+        self.vm.vcpu_sched[me] = super::kvm_hypercalls::Sched::Stopped;
         if self.vcpu.pooled {
             scheduler::pool_vcpu_stopped();
         }
@@ -96,6 +98,9 @@ impl Vm {
             lines.double_routed,
             lines.overflowed
         );
+        if self.kvm_calls.any() {
+            info!("vm {name}: {}", self.kvm_calls);
+        }
         info!(
             "vm {name}: device work: rounds={} ticks={}",
             self.platform.virtio.work.rounds, self.platform.virtio.work.ticks

@@ -41,6 +41,13 @@ pub struct Vcpu {
     /// A start-up IPI's vector taken in while the vCPU waited outside a slice: its start state
     /// is written when it next runs (its VMCS current).
     pub(super) pending_startup: Option<u8>,
+    /// `KVM_HC_KICK_CPU` named this vCPU: it leaves its halt, or its next HLT returns at once
+    /// (KVM's `pv_unhalted`; cleared when it does).
+    pub(super) pv_unhalted: bool,
+    /// Halted with RFLAGS.IF = 0 in a KVM PV VM: only a kick or an NMI wakes it.
+    pub(super) halted_irqs_off: bool,
+    /// Its last halt was the Bulkhead IDLE hypercall (a hint to sleep at once), not HLT.
+    pub(super) idle_call: bool,
     /// The IOAPIC level-vector generation this vCPU's EOI-exit bitmap was written for
     /// (apic_virtualization.rs).
     pub(super) eoi_exit_generation: u64,
@@ -77,8 +84,7 @@ impl Vcpu {
     /// Whether the host may poll for a wake-up before it sleeps while this vCPU halts
     /// (`MSR_KVM_POLL_CONTROL` bit 0, Documentation/virt/kvm/x86/msr.rst; the guest's
     /// `cpuidle-haltpoll` clears it while it polls itself). Read by the PV idle decision
-    /// (scheduler.rs), which lands with the KVM hypercall work.
-    #[allow(dead_code)]
+    /// ([`Vcpu::host_polls`]).
     pub fn poll_control(&self) -> bool {
         self.poll_control
     }
@@ -86,6 +92,13 @@ impl Vcpu {
     /// Halted or waiting for a start-up IPI: the scheduler checks it for a wake-up.
     pub(super) fn sleeps(&self) -> bool {
         matches!(self.state, State::Halted | State::WaitForSipi)
+    }
+
+    /// Whether this halted vCPU lets its CPU poll for a wake-up before sleeping (PV idle): it
+    /// halted with HLT (the IDLE hypercall asks for sleep at once) and its guest left host
+    /// polling on.
+    pub(super) fn host_polls(&self) -> bool {
+        self.state == State::Halted && !self.idle_call && self.poll_control()
     }
 
     /// When this slice ends: its time is up, or a halted vCPU's device fires.

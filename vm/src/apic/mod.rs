@@ -49,7 +49,9 @@ use core::fmt;
 
 pub use destination::{X2APIC_BROADCAST, XAPIC_BROADCAST};
 pub use error::ApicError;
-pub use icr::{DeliveryMode, DestinationMode, Ipi, IpiDestination, Shorthand, TriggerMode};
+pub use icr::{
+    DeliveryMode, DestinationMode, Ipi, IpiDestination, Shorthand, TriggerMode, FIRST_LEGAL_VECTOR,
+};
 pub use registers::{Access, ApicRegister};
 pub use timer::TimerMode;
 

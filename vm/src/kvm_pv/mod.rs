@@ -68,18 +68,11 @@ bitflags::bitflags! {
 /// `dedicated` VM), so the guest may skip PV spinlocks and halt polling decisions.
 pub const HINTS_REALTIME: u32 = 1 << 0;
 
-/// The features the kernel implements (kernel/src/vmm/kvm_pv.rs): kvmclock with the stable
-/// bit, NOP_IO_DELAY (port 0x80 is an ordinary unclaimed port), steal time with the
-/// `preempted` flag and PV TLB flush, PV EOI and POLL_CONTROL. PV_UNHALT, PV_SEND_IPI and
-/// PV_SCHED_YIELD are added by the KVM hypercall work (kernel/src/vmm/hypercalls.rs) when
-/// it lands.
-pub const OFFERED: Features = Features::NOP_IO_DELAY
-    .union(Features::CLOCKSOURCE2)
-    .union(Features::STEAL_TIME)
-    .union(Features::PV_EOI)
-    .union(Features::PV_TLB_FLUSH)
-    .union(Features::POLL_CONTROL)
-    .union(Features::CLOCKSOURCE_STABLE_BIT);
+/// Every feature the kernel implements: kvmclock with the stable bit, NOP_IO_DELAY (port 0x80
+/// is an ordinary unclaimed port), steal time with the `preempted` flag and PV TLB flush, PV
+/// EOI and POLL_CONTROL (kernel/src/vmm/kvm_pv.rs), PV_UNHALT, PV_SEND_IPI and
+/// PV_SCHED_YIELD (kernel/src/vmm/kvm_hypercalls.rs).
+pub const OFFERED: Features = Features::all();
 
 /// The KVM leaves of a VM: `(leaf, [EAX, EBX, ECX, EDX])` for [`CPUID_SIGNATURE`] and
 /// [`CPUID_FEATURES`]; `dedicated` sets [`HINTS_REALTIME`].
