@@ -408,6 +408,15 @@ fn wake_check(slot: &VmSlot, vcpu: &mut Vcpu, now: u64) -> Wake {
     }
 }
 
+/// A sleeping vCPU became runnable at `now`: until its next slice starts it waits for a CPU,
+/// which its steal time counts (kvm_pv.rs), and KVM's SCHED_YIELD sees it as preempted.
+fn woken(x: &mut VcpuExit<'_>, now: u64) {
+    x.vcpu.state = State::Runnable;
+    x.vcpu.ready_since.get_or_insert(now);
+    let me = x.vcpu.index;
+    x.vm.vcpu_sched[me] = Sched::Preempted;
+}
+
 /// [`wake_check`] under the VM's lock: the vCPU's own next wake-up deadline.
 fn wake_check_locked(vm: &mut Vm, vcpu: &mut Vcpu, now: u64) -> Option<u64> {
     let mut x = VcpuExit { vm, vcpu };
@@ -428,8 +437,7 @@ fn wake_check_locked(vm: &mut Vm, vcpu: &mut Vcpu, now: u64) -> Option<u64> {
     match x.take_inbox() {
         Signal::Startup(vector) => {
             x.vcpu.pending_startup = Some(vector);
-            x.vcpu.state = State::Runnable;
-            x.vm.vcpu_sched[me] = Sched::Preempted;
+            woken(&mut x, now);
             return None;
         }
         Signal::Reset => {
@@ -452,8 +460,7 @@ fn wake_check_locked(vm: &mut Vm, vcpu: &mut Vcpu, now: u64) -> Option<u64> {
         }
         x.vcpu.pv_unhalted = false;
         x.vcpu.halted_irqs_off = false;
-        x.vcpu.state = State::Runnable;
-        x.vm.vcpu_sched[me] = Sched::Preempted;
+        woken(&mut x, now);
         return None;
     }
     if x.vcpu.halted_irqs_off {
@@ -471,8 +478,7 @@ fn wake_check_locked(vm: &mut Vm, vcpu: &mut Vcpu, now: u64) -> Option<u64> {
         || x.vm.lapics[me].pending().is_some()
         || pic
     {
-        x.vcpu.state = State::Runnable;
-        x.vm.vcpu_sched[me] = Sched::Preempted;
+        woken(&mut x, now);
         return None;
     }
     // Nothing can ever wake a vCPU with no timer of its own armed, no device able to
