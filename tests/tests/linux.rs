@@ -4,8 +4,8 @@
 
 use bulkhead_tests::{boot_image, bundle_files, linux_guest, manifest_value, Checked};
 
-const CMDLINE: &str =
-    "console=ttyS0,115200 panic=-1 reboot=t io_delay=none nolapic tsc=reliable no_timer_check";
+const CMDLINE: &str = "console=ttyS0,115200 panic=-1 reboot=t io_delay=none nolapic tsc=reliable \
+     no_timer_check bulkhead.checks=blk,net,workload,clock";
 
 /// One Linux VM with an 8 MiB RAM disk (read-only if `read_only`) and a network card; with
 /// `hvc0`, also a virtio-console that is the kernel's console instead of COM1.
@@ -104,6 +104,11 @@ fn linux_boots_and_uses_virtio_blk_and_net() {
         run.outcome
             .guest_said("linux", "clocksource: Switched to clocksource kvm-clock"),
         "the guest did not switch to kvm-clock"
+    );
+    // 100,000 clock_gettime calls through the vDSO on kvm-clock: it never went backwards.
+    run.said(
+        "linux",
+        "guest: PASS clock clocksource=kvm-clock calls=100000 backwards=0",
     );
     assert!(
         run.line("vm linux: kvm-pv: ")
