@@ -7,7 +7,8 @@
 //!   refused writes leave the MSRs as they were;
 //! - `kvmclock-monotonic`: a valid kvmclock record (even version, `PVCLOCK_TSC_STABLE_BIT`)
 //!   read as Linux does gives a time that advances between two reads;
-//! - `steal-time-placed`, `wall-clock-written`, `poll-control`: the other areas and MSRs;
+//! - `steal-time-placed`, `poll-control`: the other areas and MSRs; `wall-clock-written`:
+//!   the wall clock plus kvmclock now agrees with the VM's RTC (the machine's date);
 //! - `BENCH kvmclock reads=N exits=E ticks=T`: [`BENCH_READS`] kvmclock reads between two
 //!   EXIT_STATS calls (the tagged Bulkhead form, docs/hypercall-abi.md §9.2): the exits the
 //!   reads cost (none: the record is plain memory) besides the VMX-preemption-timer exits of
@@ -19,7 +20,7 @@
 #![no_std]
 #![no_main]
 
-use guest_rt::cpu::{cpuid, rdmsr, rdtsc, wrmsr};
+use guest_rt::cpu::{cpuid, inb, outb, rdmsr, rdtsc, wrmsr};
 use guest_rt::hv;
 use guest_rt::report::{self, fail, pass};
 use guest_rt::trap::{self, GP};
@@ -133,6 +134,64 @@ fn kvmclock_ns(clock: u64) -> Option<(u64, u8)> {
     None
 }
 
+/// 2020-01-01 00:00:00 UTC: a wall clock before it is not the machine's date.
+const Y2020: u64 = 1_577_836_800;
+/// The RTC counts whole seconds: wall clock + kvmclock may differ from it by one, two when a
+/// second ticks between the two reads.
+const WALL_TOLERANCE_SECS: u64 = 2;
+const RTC_INDEX: u16 = 0x70;
+const RTC_DATA: u16 = 0x71;
+/// MC146818A register A's update-in-progress bit and register B's binary (DM) and 24-hour
+/// bits; the IBM century byte at 0x32.
+const RTC_A_UIP: u8 = 0x80;
+const RTC_B_BINARY: u8 = 0x04;
+const RTC_B_24H: u8 = 0x02;
+const RTC_CENTURY: u8 = 0x32;
+
+fn cmos(index: u8) -> u8 {
+    outb(RTC_INDEX, index);
+    inb(RTC_DATA)
+}
+
+/// The VM's RTC as Unix seconds: seconds, minutes, hours, day, month, year and century read
+/// twice until equal and outside an update, decoded as register B says. `None` if the RTC
+/// does not settle or shows a 12-hour clock (the hypervisor presets 24-hour).
+fn rtc_unix_secs() -> Option<u64> {
+    let read = || {
+        while cmos(0x0a) & RTC_A_UIP != 0 {}
+        [0x00, 0x02, 0x04, 0x07, 0x08, 0x09, RTC_CENTURY].map(cmos)
+    };
+    let regs = (0..10).find_map(|_| {
+        let a = read();
+        (read() == a).then_some(a)
+    })?;
+    let b = cmos(0x0b);
+    if b & RTC_B_24H == 0 {
+        return None;
+    }
+    let dec = |v: u8| {
+        if b & RTC_B_BINARY != 0 {
+            u64::from(v)
+        } else {
+            u64::from(v >> 4) * 10 + u64::from(v & 0x0f)
+        }
+    };
+    let [s, m, h, day, month, year, century] = regs.map(dec);
+    let century = if century == 0 { 20 } else { century };
+    // Days from the civil date (Howard Hinnant's algorithm), March-based years.
+    let (y, mo) = if month <= 2 {
+        (century * 100 + year - 1, month + 9)
+    } else {
+        (century * 100 + year, month - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * mo + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    Some(days * 86_400 + h * 3_600 + m * 60 + s)
+}
+
 fn main(ram_size: u64, _vm_index: u64) -> ! {
     trap::init();
     report::start("kvm-pv");
@@ -243,15 +302,31 @@ fn main(ram_size: u64, _vm_index: u64) -> ! {
     }
 
     let wall_ok = wr(MSR_KVM_WALL_CLOCK_NEW, wall).is_none();
-    // The VM's RTC starts at the Unix epoch when the VM is created, and so does kvmclock:
-    // the wall clock (the time at kvmclock 0) is 1970-01-01 00:00:00.000000000 exactly.
+    // The wall clock is the Unix time at kvmclock 0 (Linux's `pvclock_read_wallclock`): the
+    // VM's RTC starts at the machine's date, so the wall clock plus kvmclock now is what the
+    // RTC reads now, to within the RTC's one-second resolution.
     let (wv, sec, nsec) = (read32(wall), read32(wall + 4), read32(wall + 8));
-    if wall_ok && wv != 0 && wv & 1 == 0 && sec == 0 && nsec == 0 {
+    let now_ns = kvmclock_ns(clock).map(|(ns, _)| ns);
+    let rtc = rtc_unix_secs();
+    let agrees = match (now_ns, rtc) {
+        (Some(ns), Some(rtc)) => {
+            let pv = u64::from(sec) + (u64::from(nsec) + ns) / 1_000_000_000;
+            pv.abs_diff(rtc) <= WALL_TOLERANCE_SECS
+        }
+        _ => false,
+    };
+    if wall_ok
+        && wv != 0
+        && wv & 1 == 0
+        && u64::from(sec) >= Y2020
+        && nsec < 1_000_000_000
+        && agrees
+    {
         pass("wall-clock-written");
     } else {
         fail(
             "wall-clock-written",
-            format_args!("version {wv} sec {sec} nsec {nsec}"),
+            format_args!("version {wv} sec {sec} nsec {nsec} kvmclock {now_ns:?} rtc {rtc:?}"),
         );
     }
 
