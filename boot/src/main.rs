@@ -31,8 +31,11 @@ USAGE:
       Create the two images from an already-built kernel ELF.
   bulkhead-boot run [--platform P] [--cpu MODEL] [--image IMG] [--timeout SECS]
                     [--cpus N] [--megs N] [--serial FILE] [--quiet] [--keep] [--drive FILE]... [--nvme FILE]...
-                    [--kill-at TEXT] [--e1000 MAC]
-      Boot an image and echo its serial console. Each --drive FILE (an image file or block
+                    [--kill-at TEXT] [--e1000 MAC] [--no-input]
+      Boot an image and echo its serial console. On a terminal, what you type goes to COM1
+      (the terminal in raw mode while the run lasts): Ctrl-A opens the hypervisor shell
+      (`help` lists its commands; `console VM` types into a guest), Ctrl-] ends the run
+      (exit status 130); --no-input leaves COM1 output only. Each --drive FILE (an image file or block
       device, e.g. a disk store) is attached as another drive and used in place: Bochs
       ata0-slave, ata1-master, ata1-slave; QEMU IDE indices 1-3. Each --nvme FILE is an NVMe
       controller with FILE as namespace 1 (QEMU only). --kill-at TEXT kills the emulator
@@ -181,7 +184,7 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
         "run" => {
             let o = Opts::parse(
                 rest,
-                &["--quiet", "--keep"],
+                &["--quiet", "--keep", "--no-input"],
                 &[
                     "--platform",
                     "--cpu",
@@ -246,6 +249,9 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
             spec.serial_out = o.get("--serial").map(PathBuf::from);
             spec.echo = !o.has("--quiet");
             spec.keep_work_dir = o.has("--keep");
+            // SAFETY: isatty only inspects the descriptor.
+            spec.keyboard =
+                !o.has("--no-input") && unsafe { libc::isatty(libc::STDIN_FILENO) } == 1;
             eprintln!(
                 "bulkhead-boot: running {} on {} (cpu {}, timeout {} s)",
                 spec.image.display(),
@@ -253,9 +259,14 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
                 spec.cpu_model,
                 spec.timeout.as_secs()
             );
+            if spec.keyboard {
+                eprintln!(
+                    "bulkhead-boot: keys go to COM1: Ctrl-A opens the hypervisor shell, Ctrl-] ends the run"
+                );
+            }
             let outcome = run(&spec)?;
             eprintln!("bulkhead-boot: {}", outcome.summary());
-            if outcome.exit.is_none() && !outcome.emulator_log_tail.is_empty() {
+            if outcome.exit.is_none() && !outcome.quit && !outcome.emulator_log_tail.is_empty() {
                 eprintln!(
                     "bulkhead-boot: emulator log tail:\n{}",
                     outcome.emulator_log_tail

@@ -16,6 +16,16 @@ pub enum Accel {
     Kvm,
 }
 
+/// Where QEMU's COM1 goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QemuSerial {
+    /// Output only, into this file.
+    File(PathBuf),
+    /// Both directions through this terminal device: the slave side of a pseudo-terminal
+    /// whose master the runner holds (crate::serial_input), as Bochs's `mode=term`.
+    Tty(PathBuf),
+}
+
 /// One QEMU run.
 #[derive(Debug, Clone)]
 pub struct QemuConfig {
@@ -33,7 +43,7 @@ pub struct QemuConfig {
     /// `-machine q35` (PCIe with an ACPI MCFG) instead of the default pc machine.
     pub q35: bool,
     pub vars: PathBuf,
-    pub serial: PathBuf,
+    pub serial: QemuSerial,
     /// An e1000 (82540EM) NIC with this MAC on QEMU's user-mode network; without it the
     /// machine has QEMU's default NIC (also an e1000, with QEMU's default MAC).
     pub e1000: Option<[u8; 6]>,
@@ -111,8 +121,18 @@ impl QemuConfig {
                 m[0], m[1], m[2], m[3], m[4], m[5]
             ));
         }
-        push("-serial");
-        push(&format!("file:{}", self.serial.display()));
+        match &self.serial {
+            QemuSerial::File(path) => {
+                push("-serial");
+                push(&format!("file:{}", path.display()));
+            }
+            QemuSerial::Tty(path) => {
+                push("-chardev");
+                push(&format!("serial,id=com1,path={}", path.display()));
+                push("-serial");
+                push("chardev:com1");
+            }
+        }
         push("-device");
         push(&format!(
             "isa-debug-exit,iobase={DEBUG_EXIT_IOBASE},iosize=0x04"
@@ -156,7 +176,7 @@ mod tests {
             nvme: vec!["/t/n.img".into()],
             q35: false,
             vars: "/t/vars.fd".into(),
-            serial: "/t/s.txt".into(),
+            serial: QemuSerial::File("/t/s.txt".into()),
             e1000: None,
         }
     }
@@ -182,6 +202,15 @@ mod tests {
         assert!(a.contains("file=/t/vars.fd"));
         assert!(a.contains("-drive if=ide,index=1,format=raw,file=/t/ide.img"));
         assert!(a.contains("-drive if=none,id=nvm0,format=raw,file=/t/n.img -device nvme,serial=bulkhead0,drive=nvm0"));
+    }
+
+    #[test]
+    fn com1_on_a_terminal_for_input() {
+        let mut c = cfg(Accel::Kvm);
+        c.serial = QemuSerial::Tty("/dev/pts/7".into());
+        let a = c.args().join(" ");
+        assert!(a.contains("-chardev serial,id=com1,path=/dev/pts/7 -serial chardev:com1 "));
+        assert!(!a.contains("file:"));
     }
 
     #[test]

@@ -4,12 +4,14 @@
 
 use crate::bochs::{self, BochsConfig, Firmware, SerialBackend};
 use crate::error::{io, BootError};
-use crate::qemu::{self, Accel, QemuConfig};
-use crate::serial_input::{Feed, Pty, Relay};
+use crate::qemu::{self, Accel, QemuConfig, QemuSerial};
+use crate::serial_input::{Feed, Keyboard, Pty, RawMode, Relay};
 use crate::transcript::{parse_exit, KernelExit};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Where to run an image.
@@ -95,9 +97,13 @@ pub struct RunSpec {
     /// An e1000 NIC with this MAC: Bochs on its virtual network (`ethmod=vnet`), QEMU on its
     /// user-mode network.
     pub e1000: Option<[u8; 6]>,
-    /// Console input (Bochs): typed into COM1 through a pseudo-terminal, each feed once the
+    /// Console input: typed into COM1 through a pseudo-terminal, each feed once the
     /// transcript shows its trigger (crate::serial_input). Empty: COM1 is output only.
     pub input: Vec<Feed>,
+    /// A person types: this process's standard input is forwarded to COM1 (through a
+    /// pseudo-terminal, as `input`), in raw mode when it is a terminal, until Ctrl-]
+    /// ([`crate::serial_input::QUIT`]) or SIGINT/SIGTERM/SIGHUP, which end the run.
+    pub keyboard: bool,
 }
 
 impl RunSpec {
@@ -122,6 +128,7 @@ impl RunSpec {
             kill_at: None,
             e1000: None,
             input: Vec::new(),
+            keyboard: false,
         }
     }
 }
@@ -143,18 +150,24 @@ pub struct RunOutcome {
     pub emulator_log_tail: String,
     /// The run was ended on purpose at [`RunSpec::kill_at`].
     pub killed: bool,
+    /// The person ended the run ([`RunSpec::keyboard`]: Ctrl-] or a signal).
+    pub quit: bool,
 }
 
 /// Exit code of `bulkhead-boot run` when the wall-clock timeout hit.
 pub const STATUS_TIMEOUT: i32 = 124;
 /// Exit code when the emulator stopped without the kernel's exit line.
 pub const STATUS_NO_VERDICT: i32 = 125;
+/// Exit code when the person ended the run (Ctrl-] or a signal) before the kernel's verdict,
+/// as a shell reports a command ended by SIGINT.
+pub const STATUS_QUIT: i32 = 130;
 
 impl RunOutcome {
     /// The kernel's status, or 124 (timeout) / 125 (no exit line).
     pub fn status_code(&self) -> i32 {
         match (&self.exit, self.timed_out) {
             (Some(e), _) => i32::from(e.code),
+            (None, _) if self.quit => STATUS_QUIT,
             (None, true) => STATUS_TIMEOUT,
             (None, false) => STATUS_NO_VERDICT,
         }
@@ -172,6 +185,11 @@ impl RunOutcome {
             ),
             (None, true) => format!(
                 "{}: timed out after {:.1} s without an exit line",
+                self.platform.name(),
+                self.wall.as_secs_f64()
+            ),
+            (None, _) if self.quit => format!(
+                "{}: ended from the keyboard after {:.1} s",
                 self.platform.name(),
                 self.wall.as_secs_f64()
             ),
@@ -308,7 +326,8 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, BootError> {
             && outcome.emulator_status.is_some()
             && !is_triple_fault(&outcome.emulator_log_tail)
             && !outcome.transcript.contains("bulkhead: PANIC")
-            && !outcome.killed;
+            && !outcome.killed
+            && !outcome.quit;
         // Once the kernel ran it may have written the drives: a retry restores them first.
         let drives_touched = (!spec.drives.is_empty() || !spec.nvme.is_empty())
             && outcome.transcript.contains(KERNEL_BANNER);
@@ -397,8 +416,38 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
     let stdout_path = work.join("emulator.stdout");
     let stderr_path = work.join("emulator.stderr");
     let emulator_log = work.join("emulator.log");
-    // Console input: the relay copies COM1's output into `serial` and types the feeds.
+    // Console input: the relay copies COM1's output into `serial` and types the feeds and
+    // what the person types.
     let mut relay: Option<Relay> = None;
+    let quit = Arc::new(AtomicBool::new(false));
+    // Raw mode for the person's terminal while the run lasts (restored on drop).
+    let mut raw_terminal: Option<RawMode> = None;
+    let mut console_pty = || -> Result<Option<PathBuf>, BootError> {
+        if spec.input.is_empty() && !spec.keyboard {
+            return Ok(None);
+        }
+        let pty = Pty::open().map_err(io("cannot open a pseudo-terminal for", &serial))?;
+        let slave = pty.slave_path.clone();
+        let keyboard = spec.keyboard.then(|| {
+            crate::serial_input::quit_on_signals();
+            Keyboard {
+                fd: libc::STDIN_FILENO,
+                quit: quit.clone(),
+            }
+        });
+        // SAFETY: isatty only inspects the descriptor.
+        if spec.keyboard && unsafe { libc::isatty(libc::STDIN_FILENO) } == 1 {
+            raw_terminal = Some(
+                RawMode::enter(libc::STDIN_FILENO)
+                    .map_err(io("cannot put the terminal in raw mode:", "/dev/stdin"))?,
+            );
+        }
+        relay = Some(
+            Relay::start_with(pty, &serial, spec.input.clone(), keyboard)
+                .map_err(io("cannot relay the console to", &serial))?,
+        );
+        Ok(Some(slave))
+    };
 
     let mut command = match spec.platform {
         Platform::Bochs | Platform::BochsUefi => {
@@ -430,17 +479,9 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
                 firmware,
                 disk: disk.clone(),
                 drives: spec.drives.clone(),
-                serial: if spec.input.is_empty() {
-                    SerialBackend::File(serial.clone())
-                } else {
-                    let pty =
-                        Pty::open().map_err(io("cannot open a pseudo-terminal for", &serial))?;
-                    let backend = SerialBackend::Term(pty.slave_path.clone());
-                    relay = Some(
-                        Relay::start(pty, &serial, spec.input.clone())
-                            .map_err(io("cannot relay the console to", &serial))?,
-                    );
-                    backend
+                serial: match console_pty()? {
+                    Some(tty) => SerialBackend::Term(tty),
+                    None => SerialBackend::File(serial.clone()),
                 },
                 log: emulator_log.clone(),
                 e1000: spec.e1000.map(|mac| bochs::E1000Nic {
@@ -471,12 +512,6 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
             c
         }
         Platform::Qemu | Platform::Kvm => {
-            if !spec.input.is_empty() {
-                return Err(BootError::Usage(
-                    "console input is implemented for Bochs only (a pty on COM1): use --platform bochs"
-                        .into(),
-                ));
-            }
             let accel = if spec.platform == Platform::Kvm {
                 qemu::kvm_nested_vmx().map_err(|why| BootError::PlatformUnavailable {
                     platform: "kvm",
@@ -500,7 +535,10 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
                 nvme: spec.nvme.clone(),
                 q35: spec.q35,
                 vars,
-                serial: serial.clone(),
+                serial: match console_pty()? {
+                    Some(tty) => QemuSerial::Tty(tty),
+                    None => QemuSerial::File(serial.clone()),
+                },
                 e1000: spec.e1000,
             };
             let mut c = Command::new(find_program("qemu-system-x86_64")?);
@@ -518,10 +556,15 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
     let mut child = command
         .spawn()
         .map_err(io("cannot start the emulator for", &spec.image))?;
-    let (transcript, timed_out, emulator_status, killed) = watch(&mut child, &serial, spec, start)?;
+    let watched = watch(&mut child, &serial, spec, start, &quit);
     if let Some(mut r) = relay {
         r.finish();
     }
+    drop(raw_terminal);
+    let (transcript, timed_out, emulator_status, killed) = watched?;
+    let quit = (quit.load(Ordering::Acquire)
+        || (spec.keyboard && crate::serial_input::signalled()))
+        && parse_exit(&transcript).is_none();
     let wall = start.elapsed();
 
     let mut emulator_log_tail = String::new();
@@ -552,6 +595,7 @@ fn run_once(spec: &RunSpec) -> Result<RunOutcome, BootError> {
         work_dir,
         emulator_log_tail,
         killed,
+        quit,
     })
 }
 
@@ -561,6 +605,7 @@ fn watch(
     serial: &Path,
     spec: &RunSpec,
     start: Instant,
+    quit: &AtomicBool,
 ) -> Result<(String, bool, Option<ExitStatus>, bool), BootError> {
     let mut file = std::fs::File::open(serial).map_err(io("cannot open", serial))?;
     let mut bytes = Vec::new();
@@ -617,7 +662,9 @@ fn watch(
         // (e.g. QEMU without isa-debug-exit, or real-hardware-style halting).
         let lingering = exit_seen_at.is_some_and(|t| t.elapsed() > Duration::from_secs(3));
         let timed_out = start.elapsed() > spec.timeout;
-        if lingering || timed_out {
+        let quitting =
+            quit.load(Ordering::Acquire) || (spec.keyboard && crate::serial_input::signalled());
+        if lingering || timed_out || quitting {
             let _ = child.kill();
             let status = child.wait().ok();
             file.seek(SeekFrom::Start(offset))
@@ -630,7 +677,7 @@ fn watch(
             bytes.extend_from_slice(&rest);
             return Ok((
                 String::from_utf8_lossy(&bytes).into_owned(),
-                timed_out && !lingering,
+                timed_out && !lingering && !quitting,
                 status,
                 false,
             ));
