@@ -8,6 +8,11 @@
 //! wait, like a transmit interrupt would. Guest console lines are admitted only while the
 //! queue has room beyond [`HYPERVISOR_RESERVE`] (else the caller drops and counts them);
 //! the hypervisor's own text is never dropped: when the queue is full it drains synchronously.
+//!
+//! The terminal's unfinished line, the shell's prompt or the attached VM's console line as it
+//! grows ([`vm::console::OpenLine`]), is kept with the queue under its lock: every other
+//! output is queued at the start of a line (the open line ended with CR LF first), and the
+//! shell shows the open line again on its next pass ([`redraw_open_line`]).
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +20,7 @@ use spin::Mutex;
 use uart_16550::backend::PioBackend;
 use uart_16550::spec::registers::LSR;
 use uart_16550::{Config, Uart16550};
-use vm::console::ByteRing;
+use vm::console::{ByteRing, LineOwner, OpenLine, OPEN_LINE_OUTPUT};
 
 /// COM1's base I/O port on PC-compatible machines.
 const COM1: u16 = 0x3f8;
@@ -30,7 +35,40 @@ const BITS_PER_BYTE: u64 = 10;
 pub const BAUD: u64 = 115_200;
 
 static PORT: Mutex<Option<Uart16550<PioBackend>>> = Mutex::new(None);
-static QUEUE: Mutex<ByteRing<QUEUE_BYTES>> = Mutex::new(ByteRing::new());
+/// The output queue and the terminal's open line: every byte queued goes through both.
+struct Out {
+    ring: ByteRing<QUEUE_BYTES>,
+    open: OpenLine,
+}
+
+impl Out {
+    /// Ends the open line on the terminal (CR LF) if it shows it, so what is queued next
+    /// starts a line. Needs 2 bytes of room.
+    fn interrupt(&mut self) {
+        let Out { ring, open } = self;
+        open.interrupt(&mut |b| {
+            let _ = ring.push(b);
+        });
+    }
+
+    /// Runs an open-line operation whose output goes into the queue (the caller checked there
+    /// is room for [`OPEN_LINE_OUTPUT`] bytes); returns how many bytes it queued.
+    fn with_open(&mut self, f: impl FnOnce(&mut OpenLine, &mut dyn FnMut(&[u8]))) -> usize {
+        let Out { ring, open } = self;
+        let mut queued = 0;
+        f(open, &mut |b| {
+            if ring.push(b) {
+                queued += b.len();
+            }
+        });
+        queued
+    }
+}
+
+static QUEUE: Mutex<Out> = Mutex::new(Out {
+    ring: ByteRing::new(),
+    open: OpenLine::new(),
+});
 /// When [`pump_if_due`] next has work (TSC), `u64::MAX` while nothing is queued.
 static NEXT_PUMP: AtomicU64 = AtomicU64::new(u64::MAX);
 /// [`fifo_drain_ticks`] of the calibrated TSC (0 until [`set_tsc_hz`]: pump at every call).
@@ -94,7 +132,8 @@ pub fn fifo_drain_ticks(tsc_hz: u64) -> u64 {
 /// Moves at most one transmit FIFO's worth of queued bytes to the UART, if its transmitter
 /// is empty; never waits. Returns whether bytes are still queued.
 pub fn pump() -> bool {
-    let mut q = QUEUE.lock();
+    let mut out = QUEUE.lock();
+    let q = &mut out.ring;
     if q.is_empty() {
         return false;
     }
@@ -132,14 +171,23 @@ pub fn receive(buf: &mut [u8]) -> usize {
     }
 }
 
-/// Queues `bytes` of hypervisor text, draining the UART synchronously while the queue is
-/// full (the hypervisor's own output is never dropped).
+/// Queues `bytes` of hypervisor text at the start of a line (the open line ended first),
+/// draining the UART synchronously while the queue is full (the hypervisor's own output is
+/// never dropped).
 fn push_hypervisor(mut bytes: &[u8]) {
     while !bytes.is_empty() {
         let took = {
             let mut q = QUEUE.lock();
-            let n = bytes.len().min(q.free());
-            let ok = q.push(&bytes[..n]);
+            // Before every piece: the shell may have redrawn the open line in between.
+            if q.ring.free() > 2 {
+                q.interrupt();
+            }
+            let n = if q.open.is_shown() {
+                0
+            } else {
+                bytes.len().min(q.ring.free())
+            };
+            let ok = q.ring.push(&bytes[..n]);
             debug_assert!(ok);
             n
         };
@@ -195,8 +243,9 @@ pub fn print(args: fmt::Arguments) {
 
 /// Queues one guest console line, `[prefix] text\r\n`, if the queue has room for it beyond
 /// the hypervisor's reserve; returns `false` (nothing queued) otherwise. `text` must already
-/// be cleaned (vm::console::LineBuffer).
-pub fn guest_line(prefix: fmt::Arguments, text: &[u8]) -> bool {
+/// be cleaned (vm::console::LineBuffer). `attached`: the line is the attached VM's (`console
+/// VM`), whose unfinished line the terminal may show: then only what it lacks is queued.
+pub fn guest_line(prefix: fmt::Arguments, text: &[u8], attached: bool) -> bool {
     let mut head = [0u8; 96];
     let mut w = Slice {
         buf: &mut head,
@@ -204,19 +253,93 @@ pub fn guest_line(prefix: fmt::Arguments, text: &[u8]) -> bool {
     };
     let _ = write!(w, "[{prefix}] ");
     let head_len = w.len;
-    guest_line_raw(&head[..head_len], text)
+    guest_line_raw(&head[..head_len], text, attached)
 }
 
 /// [`guest_line`] with the prefix already formatted (`[name] `).
-pub fn guest_line_raw(head: &[u8], text: &[u8]) -> bool {
+pub fn guest_line_raw(head: &[u8], text: &[u8], attached: bool) -> bool {
     let mut q = QUEUE.lock();
-    let need = head.len() + text.len() + 2;
-    if q.free() < need + HYPERVISOR_RESERVE {
+    let need = (head.len() + text.len() + 2).max(OPEN_LINE_OUTPUT);
+    if q.ring.free() < need + HYPERVISOR_RESERVE {
         return false;
     }
-    let ok = q.push(head) && q.push(text) && q.push(b"\r\n");
+    let ok = if attached && q.open.owner() == Some(LineOwner::Guest) {
+        // The terminal shows (or will show again) this line's start: complete it.
+        q.with_open(|open, out| {
+            open.show(LineOwner::Guest, &[head, text], out);
+            open.finish(LineOwner::Guest, out);
+        });
+        true
+    } else {
+        q.interrupt();
+        q.ring.push(head) && q.ring.push(text) && q.ring.push(b"\r\n")
+    };
     mark_pending();
     ok
+}
+
+/// Shows the shell's open line (its prompt and what is typed after it), queuing only what
+/// changed on the terminal ([`vm::console::OpenLine::show`]); hypervisor text, never dropped.
+pub fn shell_line(parts: &[&[u8]]) {
+    with_room(|q| {
+        q.with_open(|open, out| open.show(LineOwner::Shell, parts, out));
+    });
+}
+
+/// The shell's line is complete (Enter): shown whole and ended with CR LF.
+pub fn finish_shell_line() {
+    with_room(|q| {
+        q.with_open(|open, out| open.finish(LineOwner::Shell, out));
+    });
+}
+
+/// No line is open any more (the shell closed, `top` started): the terminal's line, if it
+/// shows the open line, is ended with CR LF.
+pub fn close_open_line() {
+    with_room(|q| {
+        q.with_open(|open, out| open.close(out));
+    });
+}
+
+/// Shows the attached VM's unfinished console line (`parts`: its prefix and cleaned text) as
+/// the open line, if the queue has room beyond the hypervisor's reserve: guest output, so
+/// otherwise nothing is queued. Returns how many bytes were queued (`None` when none could
+/// be), for the VM's console rate.
+pub fn guest_open_line(parts: &[&[u8]]) -> Option<usize> {
+    let mut q = QUEUE.lock();
+    if q.ring.free() < OPEN_LINE_OUTPUT + HYPERVISOR_RESERVE {
+        return None;
+    }
+    let n = q.with_open(|open, out| open.show(LineOwner::Guest, parts, out));
+    mark_pending();
+    Some(n)
+}
+
+/// Shows the open line again if other output ended it (the shell's polling pass).
+pub fn redraw_open_line() {
+    let mut q = QUEUE.lock();
+    if q.open.owner().is_none() || q.open.is_shown() || q.ring.free() < OPEN_LINE_OUTPUT {
+        return;
+    }
+    q.with_open(|open, out| open.redraw(out));
+    mark_pending();
+}
+
+/// Runs `f` on the queue once it has room for an open-line operation, draining the UART
+/// synchronously until then (hypervisor text is never dropped).
+fn with_room(f: impl FnOnce(&mut Out)) {
+    loop {
+        {
+            let mut q = QUEUE.lock();
+            if q.ring.free() >= OPEN_LINE_OUTPUT {
+                f(&mut q);
+                mark_pending();
+                return;
+            }
+        }
+        pump();
+        core::hint::spin_loop();
+    }
 }
 
 /// A `fmt::Write` into a fixed slice (truncating).
@@ -243,6 +366,13 @@ pub fn print_emergency(args: fmt::Arguments) {
     unsafe {
         QUEUE.force_unlock();
         PORT.force_unlock();
+    }
+    // At the start of a line, even in the middle of the shell's prompt.
+    {
+        let mut q = QUEUE.lock();
+        if q.ring.free() > 2 {
+            q.interrupt();
+        }
     }
     flush_queue();
     struct Direct<'a>(&'a mut Uart16550<PioBackend>);

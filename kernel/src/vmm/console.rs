@@ -19,6 +19,9 @@ const FULL_LINE: u64 = vm::console::MAX_LINE as u64 + 1;
 pub struct Console {
     line: LineBuffer,
     out: ConsoleOut,
+    /// Bytes written so far (the shell shows an attached VM's unfinished line again only when
+    /// this changed).
+    written: u64,
 }
 
 /// Where a VM's cleaned console lines go: the limit, the console queue, the counters.
@@ -43,6 +46,9 @@ struct ConsoleOut {
     /// second): the report is hypervisor output a guest causes, so it is limited too.
     reported_at: u64,
     report_interval: u64,
+    /// The shell's terminal is attached to this VM (`console VM`): its unfinished line may be
+    /// on the terminal, so a completed line queues only what the terminal lacks.
+    attached: bool,
 }
 
 impl Console {
@@ -62,11 +68,14 @@ impl Console {
                 unreported: 0,
                 reported_at: 0,
                 report_interval: tsc_hz,
+                attached: false,
             },
+            written: 0,
         }
     }
 
     pub fn write(&mut self, bytes: &[u8]) {
+        self.written = self.written.wrapping_add(bytes.len() as u64);
         let out = &mut self.out;
         // Only a write larger than a line can be worth dropping unread (a UART byte never is).
         if bytes.len() > vm::console::MAX_LINE && out.limit.tokens(arch::rdtsc()) < FULL_LINE {
@@ -90,6 +99,40 @@ impl Console {
         self.out.dropped_bytes += dropped;
         self.out.unreported += dropped;
         true
+    }
+
+    /// The shell's terminal is attached to this VM, or no longer.
+    pub(super) fn set_attached(&mut self, attached: bool) {
+        self.out.attached = attached;
+    }
+
+    /// Bytes written so far (changes whenever the unfinished line may have).
+    pub(super) fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Shows the unfinished line on the terminal as its open line (`[name] ` and the line
+    /// cleaned, vm::console::clean), charging what was queued to the console rate. Returns
+    /// whether the terminal is up to date: `false` while the VM is over its rate (its lines
+    /// are being dropped then) or the console queue is too full, to be tried again.
+    pub(super) fn show_unfinished(&mut self) -> bool {
+        if self.out.limit.tokens(arch::rdtsc()) < FULL_LINE {
+            return false;
+        }
+        let mut text = [0u8; MAX_CLEAN_LINE];
+        let n = clean(self.line.partial(), &mut text);
+        if n == 0 {
+            return true;
+        }
+        let prefix = self.out.prefix.as_bytes();
+        let prefix = &prefix[..prefix.len().min(vm::console::MAX_PREFIX)];
+        match crate::serial::guest_open_line(&[prefix, &text[..n]]) {
+            Some(queued) => {
+                self.out.limit.spend(queued as u64, arch::rdtsc());
+                true
+            }
+            None => false,
+        }
     }
 
     /// Emits a partial line (when the VM stops).
@@ -144,9 +187,10 @@ impl ConsoleOut {
                 crate::serial::guest_line(
                     format_args!("{} +{}", self.name, now.saturating_sub(self.started)),
                     &text[..n],
+                    self.attached,
                 )
             } else {
-                crate::serial::guest_line_raw(self.prefix.as_bytes(), &text[..n])
+                crate::serial::guest_line_raw(self.prefix.as_bytes(), &text[..n], self.attached)
             }
         };
         if accepted {

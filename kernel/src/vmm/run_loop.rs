@@ -230,6 +230,10 @@ pub(super) fn run_slice(
         let now = arch::rdtsc();
         if pumps {
             crate::serial::pump_if_due(now);
+            // Console input into its queue (a FIFO read, no lock of any VM), so typing into
+            // the shell loses nothing while this vCPU has its slice; the shell's pass runs
+            // between slices.
+            crate::shell::receive_if_due(now);
         }
         {
             let mut x = VcpuExit { vm: &mut vm, vcpu };
@@ -279,9 +283,12 @@ pub(super) fn run_slice(
             x.kvm_pv_eoi_offer();
             if preemption {
                 // Queued console output gets the UART's next FIFO slot on time, like a
-                // transmit interrupt would.
+                // transmit interrupt would; while the shell is open, console input is read on
+                // time as a receive interrupt would (shell.rs).
                 let pump = if pumps {
-                    crate::serial::next_pump().unwrap_or(u64::MAX)
+                    crate::serial::next_pump()
+                        .unwrap_or(u64::MAX)
+                        .min(crate::shell::next_receive())
                 } else {
                     u64::MAX
                 };

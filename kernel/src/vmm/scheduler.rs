@@ -369,7 +369,7 @@ pub fn run_this_cpu() {
 
 /// Until when an idle CPU may sleep (PV idle, idle.rs): its earliest deadline (a sleeping
 /// vCPU's timer, queued device work), for the console-draining CPU also the next console
-/// output and input pass and, while a block or network driver has work in flight, 20 µs; any
+/// output and input pass (and, while the shell is open, the next read of its receiver) and, while a block or network driver has work in flight, 20 µs; any
 /// CPU at least every 10 ms (a wake-up no kick announced).
 fn idle_until(now: u64, deadline: Option<u64>, pumps: bool, tsc_hz: u64) -> u64 {
     let mut until = deadline
@@ -378,7 +378,8 @@ fn idle_until(now: u64, deadline: Option<u64>, pumps: bool, tsc_hz: u64) -> u64 
     if pumps {
         until = until
             .min(crate::serial::next_pump().unwrap_or(u64::MAX))
-            .min(crate::shell::next_poll());
+            .min(crate::shell::next_poll())
+            .min(crate::shell::next_receive());
         if crate::drivers::busy() {
             until = until.min(now.saturating_add(tsc_hz / 50_000));
         }

@@ -155,6 +155,28 @@ pub fn console_input(vm: usize, byte: u8) -> Result<(), OpError> {
     Ok(())
 }
 
+/// The shell's terminal is attached to `vm` (`console VM`), or no longer.
+pub fn set_attached(vm: usize, attached: bool) {
+    if let Ok(slot) = slot(vm) {
+        slot.vm.lock().console.set_attached(attached);
+    }
+}
+
+/// Shows `vm`'s unfinished console line on the terminal (the shell's pass while attached) if
+/// it changed since `*seen` (its console's byte count, updated): a guest's echo appears as it
+/// is typed, before the guest ends the line.
+pub fn show_unfinished(vm: usize, seen: &mut Option<u64>) {
+    let Ok(slot) = slot(vm) else { return };
+    let mut vm = slot.vm.lock();
+    let written = vm.console.written();
+    if *seen == Some(written) {
+        return;
+    }
+    if vm.console.show_unfinished() {
+        *seen = Some(written);
+    }
+}
+
 /// Whether `vm` has stopped.
 pub fn stopped(vm: usize) -> bool {
     slot(vm).map_or(true, |s| s.vm.lock().vcpus_running == 0)
