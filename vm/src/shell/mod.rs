@@ -18,6 +18,8 @@ pub mod commands;
 pub mod parse;
 pub mod regs;
 #[cfg(test)]
+mod session_tests;
+#[cfg(test)]
 mod tests;
 pub mod top;
 
