@@ -68,8 +68,21 @@ pub fn poll_if_due(now: u64) {
 }
 
 impl Shell {
-    /// One pass: the UART's FIFO into the queue, then a bounded number of bytes processed.
+    /// One pass: pending starts served, the UART's FIFO into the queue, then a bounded
+    /// number of bytes processed.
     fn pass(&mut self) {
+        for started in shell_ops::service_starts() {
+            match started {
+                shell_ops::Started::Started { name, vcpus } => {
+                    println!(
+                        "[shell] vm {name}: started again from its configuration ({vcpus} vCPU(s))"
+                    );
+                }
+                shell_ops::Started::Failed { name, error } => {
+                    println!("[shell] vm {name}: cannot start: {error}");
+                }
+            }
+        }
         let mut rx = [0u8; RX_FIFO];
         let n = crate::serial::receive(&mut rx);
         for &b in &rx[..n] {
@@ -214,10 +227,14 @@ impl Shell {
                 }
                 Err(e) => out = alloc::format!("error: {e}\n"),
             },
-            Command::Start(_) | Command::Restart(_) => {
-                let word = line.split_ascii_whitespace().next().unwrap_or("");
-                out = alloc::format!("error: `{word}` is not available in this build yet\n");
-            }
+            Command::Start(vm) => match shell_ops::start(vm) {
+                Ok(()) => out = alloc::format!("[shell] starting vm {}\n", vms[vm].name),
+                Err(e) => out = alloc::format!("error: {e}\n"),
+            },
+            Command::Restart(vm) => match shell_ops::restart(vm) {
+                Ok(()) => out = alloc::format!("[shell] restarting vm {}\n", vms[vm].name),
+                Err(e) => out = alloc::format!("error: {e}\n"),
+            },
         }
         crate::serial::print(format_args!("{out}"));
     }

@@ -153,3 +153,100 @@ fn shell_lists_counts_and_stops_vms() {
         .expect("alpha's CPUID line");
     assert!(reported >= cpuids[1], "{reported} < {cpuids:?}");
 }
+
+/// `restart VM` stops a running VM (its report names the restart) and builds it again from
+/// its configuration: RAM zeroed and the image loaded again, new devices on the same network
+/// port (the network has exactly one port per configured device, so a second port would not
+/// fit), the guest's first line again. `start VM` refuses a running VM and starts a stopped
+/// one; an unknown VM gets the usage. Three incarnations of beta (one vCPU, from the pool),
+/// three reports; two of alpha (two vCPUs pinned to CPU 0).
+#[test]
+fn shell_restarts_and_starts_a_vm_from_its_configuration() {
+    let conf = format!(
+        "[network.lan]\n\
+         {}vcpus = 2\ncpus = [0]\n[[vm.alpha.virtio-net]]\nmac = \"52:54:00:00:00:0a\"\nnetwork = \"lan\"\n\
+         {}[[vm.beta.virtio-net]]\nmac = \"52:54:00:00:00:0b\"\nnetwork = \"lan\"\n\
+         [[vm.beta.virtio-blk]]\nsize = 65536\n",
+        forever("alpha"),
+        forever("beta"),
+    );
+    let (_dir, image) = bundle_image(&conf, &["forever.elf"]);
+    let started = "[shell] vm beta: started again from its configuration (1 vCPU(s))";
+    let input = vec![
+        Feed::new("[beta] ", "\x01"),
+        Feed::new(PROMPT, "restart beta\r"),
+        Feed::new(started, ""),
+        Feed::new("vm beta: first VM entry", "start beta\r"),
+        Feed::new(PROMPT, "stop beta\r"),
+        Feed::new("vm beta: console: ", "start beta\r"),
+        Feed::new(started, ""),
+        Feed::new("vm beta: first VM entry", "vms\r"),
+        Feed::new(PROMPT, "restart gamma\r"),
+        Feed::new(PROMPT, "stop beta\r"),
+        Feed::new("vm beta: console: ", "restart alpha\r"),
+        Feed::new(
+            "[shell] vm alpha: started again from its configuration (2 vCPU(s))",
+            "",
+        ),
+        Feed::new("vm alpha: first VM entry", "stop alpha\r"),
+    ];
+    let run = boot_with_input(&image, "corei7_skylake_x", input, 300);
+    let t = &run.outcome.transcript;
+    run.exited(0, "ok");
+    let count = |needle: &str| t.matches(needle).count();
+    assert!(t.contains("[shell] restarting vm beta\r\n"), "{t}");
+    assert_eq!(
+        count("vm beta: stopped: stopped by the operator to start again (shell `restart`)"),
+        1,
+        "{t}"
+    );
+    assert_eq!(
+        count("vm beta: stopped: stopped by the operator (shell `stop`)"),
+        2,
+        "{t}"
+    );
+    assert_eq!(count(started), 2, "{t}");
+    assert_eq!(count("vm beta: first VM entry"), 3, "{t}");
+    assert_eq!(count("vm alpha: first VM entry"), 2, "{t}");
+    assert_eq!(count("vm beta: stopped:"), 3, "{t}");
+    assert_eq!(count("vm alpha: stopped:"), 2, "{t}");
+    // alpha: two vCPUs pinned to CPU 0, both started again (each prints its first line).
+    assert_eq!(
+        t.lines()
+            .filter(|l| l.contains("[alpha] ") && l.ends_with("forever: running"))
+            .count(),
+        4,
+        "{t}"
+    );
+    // The guest ran from its entry each time: its first line three times.
+    assert_eq!(
+        t.lines()
+            .filter(|l| l.contains("[beta] ") && l.ends_with("forever: running"))
+            .count(),
+        3,
+        "{t}"
+    );
+    assert!(
+        t.contains("\nerror: the VM is running (`restart VM` stops it and starts it again)\r\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("\nerror: no VM named `gamma` (`vms` lists them); usage: restart VM\r\n"),
+        "{t}"
+    );
+    // Each incarnation's NIC on lan's port 2 (the gateway's is 0, alpha's 1), never a new
+    // port.
+    let beta_ports: Vec<&str> = t
+        .lines()
+        .filter(|l| l.contains("vm beta: virtio-net at "))
+        .filter_map(|l| l.split(" network=lan ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    assert_eq!(beta_ports, ["port=2"; 3], "{t}");
+    // After the second start `vms` shows beta running again.
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with("beta         running    1/1  0             16M ")),
+        "{t}"
+    );
+}
