@@ -9,7 +9,7 @@ use crate::vmm::shell_ops::{self, OpError};
 use crate::{arch, println};
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use spin::Mutex;
 use vm::shell::top::{self, Sample};
 use vm::shell::{commands, parse, regs, Command, InputQueue, LogLevel, Mux, Step, VmName, PROMPT};
@@ -31,14 +31,25 @@ static SHELL: Mutex<Shell> = Mutex::new(Shell {
     top: Vec::new(),
     next_top: 0,
 });
+/// The TSC rate (input counts as recent for one second of it).
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 /// When the receiver is next read (TSC).
 static NEXT_POLL: AtomicU64 = AtomicU64::new(0);
+/// When the receiver is next read inside a guest's slice (TSC; [`receive_if_due`]).
+static NEXT_RECEIVE: AtomicU64 = AtomicU64::new(0);
+/// When console input last arrived (TSC).
+static LAST_INPUT: AtomicU64 = AtomicU64::new(0);
+/// Bytes wait in the queue: the next pass runs even before its interval.
+static PENDING: AtomicBool = AtomicBool::new(false);
+/// The shell is open (or attached to a VM, or running `top`): it reads input promptly.
+static OPEN: AtomicBool = AtomicBool::new(false);
 /// Ticks between two reads: a quarter of the time the receive FIFO takes to fill at 115200
 /// baud, so nothing overruns it.
 static POLL_INTERVAL: AtomicU64 = AtomicU64::new(0);
 
 /// Tells the shell the TSC rate (its polling interval follows from the baud rate).
 pub fn set_tsc_hz(tsc_hz: u64) {
+    TSC_HZ.store(tsc_hz, Ordering::Relaxed);
     POLL_INTERVAL.store(
         crate::serial::fifo_drain_ticks(tsc_hz) / 4,
         Ordering::Relaxed,
@@ -51,10 +62,10 @@ pub fn next_poll() -> u64 {
     NEXT_POLL.load(Ordering::Relaxed)
 }
 
-/// Reads console input and runs the shell if its polling interval has passed: one atomic
-/// load otherwise. Only the console-draining CPU calls it.
+/// Reads console input and runs the shell if its polling interval has passed or input waits
+/// in the queue: two atomic loads otherwise. Only the console-draining CPU calls it.
 pub fn poll_if_due(now: u64) {
-    if now < NEXT_POLL.load(Ordering::Relaxed) {
+    if now < NEXT_POLL.load(Ordering::Relaxed) && !PENDING.load(Ordering::Relaxed) {
         return;
     }
     NEXT_POLL.store(
@@ -67,7 +78,73 @@ pub fn poll_if_due(now: u64) {
     shell.pass();
 }
 
+/// Until when a guest's slice on the console-draining CPU may run before console input is
+/// read: the next read while input is active (the shell open, or a byte in the last second),
+/// so the UART's 16-byte receive FIFO does not overrun during a long slice; no limit
+/// otherwise (then input waits for the slice's end, its first FIFO's worth kept). COM1's
+/// receive interrupt ([`receive_interrupt`]) does the same where it reaches the CPU (Bochs
+/// 2.7 takes external-interrupt exits only while the guest has RFLAGS.IF = 1).
+pub fn slice_deadline(now: u64) -> u64 {
+    // Called with a VM's lock held: nothing here may take one.
+    let tsc_hz = TSC_HZ.load(Ordering::Relaxed);
+    let recent = now.saturating_sub(LAST_INPUT.load(Ordering::Relaxed)) < tsc_hz;
+    if OPEN.load(Ordering::Relaxed) || (LAST_INPUT.load(Ordering::Relaxed) != 0 && recent) {
+        NEXT_RECEIVE.load(Ordering::Relaxed)
+    } else {
+        u64::MAX
+    }
+}
+
+/// Inside a guest's slice (at an exit, the VM's lock held): the UART's FIFO into the queue if
+/// its reading interval has passed. Nothing is processed here: the bytes wait for the next
+/// pass between slices ([`poll_if_due`]), which may need a VM's lock.
+pub fn receive_if_due(now: u64) {
+    if now < NEXT_RECEIVE.load(Ordering::Relaxed) {
+        return;
+    }
+    NEXT_RECEIVE.store(
+        now.saturating_add(POLL_INTERVAL.load(Ordering::Relaxed)),
+        Ordering::Relaxed,
+    );
+    if let Some(mut shell) = SHELL.try_lock() {
+        shell.receive();
+    }
+}
+
+/// COM1's receive interrupt (an external-interrupt exit on the boot CPU): the UART's FIFO
+/// into the input queue now, so a long slice cannot overrun it; the bytes are processed at
+/// the next polling pass. If another CPU holds the shell, its pass reads the FIFO instead.
+pub fn receive_interrupt() {
+    if let Some(mut shell) = SHELL.try_lock() {
+        shell.receive();
+    }
+}
+
+/// Takes COM1's receive interrupt when the boot CPU serves the console (the 8259A delivers
+/// it there); otherwise console input is polled only.
+pub fn use_receive_interrupt() -> bool {
+    if crate::serial::enable_receive_interrupt() {
+        crate::host_irq::unmask(crate::host_irq::COM1_IRQ);
+        return true;
+    }
+    false
+}
+
 impl Shell {
+    /// The UART's receive FIFO into the queue (bytes beyond its bound are dropped and
+    /// counted).
+    fn receive(&mut self) {
+        let mut rx = [0u8; RX_FIFO];
+        let n = crate::serial::receive(&mut rx);
+        for &b in &rx[..n] {
+            self.queue.push(b);
+        }
+        if n > 0 {
+            LAST_INPUT.store(arch::rdtsc().max(1), Ordering::Relaxed);
+            PENDING.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// One pass: pending starts served, the UART's FIFO into the queue, then a bounded
     /// number of bytes processed.
     fn pass(&mut self) {
@@ -83,12 +160,10 @@ impl Shell {
                 }
             }
         }
-        let mut rx = [0u8; RX_FIFO];
-        let n = crate::serial::receive(&mut rx);
-        for &b in &rx[..n] {
-            self.queue.push(b);
-        }
+        self.receive();
         self.mux.stats.queue_overflow = self.queue.dropped;
+        self.mux.stats.skipped_for_escape = self.queue.skipped;
+        self.mux.stats.uart_overruns = crate::serial::rx_overruns();
         if self.mux.mode() == vm::shell::Mode::Top {
             self.top_if_due();
         }
@@ -151,6 +226,11 @@ impl Shell {
                 }
             }
         }
+        PENDING.store(!self.queue.is_empty(), Ordering::Relaxed);
+        OPEN.store(
+            self.mux.mode() != vm::shell::Mode::Guests,
+            Ordering::Relaxed,
+        );
     }
 
     fn run(&mut self, line: &str) {
@@ -177,6 +257,7 @@ impl Shell {
             }
             Command::Vms => {
                 let _ = commands::vms(&shell_ops::rows(), shell_ops::tsc_hz(), &mut out);
+                let _ = commands::input_line(&self.mux.stats, &mut out);
             }
             Command::Stats(vm) => match shell_ops::stats(vm) {
                 Ok(view) => {

@@ -7,6 +7,8 @@ use bulkhead_boot::serial_input::Feed;
 use bulkhead_tests::{boot_with_input, bundle_image, Checked};
 
 const PROMPT: &str = "bulkhead> ";
+/// Bytes pasted into a guest that does not read them.
+const PASTE: usize = 1000;
 
 fn forever(name: &str) -> String {
     format!("[vm.{name}]\nkind = \"elf64\"\nimage = \"forever.elf\"\nmemory = \"16M\"\n")
@@ -31,6 +33,8 @@ fn stats_counts(run: &Checked, vm: &str, reason: &str) -> Vec<u64> {
 fn shell_lists_counts_and_stops_vms() {
     let conf = format!("{}{}", forever("alpha"), forever("beta"));
     let (_dir, image) = bundle_image(&conf, &["forever.elf"]);
+    let mut paste = vec![b'p'; PASTE];
+    paste.push(0x01);
     let input = vec![
         // Both guests run: beta's first console line.
         Feed::new("[beta] ", "\x01"),
@@ -44,7 +48,12 @@ fn shell_lists_counts_and_stops_vms() {
         Feed::new("top: exits per second (any key stops)\r\n", "q"),
         Feed::new(PROMPT, "stats gamma\r"),
         Feed::new(PROMPT, "stop beta\r"),
-        Feed::new("vm beta: console: ", "vms\r"),
+        // A paste of PASTE bytes into alpha, which never reads its UART: its receive buffer
+        // takes 256, the shell's input queue 256, the rest is dropped; Ctrl-A still detaches.
+        Feed::new("vm beta: console: ", "console alpha\r"),
+        Feed::new("[shell] attached to vm alpha (Ctrl-A detaches)\r\n", paste),
+        // Ctrl-U first: the line editor starts empty whatever the paste left (see below).
+        Feed::new("[shell] detached from vm alpha", "\x15vms\r"),
         Feed::new(PROMPT, "stop alpha\r"),
     ];
     let run = boot_with_input(&image, "corei7_skylake_x", input, 300);
@@ -147,6 +156,43 @@ fn shell_lists_counts_and_stops_vms() {
     let beta_stop = t.find("vm beta: stopped:").unwrap();
     let alpha_stop = t.find("vm alpha: stopped:").unwrap();
     assert!(beta_stop < alpha_stop);
+    // The paste: up to 256 bytes fill alpha's UART; the shell's 256-byte input queue holds what
+    // waits behind them, dropped for the escape key at the end, and what arrived while it
+    // was full is dropped at the queue. Bytes the machine's UART lost to a full receive FIFO
+    // are not seen at all, and its overruns say so: every pasted byte is accounted for, or
+    // an overrun is counted. The 10 command lines typed before this `vms` are counted.
+    let input_line = t
+        .lines()
+        .rfind(|l| l.starts_with("console input: "))
+        .expect("the console input line of the last `vms`");
+    let counter = |name: &str| -> usize {
+        input_line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {input_line}"))
+    };
+    assert!(
+        input_line.starts_with("console input: lines=10 to-guest="),
+        "{input_line} ({t})"
+    );
+    assert_eq!(
+        (counter("ignored"), counter("dropped-long-line")),
+        (0, 0),
+        "{input_line}"
+    );
+    let to_guest = counter("to-guest");
+    assert!((1..=256).contains(&to_guest), "{input_line}");
+    let seen = to_guest + counter("dropped-queue-full") + counter("dropped-before-escape");
+    let before_escape = counter("dropped-before-escape");
+    assert!(before_escape <= 256 && before_escape > 0, "{input_line}");
+    assert!(seen <= PASTE, "{input_line}");
+    assert!(
+        seen == PASTE || counter("uart-overruns") > 0,
+        "{} pasted bytes unaccounted for and no overrun counted: {input_line}",
+        PASTE - seen
+    );
+    eprintln!("paste of {PASTE} bytes: {input_line}");
     // The report's CPUID count is at least what the live `stats` saw before.
     let reported = run
         .exit_count("alpha", "CPUID")

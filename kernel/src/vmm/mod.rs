@@ -447,6 +447,12 @@ impl VcpuExit<'_> {
                 self.vcpu.stats.record_kick(ticks);
             }
         }
+        if crate::host_irq::source(info.vector())
+            == crate::host_irq::Source::Pic(crate::host_irq::COM1_IRQ)
+        {
+            // Console input: the UART's FIFO into the shell's queue (bounded: one FIFO).
+            crate::shell::receive_interrupt();
+        }
         match crate::host_irq::end_of_interrupt(info.vector()) {
             crate::host_irq::Eoi::Sent(_) => self.vcpu.stats.host_interrupts_ended += 1,
             crate::host_irq::Eoi::Spurious(_) => self.vcpu.stats.host_interrupts_spurious += 1,

@@ -230,6 +230,7 @@ pub(super) fn run_slice(
         let now = arch::rdtsc();
         if pumps {
             crate::serial::pump_if_due(now);
+            crate::shell::receive_if_due(now);
         }
         {
             let mut x = VcpuExit { vm: &mut vm, vcpu };
@@ -280,8 +281,11 @@ pub(super) fn run_slice(
             if preemption {
                 // Queued console output gets the UART's next FIFO slot on time, like a
                 // transmit interrupt would.
+                // And console input is read before the UART's receive FIFO can overrun.
                 let pump = if pumps {
-                    crate::serial::next_pump().unwrap_or(u64::MAX)
+                    crate::serial::next_pump()
+                        .unwrap_or(u64::MAX)
+                        .min(crate::shell::slice_deadline(now))
                 } else {
                     u64::MAX
                 };

@@ -229,6 +229,11 @@ pub fn run(
         .find(|&c| !work[c].dedicated)
         .unwrap_or(0);
     work[pump_cpu].pumps = true;
+    // The 8259A sends COM1's interrupt to the boot CPU: taken there only when that CPU serves
+    // the console (never on a real-time partition's CPU).
+    if pump_cpu == 0 && crate::shell::use_receive_interrupt() {
+        info!("shell: console input by COM1's receive interrupt (IRQ 4) and polling");
+    }
     TIMESLICE.store(config.hypervisor.timeslice as usize, Ordering::Relaxed);
     RUNNING_VMS.store(created, Ordering::Release);
     ARCHIVE.call_once(|| archive.clone());
