@@ -440,7 +440,7 @@ impl Vm {
         }
         let lapics = Self::new_lapics(pages, &platform, tsc_hz);
         let inboxes = (0..count).map(|_| guest_apic::Inbox::default()).collect();
-        let vm = Vm {
+        let mut vm = Vm {
             name: config.name.clone(),
             memory,
             platform,
@@ -488,7 +488,6 @@ impl Vm {
             }
             vcpus.push(vm.new_vcpu(config, &boot, (index, count), vmcs, vpid));
         }
-        let mut vm = vm;
         vm.vcpu_sched = vcpus
             .iter()
             .map(kvm_hypercalls::Sched::after_slice)

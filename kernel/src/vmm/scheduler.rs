@@ -317,18 +317,21 @@ pub fn run_this_cpu() {
         }
         let rebuilds = REBUILDS.load(Ordering::Acquire);
         if rebuilds != rebuilds_seen {
-            rebuilds_seen = rebuilds;
             for (slot, vcpu) in vcpus.iter_mut() {
                 vcpu.restart_if_rebuilt(slot);
             }
+            // A pool vCPU another CPU holds now is looked at again next pass.
+            let mut all_seen = true;
             for &(s, k) in pool {
                 match vms[s].vcpus[k].try_lock() {
                     Some(mut v) => {
                         v.restart_if_rebuilt(&vms[s]);
                     }
-                    // Another CPU holds it: look again next pass.
-                    None => rebuilds_seen = rebuilds.wrapping_sub(1),
+                    None => all_seen = false,
                 }
+            }
+            if all_seen {
+                rebuilds_seen = rebuilds;
             }
         }
         if mine.pumps {
