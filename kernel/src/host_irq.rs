@@ -67,9 +67,27 @@ pub fn start_tick(hz: u32) -> u32 {
         arch::outb(PIT_MODE, PIT_CH0_RATE);
         arch::outb(PIT_CHANNEL0, divisor as u8);
         arch::outb(PIT_CHANNEL0, (divisor >> 8) as u8);
-        arch::outb(MASTER_DATA, !1u8);
     }
+    unmask(PIT_IRQ);
     PIT_HZ / u32::from(divisor)
+}
+
+/// The PC's IRQ lines Bulkhead takes: the PIT's channel 0 and COM1.
+pub const PIT_IRQ: u8 = 0;
+pub const COM1_IRQ: u8 = 4;
+
+/// Unmasks master 8259A line `irq` (0-7; OCW1), leaving the others as they are: its
+/// interrupts then reach the boot CPU as external-interrupt VM exits.
+pub fn unmask(irq: u8) {
+    if irq >= 8 {
+        return;
+    }
+    // SAFETY: OCW1 only changes which of the master's lines are masked; Bulkhead runs with
+    // interrupts disabled, so an unmasked line only causes VM exits.
+    unsafe {
+        let mask = arch::inb(MASTER_DATA);
+        arch::outb(MASTER_DATA, mask & !(1 << irq));
+    }
 }
 
 /// Where a host interrupt came from, decided by its vector.

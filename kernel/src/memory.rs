@@ -263,6 +263,14 @@ pub fn reserve_heap(bytes: usize, margin: usize) -> Result<(), usize> {
     Ok(())
 }
 
+/// Gives back `bytes` reserved by [`reserve_heap`] (a VM restarting reserves its worst case
+/// anew).
+pub fn release_heap(bytes: usize) {
+    let _ = RESERVED.try_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+        Some(r.saturating_sub(bytes))
+    });
+}
+
 /// Heap bytes reserved for VMs.
 pub fn heap_reserved() -> usize {
     RESERVED.load(Ordering::Relaxed)

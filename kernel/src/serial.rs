@@ -18,7 +18,7 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 use uart_16550::backend::PioBackend;
-use uart_16550::spec::registers::LSR;
+use uart_16550::spec::registers::{IER, LSR};
 use uart_16550::{Config, Uart16550};
 use vm::console::{ByteRing, LineOwner, OpenLine, OPEN_LINE_OUTPUT};
 
@@ -160,15 +160,46 @@ pub fn pump() -> bool {
     !q.is_empty()
 }
 
+/// Lets COM1 raise IRQ 4 when bytes arrive (the 16550's "received data available"
+/// interrupt: at the FIFO's trigger level or after the character timeout; PC16550D datasheet,
+/// "Interrupt Enable Register"; the crate's `init` already set OUT2, which gates the UART's
+/// interrupt onto the PC's IRQ line), so console input is read soon even while a guest's
+/// slice runs (the shell drains the FIFO in the external-interrupt exit, kernel/src/shell.rs).
+/// The transmitter's interrupt stays off: output is paced by the TSC. False without a UART.
+pub fn enable_receive_interrupt() -> bool {
+    match PORT.lock().as_mut() {
+        Some(uart) => {
+            uart.enable_interrupts(IER::DATA_READY);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Receive overruns COM1 reported (LSR bit 1: a byte arrived while its receive FIFO was
+/// full and was lost; PC16550D datasheet, "Line Status Register").
+static RX_OVERRUNS: AtomicU64 = AtomicU64::new(0);
+
 /// Reads what COM1 has received, at most `buf.len()` bytes (the receive FIFO's), without
-/// waiting: polled by the hypervisor shell from idle time (kernel/src/shell.rs).
+/// waiting: polled by the hypervisor shell (kernel/src/shell.rs). Counts the overruns the
+/// line status reports ([`rx_overruns`]).
 pub fn receive(buf: &mut [u8]) -> usize {
     // try_lock: a CPU printing at this moment holds the port for a FIFO's worth; the shell
     // reads on its next pass instead of waiting.
     match PORT.try_lock() {
-        Some(mut port) => port.as_mut().map_or(0, |uart| uart.receive_bytes(buf)),
+        Some(mut port) => port.as_mut().map_or(0, |uart| {
+            if uart.lsr().contains(LSR::OVERRUN_ERROR) {
+                RX_OVERRUNS.fetch_add(1, Ordering::Relaxed);
+            }
+            uart.receive_bytes(buf)
+        }),
         None => 0,
     }
+}
+
+/// How many times COM1 lost received bytes to a full FIFO (each time one byte or more).
+pub fn rx_overruns() -> u64 {
+    RX_OVERRUNS.load(Ordering::Relaxed)
 }
 
 /// Queues `bytes` of hypervisor text at the start of a line (the open line ended first),

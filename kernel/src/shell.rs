@@ -1,13 +1,13 @@
 //! The hypervisor shell on COM1 (issue 17; docs/architecture.md, "Hypervisor shell"): the
 //! console-draining CPU reads the UART's receiver into a bounded queue (beyond it bytes are
-//! dropped and counted) often enough that its 16-byte FIFO never overruns, also while one of
-//! its vCPUs runs a slice ([`receive_if_due`], from the exits; only a FIFO read), and from its
-//! scheduling loop (between slices and while idle, never in an exit handler) hands at most
-//! [`vm::shell::BYTES_PER_PASS`] queued bytes per pass to the multiplexer
-//! ([`vm::shell::Mux`]); commands run here and print through the console queue.
-//! Ctrl-A opens the shell; `console VM` sends every byte to that VM's UART until Ctrl-A.
-//! The prompt with what is typed, and while attached the VM's unfinished console line (its
-//! echo of what is typed), are the terminal's open line (`serial::shell_line`,
+//! dropped and counted) often enough that its 16-byte FIFO does not overrun, also while one of
+//! its vCPUs runs a slice ([`receive_if_due`] from the exits, [`receive_interrupt`] from COM1's
+//! interrupt; only a FIFO read, no VM lock), and from its scheduling loop (between slices and
+//! while idle, never in an exit handler) hands at most [`vm::shell::BYTES_PER_PASS`] queued
+//! bytes per pass to the multiplexer ([`vm::shell::Mux`]); commands run here and print through
+//! the console queue. Ctrl-A opens the shell; `console VM` sends every byte to that VM's UART
+//! until Ctrl-A. The prompt with what is typed, and while attached the VM's unfinished console
+//! line (its echo of what is typed), are the terminal's open line (`serial::shell_line`,
 //! `shell_ops::show_unfinished`): other output ends it, each pass shows it again.
 
 use crate::vmm::shell_ops::{self, OpError};
@@ -38,99 +38,78 @@ static SHELL: Mutex<Shell> = Mutex::new(Shell {
     seen: None,
 });
 /// What the receiver delivered, until the shell's pass takes it (the console-draining CPU
-/// alone fills and empties it: the lock never waits).
+/// alone fills and empties it: the lock never waits for long).
 static INPUT: Mutex<InputQueue> = Mutex::new(InputQueue::new());
+/// The TSC rate (input counts as recent for one second of it).
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 /// When the shell's pass next runs (TSC).
 static NEXT_POLL: AtomicU64 = AtomicU64::new(0);
-/// When the receiver is next read (TSC).
+/// When the receiver is next read (TSC), between slices or inside one ([`receive_if_due`]).
 static NEXT_RX: AtomicU64 = AtomicU64::new(0);
-/// The shell is open: typed bytes matter (command lines, a paste into a guest), so the receiver
-/// is read on time even while a vCPU runs (its slice is cut for it). While it is closed only
-/// Ctrl-A counts, one byte that never overruns the FIFO.
-static RX_ON_TIME: AtomicBool = AtomicBool::new(false);
-/// Ticks between two passes of the shell: a quarter of the time the receive FIFO takes to fill
-/// at 115200 baud (an idle console-draining CPU wakes for them; unchanged while the shell is
-/// closed).
+/// When console input last arrived (TSC).
+static LAST_INPUT: AtomicU64 = AtomicU64::new(0);
+/// Bytes wait in the queue: the next pass runs even before its interval.
+static PENDING: AtomicBool = AtomicBool::new(false);
+/// The shell is open (or attached to a VM, or running `top`): typed bytes matter (command
+/// lines, a paste into a guest), so the receiver is read on time even while a vCPU runs.
+static OPEN: AtomicBool = AtomicBool::new(false);
+/// Ticks between two passes of the shell, and between two reads while nobody types: a quarter
+/// of the time the receive FIFO takes to fill at 115200 baud (the first bytes of new input fit
+/// the FIFO; an idle console-draining CPU wakes for them).
 static PASS_INTERVAL: AtomicU64 = AtomicU64::new(0);
-/// Ticks between two reads of the receiver while the shell is open: an eighth of the time the
-/// receive FIFO takes to fill at 115200 baud. A UART on a wire fills it no faster; an emulator may
-/// (Bochs's COM1 on a terminal delivered 16 bytes in 19,000 TSC ticks at 50 MHz, 3.7 times
-/// the baud rate, and drops what finds the FIFO full): an eighth leaves room for that.
-static POLL_INTERVAL: AtomicU64 = AtomicU64::new(0);
-/// Ticks between two reads while bytes keep arriving: a 32nd of the FIFO's fill time (under
-/// one byte time at Bochs's rate), only until a read finds nothing.
+/// Ticks between two reads while input is active ([`active`]): an eighth of the FIFO's fill
+/// time. A UART on a wire fills it no faster than the baud rate; an emulator may (Bochs's
+/// COM1 on a terminal delivered 16 bytes in 19,000 TSC ticks at 50 MHz, 3.7 times the baud
+/// rate, and drops what finds the FIFO full, or delivers it again out of order).
+static ACTIVE_INTERVAL: AtomicU64 = AtomicU64::new(0);
+/// Ticks between two reads while bytes keep arriving (a paste): a 32nd of the FIFO's fill
+/// time (under one byte time at Bochs's rate), only until a read finds nothing.
 static BURST_INTERVAL: AtomicU64 = AtomicU64::new(0);
 /// [`PASS_INTERVAL`] in FIFO fill times.
 const PASSES_PER_FILL: u64 = 4;
-/// [`POLL_INTERVAL`] in FIFO fill times.
-const POLLS_PER_FILL: u64 = 8;
+/// [`ACTIVE_INTERVAL`] in FIFO fill times.
+const ACTIVE_READS_PER_FILL: u64 = 8;
 /// [`BURST_INTERVAL`] in FIFO fill times.
-const BURST_POLLS_PER_FILL: u64 = 32;
+const BURST_READS_PER_FILL: u64 = 32;
 
-/// Tells the shell the TSC rate (its polling interval follows from the baud rate).
+/// Tells the shell the TSC rate (its reading intervals follow from the baud rate).
 pub fn set_tsc_hz(tsc_hz: u64) {
+    TSC_HZ.store(tsc_hz, Ordering::Relaxed);
     let fill = crate::serial::fifo_drain_ticks(tsc_hz);
     PASS_INTERVAL.store(fill / PASSES_PER_FILL, Ordering::Relaxed);
-    POLL_INTERVAL.store(fill / POLLS_PER_FILL, Ordering::Relaxed);
-    BURST_INTERVAL.store(fill / BURST_POLLS_PER_FILL, Ordering::Relaxed);
+    ACTIVE_INTERVAL.store(fill / ACTIVE_READS_PER_FILL, Ordering::Relaxed);
+    BURST_INTERVAL.store(fill / BURST_READS_PER_FILL, Ordering::Relaxed);
 }
 
-/// When console input is next read (TSC): an idle console-draining CPU wakes for it
-/// (idle.rs), so the UART's receive FIFO never overruns.
+/// Input is active: the shell is open, or a byte arrived in the last second of TSC time.
+fn active(now: u64) -> bool {
+    let last = LAST_INPUT.load(Ordering::Relaxed);
+    OPEN.load(Ordering::Relaxed)
+        || (last != 0 && now.saturating_sub(last) < TSC_HZ.load(Ordering::Relaxed))
+}
+
+/// When console input is next read or processed (TSC): an idle console-draining CPU wakes for
+/// it (idle.rs), so the UART's receive FIFO does not overrun.
 pub fn next_poll() -> u64 {
     NEXT_POLL.load(Ordering::Relaxed)
 }
 
-/// When a running vCPU's slice must be cut to read the receiver (TSC): while the shell is
-/// open, the next read; `u64::MAX` otherwise.
-pub fn next_receive() -> u64 {
-    if RX_ON_TIME.load(Ordering::Relaxed) {
-        NEXT_RX.load(Ordering::Relaxed)
-    } else {
-        u64::MAX
-    }
-}
-
-/// Reads the UART's receive FIFO into the input queue if its interval has passed (one atomic
-/// load otherwise): what the console-draining CPU's exits call while one of its vCPUs runs,
-/// so a burst of typed bytes (a paste) is not lost to an overrun while the shell's pass waits
-/// for the slice to end. Only a FIFO's worth of port reads; no VM lock.
-pub fn receive_if_due(now: u64) {
-    if now < NEXT_RX.load(Ordering::Relaxed) {
-        return;
-    }
-    receive(now);
-}
-
-fn receive(now: u64) {
-    let Some(mut queue) = INPUT.try_lock() else {
-        return;
-    };
-    let mut rx = [0u8; RX_FIFO];
-    let n = crate::serial::receive(&mut rx);
-    for &b in &rx[..n] {
-        queue.push(b);
-    }
-    // While bytes keep coming (a paste), read again soon.
-    let interval = if n > 0 {
-        &BURST_INTERVAL
-    } else {
-        &POLL_INTERVAL
-    };
-    NEXT_RX.store(
-        now.saturating_add(interval.load(Ordering::Relaxed)),
-        Ordering::Relaxed,
-    );
-}
-
-/// Reads console input and runs the shell if its polling interval has passed: one atomic
-/// load otherwise. Only the console-draining CPU calls it.
+/// Reads console input and runs the shell if its polling interval has passed or input waits
+/// in the queue; otherwise reads the FIFO if a read is due (three atomic loads when nothing
+/// is). Only the console-draining CPU calls it.
 pub fn poll_if_due(now: u64) {
-    if now < NEXT_POLL.load(Ordering::Relaxed) {
+    if now < NEXT_POLL.load(Ordering::Relaxed) && !PENDING.load(Ordering::Relaxed) {
+        // A read may be due before the pass (bytes arriving): the FIFO into the queue.
+        receive_if_due(now);
         return;
     }
+    let interval = if active(now) {
+        &ACTIVE_INTERVAL
+    } else {
+        &PASS_INTERVAL
+    };
     NEXT_POLL.store(
-        now.saturating_add(PASS_INTERVAL.load(Ordering::Relaxed)),
+        now.saturating_add(interval.load(Ordering::Relaxed)),
         Ordering::Relaxed,
     );
     receive(now);
@@ -141,8 +120,80 @@ pub fn poll_if_due(now: u64) {
         return;
     };
     shell.pass(&mut queue);
-    RX_ON_TIME.store(
+    PENDING.store(!queue.is_empty(), Ordering::Relaxed);
+    OPEN.store(
         shell.mux.mode() != vm::shell::Mode::Guests,
+        Ordering::Relaxed,
+    );
+}
+
+/// Until when a guest's slice on the console-draining CPU may run before console input is
+/// read: the next read while input is active (the shell open, or a byte in the last second),
+/// so the UART's 16-byte receive FIFO does not overrun during a long slice; no limit
+/// otherwise (then input waits for the slice's end, its first FIFO's worth kept). COM1's
+/// receive interrupt ([`receive_interrupt`]) does the same where it reaches the CPU (Bochs
+/// 2.7 takes external-interrupt exits only while the guest has RFLAGS.IF = 1).
+pub fn slice_deadline(now: u64) -> u64 {
+    // Called with a VM's lock held: nothing here may take one.
+    if active(now) {
+        NEXT_RX.load(Ordering::Relaxed)
+    } else {
+        u64::MAX
+    }
+}
+
+/// Inside a guest's slice (at an exit, the VM's lock held): the UART's FIFO into the queue if
+/// its reading interval has passed (one atomic load otherwise). Nothing is processed here: the
+/// bytes wait for the next pass between slices ([`poll_if_due`]), which may need a VM's lock.
+pub fn receive_if_due(now: u64) {
+    if now < NEXT_RX.load(Ordering::Relaxed) {
+        return;
+    }
+    receive(now);
+}
+
+/// COM1's receive interrupt (an external-interrupt exit on the boot CPU): the UART's FIFO
+/// into the input queue now, so a long slice cannot overrun it; the bytes are processed at
+/// the next pass.
+pub fn receive_interrupt() {
+    receive(arch::rdtsc());
+}
+
+/// Takes COM1's receive interrupt when the boot CPU serves the console (the 8259A delivers
+/// it there); otherwise console input is polled only.
+pub fn use_receive_interrupt() -> bool {
+    if crate::serial::enable_receive_interrupt() {
+        crate::host_irq::unmask(crate::host_irq::COM1_IRQ);
+        return true;
+    }
+    false
+}
+
+/// The UART's receive FIFO into the input queue (bytes beyond its bound are dropped and
+/// counted), and when to read it next: soon while bytes keep coming, an eighth of a fill time
+/// while input is active, a quarter otherwise.
+fn receive(now: u64) {
+    let Some(mut queue) = INPUT.try_lock() else {
+        return;
+    };
+    let mut rx = [0u8; RX_FIFO];
+    let n = crate::serial::receive(&mut rx);
+    for &b in &rx[..n] {
+        queue.push(b);
+    }
+    if n > 0 {
+        LAST_INPUT.store(now.max(1), Ordering::Relaxed);
+        PENDING.store(true, Ordering::Relaxed);
+    }
+    let interval = if n > 0 {
+        &BURST_INTERVAL
+    } else if active(now) {
+        &ACTIVE_INTERVAL
+    } else {
+        &PASS_INTERVAL
+    };
+    NEXT_RX.store(
+        now.saturating_add(interval.load(Ordering::Relaxed)),
         Ordering::Relaxed,
     );
 }
@@ -153,9 +204,23 @@ fn prompt() {
 }
 
 impl Shell {
-    /// One pass: a bounded number of queued bytes processed.
+    /// One pass: pending starts served, then a bounded number of queued bytes processed.
     fn pass(&mut self, queue: &mut InputQueue) {
+        for started in shell_ops::service_starts() {
+            match started {
+                shell_ops::Started::Started { name, vcpus } => {
+                    println!(
+                        "[shell] vm {name}: started again from its configuration ({vcpus} vCPU(s))"
+                    );
+                }
+                shell_ops::Started::Failed { name, error } => {
+                    println!("[shell] vm {name}: cannot start: {error}");
+                }
+            }
+        }
         self.mux.stats.queue_overflow = queue.dropped;
+        self.mux.stats.skipped_for_escape = queue.skipped;
+        self.mux.stats.uart_overruns = crate::serial::rx_overruns();
         if self.mux.mode() == vm::shell::Mode::Top {
             self.top_if_due();
         }
@@ -263,6 +328,7 @@ impl Shell {
             }
             Command::Vms => {
                 let _ = commands::vms(&shell_ops::rows(), shell_ops::tsc_hz(), &mut out);
+                let _ = commands::input_line(&self.mux.stats, &mut out);
             }
             Command::Stats(vm) => match shell_ops::stats(vm) {
                 Ok(view) => {
@@ -315,10 +381,14 @@ impl Shell {
                 }
                 Err(e) => out = alloc::format!("error: {e}\n"),
             },
-            Command::Start(_) | Command::Restart(_) => {
-                let word = line.split_ascii_whitespace().next().unwrap_or("");
-                out = alloc::format!("error: `{word}` is not available in this build yet\n");
-            }
+            Command::Start(vm) => match shell_ops::start(vm) {
+                Ok(()) => out = alloc::format!("[shell] starting vm {}\n", vms[vm].name),
+                Err(e) => out = alloc::format!("error: {e}\n"),
+            },
+            Command::Restart(vm) => match shell_ops::restart(vm) {
+                Ok(()) => out = alloc::format!("[shell] restarting vm {}\n", vms[vm].name),
+                Err(e) => out = alloc::format!("error: {e}\n"),
+            },
         }
         crate::serial::print(format_args!("{out}"));
     }

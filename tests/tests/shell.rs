@@ -7,6 +7,8 @@ use bulkhead_boot::serial_input::Feed;
 use bulkhead_tests::{boot_with_input, bundle_image, Checked};
 
 const PROMPT: &str = "bulkhead> ";
+/// Bytes pasted into a guest that does not read them.
+const PASTE: usize = 1000;
 
 fn forever(name: &str) -> String {
     format!("[vm.{name}]\nkind = \"elf64\"\nimage = \"forever.elf\"\nmemory = \"16M\"\n")
@@ -31,6 +33,8 @@ fn stats_counts(run: &Checked, vm: &str, reason: &str) -> Vec<u64> {
 fn shell_lists_counts_and_stops_vms() {
     let conf = format!("{}{}", forever("alpha"), forever("beta"));
     let (_dir, image) = bundle_image(&conf, &["forever.elf"]);
+    let mut paste = vec![b'p'; PASTE];
+    paste.push(0x01);
     let input = vec![
         // Both guests run: beta's first console line.
         Feed::new("[beta] ", "\x01"),
@@ -44,7 +48,12 @@ fn shell_lists_counts_and_stops_vms() {
         Feed::new("top: exits per second (any key stops)\r\n", "q"),
         Feed::new(PROMPT, "stats gamma\r"),
         Feed::new(PROMPT, "stop beta\r"),
-        Feed::new("vm beta: console: ", "vms\r"),
+        // A paste of PASTE bytes into alpha, which never reads its UART: its receive buffer
+        // takes 256, the shell's input queue 256, the rest is dropped; Ctrl-A still detaches.
+        Feed::new("vm beta: console: ", "console alpha\r"),
+        Feed::new("[shell] attached to vm alpha (Ctrl-A detaches)\r\n", paste),
+        // Ctrl-U first: the line editor starts empty whatever the paste left (see below).
+        Feed::new("[shell] detached from vm alpha", "\x15vms\r"),
         Feed::new(PROMPT, "stop alpha\r"),
     ];
     let run = boot_with_input(&image, "corei7_skylake_x", input, 300);
@@ -147,9 +156,143 @@ fn shell_lists_counts_and_stops_vms() {
     let beta_stop = t.find("vm beta: stopped:").unwrap();
     let alpha_stop = t.find("vm alpha: stopped:").unwrap();
     assert!(beta_stop < alpha_stop);
+    // The paste: up to 256 bytes fill alpha's UART; the shell's 256-byte input queue holds what
+    // waits behind them, dropped for the escape key at the end, and what arrived while it
+    // was full is dropped at the queue. Bytes the machine's UART lost to a full receive FIFO
+    // are not seen at all, and its overruns say so: every pasted byte is accounted for, or
+    // an overrun is counted. The 10 command lines typed before this `vms` are counted.
+    let input_line = t
+        .lines()
+        .rfind(|l| l.starts_with("console input: "))
+        .expect("the console input line of the last `vms`");
+    let counter = |name: &str| -> usize {
+        input_line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {input_line}"))
+    };
+    assert!(
+        input_line.starts_with("console input: lines=10 to-guest="),
+        "{input_line} ({t})"
+    );
+    assert_eq!(
+        (counter("ignored"), counter("dropped-long-line")),
+        (0, 0),
+        "{input_line}"
+    );
+    let to_guest = counter("to-guest");
+    assert!((1..=256).contains(&to_guest), "{input_line}");
+    let seen = to_guest + counter("dropped-queue-full") + counter("dropped-before-escape");
+    let before_escape = counter("dropped-before-escape");
+    assert!(before_escape <= 256 && before_escape > 0, "{input_line}");
+    assert!(seen <= PASTE, "{input_line}");
+    assert!(
+        seen == PASTE || counter("uart-overruns") > 0,
+        "{} pasted bytes unaccounted for and no overrun counted: {input_line}",
+        PASTE - seen
+    );
+    eprintln!("paste of {PASTE} bytes: {input_line}");
     // The report's CPUID count is at least what the live `stats` saw before.
     let reported = run
         .exit_count("alpha", "CPUID")
         .expect("alpha's CPUID line");
     assert!(reported >= cpuids[1], "{reported} < {cpuids:?}");
+}
+
+/// `restart VM` stops a running VM (its report names the restart) and builds it again from
+/// its configuration: RAM zeroed and the image loaded again, new devices on the same network
+/// port (the network has exactly one port per configured device, so a second port would not
+/// fit), the guest's first line again. `start VM` refuses a running VM and starts a stopped
+/// one; an unknown VM gets the usage. Three incarnations of beta (one vCPU, from the pool),
+/// three reports; two of alpha (two vCPUs pinned to CPU 0).
+#[test]
+fn shell_restarts_and_starts_a_vm_from_its_configuration() {
+    let conf = format!(
+        "[network.lan]\n\
+         {}vcpus = 2\ncpus = [0]\n[[vm.alpha.virtio-net]]\nmac = \"52:54:00:00:00:0a\"\nnetwork = \"lan\"\n\
+         {}[[vm.beta.virtio-net]]\nmac = \"52:54:00:00:00:0b\"\nnetwork = \"lan\"\n\
+         [[vm.beta.virtio-blk]]\nsize = 65536\n",
+        forever("alpha"),
+        forever("beta"),
+    );
+    let (_dir, image) = bundle_image(&conf, &["forever.elf"]);
+    let started = "[shell] vm beta: started again from its configuration (1 vCPU(s))";
+    let input = vec![
+        Feed::new("[beta] ", "\x01"),
+        Feed::new(PROMPT, "restart beta\r"),
+        Feed::new(started, ""),
+        Feed::new("vm beta: first VM entry", "start beta\r"),
+        Feed::new(PROMPT, "stop beta\r"),
+        Feed::new("vm beta: console: ", "start beta\r"),
+        Feed::new(started, ""),
+        Feed::new("vm beta: first VM entry", "vms\r"),
+        Feed::new(PROMPT, "restart gamma\r"),
+        Feed::new(PROMPT, "stop beta\r"),
+        Feed::new("vm beta: console: ", "restart alpha\r"),
+        Feed::new(
+            "[shell] vm alpha: started again from its configuration (2 vCPU(s))",
+            "",
+        ),
+        Feed::new("vm alpha: first VM entry", "stop alpha\r"),
+    ];
+    let run = boot_with_input(&image, "corei7_skylake_x", input, 300);
+    let t = &run.outcome.transcript;
+    run.exited(0, "ok");
+    let count = |needle: &str| t.matches(needle).count();
+    assert!(t.contains("[shell] restarting vm beta\r\n"), "{t}");
+    assert_eq!(
+        count("vm beta: stopped: stopped by the operator to start again (shell `restart`)"),
+        1,
+        "{t}"
+    );
+    assert_eq!(
+        count("vm beta: stopped: stopped by the operator (shell `stop`)"),
+        2,
+        "{t}"
+    );
+    assert_eq!(count(started), 2, "{t}");
+    assert_eq!(count("vm beta: first VM entry"), 3, "{t}");
+    assert_eq!(count("vm alpha: first VM entry"), 2, "{t}");
+    assert_eq!(count("vm beta: stopped:"), 3, "{t}");
+    assert_eq!(count("vm alpha: stopped:"), 2, "{t}");
+    // alpha: two vCPUs pinned to CPU 0, both started again (each prints its first line).
+    assert_eq!(
+        t.lines()
+            .filter(|l| l.contains("[alpha] ") && l.ends_with("forever: running"))
+            .count(),
+        4,
+        "{t}"
+    );
+    // The guest ran from its entry each time: its first line three times.
+    assert_eq!(
+        t.lines()
+            .filter(|l| l.contains("[beta] ") && l.ends_with("forever: running"))
+            .count(),
+        3,
+        "{t}"
+    );
+    assert!(
+        t.contains("\nerror: the VM is running (`restart VM` stops it and starts it again)\r\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("\nerror: no VM named `gamma` (`vms` lists them); usage: restart VM\r\n"),
+        "{t}"
+    );
+    // Each incarnation's NIC on lan's port 2 (the gateway's is 0, alpha's 1), never a new
+    // port.
+    let beta_ports: Vec<&str> = t
+        .lines()
+        .filter(|l| l.contains("vm beta: virtio-net at "))
+        .filter_map(|l| l.split(" network=lan ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    assert_eq!(beta_ports, ["port=2"; 3], "{t}");
+    // After the second start `vms` shows beta running again.
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with("beta         running    1/1  0             16M ")),
+        "{t}"
+    );
 }

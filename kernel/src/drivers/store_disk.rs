@@ -345,6 +345,14 @@ pub enum VmDisk {
 }
 
 impl VmDisk {
+    /// Whether a transfer is waiting for the drive (never for a RAM disk).
+    pub fn busy(&self) -> bool {
+        match self {
+            VmDisk::Ram(_) => false,
+            VmDisk::Store(s) => s.io.busy(),
+        }
+    }
+
     /// Extra counters for the device report (store disks only).
     pub fn report(&self) -> String {
         match self {

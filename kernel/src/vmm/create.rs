@@ -140,6 +140,21 @@ fn multiboot_boot(
     })
 }
 
+/// What a VM's devices may take from the shared heap (`Vm::heap_plan`).
+pub(super) struct HeapPlan {
+    /// Each copy-on-write disk's overlay budget (`heap-budget` shared out), if capped.
+    pub disk_budget: Option<u64>,
+}
+
+/// The VM-wide frames its vCPUs' VMCSs name besides the EPT and the APIC pages: one MSR
+/// bitmap and one pair of I/O bitmaps for all of them (SDM Vol. 3C §25.6.4, §25.6.9: the
+/// controls only name their addresses).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct VmFrames {
+    pub msr_bitmap: u64,
+    pub io_bitmaps: (u64, u64),
+}
+
 impl Vm {
     /// Allocates the VM's RAM and loads its guest image.
     pub(super) fn load(
@@ -149,9 +164,6 @@ impl Vm {
         caps: &Capabilities,
         apic_access: Option<u64>,
     ) -> Result<(loader::BootState, GuestMemory), CreateError> {
-        let image = archive
-            .get(&config.image)
-            .ok_or_else(|| CreateError::MissingEntry(config.image.clone()))?;
         let ept_config = ept::EptConfig {
             page_2m: caps.ept_2m_pages(),
             page_1g: caps.ept_1g_pages(),
@@ -164,36 +176,41 @@ impl Vm {
             apic_access.map(|page| (vm::apic::DEFAULT_APIC_BASE, page)),
         )
         .map_err(CreateError::Memory)?;
-        match config.kind {
-            GuestKind::Elf64 => loader::load_elf64(image, config.memory, index as u64, &mut memory),
-            GuestKind::Real16 => loader::load_real16(image, config.memory, &mut memory),
-            GuestKind::Linux | GuestKind::Pvh => {
-                return linux_boot(config, archive, image, &mut memory).map(|boot| (boot, memory));
-            }
-            GuestKind::Multiboot => {
-                return multiboot_boot(config, archive, image, &mut memory)
-                    .map(|boot| (boot, memory));
-            }
-        }
-        .map_err(CreateError::Load)
-        .map(|boot| (boot, memory))
+        let boot = Self::load_image(index, config, archive, &mut memory)?;
+        Ok((boot, memory))
     }
 
-    /// Creates the VM and its vCPUs; `homes` names each vCPU's CPU (the placement plan).
-    pub(super) fn create(
+    /// Loads the guest image into `memory` (zeroed RAM) as its kind says.
+    pub(super) fn load_image(
         index: usize,
         config: &VmConfig,
         archive: &Archive<'static>,
-        caps: &Capabilities,
-        tsc_hz: u64,
-        homes: &[usize],
-    ) -> Result<(Vm, Vec<Vcpu>), CreateError> {
-        // The budget rule (docs/architecture.md, "Budgets"): the VM's whole worst case on the
-        // shared heap, what its devices take now and what its guest can make them take later,
-        // must fit in what is really left; the later part is reserved, so no guest can take
-        // another VM's heap or the hypervisor's.
-        // `heap-budget` caps the devices' heap: what they take at creation, and the rest
-        // shared out as the overlay budgets of the copy-on-write disks.
+        memory: &mut GuestMemory,
+    ) -> Result<loader::BootState, CreateError> {
+        let image = archive
+            .get(&config.image)
+            .ok_or_else(|| CreateError::MissingEntry(config.image.clone()))?;
+        match config.kind {
+            GuestKind::Elf64 => loader::load_elf64(image, config.memory, index as u64, memory),
+            GuestKind::Real16 => loader::load_real16(image, config.memory, memory),
+            GuestKind::Linux | GuestKind::Pvh => {
+                return linux_boot(config, archive, image, memory);
+            }
+            GuestKind::Multiboot => return multiboot_boot(config, archive, image, memory),
+        }
+        .map_err(CreateError::Load)
+    }
+
+    /// The budget rule (docs/architecture.md, "Budgets"): the VM's whole worst case on the
+    /// shared heap, what its devices take now and what its guest can make them take later,
+    /// must fit in what is really left; the later part is reserved, so no guest can take
+    /// another VM's heap or the hypervisor's. `heap-budget` caps the devices' heap: what
+    /// they take at creation, and the rest shared out as the overlay budgets of the
+    /// copy-on-write disks.
+    pub(super) fn heap_plan(
+        config: &VmConfig,
+        archive: &Archive<'static>,
+    ) -> Result<HeapPlan, CreateError> {
         let create_bytes = VirtioDevices::creation_bytes(config);
         let disk_budget = match config.heap_budget {
             None => None,
@@ -219,6 +236,171 @@ impl Vm {
                 available: available.saturating_sub(margin) as u64,
             });
         }
+        Ok(HeapPlan { disk_budget })
+    }
+
+    /// The VM's devices and platform, and its KVM PV state (kvmclock counts from the RTC's
+    /// start); the heap its guest can make the devices take later is reserved. Returns them
+    /// with the heap the devices took now and the bytes reserved.
+    pub(super) fn new_platform(
+        config: &VmConfig,
+        archive: &Archive<'static>,
+        caps: &Capabilities,
+        tsc_hz: u64,
+        plan: &HeapPlan,
+    ) -> Result<(Platform, Option<vm::kvm_pv::state::VmPv>, u64, u64), CreateError> {
+        let heap_before = memory::heap_free();
+        let platform = Platform::new(config, archive, caps, tsc_hz, plan.disk_budget)
+            .map_err(CreateError::Platform)?;
+        let kvm_pv = kvm_pv::new_state(config, tsc_hz, platform.boot_tsc());
+        // Device state (RAM disks, queues, switch) lives on the heap.
+        let device_bytes = heap_before.saturating_sub(memory::heap_free()) as u64;
+        let growth = platform.virtio.worst_case_bytes();
+        let margin = heap_margin();
+        memory::reserve_heap(growth as usize, margin).map_err(|available| {
+            CreateError::HeapBudget {
+                need: growth,
+                available: available.saturating_sub(margin) as u64,
+            }
+        })?;
+        Ok((platform, kvm_pv, device_bytes, growth))
+    }
+
+    /// A local APIC per vCPU over `pages` (one each), APIC ID = vCPU index (CPUID and the
+    /// MADT say the same), in its power-up state.
+    pub(super) fn new_lapics(
+        pages: Vec<guest_apic::ApicFrame>,
+        platform: &Platform,
+        tsc_hz: u64,
+    ) -> Vec<vm::apic::LocalApic<guest_apic::ApicFrame>> {
+        pages
+            .into_iter()
+            .enumerate()
+            .map(|(index, page)| {
+                vm::apic::LocalApic::new(
+                    page,
+                    vm::apic::ApicConfig {
+                        apic_id: index as u32,
+                        bsp: index == 0,
+                        max_phys_addr_bits: platform.max_phys_addr_bits(),
+                        tsc_hz,
+                        // The timer counts the core crystal clock CPUID 0x15 reports
+                        // (vm::cpuid: the TSC frequency itself below 4.29 GHz), as Linux
+                        // assumes.
+                        timer_hz: guest_apic::timer_hz(tsc_hz),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// What vCPU `index`'s VMCS names (its VPID, the VM's EPT, bitmaps and APIC pages).
+    pub(super) fn vcpu_resources(&self, index: usize, vpid: u16) -> setup::VcpuResources {
+        setup::VcpuResources {
+            eptp: self.memory.eptp(),
+            vpid,
+            msr_bitmap: self.frames.msr_bitmap,
+            io_bitmaps: self.frames.io_bitmaps,
+            apic: self.apicv.as_ref().map(|a| setup::ApicPages {
+                virtual_apic: self.lapics[index].page().phys(),
+                apic_access: a.apic_access,
+            }),
+        }
+    }
+
+    /// Makes `vmcs` current and writes its controls (from `self.controls`) and the boot guest
+    /// state.
+    pub(super) fn program_vmcs(
+        &self,
+        vmcs: &vmcs::Vmcs,
+        resources: &setup::VcpuResources,
+        boot: &loader::BootState,
+    ) -> Result<(), CreateError> {
+        vmcs.load().map_err(|e| CreateError::Setup(e.into()))?;
+        // SAFETY: the EPT maps only this VM's RAM (GuestMemory), the bitmaps are frames
+        // allocated for this VM, and `controls` come from `setup::controls` for this CPU
+        // model (every CPU in VMX root has the boot CPU's capabilities).
+        unsafe { setup::write_controls(&self.controls, resources) }
+            .map_err(|e| CreateError::Setup(e.into()))?;
+        setup::write_guest_state(&self.caps, boot, self.platform.cr4_reserved())
+            .map_err(|e| CreateError::Setup(e.into()))
+    }
+
+    /// vCPU `index` of `count` as it starts (or starts again, restart.rs) over `vmcs`.
+    pub(super) fn new_vcpu(
+        &self,
+        config: &VmConfig,
+        boot: &loader::BootState,
+        (index, count): (usize, usize),
+        vmcs: vmcs::Vmcs,
+        vpid: u16,
+    ) -> Vcpu {
+        // docs/vm-platform.md: every vCPU of an elf64 guest starts at the entry point with
+        // RDX = its index and RCX = the vCPU count.
+        // The 32-bit boot protocols hand over EAX and EBX (vm::loader::EntryMode::Flat32).
+        let (rax, rbx) = match boot.mode {
+            EntryMode::Flat32 { eax, ebx } => (u64::from(eax), u64::from(ebx)),
+            _ => (0, 0),
+        };
+        let regs = GuestRegs {
+            rax,
+            rbx,
+            rdi: boot.rdi,
+            rsi: boot.rsi,
+            rdx: index as u64,
+            rcx: count as u64,
+            ..Default::default()
+        };
+        Vcpu {
+            index,
+            vmcs,
+            vpid,
+            epoch: 0,
+            regs,
+            launched: false,
+            entered: false,
+            host_state_written: false,
+            controls: self.controls,
+            // Linux and real-mode guests start their application processors themselves,
+            // with INIT and start-up IPIs (SDM Vol. 3A §9.4.4), as on a PC: they wait for
+            // them from the start. An elf64 guest's vCPUs all start at its entry.
+            state: if index > 0 && config.kind != GuestKind::Elf64 {
+                State::WaitForSipi
+            } else {
+                State::Runnable
+            },
+            deferred_event: None,
+            nmi_pending: false,
+            pending_startup: None,
+            pv_unhalted: false,
+            halted_irqs_off: false,
+            idle_call: false,
+            eoi_exit_generation: 0,
+            debug: arch::DebugRegs::initial(),
+            xstate: xsave::ExtendedState::new(self.platform.xcr0_supported()),
+            msr_state: self.platform.new_msr_state(),
+            stats: ExitStats::new(),
+            slice_end: 0,
+            wake_others_at: u64::MAX,
+            slice_left: None,
+            ept_generation: 0,
+            pooled: config.cpus.is_none(),
+            last_cpu: None,
+            ready_since: None,
+            poll_control: true,
+        }
+    }
+
+    /// Creates the VM and its vCPUs; `homes` names each vCPU's CPU (the placement plan).
+    pub(super) fn create(
+        index: usize,
+        config: &VmConfig,
+        archive: &Archive<'static>,
+        caps: &Capabilities,
+        tsc_hz: u64,
+        homes: &[usize],
+    ) -> Result<(Vm, Vec<Vcpu>), CreateError> {
+        let plan = Self::heap_plan(config, archive)?;
         // APIC virtualization when the CPU has all of it (vmx::apicv): the VM's APIC-access
         // page, mapped at the xAPIC base, and the MSR bitmap of vCPUs in x2APIC mode.
         let apicv = vmx::apicv::available(caps);
@@ -228,33 +410,20 @@ impl Vm {
             None
         };
         let (boot, memory) = Self::load(index, config, archive, caps, apic_access)?;
-
-        let heap_before = memory::heap_free();
-        let platform = Platform::new(config, archive, caps, tsc_hz, disk_budget)
-            .map_err(CreateError::Platform)?;
-        // The KVM PV state (kvm-pv): kvmclock counts from the RTC's start.
-        let kvm_pv = kvm_pv::new_state(config, tsc_hz, platform.boot_tsc());
-        // Device state (RAM disks, queues, switch) lives on the heap.
-        let device_bytes = heap_before.saturating_sub(memory::heap_free()) as u64;
-        let growth = platform.virtio.worst_case_bytes();
-        memory::reserve_heap(growth as usize, margin).map_err(|available| {
-            CreateError::HeapBudget {
-                need: growth,
-                available: available.saturating_sub(margin) as u64,
-            }
-        })?;
+        let (platform, kvm_pv, device_bytes, reserved) =
+            Self::new_platform(config, archive, caps, tsc_hz, &plan)?;
 
         let long_mode = matches!(boot.mode, EntryMode::Long64 { .. });
         let controls = setup::controls(caps, long_mode, platform.secondary_controls(), apicv)
             .map_err(|e| CreateError::Setup(SetupError::Controls(e)))?;
-        // One MSR bitmap and one pair of I/O bitmaps for all of the VM's vCPUs (SDM Vol. 3C
-        // §25.6.4, §25.6.9: the controls only name their addresses).
-        let msr_bitmap = setup::msr_bitmap(&platform.msr_bitmap()).map_err(CreateError::Setup)?;
-        let io_bitmaps = setup::io_bitmaps().map_err(CreateError::Setup)?;
+        let frames = VmFrames {
+            msr_bitmap: setup::msr_bitmap(&platform.msr_bitmap()).map_err(CreateError::Setup)?,
+            io_bitmaps: setup::io_bitmaps().map_err(CreateError::Setup)?,
+        };
         let apicv = match apic_access {
             Some(apic_access) => Some(guest_apic::Apicv {
                 apic_access,
-                xapic_msr_bitmap: msr_bitmap,
+                xapic_msr_bitmap: frames.msr_bitmap,
                 x2apic_msr_bitmap: setup::msr_bitmap(&vmx::apicv::x2apic_msr_bitmap(
                     &platform.msr_bitmap(),
                 ))
@@ -263,132 +432,15 @@ impl Vm {
             None => None,
         };
         let count = homes.len().max(1);
-        // A local APIC per vCPU, APIC ID = vCPU index (CPUID and the MADT say the same).
-        let mut lapics = Vec::with_capacity(count);
-        for index in 0..count {
-            let page =
-                guest_apic::ApicFrame::new().ok_or(CreateError::Setup(SetupError::OutOfMemory))?;
-            lapics.push(vm::apic::LocalApic::new(
-                page,
-                vm::apic::ApicConfig {
-                    apic_id: index as u32,
-                    bsp: index == 0,
-                    max_phys_addr_bits: platform.max_phys_addr_bits(),
-                    tsc_hz,
-                    // The timer counts the core crystal clock CPUID 0x15 reports (vm::cpuid:
-                    // the TSC frequency itself below 4.29 GHz), as Linux assumes.
-                    timer_hz: guest_apic::timer_hz(tsc_hz),
-                },
-            ));
+        let mut pages = Vec::with_capacity(count);
+        for _ in 0..count {
+            pages.push(
+                guest_apic::ApicFrame::new().ok_or(CreateError::Setup(SetupError::OutOfMemory))?,
+            );
         }
+        let lapics = Self::new_lapics(pages, &platform, tsc_hz);
         let inboxes = (0..count).map(|_| guest_apic::Inbox::default()).collect();
-        let mut vcpus = Vec::with_capacity(count);
-        for (index, lapic) in lapics.iter().enumerate() {
-            let vmcs = vmcs::Vmcs::new(caps).map_err(|e| CreateError::Setup(e.into()))?;
-            vmcs.load().map_err(|e| CreateError::Setup(e.into()))?;
-            let resources = setup::VcpuResources {
-                eptp: memory.eptp(),
-                vpid: next_vpid(),
-                msr_bitmap,
-                io_bitmaps,
-                apic: apicv.as_ref().map(|a| setup::ApicPages {
-                    virtual_apic: lapic.page().phys(),
-                    apic_access: a.apic_access,
-                }),
-            };
-            // SAFETY: the EPT maps only this VM's RAM (GuestMemory), the bitmaps are frames
-            // just allocated for this VM, and `controls` come from `setup::controls` for this
-            // CPU model (every CPU in VMX root has the boot CPU's capabilities).
-            unsafe { setup::write_controls(&controls, &resources) }
-                .map_err(|e| CreateError::Setup(e.into()))?;
-            setup::write_guest_state(caps, &boot, platform.cr4_reserved())
-                .map_err(|e| CreateError::Setup(e.into()))?;
-            // The VMCS moves to its vCPU's CPU: VMCLEAR writes it back to memory and makes it
-            // launchable there (SDM Vol. 3C §25.11.1, §25.11.3); that CPU writes its own host
-            // state before the first entry.
-            vmcs.clear().map_err(|e| CreateError::Setup(e.into()))?;
-            // docs/vm-platform.md: every vCPU of an elf64 guest starts at the entry point with
-            // RDX = its index and RCX = the vCPU count.
-            // The 32-bit boot protocols hand over EAX and EBX (vm::loader::EntryMode::Flat32).
-            let (rax, rbx) = match boot.mode {
-                EntryMode::Flat32 { eax, ebx } => (u64::from(eax), u64::from(ebx)),
-                _ => (0, 0),
-            };
-            let regs = GuestRegs {
-                rax,
-                rbx,
-                rdi: boot.rdi,
-                rsi: boot.rsi,
-                rdx: index as u64,
-                rcx: count as u64,
-                ..Default::default()
-            };
-            vcpus.push(Vcpu {
-                index,
-                vmcs,
-                regs,
-                launched: false,
-                entered: false,
-                host_state_written: false,
-                controls,
-                // Linux and real-mode guests start their application processors themselves,
-                // with INIT and start-up IPIs (SDM Vol. 3A §9.4.4), as on a PC: they wait for
-                // them from the start. An elf64 guest's vCPUs all start at its entry.
-                state: if index > 0 && config.kind != GuestKind::Elf64 {
-                    State::WaitForSipi
-                } else {
-                    State::Runnable
-                },
-                deferred_event: None,
-                nmi_pending: false,
-                pending_startup: None,
-                pv_unhalted: false,
-                halted_irqs_off: false,
-                idle_call: false,
-                eoi_exit_generation: 0,
-                debug: arch::DebugRegs::initial(),
-                xstate: xsave::ExtendedState::new(platform.xcr0_supported()),
-                msr_state: platform.new_msr_state(),
-                stats: ExitStats::new(),
-                slice_end: 0,
-                wake_others_at: u64::MAX,
-                slice_left: None,
-                ept_generation: 0,
-                pooled: config.cpus.is_none(),
-                last_cpu: None,
-                ready_since: None,
-                poll_control: true,
-            });
-            if index == 0 {
-                info!("vm {}: vcpu 0 VPID {}", config.name, resources.vpid);
-            }
-        }
-        // A VMCS, MSR bitmap and the two I/O bitmaps: 3 frames + one per vCPU.
-        let vmx_bytes = (3 + count as u64) * memory::FRAME_SIZE;
-        let ept_bytes = memory.overhead_bytes();
-        info!(
-            "vm {}: memory beyond guest RAM: {} bytes (VMCS and bitmaps {vmx_bytes}, EPT {ept_bytes}, device state {device_bytes})",
-            config.name,
-            vmx_bytes + ept_bytes + device_bytes
-        );
-        let overhead = vmx_bytes + ept_bytes + device_bytes;
-        info!(
-            "vm {}: {} MiB RAM, {} guest {} entered at {:#x}, {} virtio device(s), {count} vCPU(s), overhead {} KiB (VMCS, bitmaps, EPT, devices)",
-            config.name,
-            config.memory >> 20,
-            match config.kind {
-                GuestKind::Elf64 => "64-bit",
-                GuestKind::Real16 => "real-mode",
-                GuestKind::Linux => "Linux",
-                GuestKind::Pvh => "PVH",
-                GuestKind::Multiboot => "Multiboot",
-            },
-            config.image,
-            boot.rip,
-            config.devices.len(),
-            overhead >> 10
-        );
-        let vm = Vm {
+        let mut vm = Vm {
             name: config.name.clone(),
             memory,
             platform,
@@ -417,11 +469,54 @@ impl Vm {
             kvm_pv_counters: kvm_pv::PvCounters::default(),
             kvm_pv_offered: config.kvm_pv,
             kvm_calls: Default::default(),
-            vcpu_sched: vcpus
-                .iter()
-                .map(kvm_hypercalls::Sched::after_slice)
-                .collect(),
+            vcpu_sched: Vec::new(),
+            controls,
+            frames,
+            heap_reserved: reserved,
         };
+        let mut vcpus = Vec::with_capacity(count);
+        for index in 0..count {
+            let vmcs = vmcs::Vmcs::new(caps).map_err(|e| CreateError::Setup(e.into()))?;
+            let vpid = next_vpid();
+            vm.program_vmcs(&vmcs, &vm.vcpu_resources(index, vpid), &boot)?;
+            // The VMCS moves to its vCPU's CPU: VMCLEAR writes it back to memory and makes it
+            // launchable there (SDM Vol. 3C §25.11.1, §25.11.3); that CPU writes its own host
+            // state before the first entry.
+            vmcs.clear().map_err(|e| CreateError::Setup(e.into()))?;
+            if index == 0 {
+                info!("vm {}: vcpu 0 VPID {vpid}", config.name);
+            }
+            vcpus.push(vm.new_vcpu(config, &boot, (index, count), vmcs, vpid));
+        }
+        vm.vcpu_sched = vcpus
+            .iter()
+            .map(kvm_hypercalls::Sched::after_slice)
+            .collect();
+        // A VMCS, MSR bitmap and the two I/O bitmaps: 3 frames + one per vCPU.
+        let vmx_bytes = (3 + count as u64) * memory::FRAME_SIZE;
+        let ept_bytes = vm.memory.overhead_bytes();
+        info!(
+            "vm {}: memory beyond guest RAM: {} bytes (VMCS and bitmaps {vmx_bytes}, EPT {ept_bytes}, device state {device_bytes})",
+            config.name,
+            vmx_bytes + ept_bytes + device_bytes
+        );
+        let overhead = vmx_bytes + ept_bytes + device_bytes;
+        info!(
+            "vm {}: {} MiB RAM, {} guest {} entered at {:#x}, {} virtio device(s), {count} vCPU(s), overhead {} KiB (VMCS, bitmaps, EPT, devices)",
+            config.name,
+            config.memory >> 20,
+            match config.kind {
+                GuestKind::Elf64 => "64-bit",
+                GuestKind::Real16 => "real-mode",
+                GuestKind::Linux => "Linux",
+                GuestKind::Pvh => "PVH",
+                GuestKind::Multiboot => "Multiboot",
+            },
+            config.image,
+            boot.rip,
+            config.devices.len(),
+            overhead >> 10
+        );
         Ok((vm, vcpus))
     }
 }

@@ -195,6 +195,17 @@ impl GuestMemory {
         size.div_ceil(2 << 20) + size.div_ceil(1 << 30) + 2 + SPLIT_RESERVE
     }
 
+    /// A restart (restart.rs): every byte of RAM zeroed, the counters back to zero. Pages the
+    /// guest released stay out of the EPT and fault in on first touch as before, with what
+    /// the loader writes there.
+    pub fn reset(&mut self) {
+        // SAFETY: [hpa, hpa + size) is this VM's RAM, in the direct map; no vCPU of the VM
+        // runs while it restarts (all of them stopped).
+        unsafe { core::ptr::write_bytes(memory::phys_to_virt(self.hpa), 0, self.size as usize) };
+        self.released = 0;
+        self.faulted_in = 0;
+    }
+
     /// `MEM_RELEASE`: zeroes the 4 KiB pages [gpa, gpa + len) and removes them from the EPT
     /// (splitting large pages), then invalidates this VM's cached translations (SDM Vol. 3C
     /// §29.4.3.4: required after removing a mapping). The next access to any of them is an

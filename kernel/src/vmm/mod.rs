@@ -15,6 +15,7 @@ mod inject;
 mod kvm_hypercalls;
 mod kvm_pv;
 pub mod networks;
+mod restart;
 mod run_loop;
 mod scheduler;
 mod setup;
@@ -104,6 +105,13 @@ pub struct Vm {
     kvm_calls: vm::kvm_pv::hypercall::KvmCallStats,
     /// Each vCPU's scheduling state as the KVM PV calls see it (kvm_hypercalls.rs).
     vcpu_sched: Vec<kvm_hypercalls::Sched>,
+    /// The VMX controls every vCPU starts with (restart.rs programs them again).
+    controls: ControlSet,
+    /// The MSR and I/O bitmaps its vCPUs' VMCSs name.
+    frames: create::VmFrames,
+    /// Heap reserved for what its guest can make its devices take later (given back and
+    /// reserved anew when it restarts).
+    heap_reserved: u64,
 }
 
 // SAFETY: a `Vm` holds raw pointers only into its own guest RAM and EPT frames (GuestMemory),
@@ -438,6 +446,12 @@ impl VcpuExit<'_> {
             if let Some(ticks) = crate::smp::kick_received() {
                 self.vcpu.stats.record_kick(ticks);
             }
+        }
+        if crate::host_irq::source(info.vector())
+            == crate::host_irq::Source::Pic(crate::host_irq::COM1_IRQ)
+        {
+            // Console input: the UART's FIFO into the shell's queue (bounded: one FIFO).
+            crate::shell::receive_interrupt();
         }
         match crate::host_irq::end_of_interrupt(info.vector()) {
             crate::host_irq::Eoi::Sent(_) => self.vcpu.stats.host_interrupts_ended += 1,

@@ -283,12 +283,12 @@ pub(super) fn run_slice(
             x.kvm_pv_eoi_offer();
             if preemption {
                 // Queued console output gets the UART's next FIFO slot on time, like a
-                // transmit interrupt would; while the shell is open, console input is read on
+                // transmit interrupt would; while input is active, console input is read on
                 // time as a receive interrupt would (shell.rs).
                 let pump = if pumps {
                     crate::serial::next_pump()
                         .unwrap_or(u64::MAX)
-                        .min(crate::shell::next_receive())
+                        .min(crate::shell::slice_deadline(now))
                 } else {
                     u64::MAX
                 };

@@ -13,7 +13,7 @@ use super::guest_apic::Signal;
 use super::kvm_hypercalls::Sched;
 use super::shell_ops;
 use super::*;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use spin::{Mutex, Once};
 use vm::placement::{self, VmRequest};
 
@@ -28,6 +28,16 @@ pub struct VmSlot {
     /// Each vCPU's registers and scheduling state as of its last slice, copied on its own CPU
     /// from its own VMCS (the shell's `regs VM VCPU` never reads another CPU's VMCS).
     pub(super) regs: Vec<Mutex<Option<shell_ops::RegsSnapshot>>>,
+    /// What it was created from (restart.rs builds it again from it) and its place in the
+    /// configuration.
+    pub(super) config: VmConfig,
+    pub(super) config_index: usize,
+    /// Bumped each time it is rebuilt; a stopped vCPU of an older epoch starts again.
+    pub(super) epoch: AtomicU64,
+    /// The boot state its vCPUs start again from, after a rebuild.
+    pub(super) boot: Mutex<Option<loader::BootState>>,
+    /// `restart VM` asked for it: rebuilt once every vCPU has stopped (shell_ops).
+    pub(super) restart_pending: AtomicBool,
 }
 
 impl VmSlot {
@@ -66,6 +76,11 @@ struct CpuWork {
 }
 
 static VMS: Once<Vec<VmSlot>> = Once::new();
+/// The boot archive the VMs were created from (restarts load their images again from it).
+static ARCHIVE: Once<Archive<'static>> = Once::new();
+/// Bumped by every rebuild (restart.rs): a CPU that has seen an older value looks for
+/// stopped vCPUs to start again.
+static REBUILDS: AtomicU64 = AtomicU64::new(0);
 static WORK: Once<Vec<CpuWork>> = Once::new();
 /// The pool's vCPUs (VM slot, vCPU index): any non-dedicated CPU runs them, a slice at a time.
 static POOL: Once<Vec<(usize, usize)>> = Once::new();
@@ -79,6 +94,27 @@ static POOL_SHARED: AtomicBool = AtomicBool::new(false);
 pub(super) fn pool_vcpu_stopped() {
     POOL_RUNNING.fetch_sub(1, Ordering::AcqRel);
 }
+
+/// A pool vCPU started again (restart.rs).
+pub(super) fn pool_vcpu_restarted() {
+    POOL_RUNNING.fetch_add(1, Ordering::AcqRel);
+}
+
+/// A VM was rebuilt (restart.rs): CPUs look for its stopped vCPUs.
+pub(super) fn restarted() {
+    REBUILDS.fetch_add(1, Ordering::AcqRel);
+}
+
+/// A stopped VM is about to start again (`start`/`restart`): it counts as running from now,
+/// so the run does not end meanwhile; [`vm_finished`] balances it if it cannot.
+pub(super) fn vm_starting() {
+    RUNNING_VMS.fetch_add(1, Ordering::AcqRel);
+}
+
+/// The boot archive (set once the VMs are created).
+pub(super) fn archive() -> Option<&'static Archive<'static>> {
+    ARCHIVE.get()
+}
 static TIMESLICE: AtomicUsize = AtomicUsize::new(0);
 /// VMs that still have a vCPU running.
 static RUNNING_VMS: AtomicUsize = AtomicUsize::new(0);
@@ -87,9 +123,15 @@ static PUBLISHED: AtomicBool = AtomicBool::new(false);
 
 /// A VM's last vCPU stopped (its report is printed).
 pub(super) fn vm_finished() {
-    if RUNNING_VMS.fetch_sub(1, Ordering::AcqRel) == 1 && crate::percpu::current().index() != 0 {
-        // The boot CPU may be asleep waiting for the last VM (PV idle): wake it to end the run.
-        crate::smp::kick(0);
+    if RUNNING_VMS.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // Every CPU may be asleep with nothing to run (PV idle): wake them to end the run,
+        // the boot CPU first.
+        let here = crate::percpu::current().index();
+        for cpu in 0..crate::smp::cpus().len() {
+            if cpu != here {
+                crate::smp::kick(cpu);
+            }
+        }
     }
 }
 
@@ -139,6 +181,11 @@ pub fn run(
                     live: vcpus.iter().map(|_| Mutex::new(None)).collect(),
                     regs: vcpus.iter().map(|_| Mutex::new(None)).collect(),
                     vcpus: vcpus.into_iter().map(Mutex::new).collect(),
+                    config: vc.clone(),
+                    config_index: i,
+                    epoch: AtomicU64::new(0),
+                    boot: Mutex::new(None),
+                    restart_pending: AtomicBool::new(false),
                 });
                 created_homes.push((homes, vc.cpus.is_some()));
             }
@@ -182,8 +229,14 @@ pub fn run(
         .find(|&c| !work[c].dedicated)
         .unwrap_or(0);
     work[pump_cpu].pumps = true;
+    // The 8259A sends COM1's interrupt to the boot CPU: taken there only when that CPU serves
+    // the console (never on a real-time partition's CPU).
+    if pump_cpu == 0 && crate::shell::use_receive_interrupt() {
+        info!("shell: console input by COM1's receive interrupt (IRQ 4) and polling");
+    }
     TIMESLICE.store(config.hypervisor.timeslice as usize, Ordering::Relaxed);
     RUNNING_VMS.store(created, Ordering::Release);
+    ARCHIVE.call_once(|| archive.clone());
     VMS.call_once(|| slots);
     WORK.call_once(|| work);
     PUBLISHED.store(true, Ordering::Release);
@@ -254,12 +307,32 @@ pub fn run_this_cpu() {
     // The vCPU whose slice was cut for a wake-up: it resumes after the woken one.
     let mut resume: Option<usize> = None;
     let mut pool_resume: Option<usize> = None;
+    // The rebuilds this CPU has looked for stopped vCPUs after (restart.rs).
+    let mut rebuilds_seen = 0;
     loop {
-        let pinned_done = vcpus
-            .iter()
-            .all(|(_, v)| matches!(v.state, State::Stopped(_)));
-        if pinned_done && (pool.is_empty() || POOL_RUNNING.load(Ordering::Acquire) == 0) {
+        // Until every VM has stopped: a stopped VM may be started again (the shell's `start`
+        // and `restart`), its vCPUs here with it.
+        if RUNNING_VMS.load(Ordering::Acquire) == 0 {
             break;
+        }
+        let rebuilds = REBUILDS.load(Ordering::Acquire);
+        if rebuilds != rebuilds_seen {
+            for (slot, vcpu) in vcpus.iter_mut() {
+                vcpu.restart_if_rebuilt(slot);
+            }
+            // A pool vCPU another CPU holds now is looked at again next pass.
+            let mut all_seen = true;
+            for &(s, k) in pool {
+                match vms[s].vcpus[k].try_lock() {
+                    Some(mut v) => {
+                        v.restart_if_rebuilt(&vms[s]);
+                    }
+                    None => all_seen = false,
+                }
+            }
+            if all_seen {
+                rebuilds_seen = rebuilds;
+            }
         }
         if mine.pumps {
             crate::serial::pump_if_due(arch::rdtsc());
@@ -313,9 +386,10 @@ pub fn run_this_cpu() {
             if let Some((at, slot, mut v)) = picked {
                 let cut = run_loop::run_slice(slot, &mut v, timeslice, wake_others_at, mine.pumps);
                 slot.publish(&v);
-                if shared_pool && !matches!(v.state, State::Stopped(_)) {
-                    // Another CPU may run it next (SDM Vol. 3C §25.11.1: VMCLEAR before a
-                    // VMCS is made current on another processor).
+                if shared_pool {
+                    // Another CPU may run it next, or start it again if it stopped (SDM Vol.
+                    // 3C §25.11.1: VMCLEAR before a VMCS is made current on another
+                    // processor).
                     if v.vmcs.clear().is_ok() {
                         v.launched = false;
                         v.host_state_written = false;
@@ -369,8 +443,9 @@ pub fn run_this_cpu() {
 
 /// Until when an idle CPU may sleep (PV idle, idle.rs): its earliest deadline (a sleeping
 /// vCPU's timer, queued device work), for the console-draining CPU also the next console
-/// output and input pass (and, while the shell is open, the next read of its receiver) and, while a block or network driver has work in flight, 20 µs; any
-/// CPU at least every 10 ms (a wake-up no kick announced).
+/// output and input pass (and, while input is active, the next read of its receiver) and,
+/// while a block or network driver has work in flight, 20 µs; any CPU at least every 10 ms (a
+/// wake-up no kick announced).
 fn idle_until(now: u64, deadline: Option<u64>, pumps: bool, tsc_hz: u64) -> u64 {
     let mut until = deadline
         .unwrap_or(u64::MAX)
@@ -379,7 +454,7 @@ fn idle_until(now: u64, deadline: Option<u64>, pumps: bool, tsc_hz: u64) -> u64 
         until = until
             .min(crate::serial::next_pump().unwrap_or(u64::MAX))
             .min(crate::shell::next_poll())
-            .min(crate::shell::next_receive());
+            .min(crate::shell::slice_deadline(now));
         if crate::drivers::busy() {
             until = until.min(now.saturating_add(tsc_hz / 50_000));
         }

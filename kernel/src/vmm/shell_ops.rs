@@ -5,6 +5,7 @@
 
 use super::scheduler::{self, VmSlot};
 use super::*;
+use core::sync::atomic::Ordering;
 use vm::shell::commands::{StatsView, VmRow, VmState};
 use vm::shell::regs::Registers;
 use vm::shell::top::Sample;
@@ -23,6 +24,10 @@ pub enum OpError {
     NoSuchVcpu,
     /// `regs`: the vCPU has not had a slice yet.
     NotRunYet,
+    /// `start`: the VM runs.
+    Running,
+    /// `start`/`restart`: one is pending already.
+    StartPending,
 }
 
 impl fmt::Display for OpError {
@@ -34,6 +39,8 @@ impl fmt::Display for OpError {
             OpError::NoSuchVm => "no such VM",
             OpError::NoSuchVcpu => "no such vCPU (`vms` shows how many a VM has)",
             OpError::NotRunYet => "that vCPU has not run yet: try again in a moment",
+            OpError::Running => "the VM is running (`restart VM` stops it and starts it again)",
+            OpError::StartPending => "the VM is starting already",
         })
     }
 }
@@ -139,6 +146,85 @@ pub fn stop(vm: usize) -> Result<(), OpError> {
     vm.stopping = Some(StopReason::Operator);
     vm.kick_other_cpus();
     Ok(())
+}
+
+/// `start VM`: a stopped VM is built again from its configuration and started (restart.rs),
+/// at the shell's next pass ([`service_starts`]).
+pub fn start(vm: usize) -> Result<(), OpError> {
+    let slot = slot(vm)?;
+    let vm = slot.vm.lock();
+    if slot.restart_pending.load(Ordering::Acquire) {
+        return Err(OpError::StartPending);
+    }
+    if state(&vm) != VmState::Stopped {
+        return Err(OpError::Running);
+    }
+    // It counts as running from now, so the run does not end before it starts.
+    scheduler::vm_starting();
+    slot.restart_pending.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// `restart VM`: a running VM is stopped (its report printed) and started again from its
+/// configuration; a stopped one is started.
+pub fn restart(vm: usize) -> Result<(), OpError> {
+    let slot = slot(vm)?;
+    let mut vm = slot.vm.lock();
+    if slot.restart_pending.load(Ordering::Acquire) {
+        return Err(OpError::StartPending);
+    }
+    // Counted as running before its last vCPU can stop (under the VM's lock), so the run
+    // does not end in between.
+    scheduler::vm_starting();
+    slot.restart_pending.store(true, Ordering::Release);
+    if state(&vm) == VmState::Running {
+        vm.stopping = Some(StopReason::OperatorRestart);
+        vm.kick_other_cpus();
+    }
+    Ok(())
+}
+
+/// What [`service_starts`] did for one VM.
+#[derive(Debug)]
+pub enum Started {
+    Started { name: String, vcpus: usize },
+    Failed { name: String, error: String },
+}
+
+/// Builds again the VMs a `start` or `restart` waits for, once all their vCPUs have stopped
+/// and their drives finished (restart.rs). Runs in the shell's pass on the console-draining
+/// CPU; a rebuild zeroes the VM's RAM and loads its image, bounded by the VM's own size.
+pub fn service_starts() -> Vec<Started> {
+    let mut done = Vec::new();
+    let Some(archive) = scheduler::archive() else {
+        return done;
+    };
+    for slot in scheduler::slots() {
+        if !slot.restart_pending.load(Ordering::Acquire) {
+            continue;
+        }
+        let name = slot.config.name.clone();
+        match super::restart::rebuild(slot, archive) {
+            Ok(()) => done.push(Started::Started {
+                name,
+                vcpus: slot.vcpus.len(),
+            }),
+            // Still stopping, or a drive transfer in flight: the next pass looks again.
+            Err(
+                super::restart::RestartError::NotStopped | super::restart::RestartError::DriveBusy,
+            ) => continue,
+            Err(e) => {
+                // Its start is given up: it no longer counts as running.
+                scheduler::vm_finished();
+                done.push(Started::Failed {
+                    name,
+                    error: alloc::format!("{e}"),
+                });
+            }
+        }
+        slot.restart_pending.store(false, Ordering::Release);
+    }
+    done
 }
 
 /// A byte typed while attached to `vm` (`console VM`): into its UART's receive FIFO, whose

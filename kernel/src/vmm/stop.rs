@@ -38,6 +38,10 @@ impl VcpuExit<'_> {
             // The VM's other vCPUs may be in the guest on other CPUs: kick them out so they
             // see `stopping` at once.
             self.vm.kick_other_cpus();
+        } else if self.vm.stop_rip == 0 {
+            // The operator (or another vCPU's kick) decided: the report names where the first
+            // vCPU out was.
+            self.vm.stop_rip = rip;
         }
         self.vcpu.stats.unclaimed_port_accesses = self.vm.platform.unclaimed_port_accesses();
         if self.vm.vcpu_cpus.len() > 1 {

@@ -55,6 +55,8 @@ pub enum StopReason {
     InitOnBootVcpu,
     /// The operator's `stop VM` in the hypervisor shell (kernel/src/shell.rs).
     Operator,
+    /// The operator's `restart VM`: it starts again from its configuration (restart.rs).
+    OperatorRestart,
     /// Something only a hypervisor bug can cause.
     Bug(&'static str),
 }
@@ -125,6 +127,10 @@ impl fmt::Display for StopReason {
                 "INIT on the boot vCPU (a reset: the VM has no firmware at the reset vector)"
             ),
             StopReason::Operator => write!(f, "stopped by the operator (shell `stop`)"),
+            StopReason::OperatorRestart => write!(
+                f,
+                "stopped by the operator to start again (shell `restart`)"
+            ),
             StopReason::Bug(m) => write!(f, "hypervisor bug: {m}"),
         }
     }

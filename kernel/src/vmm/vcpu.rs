@@ -22,6 +22,11 @@ pub struct Vcpu {
     /// The vCPU's number in its VM (0 = the boot vCPU; the CPUID APIC ID).
     pub(super) index: usize,
     pub(super) vmcs: vmcs::Vmcs,
+    /// Its VPID (SDM Vol. 3C §29.1), for the VMCS and INVVPID when it restarts.
+    pub(super) vpid: u16,
+    /// The VM's epoch this vCPU last started in (restart.rs: a stopped vCPU of a VM rebuilt
+    /// since starts again).
+    pub(super) epoch: u64,
     pub(super) regs: GuestRegs,
     pub(super) launched: bool,
     /// Whether it has entered the guest once (`launched` is cleared again when the VMCS

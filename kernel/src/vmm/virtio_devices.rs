@@ -70,6 +70,14 @@ struct Attached {
     port: virtio::PortId,
 }
 
+impl Drop for Attached {
+    /// The device is gone (its VM restarts): its port stops taking frames until the VM's
+    /// new device attaches to it again by its MAC (virtio::Switch::detach_port).
+    fn drop(&mut self) {
+        self.network.switch.lock().detach_port(self.port);
+    }
+}
+
 /// IRQ lines to raise after device work, as a bitmask of ISA lines (no allocation).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IrqMask(pub u16);
@@ -114,6 +122,27 @@ impl core::fmt::Debug for VirtioDevices {
 }
 
 impl VirtioDevices {
+    /// No devices (what a restarting VM holds between dropping its devices and creating
+    /// them anew): allocates nothing.
+    pub fn none() -> Self {
+        VirtioDevices {
+            regions: Vec::new(),
+            nets: Vec::new(),
+            work_due: None,
+            kick_delay: 0,
+            work: WorkStats::default(),
+        }
+    }
+
+    /// Whether a block device still waits for its drive (a store disk's transfer in flight):
+    /// the devices must not be dropped before it completes.
+    pub fn drive_busy(&self) -> bool {
+        self.regions.iter().any(|r| match &*r.device {
+            Device::Blk(t) => t.device().backend().busy(),
+            _ => false,
+        })
+    }
+
     /// Creates the configured devices. A copy-on-write disk over an archive image gets an
     /// overlay budget of `disk_budget` bytes (its whole worst case when `None`).
     pub fn new(

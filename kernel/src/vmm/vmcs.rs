@@ -57,6 +57,12 @@ impl Vmcs {
         Ok(Vmcs { frame })
     }
 
+    /// A stand-in that names no VMCS region: held only for the moment a restarting vCPU is
+    /// rebuilt around its own VMCS (restart.rs), never loaded, cleared or written.
+    pub(super) const fn placeholder() -> Self {
+        Vmcs { frame: 0 }
+    }
+
     /// VMCLEAR: writes the VMCS back to its region and makes it not current on this CPU, so
     /// another CPU may load it (SDM Vol. 3C §25.11.1).
     pub fn clear(&self) -> Result<(), VmcsError> {

@@ -219,12 +219,43 @@ impl Switch {
     }
 
     /// Adds a guest or uplink port (its queue is allocated now). For a gateway use
-    /// [`Switch::add_gateway`].
+    /// [`Switch::add_gateway`]. A guest port whose MAC names a detached port (its VM was
+    /// restarted) takes that port again, with an empty queue and its counters kept.
     pub fn add_port(&mut self, kind: PortKind) -> Result<PortId, SwitchError> {
         if let PortKind::Gateway { .. } = kind {
             return Err(SwitchError::SecondGateway);
         }
+        if let Some(id) = self.ports.iter().position(|p| p.detached && p.kind == kind) {
+            let port = &mut self.ports[id];
+            port.detached = false;
+            if let Some(q) = port.queue.as_mut() {
+                q.clear();
+            }
+            return Ok(PortId(id));
+        }
         self.push_port(kind, Some(FrameRing::new(self.config.queue_frames)))
+    }
+
+    /// The endpoint of guest port `port` went away (its VM stopped for a restart): its
+    /// queued frames are dropped, and so is every frame for it until [`Switch::add_port`]
+    /// attaches a port with the same MAC again. Its MAC stays pinned to it, so no other
+    /// port can claim the address meanwhile. False if there is no such guest port.
+    pub fn detach_port(&mut self, port: PortId) -> bool {
+        match self.ports.get_mut(port.0) {
+            Some(p) if matches!(p.kind, PortKind::Guest { .. }) => {
+                p.detached = true;
+                if let Some(q) = p.queue.as_mut() {
+                    q.clear();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `port` is detached.
+    pub fn is_detached(&self, port: PortId) -> bool {
+        self.ports.get(port.0).is_some_and(|p| p.detached)
     }
 
     /// Adds the gateway port: `gateway` answers for its address, sending from `mac`.
@@ -256,6 +287,7 @@ impl Switch {
             queue,
             flood: TokenBucket::new(self.config.flood, self.config.tsc_hz),
             stats: PortStats::default(),
+            detached: false,
         });
         Ok(PortId(id))
     }
@@ -421,6 +453,7 @@ impl Switch {
     /// broadcasts other ports are allowed cannot crowd out a port's unicast traffic.
     fn deliver(&mut self, p: usize, frame: &[u8], flooded: bool) {
         let taken = match (self.ports.get_mut(p), self.gateway.as_mut()) {
+            (Some(port), _) if port.detached => false,
             (Some(port), _) if port.queue.is_some() => port.queue.as_mut().is_some_and(|q| {
                 let room = !flooded || q.len() * FLOOD_QUEUE_SHARE < q.capacity();
                 room && q.push(frame)

@@ -93,4 +93,7 @@ pub(super) struct Port {
     pub queue: Option<FrameRing>,
     pub flood: TokenBucket,
     pub stats: PortStats,
+    /// Its endpoint went away ([`super::Switch::detach_port`]): frames for it are dropped
+    /// (`queue_full`) until a guest port with the same MAC takes it again.
+    pub detached: bool,
 }

@@ -318,3 +318,34 @@ fn flooded_frames_leave_half_the_queue_to_unicast() {
     );
     conserved(&sw);
 }
+
+#[test]
+fn a_detached_guest_port_drops_its_frames_and_is_taken_again_by_its_mac() {
+    let mut sw = three(SwitchConfig::new(3, HZ));
+    // B's VM stops for a restart with a frame queued for it.
+    sw.ingress(PortId(0), &eth(B, A, 1), 10);
+    assert_eq!(sw.queued(PortId(1)), 1);
+    assert!(sw.detach_port(PortId(1)));
+    assert!(sw.is_detached(PortId(1)));
+    assert_eq!(sw.queued(PortId(1)), 0);
+    // Frames for it meanwhile are dropped at the receiver; its MAC stays pinned to it.
+    sw.ingress(PortId(0), &eth(B, A, 2), 20);
+    assert_eq!(sw.queued(PortId(1)), 0);
+    assert_eq!(sw.port_stats(PortId(1)).unwrap().drops.queue_full, 1);
+    assert_eq!(
+        sw.add_port(PortKind::Guest { mac: B }),
+        Ok(PortId(1)),
+        "the restarted VM takes its old port (the switch is full: no new one)"
+    );
+    assert!(!sw.is_detached(PortId(1)));
+    sw.ingress(PortId(0), &eth(B, A, 3), 30);
+    assert_eq!(drain(&mut sw, 1), vec![eth(B, A, 3)]);
+    // Only guest ports detach; a second guest with another MAC finds no room.
+    assert!(!sw.detach_port(PortId(2)));
+    assert!(!sw.detach_port(PortId(9)));
+    assert_eq!(
+        sw.add_port(PortKind::Guest { mac: host(7) }),
+        Err(SwitchError::TooManyPorts { max: 3 })
+    );
+    conserved(&sw);
+}

@@ -264,6 +264,12 @@ impl<P: ApicPage> LocalApic<P> {
         (self.config.apic_id & XAPIC_BROADCAST) << XAPIC_ID_SHIFT
     }
 
+    /// Gives the register page back (a VM restarting builds its vCPUs' APICs anew over the
+    /// same virtual-APIC pages, which their VMCSs name).
+    pub fn into_page(self) -> P {
+        self.page
+    }
+
     /// The register page (for the kernel: it is the virtual-APIC page).
     pub fn page(&self) -> &P {
         &self.page

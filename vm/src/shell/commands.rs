@@ -99,6 +99,15 @@ pub fn help(out: &mut dyn Write) -> fmt::Result {
     )
 }
 
+/// The console-input counters, the line `vms` ends with.
+pub fn input_line(s: &super::InputStats, out: &mut dyn Write) -> fmt::Result {
+    writeln!(
+        out,
+        "console input: lines={} to-guest={} ignored={} dropped-long-line={} dropped-queue-full={} dropped-before-escape={} uart-overruns={}",
+        s.lines, s.to_guest, s.ignored, s.line_overflow, s.queue_overflow, s.skipped_for_escape, s.uart_overruns
+    )
+}
+
 /// `vms`: a header and one line per VM.
 pub fn vms(rows: &[VmRow], tsc_hz: u64, out: &mut dyn Write) -> fmt::Result {
     writeln!(

@@ -87,6 +87,11 @@ pub struct InputStats {
     pub line_overflow: u64,
     /// Bytes that arrived while the [`InputQueue`] was full (dropped).
     pub queue_overflow: u64,
+    /// Bytes for an attached guest dropped so the escape key behind them could be read
+    /// ([`InputQueue::skipped`]).
+    pub skipped_for_escape: u64,
+    /// Times the machine's UART lost bytes to a full receive FIFO (input not read in time).
+    pub uart_overruns: u64,
     /// Bytes sent to an attached VM.
     pub to_guest: u64,
     /// Command lines entered.
@@ -124,6 +129,8 @@ impl Mux {
                 ignored: 0,
                 line_overflow: 0,
                 queue_overflow: 0,
+                skipped_for_escape: 0,
+                uart_overruns: 0,
                 to_guest: 0,
                 lines: 0,
             },
@@ -271,8 +278,17 @@ impl InputQueue {
         }
     }
 
-    /// Queues `byte`, or drops and counts it when the queue is full.
+    /// Queues `byte`, or drops and counts it when the queue is full. The escape key always
+    /// gets in: when the queue is full (an attached guest that does not read its UART, a
+    /// paste), the bytes queued before it are dropped and counted in `skipped`, as
+    /// [`InputQueue::skip_to_escape`] would drop them once it is queued.
     pub fn push(&mut self, byte: u8) -> bool {
+        if byte == ESCAPE && self.ring.free() == 0 {
+            let n = self.ring.len();
+            self.ring.consume(n);
+            self.skipped += n as u64;
+            self.escapes = 0;
+        }
         let ok = self.ring.push(&[byte]);
         if !ok {
             self.dropped += 1;

@@ -112,8 +112,12 @@ fn console_mode_forwards_every_byte_until_the_escape_key() {
 #[test]
 fn input_queue_drops_and_counts_beyond_its_bound() {
     let mut q = InputQueue::new();
-    for i in 0..INPUT_QUEUE + 5 {
+    for i in 0..INPUT_QUEUE {
         q.push(i as u8);
+    }
+    // (Not the escape key: it always gets in, the_escape_key_gets_into_a_full_queue.)
+    for _ in 0..5 {
+        q.push(b'z');
     }
     assert_eq!(q.len(), INPUT_QUEUE);
     assert_eq!(q.dropped, 5);
@@ -444,4 +448,39 @@ fn the_escape_key_is_never_held_back_by_bytes_a_guest_does_not_read() {
     assert_eq!(q.pop(), Some(b'v'));
     assert_eq!(q.skip_to_escape(), 0);
     assert!(q.is_empty());
+}
+
+#[test]
+fn the_escape_key_gets_into_a_full_queue() {
+    let mut q = InputQueue::new();
+    // A paste the attached guest does not read: the queue fills, the rest is dropped.
+    for _ in 0..INPUT_QUEUE + 10 {
+        q.push(b'p');
+    }
+    assert_eq!((q.len(), q.dropped), (INPUT_QUEUE, 10));
+    // The escape key still gets in: what was queued before it is dropped and counted.
+    assert!(q.push(ESCAPE));
+    assert_eq!((q.len(), q.skipped, q.dropped), (1, INPUT_QUEUE as u64, 10));
+    assert_eq!(q.skip_to_escape(), 0);
+    assert_eq!(q.pop(), Some(ESCAPE));
+    assert!(q.is_empty());
+}
+
+#[test]
+fn the_console_input_line_names_every_counter() {
+    let s = InputStats {
+        ignored: 1,
+        line_overflow: 2,
+        queue_overflow: 3,
+        skipped_for_escape: 4,
+        uart_overruns: 7,
+        to_guest: 5,
+        lines: 6,
+    };
+    let mut out = String::new();
+    commands::input_line(&s, &mut out).unwrap();
+    assert_eq!(
+        out,
+        "console input: lines=6 to-guest=5 ignored=1 dropped-long-line=2 dropped-queue-full=3 dropped-before-escape=4 uart-overruns=7\n"
+    );
 }
