@@ -49,9 +49,16 @@ const ICW4_8086: u8 = 0x01;
 const PIC_VECTOR_BASE: u8 = 0x20;
 /// 8254 control word: channel 0, lobyte/hibyte, mode 2 (rate generator), binary.
 const PIT_CH0_RATE: u8 = 0x34;
+/// The wake-up timer's divisor range (1.193182 MHz input): periods of 1-10 ms. Shorter ones
+/// livelock the guest, not the hypervisor: in Bochs one PIT interrupt costs this guest about
+/// three exits (interrupt window, EOI to each 8259A, some 5,000-6,000 TSC ticks with the
+/// handler), so with a 105 us period (divisor 125, seed 2 at iteration 24155) the next
+/// interrupt is pending at every IRET, the `cli` after the HLT never runs and the VM only
+/// takes interrupts until it is stopped.
+const WAKE_DIVISOR: (u64, u64) = (1_193, 12_000);
 
 /// Reprograms the PICs (vector base 0x20, only IRQ0 unmasked, every line edge-triggered)
-/// and PIT channel 0 (a period of 0.1-10 ms), so that a sleep (`sti; hlt`, `IDLE(1)`) is
+/// and PIT channel 0 (a period of 1-10 ms, [`WAKE_DIVISOR`]), so that a sleep (`sti; hlt`, `IDLE(1)`) is
 /// ended by a timer interrupt whatever the port fuzzing left behind.
 pub fn arm_wakeup(rng: &mut Rng) {
     for (port, value) in [
@@ -70,7 +77,8 @@ pub fn arm_wakeup(rng: &mut Rng) {
     }
     guest_rt::cpu::outb(ELCR1, 0);
     guest_rt::cpu::outb(ELCR2, 0);
-    let divisor = rng.range(120, 12_000) as u16;
+    let divisor = rng.range(WAKE_DIVISOR.0, WAKE_DIVISOR.1) as u16;
+    trace!("wake-up timer: PIT divisor {divisor}");
     outb(PIT_CMD, PIT_CH0_RATE);
     outb(PIT_CH0, divisor as u8);
     outb(PIT_CH0, (divisor >> 8) as u8);
