@@ -119,6 +119,17 @@ pub fn source(vector: u8) -> Source {
     }
 }
 
+/// A host interrupt was taken (an external-interrupt exit, or an idle CPU's wait with
+/// interrupts enabled: interrupts.rs): its work, then its end at the controller. COM1's
+/// receive interrupt moves the UART's FIFO into the shell's input queue (bounded: one FIFO;
+/// try-locks only, so it never waits for the code it interrupted).
+pub fn taken(vector: u8) -> Eoi {
+    if source(vector) == Source::Pic(COM1_IRQ) {
+        crate::shell::receive_interrupt();
+    }
+    end_of_interrupt(vector)
+}
+
 /// Ends the host interrupt `vector` at its controller. An 8259A IRQ 7 or 15 that is not in
 /// service is spurious and gets no EOI (8259A datasheet, "spurious interrupts").
 pub fn end_of_interrupt(vector: u8) -> Eoi {

@@ -278,6 +278,12 @@ pub fn init() {
             // The idle timer (idle.rs) only wakes the CPU too.
             idt[crate::lapic::IDLE_TIMER_VECTOR].set_handler_addr(stub_addr(bulkhead_kick_entry));
             idt[crate::lapic::SPURIOUS_VECTOR].set_handler_addr(stub_addr(bulkhead_spurious_entry));
+            // The 8259A pair's vectors (host_irq.rs): an unmasked line (the host tick, COM1's
+            // receive interrupt) can fire while an idle CPU waits with interrupts enabled.
+            for (irq, stub) in PIC_STUBS.iter().enumerate() {
+                idt[crate::host_irq::PIC_VECTOR_BASE + irq as u8]
+                    .set_handler_addr(stub_addr(*stub));
+            }
         }
         idt
     });
@@ -312,6 +318,47 @@ extern "C" {
 extern "C" fn kick_handler() {
     // A kick arrives only once the APIC is set up (it is what sent it).
     let _ = crate::lapic::eoi();
+}
+
+// An 8259A interrupt taken in the host (an idle CPU's STI; MWAIT or STI; HLT, idle.rs): a
+// stub per vector puts its IRQ number in EAX, the common part saves what the C ABI lets a call
+// clobber (with RAX, 9 words after the CPU's 5: the call stays 16-aligned, SDM Vol. 3A
+// §6.14.2), calls `pic_handler` and returns to the interrupted code.
+macro_rules! pic_stubs {
+    ($($name:ident = $irq:literal),* $(,)?) => {
+        global_asm!(
+            $(concat!(".global ", stringify!($name), "\n", stringify!($name), ":\n",
+                      "push rax\n", "mov eax, ", stringify!($irq), "\n",
+                      "jmp bulkhead_pic_common\n"),)*
+            "bulkhead_pic_common:",
+            "push rcx", "push rdx", "push rsi", "push rdi",
+            "push r8", "push r9", "push r10", "push r11",
+            "mov edi, eax",
+            "cld",
+            "call {handler}",
+            "pop r11", "pop r10", "pop r9", "pop r8",
+            "pop rdi", "pop rsi", "pop rdx", "pop rcx",
+            "pop rax",
+            "iretq",
+            handler = sym pic_handler,
+        );
+        extern "C" { $(fn $name();)* }
+        /// The entry stubs of IRQ 0-15, in order.
+        const PIC_STUBS: [unsafe extern "C" fn(); 16] = [$($name),*];
+    };
+}
+
+pic_stubs! {
+    pic_0 = 0, pic_1 = 1, pic_2 = 2, pic_3 = 3, pic_4 = 4, pic_5 = 5, pic_6 = 6, pic_7 = 7,
+    pic_8 = 8, pic_9 = 9, pic_10 = 10, pic_11 = 11, pic_12 = 12, pic_13 = 13, pic_14 = 14,
+    pic_15 = 15,
+}
+
+/// A host 8259A interrupt in root mode: what an external-interrupt exit would do for it
+/// (host_irq::taken), then the interrupted idle wait resumes and sees what changed.
+extern "C" fn pic_handler(irq: u32) {
+    // An idle CPU has no exit statistics to count the outcome in.
+    let _ = crate::host_irq::taken(crate::host_irq::PIC_VECTOR_BASE + irq as u8);
 }
 
 /// This CPU's TSS selector and base, for the VMCS host-state area.

@@ -447,13 +447,8 @@ impl VcpuExit<'_> {
                 self.vcpu.stats.record_kick(ticks);
             }
         }
-        if crate::host_irq::source(info.vector())
-            == crate::host_irq::Source::Pic(crate::host_irq::COM1_IRQ)
-        {
-            // Console input: the UART's FIFO into the shell's queue (bounded: one FIFO).
-            crate::shell::receive_interrupt();
-        }
-        match crate::host_irq::end_of_interrupt(info.vector()) {
+        // Console input (COM1's receive interrupt) into the shell's queue, then the EOI.
+        match crate::host_irq::taken(info.vector()) {
             crate::host_irq::Eoi::Sent(_) => self.vcpu.stats.host_interrupts_ended += 1,
             crate::host_irq::Eoi::Spurious(_) => self.vcpu.stats.host_interrupts_spurious += 1,
             crate::host_irq::Eoi::Unreachable(_) => self.vcpu.stats.host_interrupts_unended += 1,
