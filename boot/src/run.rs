@@ -308,13 +308,16 @@ fn is_triple_fault(emulator_log_tail: &str) -> bool {
 /// only after printing its exit line (the shutdown port) or by a host triple fault, which Bochs
 /// logs as "3rd exception with no resolution"; so a run where the emulator ended by itself
 /// before the timeout, without the kernel's exit line and without that triple fault, is the
-/// emulator's failure and is retried, at most twice (five times when it died before the kernel
-/// started; with extra drives only if they are image files, restored before the retry) and
+/// emulator's failure and is retried, at most twice while the kernel ran and five times before
+/// it started (counted apart; with extra drives only if they are image files, restored before
+/// the retry) and
 /// said on stderr with its log tail. A
 /// deterministic failure still fails every attempt. A run the kernel ended, that timed out, or
 /// that triple-faulted the host is never retried.
 pub fn run(spec: &RunSpec) -> Result<RunOutcome, BootError> {
-    let mut attempt = 0;
+    // Early and late crashes are counted apart: a retry that dies before the kernel started
+    // does not use up the budget of crashes while it ran (CI saw late, early, late in a row).
+    let (mut early_attempts, mut late_attempts) = (0, 0);
     // Extra drives are used in place, so a retry must start from them as they were: image
     // files up to 256 MiB are copied first (block devices and larger files are not, and a
     // crash with them attached is not retried).
@@ -343,15 +346,16 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, BootError> {
             return Ok(outcome);
         }
         let early = !outcome.transcript.contains(KERNEL_BANNER);
-        let limit = if early {
-            EMULATOR_EARLY_CRASH_RETRIES
+        let (attempts, limit) = if early {
+            (&mut early_attempts, EMULATOR_EARLY_CRASH_RETRIES)
         } else {
-            EMULATOR_CRASH_RETRIES
+            (&mut late_attempts, EMULATOR_CRASH_RETRIES)
         };
-        if !emulator_crashed || attempt >= limit {
+        if !emulator_crashed || *attempts >= limit {
             return Ok(outcome);
         }
-        attempt += 1;
+        *attempts += 1;
+        let attempt = *attempts;
         eprintln!(
             "bulkhead-boot: the emulator crashed ({}) {}; retrying ({attempt}/{limit})\n--- emulator log tail ---\n{}",
             outcome.emulator_status.map_or("unknown".into(), |s| s.to_string()),
