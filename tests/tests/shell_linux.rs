@@ -3,7 +3,8 @@
 //! lists both, `console linux` types commands into the guest's 16550 (receive interrupt), the
 //! guest's echo and output come back as its own console lines, Ctrl-A detaches, `stop
 //! forever` stops the other VM with its report (its lines at the start of a line, the prompt
-//! shown again after it), and attached again `exit` ends the guest's shell so its init powers
+//! shown again after it), `restart forever` boots it again from its configuration and `stop`
+//! ends it again, `stats linux` twice shows the exit total growing, and attached again `exit` ends the guest's shell so its init powers
 //! the VM off: the run ends with status 0. The keystrokes are those of the session a person
 //! typed under tmux (tests/fixtures/shell-session.txt), whose hypervisor lines must appear
 //! here too.
@@ -16,6 +17,8 @@ use std::time::Duration;
 
 const PROMPT: &str = "bulkhead> ";
 const ATTACHED: &str = "[shell] attached to vm linux (Ctrl-A detaches)\r\n";
+/// What `forever.elf` prints once it runs.
+const FOREVER_RUNNING: &str = "forever: running";
 /// A paste longer than COM1's 16-byte receive FIFO (and short enough that busybox, at 80
 /// columns, does not wrap the echoed line).
 const PASTE: &str = "0123456789abcdefghijklmnopqrstuvwxyz-0123456789abcdefghijklmnop";
@@ -41,12 +44,21 @@ fn console_types_into_a_linux_shell() {
     let input = vec![
         Feed::new("[linux] guest: shell (exit to power off)", "\x01"),
         Feed::new(PROMPT, "vms\r"),
+        Feed::new(PROMPT, "stats linux\r"),
+        Feed::new(PROMPT, "stats linux\r"),
         Feed::new(PROMPT, "console linux\r"),
         // Typed at once, as tmux's send-keys does: 22 bytes, more than the UART's FIFO.
         Feed::new(ATTACHED, "echo hello-from-shell\r"),
         Feed::new("[linux] hello-from-shell\r\n", echo_paste.as_str()),
         Feed::new(format!("[linux] {PASTE}\r\n"), "\x01"),
         Feed::new(PROMPT, "stop forever\r"),
+        // Stopped, then booted again from its configuration; stopped again for the run's end.
+        Feed::new("vm forever: device work: ", "restart forever\r"),
+        Feed::new(
+            "[shell] vm forever: started again from its configuration",
+            "",
+        ),
+        Feed::new(FOREVER_RUNNING, "stop forever\r"),
         Feed::new("vm forever: device work: ", "console linux\r"),
         Feed::new(ATTACHED, "exit\r"),
     ];
@@ -64,6 +76,15 @@ fn console_types_into_a_linux_shell() {
         let row = format!("{name:<12} running    1/1  0       {memory:>9} ");
         assert!(lines.iter().any(|l| l.starts_with(&row)), "{row:?}: {t}");
     }
+    // `stats linux` twice: the exit total grew between the two calls while the guest ran.
+    let totals: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("linux: exits: total "))
+        .filter_map(|r| r.trim_start().strip_prefix("count="))
+        .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert_eq!(totals.len(), 2, "{t}");
+    assert!(totals[1] > totals[0], "{totals:?}: {t}");
     // The guest's echo of the typed command and the command's output are its own console
     // lines, whole (nothing lost, the prompt's cursor query filtered out), never hypervisor
     // lines.
@@ -108,6 +129,29 @@ fn console_types_into_a_linux_shell() {
         lines
             .iter()
             .filter(|l| **l == "bulkhead> console linux")
+            .count(),
+        2,
+        "{t}"
+    );
+    // `restart forever` after its stop: built again from its configuration, it ran again
+    // (its line twice), and `stop` ended that second run with a report of its own.
+    assert!(has_line("[shell] restarting vm forever"), "{t}");
+    run.line("vm forever: restarting from its configuration (1 vCPU(s))");
+    assert!(
+        has_line("[shell] vm forever: started again from its configuration (1 vCPU(s))"),
+        "{t}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("[forever] ") && l.ends_with(FOREVER_RUNNING))
+            .count(),
+        2,
+        "{t}"
+    );
+    assert_eq!(
+        kernel_messages(t)
+            .filter(|m| m.contains("vm forever: stopped: stopped by the operator (shell `stop`)"))
             .count(),
         2,
         "{t}"
