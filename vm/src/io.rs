@@ -449,7 +449,9 @@ impl IoBus {
         }
     }
 
-    fn any_claimed(&self, port: u16, size: AccessSize) -> bool {
+    /// Whether a device or reservation covers any byte of the access (else it is unclaimed:
+    /// reads float high, writes are dropped, both only counted).
+    pub fn any_claimed(&self, port: u16, size: AccessSize) -> bool {
         (0..size.bytes() as u16).any(|i| self.range_of(port.wrapping_add(i)).is_some())
     }
 

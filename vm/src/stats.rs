@@ -48,6 +48,11 @@ pub struct ExitStats {
     pub apic_accesses: u64,
     pub apic_eoi_exits: u64,
     pub startups: u64,
+    /// Exits that went back into the guest by the fast path (counted in their reasons too):
+    /// a simple exit with no deadline passed skips the pre-entry work.
+    pub fast_resumes: u64,
+    /// MMIO instructions whose decode the vCPU's decode cache answered (vm::insn::DecodeCache).
+    pub mmio_decode_hits: u64,
 }
 
 impl Default for ExitStats {
@@ -78,6 +83,8 @@ impl ExitStats {
             apic_accesses: 0,
             apic_eoi_exits: 0,
             startups: 0,
+            fast_resumes: 0,
+            mmio_decode_hits: 0,
         }
     }
 
@@ -135,6 +142,8 @@ impl ExitStats {
         self.apic_accesses += other.apic_accesses;
         self.apic_eoi_exits += other.apic_eoi_exits;
         self.startups += other.startups;
+        self.fast_resumes += other.fast_resumes;
+        self.mmio_decode_hits += other.mmio_decode_hits;
     }
 
     /// The counters of one basic reason.
@@ -191,7 +200,7 @@ impl fmt::Display for ExitStats {
         }
         write!(
             f,
-            "exits: hypercalls={} multicall-ops={} mmio={} unclaimed-ports={} interrupts-injected={} exceptions-injected={} events-reinjected={} host-irqs-ended={} host-irqs-spurious={} host-irqs-unended={} migrations={}",
+            "exits: hypercalls={} multicall-ops={} mmio={} unclaimed-ports={} interrupts-injected={} exceptions-injected={} events-reinjected={} host-irqs-ended={} host-irqs-spurious={} host-irqs-unended={} migrations={} fast-path={} mmio-decode-hits={}",
             self.hypercalls,
             self.multicall_operations,
             self.mmio_accesses,
@@ -202,7 +211,9 @@ impl fmt::Display for ExitStats {
             self.host_interrupts_ended,
             self.host_interrupts_spurious,
             self.host_interrupts_unended,
-            self.migrations
+            self.migrations,
+            self.fast_resumes,
+            self.mmio_decode_hits
         )?;
         if self.apic_accesses + self.startups > 0 {
             write!(

@@ -388,6 +388,8 @@ impl Vm {
             last_cpu: None,
             ready_since: None,
             poll_control: true,
+            fast_until: 0,
+            decode_cache: vm::insn::DecodeCache::new(),
         }
     }
 

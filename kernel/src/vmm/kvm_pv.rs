@@ -232,22 +232,28 @@ impl VcpuExit<'_> {
 
     /// After an exit: if the guest cleared the PV EOI bit, it ended the interrupt in service
     /// and the EOI is done for it now (KVM's `apic_sync_pv_eoi_from_guest`); otherwise the
-    /// bit is taken back (an EOI register write or a new offer comes later).
-    pub(super) fn kvm_pv_eoi_after_exit(&mut self) {
+    /// bit is taken back (an EOI register write or a new offer comes later). True when an
+    /// offer was out: the next entry then needs the full pre-entry pass (a new offer, or the
+    /// interrupt the EOI let through).
+    pub(super) fn kvm_pv_eoi_after_exit(&mut self) -> bool {
         let index = self.vcpu.index;
         let vm = &mut *self.vm;
-        let Some(pv) = vm.kvm_pv.as_mut() else { return };
+        let Some(pv) = vm.kvm_pv.as_mut() else {
+            return false;
+        };
         let Some(v) = pv.vcpus.get_mut(index) else {
-            return;
+            return false;
         };
         if !v.pv_eoi_pending {
-            return;
+            return false;
         }
         v.pv_eoi_pending = false;
-        let Some(gpa) = v.pv_eoi_gpa() else { return };
+        let Some(gpa) = v.pv_eoi_gpa() else {
+            return true;
+        };
         let mut word = [0u8; 4];
         if vm.memory.read(gpa, &mut word).is_none() {
-            return;
+            return true;
         }
         if state::pv_eoi_done(u32::from_le_bytes(word)) {
             pv.pv_eois += 1;
@@ -256,6 +262,7 @@ impl VcpuExit<'_> {
         } else {
             let _ = vm.memory.write(gpa, &0u32.to_le_bytes());
         }
+        true
     }
 }
 

@@ -8,6 +8,7 @@ mod console;
 mod create;
 mod entry;
 mod exits;
+mod fast_path;
 mod guest_apic;
 mod guest_memory;
 mod hypercalls;
@@ -350,16 +351,19 @@ impl VcpuExit<'_> {
         let mut effect = vm::apic::ApicEffect::None;
         let mut eoi = false;
         let now = arch::rdtsc();
-        let result = vm::insn::emulate(&bytes[..n], mode, &mut regs, |access| match target {
-            Some(MmioTarget::LocalApic) => {
-                let (value, e) = guest_apic::xapic_access(lapic, gpa, access, now);
-                eoi |= guest_apic::is_eoi_write(gpa, &access);
-                effect = e;
-                value
-            }
-            Some(MmioTarget::IoApic) => platform.ioapic_mmio(gpa, access),
-            _ => platform.mmio(gpa, access, memory, console),
-        });
+        let cache = &mut self.vcpu.decode_cache;
+        let result =
+            vm::insn::emulate_cached(cache, &bytes[..n], mode, &mut regs, |access| match target {
+                Some(MmioTarget::LocalApic) => {
+                    let (value, e) = guest_apic::xapic_access(lapic, gpa, access, now);
+                    eoi |= guest_apic::is_eoi_write(gpa, &access);
+                    effect = e;
+                    value
+                }
+                Some(MmioTarget::IoApic) => platform.ioapic_mmio(gpa, access),
+                _ => platform.mmio(gpa, access, memory, console),
+            });
+        self.vcpu.stats.mmio_decode_hits = self.vcpu.decode_cache.hits;
         if target == Some(MmioTarget::LocalApic) {
             self.vcpu.stats.apic_accesses += 1;
             self.vcpu.stats.apic_eoi_exits += u64::from(eoi);

@@ -226,6 +226,8 @@ pub(super) fn run_slice(
     let budget = vcpu.slice_left.take().unwrap_or(timeslice);
     vcpu.slice_end = arch::rdtsc().saturating_add(budget);
     vcpu.wake_others_at = wake_others_at;
+    // The last exit may go back into the guest by the fast path (fast_path.rs).
+    let mut fast = false;
     loop {
         let now = arch::rdtsc();
         if pumps {
@@ -235,7 +237,14 @@ pub(super) fn run_slice(
             // between slices.
             crate::shell::receive_if_due(now);
         }
-        {
+        if fast && now < vcpu.fast_until {
+            // Nothing the full pass looks at changed and none of its deadlines passed: the
+            // preemption timer counts down what is left of the last one (SDM Vol. 3C
+            // §26.5.1: the timer starts from the VMCS value at each VM entry).
+            let ticks = ((vcpu.fast_until - now) >> rate).clamp(1, u64::from(u32::MAX));
+            let _ = vmcs::write_guest(vmcs::guest_field!(VMX_PREEMPTION_TIMER_VALUE), ticks);
+            vcpu.stats.fast_resumes += 1;
+        } else {
             let mut x = VcpuExit { vm: &mut vm, vcpu };
             if let Some(reason) = x.vm.stopping {
                 // Another vCPU stopped the VM.
@@ -311,6 +320,9 @@ pub(super) fn run_slice(
                 let deadline = wake.map_or(slice_end, |d| d.max(floor).min(slice_end));
                 let ticks = (deadline.saturating_sub(now) >> rate).clamp(1, u64::from(u32::MAX));
                 let _ = vmcs::write_guest(vmcs::guest_field!(VMX_PREEMPTION_TIMER_VALUE), ticks);
+                x.vcpu.fast_until = deadline;
+            } else {
+                x.vcpu.fast_until = 0;
             }
             if !x.vcpu.entered {
                 x.vcpu.entered = true;
@@ -341,15 +353,17 @@ pub(super) fn run_slice(
         }
         x.vcpu.launched = true;
         // A PV EOI the guest did by clearing its bit is done before the exit is handled.
-        x.kvm_pv_eoi_after_exit();
+        let pv_eoi_offered = x.kvm_pv_eoi_after_exit();
         let generation = x.vm.memory.generation;
         let info = ExitInfo::read();
+        let fast_candidate = !pv_eoi_offered && fast_path::candidate(&x, &info);
         let action = exits::dispatch(&mut x, &info);
         // Recorded before the action is applied, so a stopping VM's report includes it.
         x.vcpu
             .stats
             .record(info.reason.reason.number(), arch::rdtsc() - exited_at);
         let keep_running = x.apply(action, &info);
+        fast = keep_running && fast_candidate && action == Action::Advance;
         if x.vcpu.index != 0 && x.vm.platform.pending_vector().is_some() {
             // A device interrupt for vCPU 0 (its handling here raised it): if vCPU 0 runs
             // elsewhere, kick it so the interrupt is injected now, not at its next exit.

@@ -83,6 +83,13 @@ pub struct Vcpu {
     /// `MSR_KVM_POLL_CONTROL` bit 0 (kvm_pv.rs): the guest lets the host poll before it
     /// halts this vCPU (true from reset, also without `kvm-pv`).
     pub(super) poll_control: bool,
+    /// Until when (TSC) a simple exit may go back into the guest by the fast path
+    /// (fast_path.rs): the deadline the last full pre-entry pass armed the preemption timer
+    /// for; 0 when none was armed (every exit then takes the full pass).
+    pub(super) fast_until: u64,
+    /// The MMIO instructions it decoded last (vm::insn::DecodeCache: a doorbell write decodes
+    /// once).
+    pub(super) decode_cache: vm::insn::DecodeCache,
 }
 
 impl Vcpu {

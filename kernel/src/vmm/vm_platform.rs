@@ -245,6 +245,12 @@ impl Platform {
             .drain(&mut |bytes| console.write(bytes));
     }
 
+    /// Whether an access of `size` bytes to `port` leaves every interrupt line, timer and
+    /// other device as it was (LegacyPlatform::port_is_passive): the exit fast path's test.
+    pub fn port_is_passive(&self, port: u16, size: u8) -> bool {
+        AccessSize::from_bytes(size).is_some_and(|s| self.legacy.port_is_passive(port, s))
+    }
+
     /// IN from a port.
     pub fn port_read(&mut self, port: u16, size: u8, console: &mut Console) -> u32 {
         let Some(size) = AccessSize::from_bytes(size) else {

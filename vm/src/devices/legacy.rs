@@ -80,6 +80,8 @@ enum Builtin {
 /// ISA lines of the built-in devices (docs/vm-platform.md).
 const PIT_IRQ: u8 = 0;
 const UART_IRQ: u8 = 4;
+/// The 16550's scratch register, as an offset from its base (PC16550D datasheet).
+const UART_SCRATCH: u16 = 7;
 
 /// The legacy PC platform: PIC, PIT, RTC, COM1, DMA page registers, plus an [`IoBus`] for
 /// everything else, and the console buffer COM1 writes into.
@@ -361,6 +363,25 @@ impl LegacyPlatform {
         self.bus.register(first, last, device)
     }
 
+    /// Whether an access to `port` changes nothing an interrupt line, a timer or another
+    /// device depends on, so the vCPU may go back into the guest without the pre-entry work
+    /// (the kernel's exit fast path, issue 14): a port no device claims (reads float high,
+    /// writes are dropped; only the unclaimed-port counters move), the DMA page registers
+    /// (0x80-0x8F: bytes stored and read back, the POST and I/O-delay port among them) and
+    /// COM1's scratch register (PC16550D datasheet, "Scratchpad Register": no effect on the
+    /// UART's operation).
+    pub fn port_is_passive(&self, port: u16, size: AccessSize) -> bool {
+        (0..u16::from(size.bytes())).all(|i| {
+            let p = port.wrapping_add(i);
+            match self.builtin(p) {
+                Some(Builtin::Uart) => p.wrapping_sub(self.uart.base()) == UART_SCRATCH,
+                Some(Builtin::Dma) => true,
+                Some(Builtin::Pic | Builtin::Pit | Builtin::Rtc | Builtin::AcpiPm) => false,
+                None => !self.bus.any_claimed(p, AccessSize::Byte),
+            }
+        })
+    }
+
     /// Counters of accesses to unclaimed ports.
     pub fn unclaimed(&self) -> &UnclaimedStats {
         self.bus.unclaimed()
@@ -445,6 +466,24 @@ mod tests {
         cfg.wall_clock_secs = 1_798_761_599;
         cfg.ram_bytes = 64 << 20;
         LegacyPlatform::new(cfg)
+    }
+
+    #[test]
+    fn passive_ports_are_the_unclaimed_ones_and_the_uart_scratch_register() {
+        let p = platform();
+        // Nobody claims 0x2F0 (COM2's UART is not modelled); 0x80-0x8F only store bytes.
+        assert!(p.port_is_passive(0x2f0, AccessSize::Dword));
+        assert!(p.port_is_passive(0x80, AccessSize::Dword));
+        assert!(p.port_is_passive(0x3ff, B), "COM1 scratch");
+        // Every other built-in register can move an interrupt line or a timer.
+        for port in [
+            0x20, 0x21, 0xa0, 0x40, 0x43, 0x61, 0x70, 0x71, 0x3f8, 0x3f9, 0x3fd, 0x4d0,
+        ] {
+            assert!(!p.port_is_passive(port, B), "port {port:#x}");
+        }
+        // A wide access is passive only if every byte is.
+        assert!(!p.port_is_passive(0x3fe, AccessSize::Word));
+        assert!(!p.port_is_passive(0x3fd, AccessSize::Dword));
     }
 
     fn out(p: &mut LegacyPlatform, port: u16, v: u8, now: u64) {

@@ -58,8 +58,10 @@ use iced_x86::{
 pub use vmx::Gpr;
 
 mod alu;
+mod cache;
 
 pub use alu::AluOp;
+pub use cache::DecodeCache;
 
 #[cfg(test)]
 mod tests;
@@ -508,6 +510,30 @@ pub fn warm_up() {
 pub fn decode(bytes: &[u8], mode: CpuMode, regs: &impl Registers) -> Result<Decoded, InsnError> {
     let bytes = &bytes[..bytes.len().min(MAX_INSN_LEN)];
     let insn = decode_raw(bytes, mode)?;
+    decoded(insn, bytes, regs)
+}
+
+/// [`decode`] through `cache`: the same bytes in the same mode decode once.
+pub fn decode_cached(
+    cache: &mut DecodeCache,
+    bytes: &[u8],
+    mode: CpuMode,
+    regs: &impl Registers,
+) -> Result<Decoded, InsnError> {
+    let bytes = &bytes[..bytes.len().min(MAX_INSN_LEN)];
+    let insn = match cache.lookup(bytes, mode) {
+        Some(insn) => insn,
+        None => {
+            let insn = decode_raw(bytes, mode)?;
+            cache.insert(bytes, mode, &insn);
+            insn
+        }
+    };
+    decoded(insn, bytes, regs)
+}
+
+/// The MMIO access of a decoded instruction (`regs` read for the value a store writes).
+fn decoded(insn: Instruction, bytes: &[u8], regs: &impl Registers) -> Result<Decoded, InsnError> {
     let len = insn.len();
     let this = InsnBytes::new(&bytes[..len.min(bytes.len())]);
     let op = classify(&insn, regs, this)?;
@@ -523,9 +549,31 @@ pub fn emulate(
     bytes: &[u8],
     mode: CpuMode,
     regs: &mut impl Registers,
+    mmio: impl FnMut(MmioAccess) -> u64,
+) -> Result<Emulated, InsnError> {
+    let decoded = decode(bytes, mode, regs)?;
+    perform(decoded, regs, mmio)
+}
+
+/// [`emulate`] with the decode through `cache` (a per-vCPU [`DecodeCache`]: a doorbell
+/// write decodes once).
+pub fn emulate_cached(
+    cache: &mut DecodeCache,
+    bytes: &[u8],
+    mode: CpuMode,
+    regs: &mut impl Registers,
+    mmio: impl FnMut(MmioAccess) -> u64,
+) -> Result<Emulated, InsnError> {
+    let decoded = decode_cached(cache, bytes, mode, regs)?;
+    perform(decoded, regs, mmio)
+}
+
+/// Performs a decoded instruction's device accesses and writes back its results.
+fn perform(
+    Decoded { len, op }: Decoded,
+    regs: &mut impl Registers,
     mut mmio: impl FnMut(MmioAccess) -> u64,
 ) -> Result<Emulated, InsnError> {
-    let Decoded { len, op } = decode(bytes, mode, regs)?;
     let mut read = None;
     let mut written = None;
     match op {

@@ -598,3 +598,97 @@ fn dword_register_accesses_narrow_reads_and_ignore_partial_writes() {
     );
     assert_eq!(DwordAccess::Ignored.narrow(5), 0);
 }
+
+/// Emulates through `cache` with a device whose reads return `device`; returns the accesses.
+fn run_cached(
+    cache: &mut DecodeCache,
+    bytes: &[u8],
+    mode: CpuMode,
+    regs: &mut Regs,
+    device: u64,
+) -> (Result<Emulated, InsnError>, Vec<MmioAccess>) {
+    let mut log = Vec::new();
+    let result = emulate_cached(cache, bytes, mode, regs, |a| {
+        log.push(a);
+        device
+    });
+    (result, log)
+}
+
+#[test]
+fn cached_decode_is_reused_for_the_same_bytes_and_mode_with_the_registers_of_each_exit() {
+    let mut cache = DecodeCache::new();
+    // mov dword ptr [rax], ebx (89 18), then the padding a fetch of 15 bytes brings along.
+    let bytes = [0x89, 0x18, 0x90, 0x90, 0xcc];
+    for (round, value) in [0x1234_5678u64, 0x9abc_def0, 7].into_iter().enumerate() {
+        let mut regs = Regs::new().with(Gpr::Rbx, value);
+        let mut plain = regs.clone();
+        let (cached, log) = run_cached(&mut cache, &bytes, Bits64, &mut regs, 0);
+        let (direct, direct_log) = run(&bytes, Bits64, &mut plain, 0);
+        assert_eq!(cached, direct);
+        assert_eq!(log, direct_log);
+        assert_eq!(
+            log,
+            [MmioAccess::Write {
+                size: 4,
+                value: value & 0xffff_ffff
+            }]
+        );
+        assert_eq!(regs, plain);
+        assert_eq!(cache.misses, 1, "decoded once");
+        assert_eq!(cache.hits, round as u64);
+    }
+}
+
+#[test]
+fn cached_decode_misses_when_the_bytes_or_the_mode_differ() {
+    let mut cache = DecodeCache::new();
+    // 66 89 18: mov word ptr [rax], bx in 32/64-bit code, mov dword ptr [bx+si], ebx in 16-bit.
+    let bytes = [0x66, 0x89, 0x18];
+    let mut regs = Regs::new();
+    let (_, log64) = run_cached(&mut cache, &bytes, Bits64, &mut regs, 0);
+    assert!(matches!(log64[..], [MmioAccess::Write { size: 2, .. }]));
+    let (_, log16) = run_cached(&mut cache, &bytes, Bits16, &mut regs, 0);
+    assert!(matches!(log16[..], [MmioAccess::Write { size: 4, .. }]));
+    assert_eq!((cache.hits, cache.misses), (0, 2));
+    // The guest rewrote its code at that RIP: 8b 18 (mov ebx, dword ptr [rax]) is a load.
+    let (_, log) = run_cached(&mut cache, &[0x8b, 0x18], Bits64, &mut regs, 0x55);
+    assert_eq!(log, [MmioAccess::Read { size: 4 }]);
+    assert_eq!(regs.get(Gpr::Rbx), 0x55);
+    assert_eq!((cache.hits, cache.misses), (0, 3));
+    // A fetch that stopped short of the cached instruction's length is no hit.
+    let (r, _) = run_cached(&mut cache, &[0x66, 0x89], Bits64, &mut regs, 0);
+    assert!(matches!(r, Err(InsnError::Truncated { .. })), "{r:?}");
+}
+
+#[test]
+fn cached_decode_keeps_the_four_newest_instructions() {
+    let mut cache = DecodeCache::new();
+    let mut regs = Regs::new();
+    // mov dword ptr [rax], ebx / ecx / edx / esi / edi (89 18, 89 08, 89 10, 89 30, 89 38).
+    let insns: [[u8; 2]; 5] = [
+        [0x89, 0x18],
+        [0x89, 0x08],
+        [0x89, 0x10],
+        [0x89, 0x30],
+        [0x89, 0x38],
+    ];
+    for i in &insns {
+        run_cached(&mut cache, i, Bits64, &mut regs, 0).0.unwrap();
+    }
+    assert_eq!((cache.hits, cache.misses), (0, 5));
+    for i in &insns[1..] {
+        run_cached(&mut cache, i, Bits64, &mut regs, 0).0.unwrap();
+    }
+    assert_eq!((cache.hits, cache.misses), (4, 5));
+    // The first was replaced by the fifth.
+    run_cached(&mut cache, &insns[0], Bits64, &mut regs, 0)
+        .0
+        .unwrap();
+    assert_eq!((cache.hits, cache.misses), (4, 6));
+    cache.clear();
+    run_cached(&mut cache, &insns[0], Bits64, &mut regs, 0)
+        .0
+        .unwrap();
+    assert_eq!((cache.hits, cache.misses), (4, 7));
+}
