@@ -81,6 +81,7 @@ pub fn set_tsc_hz(tsc_hz: u64) {
 
 /// When queued bytes next need a [`pump`] (TSC), if any are queued: the VMM arms the
 /// preemption timer for it, as a transmit interrupt would interrupt the guest.
+#[inline]
 pub fn next_pump() -> Option<u64> {
     let t = NEXT_PUMP.load(Ordering::Relaxed);
     (t != u64::MAX).then_some(t)
@@ -88,6 +89,7 @@ pub fn next_pump() -> Option<u64> {
 
 /// Pumps if bytes wait and the last pump was at least one FIFO drain time ago: one atomic
 /// load when there is nothing to do, so the VM exit path can call it every time.
+#[inline]
 pub fn pump_if_due(now: u64) {
     if now < NEXT_PUMP.load(Ordering::Relaxed) {
         return;

@@ -82,6 +82,7 @@ pub fn set_tsc_hz(tsc_hz: u64) {
 }
 
 /// Input is active: the shell is open, or a byte arrived in the last second of TSC time.
+#[inline]
 fn active(now: u64) -> bool {
     let last = LAST_INPUT.load(Ordering::Relaxed);
     OPEN.load(Ordering::Relaxed)
@@ -108,10 +109,7 @@ pub fn poll_if_due(now: u64) {
     } else {
         &PASS_INTERVAL
     };
-    NEXT_POLL.store(
-        now.saturating_add(interval.load(Ordering::Relaxed)),
-        Ordering::Relaxed,
-    );
+    schedule(&NEXT_POLL, now, interval);
     receive(now);
     let Some(mut shell) = SHELL.try_lock() else {
         return;
@@ -133,6 +131,7 @@ pub fn poll_if_due(now: u64) {
 /// otherwise (then input waits for the slice's end, its first FIFO's worth kept). COM1's
 /// receive interrupt ([`receive_interrupt`]) does the same where it reaches the CPU (Bochs
 /// 2.7 takes external-interrupt exits only while the guest has RFLAGS.IF = 1).
+#[inline]
 pub fn slice_deadline(now: u64) -> u64 {
     // Called with a VM's lock held: nothing here may take one.
     if active(now) {
@@ -145,6 +144,7 @@ pub fn slice_deadline(now: u64) -> u64 {
 /// Inside a guest's slice (at an exit, the VM's lock held): the UART's FIFO into the queue if
 /// its reading interval has passed (one atomic load otherwise). Nothing is processed here: the
 /// bytes wait for the next pass between slices ([`poll_if_due`]), which may need a VM's lock.
+#[inline]
 pub fn receive_if_due(now: u64) {
     if now < NEXT_RX.load(Ordering::Relaxed) {
         return;
@@ -192,7 +192,12 @@ fn receive(now: u64) {
     } else {
         &PASS_INTERVAL
     };
-    NEXT_RX.store(
+    schedule(&NEXT_RX, now, interval);
+}
+
+/// Sets `next` to `interval` ticks after `now`.
+fn schedule(next: &AtomicU64, now: u64, interval: &AtomicU64) {
+    next.store(
         now.saturating_add(interval.load(Ordering::Relaxed)),
         Ordering::Relaxed,
     );

@@ -56,6 +56,9 @@ pub struct InvvpidDescriptor {
 
 /// Decodes RFLAGS after a VMX instruction; on VMfailValid reads the VM-instruction error field
 /// (SDM Vol. 3C §31.2, §25.9.5).
+// Inlined, as the VMREAD/VMWRITE wrappers below: every exit does a dozen of these, and
+// the call chain per field cost some 30 ticks in Bochs.
+#[inline]
 #[cfg(target_arch = "x86_64")]
 fn check(rflags: u64) -> Result<(), VmFail> {
     VmFail::check(rflags, || {
@@ -75,6 +78,7 @@ fn check(rflags: u64) -> Result<(), VmFail> {
 ///
 /// # Safety
 /// Must run in VMX root operation (otherwise #UD) at CPL 0.
+#[inline]
 #[cfg(target_arch = "x86_64")]
 unsafe fn raw_vmread(encoding: u32) -> (u64, u64) {
     let value: u64;
@@ -206,6 +210,7 @@ pub unsafe fn vmptrst() -> Result<u64, VmFail> {
 ///
 /// # Safety
 /// Must run in VMX root operation at CPL 0 (VMREAD has no memory side effects).
+#[inline]
 #[cfg(target_arch = "x86_64")]
 pub unsafe fn vmread(field: VmcsField) -> Result<u64, VmFail> {
     // SAFETY: forwarded precondition (VMX root operation at CPL 0).
@@ -219,6 +224,7 @@ pub unsafe fn vmread(field: VmcsField) -> Result<u64, VmFail> {
 /// VMX root operation at CPL 0, and the value must keep every memory reference of the VMCS
 /// (bitmaps, EPTP, MSR lists, host state) pointing at memory the hypervisor owns: the processor
 /// will use them on the next VM entry or exit.
+#[inline]
 #[cfg(target_arch = "x86_64")]
 pub unsafe fn vmwrite(field: VmcsField, value: u64) -> Result<(), VmFail> {
     let rflags: u64;

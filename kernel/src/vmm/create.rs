@@ -389,6 +389,7 @@ impl Vm {
             ready_since: None,
             poll_control: true,
             fast_until: 0,
+            exit_passive: false,
             decode_cache: vm::insn::DecodeCache::new(),
         }
     }

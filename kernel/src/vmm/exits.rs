@@ -67,12 +67,39 @@ impl ExitInfo {
         };
         ExitInfo {
             reason,
-            qualification: vmcs::read_exit(F::EXIT_QUALIFICATION),
+            qualification: if qualification_cleared(reason.reason) {
+                0
+            } else {
+                vmcs::read_exit(F::EXIT_QUALIFICATION)
+            },
             rip: vmcs::read_exit(F::GUEST_RIP),
             instruction_length,
             interrupted,
         }
     }
+}
+
+/// Exits whose exit qualification the CPU clears (SDM Vol. 3C §28.2.1: only the exits listed
+/// there define it; "for all other VM exits, this field is cleared"): not read, a VMREAD saved
+/// on the most frequent simple exits.
+fn qualification_cleared(reason: ExitReason) -> bool {
+    matches!(
+        reason,
+        ExitReason::Cpuid
+            | ExitReason::Rdmsr
+            | ExitReason::Wrmsr
+            | ExitReason::Vmcall
+            | ExitReason::Hlt
+            | ExitReason::Rdtsc
+            | ExitReason::Rdpmc
+            | ExitReason::Invd
+            | ExitReason::Wbinvd
+            | ExitReason::Xsetbv
+            | ExitReason::ExternalInterrupt
+            | ExitReason::InterruptWindow
+            | ExitReason::TripleFault
+            | ExitReason::PreemptionTimerExpired
+    )
 }
 
 /// Exits caused by executing an instruction: the instruction runs only after any event has

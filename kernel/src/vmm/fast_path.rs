@@ -16,7 +16,9 @@
 //!   which takes the full pass);
 //! - what the handler itself did: only the exits below qualify, whose handlers touch the
 //!   vCPU's registers, its MSR state or the VMCS guest state, never an interrupt line, a
-//!   timer, an interrupt controller, the EPT or a device.
+//!   timer, an interrupt controller, the EPT or a device; and an MMIO access to a virtio
+//!   register that raised no line (the handler sets `Vcpu::exit_passive`), whose queued
+//!   device work only brings `fast_until` forward to its deadline.
 //!
 //! Statistics stay exact: the exit is counted and timed by reason as any other, and
 //! `ExitStats::fast_resumes` counts the fast re-entries.

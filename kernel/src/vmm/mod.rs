@@ -332,14 +332,10 @@ impl VcpuExit<'_> {
     fn mmio(&mut self, gpa: u64, info: &ExitInfo) -> Action {
         self.vcpu.stats.mmio_accesses += 1;
         let mut bytes = [0u8; 15];
-        let Some(n) = self.fetch_instruction(info.rip, &mut bytes) else {
+        let Some(Fetched { len: n, mode, .. }) = self.fetch_instruction(info.rip, &mut bytes)
+        else {
             return Action::Stop(StopReason::MmioUnemulated { gpa });
         };
-        let mode = vm::insn::CpuMode::from_segment(
-            vmcs::read_exit(F::GUEST_IA32_EFER) & control_regs::EFER_LMA != 0,
-            cs_long(),
-            vmcs::read_exit(F::GUEST_CS_ACCESS_RIGHTS) & (1 << 14) != 0,
-        );
         let index = self.vcpu.index;
         let target = self.mmio_target(gpa);
         let mut regs = InsnRegs {
@@ -350,6 +346,7 @@ impl VcpuExit<'_> {
         let lapic = &mut vm.lapics[index];
         let mut effect = vm::apic::ApicEffect::None;
         let mut eoi = false;
+        let mut raised = false;
         let now = arch::rdtsc();
         let cache = &mut self.vcpu.decode_cache;
         let result =
@@ -361,8 +358,15 @@ impl VcpuExit<'_> {
                     value
                 }
                 Some(MmioTarget::IoApic) => platform.ioapic_mmio(gpa, access),
-                _ => platform.mmio(gpa, access, memory, console),
+                _ => {
+                    let (value, raise) = platform.mmio(gpa, access, memory, console);
+                    raised |= raise;
+                    value
+                }
             });
+        // A virtio register access that raised no interrupt line may take the fast path
+        // (fast_path.rs; queued device work keeps its deadline).
+        self.vcpu.exit_passive = target == Some(MmioTarget::Virtio) && !raised && result.is_ok();
         self.vcpu.stats.mmio_decode_hits = self.vcpu.decode_cache.hits;
         if target == Some(MmioTarget::LocalApic) {
             self.vcpu.stats.apic_accesses += 1;
@@ -388,14 +392,19 @@ impl VcpuExit<'_> {
         }
     }
 
-    /// Copies up to 15 instruction bytes at the guest's RIP through its page tables.
-    fn fetch_instruction(&self, rip: u64, out: &mut [u8; 15]) -> Option<usize> {
+    /// Copies up to 15 instruction bytes at the guest's RIP through its page tables, with the
+    /// mode to decode them in (each VMCS field read once: a VMREAD is some 30 ticks in Bochs).
+    fn fetch_instruction(&self, rip: u64, out: &mut [u8; 15]) -> Option<Fetched> {
         let state = vm::paging::PagingState {
             cr0: vmcs::read_exit(F::GUEST_CR0),
             cr3: vmcs::read_exit(F::GUEST_CR3),
             cr4: vmcs::read_exit(F::GUEST_CR4),
             efer: vmcs::read_exit(F::GUEST_IA32_EFER),
         };
+        // CS access rights: L (bit 13) and D/B (bit 14), SDM Vol. 3C §25.4.1.
+        let cs = vmcs::read_exit(F::GUEST_CS_ACCESS_RIGHTS);
+        let lma = state.efer & control_regs::EFER_LMA != 0;
+        let mode = vm::insn::CpuMode::from_segment(lma, cs & CS_L != 0, cs & CS_DB != 0);
         let linear = vmcs::read_exit(F::GUEST_CS_BASE).wrapping_add(rip);
         let mut n = 0;
         while n < out.len() {
@@ -416,7 +425,7 @@ impl VcpuExit<'_> {
             }
             n += chunk;
         }
-        (n > 0).then_some(n)
+        (n > 0).then_some(Fetched { len: n, mode, lma })
     }
 
     /// Interrupt window open (reason 7): the pending interrupt is injected before the next
@@ -463,9 +472,21 @@ impl VcpuExit<'_> {
 
 /// Whether the guest's CS is a 64-bit code segment (CS.L, access-rights bit 13: SDM Vol. 3C
 /// §25.4.1 Table 25-2).
+/// CS access rights: the L (64-bit code) and D/B (default operand size) bits (SDM Vol. 3C
+/// §25.4.1, Table 25-2).
+const CS_L: u64 = 1 << 13;
+const CS_DB: u64 = 1 << 14;
+
 fn cs_long() -> bool {
-    const CS_L: u64 = 1 << 13;
     vmcs::read_exit(F::GUEST_CS_ACCESS_RIGHTS) & CS_L != 0
+}
+
+/// What [`VcpuExit::fetch_instruction`] found at RIP.
+struct Fetched {
+    len: usize,
+    mode: vm::insn::CpuMode,
+    /// EFER.LMA (IA-32e mode).
+    lma: bool,
 }
 
 /// #GP(0) (SDM Vol. 3A §6.15).

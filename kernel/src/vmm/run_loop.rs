@@ -237,11 +237,19 @@ pub(super) fn run_slice(
             // between slices.
             crate::shell::receive_if_due(now);
         }
-        if fast && now < vcpu.fast_until {
+        // The console's deadlines move with other CPUs' output and with typing: read anew.
+        let fast_until = if pumps {
+            vcpu.fast_until
+                .min(crate::serial::next_pump().unwrap_or(u64::MAX))
+                .min(crate::shell::slice_deadline(now))
+        } else {
+            vcpu.fast_until
+        };
+        if fast && now < fast_until {
             // Nothing the full pass looks at changed and none of its deadlines passed: the
             // preemption timer counts down what is left of the last one (SDM Vol. 3C
             // §26.5.1: the timer starts from the VMCS value at each VM entry).
-            let ticks = ((vcpu.fast_until - now) >> rate).clamp(1, u64::from(u32::MAX));
+            let ticks = ((fast_until - now) >> rate).clamp(1, u64::from(u32::MAX));
             let _ = vmcs::write_guest(vmcs::guest_field!(VMX_PREEMPTION_TIMER_VALUE), ticks);
             vcpu.stats.fast_resumes += 1;
         } else {
@@ -357,13 +365,22 @@ pub(super) fn run_slice(
         let generation = x.vm.memory.generation;
         let info = ExitInfo::read();
         let fast_candidate = !pv_eoi_offered && fast_path::candidate(&x, &info);
+        x.vcpu.exit_passive = false;
         let action = exits::dispatch(&mut x, &info);
         // Recorded before the action is applied, so a stopping VM's report includes it.
         x.vcpu
             .stats
             .record(info.reason.reason.number(), arch::rdtsc() - exited_at);
         let keep_running = x.apply(action, &info);
-        fast = keep_running && fast_candidate && action == Action::Advance;
+        fast = keep_running
+            && ((fast_candidate && action == Action::Advance)
+                || (!pv_eoi_offered && x.vcpu.exit_passive && action == Action::Resume));
+        if fast {
+            // A doorbell queued device work: it runs in the full pass when due.
+            if let Some(due) = x.vm.platform.virtio.work_due() {
+                x.vcpu.fast_until = x.vcpu.fast_until.min(due);
+            }
+        }
         if x.vcpu.index != 0 && x.vm.platform.pending_vector().is_some() {
             // A device interrupt for vCPU 0 (its handling here raised it): if vCPU 0 runs
             // elsewhere, kick it so the interrupt is injected now, not at its next exit.

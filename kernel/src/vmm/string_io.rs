@@ -110,15 +110,11 @@ impl VcpuExit<'_> {
     /// INS/OUTS (reason 30 with the string bit): emulated, REP forms included.
     pub(super) fn string_io(&mut self, q: &vmx::exit::IoQualification, info: &ExitInfo) -> Action {
         let mut bytes = [0u8; 15];
-        let Some(n) = self.fetch_instruction(info.rip, &mut bytes) else {
+        let Some(super::Fetched { len: n, mode, lma }) =
+            self.fetch_instruction(info.rip, &mut bytes)
+        else {
             return Action::Stop(StopReason::StringIoUnreachable { port: q.port });
         };
-        let lma = vmcs::read_exit(F::GUEST_IA32_EFER) & control_regs::EFER_LMA != 0;
-        let mode = vm::insn::CpuMode::from_segment(
-            lma,
-            cs_long(),
-            vmcs::read_exit(F::GUEST_CS_ACCESS_RIGHTS) & (1 << 14) != 0,
-        );
         let input = q.direction == vmx::exit::IoDirection::In;
         let Ok(io) = string_io::decode(&bytes[..n], mode, q.port, q.size.bytes(), input, q.rep)
         else {

@@ -87,6 +87,10 @@ pub struct Vcpu {
     /// (fast_path.rs): the deadline the last full pre-entry pass armed the preemption timer
     /// for; 0 when none was armed (every exit then takes the full pass).
     pub(super) fast_until: u64,
+    /// Set by a handler whose exit changed nothing the pre-entry pass looks at beyond queued
+    /// device work (a virtio register access that raised no line): it may resume by the fast
+    /// path. Cleared before each dispatch.
+    pub(super) exit_passive: bool,
     /// The MMIO instructions it decoded last (vm::insn::DecodeCache: a doorbell write decodes
     /// once).
     pub(super) decode_cache: vm::insn::DecodeCache,

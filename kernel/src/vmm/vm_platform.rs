@@ -326,10 +326,10 @@ impl Platform {
         access: MmioAccess,
         memory: &mut GuestMemory,
         console: &mut Console,
-    ) -> u64 {
+    ) -> (u64, bool) {
         let (value, raise) = self.virtio.access(gpa, access, memory, console);
         self.raise(raise);
-        value
+        (value, raise != IrqMask::default())
     }
 
     /// One bounded round of queued virtio work (the deadline passed, or the vCPU halted);

@@ -91,6 +91,7 @@ impl Vmcs {
 /// HOST_CR3, ...) and which memory the guest can reach (EPT pointer, bitmap and MSR-area
 /// addresses, SDM Vol. 3C §25.6): the caller must write values that keep the host intact and
 /// the guest inside its VM. Exit handlers use [`write_guest`] instead.
+#[inline]
 pub unsafe fn write(field: VmcsField, value: u64) -> Result<(), VmcsError> {
     // SAFETY: VMWRITE only changes the current VMCS; the caller guarantees the value is sound
     // for the field (see the function contract).
@@ -145,6 +146,7 @@ macro_rules! guest_field {
 pub(crate) use guest_field;
 
 /// Writes a guest-state or injection field of the current VMCS.
+#[inline]
 pub fn write_guest(field: GuestField, value: u64) -> Result<(), VmcsError> {
     // SAFETY: `GuestField` admits only fields VM entry checks or that only change what the
     // guest sees (see its documentation); a bad value fails this VM's entry, nothing else.
@@ -152,6 +154,7 @@ pub fn write_guest(field: GuestField, value: u64) -> Result<(), VmcsError> {
 }
 
 /// Reads a field of the current VMCS.
+#[inline]
 pub fn read(field: VmcsField) -> Result<u64, VmcsError> {
     // SAFETY: VMREAD has no side effects besides RFLAGS.
     unsafe { instructions::vmread(field) }.map_err(|error| VmcsError::Read { field, error })
@@ -159,14 +162,18 @@ pub fn read(field: VmcsField) -> Result<u64, VmcsError> {
 
 /// Reads a field the CPU always provides after a VM exit; a failure is a hypervisor bug
 /// (no current VMCS), so it reads as 0 and is logged rather than stopping the VM.
+#[inline]
 pub fn read_exit(field: VmcsField) -> u64 {
     match read(field) {
         Ok(v) => v,
-        Err(e) => {
-            log::error!("vmcs: {e}");
-            0
-        }
+        Err(e) => read_failed(e),
     }
+}
+
+#[cold]
+fn read_failed(e: VmcsError) -> u64 {
+    log::error!("vmcs: {e}");
+    0
 }
 
 /// The guest's view of a control register (SDM Vol. 3C §25.6.6): the bits set in its

@@ -52,11 +52,16 @@ fn run(
     device: u64,
 ) -> (Result<Emulated, InsnError>, Vec<MmioAccess>) {
     let mut log = Vec::new();
-    let result = emulate(bytes, mode, regs, |a| {
+    let result = emulate(bytes, mode, regs, logging(&mut log, device));
+    (result, log)
+}
+
+/// A device whose reads return `device`, recording every access in `log`.
+fn logging(log: &mut Vec<MmioAccess>, device: u64) -> impl FnMut(MmioAccess) -> u64 + '_ {
+    move |a| {
         log.push(a);
         device
-    });
-    (result, log)
+    }
 }
 
 fn read(size: u8) -> MmioAccess {
@@ -608,10 +613,7 @@ fn run_cached(
     device: u64,
 ) -> (Result<Emulated, InsnError>, Vec<MmioAccess>) {
     let mut log = Vec::new();
-    let result = emulate_cached(cache, bytes, mode, regs, |a| {
-        log.push(a);
-        device
-    });
+    let result = emulate_cached(cache, bytes, mode, regs, logging(&mut log, device));
     (result, log)
 }
 
