@@ -379,15 +379,19 @@ impl Checked {
 
     /// Asserts a counter from the `exits: hypercalls=... ` line of `vm`.
     pub fn counter(&self, vm: &str, name: &str, expected: u64) -> &Self {
-        let line = self.line(&format!("vm {vm}: exits: hypercalls="));
-        let got = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(&format!("{name}=")))
-            .and_then(|v| v.parse::<u64>().ok());
+        let got = self.counter_value(vm, name);
         if got != Some(expected) {
             self.fail(&format!("vm {vm}: expected {name}={expected}, got {got:?}"));
         }
         self
+    }
+
+    /// Counter `name` of VM `vm`'s stop report (its `exits: hypercalls=...` line).
+    pub fn counter_value(&self, vm: &str, name: &str) -> Option<u64> {
+        let line = self.line(&format!("vm {vm}: exits: hypercalls="));
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse::<u64>().ok())
     }
 }
 
