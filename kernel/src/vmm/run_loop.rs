@@ -238,14 +238,12 @@ pub(super) fn run_slice(
             crate::shell::receive_if_due(now);
         }
         // The console's deadlines move with other CPUs' output and with typing: read anew.
-        let fast_until = if pumps {
-            vcpu.fast_until
-                .min(crate::serial::next_pump().unwrap_or(u64::MAX))
-                .min(crate::shell::slice_deadline(now))
-        } else {
-            vcpu.fast_until
+        let fast_until = match (fast, pumps) {
+            (false, _) => 0,
+            (true, false) => vcpu.fast_until,
+            (true, true) => vcpu.fast_until.min(console_deadline(now)),
         };
-        if fast && now < fast_until {
+        if now < fast_until {
             // Nothing the full pass looks at changed and none of its deadlines passed: the
             // preemption timer counts down what is left of the last one (SDM Vol. 3C
             // §26.5.1: the timer starts from the VMCS value at each VM entry).
@@ -303,9 +301,7 @@ pub(super) fn run_slice(
                 // transmit interrupt would; while input is active, console input is read on
                 // time as a receive interrupt would (shell.rs).
                 let pump = if pumps {
-                    crate::serial::next_pump()
-                        .unwrap_or(u64::MAX)
-                        .min(crate::shell::slice_deadline(now))
+                    console_deadline(now)
                 } else {
                     u64::MAX
                 };
@@ -364,7 +360,7 @@ pub(super) fn run_slice(
         let pv_eoi_offered = x.kvm_pv_eoi_after_exit();
         let generation = x.vm.memory.generation;
         let info = ExitInfo::read();
-        let fast_candidate = !pv_eoi_offered && fast_path::candidate(&x, &info);
+        let fast_candidate = fast_path::candidate(&x, &info);
         x.vcpu.exit_passive = false;
         let action = exits::dispatch(&mut x, &info);
         // Recorded before the action is applied, so a stopping VM's report includes it.
@@ -373,8 +369,12 @@ pub(super) fn run_slice(
             .record(info.reason.reason.number(), arch::rdtsc() - exited_at);
         let keep_running = x.apply(action, &info);
         fast = keep_running
-            && ((fast_candidate && action == Action::Advance)
-                || (!pv_eoi_offered && x.vcpu.exit_passive && action == Action::Resume));
+            && !pv_eoi_offered
+            && match action {
+                Action::Advance => fast_candidate,
+                Action::Resume => x.vcpu.exit_passive,
+                _ => false,
+            };
         if fast {
             // A doorbell queued device work: it runs in the full pass when due.
             if let Some(due) = x.vm.platform.virtio.work_due() {
@@ -415,6 +415,14 @@ pub(super) fn run_slice(
         x.vcpu.slice_left = Some(x.vcpu.slice_end - now);
     }
     cut_for_wakeup
+}
+
+/// The console-draining CPU's own deadline in a slice: queued output's next FIFO slot, and
+/// while input is active the next read of the receiver (shell.rs).
+fn console_deadline(now: u64) -> u64 {
+    crate::serial::next_pump()
+        .unwrap_or(u64::MAX)
+        .min(crate::shell::slice_deadline(now))
 }
 
 impl Vm {
