@@ -213,12 +213,21 @@ impl Shell {
     fn pass(&mut self, queue: &mut InputQueue) {
         for started in shell_ops::service_starts() {
             match started {
-                shell_ops::Started::Started { name, vcpus } => {
+                // A guest's reboot: restart.rs said so in the VM's own lines.
+                shell_ops::Started::Started { reboot: true, .. } => {}
+                shell_ops::Started::Started { name, vcpus, .. } => {
                     println!(
                         "[shell] vm {name}: started again from its configuration ({vcpus} vCPU(s))"
                     );
                 }
-                shell_ops::Started::Failed { name, error } => {
+                shell_ops::Started::Failed {
+                    name,
+                    error,
+                    reboot: true,
+                } => {
+                    log::error!("vm {name}: cannot start again after its reboot: {error}");
+                }
+                shell_ops::Started::Failed { name, error, .. } => {
                     println!("[shell] vm {name}: cannot start: {error}");
                 }
             }

@@ -201,3 +201,82 @@ fn the_loader_accepts_the_real_guest_kernel() {
         h.init_size
     );
 }
+
+/// A Linux VM that reboots through the ACPI reset register at the end of its init.
+fn reboot_conf(extra: &str) -> String {
+    format!(
+        "[vm.linux]\nkind = \"linux\"\nimage = \"bzImage\"\ninitrd = \"initramfs.cpio.lz4\"\n\
+         memory = \"64M\"\n{extra}cmdline = \"console=ttyS0,115200 quiet panic=-1 reboot=acpi \
+         io_delay=none nolapic tsc=reliable no_timer_check bulkhead.checks=none bulkhead.end=reboot\"\n"
+    )
+}
+
+/// A guest's `reboot` (issue 12): Linux with `reboot=acpi` writes the FADT's reset value to
+/// port 0xCF9; the VM ends with its report and, by default (`on-reboot = "restart"`), starts
+/// again from its configuration. The guest reboots at the end of each boot; after its second
+/// reboot the third boot's first console line opens the shell, whose `stop` ends the run.
+#[test]
+fn a_guest_reboot_starts_the_vm_again() {
+    use bulkhead_boot::serial_input::Feed;
+    use bulkhead_boot::transcript::kernel_messages;
+    let dir = linux_guest();
+    let files = [dir.join("bzImage"), dir.join("initramfs.cpio.lz4")];
+    let (_tmp, image) = bundle_files(&reboot_conf(""), &files);
+    let input = vec![
+        Feed::new(
+            "vm linux: rebooting (on-reboot = \"restart\"; reboot 2 of this run)",
+            "",
+        ),
+        Feed::new("[linux] ", "\x01"),
+        Feed::new("bulkhead> ", "stop linux\r"),
+    ];
+    let run = bulkhead_tests::boot_with_input(&image, "corei7_skylake_x", input, 400);
+    run.exited(0, "ok");
+    let t = &run.outcome.transcript;
+    let messages: Vec<&str> = kernel_messages(t).collect();
+    let count = |prefix: &str| messages.iter().filter(|m| m.starts_with(prefix)).count();
+    assert_eq!(
+        count("vm linux: stopped: guest reset (ACPI reset register) (RIP "),
+        2,
+        "{t}"
+    );
+    for n in 1..=2 {
+        let line = format!("vm linux: rebooting (on-reboot = \"restart\"; reboot {n} of this run)");
+        assert_eq!(count(&line), 1, "{line:?}: {t}");
+    }
+    assert_eq!(
+        count("vm linux: restarting from its configuration (1 vCPU(s))"),
+        2,
+        "{t}"
+    );
+    assert_eq!(
+        count("vm linux: stopped: stopped by the operator (shell `stop`) (RIP "),
+        1,
+        "{t}"
+    );
+    assert_eq!(count("vm linux: stopped: "), 3, "{t}");
+    // Each of the first two boots ran its init to the end and asked Linux to restart.
+    let guest = |needle: &str| {
+        bulkhead_boot::transcript::guest_lines(t, "linux")
+            .filter(|l| l.trim().ends_with(needle))
+            .count()
+    };
+    assert_eq!(guest("guest: ALL PASS"), 2, "{t}");
+    // Linux's own line before it writes the reset register (kernel/reboot.c).
+    assert_eq!(guest("] reboot: Restarting system"), 2, "{t}");
+    assert!(!t.contains("[shell] vm linux: started again"), "{t}");
+}
+
+/// With `on-reboot = "stop"` the guest's reboot ends its VM, and with it the run.
+#[test]
+fn on_reboot_stop_ends_the_vm_at_its_reboot() {
+    let dir = linux_guest();
+    let files = [dir.join("bzImage"), dir.join("initramfs.cpio.lz4")];
+    let (_tmp, image) = bundle_files(&reboot_conf("on-reboot = \"stop\"\n"), &files);
+    let run = boot_image(&image, "corei7_skylake_x", 300);
+    run.exited(0, "ok")
+        .said("linux", "guest: ALL PASS")
+        .saw("vm linux: stopped: guest reset (ACPI reset register) (RIP ")
+        .not_saw("vm linux: rebooting")
+        .not_saw("restarting from its configuration");
+}

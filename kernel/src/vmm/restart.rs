@@ -41,6 +41,33 @@ impl fmt::Display for RestartError {
     }
 }
 
+/// A guest's reboot (its write to the FADT's reset register) ended the VM `name`: with
+/// `on-reboot = "restart"` it starts again from its configuration at the console CPU's next
+/// pass, as an operator's `restart` would. Called by its last vCPU out, under the VM's lock,
+/// before that vCPU counts the VM as finished (so the run cannot end in between).
+pub(super) fn restart_after_reboot(name: &str) {
+    let Some(slot) = scheduler::slots().iter().find(|s| s.config.name == name) else {
+        return;
+    };
+    if slot.config.on_reboot != vm::config::OnReboot::Restart
+        || slot
+            .restart_pending
+            .load(core::sync::atomic::Ordering::Acquire)
+    {
+        return;
+    }
+    let n = slot
+        .reboots
+        .fetch_add(1, core::sync::atomic::Ordering::AcqRel)
+        + 1;
+    info!("vm {name}: rebooting (on-reboot = \"restart\"; reboot {n} of this run)");
+    scheduler::vm_starting();
+    slot.rebooting
+        .store(true, core::sync::atomic::Ordering::Release);
+    slot.restart_pending
+        .store(true, core::sync::atomic::Ordering::Release);
+}
+
 /// Step 1: builds the stopped VM of `slot` again from its configuration. On success the
 /// VM counts `vcpus_running` again and its vCPUs restart at their CPUs' next pass.
 pub(super) fn rebuild(slot: &VmSlot, archive: &Archive<'static>) -> Result<(), RestartError> {

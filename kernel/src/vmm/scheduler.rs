@@ -38,6 +38,11 @@ pub struct VmSlot {
     pub(super) boot: Mutex<Option<loader::BootState>>,
     /// `restart VM` asked for it: rebuilt once every vCPU has stopped (shell_ops).
     pub(super) restart_pending: AtomicBool,
+    /// The pending restart is the guest's own reboot (`on-reboot = "restart"`), not the
+    /// operator's.
+    pub(super) rebooting: AtomicBool,
+    /// The guest's reboots that started it again, over the whole run.
+    pub(super) reboots: AtomicU64,
 }
 
 impl VmSlot {
@@ -186,6 +191,8 @@ pub fn run(
                     epoch: AtomicU64::new(0),
                     boot: Mutex::new(None),
                     restart_pending: AtomicBool::new(false),
+                    rebooting: AtomicBool::new(false),
+                    reboots: AtomicU64::new(0),
                 });
                 created_homes.push((homes, vc.cpus.is_some()));
             }

@@ -187,8 +187,17 @@ pub fn restart(vm: usize) -> Result<(), OpError> {
 /// What [`service_starts`] did for one VM.
 #[derive(Debug)]
 pub enum Started {
-    Started { name: String, vcpus: usize },
-    Failed { name: String, error: String },
+    /// Built again; `reboot`: for the guest's own reboot, not an operator's command.
+    Started {
+        name: String,
+        vcpus: usize,
+        reboot: bool,
+    },
+    Failed {
+        name: String,
+        error: String,
+        reboot: bool,
+    },
 }
 
 /// Builds again the VMs a `start` or `restart` waits for, once all their vCPUs have stopped
@@ -204,10 +213,12 @@ pub fn service_starts() -> Vec<Started> {
             continue;
         }
         let name = slot.config.name.clone();
+        let reboot = slot.rebooting.load(Ordering::Acquire);
         match super::restart::rebuild(slot, archive) {
             Ok(()) => done.push(Started::Started {
                 name,
                 vcpus: slot.vcpus.len(),
+                reboot,
             }),
             // Still stopping, or a drive transfer in flight: the next pass looks again.
             Err(
@@ -219,9 +230,11 @@ pub fn service_starts() -> Vec<Started> {
                 done.push(Started::Failed {
                     name,
                     error: alloc::format!("{e}"),
+                    reboot,
                 });
             }
         }
+        slot.rebooting.store(false, Ordering::Release);
         slot.restart_pending.store(false, Ordering::Release);
     }
     done

@@ -61,6 +61,9 @@ impl VcpuExit<'_> {
         if self.vm.vcpus_running == 0 {
             let (xsave, xcr0) = (x.xsave(), x.xcr0);
             self.vm.report(reason, xsave, xcr0);
+            if self.vm.stopping.unwrap_or(reason) == StopReason::AcpiReset {
+                super::restart::restart_after_reboot(&self.vm.name);
+            }
             scheduler::vm_finished();
         }
     }

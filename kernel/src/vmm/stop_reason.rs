@@ -46,8 +46,9 @@ pub enum StopReason {
     },
     /// The guest entered ACPI S5 (SLP_EN with `\_S5`'s sleep type in PM1a_CNT).
     AcpiPowerOff,
-    /// The guest wrote its reset value to the FADT's reset register (port 0xCF9). The VM is
-    /// not restarted: it ends, as a reset of a VM without firmware must.
+    /// The guest wrote its reset value to the FADT's reset register (port 0xCF9): its reboot.
+    /// The VM ends with its report and, with `on-reboot = "restart"` (the default), starts
+    /// again from its configuration (restart.rs).
     AcpiReset,
     /// INIT reached the boot vCPU (from its own ICR, another vCPU's, or the IOAPIC): the
     /// bootstrap processor would restart at the reset vector (SDM Vol. 3A §9.1.1, §9.4), and a

@@ -445,6 +445,14 @@ fn convert_vm(
             ))
         }
     };
+    let on_reboot = match &v.on_reboot {
+        None => OnReboot::default(),
+        Some(o) => match o.get_ref().as_str() {
+            "restart" => OnReboot::Restart,
+            "stop" => OnReboot::Stop,
+            _ => return Err(bad(text, "on-reboot", o.span(), "\"restart\" or \"stop\"")),
+        },
+    };
     let image = entry(
         text,
         "image",
@@ -633,6 +641,7 @@ fn convert_vm(
         devices,
         console_timestamps: v.console_timestamps.is_some_and(|c| *c.get_ref()),
         kvm_pv: v.kvm_pv.map_or(kind.is_linux(), |k| *k.get_ref()),
+        on_reboot,
         heap_budget,
         console_buffer,
         console_rate,

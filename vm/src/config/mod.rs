@@ -182,6 +182,27 @@ pub enum DiskSource {
     Store(String),
 }
 
+/// What a guest's reboot does to its VM (`on-reboot`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnReboot {
+    /// The VM ends with its report, then starts again from its configuration as after
+    /// power-up: RAM zeroed, image loaded again, devices new (store disks keep their data).
+    #[default]
+    Restart,
+    /// The VM ends with its report and stays stopped (`start VM` in the shell boots it).
+    Stop,
+}
+
+impl OnReboot {
+    /// The value written in `on-reboot = "..."`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnReboot::Restart => "restart",
+            OnReboot::Stop => "stop",
+        }
+    }
+}
+
 /// One VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmConfig {
@@ -207,6 +228,8 @@ pub struct VmConfig {
     /// MSRs and hypercalls; docs/hypercall-abi.md §9). Default: on for the kinds that boot Linux
     /// (`linux`, `pvh`), off for the others.
     pub kvm_pv: bool,
+    /// `on-reboot`: what a guest's reboot (its write to the FADT's reset register) does.
+    pub on_reboot: OnReboot,
     /// A cap on the hypervisor heap this VM's devices may use; `None`: their worst case.
     pub heap_budget: Option<u64>,
     /// Bytes of the VM's console ring.

@@ -59,6 +59,7 @@ pub struct VmToml {
     pub dedicated: Option<Spanned<bool>>,
     pub console_timestamps: Option<Spanned<bool>>,
     pub kvm_pv: Option<Spanned<bool>>,
+    pub on_reboot: Option<Spanned<String>>,
     pub cmdline: Option<Spanned<String>>,
     pub initrd: Option<Spanned<String>>,
     pub heap_budget: Option<Spanned<Size>>,

@@ -52,6 +52,7 @@ image = "realmode.bin"
 memory = "4M"
 vcpus = 1
 cpus = [0, 1]
+on-reboot = "stop"
 
 [vm.rt]      # a real-time partition: CPUs 2 and 3 run nothing else
 kind = "elf64"
@@ -96,6 +97,7 @@ fn parses_every_key() {
             ],
             console_timestamps: true,
             kvm_pv: true,
+            on_reboot: OnReboot::Restart,
             heap_budget: Some(8 << 20),
             console_buffer: 4 << 10,
             console_rate: 64 << 10,
@@ -154,6 +156,10 @@ fn parses_every_key() {
     assert_eq!(
         (b.vcpus, b.cpus.as_deref(), b.dedicated),
         (1, Some(&[0, 1][..]), false)
+    );
+    assert_eq!(
+        (b.on_reboot, c.vms[3].on_reboot),
+        (OnReboot::Stop, OnReboot::Restart)
     );
     let rt = &c.vms[3];
     assert_eq!(
@@ -301,7 +307,8 @@ const ERRORS: &[(&str, usize, usize, &str)] = &[
         2,
         1,
         "unknown key `colour` in [vm.a]; the keys here are `kind`, `image`, `memory`, \
-         `vcpus`, `cpus`, `dedicated`, `console-timestamps`, `kvm-pv`, `cmdline`, `initrd`, `heap-budget`, `console-buffer`, \
+         `vcpus`, `cpus`, `dedicated`, `console-timestamps`, `kvm-pv`, `on-reboot`, `cmdline`, `initrd`, `heap-budget`, \
+         `console-buffer`, \
          `console-rate`, `virtio-console`, `virtio-blk`, `virtio-net`",
     ),
     // Tables where tables belong.
@@ -880,6 +887,28 @@ fn pvh_and_multiboot_kinds_take_cmdline_and_initrd() {
     assert_eq!(
         (m.cmdline.as_deref(), m.initrd.as_deref()),
         (Some("check"), Some("module.bin"))
+    );
+}
+
+#[test]
+fn on_reboot_restarts_by_default_and_takes_two_values() {
+    for (key, expected) in [
+        ("", OnReboot::Restart),
+        ("on-reboot = \"restart\"\n", OnReboot::Restart),
+        ("on-reboot = \"stop\"\n", OnReboot::Stop),
+    ] {
+        let text = format!("[vm.g]\nkind = \"linux\"\nimage = \"k\"\nmemory = \"64M\"\n{key}");
+        let c = Config::parse(text.as_bytes()).unwrap();
+        assert_eq!(c.vms[0].on_reboot, expected, "{text}");
+    }
+    let err = Config::parse(
+        b"[vm.g]\nkind = \"linux\"\nimage = \"k\"\nmemory = \"64M\"\non-reboot = \"reset\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("on-reboot = \"reset\": expected \"restart\" or \"stop\""),
+        "{err}"
     );
 }
 
