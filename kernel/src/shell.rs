@@ -364,7 +364,15 @@ impl Shell {
                 }
             }
             Command::Stop(vm) => match shell_ops::stop(vm) {
-                Ok(()) => out = alloc::format!("[shell] stopping vm {}\n", vms[vm].name),
+                Ok(shell_ops::Stopped::Stopping) => {
+                    out = alloc::format!("[shell] stopping vm {}\n", vms[vm].name)
+                }
+                Ok(shell_ops::Stopped::RebootCancelled) => {
+                    out = alloc::format!(
+                        "[shell] vm {} stays stopped (its start after the guest's reboot is cancelled)\n",
+                        vms[vm].name
+                    )
+                }
                 Err(e) => out = alloc::format!("error: {e}\n"),
             },
             Command::Log(level) => {

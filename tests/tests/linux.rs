@@ -245,7 +245,7 @@ fn a_guest_reboot_starts_the_vm_again() {
         assert_eq!(count(&line), 1, "{line:?}: {t}");
     }
     assert_eq!(
-        count("vm linux: restarting from its configuration (1 vCPU(s))"),
+        count("vm linux: restarting from its configuration (1 vCPU(s); rebuilt in "),
         2,
         "{t}"
     );

@@ -296,3 +296,86 @@ fn shell_restarts_and_starts_a_vm_from_its_configuration() {
         "{t}"
     );
 }
+
+/// A guest that resets its VM the moment it runs (the Multiboot test kernel with
+/// `cmdline = "reset"`), beside the selftest: each reset restarts the VM (`on-reboot =
+/// "restart"`, the default), but the rebuilds, which the console CPU does, are paced to a
+/// tenth of its time (vm::reboot), the selftest passes meanwhile, and the shell's `stop` ends
+/// the loop whether the VM is running or waiting to start again.
+#[test]
+fn a_reboot_loop_is_paced_and_stopped_from_the_shell() {
+    use bulkhead_boot::transcript::kernel_message;
+    let conf = format!(
+        "[vm.reboot-loop]\nkind = \"multiboot\"\nimage = \"multiboot.elf\"\nmemory = \"16M\"\n\
+         cmdline = \"reset\"\n{}",
+        bulkhead_tests::SELFTEST_CONF
+    );
+    let (_dir, image) = bundle_image(&conf, &["multiboot.elf", "selftest.elf"]);
+    let input = vec![
+        Feed::new("vm selftest: stopped: ", "\x01"),
+        Feed::new(PROMPT, "stop reboot-loop\r"),
+    ];
+    let run = boot_with_input(&image, "corei7_skylake_x", input, 300);
+    run.exited(0, "ok")
+        .saw("[selftest] guest selftest: DONE passed=21 failed=0")
+        .saw("vm selftest: stopped: guest halted with interrupts disabled (powered off)")
+        .saw("bulkhead: all VMs stopped (2 ran, 0 could not start)")
+        .not_saw("FAIL")
+        .not_saw("hypervisor bug");
+    let t = &run.outcome.transcript;
+    // (TSC of the line, rebuild ticks) of each restart after a reboot.
+    let mut rebuilds: Vec<(u64, u64)> = Vec::new();
+    let mut reboots = 0u64;
+    for line in t.lines() {
+        let Some(m) = kernel_message(line) else {
+            continue;
+        };
+        if let Some(rest) =
+            m.strip_prefix("vm reboot-loop: rebooting (on-reboot = \"restart\"; reboot ")
+        {
+            reboots += 1;
+            assert_eq!(rest, format!("{reboots} of this run)"), "{t}");
+        }
+        if let Some(rest) = m.strip_prefix(
+            "vm reboot-loop: restarting from its configuration (1 vCPU(s); rebuilt in ",
+        ) {
+            let ticks: u64 = rest
+                .strip_suffix(" ticks)")
+                .and_then(|v| v.parse().ok())
+                .expect(m);
+            let tsc: u64 = line
+                .trim_start_matches('\r')
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .and_then(|v| v.trim().parse().ok())
+                .expect(line);
+            rebuilds.push((tsc, ticks));
+        }
+    }
+    eprintln!("reboot loop: {reboots} reboots, rebuilds (tsc, ticks): {rebuilds:?}");
+    assert!(reboots >= 3, "only {reboots} reboots: {t}");
+    assert!(rebuilds.len() as u64 + 1 >= reboots, "{t}");
+    for pair in rebuilds.windows(2) {
+        let ((t0, cost0), (t1, _)) = (pair[0], pair[1]);
+        assert!(
+            t1 - t0 >= 9 * cost0,
+            "a rebuild of {cost0} ticks followed after only {} ticks: {t}",
+            t1 - t0
+        );
+    }
+    let resets = bulkhead_boot::transcript::guest_lines(t, "reboot-loop")
+        .filter(|l| l.trim() == "mb: reset through port 0xcf9")
+        .count() as u64;
+    assert!(resets >= reboots, "{resets} resets, {reboots} reboots: {t}");
+    let stopping = t.contains("[shell] stopping vm reboot-loop");
+    assert!(
+        stopping
+            || t.contains(
+                "[shell] vm reboot-loop stays stopped (its start after the guest's reboot is cancelled)"
+            ),
+        "{t}"
+    );
+    let stops = t.matches("vm reboot-loop: stopped: ").count() as u64;
+    assert_eq!(stops, reboots + u64::from(stopping), "{t}");
+}

@@ -136,7 +136,7 @@ fn console_types_into_a_linux_shell() {
     // `restart forever` after its stop: built again from its configuration, it ran again
     // (its line twice), and `stop` ended that second run with a report of its own.
     assert!(has_line("[shell] restarting vm forever"), "{t}");
-    run.line("vm forever: restarting from its configuration (1 vCPU(s))");
+    run.line("vm forever: restarting from its configuration (1 vCPU(s); rebuilt in ");
     assert!(
         has_line("[shell] vm forever: started again from its configuration (1 vCPU(s))"),
         "{t}"

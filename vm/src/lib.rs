@@ -31,6 +31,7 @@ pub mod paging;
 pub mod pci_ecam;
 pub mod placement;
 pub mod pvh;
+pub mod reboot;
 pub mod shell;
 pub mod snapshot;
 pub mod stats;

@@ -43,6 +43,8 @@ pub struct VmSlot {
     pub(super) rebooting: AtomicBool,
     /// The guest's reboots that started it again, over the whole run.
     pub(super) reboots: AtomicU64,
+    /// When its next reboot may rebuild it (its rebuilds' share of the console CPU bounded).
+    pub(super) reboot_pacing: Mutex<vm::reboot::RebootPacing>,
 }
 
 impl VmSlot {
@@ -193,6 +195,7 @@ pub fn run(
                     restart_pending: AtomicBool::new(false),
                     rebooting: AtomicBool::new(false),
                     reboots: AtomicU64::new(0),
+                    reboot_pacing: Mutex::new(Default::default()),
                 });
                 created_homes.push((homes, vc.cpus.is_some()));
             }

@@ -134,18 +134,41 @@ pub fn stats(vm: usize) -> Result<StatsView, OpError> {
     })
 }
 
+/// What `stop VM` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Its vCPUs are stopping; the last one prints the report.
+    Stopping,
+    /// It had stopped at its guest's reboot and waited to start again: it stays stopped.
+    RebootCancelled,
+}
+
 /// `stop VM`: the VM's vCPUs stop at their next exit or wake-up check (they are kicked out of
-/// the guest), the last one prints the VM's report.
-pub fn stop(vm: usize) -> Result<(), OpError> {
-    let mut vm = slot(vm)?.vm.lock();
+/// the guest), the last one prints the VM's report. A VM waiting to start again after its
+/// guest's reboot (`on-reboot = "restart"`, paced by vm::reboot) stays stopped instead, so a
+/// guest that reboots in a loop can always be stopped.
+pub fn stop(vm: usize) -> Result<Stopped, OpError> {
+    let slot = slot(vm)?;
+    let mut vm = slot.vm.lock();
     match state(&vm) {
+        VmState::Stopped
+            if slot.rebooting.load(Ordering::Acquire)
+                && slot.restart_pending.load(Ordering::Acquire) =>
+        {
+            // The shell's pass serves starts on this CPU before its commands: none is under
+            // way. The start no longer counts the VM as running.
+            slot.rebooting.store(false, Ordering::Release);
+            slot.restart_pending.store(false, Ordering::Release);
+            scheduler::vm_finished();
+            return Ok(Stopped::RebootCancelled);
+        }
         VmState::Stopped => return Err(OpError::Stopped),
         VmState::Stopping => return Err(OpError::Stopping),
         VmState::Running => {}
     }
     vm.stopping = Some(StopReason::Operator);
     vm.kick_other_cpus();
-    Ok(())
+    Ok(Stopped::Stopping)
 }
 
 /// `start VM`: a stopped VM is built again from its configuration and started (restart.rs),
@@ -214,8 +237,20 @@ pub fn service_starts() -> Vec<Started> {
         }
         let name = slot.config.name.clone();
         let reboot = slot.rebooting.load(Ordering::Acquire);
-        match super::restart::rebuild(slot, archive) {
-            Ok(()) => done.push(Started::Started {
+        let start = arch::rdtsc();
+        // A guest's reboots are paced (vm::reboot): its rebuilds, which run here and not in
+        // its own time slices, get a bounded share of this CPU.
+        if reboot && !slot.reboot_pacing.lock().allows(start) {
+            continue;
+        }
+        let result = super::restart::rebuild(slot, archive);
+        if let (true, Ok(ticks)) = (reboot, &result) {
+            slot.reboot_pacing
+                .lock()
+                .rebuilt(start, start.saturating_add(*ticks));
+        }
+        match result {
+            Ok(_) => done.push(Started::Started {
                 name,
                 vcpus: slot.vcpus.len(),
                 reboot,

@@ -95,10 +95,11 @@ impl Platform {
         // The VM's RTC starts at the machine's date (read at boot), advancing with the TSC.
         pc.wall_clock_secs = crate::host_rtc::unix_secs_at(pc.boot_tsc, tsc_hz);
         pc.ram_bytes = config.memory;
-        // The IOAPIC and ACPI PM ports the guest's ACPI tables describe (vm::acpi); Linux
-        // guests get the tables (create.rs), the PM ports are unclaimed for the others.
+        // The IOAPIC and ACPI PM ports the guest's ACPI tables describe (vm::acpi); Linux,
+        // PVH and Multiboot guests get the tables (create.rs), the PM ports are unclaimed for
+        // the others.
         pc.ioapic_id = vm::acpi::IOAPIC_ID;
-        pc.acpi_pm = config.kind.is_linux();
+        pc.acpi_pm = config.kind.has_acpi();
         let legacy = LegacyPlatform::new(pc);
 
         let leaves = hypervisor_leaves();

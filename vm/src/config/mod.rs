@@ -149,9 +149,18 @@ impl GuestKind {
         )
     }
 
-    /// Whether the VM boots Linux (bzImage or PVH): the ACPI PM ports.
+    /// Whether the VM boots Linux (bzImage or PVH): `kvm-pv` on by default.
     pub fn is_linux(self) -> bool {
         matches!(self, GuestKind::Linux | GuestKind::Pvh)
+    }
+
+    /// Whether its VMs get ACPI tables (and the PM and reset registers their FADT names):
+    /// the kinds a bootloader-style loader starts (Linux, PVH, Multiboot).
+    pub fn has_acpi(self) -> bool {
+        matches!(
+            self,
+            GuestKind::Linux | GuestKind::Pvh | GuestKind::Multiboot
+        )
     }
 }
 
