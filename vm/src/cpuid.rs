@@ -748,6 +748,14 @@ impl CpuidPolicy {
             .fold(XSAVE_LEGACY_SIZE, u32::max)
     }
 
+    /// Whether [`lookup`](Self::lookup) of `leaf` reads [`VcpuCpuidState::cr4`]: leaf 1
+    /// (OSXSAVE) and leaf 7 (OSPKE), and an out-of-range leaf when it answers as a highest
+    /// basic leaf that is one of them. For any other leaf the CPUID exit need not read the
+    /// guest's CR4 (a VMREAD saved; `cr4` may be passed as 0).
+    pub fn reads_cr4(&self, leaf: u32) -> bool {
+        matches!(leaf, 1 | 7) || (leaf > self.max_basic && matches!(self.max_basic, 1 | 7))
+    }
+
     /// The result of CPUID with EAX = `leaf`, ECX = `subleaf` on the vCPU described by
     /// `vcpu`, as [EAX, EBX, ECX, EDX].
     pub fn lookup(&self, leaf: u32, subleaf: u32, vcpu: &VcpuCpuidState) -> [u32; 4] {
@@ -860,6 +868,56 @@ mod tests {
             cr4: 0,
             xcr0: 1,
             limit_cpuid: false,
+        }
+    }
+
+    /// The leaves `reads_cr4` says need no CR4 answer the same whatever CR4 holds, for the
+    /// host's leaves and for hosts whose highest basic leaf is 1 or 7.
+    #[test]
+    fn only_the_leaves_that_read_cr4_depend_on_it() {
+        let limited = |max: u32| {
+            move |leaf: u32, sub: u32| {
+                if leaf == 0 {
+                    let mut r = host(0, 0);
+                    r[0] = max;
+                    r
+                } else {
+                    host(leaf, sub)
+                }
+            }
+        };
+        let policies = [
+            CpuidPolicy::from_host(host, &CpuidConfig::new(hv())),
+            CpuidPolicy::from_host(limited(7), &CpuidConfig::new(hv())),
+            CpuidPolicy::from_host(limited(1), &CpuidConfig::new(hv())),
+        ];
+        for p in &policies {
+            let mut needed = 0;
+            for leaf in (0..0x20)
+                .chain(0x4000_0000..0x4000_0010)
+                .chain(0x8000_0000..0x8000_0010)
+                .chain([0x20, 0x1000, u32::MAX])
+            {
+                for limit_cpuid in [false, true] {
+                    let state = |cr4| VcpuCpuidState {
+                        cr4,
+                        limit_cpuid,
+                        ..vcpu(3)
+                    };
+                    for sub in [0, 1] {
+                        let a = p.lookup(leaf, sub, &state(0));
+                        let b = p.lookup(leaf, sub, &state(u64::MAX));
+                        if a != b {
+                            assert!(p.reads_cr4(leaf), "leaf {leaf:#x}.{sub} depends on CR4");
+                            needed += 1;
+                        }
+                    }
+                }
+            }
+            assert!(
+                needed > 0,
+                "no leaf depended on CR4: the test proves nothing"
+            );
         }
     }
 

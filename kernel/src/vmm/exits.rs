@@ -293,8 +293,13 @@ fn exception_or_nmi() -> Action {
 fn cpuid(vm: &mut Vm) -> Action {
     let leaf = vm.vcpu.regs.rax as u32;
     let subleaf = vm.vcpu.regs.rcx as u32;
-    // CR4.OSXSAVE and CR4.PKE are the guest's own bits: the real CR4, not the shadow.
-    let cr4 = vmcs::read_exit(F::GUEST_CR4);
+    // CR4.OSXSAVE and CR4.PKE are the guest's own bits: the real CR4, not the shadow; read
+    // (a VMREAD) only for the leaves that report them.
+    let cr4 = if vm.vm.platform.cpuid_reads_cr4(leaf) {
+        vmcs::read_exit(F::GUEST_CR4)
+    } else {
+        0
+    };
     let input = super::vm_platform::VcpuCpuidInput {
         apic_id: vm.vcpu.index as u32,
         cr4,

@@ -161,6 +161,11 @@ impl Platform {
         vm::features::secondary_controls(&self.cpuid)
     }
 
+    /// Whether CPUID of `leaf` depends on the guest's CR4 (vm::cpuid::CpuidPolicy::reads_cr4).
+    pub fn cpuid_reads_cr4(&self, leaf: u32) -> bool {
+        self.cpuid.reads_cr4(leaf)
+    }
+
     /// CPUID as vCPU `apic_id` sees it (precomputed policy; per-vCPU inputs from its state).
     pub fn cpuid(
         &self,
