@@ -313,6 +313,7 @@ fn a_reboot_loop_is_paced_and_stopped_from_the_shell() {
     let (_dir, image) = bundle_image(&conf, &["multiboot.elf", "selftest.elf"]);
     let input = vec![
         Feed::new("vm selftest: stopped: ", "\x01"),
+        Feed::new(PROMPT, "vms\r"),
         Feed::new(PROMPT, "stop reboot-loop\r"),
     ];
     let run = boot_with_input(&image, "corei7_skylake_x", input, 300);
@@ -375,6 +376,17 @@ fn a_reboot_loop_is_paced_and_stopped_from_the_shell() {
                 "[shell] vm reboot-loop stays stopped (its start after the guest's reboot is cancelled)"
             ),
         "{t}"
+    );
+    // `vms`: the loop's VM runs or, most of the time, waits for its paced rebuild.
+    let row = t
+        .lines()
+        .map(|l| l.trim_start_matches('\r'))
+        .find(|l| l.starts_with("reboot-loop "))
+        .unwrap_or_else(|| panic!("no `vms` row for reboot-loop: {t}"));
+    eprintln!("vms: {row}");
+    assert!(
+        row.starts_with("reboot-loop  starting   ") || row.starts_with("reboot-loop  running    "),
+        "{row:?}"
     );
     let stops = t.matches("vm reboot-loop: stopped: ").count() as u64;
     assert_eq!(stops, reboots + u64::from(stopping), "{t}");

@@ -45,6 +45,14 @@ impl fmt::Display for OpError {
     }
 }
 
+/// The state `vms` and `stats` show: a stopped VM whose start is pending is starting.
+fn shown_state(slot: &VmSlot, vm: &Vm) -> VmState {
+    match state(vm) {
+        VmState::Stopped if slot.restart_pending.load(Ordering::Acquire) => VmState::Starting,
+        s => s,
+    }
+}
+
 fn slot(vm: usize) -> Result<&'static VmSlot, OpError> {
     scheduler::slots().get(vm).ok_or(OpError::NoSuchVm)
 }
@@ -88,7 +96,7 @@ pub fn rows() -> Vec<VmRow> {
             let vm = s.vm.lock();
             VmRow {
                 name: vm.name.clone(),
-                state: state(&vm),
+                state: shown_state(s, &vm),
                 vcpu_cpus: vm.vcpu_cpus.clone(),
                 vcpus_running: vm.vcpus_running,
                 memory_bytes: vm.memory.size(),
@@ -111,7 +119,7 @@ pub fn stats(vm: usize) -> Result<StatsView, OpError> {
         )];
         (
             vm.name.clone(),
-            state(&vm),
+            shown_state(slot, &vm),
             uptime(&vm, now),
             vm.finished_stats.clone(),
             vm.console.summary(),
@@ -150,11 +158,8 @@ pub enum Stopped {
 pub fn stop(vm: usize) -> Result<Stopped, OpError> {
     let slot = slot(vm)?;
     let mut vm = slot.vm.lock();
-    match state(&vm) {
-        VmState::Stopped
-            if slot.rebooting.load(Ordering::Acquire)
-                && slot.restart_pending.load(Ordering::Acquire) =>
-        {
+    match shown_state(slot, &vm) {
+        VmState::Starting if slot.rebooting.load(Ordering::Acquire) => {
             // The shell's pass serves starts on this CPU before its commands: none is under
             // way. The start no longer counts the VM as running.
             slot.rebooting.store(false, Ordering::Release);
@@ -162,6 +167,8 @@ pub fn stop(vm: usize) -> Result<Stopped, OpError> {
             scheduler::vm_finished();
             return Ok(Stopped::RebootCancelled);
         }
+        // The operator's own `start`/`restart` is under way.
+        VmState::Starting => return Err(OpError::StartPending),
         VmState::Stopped => return Err(OpError::Stopped),
         VmState::Stopping => return Err(OpError::Stopping),
         VmState::Running => {}

@@ -17,6 +17,9 @@ pub enum VmState {
     Stopping,
     /// Every vCPU has stopped (its report was printed).
     Stopped,
+    /// Stopped, with a start pending: the operator's `start`/`restart`, or the guest's reboot
+    /// (`on-reboot = "restart"`, whose rebuild may wait its turn: vm::reboot).
+    Starting,
 }
 
 impl fmt::Display for VmState {
@@ -25,6 +28,7 @@ impl fmt::Display for VmState {
             VmState::Running => "running",
             VmState::Stopping => "stopping",
             VmState::Stopped => "stopped",
+            VmState::Starting => "starting",
         })
     }
 }

@@ -77,6 +77,7 @@ fn row(line: &str) -> VmRow {
             "running" => VmState::Running,
             "stopping" => VmState::Stopping,
             "stopped" => VmState::Stopped,
+            "starting" => VmState::Starting,
             s => panic!("state {s}"),
         },
         vcpu_cpus: cpus,
