@@ -43,6 +43,12 @@ pub fn parse_exit(transcript: &str) -> Option<KernelExit> {
 /// The message of a hypervisor log line (`[   123456] INFO  message` → `message`), or `None`
 /// for any other line.
 pub fn kernel_message(line: &str) -> Option<&str> {
+    kernel_message_at(line).map(|(_, message)| message)
+}
+
+/// The TSC stamp and message of a hypervisor log line (`[   123456] INFO  message` →
+/// `(123456, "message")`), or `None` for any other line.
+pub fn kernel_message_at(line: &str) -> Option<(u64, &str)> {
     let rest = clean(line).strip_prefix('[')?;
     let (tsc, rest) = rest.split_once(']')?;
     let tsc = tsc.trim_start();
@@ -51,7 +57,10 @@ pub fn kernel_message(line: &str) -> Option<&str> {
     }
     let rest = rest.strip_prefix(' ')?;
     let (level, message) = rest.split_once(' ')?;
-    LEVELS.contains(&level).then(|| message.trim_start())
+    if !LEVELS.contains(&level) {
+        return None;
+    }
+    Some((tsc.parse().ok()?, message.trim_start()))
 }
 
 /// Whether `line` is a guest console line (`[name] ...` or `[name +ticks] ...` with a name

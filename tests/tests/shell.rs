@@ -304,7 +304,7 @@ fn shell_restarts_and_starts_a_vm_from_its_configuration() {
 /// the loop whether the VM is running or waiting to start again.
 #[test]
 fn a_reboot_loop_is_paced_and_stopped_from_the_shell() {
-    use bulkhead_boot::transcript::kernel_message;
+    use bulkhead_boot::transcript::kernel_message_at;
     let conf = format!(
         "[vm.reboot-loop]\nkind = \"multiboot\"\nimage = \"multiboot.elf\"\nmemory = \"16M\"\n\
          cmdline = \"reset\"\n{}",
@@ -328,7 +328,7 @@ fn a_reboot_loop_is_paced_and_stopped_from_the_shell() {
     let mut rebuilds: Vec<(u64, u64)> = Vec::new();
     let mut reboots = 0u64;
     for line in t.lines() {
-        let Some(m) = kernel_message(line) else {
+        let Some((tsc, m)) = kernel_message_at(line) else {
             continue;
         };
         if let Some(rest) =
@@ -344,13 +344,6 @@ fn a_reboot_loop_is_paced_and_stopped_from_the_shell() {
                 .strip_suffix(" ticks)")
                 .and_then(|v| v.parse().ok())
                 .expect(m);
-            let tsc: u64 = line
-                .trim_start_matches('\r')
-                .trim_start_matches('[')
-                .split(']')
-                .next()
-                .and_then(|v| v.trim().parse().ok())
-                .expect(line);
             rebuilds.push((tsc, ticks));
         }
     }

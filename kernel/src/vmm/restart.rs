@@ -15,7 +15,7 @@
 //!    addresses must not hit the old one's, global pages included), and the vCPU made as new.
 
 use super::create::CreateError;
-use super::scheduler::{self, VmSlot};
+use super::scheduler::{self, PendingStart, VmSlot};
 use super::virtio_devices::VirtioDevices;
 use super::*;
 use vmx::instructions::InvvpidType;
@@ -49,11 +49,8 @@ pub(super) fn restart_after_reboot(name: &str) {
     let Some(slot) = scheduler::slots().iter().find(|s| s.config.name == name) else {
         return;
     };
-    if slot.config.on_reboot != vm::config::OnReboot::Restart
-        || slot
-            .restart_pending
-            .load(core::sync::atomic::Ordering::Acquire)
-    {
+    let mut pending = slot.pending_start.lock();
+    if slot.config.on_reboot != vm::config::OnReboot::Restart || pending.is_some() {
         return;
     }
     let n = slot
@@ -62,10 +59,7 @@ pub(super) fn restart_after_reboot(name: &str) {
         + 1;
     info!("vm {name}: rebooting (on-reboot = \"restart\"; reboot {n} of this run)");
     scheduler::vm_starting();
-    slot.rebooting
-        .store(true, core::sync::atomic::Ordering::Release);
-    slot.restart_pending
-        .store(true, core::sync::atomic::Ordering::Release);
+    *pending = Some(PendingStart::Reboot);
 }
 
 /// Step 1: builds the stopped VM of `slot` again from its configuration. On success the

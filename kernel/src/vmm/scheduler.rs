@@ -36,18 +36,30 @@ pub struct VmSlot {
     pub(super) epoch: AtomicU64,
     /// The boot state its vCPUs start again from, after a rebuild.
     pub(super) boot: Mutex<Option<loader::BootState>>,
-    /// `restart VM` asked for it: rebuilt once every vCPU has stopped (shell_ops).
-    pub(super) restart_pending: AtomicBool,
-    /// The pending restart is the guest's own reboot (`on-reboot = "restart"`), not the
-    /// operator's.
-    pub(super) rebooting: AtomicBool,
+    /// A start asked for (`start`/`restart`, or the guest's reboot): rebuilt once every vCPU
+    /// has stopped (shell_ops::service_starts).
+    pub(super) pending_start: Mutex<Option<PendingStart>>,
     /// The guest's reboots that started it again, over the whole run.
     pub(super) reboots: AtomicU64,
     /// When its next reboot may rebuild it (its rebuilds' share of the console CPU bounded).
     pub(super) reboot_pacing: Mutex<vm::reboot::RebootPacing>,
 }
 
+/// Who asked for a stopped VM to be built again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PendingStart {
+    /// The shell's `start` or `restart`.
+    Operator,
+    /// The guest's reboot (`on-reboot = "restart"`): paced (vm::reboot), and cancelled by
+    /// `stop`.
+    Reboot,
+}
+
 impl VmSlot {
+    /// The start waiting for this VM, if any.
+    pub(super) fn pending_start(&self) -> Option<PendingStart> {
+        *self.pending_start.lock()
+    }
     /// Publishes `vcpu`'s statistics for the shell (after each of its slices).
     fn publish(&self, vcpu: &Vcpu) {
         if let Some(live) = self.live.get(vcpu.index) {
@@ -192,8 +204,7 @@ pub fn run(
                     config_index: i,
                     epoch: AtomicU64::new(0),
                     boot: Mutex::new(None),
-                    restart_pending: AtomicBool::new(false),
-                    rebooting: AtomicBool::new(false),
+                    pending_start: Mutex::new(None),
                     reboots: AtomicU64::new(0),
                     reboot_pacing: Mutex::new(Default::default()),
                 });

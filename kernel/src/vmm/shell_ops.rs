@@ -3,9 +3,8 @@
 //! console input for an attached VM. Each call takes one VM's lock for a bounded copy; it runs
 //! on the console-draining CPU between slices, never in an exit handler.
 
-use super::scheduler::{self, VmSlot};
+use super::scheduler::{self, PendingStart, VmSlot};
 use super::*;
-use core::sync::atomic::Ordering;
 use vm::shell::commands::{StatsView, VmRow, VmState};
 use vm::shell::regs::Registers;
 use vm::shell::top::Sample;
@@ -48,7 +47,7 @@ impl fmt::Display for OpError {
 /// The state `vms` and `stats` show: a stopped VM whose start is pending is starting.
 fn shown_state(slot: &VmSlot, vm: &Vm) -> VmState {
     match state(vm) {
-        VmState::Stopped if slot.restart_pending.load(Ordering::Acquire) => VmState::Starting,
+        VmState::Stopped if slot.pending_start().is_some() => VmState::Starting,
         s => s,
     }
 }
@@ -159,16 +158,18 @@ pub fn stop(vm: usize) -> Result<Stopped, OpError> {
     let slot = slot(vm)?;
     let mut vm = slot.vm.lock();
     match shown_state(slot, &vm) {
-        VmState::Starting if slot.rebooting.load(Ordering::Acquire) => {
+        VmState::Starting => {
+            let mut pending = slot.pending_start.lock();
+            if *pending != Some(PendingStart::Reboot) {
+                // The operator's own `start`/`restart` is under way.
+                return Err(OpError::StartPending);
+            }
             // The shell's pass serves starts on this CPU before its commands: none is under
             // way. The start no longer counts the VM as running.
-            slot.rebooting.store(false, Ordering::Release);
-            slot.restart_pending.store(false, Ordering::Release);
+            *pending = None;
             scheduler::vm_finished();
             return Ok(Stopped::RebootCancelled);
         }
-        // The operator's own `start`/`restart` is under way.
-        VmState::Starting => return Err(OpError::StartPending),
         VmState::Stopped => return Err(OpError::Stopped),
         VmState::Stopping => return Err(OpError::Stopping),
         VmState::Running => {}
@@ -183,7 +184,8 @@ pub fn stop(vm: usize) -> Result<Stopped, OpError> {
 pub fn start(vm: usize) -> Result<(), OpError> {
     let slot = slot(vm)?;
     let vm = slot.vm.lock();
-    if slot.restart_pending.load(Ordering::Acquire) {
+    let mut pending = slot.pending_start.lock();
+    if pending.is_some() {
         return Err(OpError::StartPending);
     }
     if state(&vm) != VmState::Stopped {
@@ -191,7 +193,7 @@ pub fn start(vm: usize) -> Result<(), OpError> {
     }
     // It counts as running from now, so the run does not end before it starts.
     scheduler::vm_starting();
-    slot.restart_pending.store(true, Ordering::Release);
+    *pending = Some(PendingStart::Operator);
     Ok(())
 }
 
@@ -200,13 +202,15 @@ pub fn start(vm: usize) -> Result<(), OpError> {
 pub fn restart(vm: usize) -> Result<(), OpError> {
     let slot = slot(vm)?;
     let mut vm = slot.vm.lock();
-    if slot.restart_pending.load(Ordering::Acquire) {
+    let mut pending = slot.pending_start.lock();
+    if pending.is_some() {
         return Err(OpError::StartPending);
     }
     // Counted as running before its last vCPU can stop (under the VM's lock), so the run
     // does not end in between.
     scheduler::vm_starting();
-    slot.restart_pending.store(true, Ordering::Release);
+    *pending = Some(PendingStart::Operator);
+    drop(pending);
     if state(&vm) == VmState::Running {
         vm.stopping = Some(StopReason::OperatorRestart);
         vm.kick_other_cpus();
@@ -239,11 +243,11 @@ pub fn service_starts() -> Vec<Started> {
         return done;
     };
     for slot in scheduler::slots() {
-        if !slot.restart_pending.load(Ordering::Acquire) {
+        let Some(cause) = slot.pending_start() else {
             continue;
-        }
+        };
+        let reboot = cause == PendingStart::Reboot;
         let name = slot.config.name.clone();
-        let reboot = slot.rebooting.load(Ordering::Acquire);
         let start = arch::rdtsc();
         // A guest's reboots are paced (vm::reboot): its rebuilds, which run here and not in
         // its own time slices, get a bounded share of this CPU.
@@ -276,8 +280,7 @@ pub fn service_starts() -> Vec<Started> {
                 });
             }
         }
-        slot.rebooting.store(false, Ordering::Release);
-        slot.restart_pending.store(false, Ordering::Release);
+        *slot.pending_start.lock() = None;
     }
     done
 }

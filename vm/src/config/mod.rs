@@ -202,16 +202,6 @@ pub enum OnReboot {
     Stop,
 }
 
-impl OnReboot {
-    /// The value written in `on-reboot = "..."`.
-    pub fn name(self) -> &'static str {
-        match self {
-            OnReboot::Restart => "restart",
-            OnReboot::Stop => "stop",
-        }
-    }
-}
-
 /// One VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmConfig {
