@@ -158,6 +158,34 @@ pub fn dispatch<H: HypercallHost + ?Sized>(host: &mut H, regs: HcRegs, cpl: u8) 
     }
 }
 
+/// A host with nothing behind it: the calls [`dispatch_stateless`] takes never reach it.
+struct NoHost;
+
+impl HypercallHost for NoHost {
+    fn read_guest(&mut self, _gpa: u64, _buf: &mut [u8]) -> Result<(), HcError> {
+        Err(HcError::BadAddress)
+    }
+    fn write_guest(&mut self, _gpa: u64, _data: &[u8]) -> Result<(), HcError> {
+        Err(HcError::BadAddress)
+    }
+    fn console_write(&mut self, _bytes: &[u8]) {}
+    fn exit_stats(&self, _out: &mut dyn FnMut(u32, u64, u64)) {}
+}
+
+/// Whether call `nr` needs nothing of the VM: it reads no guest memory, writes no console,
+/// reports no statistics and changes no state (VERSION, NOP). The hypervisor answers those
+/// without its VM's lock (the exit fast path, issue 14).
+pub const fn is_stateless(nr: u64) -> bool {
+    matches!(nr, call::VERSION | call::NOP)
+}
+
+/// [`dispatch`] for a call [`is_stateless`] names, with no host: the same outcome as
+/// `dispatch` against any host, refusals (CPL > 0, non-zero reserved arguments) included.
+/// `None` for every other call.
+pub fn dispatch_stateless(regs: HcRegs, cpl: u8) -> Option<HcOutcome> {
+    is_stateless(regs.rax).then(|| dispatch(&mut NoHost, regs, cpl))
+}
+
 fn check_feature<H: HypercallHost + ?Sized>(host: &H, nr: u64) -> Result<(), HcError> {
     match call::feature(nr) {
         None => Err(HcError::UnknownCall),

@@ -1044,3 +1044,42 @@ fn a_console_over_its_limit_drops_writes_unread() {
     };
     assert_eq!(err(dispatch(&mut h, bad, 0)), HcError::BadAddress);
 }
+
+#[test]
+fn stateless_calls_answer_as_dispatch_does() {
+    use crate::host::{dispatch_stateless, is_stateless};
+    let numbers = [
+        call::VERSION,
+        call::NOP,
+        call::CONSOLE_WRITE,
+        call::MULTICALL,
+        call::IDLE,
+        call::EXIT_STATS,
+        call::MEM_RELEASE,
+        0xdead,
+        u64::MAX,
+    ];
+    for nr in numbers {
+        for args in [[0u64; 4], [1, 0, 0, 0], [0, 0, 0, 1], [u64::MAX; 4]] {
+            for cpl in 0..=3u8 {
+                let regs = HcRegs {
+                    rax: nr,
+                    rbx: args[0],
+                    rcx: args[1],
+                    rdx: args[2],
+                    rsi: args[3],
+                };
+                let mut vm = FakeVm::new();
+                let full = dispatch(&mut vm, regs, cpl);
+                match dispatch_stateless(regs, cpl) {
+                    Some(quick) => {
+                        assert!(is_stateless(nr), "{nr:#x} answered without a host");
+                        assert_eq!(quick, full, "{regs:?} at CPL {cpl}");
+                        assert_eq!((vm.reads, vm.writes, vm.console_calls), (0, 0, 0));
+                    }
+                    None => assert!(!is_stateless(nr), "{nr:#x} refused"),
+                }
+            }
+        }
+    }
+}

@@ -51,6 +51,9 @@ pub struct ExitStats {
     /// Exits that went back into the guest by the fast path (counted in their reasons too):
     /// a simple exit with no deadline passed skips the pre-entry work.
     pub fast_resumes: u64,
+    /// The fast re-entries of exits answered before the VM's lock was taken (the quick path:
+    /// CPUID, the stateless hypercalls).
+    pub quick_exits: u64,
     /// MMIO instructions whose decode the vCPU's decode cache answered (vm::insn::DecodeCache).
     pub mmio_decode_hits: u64,
 }
@@ -84,6 +87,7 @@ impl ExitStats {
             apic_eoi_exits: 0,
             startups: 0,
             fast_resumes: 0,
+            quick_exits: 0,
             mmio_decode_hits: 0,
         }
     }
@@ -143,6 +147,7 @@ impl ExitStats {
         self.apic_eoi_exits += other.apic_eoi_exits;
         self.startups += other.startups;
         self.fast_resumes += other.fast_resumes;
+        self.quick_exits += other.quick_exits;
         self.mmio_decode_hits += other.mmio_decode_hits;
     }
 
@@ -200,7 +205,7 @@ impl fmt::Display for ExitStats {
         }
         write!(
             f,
-            "exits: hypercalls={} multicall-ops={} mmio={} unclaimed-ports={} interrupts-injected={} exceptions-injected={} events-reinjected={} host-irqs-ended={} host-irqs-spurious={} host-irqs-unended={} migrations={} fast-path={} mmio-decode-hits={}",
+            "exits: hypercalls={} multicall-ops={} mmio={} unclaimed-ports={} interrupts-injected={} exceptions-injected={} events-reinjected={} host-irqs-ended={} host-irqs-spurious={} host-irqs-unended={} migrations={} fast-path={} quick={} mmio-decode-hits={}",
             self.hypercalls,
             self.multicall_operations,
             self.mmio_accesses,
@@ -213,6 +218,7 @@ impl fmt::Display for ExitStats {
             self.host_interrupts_unended,
             self.migrations,
             self.fast_resumes,
+            self.quick_exits,
             self.mmio_decode_hits
         )?;
         if self.apic_accesses + self.startups > 0 {

@@ -19,6 +19,7 @@ macro_rules! exit_reasons {
 
         impl ExitReason {
             /// Decodes a basic exit reason number (bits 15:0 of the exit-reason field).
+            #[inline]
             pub const fn from_basic(basic: u16) -> Self {
                 match basic {
                     $( $num => Self::$name, )*
@@ -27,6 +28,7 @@ macro_rules! exit_reasons {
             }
 
             /// The basic exit reason number.
+            #[inline]
             pub const fn number(self) -> u16 {
                 match self {
                     $( Self::$name => $num, )*
@@ -232,6 +234,7 @@ impl DecodedExitReason {
 impl ExitReason {
     /// Decodes the 32-bit exit-reason field (SDM Vol. 3C §25.9.1): the basic reason plus the
     /// flags, notably the "VM-entry failure" bit 31.
+    #[inline]
     pub const fn from_raw(raw: u32) -> DecodedExitReason {
         DecodedExitReason {
             reason: Self::from_basic((raw & DecodedExitReason::BASIC_MASK) as u16),

@@ -391,6 +391,9 @@ impl Vm {
             fast_until: 0,
             exit_passive: false,
             decode_cache: vm::insn::DecodeCache::new(),
+            cpuid: self.platform.cpuid_policy(),
+            kvm_pv_offered: self.kvm_pv_offered,
+            quick_armed: false,
         }
     }
 

@@ -2,7 +2,8 @@
 //! [`Action`] and never touches the hardware beyond the current VMCS fields it reads.
 
 use super::vmcs;
-use super::{StopReason, VcpuExit as Vm};
+use super::{StopReason, Vcpu, VcpuExit as Vm};
+use vm::cpuid::VcpuCpuidState;
 use vm::devices::acpi_pm::PowerRequest;
 use vmx::disposition::{disposition, Disposition, TaskSwitch};
 use vmx::event::Injection;
@@ -48,8 +49,11 @@ pub struct ExitInfo {
 }
 
 impl ExitInfo {
-    pub fn read() -> Self {
-        let reason = ExitReason::from_raw(vmcs::read_exit(F::EXIT_REASON) as u32);
+    /// Reads the exit's information; `reason` is the exit reason if it was read already (the
+    /// quick path's look at the exit).
+    pub fn read(reason: Option<DecodedExitReason>) -> Self {
+        let reason =
+            reason.unwrap_or_else(|| ExitReason::from_raw(vmcs::read_exit(F::EXIT_REASON) as u32));
         let instruction_length = vmcs::read_exit(F::VM_EXIT_INSTRUCTION_LENGTH);
         // Each VMREAD costs (about 30 ticks under Bochs): the IDT-vectoring fields are read only
         // where they can be valid, the error code only when the event has one.
@@ -160,7 +164,7 @@ pub fn dispatch(vm: &mut Vm, info: &ExitInfo) -> Action {
         ExitReason::ExternalInterrupt => vm.host_interrupt(),
         ExitReason::TripleFault => Action::Stop(StopReason::TripleFault),
         ExitReason::InterruptWindow => vm.interrupt_window(),
-        ExitReason::Cpuid => cpuid(vm),
+        ExitReason::Cpuid => cpuid(vm.vcpu),
         ExitReason::Hlt => hlt(vm),
         ExitReason::Vmcall => vm.hypercall(),
         ExitReason::ControlRegisterAccess => cr_access(vm, info),
@@ -289,27 +293,27 @@ fn exception_or_nmi() -> Action {
     }
 }
 
-/// CPUID (reason 10): the VM's policy answers (SDM Vol. 3C §26.1.2: CPUID always exits).
-fn cpuid(vm: &mut Vm) -> Action {
-    let leaf = vm.vcpu.regs.rax as u32;
-    let subleaf = vm.vcpu.regs.rcx as u32;
+/// CPUID (reason 10): the VM's policy answers (SDM Vol. 3C §26.1.2: CPUID always exits). It
+/// needs only the vCPU (the policy is shared read-only), so the quick path (quick_exit.rs)
+/// runs it too, without the VM's lock.
+pub(super) fn cpuid(vcpu: &mut Vcpu) -> Action {
+    let leaf = vcpu.regs.rax as u32;
+    let subleaf = vcpu.regs.rcx as u32;
     // CR4.OSXSAVE and CR4.PKE are the guest's own bits: the real CR4, not the shadow; read
     // (a VMREAD) only for the leaves that report them.
-    let cr4 = if vm.vm.platform.cpuid_reads_cr4(leaf) {
+    let cr4 = if vcpu.cpuid.reads_cr4(leaf) {
         vmcs::read_exit(F::GUEST_CR4)
     } else {
         0
     };
-    let input = super::vm_platform::VcpuCpuidInput {
-        apic_id: vm.vcpu.index as u32,
+    let state = VcpuCpuidState {
+        apic_id: vcpu.index as u32,
         cr4,
-        xcr0: vm.vcpu.xstate.xcr0,
+        xcr0: vcpu.xstate.xcr0,
+        limit_cpuid: vcpu.msr_state.misc_enable & vm::msr::MISC_ENABLE_LIMIT_CPUID != 0,
     };
-    let [a, b, c, d] = vm
-        .vm
-        .platform
-        .cpuid(leaf, subleaf, &input, &vm.vcpu.msr_state);
-    let r = &mut vm.vcpu.regs;
+    let [a, b, c, d] = vcpu.cpuid.lookup(leaf, subleaf, &state);
+    let r = &mut vcpu.regs;
     (r.rax, r.rbx, r.rcx, r.rdx) = (u64::from(a), u64::from(b), u64::from(c), u64::from(d));
     Action::Advance
 }

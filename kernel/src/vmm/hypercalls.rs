@@ -44,11 +44,18 @@ impl HypercallHost for HcHost<'_> {
     }
 }
 
-impl VcpuExit<'_> {
-    /// VMCALL (reason 18): the hypercall ABI v1 (docs/hypercall-abi.md).
-    pub(super) fn hypercall(&mut self) -> Action {
-        let long = self.long_mode();
-        let r = &self.vcpu.regs;
+/// What a VMCALL passes: the registers as the guest's mode sees them, its CPL and mode.
+pub(super) struct HcFrame {
+    regs: HcRegs,
+    cpl: u8,
+    long: bool,
+}
+
+impl HcFrame {
+    /// Reads the frame of the VMCALL `vcpu` just executed (two or three VMREADs).
+    pub(super) fn read(vcpu: &Vcpu) -> HcFrame {
+        let long = guest_long_mode();
+        let r = &vcpu.regs;
         let regs = HcRegs {
             rax: r.rax,
             rbx: r.rbx,
@@ -56,10 +63,42 @@ impl VcpuExit<'_> {
             rdx: r.rdx,
             rsi: r.rsi,
         };
-        let regs = if long { regs } else { regs.low32() };
-        // The CPL is the DPL of SS (SDM Vol. 3A §5.5; access rights bits 6:5, SDM Vol. 3C
-        // §25.4.1).
-        let cpl = ((vmcs::read_exit(F::GUEST_SS_ACCESS_RIGHTS) >> 5) & 3) as u8;
+        HcFrame {
+            regs: if long { regs } else { regs.low32() },
+            // The CPL is the DPL of SS (SDM Vol. 3A §5.5; access rights bits 6:5, SDM Vol. 3C
+            // §25.4.1).
+            cpl: ((vmcs::read_exit(F::GUEST_SS_ACCESS_RIGHTS) >> 5) & 3) as u8,
+            long,
+        }
+    }
+}
+
+/// A Bulkhead call that needs nothing of the VM (VERSION, NOP: `hypercall::host::
+/// is_stateless`), answered from the vCPU alone; the quick path (quick_exit.rs) runs it
+/// without the VM's lock. `None` for every other call.
+pub(super) fn stateless_hypercall(vcpu: &mut Vcpu, frame: &HcFrame) -> Option<Action> {
+    let Abi::Bulkhead(nr) = hypercall::route::route(frame.regs.rax, vcpu.kvm_pv_offered) else {
+        return None;
+    };
+    let regs = HcRegs {
+        rax: nr,
+        ..frame.regs
+    };
+    let outcome = hypercall::host::dispatch_stateless(regs, frame.cpl)?;
+    vcpu.stats.hypercalls += 1;
+    vcpu.regs.rax = outcome.rax(frame.long);
+    // A stateless call's action is always Continue.
+    Some(Action::Advance)
+}
+
+impl VcpuExit<'_> {
+    /// VMCALL (reason 18): the hypercall ABI v1 (docs/hypercall-abi.md).
+    pub(super) fn hypercall(&mut self) -> Action {
+        let frame = HcFrame::read(self.vcpu);
+        if let Some(action) = stateless_hypercall(self.vcpu, &frame) {
+            return action;
+        }
+        let HcFrame { regs, cpl, long } = frame;
         // A Bulkhead call may carry the ABI tag (docs/hypercall-abi.md §9.2); in a VM offered
         // KVM's interface an untagged number is KVM's.
         let nr = match hypercall::route::route(regs.rax, self.vm.kvm_pv_offered) {

@@ -230,6 +230,16 @@ impl VcpuExit<'_> {
         }
     }
 
+    /// Whether a PV EOI offer is out for this vCPU (its bit set in guest memory; read back
+    /// after the next exit by [`VcpuExit::kvm_pv_eoi_after_exit`]).
+    pub(super) fn kvm_pv_eoi_out(&self) -> bool {
+        self.vm
+            .kvm_pv
+            .as_ref()
+            .and_then(|pv| pv.vcpus.get(self.vcpu.index))
+            .is_some_and(|v| v.pv_eoi_pending)
+    }
+
     /// After an exit: if the guest cleared the PV EOI bit, it ended the interrupt in service
     /// and the EOI is done for it now (KVM's `apic_sync_pv_eoi_from_guest`); otherwise the
     /// bit is taken back (an EOI register write or a new offer comes later). True when an

@@ -16,6 +16,7 @@ mod inject;
 mod kvm_hypercalls;
 mod kvm_pv;
 pub mod networks;
+mod quick_exit;
 mod restart;
 mod run_loop;
 mod scheduler;
@@ -149,11 +150,6 @@ impl core::ops::DerefMut for VcpuExit<'_> {
 }
 
 impl VcpuExit<'_> {
-    /// Whether the guest is in 64-bit mode (EFER.LMA and CS.L).
-    fn long_mode(&self) -> bool {
-        vmcs::read_exit(F::GUEST_IA32_EFER) & control_regs::EFER_LMA != 0 && cs_long()
-    }
-
     /// RDMSR (reason 31): the VM's MSR policy (vm::msr) decides.
     fn rdmsr(&mut self) -> Action {
         let msr = self.vcpu.regs.rcx as u32;
@@ -479,6 +475,12 @@ const CS_DB: u64 = 1 << 14;
 
 fn cs_long() -> bool {
     vmcs::read_exit(F::GUEST_CS_ACCESS_RIGHTS) & CS_L != 0
+}
+
+/// Whether the guest runs in 64-bit mode: IA-32e mode (EFER.LMA) with a 64-bit code segment
+/// (CS.L; SDM Vol. 3A §5.2.1).
+fn guest_long_mode() -> bool {
+    vmcs::read_exit(F::GUEST_IA32_EFER) & control_regs::EFER_LMA != 0 && cs_long()
 }
 
 /// What [`VcpuExit::fetch_instruction`] found at RIP.

@@ -65,17 +65,7 @@ impl VcpuExit<'_> {
     /// 3C §28.2.4), combined with an exception the handler raises as the CPU would (SDM Vol. 3A
     /// §6.15 Table 6-5).
     pub(super) fn apply(&mut self, action: Action, info: &ExitInfo) -> bool {
-        let advance = |len: u64| {
-            let _ = vmcs::write_guest(vmcs::guest_field!(GUEST_RIP), info.rip.wrapping_add(len));
-            // Skipping an instruction ends STI/MOV-SS blocking (SDM Vol. 3C §25.4.2).
-            let state = vmcs::read_exit(F::GUEST_INTERRUPTIBILITY_STATE);
-            if state & 0b11 != 0 {
-                let _ = vmcs::write_guest(
-                    vmcs::guest_field!(GUEST_INTERRUPTIBILITY_STATE),
-                    state & !0b11,
-                );
-            }
-        };
+        let advance = |len: u64| advance_rip(info.rip, len);
         let mut reinject = info.interrupted;
         let keep_running = match action {
             Action::Resume => true,
@@ -149,6 +139,24 @@ impl VcpuExit<'_> {
         keep_running
     }
 }
+
+/// Skips the guest's instruction of `len` bytes at `rip` (SDM Vol. 3C §28.2.5: the VM-exit
+/// instruction length), which ends STI/MOV-SS blocking (SDM Vol. 3C §25.4.2).
+#[inline]
+pub(super) fn advance_rip(rip: u64, len: u64) {
+    let _ = vmcs::write_guest(vmcs::guest_field!(GUEST_RIP), rip.wrapping_add(len));
+    let state = vmcs::read_exit(F::GUEST_INTERRUPTIBILITY_STATE);
+    if state & BLOCKING_BY_STI_OR_MOV_SS != 0 {
+        let _ = vmcs::write_guest(
+            vmcs::guest_field!(GUEST_INTERRUPTIBILITY_STATE),
+            state & !BLOCKING_BY_STI_OR_MOV_SS,
+        );
+    }
+}
+
+/// Interruptibility state bits 0 (blocking by STI) and 1 (blocking by MOV SS) (SDM Vol. 3C
+/// §25.4.2, Table 25-3).
+const BLOCKING_BY_STI_OR_MOV_SS: u64 = 0b11;
 
 /// Runs `vcpu` of the VM in `slot` for up to one time slice on this CPU: device timers are
 /// brought up to date and pending interrupts injected before every entry; the VMX-preemption
@@ -328,6 +336,8 @@ pub(super) fn run_slice(
             } else {
                 x.vcpu.fast_until = 0;
             }
+            // A PV EOI offer is read back under the lock after the next exit.
+            x.vcpu.quick_armed = preemption && !x.kvm_pv_eoi_out();
             if !x.vcpu.entered {
                 x.vcpu.entered = true;
                 if x.vcpu.index == 0 {
@@ -344,10 +354,28 @@ pub(super) fn run_slice(
             }
         }
         drop(vm);
-        // SAFETY: this vCPU's VMCS is current (loaded above) with complete host state for this
-        // CPU and guest state, and `launched` tracks VMLAUNCH for it.
-        let result = unsafe { entry::enter(&mut vcpu.regs, vcpu.launched) };
-        let exited_at = arch::rdtsc();
+        let (result, exited_at, reason) = loop {
+            // SAFETY: this vCPU's VMCS is current (loaded above) with complete host state for
+            // this CPU and guest state, and `launched` tracks VMLAUNCH for it.
+            let result = unsafe { entry::enter(&mut vcpu.regs, vcpu.launched) };
+            let exited_at = arch::rdtsc();
+            if result.is_err() {
+                break (result, exited_at, None);
+            }
+            vcpu.launched = true;
+            // CPUID and the stateless hypercalls go back in from here (quick_exit.rs).
+            let until = |v: &Vcpu, now: u64| {
+                if pumps {
+                    v.fast_until.min(console_deadline(now))
+                } else {
+                    v.fast_until
+                }
+            };
+            match quick_exit::answer(vcpu, exited_at, until, rate) {
+                Ok(()) => continue,
+                Err(reason) => break (result, exited_at, reason),
+            }
+        };
         vm = slot.vm.lock();
         let mut x = VcpuExit { vm: &mut vm, vcpu };
         if let Err(rflags) = result {
@@ -355,11 +383,10 @@ pub(super) fn run_slice(
             x.stop(StopReason::EntryInstructionFailed { rflags, error });
             break;
         }
-        x.vcpu.launched = true;
         // A PV EOI the guest did by clearing its bit is done before the exit is handled.
         let pv_eoi_offered = x.kvm_pv_eoi_after_exit();
         let generation = x.vm.memory.generation;
-        let info = ExitInfo::read();
+        let info = ExitInfo::read(reason);
         let fast_candidate = fast_path::candidate(&x, &info);
         x.vcpu.exit_passive = false;
         let action = exits::dispatch(&mut x, &info);

@@ -94,6 +94,14 @@ pub struct Vcpu {
     /// The MMIO instructions it decoded last (vm::insn::DecodeCache: a doorbell write decodes
     /// once).
     pub(super) decode_cache: vm::insn::DecodeCache,
+    /// The VM's CPUID policy (shared, read-only): CPUID is answered from the vCPU alone.
+    pub(super) cpuid: alloc::sync::Arc<vm::cpuid::CpuidPolicy>,
+    /// Whether the VM offers KVM's PV interface (an untagged hypercall number is KVM's).
+    pub(super) kvm_pv_offered: bool,
+    /// Whether the next exit may be answered by the quick path (quick_exit.rs): the last
+    /// full pre-entry pass armed the preemption timer for `fast_until` and left no PV EOI
+    /// offer out (its result is read, under the VM's lock, after the next exit).
+    pub(super) quick_armed: bool,
 }
 
 impl Vcpu {

@@ -9,6 +9,7 @@ use super::virtio_devices::{IrqMask, VirtioDevices};
 use super::Console;
 use crate::arch;
 use alloc::string::String;
+use alloc::sync::Arc;
 use hypercall::cpuid as hv;
 use vm::archive::Archive;
 use vm::config::VmConfig;
@@ -21,19 +22,12 @@ use vmx::caps::Capabilities;
 use vmx::controls::SecondaryControls;
 use vmx::msr::Msr;
 
-/// The per-vCPU inputs of the CPUID policy.
-#[derive(Debug, Clone, Copy)]
-pub struct VcpuCpuidInput {
-    pub apic_id: u32,
-    pub cr4: u64,
-    pub xcr0: u64,
-}
-
 /// The VM's devices and policies.
 pub struct Platform {
     legacy: LegacyPlatform,
     pub virtio: VirtioDevices,
-    cpuid: CpuidPolicy,
+    /// Shared with the vCPUs, which answer CPUID themselves (exits.rs, quick_exit.rs).
+    cpuid: Arc<CpuidPolicy>,
     msr: MsrPolicy,
     tsc_aux: bool,
     /// CR4 bits of features the CPUID policy hides (vm::features::cr4_guest_reserved).
@@ -140,7 +134,7 @@ impl Platform {
             cr4_reserved,
             legacy,
             virtio,
-            cpuid,
+            cpuid: Arc::new(cpuid),
             msr,
             tsc_aux: arch::has_tsc_aux(),
         })
@@ -161,29 +155,9 @@ impl Platform {
         vm::features::secondary_controls(&self.cpuid)
     }
 
-    /// Whether CPUID of `leaf` depends on the guest's CR4 (vm::cpuid::CpuidPolicy::reads_cr4).
-    pub fn cpuid_reads_cr4(&self, leaf: u32) -> bool {
-        self.cpuid.reads_cr4(leaf)
-    }
-
-    /// CPUID as vCPU `apic_id` sees it (precomputed policy; per-vCPU inputs from its state).
-    pub fn cpuid(
-        &self,
-        leaf: u32,
-        subleaf: u32,
-        cpu: &VcpuCpuidInput,
-        msrs: &MsrState,
-    ) -> [u32; 4] {
-        self.cpuid.lookup(
-            leaf,
-            subleaf,
-            &VcpuCpuidState {
-                apic_id: cpu.apic_id,
-                cr4: cpu.cr4,
-                xcr0: cpu.xcr0,
-                limit_cpuid: msrs.misc_enable & vm::msr::MISC_ENABLE_LIMIT_CPUID != 0,
-            },
-        )
+    /// The CPUID policy, for a new vCPU (it answers CPUID exits with it, no VM lock held).
+    pub fn cpuid_policy(&self) -> Arc<CpuidPolicy> {
+        Arc::clone(&self.cpuid)
     }
 
     /// The guest's MAXPHYADDR (CPUID.80000008:EAX[7:0], SDM Vol. 2A CPUID).
