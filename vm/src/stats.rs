@@ -102,13 +102,27 @@ impl ExitStats {
     }
 
     /// Records one exit with the basic reason number and the ticks it took.
+    ///
+    /// Every exit runs this, the quick ones too: the sums wrap instead of saturating or
+    /// checking (one instruction each, issue 14), which they never do — a count of one exit
+    /// per TSC tick and a sum of ticks no larger than the TSC's own advance take centuries
+    /// to pass 2^64.
+    #[inline]
     pub fn record(&mut self, basic_reason: u16, ticks: u64) {
         let s = &mut self.reasons[Self::slot(basic_reason)];
-        s.count += 1;
-        s.ticks = s.ticks.saturating_add(ticks);
-        self.total.count += 1;
-        self.total.ticks = self.total.ticks.saturating_add(ticks);
+        s.count = s.count.wrapping_add(1);
+        s.ticks = s.ticks.wrapping_add(ticks);
+        self.total.count = self.total.count.wrapping_add(1);
+        self.total.ticks = self.total.ticks.wrapping_add(ticks);
         self.worst = self.worst.max(ticks);
+    }
+
+    /// Counts one quick exit (docs/architecture.md, "The quick path"): a fast re-entry
+    /// that never reached the full path; wrapping as [`record`](Self::record).
+    #[inline]
+    pub fn record_quick(&mut self) {
+        self.fast_resumes = self.fast_resumes.wrapping_add(1);
+        self.quick_exits = self.quick_exits.wrapping_add(1);
     }
 
     /// Records one kick received `ticks` after it was sent.

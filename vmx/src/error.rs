@@ -166,8 +166,12 @@ impl VmFail {
     /// Decodes RFLAGS after a VMX instruction (SDM Vol. 3C §31.2): CF = 1 is VMfailInvalid,
     /// ZF = 1 is VMfailValid (then `read_error` is called to read the VM-instruction error
     /// field), neither is VMsucceed. If both are set (architecturally impossible), CF wins.
+    #[inline]
     pub fn check(rflags: u64, read_error: impl FnOnce() -> u32) -> Result<(), VmFail> {
-        if rflags & RFLAGS_CF != 0 {
+        if rflags & (RFLAGS_CF | RFLAGS_ZF) == 0 {
+            // One test on the success path of every VMREAD and VMWRITE.
+            Ok(())
+        } else if rflags & RFLAGS_CF != 0 {
             Err(VmFail::Invalid)
         } else if rflags & RFLAGS_ZF != 0 {
             Err(VmFail::Valid(VmInstructionError::from_raw(read_error())))

@@ -67,8 +67,7 @@ pub(super) fn answer(
     run_loop::advance_rip(rip, len);
     let now = arch::rdtsc();
     vcpu.stats.record(reason.reason.number(), now - exited_at);
-    vcpu.stats.fast_resumes += 1;
-    vcpu.stats.quick_exits += 1;
+    vcpu.stats.record_quick();
     // The timer restarts from its VMCS value at every entry (SDM Vol. 3C §26.5.1): what is
     // left of the deadline (at least one tick: one just passed during the handling exits
     // at once into the full path).
