@@ -349,7 +349,7 @@ struct Span {
 const DENSE_WINDOWS: [(u32, usize); 4] = [
     (0, BASIC_LEAF_CAP as usize + 1),
     (HV_BASE_LEAF, 0x20),
-    (HV_BASE_LEAF + 0x100, 0x10),
+    (crate::kvm_pv::CPUID_BASE, 0x10),
     (EXT_BASE_LEAF, (EXT_MAX_LEAF - EXT_BASE_LEAF) as usize + 1),
 ];
 /// Slots in all of [`DENSE_WINDOWS`].

@@ -173,10 +173,8 @@ impl VmFail {
             Ok(())
         } else if rflags & RFLAGS_CF != 0 {
             Err(VmFail::Invalid)
-        } else if rflags & RFLAGS_ZF != 0 {
-            Err(VmFail::Valid(VmInstructionError::from_raw(read_error())))
         } else {
-            Ok(())
+            Err(VmFail::Valid(VmInstructionError::from_raw(read_error())))
         }
     }
 }
