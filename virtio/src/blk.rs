@@ -8,6 +8,7 @@ use crate::memory::GuestMemory;
 use crate::mmio::{DeviceStats, Progress, VirtioDevice, WorkBudget};
 use crate::queue::{DescriptorChain, Queue, QueueError};
 use crate::spec::{blk_status, device_id, feature, BlkRequestType};
+use crate::state::{BlkState, DeviceState, DiskContents, DiskState, QueueState, StateError};
 
 pub use crate::ramdisk::RamDisk;
 
@@ -118,6 +119,26 @@ pub trait BlockBackend {
     /// (reserve them when the VM is created). Default: 0 (nothing allocated after creation).
     fn worst_case_bytes(&self) -> u64 {
         0
+    }
+    /// The disk's contents for a snapshot ([`crate::state`]). Default:
+    /// [`DiskContents::External`], the backend keeps its data itself (a drive) and nothing
+    /// is saved. A backend that wraps a RAM disk must forward this and
+    /// [`BlockBackend::load_contents`], or its contents are lost.
+    fn save_contents(&self) -> DiskContents<'_> {
+        DiskContents::External
+    }
+    /// Replaces the contents with `contents`, taken by [`BlockBackend::save_contents`] of a
+    /// backend of the same configuration (size and read-only flag are checked by the
+    /// device), after checking all of it; on error nothing changed. Default: accepts only
+    /// [`DiskContents::External`].
+    fn load_contents(&mut self, contents: &DiskContents<'_>) -> Result<(), StateError> {
+        match contents {
+            DiskContents::External => Ok(()),
+            other => Err(StateError::DiskKind {
+                snapshot: other.kind_name(),
+                vm: crate::state::DISK_EXTERNAL,
+            }),
+        }
     }
     /// Zeroes `len` bytes at `offset`. The default writes zeros 512 bytes at a time; the
     /// device bounds how much it asks for per call.
@@ -675,6 +696,57 @@ impl<B: BlockBackend> VirtioDevice for BlockDevice<B> {
 
     fn worst_case_bytes(&self) -> u64 {
         self.backend.worst_case_bytes()
+    }
+
+    /// The disk: its size, read-only flag and contents. The configuration space follows
+    /// from creation (virtio 1.2 §5.2.4); a request in flight is given back to the ring
+    /// ([`VirtioDevice::in_flight_chains`]).
+    fn save_device_state(&self) -> DeviceState<'_> {
+        DeviceState::Blk(BlkState {
+            disk: DiskState {
+                len: self.backend.len(),
+                read_only: self.backend.read_only(),
+                contents: self.backend.save_contents(),
+            },
+        })
+    }
+
+    fn load_device_state(
+        &mut self,
+        state: &DeviceState<'_>,
+        _queues: &[QueueState],
+    ) -> Result<(), StateError> {
+        let DeviceState::Blk(b) = state else {
+            return Err(StateError::KindMismatch {
+                snapshot: state.kind(),
+                vm_device_id: device_id::BLOCK,
+            });
+        };
+        let disk = &b.disk;
+        // virtio 1.2 §5.2.4: capacity is configuration the guest already read.
+        if disk.len != self.backend.len() {
+            return Err(StateError::DiskSize {
+                snapshot: disk.len,
+                vm: self.backend.len(),
+            });
+        }
+        // virtio 1.2 §5.2.3: VIRTIO_BLK_F_RO was offered (or not) and negotiated.
+        if disk.read_only != self.backend.read_only() {
+            return Err(StateError::ReadOnly {
+                snapshot: disk.read_only,
+                vm: self.backend.read_only(),
+            });
+        }
+        self.backend.load_contents(&disk.contents)?;
+        self.features = 0;
+        self.in_flight = None;
+        Ok(())
+    }
+
+    /// The request whose data phase continues in a later call (it was popped last: the
+    /// device takes the next one only when it completed).
+    fn in_flight_chains(&self, _index: usize) -> u16 {
+        u16::from(self.in_flight.is_some())
     }
 }
 

@@ -24,6 +24,7 @@ use crate::memory::GuestMemory;
 use crate::mmio::{DeviceError, DeviceStats, Progress, VirtioDevice, WorkBudget};
 use crate::queue::{DescriptorChain, Queue, QueueError};
 use crate::spec::{device_id, feature};
+use crate::state::{ConsoleState, DeviceState, QueueState, StateError};
 
 /// virtio 1.2 §5.3.2: receiveq0 is queue 0.
 pub const RECEIVEQ: usize = 0;
@@ -164,6 +165,9 @@ pub struct ConsoleDevice<S: ConsoleSink> {
     chain: DescriptorChain,
     /// Bytes of the transmitq chain in `chain` the sink has taken, when it refused the rest.
     tx_offset: Option<u64>,
+    /// Bytes of the next transmitq chain the sink already took before a snapshot was
+    /// loaded ([`ConsoleState::tx_skip`]).
+    tx_skip: u64,
     scratch: [u8; CHUNK],
 }
 
@@ -176,6 +180,7 @@ impl<S: ConsoleSink> ConsoleDevice<S> {
             input: ByteRing::new(INPUT_CAPACITY),
             chain: DescriptorChain::with_capacity(CONSOLE_QUEUE_SIZE),
             tx_offset: None,
+            tx_skip: 0,
             scratch: [0; CHUNK],
         }
     }
@@ -232,6 +237,7 @@ impl<S: ConsoleSink> ConsoleDevice<S> {
                 }
                 budget.take_request();
                 stats.requests += 1;
+                let skip = core::mem::take(&mut self.tx_skip);
                 if !self.chain.writable.is_empty() {
                     // virtio 1.2 §5.3.6.1: the driver MUST NOT put a device-writable buffer
                     // in a transmitq. The buffer is returned unread.
@@ -239,7 +245,9 @@ impl<S: ConsoleSink> ConsoleDevice<S> {
                     queue.add_used(mem, self.chain.head, 0)?;
                     continue;
                 }
-                self.tx_offset = Some(0);
+                // After a load: the sink already has the first `skip` bytes (an offset past
+                // the chain's end completes it at once).
+                self.tx_offset = Some(skip);
             }
             let mut done = self.tx_offset.unwrap_or(0);
             let total = self.chain.readable_len();
@@ -392,13 +400,65 @@ impl<S: ConsoleSink> VirtioDevice for ConsoleDevice<S> {
     fn queue_stopped(&mut self, index: usize) {
         if index == TRANSMITQ {
             self.tx_offset = None;
+            self.tx_skip = 0;
         }
     }
 
     fn reset(&mut self) {
         self.features = 0;
         self.tx_offset = None;
+        self.tx_skip = 0;
         self.input.clear();
+    }
+
+    /// The input not delivered yet and how far the sink got in a stalled transmitq buffer
+    /// (the buffer itself is given back to the ring, [`VirtioDevice::in_flight_chains`]).
+    /// The sink's own buffered output belongs to the host.
+    fn save_device_state(&self) -> DeviceState<'_> {
+        let (first, second) = self.input.as_slices();
+        let mut input = alloc::vec::Vec::with_capacity(first.len() + second.len());
+        input.extend_from_slice(first);
+        input.extend_from_slice(second);
+        DeviceState::Console(ConsoleState {
+            input,
+            tx_skip: self.tx_offset.unwrap_or(self.tx_skip),
+        })
+    }
+
+    fn load_device_state(
+        &mut self,
+        state: &DeviceState<'_>,
+        queues: &[QueueState],
+    ) -> Result<(), StateError> {
+        let DeviceState::Console(c) = state else {
+            return Err(StateError::KindMismatch {
+                snapshot: state.kind(),
+                vm_device_id: device_id::CONSOLE,
+            });
+        };
+        if c.input.len() > INPUT_CAPACITY {
+            return Err(StateError::ConsoleInput {
+                len: c.input.len(),
+                max: INPUT_CAPACITY,
+            });
+        }
+        // A stalled buffer belongs to a ready transmitq (stopping the queue forgets it) and
+        // is at most a chain long: 32-bit lengths (virtio 1.2 §2.7.8, QueueError::LengthOverflow).
+        let transmitq_ready = queues.get(TRANSMITQ).is_some_and(|q| q.ready);
+        if c.tx_skip != 0 && (!transmitq_ready || c.tx_skip > u64::from(u32::MAX)) {
+            return Err(StateError::ConsoleTransmitOffset { offset: c.tx_skip });
+        }
+        self.input.clear();
+        self.input.push(&c.input);
+        self.tx_offset = None;
+        self.tx_skip = c.tx_skip;
+        self.features = 0;
+        Ok(())
+    }
+
+    /// A transmitq buffer the sink did not take all of (virtio 1.2 §5.3.6).
+    fn in_flight_chains(&self, index: usize) -> u16 {
+        u16::from(index == TRANSMITQ && self.tx_offset.is_some())
     }
 }
 

@@ -83,6 +83,7 @@ pub mod net;
 pub mod queue;
 pub mod ramdisk;
 pub mod spec;
+pub mod state;
 pub mod switch;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -101,6 +102,7 @@ pub use mmio::{
 pub use net::NetDevice;
 pub use queue::{DescriptorChain, Queue, QueueError, Segment};
 pub use ramdisk::{DiskAllocError, RamDisk};
+pub use state::{DeviceKind, DeviceState, StateError, TransportState};
 pub use switch::{
     DropReason, Drops, FloodLimit, Gateway, MacText, NetPort, PortId, PortKind, PortStats,
     PumpOutcome, Switch, SwitchConfig, SwitchError, SwitchStats,

@@ -7,6 +7,7 @@ use crate::memory::GuestMemory;
 use crate::mmio::{DeviceError, DeviceStats, Progress, VirtioDevice, WorkBudget};
 use crate::queue::{DescriptorChain, Queue, QueueError};
 use crate::spec::{device_id, feature, net_status};
+use crate::state::{DeviceState, NetState, QueueState, StateError};
 use crate::switch::NetPort;
 
 pub use crate::frames::MAX_FRAME;
@@ -356,5 +357,33 @@ impl VirtioDevice for NetDevice {
 
     fn config_generation(&self) -> u32 {
         self.generation
+    }
+
+    /// The link status (virtio 1.2 §5.1.4); the MAC is configuration, and frames waiting
+    /// in either direction are not saved (a network may drop frames).
+    fn save_device_state(&self) -> DeviceState<'_> {
+        DeviceState::Net(NetState {
+            link_up: self.link_up,
+        })
+    }
+
+    /// Takes the link status over (the transport restores whether its change was
+    /// signalled) and drops frames waiting in either direction.
+    fn load_device_state(
+        &mut self,
+        state: &DeviceState<'_>,
+        _queues: &[QueueState],
+    ) -> Result<(), StateError> {
+        let DeviceState::Net(n) = state else {
+            return Err(StateError::KindMismatch {
+                snapshot: state.kind(),
+                vm_device_id: device_id::NET,
+            });
+        };
+        self.link_up = n.link_up;
+        self.features = 0;
+        self.rx_backlog.clear();
+        self.tx_out.clear();
+        Ok(())
     }
 }

@@ -9,7 +9,8 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::memory::{GuestMemory, MemError};
-use crate::spec::{ring, vring_need_event};
+use crate::spec::{feature, ring, vring_need_event};
+use crate::state::{QueueState, RingPart, StateError};
 
 /// A malformed virtqueue or descriptor chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,6 +256,40 @@ impl DescriptorChain {
     }
 }
 
+/// One part of a split virtqueue's layout.
+struct PartLayout {
+    part: RingPart,
+    addr: u64,
+    align: u64,
+    len: u64,
+}
+
+/// The three ring parts of a queue of `size` entries (virtio 1.2 §2.7: alignment, and the
+/// sizes of §2.7.5 descriptor table, §2.7.6 available ring, §2.7.8 used ring).
+fn ring_parts(size: u16, desc: u64, avail: u64, used: u64) -> [PartLayout; 3] {
+    let n = u64::from(size);
+    [
+        PartLayout {
+            part: RingPart::Descriptors,
+            addr: desc,
+            align: ring::DESC_ALIGN,
+            len: ring::DESC_SIZE * n,
+        },
+        PartLayout {
+            part: RingPart::Driver,
+            addr: avail,
+            align: ring::AVAIL_ALIGN,
+            len: ring::AVAIL_FIXED_BYTES + ring::AVAIL_ENTRY_BYTES * n,
+        },
+        PartLayout {
+            part: RingPart::Device,
+            addr: used,
+            align: ring::USED_ALIGN,
+            len: ring::USED_FIXED_BYTES + ring::USED_ENTRY_BYTES * n,
+        },
+    ]
+}
+
 /// A split virtqueue as configured by the driver (virtio 1.2 §2.7).
 #[derive(Debug, Clone)]
 pub struct Queue {
@@ -408,20 +443,122 @@ impl Queue {
         if s == 0 || s > self.max_size || !s.is_power_of_two() {
             return Err(QueueError::InvalidSize(s));
         }
-        let n = u64::from(s);
-        let parts = [
-            (self.desc_table, 16, ring::DESC_SIZE * n),
-            (self.avail_ring, 2, 6 + 2 * n),
-            (self.used_ring, 4, 6 + 8 * n),
-        ];
-        for (addr, align, len) in parts {
-            if addr % align != 0 {
-                return Err(QueueError::Misaligned { addr, align });
+        for p in ring_parts(s, self.desc_table, self.avail_ring, self.used_ring) {
+            if p.addr % p.align != 0 {
+                return Err(QueueError::Misaligned {
+                    addr: p.addr,
+                    align: p.align,
+                });
             }
-            mem.check_range(addr, len)
-                .map_err(|_| QueueError::RingOutsideMemory(addr))?;
+            mem.check_range(p.addr, p.len)
+                .map_err(|_| QueueError::RingOutsideMemory(p.addr))?;
         }
         Ok(())
+    }
+
+    /// The queue's state for a snapshot ([`crate::state`]).
+    pub fn save_state(&self) -> QueueState {
+        QueueState {
+            size: self.size,
+            ready: self.ready,
+            desc_table: self.desc_table,
+            avail_ring: self.avail_ring,
+            used_ring: self.used_ring,
+            next_avail: self.next_avail,
+            next_used: self.next_used,
+            signalled_used: self.signalled_used,
+            used_pending: self.used_pending,
+            event_idx: self.event_idx,
+            indirect: self.indirect,
+            notifications_suppressed: self.notifications_suppressed,
+        }
+    }
+
+    /// Checks that `s` is a state queue `index` of this device can reach: a ready queue
+    /// passed [`Queue::validate`] when the driver set QueueReady and its layout is frozen
+    /// since (virtio 1.2 §2.7, §4.2.2.2), so its size is a power of 2 up to QueueNumMax and
+    /// its ring parts are aligned, do not wrap and (with `mem`) lie in guest RAM. A queue
+    /// that is not ready may hold anything the driver wrote; its indices are reset when it
+    /// is made ready. `offered` are the device's features: a ring feature in effect was
+    /// offered (virtio 1.2 §2.2.1).
+    pub fn check_state(
+        &self,
+        index: usize,
+        s: &QueueState,
+        offered: u64,
+        mem: Option<&dyn GuestMemory>,
+    ) -> Result<(), StateError> {
+        for (on, bit) in [
+            (s.event_idx, feature::RING_EVENT_IDX),
+            (s.indirect, feature::RING_INDIRECT_DESC),
+        ] {
+            if on && offered & bit == 0 {
+                return Err(StateError::QueueFeatureNotOffered {
+                    queue: index,
+                    feature: bit,
+                });
+            }
+        }
+        if !s.ready {
+            return Ok(());
+        }
+        let size = s.size;
+        if size == 0 {
+            return Err(StateError::QueueSizeZero { queue: index });
+        }
+        if !size.is_power_of_two() {
+            return Err(StateError::QueueSizeNotPowerOfTwo { queue: index, size });
+        }
+        if size > self.max_size {
+            return Err(StateError::QueueSizeTooLarge {
+                queue: index,
+                size,
+                max: self.max_size,
+            });
+        }
+        for p in ring_parts(size, s.desc_table, s.avail_ring, s.used_ring) {
+            let (part, addr) = (p.part, p.addr);
+            if addr % p.align != 0 {
+                return Err(StateError::QueueMisaligned {
+                    queue: index,
+                    part,
+                    addr,
+                    align: p.align,
+                });
+            }
+            if addr.checked_add(p.len).is_none() {
+                return Err(StateError::QueueRingOverflow {
+                    queue: index,
+                    part,
+                    addr,
+                });
+            }
+            if let Some(mem) = mem {
+                mem.check_range(addr, p.len)
+                    .map_err(|_| StateError::QueueRingOutsideMemory {
+                        queue: index,
+                        part,
+                        addr,
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes over `s`, checked with [`Queue::check_state`]. QueueNumMax stays.
+    pub fn load_state(&mut self, s: &QueueState) {
+        self.size = s.size;
+        self.ready = s.ready;
+        self.desc_table = s.desc_table;
+        self.avail_ring = s.avail_ring;
+        self.used_ring = s.used_ring;
+        self.next_avail = s.next_avail;
+        self.next_used = s.next_used;
+        self.signalled_used = s.signalled_used;
+        self.used_pending = s.used_pending;
+        self.event_idx = s.event_idx;
+        self.indirect = s.indirect;
+        self.notifications_suppressed = s.notifications_suppressed;
     }
 
     fn check_ready(&self) -> Result<(), QueueError> {

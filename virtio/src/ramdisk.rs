@@ -25,12 +25,16 @@
 //! allocator's rounding of the node allocations. The 4 KiB block is one allocation of
 //! exactly 4096 bytes. Fragmentation of the hypervisor heap is not accounted.
 
+use alloc::borrow::Cow;
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::fmt;
 
 use crate::blk::{BackendError, BlockBackend};
+use crate::state::{
+    DiskContents, OverlayBlock, OverlayState, StateError, ZeroRange, DISK_COPY_ON_WRITE, DISK_OWNED,
+};
 
 /// Granularity of the copy-on-write overlay.
 pub const OVERLAY_BLOCK: u64 = 4096;
@@ -258,6 +262,122 @@ impl RamDisk {
             _ => Err(BackendError::OutOfRange { offset, len }),
         }
     }
+
+    fn kind_name(&self) -> &'static str {
+        match self.storage {
+            Storage::Owned(_) => DISK_OWNED,
+            Storage::Cow { .. } => DISK_COPY_ON_WRITE,
+        }
+    }
+}
+
+impl Overlay {
+    /// The overlay a snapshot holds, borrowing the blocks.
+    fn save(&self) -> OverlayState<'_> {
+        OverlayState {
+            blocks: self
+                .blocks
+                .iter()
+                .map(|(&index, b)| OverlayBlock {
+                    index,
+                    data: Cow::Borrowed(&b[..]),
+                })
+                .collect(),
+            zero_ranges: self
+                .zeroes
+                .ranges
+                .iter()
+                .map(|&(start, end)| ZeroRange { start, end })
+                .collect(),
+        }
+    }
+
+    /// Checks `s` for an overlay over `len` bytes with this overlay's budget: blocks inside
+    /// the disk in increasing order, each [`OVERLAY_BLOCK`] bytes; zero ranges non-empty,
+    /// inside the disk, sorted, disjoint and not touching (as [`ZeroRanges::insert`] keeps
+    /// them), at most [`MAX_ZERO_RANGES`]; all of it within the budget. Returns the charge.
+    fn check(&self, len: u64, s: &OverlayState<'_>) -> Result<u64, StateError> {
+        let blocks = len.div_ceil(OVERLAY_BLOCK);
+        let mut next = 0u64;
+        for b in &s.blocks {
+            if b.index >= blocks {
+                return Err(StateError::OverlayBlockBeyondDisk {
+                    index: b.index,
+                    blocks,
+                });
+            }
+            if b.index < next {
+                return Err(StateError::OverlayBlockOrder { index: b.index });
+            }
+            if b.data.len() as u64 != OVERLAY_BLOCK {
+                return Err(StateError::OverlayBlockLength {
+                    index: b.index,
+                    len: b.data.len(),
+                });
+            }
+            // Below `blocks`, which is at most u64::MAX / OVERLAY_BLOCK + 1.
+            next = b.index + 1;
+        }
+        let count = s.zero_ranges.len();
+        if count > MAX_ZERO_RANGES {
+            return Err(StateError::TooManyZeroRanges {
+                count,
+                max: MAX_ZERO_RANGES,
+            });
+        }
+        let mut prev_end: Option<u64> = None;
+        for r in &s.zero_ranges {
+            if r.start >= r.end || r.end > len {
+                return Err(StateError::ZeroRangeBounds {
+                    start: r.start,
+                    end: r.end,
+                    disk: len,
+                });
+            }
+            if prev_end.is_some_and(|e| r.start <= e) {
+                return Err(StateError::ZeroRangeOrder { start: r.start });
+            }
+            prev_end = Some(r.end);
+        }
+        // Every block and every range is charged (see the module documentation).
+        let needed = (s.blocks.len() as u64)
+            .checked_mul(OVERLAY_BLOCK_COST)
+            .and_then(|b| b.checked_add(count as u64 * ZERO_RANGE_COST));
+        match needed {
+            Some(n) if n <= self.budget => Ok(n),
+            _ => Err(StateError::OverlayBudget {
+                needed: needed.unwrap_or(u64::MAX),
+                budget: self.budget,
+            }),
+        }
+    }
+
+    /// Builds the blocks and ranges of `s` (checked) without touching `self`; fails only
+    /// when the heap cannot hold them.
+    #[allow(clippy::type_complexity)]
+    fn build(
+        s: &OverlayState<'_>,
+    ) -> Result<(BTreeMap<u64, Box<[u8; OVERLAY_BLOCK as usize]>>, ZeroRanges), StateError> {
+        let oom = |bytes: u64| StateError::OutOfMemory { bytes };
+        let mut blocks = BTreeMap::new();
+        for b in &s.blocks {
+            let mut v: Vec<u8> = Vec::new();
+            v.try_reserve_exact(OVERLAY_BLOCK as usize)
+                .map_err(|_| oom(OVERLAY_BLOCK))?;
+            v.extend_from_slice(&b.data);
+            let block: Box<[u8; OVERLAY_BLOCK as usize]> = v
+                .into_boxed_slice()
+                .try_into()
+                .map_err(|_| oom(OVERLAY_BLOCK))?;
+            blocks.insert(b.index, block);
+        }
+        let mut ranges = Vec::new();
+        ranges
+            .try_reserve_exact(s.zero_ranges.len())
+            .map_err(|_| oom(s.zero_ranges.len() as u64 * ZERO_RANGE_COST))?;
+        ranges.extend(s.zero_ranges.iter().map(|r| (r.start, r.end)));
+        Ok((blocks, ZeroRanges { ranges }))
+    }
 }
 
 impl Overlay {
@@ -471,6 +591,46 @@ impl BlockBackend for RamDisk {
                 Ok(())
             }
             Storage::Cow { overlay, .. } => overlay.zero(offset, len),
+        }
+    }
+
+    /// An owned disk's bytes, or a copy-on-write disk's overlay (borrowed, not copied).
+    fn save_contents(&self) -> DiskContents<'_> {
+        match &self.storage {
+            Storage::Owned(v) => DiskContents::Owned(Cow::Borrowed(v)),
+            Storage::Cow { overlay, .. } => DiskContents::CopyOnWrite(overlay.save()),
+        }
+    }
+
+    /// An owned disk takes the bytes in place (nothing allocated); a copy-on-write disk
+    /// builds the new overlay (charged to its budget, which must hold it) before replacing
+    /// the old one, so an allocation failure changes nothing.
+    fn load_contents(&mut self, contents: &DiskContents<'_>) -> Result<(), StateError> {
+        let len = self.len();
+        let vm = self.kind_name();
+        match (&mut self.storage, contents) {
+            (Storage::Owned(v), DiskContents::Owned(bytes)) => {
+                if bytes.len() != v.len() {
+                    return Err(StateError::DiskContentsLength {
+                        bytes: bytes.len() as u64,
+                        disk: len,
+                    });
+                }
+                v.copy_from_slice(bytes);
+                Ok(())
+            }
+            (Storage::Cow { overlay, .. }, DiskContents::CopyOnWrite(s)) => {
+                let charged = overlay.check(len, s)?;
+                let (blocks, zeroes) = Overlay::build(s)?;
+                overlay.blocks = blocks;
+                overlay.zeroes = zeroes;
+                overlay.charged = charged;
+                Ok(())
+            }
+            (_, other) => Err(StateError::DiskKind {
+                snapshot: other.kind_name(),
+                vm,
+            }),
         }
     }
 

@@ -83,6 +83,9 @@ pub mod status {
     pub const DEVICE_NEEDS_RESET: u8 = 64;
     /// Something went wrong in the guest, and it has given up on the device.
     pub const FAILED: u8 = 128;
+    /// Every bit virtio 1.2 §2.1 defines; the others are reserved.
+    pub const DEFINED: u8 =
+        ACKNOWLEDGE | DRIVER | DRIVER_OK | FEATURES_OK | DEVICE_NEEDS_RESET | FAILED;
 }
 
 /// Split virtqueue flags (virtio 1.2 §2.7.5, §2.7.6, §2.7.8).
@@ -101,6 +104,20 @@ pub mod ring {
     pub const DESC_SIZE: u64 = 16;
     /// virtio 1.2 §2.7: maximum queue size of a split virtqueue.
     pub const MAX_QUEUE_SIZE: u16 = 32768;
+    /// virtio 1.2 §2.7 "Virtqueue Part Alignment": the descriptor table.
+    pub const DESC_ALIGN: u64 = 16;
+    /// virtio 1.2 §2.7 "Virtqueue Part Alignment": the driver area (available ring).
+    pub const AVAIL_ALIGN: u64 = 2;
+    /// virtio 1.2 §2.7 "Virtqueue Part Alignment": the device area (used ring).
+    pub const USED_ALIGN: u64 = 4;
+    /// virtio 1.2 §2.7.6: flags, idx and used_event around the available ring's entries.
+    pub const AVAIL_FIXED_BYTES: u64 = 6;
+    /// virtio 1.2 §2.7.6: one available ring entry (le16 ring[]).
+    pub const AVAIL_ENTRY_BYTES: u64 = 2;
+    /// virtio 1.2 §2.7.8: flags, idx and avail_event around the used ring's entries.
+    pub const USED_FIXED_BYTES: u64 = 6;
+    /// virtio 1.2 §2.7.8: one used ring entry (struct virtq_used_elem).
+    pub const USED_ENTRY_BYTES: u64 = 8;
 }
 
 /// virtio 1.2 §4.2.2: "virt" in little endian.
@@ -114,6 +131,8 @@ pub mod interrupt {
     pub const USED_BUFFER: u32 = 1;
     /// The configuration of the device has changed.
     pub const CONFIG_CHANGE: u32 = 2;
+    /// Every bit virtio 1.2 §4.2.2 defines for InterruptStatus.
+    pub const DEFINED: u32 = USED_BUFFER | CONFIG_CHANGE;
 }
 
 /// virtio-mmio version 2 register layout (virtio 1.2 §4.2.2, table "MMIO Device Register Layout").

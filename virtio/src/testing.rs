@@ -65,8 +65,9 @@ pub struct DriverQueue {
     pub last_used: u16,
 }
 
-/// A fake guest: RAM with a bump allocator plus driver queues.
-#[derive(Debug)]
+/// A fake guest: RAM with a bump allocator plus driver queues. A clone is the same guest
+/// (RAM and driver state), e.g. to run it against a restored device.
+#[derive(Debug, Clone)]
 pub struct Driver {
     /// Guest RAM.
     pub mem: VecMemory,

@@ -655,6 +655,66 @@ impl MsrPolicy {
         }
     }
 
+    /// The emulated MSRs of `state` a snapshot keeps (vm::snapshot::VcpuState), as (index,
+    /// value): IA32_APIC_BASE, IA32_MISC_ENABLE, the MTRRs this policy offers, and
+    /// IA32_MCG_STATUS, IA32_TSC_DEADLINE and MSR_MISC_FEATURES_ENABLES where offered. The
+    /// TSC and IA32_TSC_ADJUST are not among them: a restore sets the TSC offset itself.
+    pub fn saved_msrs(&self, state: &MsrState) -> alloc::vec::Vec<(u32, u64)> {
+        let mut out = alloc::vec![
+            (Msr::IA32_APIC_BASE.0, state.apic_base),
+            (Msr::IA32_MISC_ENABLE.0, state.misc_enable),
+            (MSR_MISC_FEATURES_ENABLES, state.misc_features),
+            (Msr::IA32_MTRR_DEF_TYPE.0, state.mtrr_def_type),
+        ];
+        out.extend(
+            FIXED_MTRRS
+                .iter()
+                .zip(state.mtrr_fixed)
+                .map(|(&m, v)| (m, v)),
+        );
+        for (i, &(base, mask)) in state
+            .mtrr_variable
+            .iter()
+            .enumerate()
+            .take(usize::from(self.config.variable_mtrrs))
+        {
+            let msr = Msr::IA32_MTRR_PHYSBASE0.0 + 2 * i as u32;
+            out.push((msr, base));
+            out.push((msr + 1, mask));
+        }
+        if self.config.mca {
+            out.push((Msr::IA32_MCG_STATUS.0, state.mcg_status));
+        }
+        if self.config.tsc_deadline {
+            out.push((Msr::IA32_TSC_DEADLINE.0, state.tsc_deadline));
+        }
+        out
+    }
+
+    /// Replays `saved` ([`MsrPolicy::saved_msrs`] of a snapshot) into `state` as the
+    /// guest's own WRMSRs would be: each MSR must be one this policy emulates (not the TSC
+    /// or its adjustment) and its value one the guest could have written. On the first that
+    /// is not, returns it and leaves `state` unchanged.
+    pub fn restore_saved(
+        &self,
+        state: &mut MsrState,
+        saved: &[(u32, u64)],
+    ) -> Result<(), (u32, u64)> {
+        let mut next = state.clone();
+        for &(msr, value) in saved {
+            let emulated = self.classify(msr) == MsrClass::Emulated
+                && !matches!(
+                    Msr(msr),
+                    Msr::IA32_TIME_STAMP_COUNTER | Msr::IA32_TSC_ADJUST
+                );
+            if !emulated || self.write_emulated(&mut next, msr, value) != MsrAction::Written {
+                return Err((msr, value));
+            }
+        }
+        *state = next;
+        Ok(())
+    }
+
     /// Writes the VMX MSR bitmap into `bitmap`: every bit set (exit) except reads and writes
     /// of the [`PASSTHROUGH`] MSRs.
     pub fn fill_msr_bitmap(&self, bitmap: &mut [u8; 4096]) {
@@ -953,6 +1013,46 @@ mod tests {
         assert_eq!(b[1024 + 32], 0b1111_1000);
         assert_eq!(b[3072 + 32], 0b1111_1000);
         assert_eq!(b.iter().filter(|&&x| x != 0xff).count(), 2);
+    }
+
+    #[test]
+    fn saved_msrs_replay_into_a_fresh_state_and_bad_ones_are_refused() {
+        let mut c = MsrConfig::new(2_900_000_000);
+        c.variable_mtrrs = 2;
+        c.tsc_deadline = true;
+        let p = MsrPolicy::new(c);
+        let mut s = MsrState::new(&p, true);
+        for (msr, value) in [
+            (0x2ff, 0xc06),
+            (0x250, 0x0606_0606_0606_0606),
+            (0x200, 0x8000_0006),
+            (0x203, 0xf_c000_0800),
+            (0x6e0, 777),
+            (0x17a, 0),
+        ] {
+            assert_eq!(p.wrmsr(&mut s, msr, value, &ctx()), MsrAction::Written);
+        }
+        let saved = p.saved_msrs(&s);
+        // APIC base, MISC_ENABLE, MISC_FEATURES, DEF_TYPE, 11 fixed, 2 × 2 variable, MCG
+        // status, TSC deadline.
+        assert_eq!(saved.len(), 4 + 11 + 4 + 2);
+        let mut fresh = MsrState::new(&p, true);
+        p.restore_saved(&mut fresh, &saved).unwrap();
+        assert_eq!(fresh, s);
+        // A value the guest's WRMSR would #GP on, the TSC, an MSR not emulated: refused, the
+        // state unchanged.
+        let before = MsrState::new(&p, true);
+        for bad in [
+            (0x2ff, 0x2),
+            (0x10, 5),
+            (0x3b, 5),
+            (0xc000_0082, 0),
+            (0x1b, 0),
+        ] {
+            let mut t = before.clone();
+            assert_eq!(p.restore_saved(&mut t, &[(0x2ff, 0x6), bad]), Err(bad));
+            assert_eq!(t, before);
+        }
     }
 }
 

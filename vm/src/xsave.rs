@@ -58,6 +58,44 @@ pub fn validate_xsetbv(ecx: u32, value: u64, supported: u64) -> Result<u64, Xset
     Ok(value)
 }
 
+/// Offset of MXCSR in the legacy region (SDM Vol. 1 Table 10-2).
+const MXCSR_OFFSET: usize = 24;
+/// The MXCSR bits FXRSTOR/XRSTOR accept when MXCSR_MASK is not known to include DAZ: the
+/// default mask (SDM Vol. 1 §11.6.6).
+const MXCSR_DEFAULT_MASK: u32 = 0xffbf;
+/// The XSAVE header: XSTATE_BV at 512, XCOMP_BV at 520, reserved to 576 (SDM Vol. 1 §13.4.2).
+const XSTATE_BV_OFFSET: usize = 512;
+const XCOMP_BV_OFFSET: usize = 520;
+const HEADER_END: usize = 576;
+/// The legacy region FXSAVE writes.
+pub const FXSAVE_BYTES: usize = 512;
+
+/// Checks an extended-state image taken from a snapshot before it is loaded with FXRSTOR
+/// (`xsave` false: exactly the 512-byte legacy region) or XRSTOR in the standard format with
+/// requested-feature bitmap `rfbm` (`len` bytes): every condition under which the
+/// instruction would fault in the host (SDM Vol. 2B FXRSTOR, XRSTOR "Protected Mode
+/// Exceptions"; Vol. 1 §13.8): reserved MXCSR bits, XSTATE_BV bits outside `rfbm`, a compacted
+/// image or non-zero reserved header bytes.
+pub fn check_image(image: &[u8], len: usize, xsave: bool, rfbm: u64) -> Result<(), &'static str> {
+    if image.len() != len || (!xsave && len != FXSAVE_BYTES) || (xsave && len < HEADER_END) {
+        return Err("the extended-state image's size is not this CPU's");
+    }
+    let word = |at: usize| u64::from_le_bytes(image[at..at + 8].try_into().unwrap_or([0; 8]));
+    let mxcsr = word(MXCSR_OFFSET) as u32;
+    if mxcsr & !MXCSR_DEFAULT_MASK != 0 {
+        return Err("MXCSR with reserved bits set");
+    }
+    if xsave {
+        if word(XSTATE_BV_OFFSET) & !rfbm != 0 {
+            return Err("XSTATE_BV names components the VM does not offer");
+        }
+        if image[XCOMP_BV_OFFSET..HEADER_END].iter().any(|&b| b != 0) {
+            return Err("a compacted XSAVE image or reserved header bytes set");
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::xcr0::*;
@@ -117,5 +155,33 @@ mod tests {
         assert!(validate_xsetbv(0, X87 | BNDREGS, all).is_err());
         assert!(validate_xsetbv(0, X87 | SSE | TILEDATA, all).is_err());
         assert!(validate_xsetbv(0, all, all).is_ok());
+    }
+
+    #[test]
+    fn snapshot_images_that_would_fault_are_refused() {
+        let mut fx = [0u8; FXSAVE_BYTES];
+        fx[MXCSR_OFFSET..MXCSR_OFFSET + 4].copy_from_slice(&0x1f80u32.to_le_bytes());
+        assert_eq!(check_image(&fx, FXSAVE_BYTES, false, 0), Ok(()));
+        assert!(check_image(&fx[..511], FXSAVE_BYTES, false, 0).is_err());
+        let mut bad = fx;
+        bad[MXCSR_OFFSET + 2] = 1;
+        assert_eq!(
+            check_image(&bad, FXSAVE_BYTES, false, 0),
+            Err("MXCSR with reserved bits set")
+        );
+        let mut x = alloc::vec![0u8; 4096];
+        x[..FXSAVE_BYTES].copy_from_slice(&fx);
+        x[XSTATE_BV_OFFSET] = (X87 | SSE | AVX) as u8;
+        assert_eq!(check_image(&x, 4096, true, X87 | SSE | AVX), Ok(()));
+        assert_eq!(
+            check_image(&x, 4096, true, X87 | SSE),
+            Err("XSTATE_BV names components the VM does not offer")
+        );
+        x[XCOMP_BV_OFFSET + 7] = 0x80;
+        assert_eq!(
+            check_image(&x, 4096, true, X87 | SSE | AVX),
+            Err("a compacted XSAVE image or reserved header bytes set")
+        );
+        assert!(check_image(&x, 2048, true, X87).is_err());
     }
 }

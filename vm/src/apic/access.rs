@@ -10,12 +10,12 @@ use super::{
 };
 
 /// TPR bits 7:0 (§11.8.3.1; 31:8 reserved).
-const TPR_MASK: u32 = 0xFF;
+pub(super) const TPR_MASK: u32 = 0xFF;
 /// SVR writable bits: vector 7:0, APIC enable 8, focus checking 9, EOI-broadcast
 /// suppression 12 (§11.9, Figure 11-23).
-const SVR_WRITE_MASK: u32 = 0x13FF;
+pub(super) const SVR_WRITE_MASK: u32 = 0x13FF;
 /// xAPIC LDR: logical ID in bits 31:24 (§11.6.2.2).
-const LDR_XAPIC_MASK: u32 = 0xFF00_0000;
+pub(super) const LDR_XAPIC_MASK: u32 = 0xFF00_0000;
 /// xAPIC DFR: model in bits 31:28.
 const DFR_MODEL_MASK: u32 = 0xF000_0000;
 /// SELF IPI: vector in bits 7:0, the rest reserved (§11.12.11).

@@ -33,12 +33,16 @@
 //! to the sender's own ID or to "all including self", is only returned as
 //! [`ApicEffect::Ipi`] for the kernel's router to deliver (to this APIC too, through
 //! [`LocalApic::accept`]).
+//!
+//! A snapshot (issue 18) saves and restores the whole model but its counters:
+//! [`LocalApic::save_state`] / [`LocalApic::load_state`] (state.rs).
 
 mod access;
 mod destination;
 mod error;
 mod icr;
 pub mod registers;
+mod state;
 mod timer;
 
 #[cfg(test)]
@@ -240,10 +244,7 @@ impl<P: ApicPage> LocalApic<P> {
         self.timer.reset();
         self.esr_pending = 0;
         self.set_reg(ApicRegister::Id, id);
-        self.set_reg(
-            ApicRegister::Version,
-            VERSION | (MAX_LVT_INDEX << VERSION_MAX_LVT_SHIFT) | VERSION_EOI_SUPPRESSION,
-        );
+        self.set_reg(ApicRegister::Version, VERSION_REGISTER);
         self.set_reg(ApicRegister::Dfr, u32::MAX);
         self.set_reg(ApicRegister::Svr, SVR_RESET);
         for lvt in LVTS {

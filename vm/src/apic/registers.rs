@@ -43,6 +43,10 @@ pub const ESR_SEND_ILLEGAL_VECTOR: u32 = 1 << 5;
 pub const ESR_RECEIVE_ILLEGAL_VECTOR: u32 = 1 << 6;
 /// ESR bit 7: illegal register address.
 pub const ESR_ILLEGAL_REGISTER: u32 = 1 << 7;
+/// The ESR bits the model ever latches (the others are never set: no checksums, no
+/// redirectable IPIs, no remote reads).
+pub const ESR_MODEL_BITS: u32 =
+    ESR_SEND_ILLEGAL_VECTOR | ESR_RECEIVE_ILLEGAL_VECTOR | ESR_ILLEGAL_REGISTER;
 
 /// DFR bits 27:0 are reserved and read as ones (§11.6.2.2, Figure 11-14).
 pub const DFR_RESERVED_ONES: u32 = 0x0FFF_FFFF;
@@ -66,6 +70,9 @@ pub const MAX_LVT_INDEX: u32 = 6;
 pub const VERSION_MAX_LVT_SHIFT: u32 = 16;
 /// Version bit 24: EOI-broadcast suppression supported (§11.8.5).
 pub const VERSION_EOI_SUPPRESSION: u32 = 1 << 24;
+/// The version register's value (read-only, §11.4.8).
+pub const VERSION_REGISTER: u32 =
+    VERSION | (MAX_LVT_INDEX << VERSION_MAX_LVT_SHIFT) | VERSION_EOI_SUPPRESSION;
 
 /// How software may access a register in a given mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,6 +25,9 @@
 //! byte (SLP_EN and SLP_TYP share the high byte of PM1_CNT), so a split access behaves as the
 //! word access OSPM makes at the widths PM1_EVT_LEN / PM1_CNT_LEN give.
 
+use super::state;
+use crate::snapshot::codec::{Dec, Enc};
+
 /// PM1a_EVT_BLK: PM1a_STS at +0, PM1a_EN at +2 (§4.8.3.1), FADT PM1_EVT_LEN = 4.
 pub const PM1A_EVT_BLK: u16 = 0x600;
 /// FADT PM1_EVT_LEN.
@@ -73,6 +76,11 @@ const CNT_STORED: u16 = BM_RLD | SLP_TYP_MASK;
 const RST_CPU: u8 = 1 << 2;
 /// RST_CNT bits that read back (SYS_RST, FULL_RST).
 const RST_STORED: u8 = (1 << 1) | (1 << 3);
+
+/// How a snapshot stores [`AcpiPm::request`].
+const REQUEST_NONE: u8 = 0;
+const REQUEST_OFF: u8 = 1;
+const REQUEST_RESET: u8 = 2;
 
 /// What the guest asked the platform to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +200,50 @@ impl AcpiPm {
     /// SLP_EN writes with a sleep type other than S5.
     pub fn unsupported_sleeps(&self) -> u64 {
         self.unsupported_sleeps
+    }
+
+    /// Appends the guest-visible state: PM1_STS, PM1_EN, PM1_CNT (ACPI 6.5 §4.8.3.1,
+    /// §4.8.3.2), the reset register's stored bits (§4.8.3.6) and the power-off or reset
+    /// request not yet taken by the VMM. Skipped: the unsupported-sleep counter (a host
+    /// statistic). There is no PM timer (FADT PM_TMR_LEN = 0), so nothing is timed.
+    pub fn save_state(&self, e: &mut Enc) {
+        e.u16(self.status)
+            .u16(self.enable)
+            .u16(self.control)
+            .u8(self.reset_control);
+        e.u8(match self.request {
+            None => REQUEST_NONE,
+            Some(PowerRequest::Off) => REQUEST_OFF,
+            Some(PowerRequest::Reset) => REQUEST_RESET,
+        });
+    }
+
+    /// Reads what [`AcpiPm::save_state`] wrote into this device (created with
+    /// [`AcpiPm::new`]). `shift` is unused: nothing here keeps time. On error nothing changes
+    /// and the message names the first bad field.
+    pub fn load_state(&mut self, d: &mut Dec<'_>, shift: u64) -> Result<(), &'static str> {
+        let _ = shift;
+        let status = state::bits16(d, STS_IMPLEMENTED, "ACPI PM1_STS with unmodelled bits")?;
+        let enable = state::bits16(d, EN_IMPLEMENTED, "ACPI PM1_EN with unmodelled bits")?;
+        // SCI_EN reads 1 without being stored; SLP_EN and GBL_RLS are write-only.
+        let control = state::bits16(d, CNT_STORED, "ACPI PM1_CNT with bits that do not stick")?;
+        let reset_control = state::bits8(
+            d,
+            RST_STORED,
+            "ACPI reset register with bits that do not stick",
+        )?;
+        let request = match state::u8(d)? {
+            REQUEST_NONE => None,
+            REQUEST_OFF => Some(PowerRequest::Off),
+            REQUEST_RESET => Some(PowerRequest::Reset),
+            _ => return Err("ACPI power request neither none, off nor reset"),
+        };
+        self.status = status;
+        self.enable = enable;
+        self.control = control;
+        self.reset_control = reset_control;
+        self.request = request;
+        Ok(())
     }
 }
 

@@ -11,17 +11,22 @@
 //!
 //! The 8237A itself (0x00-0x0F, 0xC0-0xDF) is not modelled; those ports stay unclaimed.
 
+use super::state;
+use crate::snapshot::codec::{Dec, Enc};
+
 /// The I/O-delay / POST-code port.
 pub const PORT_POST: u16 = 0x80;
 /// First DMA page register.
 pub const FIRST: u16 = 0x80;
 /// Last DMA page register.
 pub const LAST: u16 = 0x8f;
+/// Registers 0x80-0x8F.
+const REGISTERS: usize = (LAST - FIRST + 1) as usize;
 
 /// Page registers 0x81-0x8F and the 0x80 sink.
 #[derive(Debug, Clone)]
 pub struct DmaPages {
-    regs: [u8; 16],
+    regs: [u8; REGISTERS],
     io_delay_writes: u64,
 }
 
@@ -35,7 +40,7 @@ impl DmaPages {
     /// Reset state: every register 0xFF.
     pub fn new() -> Self {
         Self {
-            regs: [0xff; 16],
+            regs: [0xff; REGISTERS],
             io_delay_writes: 0,
         }
     }
@@ -61,6 +66,23 @@ impl DmaPages {
             .get(usize::from(port.wrapping_sub(FIRST)))
             .copied()
             .unwrap_or(0xff)
+    }
+
+    /// Appends the guest-visible state: the 16 bytes of 0x80-0x8F (the POST code and the
+    /// page registers; every value is one a guest can write). Skipped: the I/O-delay write
+    /// counter (a host statistic).
+    pub fn save_state(&self, e: &mut Enc) {
+        for &r in &self.regs {
+            e.u8(r);
+        }
+    }
+
+    /// Reads what [`DmaPages::save_state`] wrote. `shift` is unused. On error (the input
+    /// ends early) nothing changes.
+    pub fn load_state(&mut self, d: &mut Dec<'_>, shift: u64) -> Result<(), &'static str> {
+        let _ = shift;
+        self.regs = state::array(d)?;
+        Ok(())
     }
 
     /// Byte write (ports outside 0x80-0x8F are ignored).

@@ -12,6 +12,9 @@
 //! A redirection to vector 0-15 is sent as programmed: the receiving local APIC rejects it
 //! (SDM Vol. 3A §11.5.3, "Illegal vector" error), as on hardware.
 
+use super::state;
+use crate::snapshot::codec::{Dec, Enc};
+
 /// Guest-physical base of the IOAPIC's register window (the PC default; the MADT says so).
 pub const MMIO_BASE: u64 = 0xFEC0_0000;
 /// Size of the window the VMM routes to this model (one 4 KiB page).
@@ -95,6 +98,12 @@ const WRITABLE: u64 = VECTOR_MASK
     | MASKED
     | (0xFF << DEST_SHIFT);
 const READ_ONLY: u64 = DELIVERY_STATUS | REMOTE_IRR;
+/// The bits an entry can hold: the writable ones and remote IRR (delivery status is 0).
+const STORED: u64 = WRITABLE | REMOTE_IRR;
+/// The 4-bit IOAPIC ID of IOAPICID / IOAPICARB bits 27:24 (§3.2.1, §3.2.3).
+const ID_MAX: u8 = (ID_MASK >> ID_SHIFT) as u8;
+/// One bit per input pin in `IoApic::lines`.
+const ALL_PINS: u32 = (1 << PINS) - 1;
 
 /// §3.2.4 bits 10:8, "Delivery Mode".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +138,19 @@ impl DeliveryMode {
         }
     }
 
+    /// The bits 10:8 [`DeliveryMode::decode`] reads back as `self`.
+    pub const fn bits(self) -> u8 {
+        match self {
+            Self::Fixed => 0b000,
+            Self::LowestPriority => 0b001,
+            Self::Smi => 0b010,
+            Self::Nmi => 0b100,
+            Self::Init => 0b101,
+            Self::ExtInt => 0b111,
+            Self::Reserved(bits) => bits & 0b111,
+        }
+    }
+
     /// §3.2.4: only Fixed and LowestPriority honour the trigger mode; SMI, NMI, INIT and
     /// ExtINT are edge-triggered "even if programmed as level triggered".
     pub const fn honours_level(self) -> bool {
@@ -158,6 +180,54 @@ pub struct IoApicMessage {
     pub dest: u8,
     /// Level-triggered (the local APIC sets the TMR bit and its EOI must reach [`IoApic::eoi`]).
     pub level_triggered: bool,
+}
+
+impl IoApicMessage {
+    /// Appends the message: pin, vector, delivery mode (bits 10:8), destination mode,
+    /// destination, level-triggered.
+    pub(super) fn save_state(&self, e: &mut Enc) {
+        e.u8(self.pin).u8(self.vector).u8(self.delivery.bits());
+        state::put_flag(e, self.dest_mode == DestinationMode::Logical);
+        e.u8(self.dest);
+        state::put_flag(e, self.level_triggered);
+    }
+
+    /// A message as [`IoApicMessage::save_state`] wrote it, one the IOAPIC could have sent.
+    pub(super) fn load_state(d: &mut Dec<'_>) -> Result<Self, &'static str> {
+        let pin = state::u8(d)?;
+        if usize::from(pin) >= PINS {
+            return Err("queued IOAPIC message for a pin above 23");
+        }
+        let vector = state::u8(d)?;
+        let delivery = DeliveryMode::decode(state::u8(d)?);
+        let logical = state::flag(
+            d,
+            "queued IOAPIC message's destination mode neither 0 nor 1",
+        )?;
+        let dest = state::u8(d)?;
+        let level_triggered =
+            state::flag(d, "queued IOAPIC message's trigger mode neither 0 nor 1")?;
+        // §3.2.4, Delivery Mode: 011 and 110 are reserved (never sent); SMI, NMI, INIT and
+        // ExtINT are always edge-triggered.
+        if let DeliveryMode::Reserved(_) = delivery {
+            return Err("queued IOAPIC message with a reserved delivery mode");
+        }
+        if level_triggered && !delivery.honours_level() {
+            return Err("queued IOAPIC message level-triggered in an edge-only delivery mode");
+        }
+        Ok(Self {
+            pin,
+            vector,
+            delivery,
+            dest_mode: if logical {
+                DestinationMode::Logical
+            } else {
+                DestinationMode::Physical
+            },
+            dest,
+            level_triggered,
+        })
+    }
 }
 
 /// What a register write did beyond changing the register.
@@ -434,6 +504,60 @@ impl IoApic {
     /// Interrupts not sent because the entry had a reserved delivery mode.
     pub fn reserved_mode_drops(&self) -> u64 {
         self.reserved_mode_drops
+    }
+
+    /// Appends the guest-visible state: IOREGSEL, the IOAPIC ID and arbitration ID (§3.1,
+    /// §3.2.1, §3.2.3), the 24 redirection entries with their remote IRR bits (§3.2.4) and
+    /// the input pins' electrical levels. Skipped: the per-pin delivery and reserved-mode
+    /// drop counters (host statistics).
+    pub fn save_state(&self, e: &mut Enc) {
+        e.u8(self.select).u8(self.id).u8(self.arbitration);
+        for &entry in &self.redirection {
+            e.u64(entry);
+        }
+        e.u32(self.lines);
+    }
+
+    /// Reads what [`IoApic::save_state`] wrote into this IOAPIC (created with
+    /// [`IoApic::new`]; the saved ID replaces the one it was created with, as a guest write
+    /// would). `shift` is unused: the IOAPIC keeps no time. On error nothing changes and the
+    /// message names the first bad field.
+    pub fn load_state(&mut self, d: &mut Dec<'_>, shift: u64) -> Result<(), &'static str> {
+        let _ = shift;
+        let select = state::u8(d)?;
+        let id = state::u8(d)?;
+        if id > ID_MAX {
+            return Err("IOAPIC ID above 15");
+        }
+        let arbitration = state::u8(d)?;
+        // §3.2.3: the arbitration ID is loaded from the ID; this model never rotates it.
+        if arbitration != id {
+            return Err("IOAPIC arbitration ID differs from its ID");
+        }
+        let mut redirection = [0u64; PINS];
+        for entry in &mut redirection {
+            let e = state::u64(d)?;
+            // §3.2.4: bits 55:17 are reserved; delivery status reads 0 (immediate delivery).
+            if e & !STORED != 0 {
+                return Err("IOAPIC redirection entry with reserved or delivery-status bits set");
+            }
+            // §3.2.4, Remote IRR: "undefined for edge triggered interrupts"; the model clears
+            // it when an entry becomes edge-triggered.
+            if e & REMOTE_IRR != 0 && e & TRIGGER_LEVEL == 0 {
+                return Err("IOAPIC remote IRR set on an edge-triggered entry");
+            }
+            *entry = e;
+        }
+        let lines = state::u32(d)?;
+        if lines & !ALL_PINS != 0 {
+            return Err("IOAPIC line levels beyond pin 23");
+        }
+        self.select = select;
+        self.id = id;
+        self.arbitration = arbitration;
+        self.redirection = redirection;
+        self.lines = lines;
+        Ok(())
     }
 }
 

@@ -11,7 +11,9 @@
 
 use super::ioapic::{IoApic, IoApicEffects, IoApicMessage};
 use super::pic::Pic;
+use super::state;
 use crate::io::IrqSink;
+use crate::snapshot::codec::{Dec, Enc};
 
 /// The IOAPIC pin (GSI) of ISA line `irq` (the MADT's interrupt source override for IRQ 0).
 pub const fn gsi_of_isa_irq(irq: u8) -> u8 {
@@ -118,6 +120,49 @@ impl IrqLines {
     /// Whether ISA line `irq` reaches a CPU through either controller.
     pub fn line_unmasked(&self, irq: u8) -> bool {
         self.pic.line_unmasked(irq) || self.ioapic_pin_unmasked(gsi_of_isa_irq(irq))
+    }
+
+    /// Appends the guest-visible state: the 8259A pair ([`Pic::save_state`], with its input
+    /// line levels), the IOAPIC ([`IoApic::save_state`], with its pin levels) and the IOAPIC
+    /// messages not yet routed to a vCPU, oldest first (count, then each message). Skipped:
+    /// the overflow and double-routing counters (host statistics) and `level_generation`
+    /// (a host cache key; [`IrqLines::load_state`] bumps it).
+    pub fn save_state(&self, e: &mut Enc) {
+        self.pic.save_state(e);
+        self.ioapic.save_state(e);
+        // At most QUEUE: fits.
+        e.u8(self.len as u8);
+        for i in 0..self.len {
+            if let Some(m) = self.queue[(self.head + i) % QUEUE] {
+                m.save_state(e);
+            }
+        }
+    }
+
+    /// Reads what [`IrqLines::save_state`] wrote into these lines (created with
+    /// [`IrqLines::new`]), and bumps `level_generation`: the level-triggered vectors changed
+    /// as far as a cached EOI-exit bitmap knows. `shift` is unused: nothing here keeps time.
+    /// On error nothing changes and the message names the first bad field.
+    pub fn load_state(&mut self, d: &mut Dec<'_>, shift: u64) -> Result<(), &'static str> {
+        let mut pic = self.pic.clone();
+        pic.load_state(d, shift)?;
+        let mut ioapic = self.ioapic.clone();
+        ioapic.load_state(d, shift)?;
+        let len = usize::from(state::u8(d)?);
+        if len > QUEUE {
+            return Err("more queued IOAPIC messages than the queue holds");
+        }
+        let mut queue = [None; QUEUE];
+        for slot in queue.iter_mut().take(len) {
+            *slot = Some(IoApicMessage::load_state(d)?);
+        }
+        self.pic = pic;
+        self.ioapic = ioapic;
+        self.queue = queue;
+        self.head = 0;
+        self.len = len;
+        self.level_generation = self.level_generation.wrapping_add(1);
+        Ok(())
     }
 }
 

@@ -26,11 +26,13 @@ use super::irq_lines::IrqLines;
 use super::pic::{self, Pic};
 use super::pit::{self, Pit};
 use super::rtc::{self, Rtc};
+use super::state;
 use super::uart::Uart;
 use crate::io::{
     AccessSize, ConsoleBuffer, ConsoleSink, DeviceId, IoBus, IoContext, IoError, IrqSink,
     PortDevice, UnclaimedStats,
 };
+use crate::snapshot::codec::{Dec, Enc};
 
 /// Construction parameters of a [`LegacyPlatform`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +84,17 @@ const PIT_IRQ: u8 = 0;
 const UART_IRQ: u8 = 4;
 /// The 16550's scratch register, as an offset from its base (PC16550D datasheet).
 const UART_SCRATCH: u16 = 7;
+
+/// The built-in devices' state as [`LegacyPlatform::load_state`] decodes it before it
+/// replaces the platform's (so a refused load changes nothing).
+struct DecodedState {
+    lines: IrqLines,
+    pit: Pit,
+    rtc: Rtc,
+    uart: Uart,
+    dma: DmaPages,
+    acpi_pm: Option<AcpiPm>,
+}
 
 /// The legacy PC platform: PIC, PIT, RTC, COM1, DMA page registers, plus an [`IoBus`] for
 /// everything else, and the console buffer COM1 writes into.
@@ -449,6 +462,98 @@ impl LegacyPlatform {
     /// The run-time device bus.
     pub fn bus_mut(&mut self) -> &mut IoBus {
         &mut self.bus
+    }
+
+    /// Appends the guest-visible state of the built-in devices, in order: the interrupt lines
+    /// ([`IrqLines::save_state`]: PIC pair, IOAPIC, line levels, queued IOAPIC messages),
+    /// [`Pit::save_state`], [`Rtc::save_state`], [`Uart::save_state`],
+    /// [`DmaPages::save_state`], then a presence byte for the ACPI PM device and, when
+    /// present, [`AcpiPm::save_state`]. Not included: devices registered on the [`IoBus`]
+    /// at run time (see [`LegacyPlatform::registered_ports`]), the bus's unclaimed-port
+    /// counters (host statistics) and the console buffer (host output).
+    pub fn save_state(&self, e: &mut Enc) {
+        self.lines.save_state(e);
+        self.pit.save_state(e);
+        self.rtc.save_state(e);
+        self.uart.save_state(e);
+        self.dma.save_state(e);
+        state::put_option(e, self.acpi_pm.as_ref(), |e, pm| pm.save_state(e));
+    }
+
+    fn decode_state(&self, d: &mut Dec<'_>, shift: u64) -> Result<DecodedState, &'static str> {
+        let mut lines = self.lines.clone();
+        lines.load_state(d, shift)?;
+        let mut pit = self.pit.clone();
+        pit.load_state(d, shift)?;
+        let mut rtc = self.rtc.clone();
+        rtc.load_state(d, shift)?;
+        let mut uart = self.uart.clone();
+        uart.load_state(d, shift)?;
+        let mut dma = self.dma.clone();
+        dma.load_state(d, shift)?;
+        let present = state::flag(d, "ACPI PM presence neither 0 nor 1")?;
+        let acpi_pm = match (present, &self.acpi_pm) {
+            (true, Some(pm)) => {
+                let mut pm = pm.clone();
+                pm.load_state(d, shift)?;
+                Some(pm)
+            }
+            (false, None) => None,
+            (true, None) => return Err("an ACPI PM device this platform is configured without"),
+            (false, Some(_)) => return Err("no ACPI PM device, but this platform has one"),
+        };
+        Ok(DecodedState {
+            lines,
+            pit,
+            rtc,
+            uart,
+            dma,
+            acpi_pm,
+        })
+    }
+
+    fn apply_state(&mut self, s: DecodedState) {
+        self.lines = s.lines;
+        self.pit = s.pit;
+        self.rtc = s.rtc;
+        self.uart = s.uart;
+        self.dma = s.dma;
+        self.acpi_pm = s.acpi_pm;
+    }
+
+    /// Reads what [`LegacyPlatform::save_state`] wrote into this platform, freshly built by
+    /// [`LegacyPlatform::new`] with the same configuration (the ACPI PM device must be
+    /// present in both or neither). `shift` is added to every stored host-TSC value (the PIT
+    /// counters' start times, the RTC's clock base). The caller checks [`Dec::done`] (or
+    /// uses [`LegacyPlatform::load_section`]). On error nothing changes and the message names
+    /// the first bad field. Afterwards the kernel re-arms its timer from
+    /// [`LegacyPlatform::next_deadline_tsc`] and refreshes the EOI-exit bitmap
+    /// (`IrqLines::level_generation` moved).
+    pub fn load_state(&mut self, d: &mut Dec<'_>, shift: u64) -> Result<(), &'static str> {
+        let s = self.decode_state(d, shift)?;
+        self.apply_state(s);
+        Ok(())
+    }
+
+    /// [`LegacyPlatform::load_state`] of a whole section: `bytes` must hold the state and
+    /// nothing after it ("bytes after the last field" otherwise, nothing changed).
+    pub fn load_section(&mut self, bytes: &[u8], shift: u64) -> Result<(), &'static str> {
+        let mut d = Dec::new(bytes);
+        let s = self.decode_state(&mut d, shift)?;
+        if !d.done() {
+            return Err(state::TRAILING);
+        }
+        self.apply_state(s);
+        Ok(())
+    }
+
+    /// Ports claimed on the [`IoBus`] beyond the built-in devices' own: those of devices
+    /// registered at run time, whose state [`LegacyPlatform::save_state`] does not hold. A
+    /// snapshot of a platform where this is not 0 would be incomplete.
+    pub fn registered_ports(&self) -> usize {
+        (0..=u16::MAX)
+            .filter(|&p| self.builtin(p).is_none() && self.bus.any_claimed(p, AccessSize::Byte))
+            .count()
     }
 }
 

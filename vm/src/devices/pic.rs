@@ -14,7 +14,9 @@
 //! has not completed its ICW sequence delivers nothing, so a guest that never programs the
 //! PIC never gets interrupt vectors it did not choose.
 
+use super::state;
 use crate::io::IrqSink;
+use crate::snapshot::codec::{Dec, Enc};
 
 /// Master command port (ICW1, OCW2, OCW3; reads IRR/ISR/poll).
 pub const MASTER_CMD: u16 = 0x20;
@@ -31,15 +33,84 @@ pub const ELCR_SLAVE: u16 = 0x4d1;
 /// The master input the slave is cascaded on.
 pub const CASCADE_IRQ: u8 = 2;
 
+/// ICW2 in 8086 mode: bits 7:3 (T7-T3) are the vector base, bits 2:0 the interrupt level
+/// (8259A datasheet, "Initialization Command Word 2").
+const VECTOR_BASE_MASK: u8 = 0xf8;
+/// Interrupt inputs IR0-IR7 of one chip, and so the priority levels OCW2 rotates through.
+const LEVELS: u8 = 8;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum InitState {
     /// Initialised (or never initialised, see `initialized`): data port writes are OCW1.
     #[default]
-    Ready,
-    ExpectIcw2,
-    ExpectIcw3,
-    ExpectIcw4,
+    Ready = 0,
+    ExpectIcw2 = 1,
+    ExpectIcw3 = 2,
+    ExpectIcw4 = 3,
 }
+
+impl InitState {
+    fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            0 => Self::Ready,
+            1 => Self::ExpectIcw2,
+            2 => Self::ExpectIcw3,
+            3 => Self::ExpectIcw4,
+            _ => return None,
+        })
+    }
+}
+
+// The mode bits of a chip as a snapshot stores them (one bit per flag of `Chip`).
+const F_INITIALIZED: u16 = 1 << 0;
+const F_ICW4_NEEDED: u16 = 1 << 1;
+const F_SINGLE: u16 = 1 << 2;
+const F_LTIM: u16 = 1 << 3;
+const F_AUTO_EOI: u16 = 1 << 4;
+const F_ROTATE_ON_AEOI: u16 = 1 << 5;
+const F_SPECIAL_FULLY_NESTED: u16 = 1 << 6;
+const F_READ_ISR: u16 = 1 << 7;
+const F_POLL: u16 = 1 << 8;
+const F_SPECIAL_MASK: u16 = 1 << 9;
+const F_ALL: u16 = (1 << 10) - 1;
+
+/// The refusals of one chip's snapshot state, naming the chip.
+struct ChipErrors {
+    vector_base: &'static str,
+    init: &'static str,
+    flags: &'static str,
+    priority: &'static str,
+    elcr: &'static str,
+    initialised_mid_sequence: &'static str,
+    icw3_single: &'static str,
+    icw4_unannounced: &'static str,
+}
+
+macro_rules! chip_errors {
+    ($chip:literal) => {
+        ChipErrors {
+            vector_base: concat!("PIC ", $chip, " vector base (ICW2) not a multiple of 8"),
+            init: concat!("PIC ", $chip, " initialisation step above ICW4"),
+            flags: concat!("PIC ", $chip, " mode flags with undefined bits set"),
+            priority: concat!("PIC ", $chip, " lowest priority (OCW2 L2-L0) above 7"),
+            elcr: concat!(
+                "PIC ",
+                $chip,
+                " ELCR makes an edge-only input level-triggered"
+            ),
+            initialised_mid_sequence: concat!(
+                "PIC ",
+                $chip,
+                " initialised in the middle of its ICW sequence"
+            ),
+            icw3_single: concat!("PIC ", $chip, " expects ICW3 in single mode"),
+            icw4_unannounced: concat!("PIC ", $chip, " expects an ICW4 its ICW1 did not announce"),
+        }
+    };
+}
+
+const MASTER_ERRORS: ChipErrors = chip_errors!("master");
+const SLAVE_ERRORS: ChipErrors = chip_errors!("slave");
 
 /// One 8259A.
 #[derive(Debug, Clone, Default)]
@@ -201,7 +272,7 @@ impl Chip {
         match self.init {
             InitState::Ready => self.imr = value,
             InitState::ExpectIcw2 => {
-                self.vector_base = value & 0xf8;
+                self.vector_base = value & VECTOR_BASE_MASK;
                 self.init = if !self.single {
                     InitState::ExpectIcw3
                 } else if self.icw4_needed {
@@ -238,6 +309,91 @@ impl Chip {
         } else {
             self.irr
         }
+    }
+
+    fn flags(&self) -> u16 {
+        [
+            (self.initialized, F_INITIALIZED),
+            (self.icw4_needed, F_ICW4_NEEDED),
+            (self.single, F_SINGLE),
+            (self.ltim, F_LTIM),
+            (self.auto_eoi, F_AUTO_EOI),
+            (self.rotate_on_aeoi, F_ROTATE_ON_AEOI),
+            (self.special_fully_nested, F_SPECIAL_FULLY_NESTED),
+            (self.read_isr, F_READ_ISR),
+            (self.poll, F_POLL),
+            (self.special_mask, F_SPECIAL_MASK),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |acc, (_, bit)| acc | bit)
+    }
+
+    /// IRR, ISR, IMR, input levels, ICW2 vector base, ICW sequence step, the mode flags
+    /// (ICW1/ICW4/OCW2/OCW3 state), OCW2 priority rotation and ELCR. The ELCR's mask of
+    /// level-capable inputs is wiring, not state.
+    fn save_state(&self, e: &mut Enc) {
+        e.u8(self.irr)
+            .u8(self.isr)
+            .u8(self.imr)
+            .u8(self.lines)
+            .u8(self.vector_base)
+            .u8(self.init as u8)
+            .u16(self.flags())
+            .u8(self.priority_add)
+            .u8(self.elcr);
+    }
+
+    /// This chip (for its wiring) with the fields of [`Chip::save_state`] from `d`.
+    fn load_state(&self, d: &mut Dec<'_>, errors: &ChipErrors) -> Result<Self, &'static str> {
+        let irr = state::u8(d)?;
+        let isr = state::u8(d)?;
+        let imr = state::u8(d)?;
+        let lines = state::u8(d)?;
+        let vector_base = state::bits8(d, VECTOR_BASE_MASK, errors.vector_base)?;
+        let init = InitState::from_u8(state::u8(d)?).ok_or(errors.init)?;
+        let flags = state::bits16(d, F_ALL, errors.flags)?;
+        // OCW2 L2-L0 name one of the eight levels (8259A datasheet, "Operation Command Word
+        // 2"); `priority` adds a level to it.
+        let priority_add = state::u8(d)?;
+        if priority_add >= LEVELS {
+            return Err(errors.priority);
+        }
+        // Only the inputs the chipset wires as level-capable have ELCR bits.
+        let elcr = state::bits8(d, self.elcr_mask, errors.elcr)?;
+        let on = |bit: u16| flags & bit != 0;
+        let chip = Self {
+            irr,
+            isr,
+            imr,
+            lines,
+            vector_base,
+            init,
+            initialized: on(F_INITIALIZED),
+            icw4_needed: on(F_ICW4_NEEDED),
+            single: on(F_SINGLE),
+            ltim: on(F_LTIM),
+            auto_eoi: on(F_AUTO_EOI),
+            rotate_on_aeoi: on(F_ROTATE_ON_AEOI),
+            special_fully_nested: on(F_SPECIAL_FULLY_NESTED),
+            priority_add,
+            read_isr: on(F_READ_ISR),
+            poll: on(F_POLL),
+            special_mask: on(F_SPECIAL_MASK),
+            elcr,
+            elcr_mask: self.elcr_mask,
+        };
+        // The ICW sequence (8259A datasheet, "Initialization Command Words", flow chart):
+        // ICW1 starts it uninitialised; ICW3 follows only in cascade mode (SNGL = 0), ICW4
+        // only when ICW1.IC4 asked for it.
+        match chip.init {
+            InitState::Ready => {}
+            _ if chip.initialized => return Err(errors.initialised_mid_sequence),
+            InitState::ExpectIcw3 if chip.single => return Err(errors.icw3_single),
+            InitState::ExpectIcw4 if !chip.icw4_needed => return Err(errors.icw4_unannounced),
+            InitState::ExpectIcw2 | InitState::ExpectIcw3 | InitState::ExpectIcw4 => {}
+        }
+        Ok(chip)
     }
 }
 
@@ -448,6 +604,29 @@ impl Pic {
     /// Vector bases programmed by ICW2 (master, slave).
     pub fn vector_bases(&self) -> (u8, u8) {
         (self.master.vector_base, self.slave.vector_base)
+    }
+
+    /// Appends the pair's guest-visible state, master then slave: IRR, ISR, IMR, input line
+    /// levels, ICW2 vector base, ICW sequence progress, the ICW1/ICW4/OCW2/OCW3 mode flags
+    /// (single/cascade, LTIM, IC4, AEOI, rotate-on-AEOI, SFNM, read-ISR, poll, special mask),
+    /// the OCW2 priority rotation and the ELCR (8259A datasheet, "Programming the 8259A").
+    /// Skipped: the ELCRs' masks of level-capable inputs (chipset wiring) and the spurious
+    /// acknowledge counter (a host statistic).
+    pub fn save_state(&self, e: &mut Enc) {
+        self.master.save_state(e);
+        self.slave.save_state(e);
+    }
+
+    /// Reads what [`Pic::save_state`] wrote into this pair (freshly created with
+    /// [`Pic::new`]). `shift` is unused: the 8259A keeps no time. On error nothing changes
+    /// and the message names the first bad field.
+    pub fn load_state(&mut self, d: &mut Dec<'_>, shift: u64) -> Result<(), &'static str> {
+        let _ = shift;
+        let master = self.master.load_state(d, &MASTER_ERRORS)?;
+        let slave = self.slave.load_state(d, &SLAVE_ERRORS)?;
+        self.master = master;
+        self.slave = slave;
+        Ok(())
     }
 }
 

@@ -18,7 +18,9 @@
 //! status byte but counts in binary; a new count written in modes 2/3 takes effect at once
 //! rather than at the end of the current period.
 
+use super::state;
 use crate::io::IoContext;
+use crate::snapshot::codec::{Dec, Enc};
 
 /// Input clock of the PC's 8254, in Hz.
 pub const PIT_HZ: u64 = 1_193_182;
@@ -36,12 +38,41 @@ pub const PORT_B: u16 = 0x61;
 pub const PIT_IRQ: u8 = 0;
 /// PIT clocks per toggle of port B bit 4 (refresh request, ~15 µs on the PC/AT).
 const REFRESH_TICKS: u64 = 18;
+/// Port B bits 2-3: parity and I/O channel check enables, stored for readback.
+const PORT_B_CHECKS: u8 = 0x0c;
+/// The highest counter mode (8254 datasheet, "Control Word Format": M2-M0 select modes 0-5).
+const MAX_MODE: u8 = 5;
+/// The largest initial count: 0 written in binary counts 2^16 (8254 datasheet, "Counter
+/// Operation"; in BCD 0 counts 10^4, which is smaller).
+const FULL_COUNT: u64 = 0x1_0000;
+
+/// A refusal naming counter `$i` (0-2) of the PIT.
+macro_rules! per_counter {
+    ($i:expr, $what:literal) => {
+        match $i {
+            0 => concat!("PIT channel 0 ", $what),
+            1 => concat!("PIT channel 1 ", $what),
+            _ => concat!("PIT channel 2 ", $what),
+        }
+    };
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Access {
     Lo = 1,
     Hi = 2,
     LoHi = 3,
+}
+
+impl Access {
+    fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::Lo,
+            2 => Self::Hi,
+            3 => Self::LoHi,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +123,120 @@ impl Channel {
     fn hw_triggered(&self) -> bool {
         matches!(self.mode, 1 | 5)
     }
+
+    /// Mode, access, BCD, initial count, loaded/null-count/gate, ticks counted and the TSC
+    /// counting started at, the byte-order state of writes (with the pending LSB) and reads,
+    /// the count and status latches, and the OUT edges reported.
+    fn save_state(&self, e: &mut Enc) {
+        e.u8(self.mode).u8(self.access as u8);
+        state::put_flag(e, self.bcd);
+        // At most FULL_COUNT: fits.
+        e.u32(self.count as u32);
+        state::put_flag(e, self.armed);
+        state::put_flag(e, self.null_count);
+        state::put_flag(e, self.gate);
+        e.u64(self.ticks_before);
+        state::put_option(e, self.running_since, |e, t| {
+            e.u64(t);
+        });
+        state::put_flag(e, self.write_hi_next);
+        e.u8(self.pending_lsb);
+        state::put_flag(e, self.read_hi_next);
+        state::put_option(e, self.latch, |e, v| {
+            e.u16(v);
+        });
+        state::put_option(e, self.status_latch, |e, v| {
+            e.u8(v);
+        });
+        e.u64(self.edges);
+    }
+
+    /// Counter `i` as [`Channel::save_state`] wrote it, its start time moved by `shift`.
+    fn load_state(d: &mut Dec<'_>, i: usize, shift: u64) -> Result<Self, &'static str> {
+        let mode = state::u8(d)?;
+        if mode > MAX_MODE {
+            return Err(per_counter!(i, "mode above 5"));
+        }
+        let access = Access::from_u8(state::u8(d)?).ok_or(per_counter!(
+            i,
+            "access (RW1-RW0) not LSB, MSB or LSB then MSB"
+        ))?;
+        let bcd = state::flag(d, per_counter!(i, "BCD flag neither 0 nor 1"))?;
+        let count = u64::from(state::u32(d)?);
+        if !(1..=FULL_COUNT).contains(&count) {
+            return Err(per_counter!(i, "initial count outside 1..=65536"));
+        }
+        let armed = state::flag(d, per_counter!(i, "count-loaded flag neither 0 nor 1"))?;
+        let null_count = state::flag(d, per_counter!(i, "null-count flag neither 0 nor 1"))?;
+        let gate = state::flag(d, per_counter!(i, "gate neither 0 nor 1"))?;
+        let ticks_before = state::u64(d)?;
+        let running_since =
+            state::option(d, per_counter!(i, "running flag neither 0 nor 1"), |d| {
+                state::u64(d).map(|t| t.wrapping_add(shift))
+            })?;
+        let write_hi_next = state::flag(d, per_counter!(i, "write byte order neither 0 nor 1"))?;
+        let pending_lsb = state::u8(d)?;
+        let read_hi_next = state::flag(d, per_counter!(i, "read byte order neither 0 nor 1"))?;
+        let latch = state::option(
+            d,
+            per_counter!(i, "count latch flag neither 0 nor 1"),
+            state::u16,
+        )?;
+        let status_latch = state::option(
+            d,
+            per_counter!(i, "status latch flag neither 0 nor 1"),
+            state::u8,
+        )?;
+        let edges = state::u64(d)?;
+        let ch = Self {
+            mode,
+            access,
+            bcd,
+            count,
+            armed,
+            null_count,
+            gate,
+            ticks_before,
+            running_since,
+            write_hi_next,
+            pending_lsb,
+            read_hi_next,
+            latch,
+            status_latch,
+            edges,
+        };
+        // 8254 datasheet, "Read/Write Operations": only an LSB-then-MSB counter is ever
+        // between the two bytes of an access.
+        if (ch.write_hi_next || ch.read_hi_next) && ch.access != Access::LoHi {
+            return Err(per_counter!(
+                i,
+                "between two bytes without LSB-then-MSB access"
+            ));
+        }
+        // "Counter Operation": a counter counts only once a count is written after its
+        // control word.
+        if !ch.armed && (ch.running_since.is_some() || ch.ticks_before != 0 || ch.edges != 0) {
+            return Err(per_counter!(i, "counting without a count written"));
+        }
+        // On the PC/AT only counter 2's gate is wired (port B bit 0); 0 and 1 are tied high.
+        if i != 2 && !ch.gate {
+            return Err(per_counter!(
+                i,
+                "gate low, but only counter 2's gate is wired"
+            ));
+        }
+        // OUT edges are reported for counter 0 (IRQ0) only: at most one per count in modes 0
+        // and 4, none in the gate-triggered modes 1 and 5 (it never drives IRQ0 there).
+        let edges_possible = match (i, ch.mode) {
+            (0, 2 | 3) => true,
+            (0, 0 | 4) => ch.edges <= 1,
+            _ => ch.edges == 0,
+        };
+        if !edges_possible {
+            return Err(per_counter!(i, "OUT edge count impossible in its mode"));
+        }
+        Ok(ch)
+    }
 }
 
 /// The 8254 with its port-B companion.
@@ -137,7 +282,7 @@ impl Pit {
         let ch = &self.channels[i];
         let running = ch
             .running_since
-            .map_or(0, |since| self.tsc_to_ticks(now.saturating_sub(since)));
+            .map_or(0, |since| self.tsc_to_ticks(super::tsc_elapsed(now, since)));
         ch.ticks_before.saturating_add(running)
     }
 
@@ -199,7 +344,8 @@ impl Pit {
         let due = self.edges_due(0, now);
         let ch = &mut self.channels[0];
         if due > ch.edges {
-            self.coalesced += due - ch.edges - 1;
+            // A statistic: saturating, since a restored counter may have counted for long.
+            self.coalesced = self.coalesced.saturating_add(due - ch.edges - 1);
             ch.edges = due;
             ctx.pulse_irq(PIT_IRQ);
         }
@@ -217,7 +363,8 @@ impl Pit {
             0 | 4 if ch.edges == 0 => ch.count,
             _ => return None,
         };
-        Some(since.saturating_add(self.ticks_to_tsc(tick.saturating_sub(ch.ticks_before))))
+        // Modulo 2^64, as TSC times are (see `tsc_elapsed`).
+        Some(since.wrapping_add(self.ticks_to_tsc(tick.saturating_sub(ch.ticks_before))))
     }
 
     /// Period of counter 0 in TSC ticks when it is in a periodic mode.
@@ -404,6 +551,41 @@ impl Pit {
             | (u8::from(self.out2(now)) << 5)
     }
 
+    /// Appends the guest-visible state: per counter 0-2 its mode, access, BCD, initial
+    /// count, loaded/null-count/gate state, the ticks counted and the host TSC counting
+    /// (re)started at, the read and write byte-order state with the pending LSB, the count
+    /// and status latches and the OUT edges already reported as IRQ0; then port B's speaker
+    /// and check-enable bits (8254 datasheet, "Operational Description"). Skipped: the TSC
+    /// rate (configuration) and the coalesced-tick counter (a host statistic).
+    pub fn save_state(&self, e: &mut Enc) {
+        for ch in &self.channels {
+            ch.save_state(e);
+        }
+        state::put_flag(e, self.speaker);
+        e.u8(self.port_b_checks);
+    }
+
+    /// Reads what [`Pit::save_state`] wrote into this PIT (created with [`Pit::new`] at the
+    /// same TSC rate), adding `shift` to every counter's start TSC, so the counters read and
+    /// interrupt at `t + shift` as the saved PIT did at `t`. On error nothing changes and the
+    /// message names the first bad field.
+    pub fn load_state(&mut self, d: &mut Dec<'_>, shift: u64) -> Result<(), &'static str> {
+        let mut channels = self.channels.clone();
+        for (i, ch) in channels.iter_mut().enumerate() {
+            *ch = Channel::load_state(d, i, shift)?;
+        }
+        let speaker = state::flag(d, "PIT port B speaker bit neither 0 nor 1")?;
+        let port_b_checks = state::bits8(
+            d,
+            PORT_B_CHECKS,
+            "PIT port B value beyond the check enables",
+        )?;
+        self.channels = channels;
+        self.speaker = speaker;
+        self.port_b_checks = port_b_checks;
+        Ok(())
+    }
+
     /// Byte read from a PIT port or port B (unknown ports read 0xff).
     pub fn read_port(&mut self, port: u16, ctx: &mut IoContext<'_>) -> u8 {
         let now = ctx.now_tsc();
@@ -426,7 +608,7 @@ impl Pit {
             PORT_CONTROL => self.write_control(value, ctx),
             PORT_B => {
                 self.speaker = value & 0x02 != 0;
-                self.port_b_checks = value & 0x0c;
+                self.port_b_checks = value & PORT_B_CHECKS;
                 self.set_gate(2, value & 0x01 != 0, ctx.now_tsc());
             }
             _ => {}

@@ -11,6 +11,9 @@
 //! reads 0. Bytes 0x0E-0x7F are general CMOS RAM the hypervisor may preset (memory size,
 //! equipment) before the guest runs.
 
+use super::state;
+use crate::snapshot::codec::{Dec, Enc};
+
 /// Index port (write-only on the PC; bit 7 disables NMI).
 pub const PORT_INDEX: u16 = 0x70;
 /// Data port.
@@ -28,8 +31,35 @@ pub const REG_D: u8 = 0x0d;
 pub const REG_CENTURY: u8 = 0x32;
 
 const B_SET: u8 = 0x80;
+/// Register B bit 4, UIE: cleared whenever SET is written 1 (MC146818A datasheet, register B).
+const B_UIE: u8 = 0x10;
 const B_BINARY: u8 = 0x04;
 const B_24H: u8 = 0x02;
+/// Register A bit 7, UIP: read-only, never stored.
+const A_UIP: u8 = 0x80;
+/// Index port bit 7 (NMI disable on the PC); bits 6:0 select one of the 128 bytes.
+const INDEX_NMI_DISABLE: u8 = 0x80;
+/// Bytes of CMOS RAM including the clock registers (MC146818A: 64; the PC's 128-byte part).
+const CMOS_BYTES: usize = 128;
+/// CMOS bytes the model never stores: the time registers and the century are kept as a
+/// clock, the day of week is derived, registers C and D are computed on read.
+const COMPUTED: [u8; 10] = [
+    0x00,
+    0x02,
+    0x04,
+    0x06,
+    0x07,
+    0x08,
+    0x09,
+    REG_C,
+    REG_D,
+    REG_CENTURY,
+];
+/// Calendar limits (MC146818A datasheet, "Time, calendar and alarm locations").
+const MONTHS: u8 = 12;
+const HOURS: u8 = 24;
+const MINUTES: u8 = 60;
+const SECONDS: u8 = 60;
 
 /// A calendar date and time (UTC, proleptic Gregorian).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +123,26 @@ impl DateTime {
             + i64::from(self.hour.min(23)) * 3600
             + i64::from(self.minute.min(59)) * 60
             + i64::from(self.second.min(59))
+    }
+
+    /// Whether every field is in range and the day exists in its month (Gregorian leap
+    /// years), the year one [`DateTime::from_unix`] can give: what the clock can show.
+    fn is_valid(self) -> bool {
+        let years = DateTime::from_unix(i64::MIN).year..=DateTime::from_unix(i64::MAX).year;
+        let leap = self.year.rem_euclid(4) == 0
+            && (self.year.rem_euclid(100) != 0 || self.year.rem_euclid(400) == 0);
+        let days_in_month = match self.month {
+            2 if leap => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        };
+        years.contains(&self.year)
+            && (1..=MONTHS).contains(&self.month)
+            && (1..=days_in_month).contains(&self.day)
+            && self.hour < HOURS
+            && self.minute < MINUTES
+            && self.second < SECONDS
     }
 
     /// Day of the week, 1 = Sunday … 7 = Saturday (the MC146818 convention).
@@ -190,7 +240,7 @@ fn from_bcd(v: u8) -> u8 {
 pub struct Rtc {
     index: u8,
     nmi_disabled: bool,
-    cmos: [u8; 128],
+    cmos: [u8; CMOS_BYTES],
     tsc_hz: u64,
     base_tsc: u64,
     base_secs: i64,
@@ -204,7 +254,7 @@ impl Rtc {
     /// A clock reading `wall_clock_secs` (seconds since the Unix epoch) at TSC `base_tsc`,
     /// the TSC running at `tsc_hz` (clamped to at least 1).
     pub fn new(wall_clock_secs: u64, base_tsc: u64, tsc_hz: u64) -> Self {
-        let mut cmos = [0u8; 128];
+        let mut cmos = [0u8; CMOS_BYTES];
         cmos[usize::from(REG_A)] = 0x26; // 32.768 kHz time base, 1024 Hz periodic rate
         cmos[usize::from(REG_B)] = B_24H; // 24-hour, BCD
         Self {
@@ -279,7 +329,7 @@ impl Rtc {
     }
 
     fn elapsed_secs(&self, now_tsc: u64) -> i64 {
-        let s = now_tsc.saturating_sub(self.base_tsc) / self.tsc_hz;
+        let s = super::tsc_elapsed(now_tsc, self.base_tsc) / self.tsc_hz;
         i64::try_from(s).unwrap_or(i64::MAX / 4)
     }
 
@@ -404,6 +454,82 @@ impl Rtc {
                 }
             }
         }
+    }
+
+    /// Appends the guest-visible state: the index register and its NMI-disable bit, the 128
+    /// CMOS bytes (registers A and B, the alarm bytes 0x01/0x03/0x05, general RAM), the
+    /// clock (the host TSC its base holds at, the base in Unix seconds and the guest's
+    /// correction) and the registers frozen while register B's SET bit is on (MC146818A
+    /// datasheet, "Address map", register B). Skipped: the TSC rate (configuration). No
+    /// periodic, alarm or update interrupt state exists: the model raises none.
+    pub fn save_state(&self, e: &mut Enc) {
+        e.u8(self.index);
+        state::put_flag(e, self.nmi_disabled);
+        for &b in &self.cmos {
+            e.u8(b);
+        }
+        e.u64(self.base_tsc)
+            .u64(self.base_secs as u64)
+            .u64(self.offset_secs as u64);
+        state::put_option(e, self.frozen, |e, dt| {
+            e.u64(dt.year as u64)
+                .u8(dt.month)
+                .u8(dt.day)
+                .u8(dt.hour)
+                .u8(dt.minute)
+                .u8(dt.second);
+        });
+    }
+
+    /// Reads what [`Rtc::save_state`] wrote into this RTC (created with [`Rtc::new`] at the
+    /// same TSC rate), adding `shift` to the clock's base TSC: the clock shows at `t + shift`
+    /// what the saved one showed at `t`, as if the VM had been paused. On error nothing
+    /// changes and the message names the first bad field.
+    pub fn load_state(&mut self, d: &mut Dec<'_>, shift: u64) -> Result<(), &'static str> {
+        let index = state::u8(d)?;
+        if index & INDEX_NMI_DISABLE != 0 {
+            return Err("RTC index above 0x7F");
+        }
+        let nmi_disabled = state::flag(d, "RTC NMI-disable bit neither 0 nor 1")?;
+        let cmos: [u8; CMOS_BYTES] = state::array(d)?;
+        let base_tsc = state::u64(d)?.wrapping_add(shift);
+        let base_secs = state::u64(d)? as i64;
+        let offset_secs = state::u64(d)? as i64;
+        let frozen = state::option(d, "RTC frozen-time flag neither 0 nor 1", |d| {
+            Ok(DateTime {
+                year: state::u64(d)? as i64,
+                month: state::u8(d)?,
+                day: state::u8(d)?,
+                hour: state::u8(d)?,
+                minute: state::u8(d)?,
+                second: state::u8(d)?,
+            })
+        })?;
+        if COMPUTED.iter().any(|&r| cmos[usize::from(r)] != 0) {
+            return Err("RTC CMOS byte of a clock or status register not 0");
+        }
+        let reg_b = cmos[usize::from(REG_B)];
+        if cmos[usize::from(REG_A)] & A_UIP != 0 {
+            return Err("RTC register A stores the read-only UIP bit");
+        }
+        // Register B: "SET ... UIE is cleared"; the registers stay frozen while SET is on.
+        if reg_b & B_SET != 0 && reg_b & B_UIE != 0 {
+            return Err("RTC register B has SET and UIE together");
+        }
+        if (reg_b & B_SET != 0) != frozen.is_some() {
+            return Err("RTC register B's SET bit disagrees with the frozen time");
+        }
+        if frozen.is_some_and(|dt| !dt.is_valid()) {
+            return Err("RTC frozen time not a date the clock can show");
+        }
+        self.index = index;
+        self.nmi_disabled = nmi_disabled;
+        self.cmos = cmos;
+        self.base_tsc = base_tsc;
+        self.base_secs = base_secs;
+        self.offset_secs = offset_secs;
+        self.frozen = frozen;
+        Ok(())
     }
 
     /// Byte read from 0x70/0x71 (0x70 reads 0xff: the index register is write-only).

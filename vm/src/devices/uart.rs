@@ -22,7 +22,9 @@
 
 use alloc::collections::VecDeque;
 
+use super::state;
 use crate::io::IoContext;
+use crate::snapshot::codec::{Dec, Enc};
 
 /// Base port of COM1.
 pub const COM1_BASE: u16 = 0x3f8;
@@ -35,6 +37,8 @@ const IER_ERBFI: u8 = 0x01;
 const IER_ETBEI: u8 = 0x02;
 const IER_ELSI: u8 = 0x04;
 const IER_EDSSI: u8 = 0x08;
+/// IER bits 3:0; bits 7:4 are always 0 (datasheet, "Interrupt Enable Register").
+const IER_ALL: u8 = IER_ERBFI | IER_ETBEI | IER_ELSI | IER_EDSSI;
 
 const IIR_NONE: u8 = 0x01;
 const IIR_MSR: u8 = 0x00;
@@ -49,6 +53,8 @@ const MCR_RTS: u8 = 0x02;
 const MCR_OUT1: u8 = 0x04;
 const MCR_OUT2: u8 = 0x08;
 const MCR_LOOP: u8 = 0x10;
+/// MCR bits 4:0; bits 7:5 are always 0 (datasheet, "Modem Control Register").
+const MCR_ALL: u8 = MCR_DTR | MCR_RTS | MCR_OUT1 | MCR_OUT2 | MCR_LOOP;
 
 const LSR_DR: u8 = 0x01;
 const LSR_OE: u8 = 0x02;
@@ -59,6 +65,8 @@ const MSR_CTS: u8 = 0x10;
 const MSR_DSR: u8 = 0x20;
 const MSR_RI: u8 = 0x40;
 const MSR_DCD: u8 = 0x80;
+/// MSR bits 3:0: DCTS, DDSR, TERI, DDCD (datasheet, "Modem Status Register").
+const MSR_DELTAS: u8 = 0x0f;
 
 /// One 16550A.
 #[derive(Debug, Clone)]
@@ -222,7 +230,7 @@ impl Uart {
 
     fn set_mcr(&mut self, value: u8) {
         let before = self.modem_status();
-        self.mcr = value & 0x1f;
+        self.mcr = value & MCR_ALL;
         let after = self.modem_status();
         let changed = before ^ after;
         let mut delta = 0;
@@ -240,6 +248,69 @@ impl Uart {
             delta |= 0x08;
         }
         self.msr_delta |= delta;
+    }
+
+    /// Appends the guest-visible state: IER, LCR, MCR, SCR, the divisor latch (DLL, DLM),
+    /// FIFO enable, the pending THRE interrupt, LSR error bits awaiting an LSR read, MSR
+    /// delta bits awaiting an MSR read and the receive FIFO's bytes, oldest first (PC16550D
+    /// datasheet, "Registers"). Skipped: the base port and IRQ (configuration), the
+    /// transmitted-byte counter (a host statistic) and the IRQ level last driven, which
+    /// follows from the registers ([`Uart::irq_level`]).
+    pub fn save_state(&self, e: &mut Enc) {
+        e.u8(self.ier)
+            .u8(self.lcr)
+            .u8(self.mcr)
+            .u8(self.scr)
+            .u8(self.dll)
+            .u8(self.dlm);
+        state::put_flag(e, self.fifo);
+        state::put_flag(e, self.thre_pending);
+        e.u8(self.lsr_errors).u8(self.msr_delta);
+        let (a, b) = self.rx.as_slices();
+        // At most RX_CAPACITY: fits.
+        e.u32(self.rx.len() as u32);
+        for &byte in a.iter().chain(b) {
+            e.u8(byte);
+        }
+    }
+
+    /// Reads what [`Uart::save_state`] wrote into this UART (created with [`Uart::new`] at
+    /// the same base and IRQ); the IRQ level it drives is taken to be the one its registers
+    /// give, as it was when saved. `shift` is unused: the model is untimed. On error nothing
+    /// changes and the message names the first bad field.
+    pub fn load_state(&mut self, d: &mut Dec<'_>, shift: u64) -> Result<(), &'static str> {
+        let _ = shift;
+        let ier = state::bits8(d, IER_ALL, "UART IER with bits 7:4 set")?;
+        let lcr = state::u8(d)?;
+        let mcr = state::bits8(d, MCR_ALL, "UART MCR with bits 7:5 set")?;
+        let scr = state::u8(d)?;
+        let dll = state::u8(d)?;
+        let dlm = state::u8(d)?;
+        let fifo = state::flag(d, "UART FIFO enable neither 0 nor 1")?;
+        let thre_pending = state::flag(d, "UART THRE-pending flag neither 0 nor 1")?;
+        // Only overrun is ever reported (loopback into a full receiver).
+        let lsr_errors = state::bits8(d, LSR_OE, "UART LSR errors other than overrun")?;
+        let msr_delta = state::bits8(d, MSR_DELTAS, "UART MSR deltas beyond bits 3:0")?;
+        let len = state::u32(d)? as usize;
+        if len > RX_CAPACITY {
+            return Err("UART receive FIFO longer than its capacity");
+        }
+        let bytes = d.raw(len).ok_or(state::ENDS_EARLY)?;
+        let mut rx = VecDeque::with_capacity(RX_CAPACITY);
+        rx.extend(bytes.iter().copied());
+        self.ier = ier;
+        self.lcr = lcr;
+        self.mcr = mcr;
+        self.scr = scr;
+        self.dll = dll;
+        self.dlm = dlm;
+        self.fifo = fifo;
+        self.thre_pending = thre_pending;
+        self.lsr_errors = lsr_errors;
+        self.msr_delta = msr_delta;
+        self.rx = rx;
+        self.line = self.irq_level();
+        Ok(())
     }
 
     /// Byte read from register `port` (ports outside the UART read 0xff).
@@ -297,7 +368,7 @@ impl Uart {
             1 if dlab => self.dlm = value,
             1 => {
                 let old = self.ier;
-                self.ier = value & 0x0f;
+                self.ier = value & IER_ALL;
                 if self.ier & IER_ETBEI == 0 {
                     self.thre_pending = false;
                 } else if old & IER_ETBEI == 0 {

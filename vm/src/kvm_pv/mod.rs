@@ -19,6 +19,8 @@ pub mod state;
 pub mod steal_time;
 
 #[cfg(test)]
+mod state_snapshot_tests;
+#[cfg(test)]
 mod state_tests;
 #[cfg(test)]
 mod tests;

@@ -145,9 +145,18 @@ impl Clock {
         })
     }
 
-    /// ⌊(host_tsc − epoch) · 10^9 / tsc_hz⌋ (0 before the epoch).
+    /// ⌊(host_tsc − epoch) · 10^9 / tsc_hz⌋ (0 before the epoch). The difference is taken
+    /// modulo 2^64 and read as signed (before the epoch when negative), as the guest reads
+    /// its TSC deltas: a snapshot restore on a host whose TSC is younger than the VM's clock
+    /// moves the epoch below TSC 0 (it wraps, `VmPv::load_state`) and the clock still
+    /// counts on from where it was.
     pub fn ns_at(&self, host_tsc: u64) -> u64 {
-        let ticks = u128::from(host_tsc.saturating_sub(self.epoch_tsc));
+        let ticks = host_tsc.wrapping_sub(self.epoch_tsc);
+        // Negative as an i64 (above i64::MAX as a u64): before the epoch.
+        if i64::try_from(ticks).is_err() {
+            return 0;
+        }
+        let ticks = u128::from(ticks);
         (ticks * u128::from(NSEC_PER_SEC) / u128::from(self.tsc_hz)) as u64
     }
 

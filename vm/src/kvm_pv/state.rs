@@ -13,10 +13,16 @@
 //! move to another physical CPU. The record is rewritten (with a new version) when the
 //! guest places it, when the vCPU's TSC offset changes and when the vCPU runs on another
 //! physical CPU.
+//!
+//! A VM snapshot (issue 18) carries this state through [`VmPv::save_state`] and
+//! [`VmPv::load_state`]: the MSR values, the areas' versions and flags, each vCPU's steal
+//! time and the kvmclock's epoch, moved by the restore's host-TSC shift so that the guest's
+//! kvmclock continues from where it stood (the pause is invisible, as in the guest's TSC).
 
 use super::msr::{self, Area, Placed, PvMsrError, PvWrite};
 use super::pvclock::{self, Clock, WallClock};
 use super::Enabled;
+use crate::snapshot::codec::{Dec, Enc};
 use alloc::vec::Vec;
 
 /// One vCPU's PV MSRs and areas.
@@ -355,6 +361,264 @@ impl VmPv {
             e.merge(v.enabled);
         }
         e
+    }
+}
+
+/// The input ended before the last field.
+const SHORT: &str = "the section ends early";
+
+/// [`Enabled`]'s flags in their snapshot order: bit `n` of the saved word is flag `n`.
+fn enabled_flags(e: &mut Enabled) -> [&mut bool; ENABLED_FLAGS] {
+    [
+        &mut e.clock,
+        &mut e.wall_clock,
+        &mut e.steal,
+        &mut e.pv_eoi,
+        &mut e.poll_control,
+        &mut e.kick,
+        &mut e.send_ipi,
+        &mut e.sched_yield,
+        &mut e.tlb_flush,
+    ]
+}
+
+/// How many flags [`Enabled`] has.
+const ENABLED_FLAGS: usize = 9;
+
+fn enabled_bits(mut e: Enabled) -> u16 {
+    enabled_flags(&mut e)
+        .into_iter()
+        .enumerate()
+        .fold(0, |bits, (n, on)| bits | (u16::from(*on) << n))
+}
+
+fn enabled_of_bits(bits: u16) -> Option<Enabled> {
+    if u32::from(bits) >> ENABLED_FLAGS != 0 {
+        return None;
+    }
+    let mut e = Enabled::default();
+    for (n, on) in enabled_flags(&mut e).into_iter().enumerate() {
+        *on = bits & (1 << n) != 0;
+    }
+    Some(e)
+}
+
+/// A saved boolean: 0 or 1, else `bad`.
+fn flag(d: &mut Dec, bad: &'static str) -> Result<bool, &'static str> {
+    match d.u8().ok_or(SHORT)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(bad),
+    }
+}
+
+/// A saved area version: even, as the hypervisor leaves it after every update
+/// (Documentation/virt/kvm/x86/msr.rst: "an odd version indicates an in-progress update").
+fn version(d: &mut Dec, odd: &'static str) -> Result<u32, &'static str> {
+    let v = d.u32().ok_or(SHORT)?;
+    if v % 2 != 0 {
+        return Err(odd);
+    }
+    Ok(v)
+}
+
+/// A saved PV MSR value: one [`msr::decode_write`] accepts (the reserved bits of
+/// Documentation/virt/kvm/x86/msr.rst clear), else `reserved`.
+fn msr_value(d: &mut Dec, msr: u32, reserved: &'static str) -> Result<u64, &'static str> {
+    let value = d.u64().ok_or(SHORT)?;
+    match msr::decode_write(msr, value) {
+        Some(Ok(_)) => Ok(value),
+        _ => Err(reserved),
+    }
+}
+
+/// The refusal of a saved area [`msr::validate`] rejects (RAM is not checked there).
+fn placement_error(error: PvMsrError) -> &'static str {
+    match error {
+        PvMsrError::Unaligned {
+            area: Area::WallClock,
+            ..
+        } => "wall clock address not 4-byte aligned",
+        PvMsrError::Unaligned {
+            area: Area::SystemTime,
+            ..
+        } => "kvmclock address not 32-byte aligned",
+        // Implied by the reserved bits of their MSRs, checked before.
+        PvMsrError::Unaligned { .. } => "PV area address not aligned",
+        PvMsrError::NotRam {
+            area: Area::WallClock,
+            ..
+        } => "wall clock crosses a page or the end of the address space",
+        PvMsrError::NotRam { .. } => "PV area at the end of the address space",
+        // The wall clock comes first and is never the later of two.
+        PvMsrError::Overlaps {
+            area: Area::WallClock | Area::SystemTime,
+            ..
+        } => "kvmclock area overlaps another PV area",
+        PvMsrError::Overlaps {
+            area: Area::StealTime,
+            ..
+        } => "steal-time area overlaps another PV area",
+        PvMsrError::Overlaps {
+            area: Area::PvEoi, ..
+        } => "PV EOI word overlaps another PV area",
+        PvMsrError::Reserved { .. } => "PV MSR with reserved bits set",
+    }
+}
+
+impl VcpuPv {
+    fn save_state(&self, e: &mut Enc) {
+        e.u64(self.system_time_msr)
+            .u64(self.steal_msr)
+            .u64(self.pv_eoi_msr)
+            .u64(self.poll_control)
+            .u32(self.clock_version)
+            .u8(u8::from(self.clock_stale))
+            .u32(self.steal_version)
+            .u8(u8::from(self.steal_stale))
+            .u64(self.steal_ns)
+            .u8(u8::from(self.pv_eoi_pending))
+            .u16(enabled_bits(self.enabled));
+    }
+
+    fn load_state(d: &mut Dec) -> Result<VcpuPv, &'static str> {
+        // The MSR values as the handlers record them (msr::decode_write: the layouts of
+        // Documentation/virt/kvm/x86/msr.rst); the addresses are checked with the VM's other
+        // areas in VmPv::load_state.
+        let system_time_msr = msr_value(
+            d,
+            msr::MSR_KVM_SYSTEM_TIME_NEW,
+            "kvmclock MSR with reserved bits set",
+        )?;
+        let steal_msr = msr_value(
+            d,
+            msr::MSR_KVM_STEAL_TIME,
+            "steal-time MSR with reserved bits set",
+        )?;
+        let pv_eoi_msr = msr_value(
+            d,
+            msr::MSR_KVM_PV_EOI_EN,
+            "PV EOI MSR with reserved bits set",
+        )?;
+        let poll_control = msr_value(
+            d,
+            msr::MSR_KVM_POLL_CONTROL,
+            "poll-control MSR with reserved bits set",
+        )?;
+        let clock_version = version(d, "kvmclock version odd")?;
+        let clock_stale = flag(d, "kvmclock stale flag neither 0 nor 1")?;
+        let steal_version = version(d, "steal-time version odd")?;
+        let steal_stale = flag(d, "steal-time stale flag neither 0 nor 1")?;
+        let steal_ns = d.u64().ok_or(SHORT)?;
+        let pv_eoi_pending = flag(d, "PV EOI pending flag neither 0 nor 1")?;
+        let enabled = enabled_of_bits(d.u16().ok_or(SHORT)?)
+            .ok_or("enabled-feature flags with unknown bits set")?;
+        let v = VcpuPv {
+            system_time_msr,
+            steal_msr,
+            pv_eoi_msr,
+            poll_control,
+            clock_version,
+            clock_stale,
+            steal_version,
+            steal_stale,
+            steal_ns,
+            pv_eoi_pending,
+            enabled,
+        };
+        // A disabled area is never stale (record: disabling clears it) and a PV EOI bit is
+        // only offered in an enabled word (kernel/src/vmm/kvm_pv.rs).
+        if v.steal_stale && v.steal_gpa().is_none() {
+            return Err("steal time stale while disabled");
+        }
+        if v.pv_eoi_pending && v.pv_eoi_gpa().is_none() {
+            return Err("PV EOI pending while disabled");
+        }
+        Ok(v)
+    }
+}
+
+impl VmPv {
+    /// Appends the VM's PV state for a snapshot: the kvmclock's TSC rate and epoch (host
+    /// TSC), the wall clock's GPA (set flag, GPA) and version, the vCPU count and, per vCPU,
+    /// its MSRs (system time, steal time, PV EOI, poll control), the kvmclock and steal-time
+    /// versions and stale flags, the steal time so far, the PV EOI offer and what it enabled.
+    /// The VM-report counters (`stolen_ns`, `pv_eois`, `refused`) are host bookkeeping and
+    /// not saved.
+    pub fn save_state(&self, e: &mut Enc) {
+        e.u64(self.clock.tsc_hz)
+            .u64(self.clock.epoch_tsc)
+            .u8(u8::from(self.wall_clock_gpa.is_some()))
+            .u64(self.wall_clock_gpa.unwrap_or(0))
+            .u32(self.wall_version)
+            .u32(self.vcpus.len() as u32);
+        for v in &self.vcpus {
+            v.save_state(e);
+        }
+    }
+
+    /// Reads what [`Self::save_state`] wrote into this state, which must be a fresh one
+    /// ([`VmPv::new`]) of a VM with as many vCPUs and a kvmclock of the same TSC rate (the
+    /// guest's TSC rate: the restoring kernel builds it from the snapshot's), and leaves `d`
+    /// after the last field (the caller checks [`Dec::done`]). `shift` (the restoring host's
+    /// TSC minus the snapshot's, modulo 2^64) moves the kvmclock's epoch, so that the clock
+    /// reads at the restoring host's TSC `t + shift` what it read at the snapshot's `t`: with
+    /// the guest TSC kept continuous through the TSC offset (offset − shift), every
+    /// `pvclock_vcpu_time_info` [`Self::clock_update`] writes after the restore has the
+    /// same `tsc_timestamp` and `system_time` as before it, so the records restored with guest
+    /// RAM stay valid. The counters keep this state's values.
+    ///
+    /// The MSR values, versions and flags are checked as the MSR handlers would have left
+    /// them, and the areas for alignment, page crossing and overlap (not for being RAM: the
+    /// model does not know the memory map; [`Self::placed`] lists them for the kernel). On an
+    /// error, a short phrase naming the first bad field, `self` is unchanged.
+    ///
+    /// After a restore the kernel calls [`Self::clock_changed`] for every vCPU (as for any
+    /// change of its TSC offset), so the first entry rewrites each enabled kvmclock record
+    /// through [`Self::clock_update`] with a new version.
+    pub fn load_state(&mut self, d: &mut Dec, shift: u64) -> Result<(), &'static str> {
+        if d.u64().ok_or(SHORT)? != self.clock.tsc_hz {
+            return Err("kvmclock TSC rate differs from the restoring VM's");
+        }
+        let clock = Clock {
+            epoch_tsc: d.u64().ok_or(SHORT)?.wrapping_add(shift),
+            ..self.clock
+        };
+        let wall_set = flag(d, "wall clock flag neither 0 nor 1")?;
+        let wall_gpa = d.u64().ok_or(SHORT)?;
+        if !wall_set && wall_gpa != 0 {
+            return Err("an unset wall clock with an address");
+        }
+        let wall_version = version(d, "wall clock version odd")?;
+        if d.u32().ok_or(SHORT)? as usize != self.vcpus.len() {
+            return Err("vCPU count differs from the restoring VM's");
+        }
+        let vcpus = (0..self.vcpus.len())
+            .map(|_| VcpuPv::load_state(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let restored = VmPv {
+            clock,
+            wall_clock_gpa: wall_set.then_some(wall_gpa),
+            wall_version,
+            vcpus,
+            stolen_ns: self.stolen_ns,
+            pv_eois: self.pv_eois,
+            refused: self.refused,
+        };
+        // The checks of the MSR handlers (msr::validate) but RAM, each area against the ones
+        // before it in the saved order, so an overlap names the later one.
+        for (n, p) in restored.placed().enumerate() {
+            msr::validate(
+                p.area,
+                p.gpa,
+                p.vcpu,
+                |_, _| true,
+                restored.placed().take(n),
+            )
+            .map_err(placement_error)?;
+        }
+        *self = restored;
+        Ok(())
     }
 }
 

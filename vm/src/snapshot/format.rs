@@ -47,7 +47,7 @@ pub enum SectionKind {
     Requirements = 2,
     /// One vCPU's architectural state ([`super::VcpuState`]); instance = vCPU index.
     Vcpu = 3,
-    /// One vCPU's local APIC register page (4 KiB) and timer; instance = vCPU index.
+    /// One vCPU's local APIC (register page, base, timer); instance = vCPU index.
     LocalApic = 4,
     /// The IOAPIC, PIC, PIT, RTC, UART and ACPI PM state; exactly one.
     Platform = 5,

@@ -31,36 +31,115 @@ pub enum Run<'a> {
 
 /// Encodes `pages` pages, `read(i, buf)` filling page *i*; consecutive pages of the same kind
 /// (zero or not) form one run.
-pub fn encode(pages: u64, mut read: impl FnMut(u64, &mut [u8; PAGE])) -> Vec<u8> {
-    let mut runs: Vec<(u64, u32, Vec<u8>)> = Vec::new();
+pub fn encode(pages: u64, read: impl FnMut(u64, &mut [u8; PAGE])) -> Vec<u8> {
+    let plan = plan(pages, read);
+    let mut out = Vec::new();
+    fill(&plan, &mut out, |_, _| {
+        unreachable!("plan() read every page")
+    });
+    out
+}
+
+/// The runs of a VM's RAM as [`plan`] found them: (first page, pages, data), a data run's
+/// contents read again when the section is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pages: u64,
+    runs: Vec<(u64, u32, bool)>,
+    /// The pages' contents, when `plan` kept them ([`encode`]); else read again by `fill`.
+    data: Option<Vec<u8>>,
+}
+
+impl Plan {
+    /// The section's size in bytes.
+    pub fn encoded_len(&self) -> usize {
+        let data: usize = self
+            .runs
+            .iter()
+            .filter(|r| r.2)
+            .map(|r| r.1 as usize * PAGE)
+            .sum();
+        8 + 4 + self.runs.len() * 16 + data
+    }
+    /// Pages holding data (not zero).
+    pub fn data_pages(&self) -> u64 {
+        self.runs
+            .iter()
+            .filter(|r| r.2)
+            .map(|r| u64::from(r.1))
+            .sum()
+    }
+}
+
+/// First pass: which pages are zero, keeping their contents.
+fn plan(pages: u64, mut read: impl FnMut(u64, &mut [u8; PAGE])) -> Plan {
+    let mut p = scan(pages, |i, buf| read(i, buf));
+    let mut data = Vec::new();
+    let mut buf = [0u8; PAGE];
+    for &(first, n, is_data) in &p.runs {
+        if is_data {
+            for i in first..first + u64::from(n) {
+                read(i, &mut buf);
+                data.extend_from_slice(&buf);
+            }
+        }
+    }
+    p.data = Some(data);
+    p
+}
+
+/// First pass without keeping contents: the runs only (small: at most one per page, 16
+/// bytes each), so the caller can check the section's size before it is allocated.
+pub fn scan(pages: u64, mut read: impl FnMut(u64, &mut [u8; PAGE])) -> Plan {
+    let mut runs: Vec<(u64, u32, bool)> = Vec::new();
     let mut buf = [0u8; PAGE];
     for i in 0..pages {
         read(i, &mut buf);
-        let zero = buf.iter().all(|&b| b == 0);
+        let is_data = buf.iter().any(|&b| b != 0);
         match runs.last_mut() {
-            Some((first, n, data))
-                if *first + u64::from(*n) == i && data.is_empty() == zero && *n < u32::MAX =>
+            Some((first, n, d))
+                if *first + u64::from(*n) == i && *d == is_data && *n < u32::MAX =>
             {
-                *n += 1;
-                if !zero {
-                    data.extend_from_slice(&buf);
+                *n += 1
+            }
+            _ => runs.push((i, 1, is_data)),
+        }
+    }
+    Plan {
+        pages,
+        runs,
+        data: None,
+    }
+}
+
+/// Second pass: writes the section of `plan` into `out` (which the caller sized, e.g. with
+/// `try_reserve_exact(plan.encoded_len())`), reading data pages again with `read` unless
+/// the plan kept them. Pages that became zero or non-zero since the scan are written as
+/// they are now (a data run may hold zero pages; a zero run stays zero: the caller scans
+/// and fills with the VM paused).
+pub fn fill(plan: &Plan, out: &mut Vec<u8>, mut read: impl FnMut(u64, &mut [u8; PAGE])) {
+    let mut e = Enc(core::mem::take(out));
+    e.u64(plan.pages).u32(plan.runs.len() as u32);
+    let mut kept = plan.data.as_deref().map(|d| d.as_chunks::<PAGE>().0.iter());
+    let mut buf = [0u8; PAGE];
+    for &(first, n, is_data) in &plan.runs {
+        e.u64(first).u32(n);
+        if !is_data {
+            e.u32(KIND_ZERO);
+            continue;
+        }
+        e.u32(KIND_DATA);
+        for i in first..first + u64::from(n) {
+            match kept.as_mut().and_then(Iterator::next) {
+                Some(page) => e.0.extend_from_slice(page.as_slice()),
+                None => {
+                    read(i, &mut buf);
+                    e.0.extend_from_slice(&buf);
                 }
             }
-            _ => runs.push((i, 1, if zero { Vec::new() } else { buf.to_vec() })),
         }
     }
-    let mut e = Enc::default();
-    e.u64(pages).u32(runs.len() as u32);
-    for (first, n, data) in &runs {
-        e.u64(*first).u32(*n);
-        if data.is_empty() {
-            e.u32(KIND_ZERO);
-        } else {
-            e.u32(KIND_DATA);
-            e.0.extend_from_slice(data);
-        }
-    }
-    e.0
+    *out = e.0;
 }
 
 /// The runs of a memory section of a VM with `pages` pages of RAM, checked to cover them all.

@@ -4,7 +4,8 @@
 //! [`Snapshot`] with its consistency checks. The kernel pauses a VM and fills these in, and
 //! restores from them; every refusal is a [`SnapshotError`] with a message for the user.
 //!
-//! The local APIC sections hold the model's 4 KiB register page (`vm::apic`), the platform
+//! The local APIC sections hold the model's encoding (`vm::apic`: its 4 KiB register page and
+//! what the page cannot hold), the platform
 //! and virtio sections the device models' own encodings; this module carries them checksummed
 //! and checks that one exists per vCPU / per device window.
 
@@ -12,6 +13,7 @@ pub mod codec;
 pub mod format;
 pub mod memory;
 pub mod vcpu;
+pub mod virtio_state;
 
 #[cfg(test)]
 mod tests;
@@ -37,6 +39,9 @@ pub struct VmInfo {
     pub kvm_pv: bool,
     /// virtio-mmio devices (windows 0..devices).
     pub devices: u32,
+    /// The host TSC when the device state was taken: a restore moves every device deadline
+    /// by (its own TSC - this), as if the VM had been paused in between.
+    pub taken_tsc: u64,
 }
 
 /// Longest VM name / kind stored.
@@ -50,7 +55,8 @@ impl VmInfo {
             .u32(self.vcpus)
             .bytes(self.kind.as_bytes())
             .u8(u8::from(self.kvm_pv))
-            .u32(self.devices);
+            .u32(self.devices)
+            .u64(self.taken_tsc);
         e.0
     }
 
@@ -72,6 +78,7 @@ impl VmInfo {
             _ => return Err("kvm-pv flag neither 0 nor 1"),
         };
         let devices = d.u32().ok_or(short)?;
+        let taken_tsc = d.u64().ok_or(short)?;
         if !d.done() {
             return Err("bytes after the last field");
         }
@@ -91,6 +98,7 @@ impl VmInfo {
             kind,
             kvm_pv,
             devices,
+            taken_tsc,
         })
     }
 }
@@ -261,7 +269,7 @@ pub struct Snapshot {
     pub requirements: Requirements,
     /// One per vCPU, in index order.
     pub vcpus: Vec<VcpuState>,
-    /// One local APIC register page (4 KiB) per vCPU.
+    /// One local APIC per vCPU (`LocalApic::save_state`).
     pub lapics: Vec<Vec<u8>>,
     /// The platform devices' encoding.
     pub platform: Vec<u8>,
@@ -271,8 +279,8 @@ pub struct Snapshot {
     pub memory: Vec<u8>,
 }
 
-/// A local APIC section's size: the register page.
-pub const LAPIC_SECTION: usize = 4096;
+/// A local APIC section's largest size: the 4 KiB register page and a few fields more.
+pub const LAPIC_SECTION: usize = 8192;
 
 fn bad(kind: SectionKind, instance: u32, what: &'static str) -> SnapshotError {
     SnapshotError::BadSection {
@@ -336,11 +344,11 @@ impl Snapshot {
                     .map_err(|w| bad(SectionKind::Vcpu, i, w))?,
             );
             let l = p.get(SectionKind::LocalApic, i)?;
-            if l.len() != LAPIC_SECTION {
+            if l.len() > LAPIC_SECTION {
                 return Err(bad(
                     SectionKind::LocalApic,
                     i,
-                    "not one 4 KiB register page",
+                    "larger than 8 KiB (a register page and its timer)",
                 ));
             }
             lapics.push(l.to_vec());

@@ -1,6 +1,8 @@
 use super::format::{Parsed, Writer, HEADER_SIZE};
 use super::memory::{self, Run, PAGE};
-use super::vcpu::{DescriptorTable, PendingEvent, Segment, SEGMENTS};
+use super::vcpu::{
+    DescriptorTable, HeldState, PendingEvent, RunState, Segment, MAX_EMULATED_MSRS, SEGMENTS,
+};
 use super::*;
 use crate::store::crc::crc32c;
 use alloc::string::ToString;
@@ -73,6 +75,22 @@ fn distinct_vcpu(seed: u64) -> VcpuState {
     });
     s.xcr0 = 0x7;
     s.xsave = (0..1088u32).map(|i| (i * 7 + seed as u32) as u8).collect();
+    s.dr = [next(), next(), next(), next()];
+    s.emulated_msrs = vec![(0x2ff, next()), (0x1a0, next()), (0x6e0, next())];
+    s.held = HeldState {
+        run: RunState::Halted,
+        deferred_event: Some(PendingEvent {
+            interruption_info: 0x8000_0030 | seed as u32,
+            error_code: 0,
+            instruction_len: 0,
+        }),
+        nmi_pending: true,
+        pending_startup: Some(0x9a),
+        pv_unhalted: true,
+        halted_irqs_off: false,
+        idle_call: true,
+        poll_control: true,
+    };
     s
 }
 
@@ -98,6 +116,7 @@ fn sample() -> Snapshot {
             kind: "linux".into(),
             kvm_pv: true,
             devices: 1,
+            taken_tsc: 0x1234_5678_9abc,
         },
         requirements: Requirements {
             features: vec![
@@ -342,11 +361,11 @@ fn malformed_section_contents_are_refused_with_the_field() {
         Err("activity state above 3 (SDM Vol. 3C §25.4.2)")
     );
     let mut lapic = s.clone();
-    lapic.lapics[1].truncate(100);
+    lapic.lapics[1] = vec![0; LAPIC_SECTION + 1];
     assert!(Snapshot::from_bytes(&lapic.to_bytes())
         .unwrap_err()
         .to_string()
-        .contains("local-apic section 1 is malformed: not one 4 KiB register page"));
+        .contains("local-apic section 1 is malformed: larger than 8 KiB"));
     let mut info = s.clone();
     info.info.vcpus = 0;
     info.vcpus.clear();
@@ -400,4 +419,61 @@ fn requirements_name_what_the_restoring_cpu_lacks() {
     // A leaf the host does not list counts as all zero.
     host.features.remove(0);
     assert_eq!(need.check(&host).len(), 1);
+}
+
+#[test]
+fn held_vcpu_state_is_checked_on_decode() {
+    let mut s = distinct_vcpu(5);
+    s.held.deferred_event = None;
+    s.held.pending_startup = None;
+    // The held state ends the section: run, deferred flag, NMI, start-up flag, four flags.
+    let good = s.encode();
+    assert_eq!(VcpuState::decode(&good).unwrap(), s);
+    let mut bad = good.clone();
+    let run_at = good.len() - 8;
+    bad[run_at] = 3;
+    assert_eq!(
+        VcpuState::decode(&bad),
+        Err("run state neither runnable, halted nor waiting for SIPI")
+    );
+    let mut bad = good.clone();
+    bad[good.len() - 1] = 2;
+    assert_eq!(VcpuState::decode(&bad), Err("a flag neither 0 nor 1"));
+    // An event without its valid bit, or with reserved bits.
+    for info in [0x0000_0030, 0x8001_0030] {
+        let mut e = distinct_vcpu(6);
+        e.pending_event = Some(PendingEvent {
+            interruption_info: info,
+            error_code: 0,
+            instruction_len: 0,
+        });
+        assert_eq!(
+            VcpuState::decode(&e.encode()),
+            Err("a pending event not valid or with reserved bits set (SDM Vol. 3C §25.8.3)")
+        );
+    }
+    let mut e = distinct_vcpu(7);
+    e.emulated_msrs = vec![(0x2ff, 6); MAX_EMULATED_MSRS + 1];
+    assert_eq!(
+        VcpuState::decode(&e.encode()),
+        Err("more than 64 emulated MSRs")
+    );
+    // Every truncation is refused.
+    for n in 0..good.len() {
+        assert!(VcpuState::decode(&good[..n]).is_err(), "prefix {n}");
+    }
+}
+
+#[test]
+fn a_scan_and_fill_write_what_encode_writes() {
+    let pages = ram_pages();
+    let read = |i: u64, buf: &mut [u8; PAGE]| *buf = pages[i as usize];
+    let plan = memory::scan(40, read);
+    assert_eq!(plan.data_pages(), 4);
+    let mut out = Vec::new();
+    out.try_reserve_exact(plan.encoded_len()).unwrap();
+    memory::fill(&plan, &mut out, read);
+    assert_eq!(out.len(), plan.encoded_len());
+    assert_eq!(out, memory::encode(40, read));
+    assert_eq!(memory::decode(&out, 40).unwrap().len(), 6);
 }

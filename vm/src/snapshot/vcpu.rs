@@ -82,7 +82,53 @@ pub struct VcpuState {
     pub xcr0: u64,
     /// The XSAVE area (standard format) of the guest's extended state.
     pub xsave: Vec<u8>,
+    /// DR0-DR3 (DR6 and DR7 above).
+    pub dr: [u64; 4],
+    /// The emulated MSRs the hypervisor holds for the vCPU (MTRRs, IA32_MISC_ENABLE,
+    /// IA32_TSC_DEADLINE, ...) as (index, value): a restore replays them through the VM's
+    /// MSR policy, which refuses a value the guest could not have written.
+    pub emulated_msrs: Vec<(u32, u64)>,
+    /// What the hypervisor holds outside the VMCS about the vCPU's execution.
+    pub held: HeldState,
 }
+
+/// A vCPU's scheduling state (the hypervisor emulates HLT and wait-for-SIPI by not entering
+/// the guest, so the VMCS activity state says "active" for both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum RunState {
+    #[default]
+    Runnable = 0,
+    /// In HLT, until an interrupt (or, with `halted_irqs_off`, a KVM kick or an NMI).
+    Halted = 1,
+    /// After INIT, until a start-up IPI (SDM Vol. 3A §9.4.4).
+    WaitForSipi = 2,
+}
+
+/// Event state the hypervisor keeps for a vCPU beside the VMCS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HeldState {
+    pub run: RunState,
+    /// An interrupt whose delivery an exit interrupted while an exception was injected
+    /// first (SDM Vol. 3A §6.15), delivered at the next window.
+    pub deferred_event: Option<PendingEvent>,
+    /// An NMI waiting for NMI blocking to end.
+    pub nmi_pending: bool,
+    /// A start-up IPI's vector taken in while the vCPU waited outside a slice.
+    pub pending_startup: Option<u8>,
+    /// KVM_HC_KICK_CPU named the vCPU (its next HLT returns at once).
+    pub pv_unhalted: bool,
+    /// Halted with RFLAGS.IF = 0 in a KVM PV VM.
+    pub halted_irqs_off: bool,
+    /// Its last halt was the IDLE hypercall.
+    pub idle_call: bool,
+    /// MSR_KVM_POLL_CONTROL bit 0.
+    pub poll_control: bool,
+}
+
+/// At most this many emulated MSRs per vCPU (11 fixed and 16 variable MTRR registers and a
+/// handful of others fit).
+pub const MAX_EMULATED_MSRS: usize = 64;
 
 /// `activity_state` values above this are not defined (§25.4.2).
 const MAX_ACTIVITY_STATE: u32 = 3;
@@ -129,15 +175,31 @@ impl VcpuState {
         e.u32(self.activity_state)
             .u32(self.interruptibility)
             .u64(self.pending_debug);
-        match self.pending_event {
-            None => e.u8(0),
-            Some(p) => e
-                .u8(1)
-                .u32(p.interruption_info)
-                .u32(p.error_code)
-                .u32(p.instruction_len),
-        };
+        encode_event(&mut e, self.pending_event);
         e.u64(self.xcr0).bytes(&self.xsave);
+        for r in self.dr {
+            e.u64(r);
+        }
+        e.u32(self.emulated_msrs.len() as u32);
+        for &(msr, value) in &self.emulated_msrs {
+            e.u32(msr).u64(value);
+        }
+        let h = &self.held;
+        e.u8(h.run as u8);
+        encode_event(&mut e, h.deferred_event);
+        e.u8(u8::from(h.nmi_pending));
+        match h.pending_startup {
+            None => e.u8(0),
+            Some(v) => e.u8(1).u8(v),
+        };
+        for flag in [
+            h.pv_unhalted,
+            h.halted_irqs_off,
+            h.idle_call,
+            h.poll_control,
+        ] {
+            e.u8(u8::from(flag));
+        }
         e.0
     }
 
@@ -194,23 +256,93 @@ impl VcpuState {
         }
         s.interruptibility = d.u32().ok_or(short)?;
         s.pending_debug = d.u64().ok_or(short)?;
-        s.pending_event = match d.u8().ok_or(short)? {
-            0 => None,
-            1 => Some(PendingEvent {
-                interruption_info: d.u32().ok_or(short)?,
-                error_code: d.u32().ok_or(short)?,
-                instruction_len: d.u32().ok_or(short)?,
-            }),
-            _ => return Err("pending-event flag neither 0 nor 1"),
-        };
+        s.pending_event = decode_event(&mut d)?;
         s.xcr0 = d.u64().ok_or(short)?;
         s.xsave = d
             .bytes(MAX_XSAVE)
             .ok_or("XSAVE area missing or over 16 KiB")?
             .to_vec();
+        for r in &mut s.dr {
+            *r = d.u64().ok_or(short)?;
+        }
+        let n = d.u32().ok_or(short)? as usize;
+        if n > MAX_EMULATED_MSRS {
+            return Err("more than 64 emulated MSRs");
+        }
+        for _ in 0..n {
+            let msr = d.u32().ok_or(short)?;
+            s.emulated_msrs.push((msr, d.u64().ok_or(short)?));
+        }
+        s.held.run = match d.u8().ok_or(short)? {
+            0 => RunState::Runnable,
+            1 => RunState::Halted,
+            2 => RunState::WaitForSipi,
+            _ => return Err("run state neither runnable, halted nor waiting for SIPI"),
+        };
+        s.held.deferred_event = decode_event(&mut d)?;
+        s.held.nmi_pending = flag(&mut d)?;
+        s.held.pending_startup = match d.u8().ok_or(short)? {
+            0 => None,
+            1 => Some(d.u8().ok_or(short)?),
+            _ => return Err("start-up flag neither 0 nor 1"),
+        };
+        s.held.pv_unhalted = flag(&mut d)?;
+        s.held.halted_irqs_off = flag(&mut d)?;
+        s.held.idle_call = flag(&mut d)?;
+        s.held.poll_control = flag(&mut d)?;
         if !d.done() {
             return Err("bytes after the last field");
         }
         Ok(s)
+    }
+}
+
+fn encode_event(e: &mut Enc, event: Option<PendingEvent>) {
+    match event {
+        None => e.u8(0),
+        Some(p) => e
+            .u8(1)
+            .u32(p.interruption_info)
+            .u32(p.error_code)
+            .u32(p.instruction_len),
+    };
+}
+
+/// VM-entry interruption-information bit 31: valid (SDM Vol. 3C §25.8.3, Table 25-17).
+const EVENT_VALID: u32 = 1 << 31;
+/// Bits 30:12 are reserved (0).
+const EVENT_RESERVED: u32 = 0x7fff_f000;
+/// An instruction length VM entry accepts for a software event: 1 to 15 (§27.2.1.3).
+const MAX_INSTRUCTION_LEN: u32 = 15;
+
+fn decode_event(d: &mut Dec) -> Result<Option<PendingEvent>, &'static str> {
+    let short = "the section ends early";
+    match d.u8().ok_or(short)? {
+        0 => Ok(None),
+        1 => {
+            let p = PendingEvent {
+                interruption_info: d.u32().ok_or(short)?,
+                error_code: d.u32().ok_or(short)?,
+                instruction_len: d.u32().ok_or(short)?,
+            };
+            if p.interruption_info & EVENT_VALID == 0 || p.interruption_info & EVENT_RESERVED != 0 {
+                return Err(
+                    "a pending event not valid or with reserved bits set (SDM Vol. 3C §25.8.3)",
+                );
+            }
+            if p.instruction_len > MAX_INSTRUCTION_LEN {
+                return Err("a pending event's instruction length above 15");
+            }
+            Ok(Some(p))
+        }
+        _ => Err("pending-event flag neither 0 nor 1"),
+    }
+}
+
+fn flag(d: &mut Dec) -> Result<bool, &'static str> {
+    match d.u8().ok_or("the section ends early")? {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err("a flag neither 0 nor 1"),
     }
 }

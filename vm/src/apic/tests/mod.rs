@@ -13,6 +13,7 @@ mod mmio;
 mod priority;
 mod registers;
 mod reset;
+mod state;
 mod timer;
 mod virtualization;
 mod x2apic;
