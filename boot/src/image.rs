@@ -372,6 +372,7 @@ pub fn build_guests() -> Result<PathBuf, BootError> {
                 || name == "apic"
                 || name == "kvm-hc"
                 || name == "idle"
+                || name == "snapshot"
                 || name.starts_with("hostile-")
                 || name == "virtio-client"
                 || name == "fuzz");

@@ -11,6 +11,7 @@
 //! `shell_ops::show_unfinished`): other output ends it, each pass shows it again.
 
 use crate::vmm::shell_ops::{self, OpError};
+use crate::vmm::snapshot::{self, Taken};
 use crate::{arch, println};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -215,10 +216,18 @@ impl Shell {
             match started {
                 // A guest's reboot: restart.rs said so in the VM's own lines.
                 shell_ops::Started::Started { reboot: true, .. } => {}
-                shell_ops::Started::Started { name, vcpus, .. } => {
-                    println!(
-                        "[shell] vm {name}: started again from its configuration ({vcpus} vCPU(s))"
-                    );
+                shell_ops::Started::Started {
+                    name,
+                    vcpus,
+                    from_snapshot,
+                    ..
+                } => {
+                    let from = if from_snapshot {
+                        "a snapshot"
+                    } else {
+                        "its configuration"
+                    };
+                    println!("[shell] vm {name}: started again from {from} ({vcpus} vCPU(s))");
                 }
                 shell_ops::Started::Failed {
                     name,
@@ -229,6 +238,27 @@ impl Shell {
                 }
                 shell_ops::Started::Failed { name, error, .. } => {
                     println!("[shell] vm {name}: cannot start: {error}");
+                }
+            }
+        }
+        for taken in crate::vmm::snapshot::service() {
+            match taken {
+                Taken::Taken {
+                    name,
+                    vm,
+                    vcpus,
+                    memory,
+                    data_pages,
+                    bytes,
+                    paused_ticks,
+                } => println!(
+                    "[shell] snapshot {name} of vm {vm}: {vcpus} vCPU(s), {} MiB RAM ({data_pages} pages not zero), {} KiB held, paused {} us",
+                    memory >> 20,
+                    bytes / 1024,
+                    paused_ticks.saturating_mul(1_000_000) / shell_ops::tsc_hz().max(1)
+                ),
+                Taken::Failed { name, vm, error } => {
+                    println!("[shell] snapshot {name} of vm {vm} not taken: {error}")
                 }
             }
         }
@@ -409,6 +439,43 @@ impl Shell {
             },
             Command::Restart(vm) => match shell_ops::restart(vm) {
                 Ok(()) => out = alloc::format!("[shell] restarting vm {}\n", vms[vm].name),
+                Err(e) => out = alloc::format!("error: {e}\n"),
+            },
+            Command::Snapshot { vm, name } => match snapshot::request(vm, name) {
+                Ok(()) => {
+                    out = alloc::format!(
+                        "[shell] pausing vm {} for snapshot {name}\n",
+                        vms[vm].name
+                    )
+                }
+                Err(e) => out = alloc::format!("error: {e}\n"),
+            },
+            Command::Snapshots => {
+                let held = snapshot::list();
+                if held.is_empty() {
+                    out = "[shell] no snapshots\n".into();
+                }
+                for line in held {
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            }
+            Command::Restore { name, vm } => match snapshot::restore(name, vm) {
+                Ok(()) => {
+                    out = alloc::format!(
+                        "[shell] restoring vm {} from snapshot {name}\n",
+                        vms[vm].name
+                    )
+                }
+                Err(e) => out = alloc::format!("error: {e}\n"),
+            },
+            Command::Forget(name) => match snapshot::forget(name) {
+                Ok(bytes) => {
+                    out = alloc::format!(
+                        "[shell] snapshot {name} dropped ({} KiB freed)\n",
+                        bytes / 1024
+                    )
+                }
                 Err(e) => out = alloc::format!("error: {e}\n"),
             },
         }

@@ -363,6 +363,22 @@ impl VmDisk {
 }
 
 impl BlockBackend for VmDisk {
+    /// A RAM disk's contents go into a snapshot; a store disk keeps its own (External).
+    fn save_contents(&self) -> virtio::state::DiskContents<'_> {
+        match self {
+            VmDisk::Ram(d) => d.save_contents(),
+            VmDisk::Store(d) => d.save_contents(),
+        }
+    }
+    fn load_contents(
+        &mut self,
+        contents: &virtio::state::DiskContents<'_>,
+    ) -> Result<(), virtio::StateError> {
+        match self {
+            VmDisk::Ram(d) => d.load_contents(contents),
+            VmDisk::Store(d) => d.load_contents(contents),
+        }
+    }
     fn len(&self) -> u64 {
         match self {
             VmDisk::Ram(d) => d.len(),

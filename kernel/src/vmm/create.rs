@@ -394,6 +394,7 @@ impl Vm {
             cpuid: self.platform.cpuid_policy(),
             kvm_pv_offered: self.kvm_pv_offered,
             quick_armed: false,
+            parked: false,
         }
     }
 
@@ -479,6 +480,7 @@ impl Vm {
             controls,
             frames,
             heap_reserved: reserved,
+            pause: None,
         };
         let mut vcpus = Vec::with_capacity(count);
         for index in 0..count {

@@ -22,6 +22,7 @@ mod run_loop;
 mod scheduler;
 mod setup;
 pub mod shell_ops;
+pub mod snapshot;
 mod stop;
 mod stop_reason;
 mod string_io;
@@ -114,6 +115,8 @@ pub struct Vm {
     /// Heap reserved for what its guest can make its devices take later (given back and
     /// reserved anew when it restarts).
     heap_reserved: u64,
+    /// A snapshot being taken: its vCPUs park (snapshot/mod.rs).
+    pause: Option<snapshot::Pause>,
 }
 
 // SAFETY: a `Vm` holds raw pointers only into its own guest RAM and EPT frames (GuestMemory),

@@ -29,6 +29,8 @@ pub enum RestartError {
     DriveBusy,
     /// The VM could not be built again (its configuration's image, the heap budget...).
     Create(CreateError),
+    /// The snapshot to restore could not be loaded into the rebuilt VM.
+    Snapshot(String),
 }
 
 impl fmt::Display for RestartError {
@@ -37,6 +39,7 @@ impl fmt::Display for RestartError {
             RestartError::NotStopped => f.write_str("the VM has not stopped yet"),
             RestartError::DriveBusy => f.write_str("a disk transfer of the VM is in flight"),
             RestartError::Create(e) => write!(f, "{e}"),
+            RestartError::Snapshot(e) => write!(f, "restoring the snapshot failed: {e}"),
         }
     }
 }
@@ -74,9 +77,29 @@ pub(super) fn rebuild(slot: &VmSlot, archive: &Archive<'static>) -> Result<u64, 
     if vm.platform.virtio.drive_busy() {
         return Err(RestartError::DriveBusy);
     }
+    let restore = slot.restore_from.lock().take();
     let boot = vm
         .reset(slot.config_index, &slot.config, archive)
         .map_err(RestartError::Create)?;
+    *slot.resume.lock() = None;
+    if let Some(snapshot) = restore {
+        // RAM, devices and local APICs from the snapshot; its vCPUs' states are written
+        // when they restart on their CPUs (Vcpu::restart).
+        vm.memory.reset();
+        match super::snapshot::restore_devices(&mut vm, &snapshot) {
+            Ok(restore_tsc) => {
+                *slot.resume.lock() = Some(super::snapshot::Resume {
+                    snapshot,
+                    restore_tsc,
+                })
+            }
+            Err(e) => {
+                // It stays stopped: no vCPU restarts.
+                vm.vcpus_running = 0;
+                return Err(RestartError::Snapshot(e));
+            }
+        }
+    }
     *slot.boot.lock() = Some(boot);
     slot.epoch
         .fetch_add(1, core::sync::atomic::Ordering::AcqRel);
@@ -86,8 +109,13 @@ pub(super) fn rebuild(slot: &VmSlot, archive: &Archive<'static>) -> Result<u64, 
         crate::smp::kick(cpu);
     }
     let ticks = arch::rdtsc().saturating_sub(start);
+    let from = if slot.resume.lock().is_some() {
+        "a snapshot"
+    } else {
+        "its configuration"
+    };
     info!(
-        "vm {}: restarting from its configuration ({} vCPU(s); rebuilt in {ticks} ticks)",
+        "vm {}: restarting from {from} ({} vCPU(s); rebuilt in {ticks} ticks)",
         vm.name, vm.vcpus_running
     );
     Ok(ticks)
@@ -152,8 +180,9 @@ impl Vcpu {
         let Some(boot) = *slot.boot.lock() else {
             return false;
         };
+        let resume = slot.resume.lock().clone();
         let mut vm = slot.vm.lock();
-        match self.restart(&mut vm, &slot.config, &boot) {
+        match self.restart(&mut vm, &slot.config, &boot, resume.as_ref()) {
             Ok(()) => {
                 self.epoch = epoch;
                 true
@@ -179,17 +208,34 @@ impl Vcpu {
         vm: &mut Vm,
         config: &VmConfig,
         boot: &loader::BootState,
-    ) -> Result<(), CreateError> {
+        resume: Option<&super::snapshot::Resume>,
+    ) -> Result<(), String> {
         let (index, vpid) = (self.index, self.vpid);
         // VMCLEAR: launch state "clear", so the next entry is a VMLAUNCH (SDM Vol. 3C
         // §25.11.3); then the VMCS is written as at creation.
         self.vmcs
             .clear()
-            .map_err(|e| CreateError::Setup(e.into()))?;
-        vm.program_vmcs(&self.vmcs, &vm.vcpu_resources(index, vpid), boot)?;
+            .map_err(|e| alloc::format!("{}", CreateError::Setup(e.into())))?;
+        vm.program_vmcs(&self.vmcs, &vm.vcpu_resources(index, vpid), boot)
+            .map_err(|e| alloc::format!("{e}"))?;
         invalidate_vpid(&vm.caps, vpid);
         let vmcs = core::mem::replace(&mut self.vmcs, vmcs::Vmcs::placeholder());
         *self = vm.new_vcpu(config, boot, (index, vm.lapics.len()), vmcs, vpid);
+        if let Some(r) = resume {
+            let state = r
+                .snapshot
+                .vcpus
+                .get(index)
+                .ok_or_else(|| String::from("the snapshot has no state for this vCPU"))?;
+            self.apply_snapshot(vm, state, r.restore_tsc)
+                .map_err(|e| alloc::format!("its snapshot state is refused: {e}"))?;
+            // The restored local APIC's mode decides the APIC-access controls and the MSR
+            // bitmap (SDM Vol. 3C §30.1); its kvmclock record is rewritten for the new TSC
+            // offset on the first entry.
+            let mut x = VcpuExit { vm, vcpu: self };
+            x.apic_mode_changed().map_err(String::from)?;
+            x.kvm_pv_clock_changed();
+        }
         vm.vcpu_sched[index] = kvm_hypercalls::Sched::after_slice(self);
         if self.pooled {
             scheduler::pool_vcpu_restarted();

@@ -265,6 +265,11 @@ pub(super) fn run_slice(
                 x.stop(reason);
                 break;
             }
+            if x.vm.pause.is_some() {
+                // A snapshot: the vCPU parks in its CPU's next scheduler pass, its exit
+                // handled (snapshot/mod.rs).
+                break;
+            }
             if x.vcpu.ept_generation != x.vm.memory.generation {
                 // Another vCPU changed the EPT: flush this CPU's cached translations.
                 if x.vm.memory.invept_here().is_err() {

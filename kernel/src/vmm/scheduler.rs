@@ -43,6 +43,10 @@ pub struct VmSlot {
     pub(super) reboots: AtomicU64,
     /// When its next reboot may rebuild it (its rebuilds' share of the console CPU bounded).
     pub(super) reboot_pacing: Mutex<vm::reboot::RebootPacing>,
+    /// The snapshot a pending start restores (the shell's `restore`, snapshot/mod.rs).
+    pub(super) restore_from: Mutex<Option<alloc::sync::Arc<vm::snapshot::Snapshot>>>,
+    /// What its vCPUs continue from after a rebuild from a snapshot (None: its boot state).
+    pub(super) resume: Mutex<Option<super::snapshot::Resume>>,
 }
 
 /// Who asked for a stopped VM to be built again.
@@ -207,6 +211,8 @@ pub fn run(
                     pending_start: Mutex::new(None),
                     reboots: AtomicU64::new(0),
                     reboot_pacing: Mutex::new(Default::default()),
+                    restore_from: Mutex::new(None),
+                    resume: Mutex::new(None),
                 });
                 created_homes.push((homes, vc.cpus.is_some()));
             }
@@ -330,6 +336,8 @@ pub fn run_this_cpu() {
     let mut pool_resume: Option<usize> = None;
     // The rebuilds this CPU has looked for stopped vCPUs after (restart.rs).
     let mut rebuilds_seen = 0;
+    // Whether one of the vCPUs here may be parked for a snapshot (snapshot/mod.rs).
+    let mut parked_here = false;
     loop {
         // Until every VM has stopped: a stopped VM may be started again (the shell's `start`
         // and `restart`), its vCPUs here with it.
@@ -353,6 +361,21 @@ pub fn run_this_cpu() {
             }
             if all_seen {
                 rebuilds_seen = rebuilds;
+            }
+        }
+        if parked_here || super::snapshot::pausing() {
+            // A VM being paused for a snapshot: its vCPUs here park (or go on once the
+            // snapshot is taken) on this, their home CPU (snapshot/mod.rs).
+            parked_here = false;
+            for (slot, vcpu) in vcpus.iter_mut() {
+                parked_here |= vcpu.pause_check(slot, false);
+            }
+            for &(s, k) in pool {
+                match vms[s].vcpus[k].try_lock() {
+                    Some(mut v) => parked_here |= v.pause_check(&vms[s], shared_pool),
+                    // Another CPU holds it now: looked at again next pass.
+                    None => parked_here = true,
+                }
             }
         }
         if mine.pumps {
@@ -394,7 +417,7 @@ pub fn run_this_cpu() {
         let wake_others_at = earliest.map_or(u64::MAX, |d| d.max(now.saturating_add(min_wake)));
         let pinned_pick = (0..vcpus.len())
             .map(|k| (next + k) % vcpus.len())
-            .find(|&i| vcpus[i].1.state == State::Runnable);
+            .find(|&i| vcpus[i].1.runnable());
         pool_turn = !pool_turn;
         if pinned_pick.is_none() || (pool_turn && !pool.is_empty()) {
             // A runnable pool vCPU no other CPU holds, round-robin.
@@ -402,7 +425,7 @@ pub fn run_this_cpu() {
                 let at = (next_pool + j) % pool.len();
                 let (s, k) = pool[at];
                 let v = vms[s].vcpus[k].try_lock()?;
-                (v.state == State::Runnable).then_some((at, &vms[s], v))
+                v.runnable().then_some((at, &vms[s], v))
             });
             if let Some((at, slot, mut v)) = picked {
                 let cut = run_loop::run_slice(slot, &mut v, timeslice, wake_others_at, mine.pumps);

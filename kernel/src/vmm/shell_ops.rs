@@ -221,11 +221,13 @@ pub fn restart(vm: usize) -> Result<(), OpError> {
 /// What [`service_starts`] did for one VM.
 #[derive(Debug)]
 pub enum Started {
-    /// Built again; `reboot`: for the guest's own reboot, not an operator's command.
+    /// Built again; `reboot`: for the guest's own reboot, not an operator's command;
+    /// `from_snapshot`: restored (`restore`), not booted from its configuration.
     Started {
         name: String,
         vcpus: usize,
         reboot: bool,
+        from_snapshot: bool,
     },
     Failed {
         name: String,
@@ -254,6 +256,7 @@ pub fn service_starts() -> Vec<Started> {
         if reboot && !slot.reboot_pacing.lock().allows(start) {
             continue;
         }
+        let from_snapshot = slot.restore_from.lock().is_some();
         let result = super::restart::rebuild(slot, archive);
         if let (true, Ok(ticks)) = (reboot, &result) {
             slot.reboot_pacing
@@ -265,6 +268,7 @@ pub fn service_starts() -> Vec<Started> {
                 name,
                 vcpus: slot.vcpus.len(),
                 reboot,
+                from_snapshot,
             }),
             // Still stopping, or a drive transfer in flight: the next pass looks again.
             Err(

@@ -102,6 +102,9 @@ pub struct Vcpu {
     /// full pre-entry pass armed the preemption timer for `fast_until` and left no PV EOI
     /// offer out (its result is read, under the VM's lock, after the next exit).
     pub(super) quick_armed: bool,
+    /// Parked for its VM's snapshot (snapshot/mod.rs): not run, not woken, until the pause
+    /// ends.
+    pub(super) parked: bool,
 }
 
 impl Vcpu {
@@ -115,7 +118,12 @@ impl Vcpu {
 
     /// Halted or waiting for a start-up IPI: the scheduler checks it for a wake-up.
     pub(super) fn sleeps(&self) -> bool {
-        matches!(self.state, State::Halted | State::WaitForSipi)
+        !self.parked && matches!(self.state, State::Halted | State::WaitForSipi)
+    }
+
+    /// Runnable and not parked for a snapshot: the scheduler may give it a slice.
+    pub(super) fn runnable(&self) -> bool {
+        !self.parked && self.state == State::Runnable
     }
 
     /// Whether this halted vCPU lets its CPU poll for a wake-up before sleeping (PV idle): it

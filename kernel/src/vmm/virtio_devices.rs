@@ -143,6 +143,74 @@ impl VirtioDevices {
         })
     }
 
+    /// Whether a block device is backed by a drive (a store disk), whose contents a snapshot
+    /// cannot hold.
+    pub fn has_drive_disk(&self) -> bool {
+        self.regions.iter().any(|r| match &*r.device {
+            Device::Blk(t) => matches!(t.device().backend(), VmDisk::Store(_)),
+            _ => false,
+        })
+    }
+
+    /// Each device's guest-visible state for a snapshot (virtio::state), in window order.
+    fn states(&self) -> impl Iterator<Item = virtio::TransportState<'_>> + '_ {
+        self.regions.iter().map(|r| match &*r.device {
+            Device::Blk(t) => t.save_state(),
+            Device::Net(t) => t.save_state(),
+            Device::Console(t) => t.save_state(),
+        })
+    }
+
+    /// Heap the devices' snapshot sections take (a RAM disk's contents or overlay included).
+    pub fn snapshot_bytes(&self) -> usize {
+        self.states()
+            .map(|s| vm::snapshot::virtio_state::encoded_len(&s))
+            .sum()
+    }
+
+    /// One snapshot section per device, in window order (vm::snapshot::virtio_state). Frames
+    /// in flight on a network are not saved (virtio::state says why).
+    pub fn save_state(&self) -> Result<Vec<Vec<u8>>, String> {
+        let mut sections = Vec::new();
+        sections
+            .try_reserve_exact(self.regions.len())
+            .map_err(|_| String::from("no hypervisor heap for the device sections"))?;
+        for s in self.states() {
+            let mut e = vm::snapshot::codec::Enc::default();
+            e.0.try_reserve_exact(vm::snapshot::virtio_state::encoded_len(&s))
+                .map_err(|_| String::from("no hypervisor heap for a device section"))?;
+            vm::snapshot::virtio_state::encode(&s, &mut e);
+            sections.push(e.0);
+        }
+        Ok(sections)
+    }
+
+    /// Loads `sections` (one per device, [`VirtioDevices::save_state`] of a VM of the same
+    /// configuration) into these new devices, after guest RAM was restored: every ring of a
+    /// ready queue must lie in `memory` (virtio 1.2 §4.2.2). A device that refuses its
+    /// section names why; the VM is then not started.
+    pub fn load_state(&mut self, sections: &[Vec<u8>], memory: &GuestMemory) -> Result<(), String> {
+        if sections.len() != self.regions.len() {
+            return Err(format!(
+                "it holds {} virtio devices, the VM has {}",
+                sections.len(),
+                self.regions.len()
+            ));
+        }
+        for (i, (r, bytes)) in self.regions.iter_mut().zip(sections).enumerate() {
+            let s = vm::snapshot::virtio_state::decode(bytes)
+                .map_err(|e| format!("its virtio section {i} is malformed: {e}"))?;
+            let name = r.device.name();
+            match &mut *r.device {
+                Device::Blk(t) => t.load_state_checked(&s, memory),
+                Device::Net(t) => t.load_state_checked(&s, memory),
+                Device::Console(t) => t.load_state_checked(&s, memory),
+            }
+            .map_err(|e| format!("its virtio section {i} does not fit {name} {i}: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// Creates the configured devices. A copy-on-write disk over an archive image gets an
     /// overlay budget of `disk_budget` bytes (its whole worst case when `None`).
     pub fn new(

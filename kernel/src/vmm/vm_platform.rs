@@ -352,6 +352,20 @@ impl Platform {
         state.kernel_gs_base = v;
     }
 
+    /// The legacy PC devices (a snapshot saves and loads their state).
+    pub fn legacy(&self) -> &LegacyPlatform {
+        &self.legacy
+    }
+
+    pub fn legacy_mut(&mut self) -> &mut LegacyPlatform {
+        &mut self.legacy
+    }
+
+    /// The VM's MSR policy (a snapshot replays its vCPUs' MSRs through it).
+    pub fn msr_policy(&self) -> &MsrPolicy {
+        &self.msr
+    }
+
     /// RDMSR/WRMSR decisions (vm::msr).
     pub fn rdmsr(&self, state: &MsrState, msr: u32, ctx: &MsrContext) -> MsrAction {
         if msr == Msr::IA32_KERNEL_GS_BASE.0 {

@@ -109,6 +109,44 @@ impl ExtendedState {
         self.account(start);
     }
 
+    /// The saved image (a snapshot's copy): the FXSAVE region, or the whole XSAVE area.
+    pub fn image(&self) -> &[u8] {
+        match &self.area {
+            Area::Fx(fx) => &fx.0,
+            Area::X { image, .. } => &image.0,
+        }
+    }
+
+    /// Takes a snapshot's image and XCR0 in place of the saved state, once
+    /// `vm::xsave::check_image` found nothing FXRSTOR/XRSTOR would fault on and `xcr0` is one
+    /// the guest could have loaded (`supported`: the VM's CPUID components).
+    pub fn load_image(
+        &mut self,
+        bytes: &[u8],
+        xcr0: u64,
+        supported: u64,
+    ) -> Result<(), &'static str> {
+        let (len, xsave, rfbm) = match &self.area {
+            Area::Fx(_) => (vm::xsave::FXSAVE_BYTES, false, 0),
+            Area::X { mask, .. } => (AREA_BYTES, true, *mask),
+        };
+        vm::xsave::check_image(bytes, len, xsave, rfbm)?;
+        let xcr0 = if xsave {
+            validate_xsetbv(0, xcr0, supported)
+                .map_err(|_| "an XCR0 the VM's CPUID does not allow")?
+        } else if xcr0 == xcr0::X87 {
+            xcr0
+        } else {
+            return Err("an XCR0 other than x87 for a vCPU without XSAVE");
+        };
+        match &mut self.area {
+            Area::Fx(fx) => fx.0.copy_from_slice(bytes),
+            Area::X { image, .. } => image.0.copy_from_slice(bytes),
+        }
+        self.xcr0 = xcr0;
+        Ok(())
+    }
+
     fn account(&mut self, start: u64) {
         self.ticks += arch::rdtsc().saturating_sub(start);
     }

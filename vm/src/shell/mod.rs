@@ -23,7 +23,7 @@ mod session_tests;
 mod tests;
 pub mod top;
 
-pub use parse::{parse, Command, LogLevel, ParseError, VmName};
+pub use parse::{parse, Command, LogLevel, ParseError, SnapshotName, VmName};
 
 /// The escape key: Ctrl-A (ASCII SOH).
 pub const ESCAPE: u8 = 0x01;

@@ -64,12 +64,72 @@ pub enum Command {
     },
     Log(LogLevel),
     Exit,
+    /// `snapshot VM NAME`: pause VM, take its snapshot as NAME, let it run on.
+    Snapshot {
+        vm: usize,
+        name: SnapshotName,
+    },
+    /// `snapshots`: the snapshots held.
+    Snapshots,
+    /// `restore NAME VM`: a stopped VM starts from snapshot NAME.
+    Restore {
+        name: SnapshotName,
+        vm: usize,
+    },
+    /// `forget NAME`: the snapshot's memory is given back.
+    Forget(SnapshotName),
     /// An empty line.
     Empty,
 }
 
+/// A snapshot's name: 1 to [`SnapshotName::MAX`] letters, digits, `-` or `_` (held inline,
+/// so a [`Command`] stays `Copy`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotName {
+    bytes: [u8; SnapshotName::MAX],
+    len: u8,
+}
+
+impl SnapshotName {
+    pub const MAX: usize = 24;
+
+    /// `name` if it is a valid snapshot name.
+    pub fn new(name: &str) -> Option<Self> {
+        let ok = (1..=Self::MAX).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            return None;
+        }
+        let mut bytes = [0; Self::MAX];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        Some(SnapshotName {
+            bytes,
+            len: name.len() as u8,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII was accepted.
+        core::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl fmt::Debug for SnapshotName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl fmt::Display for SnapshotName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// The commands `help` lists: (name, usage, what it does).
-pub const COMMANDS: [(&str, &str, &str); 11] = [
+pub const COMMANDS: [(&str, &str, &str); 15] = [
     ("help", "help", "list the commands"),
     (
         "vms",
@@ -108,6 +168,26 @@ pub const COMMANDS: [(&str, &str, &str); 11] = [
         "log LEVEL",
         "hypervisor log level: off|error|warn|info|debug|trace",
     ),
+    (
+        "snapshot",
+        "snapshot VM NAME",
+        "pause VM, keep its state as snapshot NAME, let it run on",
+    ),
+    (
+        "snapshots",
+        "snapshots",
+        "the snapshots held, with their sizes",
+    ),
+    (
+        "restore",
+        "restore NAME VM",
+        "start stopped VM from snapshot NAME (same configuration)",
+    ),
+    (
+        "forget",
+        "forget NAME",
+        "drop snapshot NAME, freeing its memory",
+    ),
     ("exit", "exit", "close the shell (or Ctrl-A)"),
 ];
 
@@ -136,6 +216,10 @@ pub enum ParseError<'a> {
         arg: &'a str,
         usage: &'static str,
     },
+    BadSnapshotName {
+        arg: &'a str,
+        usage: &'static str,
+    },
 }
 
 impl fmt::Display for ParseError<'_> {
@@ -161,6 +245,11 @@ impl fmt::Display for ParseError<'_> {
             ParseError::BadLevel { arg, usage } => {
                 write!(f, "error: `{arg}` is not a log level; usage: {usage}")
             }
+            ParseError::BadSnapshotName { arg, usage } => write!(
+                f,
+                "error: `{arg}` is not a snapshot name (1 to {} letters, digits, `-`, `_`); usage: {usage}",
+                SnapshotName::MAX
+            ),
         }
     }
 }
@@ -187,6 +276,10 @@ pub fn parse<'a>(line: &'a str, vms: &[VmName<'_>]) -> Result<Command, ParseErro
         return Err(ParseError::UnknownCommand(name));
     };
     let vm = |words: &mut core::str::SplitAsciiWhitespace<'a>| vm_arg(words, vms, usage);
+    let snap = |words: &mut core::str::SplitAsciiWhitespace<'a>| {
+        let arg = words.next().ok_or(ParseError::MissingArgument { usage })?;
+        SnapshotName::new(arg).ok_or(ParseError::BadSnapshotName { arg, usage })
+    };
     let command = match name {
         "help" => Command::Help,
         "vms" => Command::Vms,
@@ -197,6 +290,22 @@ pub fn parse<'a>(line: &'a str, vms: &[VmName<'_>]) -> Result<Command, ParseErro
         "stop" => Command::Stop(vm(&mut words)?),
         "start" => Command::Start(vm(&mut words)?),
         "restart" => Command::Restart(vm(&mut words)?),
+        "snapshot" => {
+            let vm = vm(&mut words)?;
+            Command::Snapshot {
+                vm,
+                name: snap(&mut words)?,
+            }
+        }
+        "snapshots" => Command::Snapshots,
+        "restore" => {
+            let name = snap(&mut words)?;
+            Command::Restore {
+                name,
+                vm: vm(&mut words)?,
+            }
+        }
+        "forget" => Command::Forget(snap(&mut words)?),
         "regs" => {
             let vm = vm(&mut words)?;
             let vcpus = vms[vm].vcpus;

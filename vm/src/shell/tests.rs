@@ -155,6 +155,47 @@ fn parses_every_command() {
     assert_eq!(ok("log debug"), Command::Log(LogLevel::Debug));
     assert_eq!(ok("log WARN"), Command::Log(LogLevel::Warn));
     assert_eq!(ok("log off"), Command::Log(LogLevel::Off));
+    let name = |n: &str| SnapshotName::new(n).unwrap();
+    assert_eq!(
+        ok("snapshot linux booted-1"),
+        Command::Snapshot {
+            vm: 0,
+            name: name("booted-1")
+        }
+    );
+    assert_eq!(ok("snapshots"), Command::Snapshots);
+    assert_eq!(
+        ok("restore booted-1 test"),
+        Command::Restore {
+            name: name("booted-1"),
+            vm: 1
+        }
+    );
+    assert_eq!(ok("forget s_2"), Command::Forget(name("s_2")));
+    assert_eq!(name("booted-1").as_str(), "booted-1");
+}
+
+#[test]
+fn snapshot_names_are_short_and_plain() {
+    assert!(SnapshotName::new("").is_none());
+    assert!(SnapshotName::new("a/b").is_none());
+    assert!(SnapshotName::new("snap shot").is_none());
+    assert!(SnapshotName::new(&"x".repeat(SnapshotName::MAX)).is_some());
+    assert!(SnapshotName::new(&"x".repeat(SnapshotName::MAX + 1)).is_none());
+    let err = |l: &str| alloc::format!("{}", parse(l, &VMS).unwrap_err());
+    assert_eq!(
+        err("snapshot linux a.b"),
+        "error: `a.b` is not a snapshot name (1 to 24 letters, digits, `-`, `_`); usage: snapshot VM NAME"
+    );
+    assert_eq!(
+        err("snapshot linux"),
+        "error: missing argument; usage: snapshot VM NAME"
+    );
+    assert_eq!(
+        err("restore s1 windows"),
+        "error: no VM named `windows` (`vms` lists them); usage: restore NAME VM"
+    );
+    assert_eq!(err("forget"), "error: missing argument; usage: forget NAME");
 }
 
 #[test]
@@ -224,7 +265,7 @@ fn help_lists_every_command_once() {
     for (name, _, _) in parse::COMMANDS {
         assert_eq!(
             s.lines()
-                .filter(|l| l.trim_start().starts_with(name))
+                .filter(|l| l.split_whitespace().next() == Some(name))
                 .count(),
             1,
             "{name}"
