@@ -71,6 +71,7 @@ fn a_snapshot_restored_continues_where_it_was_taken() {
         .iter()
         .find(|l| l.starts_with(taken))
         .unwrap_or_else(|| panic!("no snapshot line: {t}"));
+    eprintln!("{report}");
     assert!(report.contains(": 1 vCPU(s), 16 MiB RAM ("), "{report}");
     let pages: u64 = report
         .split(" RAM (")

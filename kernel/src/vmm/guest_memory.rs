@@ -284,6 +284,22 @@ impl GuestMemory {
         Some(())
     }
 
+    /// Whether the 4 KiB page at `gpa` (page-aligned) holds a byte that is not zero, read in
+    /// place a word at a time (a snapshot's scan of the paused VM); `None` when it is not RAM.
+    pub fn page_has_data(&self, gpa: u64) -> Option<bool> {
+        const WORDS: usize = vm::snapshot::memory::PAGE / 8;
+        if !gpa.is_multiple_of(vm::snapshot::memory::PAGE as u64) {
+            return None;
+        }
+        let src = self
+            .range(gpa, vm::snapshot::memory::PAGE as u64)?
+            .cast::<u64>();
+        // SAFETY: the page lies inside this VM's RAM, which the direct map covers, and is
+        // 8-byte aligned (guest RAM starts on a page boundary); only reads, through raw
+        // pointers (no reference to memory the guest may write on another vCPU).
+        Some((0..WORDS).any(|w| unsafe { src.add(w).read() } != 0))
+    }
+
     /// Copies `data` into guest RAM; `None` when the range is not entirely RAM.
     pub fn write(&mut self, gpa: u64, data: &[u8]) -> Option<()> {
         let dst = self.range(gpa, data.len() as u64)?;

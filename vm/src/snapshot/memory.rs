@@ -73,9 +73,12 @@ impl Plan {
 
 /// First pass: which pages are zero, keeping their contents.
 fn plan(pages: u64, mut read: impl FnMut(u64, &mut [u8; PAGE])) -> Plan {
-    let mut p = scan(pages, |i, buf| read(i, buf));
-    let mut data = Vec::new();
     let mut buf = [0u8; PAGE];
+    let mut p = scan(pages, |i| {
+        read(i, &mut buf);
+        page_has_data(&buf)
+    });
+    let mut data = Vec::new();
     for &(first, n, is_data) in &p.runs {
         if is_data {
             for i in first..first + u64::from(n) {
@@ -88,14 +91,22 @@ fn plan(pages: u64, mut read: impl FnMut(u64, &mut [u8; PAGE])) -> Plan {
     p
 }
 
-/// First pass without keeping contents: the runs only (small: at most one per page, 16
-/// bytes each), so the caller can check the section's size before it is allocated.
-pub fn scan(pages: u64, mut read: impl FnMut(u64, &mut [u8; PAGE])) -> Plan {
+/// Whether `page` holds a byte that is not zero (compared a word at a time: the kernel has
+/// no SIMD, and a VM's RAM is scanned whole while it is paused).
+pub fn page_has_data(page: &[u8; PAGE]) -> bool {
+    page.as_chunks::<8>()
+        .0
+        .iter()
+        .any(|w| u64::from_ne_bytes(*w) != 0)
+}
+
+/// The runs of `pages` pages, `has_data(i)` telling whether page *i* holds a byte that is
+/// not zero (e.g. [`page_has_data`], or a check in place that copies nothing); the plan's
+/// [`Plan::encoded_len`] is the section's size.
+pub fn scan(pages: u64, mut has_data: impl FnMut(u64) -> bool) -> Plan {
     let mut runs: Vec<(u64, u32, bool)> = Vec::new();
-    let mut buf = [0u8; PAGE];
     for i in 0..pages {
-        read(i, &mut buf);
-        let is_data = buf.iter().any(|&b| b != 0);
+        let is_data = has_data(i);
         match runs.last_mut() {
             Some((first, n, d))
                 if *first + u64::from(*n) == i && *d == is_data && *n < u32::MAX =>

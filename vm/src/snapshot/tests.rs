@@ -468,7 +468,7 @@ fn held_vcpu_state_is_checked_on_decode() {
 fn a_scan_and_fill_write_what_encode_writes() {
     let pages = ram_pages();
     let read = |i: u64, buf: &mut [u8; PAGE]| *buf = pages[i as usize];
-    let plan = memory::scan(40, read);
+    let plan = memory::scan(40, |i| memory::page_has_data(&pages[i as usize]));
     assert_eq!(plan.data_pages(), 4);
     let mut out = Vec::new();
     out.try_reserve_exact(plan.encoded_len()).unwrap();
@@ -476,4 +476,15 @@ fn a_scan_and_fill_write_what_encode_writes() {
     assert_eq!(out.len(), plan.encoded_len());
     assert_eq!(out, memory::encode(40, read));
     assert_eq!(memory::decode(&out, 40).unwrap().len(), 6);
+}
+
+#[test]
+fn a_page_has_data_when_any_byte_is_not_zero() {
+    let mut page = [0u8; PAGE];
+    assert!(!memory::page_has_data(&page));
+    for at in [0, 7, 8, 2047, PAGE - 1] {
+        page[at] = 0x80;
+        assert!(memory::page_has_data(&page), "byte {at}");
+        page[at] = 0;
+    }
 }

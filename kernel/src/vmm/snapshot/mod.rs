@@ -276,14 +276,12 @@ impl Collected {
 fn collect(vm: &mut Vm, kind: &str) -> Result<Collected, SnapshotError> {
     let taken_tsc = arch::rdtsc();
     let pages = vm.memory.size() / vm::snapshot::memory::PAGE as u64;
-    let plan = vm::snapshot::memory::scan(pages, |i, buf| {
-        if vm
-            .memory
-            .read(i * vm::snapshot::memory::PAGE as u64, buf)
-            .is_none()
-        {
-            buf.fill(0);
-        }
+    // In place: the VM's RAM is not copied to find its zero pages (a page that is not RAM,
+    // which never happens for page indices below the RAM size, counts as zero).
+    let plan = vm::snapshot::memory::scan(pages, |i| {
+        vm.memory
+            .page_has_data(i * vm::snapshot::memory::PAGE as u64)
+            .unwrap_or(false)
     });
     let needed = plan.encoded_len() + devices::estimate(vm);
     let available = memory::heap_available();
