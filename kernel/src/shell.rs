@@ -96,6 +96,13 @@ pub fn next_poll() -> u64 {
     NEXT_POLL.load(Ordering::Relaxed)
 }
 
+/// Runs the next pass at the console CPU's next look, not a polling interval later (a
+/// snapshot being taken in steps, vmm::snapshot).
+pub fn pass_soon() {
+    PENDING.store(true, Ordering::Relaxed);
+    NEXT_POLL.store(0, Ordering::Relaxed);
+}
+
 /// Reads console input and runs the shell if its polling interval has passed or input waits
 /// in the queue; otherwise reads the FIFO if a read is due (three atomic loads when nothing
 /// is). Only the console-draining CPU calls it.

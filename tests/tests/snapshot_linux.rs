@@ -93,6 +93,31 @@ fn a_restored_linux_guest_continues_with_its_disk_and_network() {
         .find(|l| l.starts_with("[shell] snapshot s1 of vm linux: "))
         .unwrap_or_else(|| panic!("no snapshot report: {t}"));
     eprintln!("{report}");
+    // Taken in steps of at most one timeslice (2,000,000 ticks by default) each, so the VM
+    // beside it waited for no longer than a slice at a time; a step ends at the first chunk
+    // of pages (128 scanned or 16 copied, about 300,000 ticks in Bochs) past the budget.
+    let taken = t
+        .lines()
+        .find_map(|l| {
+            l.split_once("INFO  vm linux: snapshot s1 taken (")
+                .map(|x| x.1)
+        })
+        .unwrap_or_else(|| panic!("no snapshot log line: {t}"));
+    eprintln!("{taken}");
+    let steps: u64 = taken
+        .split("; ")
+        .nth(1)
+        .and_then(|r| r.split(" step(s)").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no step count: {taken}"));
+    let longest: u64 = taken
+        .split("the longest ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no longest step: {taken}"));
+    assert!(steps >= 2, "{taken}");
+    assert!(longest <= 2_400_000, "{taken}");
     assert!(report.contains(": 1 vCPU(s), 64 MiB RAM ("), "{report}");
     assert_eq!(
         lines

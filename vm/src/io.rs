@@ -449,6 +449,12 @@ impl IoBus {
         }
     }
 
+    /// The claimed port ranges, `(first, last)` inclusive, ascending (devices and
+    /// reservations).
+    pub fn claimed_ranges(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
+        self.ranges.iter().map(|r| (r.first, r.last))
+    }
+
     /// Whether a device or reservation covers any byte of the access (else it is unclaimed:
     /// reads float high, writes are dropped, both only counted).
     pub fn any_claimed(&self, port: u16, size: AccessSize) -> bool {

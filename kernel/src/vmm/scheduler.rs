@@ -139,6 +139,11 @@ pub(super) fn archive() -> Option<&'static Archive<'static>> {
     ARCHIVE.get()
 }
 static TIMESLICE: AtomicUsize = AtomicUsize::new(0);
+
+/// The pool's timeslice in TSC ticks (`timeslice` in bulkhead.toml).
+pub(super) fn timeslice_ticks() -> u64 {
+    TIMESLICE.load(Ordering::Relaxed) as u64
+}
 /// VMs that still have a vCPU running.
 static RUNNING_VMS: AtomicUsize = AtomicUsize::new(0);
 /// Set when the plan is published: application processors start their run queues.

@@ -102,25 +102,61 @@ pub fn page_has_data(page: &[u8; PAGE]) -> bool {
 
 /// The runs of `pages` pages, `has_data(i)` telling whether page *i* holds a byte that is
 /// not zero (e.g. [`page_has_data`], or a check in place that copies nothing); the plan's
-/// [`Plan::encoded_len`] is the section's size.
-pub fn scan(pages: u64, mut has_data: impl FnMut(u64) -> bool) -> Plan {
-    let mut runs: Vec<(u64, u32, bool)> = Vec::new();
-    for i in 0..pages {
-        let is_data = has_data(i);
-        match runs.last_mut() {
-            Some((first, n, d))
-                if *first + u64::from(*n) == i && *d == is_data && *n < u32::MAX =>
-            {
-                *n += 1
-            }
-            _ => runs.push((i, 1, is_data)),
+/// [`Plan::encoded_len`] is the section's size. [`Plan::new`] and [`Plan::scan_some`] do the
+/// same a bounded number of pages at a time.
+pub fn scan(pages: u64, has_data: impl FnMut(u64) -> bool) -> Plan {
+    let mut plan = Plan::new(pages);
+    plan.scan_some(pages, has_data);
+    plan
+}
+
+impl Plan {
+    /// A plan of `pages` pages of which none is scanned yet.
+    pub fn new(pages: u64) -> Self {
+        Plan {
+            pages,
+            runs: Vec::new(),
+            data: None,
         }
     }
-    Plan {
-        pages,
-        runs,
-        data: None,
+
+    /// Pages scanned so far.
+    pub fn scanned(&self) -> u64 {
+        self.runs
+            .last()
+            .map_or(0, |&(first, n, _)| first + u64::from(n))
     }
+
+    /// Scans at most `budget` more pages; returns whether every page is scanned.
+    pub fn scan_some(&mut self, budget: u64, mut has_data: impl FnMut(u64) -> bool) -> bool {
+        let start = self.scanned();
+        let end = start.saturating_add(budget).min(self.pages);
+        for i in start..end {
+            let is_data = has_data(i);
+            match self.runs.last_mut() {
+                Some((first, n, d))
+                    if *first + u64::from(*n) == i && *d == is_data && *n < u32::MAX =>
+                {
+                    *n += 1
+                }
+                _ => self.runs.push((i, 1, is_data)),
+            }
+        }
+        end == self.pages
+    }
+}
+
+/// Where [`fill_some`] goes on: the run and the page in it, and whether the section's header
+/// is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FillCursor {
+    started: bool,
+    run: usize,
+    page: u32,
+    /// Data pages written so far (the index into a plan's kept contents).
+    written: usize,
+    /// The current run's header is written.
+    in_run: bool,
 }
 
 /// Second pass: writes the section of `plan` into `out` (which the caller sized, e.g. with
@@ -128,29 +164,62 @@ pub fn scan(pages: u64, mut has_data: impl FnMut(u64) -> bool) -> Plan {
 /// the plan kept them. Pages that became zero or non-zero since the scan are written as
 /// they are now (a data run may hold zero pages; a zero run stays zero: the caller scans
 /// and fills with the VM paused).
-pub fn fill(plan: &Plan, out: &mut Vec<u8>, mut read: impl FnMut(u64, &mut [u8; PAGE])) {
+pub fn fill(plan: &Plan, out: &mut Vec<u8>, read: impl FnMut(u64, &mut [u8; PAGE])) {
+    let mut cursor = FillCursor::default();
+    fill_some(plan, out, &mut cursor, u64::MAX, read);
+}
+
+/// [`fill`] for at most `budget` data pages, from `cursor` on; returns whether the section
+/// is complete. A plan must be scanned completely first.
+pub fn fill_some(
+    plan: &Plan,
+    out: &mut Vec<u8>,
+    cursor: &mut FillCursor,
+    budget: u64,
+    mut read: impl FnMut(u64, &mut [u8; PAGE]),
+) -> bool {
     let mut e = Enc(core::mem::take(out));
-    e.u64(plan.pages).u32(plan.runs.len() as u32);
-    let mut kept = plan.data.as_deref().map(|d| d.as_chunks::<PAGE>().0.iter());
+    if !cursor.started {
+        e.u64(plan.pages).u32(plan.runs.len() as u32);
+        cursor.started = true;
+    }
     let mut buf = [0u8; PAGE];
-    for &(first, n, is_data) in &plan.runs {
-        e.u64(first).u32(n);
-        if !is_data {
-            e.u32(KIND_ZERO);
-            continue;
+    let mut left = budget;
+    while let Some(&(first, n, is_data)) = plan.runs.get(cursor.run) {
+        if !cursor.in_run {
+            cursor.in_run = true;
+            e.u64(first).u32(n);
+            e.u32(if is_data { KIND_DATA } else { KIND_ZERO });
         }
-        e.u32(KIND_DATA);
-        for i in first..first + u64::from(n) {
-            match kept.as_mut().and_then(Iterator::next) {
-                Some(page) => e.0.extend_from_slice(page.as_slice()),
-                None => {
-                    read(i, &mut buf);
-                    e.0.extend_from_slice(&buf);
+        if is_data {
+            while cursor.page < n {
+                if left == 0 {
+                    *out = e.0;
+                    return false;
                 }
+                let i = first + u64::from(cursor.page);
+                match plan.data.as_deref() {
+                    Some(kept) => {
+                        // The kept contents are the data pages in order.
+                        let at = cursor.written * PAGE;
+                        e.0.extend_from_slice(&kept[at..at + PAGE]);
+                    }
+                    None => {
+                        read(i, &mut buf);
+                        e.0.extend_from_slice(&buf);
+                    }
+                }
+                cursor.page += 1;
+                cursor.written += 1;
+                left -= 1;
             }
         }
+        cursor.run += 1;
+        cursor.page = 0;
+        cursor.in_run = false;
     }
     *out = e.0;
+    true
 }
 
 /// The runs of a memory section of a VM with `pages` pages of RAM, checked to cover them all.

@@ -479,6 +479,37 @@ fn a_scan_and_fill_write_what_encode_writes() {
 }
 
 #[test]
+fn a_scan_and_fill_in_bounded_steps_write_what_one_call_writes() {
+    let pages = ram_pages();
+    let read = |i: u64, buf: &mut [u8; PAGE]| *buf = pages[i as usize];
+    let has = |i: u64| memory::page_has_data(&pages[i as usize]);
+    let whole = memory::encode(40, read);
+    for budget in [1, 2, 3, 7, 40] {
+        let mut plan = memory::Plan::new(40);
+        let mut steps = 0;
+        while !plan.scan_some(budget, has) {
+            steps += 1;
+            assert!(plan.scanned() <= 40);
+        }
+        assert_eq!(steps, 40u64.div_ceil(budget) - 1, "budget {budget}");
+        assert_eq!(plan, memory::scan(40, has));
+        let mut out = Vec::new();
+        let mut cursor = memory::FillCursor::default();
+        let mut calls = 1;
+        while !memory::fill_some(&plan, &mut out, &mut cursor, budget, read) {
+            calls += 1;
+        }
+        assert_eq!(out, whole, "budget {budget}");
+        // Four data pages: a call per `budget` of them (and one that finds none left when
+        // they divide evenly).
+        assert!(
+            calls >= 4u64.div_ceil(budget),
+            "budget {budget}: {calls} calls"
+        );
+    }
+}
+
+#[test]
 fn a_page_has_data_when_any_byte_is_not_zero() {
     let mut page = [0u8; PAGE];
     assert!(!memory::page_has_data(&page));

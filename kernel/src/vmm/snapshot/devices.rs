@@ -16,6 +16,7 @@ pub(super) fn estimate(vm: &Vm) -> usize {
 }
 
 /// The sections: platform, local APICs, virtio devices.
+#[derive(Debug)]
 pub(super) struct Sections {
     pub platform: Vec<u8>,
     pub lapics: Vec<Vec<u8>>,

@@ -22,6 +22,7 @@
 //! passed (its RTC, read from the host's clock, shows the real time; kvmclock is rewritten
 //! on the first entry).
 
+mod collect;
 mod devices;
 mod vcpu_state;
 
@@ -47,6 +48,11 @@ pub(in crate::vmm) struct Pause {
     /// Each vCPU's state once it parked (its `guest_tsc` holds the TSC offset until the
     /// collector turns it into the guest TSC at `taken_tsc`).
     vcpus: Vec<Option<VcpuState>>,
+    /// The snapshot being taken once every vCPU parked, in bounded steps ([`collect`]).
+    collecting: Option<collect::Collecting>,
+    /// Steps taken so far, and the longest in TSC ticks (reported).
+    steps: u32,
+    longest_step: u64,
 }
 
 /// A snapshot held in memory.
@@ -144,6 +150,9 @@ pub fn request(vm: usize, name: SnapshotName) -> Result<(), SnapshotError> {
         name,
         requested_at: arch::rdtsc(),
         vcpus: (0..slot.vcpus.len()).map(|_| None).collect(),
+        collecting: None,
+        steps: 0,
+        longest_step: 0,
     });
     PAUSING.fetch_add(1, Ordering::AcqRel);
     for &cpu in &vm.vcpu_cpus {
@@ -179,6 +188,7 @@ pub fn service() -> Vec<Taken> {
     if !pausing() {
         return done;
     }
+    let mut more = false;
     for slot in scheduler::slots() {
         let mut vm = slot.vm.lock();
         let Some(pause) = vm.pause.as_ref() else {
@@ -208,8 +218,25 @@ pub fn service() -> Vec<Taken> {
         if pause.vcpus.iter().any(Option::is_none) {
             continue;
         }
-        let result = collect(&mut vm, slot.config.kind.name());
-        let requested_at = vm.pause.as_ref().map_or(0, |p| p.requested_at);
+        let step_start = arch::rdtsc();
+        let step = collect::step(&mut vm, slot.config.kind.name());
+        let step_ticks = arch::rdtsc().saturating_sub(step_start);
+        if let Some(p) = vm.pause.as_mut() {
+            p.steps += 1;
+            p.longest_step = p.longest_step.max(step_ticks);
+        }
+        let result = match step {
+            Ok(collect::Step::More) => {
+                more = true;
+                continue;
+            }
+            Ok(collect::Step::Done(snapshot)) => Ok(*snapshot),
+            Err(e) => Err(e),
+        };
+        let (requested_at, steps, longest) = vm
+            .pause
+            .as_ref()
+            .map_or((0, 0, 0), |p| (p.requested_at, p.steps, p.longest_step));
         end_pause(&mut vm);
         let paused_ticks = arch::rdtsc().saturating_sub(requested_at);
         match result {
@@ -225,7 +252,8 @@ pub fn service() -> Vec<Taken> {
                     paused_ticks,
                 });
                 info!(
-                    "vm {}: snapshot {name} taken ({bytes} bytes, paused {paused_ticks} ticks)",
+                    "vm {}: snapshot {name} taken ({bytes} bytes, paused {paused_ticks} ticks; \
+                     {steps} step(s), the longest {longest} ticks)",
                     vm.name
                 );
                 STORE.lock().push(Held {
@@ -242,6 +270,10 @@ pub fn service() -> Vec<Taken> {
             }),
         }
     }
+    if more {
+        // The next step at the next pass, not a polling interval later.
+        crate::shell::pass_soon();
+    }
     done
 }
 
@@ -255,91 +287,9 @@ fn end_pause(vm: &mut Vm) {
     }
 }
 
-/// A snapshot as collected, with what the shell reports of it.
-struct Collected {
-    snapshot: Snapshot,
-    data_pages: u64,
-}
-
-impl Collected {
-    fn bytes(&self) -> usize {
-        let s = &self.snapshot;
-        s.memory.len()
-            + s.platform.len()
-            + s.lapics.iter().map(Vec::len).sum::<usize>()
-            + s.virtio.iter().map(Vec::len).sum::<usize>()
-            + s.vcpus.iter().map(|v| v.xsave.len() + 1024).sum::<usize>()
-    }
-}
-
-/// The snapshot of the paused `vm` (every vCPU parked, its lock held).
-fn collect(vm: &mut Vm, kind: &str) -> Result<Collected, SnapshotError> {
-    let taken_tsc = arch::rdtsc();
-    let pages = vm.memory.size() / vm::snapshot::memory::PAGE as u64;
-    // In place: the VM's RAM is not copied to find its zero pages (a page that is not RAM,
-    // which never happens for page indices below the RAM size, counts as zero).
-    let plan = vm::snapshot::memory::scan(pages, |i| {
-        vm.memory
-            .page_has_data(i * vm::snapshot::memory::PAGE as u64)
-            .unwrap_or(false)
-    });
-    let needed = plan.encoded_len() + devices::estimate(vm);
-    let available = memory::heap_available();
-    if needed.saturating_add(HEAP_MARGIN) > available {
-        return Err(SnapshotError::Heap { needed, available });
-    }
-    let mut ram = Vec::new();
-    ram.try_reserve_exact(plan.encoded_len())
-        .map_err(|_| SnapshotError::Heap { needed, available })?;
-    vm::snapshot::memory::fill(&plan, &mut ram, |i, buf| {
-        if vm
-            .memory
-            .read(i * vm::snapshot::memory::PAGE as u64, buf)
-            .is_none()
-        {
-            buf.fill(0);
-        }
-    });
-    let mut vcpus: Vec<VcpuState> = vm
-        .pause
-        .as_mut()
-        .map(|p| p.vcpus.iter_mut().filter_map(Option::take).collect())
-        .unwrap_or_default();
-    for v in &mut vcpus {
-        // The offset recorded at parking: the guest TSC at `taken_tsc`.
-        v.guest_tsc = v.guest_tsc.wrapping_add(taken_tsc);
-    }
-    let devices::Sections {
-        platform,
-        lapics,
-        virtio,
-    } = devices::save(vm).map_err(SnapshotError::Device)?;
-    let info = VmInfo {
-        name: vm.name.clone(),
-        memory: vm.memory.size(),
-        vcpus: vcpus.len() as u32,
-        kind: String::from(kind),
-        kvm_pv: vm.kvm_pv.is_some(),
-        devices: virtio.len() as u32,
-        taken_tsc,
-    };
-    Ok(Collected {
-        data_pages: plan.data_pages(),
-        snapshot: Snapshot {
-            requirements: requirements(vm),
-            info,
-            vcpus,
-            lapics,
-            platform,
-            virtio,
-            memory: ram,
-        },
-    })
-}
-
 /// What a guest of `vm` relies on: the CPUID feature words its policy offers (OSXSAVE and
 /// OSPKE, which follow the guest's CR4, left out), its XSAVE components and the TSC rate.
-fn requirements(vm: &Vm) -> Requirements {
+pub(super) fn requirements(vm: &Vm) -> Requirements {
     use vm::snapshot::FeatureWord;
     /// CPUID.1:ECX.OSXSAVE[27] and CPUID.7.0:ECX.OSPKE[4] reflect CR4 (SDM Vol. 2A CPUID).
     const CR4_MIRRORS: [(u32, u8, u32); 2] = [(1, 2, 1 << 27), (7, 2, 1 << 4)];
