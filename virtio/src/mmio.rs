@@ -829,7 +829,12 @@ impl<D: VirtioDevice> MmioTransport<D> {
     }
 
     fn queue_ready(&mut self, v: u32, mem: &mut dyn GuestMemory) -> MmioEffect {
-        let features = self.driver_features;
+        // A queue made ready before FEATURES_OK (out of the order of virtio 1.2 §3.1.1) sees
+        // DriverFeatures as written so far, which may hold bits the device never offered; it
+        // uses only offered ones (virtio 1.2 §2.2: the driver accepts a subset of the
+        // offered features), so no queue holds a ring feature a snapshot load refuses
+        // (StateError::QueueFeatureNotOffered).
+        let features = self.driver_features & self.device.device_features();
         let sel = self.queue_sel as usize;
         let Some(q) = self.queues.get_mut(sel) else {
             self.bad_access();

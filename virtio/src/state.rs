@@ -698,7 +698,7 @@ impl fmt::Display for StateError {
             ),
             E::DiskKind { snapshot, vm } => write!(
                 f,
-                "the disk kind differs: snapshot has {snapshot} contents, VM has a {vm} disk"
+                "the disk kind differs: snapshot has {snapshot} contents, the VM's disk is {vm}"
             ),
             E::DiskContentsLength { bytes, disk } => {
                 write!(f, "the disk contents are {bytes} bytes, the disk {disk}")

@@ -9,6 +9,10 @@ mod mmio;
 mod net;
 mod pending;
 mod queue_errors;
+mod state;
+mod state_in_flight;
+mod state_refusals;
+mod state_refusals_device;
 
 use crate::blk::{BlockConfig, BlockDevice, RamDisk};
 use crate::mmio::MmioTransport;
