@@ -316,15 +316,30 @@ pub fn boot_with_input(
     input: Vec<bulkhead_boot::serial_input::Feed>,
     timeout_secs: u64,
 ) -> Checked {
+    boot_with_input_smp(image, cpu, 1, input, timeout_secs)
+}
+
+/// [`boot_with_input`] on `cpus` emulated CPUs (Bochs `cpu: count=`).
+pub fn boot_with_input_smp(
+    image: &std::path::Path,
+    cpu: &str,
+    cpus: u32,
+    input: Vec<bulkhead_boot::serial_input::Feed>,
+    timeout_secs: u64,
+) -> Checked {
     let mut spec = RunSpec::new(Platform::Bochs, image);
     spec.cpu_model = cpu.to_string();
+    spec.cpus = cpus;
     spec.timeout = Duration::from_secs(timeout_secs);
     spec.input = input;
     let outcome = bulkhead_boot::run(&spec).unwrap_or_else(|e| panic!("could not run Bochs: {e}"));
-    eprintln!("bochs ({cpu}) with console input: {}", outcome.summary());
+    eprintln!(
+        "bochs ({cpu}, {cpus} CPU(s)) with console input: {}",
+        outcome.summary()
+    );
     Checked {
         outcome,
-        label: format!("bochs with cpu {cpu} and console input"),
+        label: format!("bochs with cpu {cpu}, {cpus} CPU(s) and console input"),
     }
 }
 

@@ -5,10 +5,11 @@
 //! not boot again and has no mark, reads the pattern its check wrote to its RAM disk back
 //! from the device (O_DIRECT: the restored disk, not a cache), pings its gateway through the
 //! restored virtio-net queues, sleeps on its restored timers and powers off again. A
-//! `forever.elf` VM keeps running beside it throughout.
+//! `forever.elf` VM keeps running beside it throughout. The same with a two-vCPU guest on
+//! two emulated CPUs: both vCPUs park, and after the restore the second one runs a job again.
 
 use bulkhead_boot::serial_input::Feed;
-use bulkhead_tests::{boot_with_input, bundle_files, linux_guest};
+use bulkhead_tests::{boot_with_input, boot_with_input_smp, bundle_files, linux_guest};
 
 const PROMPT: &str = "bulkhead> ";
 const ATTACHED: &str = "[shell] attached to vm linux (Ctrl-A detaches)\r\n";
@@ -130,4 +131,69 @@ fn a_restored_linux_guest_continues_with_its_disk_and_network() {
     assert_eq!(t.matches(POWERED_OFF).count(), 2, "{t}");
     assert_eq!(t.matches("vm keep: first VM entry").count(), 1, "{t}");
     assert!(!t.contains("panicked"), "{t}");
+}
+
+const SMP_CONF: &str = "[vm.linux]\nkind = \"linux\"\nimage = \"bzImage\"\ninitrd = \"initramfs.cpio.lz4\"\n\
+    memory = \"64M\"\nvcpus = 2\ncmdline = \"console=ttyS0,115200 quiet panic=-1 reboot=t io_delay=none \
+    tsc=reliable bulkhead.checks=none bulkhead.cpus=2 bulkhead.end=shell\"\n\
+    [vm.keep]\nkind = \"elf64\"\nimage = \"forever.elf\"\nmemory = \"16M\"\n";
+
+#[test]
+fn a_restored_two_vcpu_linux_guest_runs_on_both_vcpus() {
+    let dir = linux_guest();
+    let files = [
+        dir.join("bzImage"),
+        dir.join("initramfs.cpio.lz4"),
+        bulkhead_boot::image::guest_dir().join("forever.elf"),
+    ];
+    let (_tmp, image) = bundle_files(SMP_CONF, &files);
+    let input = vec![
+        Feed::new("[linux] guest: shell (exit to power off)", "\x01"),
+        Feed::new(PROMPT, "\x15snapshot linux s2\r"),
+        Feed::new("[shell] snapshot s2 of vm linux: ", "\x15console linux\r"),
+        Feed::new(ATTACHED, "\x15exit\r"),
+        Feed::new(POWERED_OFF, "\x01"),
+        Feed::new(PROMPT, "\x15restore s2 linux\r"),
+        Feed::new(
+            "[shell] vm linux: started again from a snapshot",
+            "\x15console linux\r",
+        ),
+        Feed::new(ATTACHED, "\x15cat /sys/devices/system/cpu/online\r"),
+        Feed::new(
+            "[linux] 0-1\r\n",
+            "\x15taskset -c 1 sh -c 'sleep 1; echo cpu1-$((20+22))'\r",
+        ),
+        Feed::new("[linux] cpu1-42\r\n", "\x15exit\r"),
+        Feed::new(POWERED_OFF, "\x01"),
+        Feed::new(PROMPT, "\x15stop keep\r"),
+    ];
+    let run = boot_with_input_smp(&image, "corei7_skylake_x", 2, input, 1200);
+    let t = &run.outcome.transcript;
+    run.exited(0, "ok");
+    let lines: Vec<&str> = t.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let report = lines
+        .iter()
+        .find(|l| l.starts_with("[shell] snapshot s2 of vm linux: "))
+        .unwrap_or_else(|| panic!("no snapshot report: {t}"));
+    eprintln!("{report}");
+    assert!(report.contains(": 2 vCPU(s), 64 MiB RAM ("), "{report}");
+    assert!(lines.contains(&"[linux] 0-1"), "{t}");
+    assert!(lines.contains(&"[linux] cpu1-42"), "{t}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("[linux] ") && l.contains("guest: userspace up"))
+            .count(),
+        1,
+        "{t}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| **l == "[shell] vm linux: started again from a snapshot (2 vCPU(s))")
+            .count(),
+        1,
+        "{t}"
+    );
+    assert_eq!(t.matches(POWERED_OFF).count(), 2, "{t}");
 }
