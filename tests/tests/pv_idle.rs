@@ -63,15 +63,41 @@ fn an_idle_guest_s_cpu_sleeps_in_mwait_and_every_sleep_is_accounted() {
     );
     // CPU 1 runs only the idle guest: one sleep per timer period, each ended by the timer;
     // the 20 HLT halts let the host poll first (POLL_CONTROL's reset value), the 20 IDLE
-    // hypercalls do not; nothing is spun or woken otherwise.
+    // hypercalls do not; nothing is spun or kicked. One more sleep may be counted: after
+    // the guest powers off, CPU 1 idles on until CPU 0 prints this report (before the APs
+    // are shut down), and whether that sleep ended in time is a matter of the kernel's
+    // timing. Kernels differing only in code layout (issue 18's snapshot changes, none on
+    // this path) gave 41 sleeps (one ended by another interrupt, with one more poll) where
+    // the previous build gave 40, in every run.
     let cpu1 = run.line("cpu 1: idle: ");
     let deep = ms_in(cpu1, "MWAIT 0x21");
     assert!(
-        cpu1.contains(
-            "cpu 1: idle: 0 ms in C1 (HLT) (sleeps=0), 0 ms in MWAIT 0x00 (sleeps=0), "
-        ) && cpu1.ends_with(
-            " ms in MWAIT 0x21 (sleeps=40), 0 ms polling (polls=20 hits=0), 0 ms spinning; 40 wake-ups (timer=40 kick=0 other=0)"
-        ),
+        cpu1.contains("cpu 1: idle: 0 ms in C1 (HLT) (sleeps=0), 0 ms in MWAIT 0x00 (sleeps=0), ")
+            && cpu1.contains(" 0 ms spinning; "),
+        "{cpu1}"
+    );
+    let sleeps = number(&cpu1[cpu1.find("MWAIT 0x21").unwrap()..], "sleeps");
+    let extra = sleeps
+        .checked_sub(40)
+        .filter(|&e| e <= 1)
+        .unwrap_or_else(|| panic!("{sleeps} sleeps, 40 or 41 expected: {cpu1}"));
+    let polls = number(cpu1, "polls");
+    assert!(polls == 20 || polls == 20 + extra, "{cpu1}");
+    assert!(
+        cpu1.contains(" polling (polls=") && cpu1.contains(" hits=0)"),
+        "{cpu1}"
+    );
+    assert!(
+        cpu1.ends_with(&format!(
+            "; {sleeps} wake-ups (timer={} kick=0 other={})",
+            number(cpu1, "timer"),
+            number(cpu1, "other")
+        )),
+        "{cpu1}"
+    );
+    let (timer, other) = (number(cpu1, "timer"), number(cpu1, "other"));
+    assert!(
+        timer >= 40 && other <= extra && timer + other == sleeps,
         "{cpu1}"
     );
     // 40 periods of 2 ms, less the guest's own time in each.
