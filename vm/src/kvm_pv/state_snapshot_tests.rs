@@ -181,19 +181,7 @@ fn a_restored_state_behaves_the_same_with_any_shift() {
 }
 
 fn record(u: &Update<{ pvclock::VCPU_TIME_INFO_SIZE }>) -> VcpuTimeInfo {
-    let b = &u.bytes;
-    let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
-    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
-    VcpuTimeInfo {
-        version: u32_at(pvclock::OFF_VERSION),
-        tsc_timestamp: u64_at(pvclock::OFF_TSC_TIMESTAMP),
-        system_time: u64_at(pvclock::OFF_SYSTEM_TIME),
-        scale: pvclock::Scale {
-            mul: u32_at(pvclock::OFF_TSC_TO_SYSTEM_MUL),
-            shift: b[pvclock::OFF_TSC_SHIFT] as i8,
-        },
-        flags: b[pvclock::OFF_FLAGS],
-    }
+    super::state_tests::read_info(&u.bytes, 0)
 }
 
 #[test]

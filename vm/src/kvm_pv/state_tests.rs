@@ -185,7 +185,7 @@ fn apply<const N: usize>(mem: &mut [u8], u: &state::Update<N>) -> u32 {
     u.odd
 }
 
-fn read_info(mem: &[u8], gpa: usize) -> VcpuTimeInfo {
+pub(super) fn read_info(mem: &[u8], gpa: usize) -> VcpuTimeInfo {
     let b = &mem[gpa..gpa + 32];
     let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
     let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
