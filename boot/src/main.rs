@@ -52,7 +52,7 @@ USAGE:
       IMG defaults to target/images/bulkhead-{bios,uefi}.img for the platform.
       Exit status: the kernel's exit status (docs/exit-status.md), 124 on timeout,
       125 when the emulator stopped without the kernel's verdict, 2 on usage errors.
-  bulkhead-boot bench [--cpu MODEL] [--cpus N] [--out FILE.json] [--smoke] [--only irq|net|store|idle|kvmclock|debian]
+  bulkhead-boot bench [--cpu MODEL] [--cpus N] [--out FILE.json] [--smoke] [--only irq|net|store|idle|kvmclock|debian|snapshot]
       Build what the benchmarks need, run them in Bochs (exit round trips, virtio-blk and
       virtio-net, Linux under Bulkhead and on bare Bochs, image sizes, per-VM memory), print
       a markdown table and write the figures as JSON to FILE (default target/bench/bench.json).
@@ -62,7 +62,9 @@ USAGE:
       --only store only the store-disk rows (Linux dd O_DIRECT on a RAM disk and a store disk);
       --only idle only the PV idle rows (an idle 2-vCPU Linux: exits/s, host sleep residency);
       --only kvmclock only the kvm-clock rows (kvmclock reads, Linux clock_gettime loops);
-      --only debian only Debian's stock kernel to userspace, under Bulkhead and bare.
+      --only debian only Debian's stock kernel to userspace, under Bulkhead and bare;
+      --only snapshot only the snapshot rows (a Linux guest snapshotted and restored
+      through the serial shell: pause, size, rebuild, restore to output).
       Exit status 1 when a figure that should have been measured is missing.
   bulkhead-boot platforms
       Say which platforms this machine can run, and the Bochs CPU models with VMX.
@@ -307,9 +309,10 @@ fn real_main(args: &[String]) -> Result<u8, BootError> {
                 Some("idle") => bulkhead_boot::bench::pvidle::run_only(&opts)?,
                 Some("kvmclock") => bulkhead_boot::bench::kvmclock::run_only(&opts)?,
                 Some("debian") => bulkhead_boot::bench::debian::run_only(&opts)?,
+                Some("snapshot") => bulkhead_boot::bench::snapshot::run_only(&opts)?,
                 Some(other) => {
                     return Err(BootError::Usage(format!(
-                        "--only takes 'irq' (the interrupt-platform rows), 'net' (the network rows), 'store' (the store-disk rows), 'idle' (the PV idle rows), 'kvmclock' (the kvm-clock rows) or 'debian' (Debian's kernel, under Bulkhead and bare), not '{other}'"
+                        "--only takes 'irq' (the interrupt-platform rows), 'net' (the network rows), 'store' (the store-disk rows), 'idle' (the PV idle rows), 'kvmclock' (the kvm-clock rows), 'debian' (Debian's kernel, under Bulkhead and bare) or 'snapshot' (a Linux guest snapshotted and restored), not '{other}'"
                     )))
                 }
             };

@@ -21,8 +21,10 @@
 //!    SMP Linux guest with 1, 2 and 4 vCPUs and idle (`bench --only irq` runs just these).
 //! 8. The Debian rows (`debian.rs`): Debian's stock kernel to userspace under Bulkhead and on
 //!    bare Bochs (`bench --only debian`).
+//! 9. The snapshot rows (`snapshot.rs`): the Linux test guest snapshotted in its shell and
+//!    restored through the serial shell, beside a `forever.elf` VM (`bench --only snapshot`).
 //!
-//! The parsers (`figures.rs`, `smp.rs`, `irq.rs`) are pure functions over transcript text, unit-tested
+//! The parsers (`figures.rs`, `smp.rs`, `irq.rs`, `snapshot.rs`) are pure functions over transcript text, unit-tested
 //! (`tests.rs`), so a change of an output format breaks a test instead of silently emptying
 //! the report.
 
@@ -259,6 +261,7 @@ pub mod kvmclock;
 pub mod net;
 pub mod pvidle;
 pub mod smp;
+pub mod snapshot;
 pub mod store;
 
 pub use figures::*;
@@ -658,6 +661,7 @@ pub fn run_bench(o: &Options) -> Result<Report, BootError> {
         let bare = boot(o, "Linux on bare Bochs (no Bulkhead)", &bare_img, 64, 900)?;
         figures.extend(net::run(o, &files)?);
         figures.extend(store::run_rows(o, &files)?);
+        figures.extend(snapshot::run(o, &files)?);
         (Some(virtio), Some(linux), Some(bare), Some(hvc0))
     };
     if o.smoke {
@@ -667,6 +671,7 @@ pub fn run_bench(o: &Options) -> Result<Report, BootError> {
                 .into_iter()
                 .map(Figure::skipped),
         );
+        figures.extend(snapshot::run(o, &[])?);
     }
 
     match &virtio {

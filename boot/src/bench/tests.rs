@@ -231,3 +231,126 @@ fn values_and_dates_format() {
     assert_eq!(civil_date(0), "1970-01-01");
     assert_eq!(civil_date(20_414), "2025-11-22");
 }
+
+// ---- snapshot rows ----------------------------------------------------------------------------
+
+/// An excerpt of a `bench --only snapshot` transcript (2026-12-04), CRs and the terminal's
+/// redrawn guest prompt line as they came.
+const SNAPSHOT_RUN: &str = "\
+[     458559612] INFO  vm linux: first VM entry\r\n\
+[     460563274] INFO  vm keep: first VM entry\r\n\
+[keep] guest ?: forever: running\r\n\
+[linux +185040591] guest: userspace up uptime=2.54\r\n\
+[linux +754012387] guest: shell (exit to power off)\r\n\
+\r\n\
+[shell] bulkhead shell: `help` lists the commands, Ctrl-A closes it\r\n\
+bulkhead> snapshot linux s1\r\n\
+[shell] pausing vm linux for snapshot s1\r\n\
+bulkhead> \r\n\
+[    1267348729] INFO  vm linux: snapshot s1 taken (27891377 bytes, paused 51538925 ticks; 13 step(s), the longest 2217126 ticks)\r\n\
+[shell] snapshot s1 of vm linux: 1 vCPU(s), 64 MiB RAM (6294 pages not zero), 27237 KiB held, paused 1030730 us\r\n\
+bulkhead> console linux\r\n\
+[shell] attached to vm linux (Ctrl-A detaches)\r\n\
+[    1273958152] INFO  vm linux: stopped: guest powered off (ACPI S5) (RIP 0xffffffff81193d95) after 815398527 ticks\r\n\
+[shell] restoring vm linux from snapshot s1\r\n\
+bulkhead> \r\n\
+[    1298366582] INFO  vm linux: Linux command line: console=ttyS0,115200 quiet panic=-1 reboot=t io_delay=none nolapic tsc=reliable no_timer_check bulkhead.checks=blk,net bulkhead.ping=2 bulkhead.end=shell\r\n\
+[    1311331109] INFO  vm linux: restarting from a snapshot (1 vCPU(s); rebuilt in 21366078 ticks)\r\n\
+[shell] vm linux: started again from a snapshot (1 vCPU(s))\r\n\
+bulkhead> console linux\r\n\
+[shell] attached to vm linux (Ctrl-A detaches)\r\n\
+[    1313378626] INFO  vm linux: first VM entry\r\n\
+[linux +28191] \r\n\
+[linux +426885] ^@sh: can't access tty; job control turned off\r\n\
+[linux] / # \x08 \x08\x08 \x08\x08 \x08\x08 \x08\x08 \x08\x08 \x08 +3883643] / # echo restored-$((6*7))\r\n\
+[linux +4025034] restored-42\r\n\
+[    1320911665] INFO  vm linux: stopped: guest powered off (ACPI S5) (RIP 0xffffffff81193d95) after 7533026 ticks\r\n";
+
+#[test]
+fn snapshot_rows_come_from_the_hypervisor_and_shell_lines() {
+    use super::snapshot::{parse, snapshot_figures};
+    let r = parse(SNAPSHOT_RUN);
+    assert_eq!(r.pause_ticks, Ok(51_538_925.0));
+    assert_eq!(r.pause_us, Ok(1_030_730.0));
+    assert_eq!(r.steps, Ok(13.0));
+    assert_eq!(r.longest_step_ticks, Ok(2_217_126.0));
+    assert_eq!(r.bytes, Ok(27_891_377.0));
+    assert_eq!(r.kib_held, Ok(27_237.0));
+    assert_eq!(r.pages_not_zero, Ok(6294.0));
+    assert_eq!(r.rebuild_ticks, Ok(21_366_078.0));
+    // The restored VM's first entry (its console's zero), 2,047,517 ticks after the restart
+    // line; `restored-42` 4,025,034 ticks after that.
+    assert_eq!(r.restore_to_entry_ticks, Ok(2_047_517.0));
+    assert_eq!(r.restore_to_output_ticks, Ok(2_047_517.0 + 4_025_034.0));
+    // The first boot's stamp, not a later line's.
+    assert_eq!(r.boot_to_userspace_ticks, Ok(185_040_591.0));
+    assert!(r.errors().is_empty(), "{:?}", r.errors());
+    let f = snapshot_figures(SNAPSHOT_RUN);
+    assert_eq!(f.len(), 11);
+    assert!(f.iter().all(|x| x.status == Status::Measured), "{f:?}");
+    assert!(f.iter().all(|x| x.section == super::snapshot::SEC_SNAPSHOT));
+    assert!(snapshot_figures("")
+        .iter()
+        .all(|x| x.status == Status::Missing));
+}
+
+#[test]
+fn snapshot_rows_match_only_anchored_lines() {
+    use super::snapshot::parse;
+    // A guest line that quotes the hypervisor's is not the hypervisor's line.
+    let info = "[    1267348729] INFO  vm linux: snapshot s1 taken (";
+    let forged = SNAPSHOT_RUN.replace(
+        info,
+        "[linux +5] [    1267348729] INFO  vm linux: snapshot s1 taken (",
+    );
+    let r = parse(&forged);
+    for v in [&r.pause_ticks, &r.steps, &r.longest_step_ticks, &r.bytes] {
+        let e = v.as_ref().unwrap_err();
+        assert!(e.contains("vm linux: snapshot s1 taken ("), "{e}");
+    }
+    assert_eq!(r.kib_held, Ok(27_237.0), "the shell line still counts");
+    assert_eq!(r.errors().len(), 4, "{:?}", r.errors());
+    // The shell line must start its line.
+    let r = parse(&SNAPSHOT_RUN.replace("[shell] snapshot s1 of", "x [shell] snapshot s1 of"));
+    assert!(r
+        .pages_not_zero
+        .unwrap_err()
+        .contains("[shell] snapshot s1 of vm linux: "));
+    // Only the command's output counts, never its echo; without the restored VM's entry line
+    // its console stamps have no zero.
+    let r = parse(&SNAPSHOT_RUN.replace("] restored-42\r", "] restored-41\r"));
+    assert!(r
+        .restore_to_output_ticks
+        .unwrap_err()
+        .contains("restored-42"));
+    assert_eq!(r.restore_to_entry_ticks, Ok(2_047_517.0));
+    let no_entry = SNAPSHOT_RUN.replace("[    1313378626] INFO  vm linux: first VM entry\r\n", "");
+    let r = parse(&no_entry);
+    assert!(r
+        .restore_to_output_ticks
+        .unwrap_err()
+        .contains("first VM entry"));
+    assert!(r.restore_to_entry_ticks.is_err());
+    assert_eq!(r.boot_to_userspace_ticks, Ok(185_040_591.0));
+}
+
+#[test]
+fn snapshot_feeds_fire_on_the_transcript_in_order() {
+    use crate::serial_input::FeedCursor;
+    let feeds = super::snapshot::feeds();
+    let mut cursor = FeedCursor::default();
+    let mut typed = Vec::new();
+    while let Some(bytes) = cursor.due(SNAPSHOT_RUN.as_bytes(), &feeds) {
+        typed.push(String::from_utf8_lossy(bytes).into_owned());
+    }
+    // All but the last (`stop keep` at the prompt after the second power-off, not in the
+    // excerpt), each hypervisor command after Ctrl-U.
+    assert_eq!(typed.len(), feeds.len() - 1, "{typed:?}");
+    assert_eq!(typed[1], "\x15snapshot linux s1\r");
+    assert_eq!(typed[5], "\x15restore s1 linux\r");
+    assert_eq!(typed[7], "\x15echo restored-$((6*7))\r");
+    assert_eq!(
+        feeds.last().map(|f| f.bytes.as_slice()),
+        Some(&b"\x15stop keep\r"[..])
+    );
+}
