@@ -29,25 +29,25 @@ pub enum Run<'a> {
     Data { first: u64, data: &'a [u8] },
 }
 
-/// Encodes `pages` pages, `read(i, buf)` filling page *i*; consecutive pages of the same kind
-/// (zero or not) form one run.
-pub fn encode(pages: u64, read: impl FnMut(u64, &mut [u8; PAGE])) -> Vec<u8> {
-    let plan = plan(pages, read);
-    let mut out = Vec::new();
-    fill(&plan, &mut out, |_, _| {
-        unreachable!("plan() read every page")
+/// Encodes `pages` pages, `read(i, buf)` filling page *i* (twice for a data page: once to
+/// scan it, once to copy it); consecutive pages of the same kind (zero or not) form one run.
+pub fn encode(pages: u64, mut read: impl FnMut(u64, &mut [u8; PAGE])) -> Vec<u8> {
+    let mut buf = [0u8; PAGE];
+    let plan = scan(pages, |i| {
+        read(i, &mut buf);
+        page_has_data(&buf)
     });
+    let mut out = Vec::new();
+    fill(&plan, &mut out, read);
     out
 }
 
-/// The runs of a VM's RAM as [`plan`] found them: (first page, pages, data), a data run's
-/// contents read again when the section is written.
+/// The runs of a VM's RAM as [`scan`] found them: (first page, pages, data), a data run's
+/// contents read when the section is written ([`fill`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pages: u64,
     runs: Vec<(u64, u32, bool)>,
-    /// The pages' contents, when `plan` kept them ([`encode`]); else read again by `fill`.
-    data: Option<Vec<u8>>,
 }
 
 impl Plan {
@@ -69,26 +69,6 @@ impl Plan {
             .map(|r| u64::from(r.1))
             .sum()
     }
-}
-
-/// First pass: which pages are zero, keeping their contents.
-fn plan(pages: u64, mut read: impl FnMut(u64, &mut [u8; PAGE])) -> Plan {
-    let mut buf = [0u8; PAGE];
-    let mut p = scan(pages, |i| {
-        read(i, &mut buf);
-        page_has_data(&buf)
-    });
-    let mut data = Vec::new();
-    for &(first, n, is_data) in &p.runs {
-        if is_data {
-            for i in first..first + u64::from(n) {
-                read(i, &mut buf);
-                data.extend_from_slice(&buf);
-            }
-        }
-    }
-    p.data = Some(data);
-    p
 }
 
 /// Whether `page` holds a byte that is not zero (compared a word at a time: the kernel has
@@ -116,7 +96,6 @@ impl Plan {
         Plan {
             pages,
             runs: Vec::new(),
-            data: None,
         }
     }
 
@@ -153,17 +132,14 @@ pub struct FillCursor {
     started: bool,
     run: usize,
     page: u32,
-    /// Data pages written so far (the index into a plan's kept contents).
-    written: usize,
     /// The current run's header is written.
     in_run: bool,
 }
 
 /// Second pass: writes the section of `plan` into `out` (which the caller sized, e.g. with
-/// `try_reserve_exact(plan.encoded_len())`), reading data pages again with `read` unless
-/// the plan kept them. Pages that became zero or non-zero since the scan are written as
-/// they are now (a data run may hold zero pages; a zero run stays zero: the caller scans
-/// and fills with the VM paused).
+/// `try_reserve_exact(plan.encoded_len())`), reading its data pages with `read`. Pages that
+/// became zero or non-zero since the scan are written as they are now (a data run may hold
+/// zero pages; a zero run stays zero: the caller scans and fills with the VM paused).
 pub fn fill(plan: &Plan, out: &mut Vec<u8>, read: impl FnMut(u64, &mut [u8; PAGE])) {
     let mut cursor = FillCursor::default();
     fill_some(plan, out, &mut cursor, u64::MAX, read);
@@ -197,20 +173,9 @@ pub fn fill_some(
                     *out = e.0;
                     return false;
                 }
-                let i = first + u64::from(cursor.page);
-                match plan.data.as_deref() {
-                    Some(kept) => {
-                        // The kept contents are the data pages in order.
-                        let at = cursor.written * PAGE;
-                        e.0.extend_from_slice(&kept[at..at + PAGE]);
-                    }
-                    None => {
-                        read(i, &mut buf);
-                        e.0.extend_from_slice(&buf);
-                    }
-                }
+                read(first + u64::from(cursor.page), &mut buf);
+                e.0.extend_from_slice(&buf);
                 cursor.page += 1;
-                cursor.written += 1;
                 left -= 1;
             }
         }
