@@ -399,6 +399,7 @@ impl Vm {
     }
 
     /// Creates the VM and its vCPUs; `homes` names each vCPU's CPU (the placement plan).
+    /// Returns them with the boot state the vCPUs start from.
     pub(super) fn create(
         index: usize,
         config: &VmConfig,
@@ -406,7 +407,7 @@ impl Vm {
         caps: &Capabilities,
         tsc_hz: u64,
         homes: &[usize],
-    ) -> Result<(Vm, Vec<Vcpu>), CreateError> {
+    ) -> Result<(Vm, Vec<Vcpu>, loader::BootState), CreateError> {
         let plan = Self::heap_plan(config, archive)?;
         // APIC virtualization when the CPU has all of it (vmx::apicv): the VM's APIC-access
         // page, mapped at the xAPIC base, and the MSR bitmap of vCPUs in x2APIC mode.
@@ -525,7 +526,7 @@ impl Vm {
             config.devices.len(),
             overhead >> 10
         );
-        Ok((vm, vcpus))
+        Ok((vm, vcpus, boot))
     }
 }
 

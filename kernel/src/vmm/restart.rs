@@ -78,14 +78,18 @@ pub(super) fn rebuild(slot: &VmSlot, archive: &Archive<'static>) -> Result<u64, 
         return Err(RestartError::DriveBusy);
     }
     let restore = slot.restore_from.lock().take();
+    // A restore replaces RAM whole: the image is not loaded again, the boot state of the
+    // VM's last start (the same configuration) stands for it; the vCPUs' own states replace
+    // it at their restart.
+    let earlier_boot = restore.as_ref().map(|_| *slot.boot.lock());
     let boot = vm
-        .reset(slot.config_index, &slot.config, archive)
+        .reset(slot.config_index, &slot.config, archive, earlier_boot)
         .map_err(RestartError::Create)?;
     *slot.resume.lock() = None;
     if let Some(snapshot) = restore {
         // RAM, devices and local APICs from the snapshot; its vCPUs' states are written
-        // when they restart on their CPUs (Vcpu::restart).
-        vm.memory.reset();
+        // when they restart on their CPUs (Vcpu::restart). RAM is all zero: no image was
+        // loaded.
         match super::snapshot::restore_devices(&mut vm, &snapshot) {
             Ok(restore_tsc) => {
                 *slot.resume.lock() = Some(super::snapshot::Resume {
@@ -100,7 +104,7 @@ pub(super) fn rebuild(slot: &VmSlot, archive: &Archive<'static>) -> Result<u64, 
             }
         }
     }
-    *slot.boot.lock() = Some(boot);
+    *slot.boot.lock() = boot;
     slot.epoch
         .fetch_add(1, core::sync::atomic::Ordering::AcqRel);
     scheduler::restarted();
@@ -123,12 +127,14 @@ pub(super) fn rebuild(slot: &VmSlot, archive: &Archive<'static>) -> Result<u64, 
 
 impl Vm {
     /// Everything but the frames its vCPUs' VMCSs name built anew from `config`; returns the
-    /// boot state its vCPUs start from. On an error the VM stays stopped, with no devices.
+    /// boot state its vCPUs start from: `boot` if given (RAM then stays zero, no image is
+    /// loaded), else the loaded image's. On an error the VM stays stopped, with no devices.
     fn reset(
         &mut self,
         index: usize,
         config: &VmConfig,
         archive: &Archive<'static>,
+        boot: Option<loader::BootState>,
     ) -> Result<loader::BootState, CreateError> {
         // The old devices go first (their heap counts against the budget checked next).
         self.platform.virtio = VirtioDevices::none();
@@ -136,7 +142,10 @@ impl Vm {
         self.heap_reserved = 0;
         let plan = Self::heap_plan(config, archive)?;
         self.memory.reset();
-        let boot = Self::load_image(index, config, archive, &mut self.memory)?;
+        let boot = match boot {
+            Some(b) => b,
+            None => Self::load_image(index, config, archive, &mut self.memory)?,
+        };
         let (platform, kvm_pv, _, reserved) =
             Self::new_platform(config, archive, &self.caps, self.tsc_hz, &plan)?;
         let pages = core::mem::take(&mut self.lapics)
@@ -177,9 +186,7 @@ impl Vcpu {
         if !matches!(self.state, State::Stopped(_)) || self.epoch == epoch {
             return false;
         }
-        let Some(boot) = *slot.boot.lock() else {
-            return false;
-        };
+        let boot = *slot.boot.lock();
         let resume = slot.resume.lock().clone();
         let mut vm = slot.vm.lock();
         match self.restart(&mut vm, &slot.config, &boot, resume.as_ref()) {

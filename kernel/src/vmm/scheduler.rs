@@ -34,8 +34,9 @@ pub struct VmSlot {
     pub(super) config_index: usize,
     /// Bumped each time it is rebuilt; a stopped vCPU of an older epoch starts again.
     pub(super) epoch: AtomicU64,
-    /// The boot state its vCPUs start again from, after a rebuild.
-    pub(super) boot: Mutex<Option<loader::BootState>>,
+    /// The boot state its vCPUs started from: its image's, as last loaded (a rebuild from
+    /// the configuration loads it again; one from a snapshot keeps it).
+    pub(super) boot: Mutex<loader::BootState>,
     /// A start asked for (`start`/`restart`, or the guest's reboot): rebuilt once every vCPU
     /// has stopped (shell_ops::service_starts).
     pub(super) pending_start: Mutex<Option<PendingStart>>,
@@ -195,7 +196,7 @@ pub fn run(
     for (i, vc) in config.vms.iter().enumerate() {
         let homes: Vec<usize> = plan.homes[i].iter().map(|&c| c as usize).collect();
         match Vm::create(i, vc, archive, caps, tsc_hz, &homes) {
-            Ok((vm, vcpus)) => {
+            Ok((vm, vcpus, boot)) => {
                 let how = match (vc.dedicated, &vc.cpus) {
                     (true, _) => " (dedicated)",
                     (false, Some(_)) => " (pinned)",
@@ -212,7 +213,7 @@ pub fn run(
                     config: vc.clone(),
                     config_index: i,
                     epoch: AtomicU64::new(0),
-                    boot: Mutex::new(None),
+                    boot: Mutex::new(boot),
                     pending_start: Mutex::new(None),
                     reboots: AtomicU64::new(0),
                     reboot_pacing: Mutex::new(Default::default()),
