@@ -203,6 +203,66 @@ pub fn cr_masks(caps: &Capabilities, cr4_reserved: u64) -> (u64, u64) {
     (cr0_mask, cr4_mask)
 }
 
+/// The guest segment registers' fields in the order of their VMCS encodings and of a
+/// snapshot's `VcpuState::segments` (ES, CS, SS, DS, FS, GS, LDTR, TR; SDM Vol. 3C §25.4.1,
+/// Appendix B): selector, base, limit, access rights.
+pub(super) const SEGMENT_FIELDS: [[GuestField; 4]; SEGMENTS] = [
+    [
+        guest_field!(GUEST_ES_SELECTOR),
+        guest_field!(GUEST_ES_BASE),
+        guest_field!(GUEST_ES_LIMIT),
+        guest_field!(GUEST_ES_ACCESS_RIGHTS),
+    ],
+    [
+        guest_field!(GUEST_CS_SELECTOR),
+        guest_field!(GUEST_CS_BASE),
+        guest_field!(GUEST_CS_LIMIT),
+        guest_field!(GUEST_CS_ACCESS_RIGHTS),
+    ],
+    [
+        guest_field!(GUEST_SS_SELECTOR),
+        guest_field!(GUEST_SS_BASE),
+        guest_field!(GUEST_SS_LIMIT),
+        guest_field!(GUEST_SS_ACCESS_RIGHTS),
+    ],
+    [
+        guest_field!(GUEST_DS_SELECTOR),
+        guest_field!(GUEST_DS_BASE),
+        guest_field!(GUEST_DS_LIMIT),
+        guest_field!(GUEST_DS_ACCESS_RIGHTS),
+    ],
+    [
+        guest_field!(GUEST_FS_SELECTOR),
+        guest_field!(GUEST_FS_BASE),
+        guest_field!(GUEST_FS_LIMIT),
+        guest_field!(GUEST_FS_ACCESS_RIGHTS),
+    ],
+    [
+        guest_field!(GUEST_GS_SELECTOR),
+        guest_field!(GUEST_GS_BASE),
+        guest_field!(GUEST_GS_LIMIT),
+        guest_field!(GUEST_GS_ACCESS_RIGHTS),
+    ],
+    [
+        guest_field!(GUEST_LDTR_SELECTOR),
+        guest_field!(GUEST_LDTR_BASE),
+        guest_field!(GUEST_LDTR_LIMIT),
+        guest_field!(GUEST_LDTR_ACCESS_RIGHTS),
+    ],
+    [
+        guest_field!(GUEST_TR_SELECTOR),
+        guest_field!(GUEST_TR_BASE),
+        guest_field!(GUEST_TR_LIMIT),
+        guest_field!(GUEST_TR_ACCESS_RIGHTS),
+    ],
+];
+
+/// [`SEGMENT_FIELDS`] indices.
+const CS: usize = 1;
+const LDTR: usize = 6;
+const TR: usize = 7;
+const SEGMENTS: usize = vm::snapshot::vcpu::SEGMENTS;
+
 #[allow(clippy::too_many_arguments)]
 fn segment(
     sel: GuestField,
@@ -320,50 +380,6 @@ pub fn write_guest_state(
     vmcs::write_guest(guest_field!(GUEST_RFLAGS), 0x2)?;
     vmcs::write_guest(guest_field!(GUEST_RIP), boot.rip)?;
     vmcs::write_guest(guest_field!(GUEST_RSP), boot.rsp)?;
-    segment(
-        guest_field!(GUEST_CS_SELECTOR),
-        guest_field!(GUEST_CS_BASE),
-        guest_field!(GUEST_CS_LIMIT),
-        guest_field!(GUEST_CS_ACCESS_RIGHTS),
-        cs_sel,
-        0,
-        limit,
-        cs_rights,
-    )?;
-    for (s, b, l, a) in [
-        (
-            guest_field!(GUEST_SS_SELECTOR),
-            guest_field!(GUEST_SS_BASE),
-            guest_field!(GUEST_SS_LIMIT),
-            guest_field!(GUEST_SS_ACCESS_RIGHTS),
-        ),
-        (
-            guest_field!(GUEST_DS_SELECTOR),
-            guest_field!(GUEST_DS_BASE),
-            guest_field!(GUEST_DS_LIMIT),
-            guest_field!(GUEST_DS_ACCESS_RIGHTS),
-        ),
-        (
-            guest_field!(GUEST_ES_SELECTOR),
-            guest_field!(GUEST_ES_BASE),
-            guest_field!(GUEST_ES_LIMIT),
-            guest_field!(GUEST_ES_ACCESS_RIGHTS),
-        ),
-        (
-            guest_field!(GUEST_FS_SELECTOR),
-            guest_field!(GUEST_FS_BASE),
-            guest_field!(GUEST_FS_LIMIT),
-            guest_field!(GUEST_FS_ACCESS_RIGHTS),
-        ),
-        (
-            guest_field!(GUEST_GS_SELECTOR),
-            guest_field!(GUEST_GS_BASE),
-            guest_field!(GUEST_GS_LIMIT),
-            guest_field!(GUEST_GS_ACCESS_RIGHTS),
-        ),
-    ] {
-        segment(s, b, l, a, data_sel, 0, limit, data_rights)?;
-    }
     // TR must be a usable busy TSS (SDM Vol. 3C §27.3.1.2); LDTR may be unusable. The real-mode
     // start has the reset state's 32-bit busy TSS (SDM Vol. 3A §10.1.1, Table 10-1): a 16-bit
     // one would make IA-32e mode activation fail for a guest that never loads TR (§10.8.5).
@@ -372,26 +388,16 @@ pub fn write_guest_state(
     } else {
         SegmentAccessRights::new(SegmentAccessRights::TYPE_TSS_BUSY, false, 0)
     };
-    segment(
-        guest_field!(GUEST_TR_SELECTOR),
-        guest_field!(GUEST_TR_BASE),
-        guest_field!(GUEST_TR_LIMIT),
-        guest_field!(GUEST_TR_ACCESS_RIGHTS),
-        tr_sel,
-        tr_base,
-        tr_limit,
-        tr_rights,
-    )?;
-    segment(
-        guest_field!(GUEST_LDTR_SELECTOR),
-        guest_field!(GUEST_LDTR_BASE),
-        guest_field!(GUEST_LDTR_LIMIT),
-        guest_field!(GUEST_LDTR_ACCESS_RIGHTS),
-        0,
-        0,
-        0,
-        SegmentAccessRights::UNUSABLE_SEGMENT,
-    )?;
+    for (i, [s, b, l, a]) in SEGMENT_FIELDS.into_iter().enumerate() {
+        let (sel, base, lim, rights) = match i {
+            CS => (cs_sel, 0, limit, cs_rights),
+            TR => (tr_sel, tr_base, tr_limit, tr_rights),
+            LDTR => (0, 0, 0, SegmentAccessRights::UNUSABLE_SEGMENT),
+            // ES, SS, DS, FS, GS.
+            _ => (data_sel, 0, limit, data_rights),
+        };
+        segment(s, b, l, a, sel, base, lim, rights)?;
+    }
     vmcs::write_guest(guest_field!(GUEST_GDTR_BASE), gdt_base)?;
     vmcs::write_guest(guest_field!(GUEST_GDTR_LIMIT), gdt_limit)?;
     vmcs::write_guest(guest_field!(GUEST_IDTR_BASE), 0)?;

@@ -3,64 +3,12 @@
 //! the vCPU's home CPU with its VMCS current and the vCPU switched out (its MSR, extended and
 //! debug state saved into the `Vcpu`).
 
+use super::super::setup::SEGMENT_FIELDS;
 use super::super::*;
 use vm::snapshot::vcpu::{
     DescriptorTable, HeldState, PendingEvent, RunState, Segment, VcpuState, SEGMENTS,
 };
 use vmx::exit::InterruptionInfo;
-
-/// The guest segment registers' fields in `VcpuState::segments` order (ES, CS, SS, DS, FS,
-/// GS, LDTR, TR; SDM Vol. 3C §25.4.1): selector, base, limit, access rights.
-const SEGMENT_FIELDS: [[vmcs::GuestField; 4]; SEGMENTS] = [
-    [
-        vmcs::guest_field!(GUEST_ES_SELECTOR),
-        vmcs::guest_field!(GUEST_ES_BASE),
-        vmcs::guest_field!(GUEST_ES_LIMIT),
-        vmcs::guest_field!(GUEST_ES_ACCESS_RIGHTS),
-    ],
-    [
-        vmcs::guest_field!(GUEST_CS_SELECTOR),
-        vmcs::guest_field!(GUEST_CS_BASE),
-        vmcs::guest_field!(GUEST_CS_LIMIT),
-        vmcs::guest_field!(GUEST_CS_ACCESS_RIGHTS),
-    ],
-    [
-        vmcs::guest_field!(GUEST_SS_SELECTOR),
-        vmcs::guest_field!(GUEST_SS_BASE),
-        vmcs::guest_field!(GUEST_SS_LIMIT),
-        vmcs::guest_field!(GUEST_SS_ACCESS_RIGHTS),
-    ],
-    [
-        vmcs::guest_field!(GUEST_DS_SELECTOR),
-        vmcs::guest_field!(GUEST_DS_BASE),
-        vmcs::guest_field!(GUEST_DS_LIMIT),
-        vmcs::guest_field!(GUEST_DS_ACCESS_RIGHTS),
-    ],
-    [
-        vmcs::guest_field!(GUEST_FS_SELECTOR),
-        vmcs::guest_field!(GUEST_FS_BASE),
-        vmcs::guest_field!(GUEST_FS_LIMIT),
-        vmcs::guest_field!(GUEST_FS_ACCESS_RIGHTS),
-    ],
-    [
-        vmcs::guest_field!(GUEST_GS_SELECTOR),
-        vmcs::guest_field!(GUEST_GS_BASE),
-        vmcs::guest_field!(GUEST_GS_LIMIT),
-        vmcs::guest_field!(GUEST_GS_ACCESS_RIGHTS),
-    ],
-    [
-        vmcs::guest_field!(GUEST_LDTR_SELECTOR),
-        vmcs::guest_field!(GUEST_LDTR_BASE),
-        vmcs::guest_field!(GUEST_LDTR_LIMIT),
-        vmcs::guest_field!(GUEST_LDTR_ACCESS_RIGHTS),
-    ],
-    [
-        vmcs::guest_field!(GUEST_TR_SELECTOR),
-        vmcs::guest_field!(GUEST_TR_BASE),
-        vmcs::guest_field!(GUEST_TR_LIMIT),
-        vmcs::guest_field!(GUEST_TR_ACCESS_RIGHTS),
-    ],
-];
 
 /// VM-entry interruption information bit 31: valid (SDM Vol. 3C §25.8.3).
 const ENTRY_EVENT_VALID: u64 = 1 << 31;
