@@ -214,7 +214,11 @@ fn check_vm(
         })
     };
     let name = vm.name.as_str();
-    let image = get("image", &["vm", name, "image"], &vm.image)?;
+    // A clone (`from-snapshot`) has no image: its RAM is the snapshot's.
+    let image = match vm.image() {
+        Some(file) => Some(get("image", &["vm", name, "image"], file)?),
+        None => None,
+    };
     let initrd = match &vm.initrd {
         Some(i) => Some((i, get("initrd", &["vm", name, "initrd"], i)?)),
         None => None,
@@ -242,6 +246,9 @@ fn check_vm(
             ));
         }
     }
+    let Some(image) = image else {
+        return Ok(());
+    };
     let mut ram = SparseRam::new(vm.memory);
     let loaded = match vm.kind {
         GuestKind::Elf64 => vm::loader::load_elf64(image, vm.memory, index as u64, &mut ram)
@@ -309,7 +316,7 @@ fn check_vm(
         problem(
             &["vm", name, "image"],
             ProblemKind::ImageDoesNotLoad {
-                image: vm.image.clone(),
+                image: vm.image().unwrap_or_default().to_string(),
                 kind: vm.kind.name(),
                 message,
             },

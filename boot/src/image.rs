@@ -223,11 +223,14 @@ pub fn summary(config: &vm::config::Config) -> Vec<String> {
             })
             .collect();
         out.push(format!(
-            "vm {}: {}, {} MiB, image {}{}{}",
+            "vm {}: {}, {} MiB, {}{}{}",
             v.name,
             v.kind.name(),
             v.memory >> 20,
-            v.image,
+            match &v.source {
+                vm::config::GuestSource::Image(i) => format!("image {i}"),
+                vm::config::GuestSource::Snapshot(s) => format!("clone of snapshot {s}"),
+            },
             v.initrd
                 .as_ref()
                 .map_or_else(String::new, |i| format!(", initrd {i}")),

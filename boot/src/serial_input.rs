@@ -229,9 +229,26 @@ const KEYBOARD_CHUNK: usize = 256;
 /// How long the relay waits for either side before it checks whether to stop.
 const RELAY_POLL_MS: i32 = 10;
 
-/// Writes all of `bytes` to the non-blocking pty master, waiting while its buffer is full (the
-/// emulator reads its side at the emulated baud rate), unless `stop` is set.
-fn write_master(master: &mut File, mut bytes: &[u8], stop: &AtomicBool) {
+/// Typed bytes go out in pieces of at most this many, [`TYPING_GAP_MS`] apart: a person types
+/// no 19-byte burst, and one longer than the emulated UART's 16-byte receive FIFO overruns it
+/// whenever the kernel's read of it falls a few byte times late (seen in Bochs: the bytes past
+/// the 16th of a command line lost, deterministically for some kernel builds).
+const TYPING_CHUNK: usize = 8;
+const TYPING_GAP_MS: u64 = 3;
+
+/// Writes all of `bytes` to the non-blocking pty master in typing-sized pieces, waiting while
+/// its buffer is full (the emulator reads its side at the emulated baud rate), unless `stop`
+/// is set.
+fn write_master(master: &mut File, bytes: &[u8], stop: &AtomicBool) {
+    for (i, piece) in bytes.chunks(TYPING_CHUNK).enumerate() {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(TYPING_GAP_MS));
+        }
+        write_all_master(master, piece, stop);
+    }
+}
+
+fn write_all_master(master: &mut File, mut bytes: &[u8], stop: &AtomicBool) {
     while !bytes.is_empty() {
         match master.write(bytes) {
             Ok(0) => return,

@@ -78,6 +78,8 @@ pub struct FrameAllocator {
     regions: [Range; MAX_REGIONS],
     count: usize,
     free_list: u64,
+    /// Frames on the free list.
+    free_frames: u64,
     allocated: u64,
 }
 
@@ -87,6 +89,7 @@ impl FrameAllocator {
             regions: [Range { next: 0, end: 0 }; MAX_REGIONS],
             count: 0,
             free_list: 0,
+            free_frames: 0,
             allocated: 0,
         }
     }
@@ -126,6 +129,7 @@ pub fn allocate_frame() -> Option<u64> {
         // SAFETY: every frame on the free list was handed back by `free_frame`, is owned by
         // the allocator and mapped by the direct map; its first word holds the next link.
         frames.free_list = unsafe { phys_to_virt(frame).cast::<u64>().read() };
+        frames.free_frames -= 1;
         frame
     } else {
         frames.bump(FRAME_SIZE, FRAME_SIZE)?
@@ -148,6 +152,7 @@ pub unsafe fn free_frame(frame: u64) {
     // SAFETY: the caller hands over ownership of the frame; we store the list link in it.
     unsafe { phys_to_virt(frame).cast::<u64>().write(frames.free_list) };
     frames.free_list = frame;
+    frames.free_frames += 1;
     frames.allocated -= 1;
 }
 
@@ -234,6 +239,17 @@ pub fn is_direct_mapped(phys: u64) -> bool {
 /// if the memory map had a usable range there.
 pub fn low_frames() -> Option<u64> {
     LOW_FRAMES.get().copied().flatten()
+}
+
+/// Frames [`allocate_frame`] can still hand out: the free list and what the regions have left
+/// (some of it may go to alignment if contiguous ranges are taken meanwhile).
+pub fn frames_left() -> u64 {
+    let frames = FRAMES.lock();
+    let bump: u64 = frames.regions[..frames.count]
+        .iter()
+        .map(|r| r.end.saturating_sub(r.next) / FRAME_SIZE)
+        .sum();
+    bump + frames.free_frames
 }
 
 /// Frames currently handed out by [`allocate_frame`].

@@ -122,6 +122,7 @@ pub fn poll_if_due(now: u64) {
     let Some(mut shell) = SHELL.try_lock() else {
         return;
     };
+    shell.service();
     let Some(mut queue) = INPUT.try_lock() else {
         return;
     };
@@ -218,7 +219,11 @@ fn prompt() {
 
 impl Shell {
     /// One pass: pending starts served, then a bounded number of queued bytes processed.
-    fn pass(&mut self, queue: &mut InputQueue) {
+    /// The pass's work besides input: VMs to rebuild (a restart, a restore, a clone's start)
+    /// and snapshot steps, each up to a timeslice or more. It runs without the input queue's
+    /// lock, so the receiver is still read meanwhile (`receive` skips a read while the lock is
+    /// held, and the UART's 16-byte FIFO overruns in 1.4 ms at 115200 baud).
+    fn service(&mut self) {
         for started in shell_ops::service_starts() {
             match started {
                 // A guest's reboot: restart.rs said so in the VM's own lines.
@@ -269,6 +274,9 @@ impl Shell {
                 }
             }
         }
+    }
+
+    fn pass(&mut self, queue: &mut InputQueue) {
         self.mux.stats.queue_overflow = queue.dropped;
         self.mux.stats.skipped_for_escape = queue.skipped;
         self.mux.stats.uart_overruns = crate::serial::rx_overruns();
@@ -472,6 +480,16 @@ impl Shell {
                     out = alloc::format!(
                         "[shell] restoring vm {} from snapshot {name}\n",
                         vms[vm].name
+                    )
+                }
+                Err(e) => out = alloc::format!("error: {e}\n"),
+            },
+            Command::Clone { name, count } => match snapshot::clone_many(name, count) {
+                Ok(started) => {
+                    out = alloc::format!(
+                        "[shell] starting {} clone(s) of snapshot {name}: {}\n",
+                        started.len(),
+                        started.join(" ")
                     )
                 }
                 Err(e) => out = alloc::format!("error: {e}\n"),

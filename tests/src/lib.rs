@@ -116,6 +116,14 @@ impl Checked {
     }
 }
 
+/// The number after `key=` among the space-separated words of `line` (a report's counter).
+pub fn key_value(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
 /// A BIOS image whose boot archive holds `conf` (as bulkhead.toml) and the named files from
 /// `target/guests` (built by `bulkhead-boot guests`, which scripts/test runs). The image lives
 /// in a temporary directory owned by the returned guard.

@@ -18,6 +18,8 @@ fn heap_margin() -> usize {
 #[derive(Debug)]
 pub enum CreateError {
     MissingEntry(String),
+    /// A clone (`from-snapshot`) has no image to load: it starts from its snapshot.
+    NoImage,
     Load(loader::LoadError),
     Memory(guest_memory::GuestMemoryError),
     Setup(SetupError),
@@ -36,6 +38,10 @@ impl fmt::Display for CreateError {
                 f,
                 "the boot archive has no entry {n:?}; add the file to the bundle"
             ),
+            CreateError::NoImage => f.write_str(
+                "a clone (`from-snapshot`) has no image: it starts from its snapshot (`start VM` \
+                 once the snapshot is taken)",
+            ),
             CreateError::Load(e) => write!(f, "loading the guest image failed: {e}"),
             CreateError::Memory(e) => write!(f, "{e}"),
             CreateError::Setup(e) => write!(f, "programming the VMCS failed: {e}"),
@@ -49,6 +55,24 @@ impl fmt::Display for CreateError {
                 available / 1024
             ),
         }
+    }
+}
+
+/// The placeholder boot state of a clone's vCPUs: the mode its kind's loader would start in
+/// (the VMX controls are chosen for it at creation); a clone's vCPUs never enter from it, its
+/// snapshot's vCPU states replace it when it starts.
+fn clone_boot_state(kind: GuestKind) -> loader::BootState {
+    let mode = match kind {
+        GuestKind::Elf64 | GuestKind::Linux => EntryMode::Long64 { cr3: 0 },
+        GuestKind::Real16 => EntryMode::Real16,
+        GuestKind::Pvh | GuestKind::Multiboot => EntryMode::Flat32 { eax: 0, ebx: 0 },
+    };
+    loader::BootState {
+        mode,
+        rip: 0,
+        rsp: 0,
+        rdi: 0,
+        rsi: 0,
     }
 }
 
@@ -169,13 +193,19 @@ impl Vm {
             page_1g: caps.ept_1g_pages(),
             ..Default::default()
         };
-        let mut memory = GuestMemory::new(
-            config.memory,
-            ept_config,
-            guest_memory::InveptKind::for_cpu(caps),
-            apic_access.map(|page| (vm::apic::DEFAULT_APIC_BASE, page)),
-        )
-        .map_err(CreateError::Memory)?;
+        let invept = guest_memory::InveptKind::for_cpu(caps);
+        let apic_access = apic_access.map(|page| (vm::apic::DEFAULT_APIC_BASE, page));
+        let vcpus = config.vcpus.max(1) as usize;
+        if config.from_snapshot().is_some() {
+            // A clone: no image; its RAM and every vCPU's state come from its snapshot when
+            // it starts (snapshot/clone.rs).
+            let memory =
+                GuestMemory::new_clone(config.memory, ept_config, invept, apic_access, vcpus)
+                    .map_err(CreateError::Memory)?;
+            return Ok((clone_boot_state(config.kind), memory));
+        }
+        let mut memory = GuestMemory::new(config.memory, ept_config, invept, apic_access, vcpus)
+            .map_err(CreateError::Memory)?;
         let boot = Self::load_image(index, config, archive, &mut memory)?;
         Ok((boot, memory))
     }
@@ -187,9 +217,10 @@ impl Vm {
         archive: &Archive<'static>,
         memory: &mut GuestMemory,
     ) -> Result<loader::BootState, CreateError> {
+        let name = config.image().ok_or(CreateError::NoImage)?;
         let image = archive
-            .get(&config.image)
-            .ok_or_else(|| CreateError::MissingEntry(config.image.clone()))?;
+            .get(name)
+            .ok_or_else(|| CreateError::MissingEntry(name.into()))?;
         match config.kind {
             GuestKind::Elf64 => loader::load_elf64(image, config.memory, index as u64, memory),
             GuestKind::Real16 => loader::load_real16(image, config.memory, memory),
@@ -383,7 +414,7 @@ impl Vm {
             slice_end: 0,
             wake_others_at: u64::MAX,
             slice_left: None,
-            ept_generation: 0,
+            ept_sync: self.memory.sync().clone(),
             pooled: config.cpus.is_none(),
             last_cpu: None,
             ready_since: None,
@@ -495,7 +526,15 @@ impl Vm {
             if index == 0 {
                 info!("vm {}: vcpu 0 VPID {vpid}", config.name);
             }
-            vcpus.push(vm.new_vcpu(config, &boot, (index, count), vmcs, vpid));
+            let mut vcpu = vm.new_vcpu(config, &boot, (index, count), vmcs, vpid);
+            if config.from_snapshot().is_some() {
+                // A clone waits, stopped, for its start from the snapshot.
+                vcpu.state = State::Stopped(StopReason::AwaitingSnapshot);
+            }
+            vcpus.push(vcpu);
+        }
+        if config.from_snapshot().is_some() {
+            vm.vcpus_running = 0;
         }
         vm.vcpu_sched = vcpus
             .iter()
@@ -521,7 +560,7 @@ impl Vm {
                 GuestKind::Pvh => "PVH",
                 GuestKind::Multiboot => "Multiboot",
             },
-            config.image,
+            config.image().unwrap_or("(a clone: from its snapshot)"),
             boot.rip,
             config.devices.len(),
             overhead >> 10

@@ -1,6 +1,7 @@
 //! Exit dispatch: one place that maps an exit reason to its handler; each handler returns an
 //! [`Action`] and never touches the hardware beyond the current VMCS fields it reads.
 
+use super::guest_memory::{Touch, TouchError};
 use super::vmcs;
 use super::{StopReason, Vcpu, VcpuExit as Vm};
 use vm::cpuid::VcpuCpuidState;
@@ -494,14 +495,23 @@ fn ept_violation(vm: &mut Vm, info: &ExitInfo) -> Action {
         }
         return vm.mmio(gpa, info);
     }
-    // A page the guest gave back with MEM_RELEASE, touched again (by an instruction or by
-    // event delivery: `apply` then delivers the interrupted event again).
-    match vm.memory.fault_in(gpa) {
-        Ok(true) => return Action::Resume,
-        Ok(false) => {}
-        Err(_) => {
+    // A page the guest gave back with MEM_RELEASE touched again, or a clone's page touched
+    // for the first time or written for the first time (copy-on-write), by an instruction or
+    // by event delivery: `apply` then delivers the interrupted event again (SDM Vol. 3C
+    // §28.2.4, IDT-vectoring information).
+    match vm.memory.fault(gpa, q.contains(EptViolation::WRITE)) {
+        Ok(Touch::FaultedIn | Touch::Clone(_)) => return Action::Resume,
+        Ok(Touch::Genuine) => {}
+        Err(TouchError::NoFrame) => return Action::Stop(StopReason::CloneOutOfMemory { gpa }),
+        Err(TouchError::Ept(_)) => {
             return Action::Stop(StopReason::Bug(
-                "no EPT table frame for a page the guest touched after MEM_RELEASE",
+                "no EPT table frame for a page the guest touched (the VM's pool is sized for \
+                 every split)",
+            ))
+        }
+        Err(TouchError::Shootdown(_) | TouchError::NotAClone) => {
+            return Action::Stop(StopReason::Bug(
+                "flushing the other CPUs' translations for a copy-on-write page failed",
             ))
         }
     }

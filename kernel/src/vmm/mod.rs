@@ -7,6 +7,7 @@ mod apic_virtualization;
 mod console;
 mod create;
 mod entry;
+mod ept_sync;
 mod exits;
 mod fast_path;
 mod guest_apic;

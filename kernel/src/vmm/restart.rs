@@ -77,7 +77,19 @@ pub(super) fn rebuild(slot: &VmSlot, archive: &Archive<'static>) -> Result<u64, 
     if vm.platform.virtio.drive_busy() {
         return Err(RestartError::DriveBusy);
     }
-    let restore = slot.restore_from.lock().take();
+    // A clone (`from-snapshot`) starts from its snapshot whenever it starts (`start`,
+    // `clone`, its guest's reboot): its RAM follows the snapshot's base (snapshot/clone.rs).
+    let clone = if slot.config.from_snapshot().is_some() {
+        let resolved = super::snapshot::resolve_clone(slot, &vm)
+            .map_err(|e| RestartError::Snapshot(alloc::format!("{e}")))?;
+        Some(resolved)
+    } else {
+        None
+    };
+    let restore = match &clone {
+        Some((snapshot, _)) => Some(snapshot.clone()),
+        None => slot.restore_from.lock().take(),
+    };
     // A restore replaces RAM whole: the image is not loaded again, the boot state of the
     // VM's last start (the same configuration) stands for it; the vCPUs' own states replace
     // it at their restart.
@@ -90,7 +102,8 @@ pub(super) fn rebuild(slot: &VmSlot, archive: &Archive<'static>) -> Result<u64, 
         // RAM, devices and local APICs from the snapshot; its vCPUs' states are written
         // when they restart on their CPUs (Vcpu::restart). RAM is all zero: no image was
         // loaded.
-        match super::snapshot::restore_devices(&mut vm, &snapshot) {
+        let base = clone.map(|(_, base)| base);
+        match super::snapshot::restore_devices(&mut vm, &snapshot, base) {
             Ok(restore_tsc) => {
                 *slot.resume.lock() = Some(super::snapshot::Resume {
                     snapshot,
@@ -141,7 +154,9 @@ impl Vm {
         memory::release_heap(self.heap_reserved as usize);
         self.heap_reserved = 0;
         let plan = Self::heap_plan(config, archive)?;
-        self.memory.reset();
+        self.memory
+            .reset()
+            .map_err(|e| CreateError::Platform(alloc::format!("clearing its RAM failed: {e}")))?;
         let boot = match boot {
             Some(b) => b,
             None => Self::load_image(index, config, archive, &mut self.memory)?,

@@ -200,7 +200,7 @@ pub(super) fn run_slice(
             VcpuExit { vm: &mut vm, vcpu }.stop(StopReason::Bug("INVEPT failed"));
             return false;
         }
-        vcpu.ept_generation = vm.memory.generation;
+        vcpu.ept_sync.flushed_here(vcpu.index);
         // The kvmclock record is rewritten for the new CPU (kvm_pv.rs).
         VcpuExit { vm: &mut vm, vcpu }.kvm_pv_clock_changed();
     }
@@ -269,14 +269,6 @@ pub(super) fn run_slice(
                 // A snapshot: the vCPU parks in its CPU's next scheduler pass, its exit
                 // handled (snapshot/mod.rs).
                 break;
-            }
-            if x.vcpu.ept_generation != x.vm.memory.generation {
-                // Another vCPU changed the EPT: flush this CPU's cached translations.
-                if x.vm.memory.invept_here().is_err() {
-                    x.stop(StopReason::Bug("INVEPT failed"));
-                    break;
-                }
-                x.vcpu.ept_generation = x.vm.memory.generation;
             }
             if x.vm.platform.virtio.work_due().is_some_and(|d| now >= d) {
                 x.vm.device_work();
@@ -359,10 +351,18 @@ pub(super) fn run_slice(
             }
         }
         drop(vm);
+        let mut invept_failed = false;
         let (result, exited_at, reason) = loop {
+            // In guest mode for the EPT's shootdowns, flushed if the EPT changed since this
+            // vCPU's last flush (ept_sync.rs).
+            if vcpu.ept_sync.enter(vcpu.index, here).is_err() {
+                invept_failed = true;
+                break (Ok(()), arch::rdtsc(), None);
+            }
             // SAFETY: this vCPU's VMCS is current (loaded above) with complete host state for
             // this CPU and guest state, and `launched` tracks VMLAUNCH for it.
             let result = unsafe { entry::enter(&mut vcpu.regs, vcpu.launched) };
+            vcpu.ept_sync.exited(vcpu.index);
             let exited_at = arch::rdtsc();
             if result.is_err() {
                 break (result, exited_at, None);
@@ -383,6 +383,10 @@ pub(super) fn run_slice(
         };
         vm = slot.vm.lock();
         let mut x = VcpuExit { vm: &mut vm, vcpu };
+        if invept_failed {
+            x.stop(StopReason::Bug("INVEPT before VM entry failed"));
+            break;
+        }
         if let Err(rflags) = result {
             let error = vmcs::read(F::VM_INSTRUCTION_ERROR).unwrap_or(0);
             x.stop(StopReason::EntryInstructionFailed { rflags, error });
@@ -390,7 +394,6 @@ pub(super) fn run_slice(
         }
         // A PV EOI the guest did by clearing its bit is done before the exit is handled.
         let pv_eoi_offered = x.kvm_pv_eoi_after_exit();
-        let generation = x.vm.memory.generation;
         let info = ExitInfo::read(reason);
         let fast_candidate = fast_path::candidate(&x, &info);
         x.vcpu.exit_passive = false;
@@ -421,15 +424,6 @@ pub(super) fn run_slice(
                     crate::smp::kick(boot_cpu);
                 }
             }
-        }
-        if x.vm.memory.generation != generation {
-            // This exit changed the EPT (and flushed this CPU): the VM's other vCPUs must
-            // flush on their CPUs before they touch guest memory again. A change by another
-            // vCPU since this one's last flush is still flushed before the next entry.
-            if x.vcpu.ept_generation == generation {
-                x.vcpu.ept_generation = x.vm.memory.generation;
-            }
-            x.vm.kick_other_cpus();
         }
         if !keep_running || (!preemption && arch::rdtsc() > x.vcpu.slice_deadline()) {
             break;

@@ -253,7 +253,12 @@ pub fn run(
         }
     }
     POOL_SHARED.store(pool_cpus > 1, Ordering::Relaxed);
-    POOL_RUNNING.store(pool.len(), Ordering::Release);
+    // Clones (`from-snapshot`) wait, stopped, for their start: neither they nor their pool
+    // vCPUs run yet.
+    let is_clone = |slot: usize| slots[slot].config.from_snapshot().is_some();
+    let pool_running = pool.iter().filter(|&&(slot, _)| !is_clone(slot)).count();
+    let running = (0..slots.len()).filter(|&s| !is_clone(s)).count();
+    POOL_RUNNING.store(pool_running, Ordering::Release);
     POOL.call_once(|| pool);
     // The console is drained by the first CPU no real-time partition owns (else CPU 0).
     let pump_cpu = online
@@ -268,7 +273,7 @@ pub fn run(
         info!("shell: console input by COM1's receive interrupt (IRQ 4) and polling");
     }
     TIMESLICE.store(config.hypervisor.timeslice as usize, Ordering::Relaxed);
-    RUNNING_VMS.store(created, Ordering::Release);
+    RUNNING_VMS.store(running, Ordering::Release);
     ARCHIVE.call_once(|| archive.clone());
     VMS.call_once(|| slots);
     WORK.call_once(|| work);

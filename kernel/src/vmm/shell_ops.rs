@@ -11,7 +11,7 @@ use vm::shell::top::Sample;
 use vmx::fields::VmcsField;
 
 /// Why a shell operation on a VM cannot be done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpError {
     /// The VM has stopped.
     Stopped,
@@ -27,11 +27,17 @@ pub enum OpError {
     Running,
     /// `start`/`restart`: one is pending already.
     StartPending,
+    /// `start` of a clone: its snapshot is not held or does not fit.
+    Clone(String),
 }
 
 impl fmt::Display for OpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let OpError::Clone(why) = self {
+            return write!(f, "the clone cannot start: {why}");
+        }
         f.write_str(match self {
+            OpError::Clone(_) => "",
             OpError::Stopped => "the VM has stopped (its report was printed)",
             OpError::Stopping => "the VM is already stopping",
             OpError::UartFull => "the VM's UART is full",
@@ -111,11 +117,14 @@ pub fn stats(vm: usize) -> Result<StatsView, OpError> {
     let now = arch::rdtsc();
     let (name, state, uptime_ticks, mut exits, console, mut devices) = {
         let vm = slot.vm.lock();
-        let devices = alloc::vec![alloc::format!(
-            "device work: rounds={} ticks={}",
-            vm.platform.virtio.work.rounds,
-            vm.platform.virtio.work.ticks
-        )];
+        let devices = alloc::vec![
+            alloc::format!(
+                "device work: rounds={} ticks={}",
+                vm.platform.virtio.work.rounds,
+                vm.platform.virtio.work.ticks
+            ),
+            alloc::format!("memory: {}", vm.memory.summary()),
+        ];
         (
             vm.name.clone(),
             shown_state(slot, &vm),
@@ -183,6 +192,14 @@ pub fn stop(vm: usize) -> Result<Stopped, OpError> {
 /// at the shell's next pass ([`service_starts`]).
 pub fn start(vm: usize) -> Result<(), OpError> {
     let slot = slot(vm)?;
+    if slot.config.from_snapshot().is_some() {
+        // A clone starts from its snapshot, which must be held and fit it.
+        return super::snapshot::start_clone(slot).map_err(|e| match e {
+            super::snapshot::SnapshotError::NotStopped => OpError::Running,
+            super::snapshot::SnapshotError::StartPending => OpError::StartPending,
+            e => OpError::Clone(alloc::format!("{e}")),
+        });
+    }
     let vm = slot.vm.lock();
     let mut pending = slot.pending_start.lock();
     if pending.is_some() {

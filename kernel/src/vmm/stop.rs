@@ -92,10 +92,7 @@ impl Vm {
                 .checked_div(self.xstate_switches)
                 .unwrap_or(0)
         );
-        info!(
-            "vm {name}: memory: released-pages={} faulted-in={}",
-            self.memory.released, self.memory.faulted_in
-        );
+        info!("vm {name}: memory: {}", self.memory.summary());
         let lines = self.platform.irq_lines();
         info!(
             "vm {name}: interrupts: routed={} kicks={} dropped={} double-routed={} ioapic-queue-overflows={}",

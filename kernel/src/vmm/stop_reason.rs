@@ -58,6 +58,13 @@ pub enum StopReason {
     Operator,
     /// The operator's `restart VM`: it starts again from its configuration (restart.rs).
     OperatorRestart,
+    /// A clone (`from-snapshot`) not started yet: it waits for `start` or `clone`.
+    AwaitingSnapshot,
+    /// A clone touched a page for which the machine had no free frame (clones overcommit
+    /// the machine's memory: docs/architecture.md, "Instant clones").
+    CloneOutOfMemory {
+        gpa: u64,
+    },
     /// Something only a hypervisor bug can cause.
     Bug(&'static str),
 }
@@ -131,6 +138,16 @@ impl fmt::Display for StopReason {
             StopReason::OperatorRestart => write!(
                 f,
                 "stopped by the operator to start again (shell `restart`)"
+            ),
+            StopReason::AwaitingSnapshot => write!(
+                f,
+                "not started: a clone starts from its snapshot with `start VM` or `clone SNAP N`"
+            ),
+            StopReason::CloneOutOfMemory { gpa } => write!(
+                f,
+                "the machine has no free memory for the page at {gpa:#x} this clone touched \
+                 (clones share their snapshot's pages and take a frame per page they write); \
+                 stop other clones or give the machine more memory"
             ),
             StopReason::Bug(m) => write!(f, "hypervisor bug: {m}"),
         }

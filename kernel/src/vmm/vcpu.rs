@@ -70,8 +70,8 @@ pub struct Vcpu {
     pub(super) wake_others_at: u64,
     /// What is left of a slice cut short for another vCPU's wake-up (resumed next).
     pub(super) slice_left: Option<u64>,
-    /// The VM's EPT generation this vCPU last flushed on its CPU (GuestMemory::generation).
-    pub(super) ept_generation: u64,
+    /// Its VM's EPT shootdown state (ept_sync.rs): it enters its guest through it, lock-free.
+    pub(super) ept_sync: alloc::sync::Arc<super::ept_sync::EptSync>,
     /// A pool vCPU (its VM has no `cpus`): any CPU of the pool runs its next slice, so its
     /// VMCS is VMCLEARed after each slice (SDM Vol. 3C §25.11.1).
     pub(super) pooled: bool,

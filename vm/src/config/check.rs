@@ -453,12 +453,34 @@ fn convert_vm(
             _ => return Err(bad(text, "on-reboot", o.span(), "\"restart\" or \"stop\"")),
         },
     };
-    let image = entry(
-        text,
-        "image",
-        &v.image
-            .ok_or_else(|| missing("image", "\"selftest.elf\" (a file in the bundle)"))?,
-    )?;
+    let source = match (&v.from_snapshot, &v.image) {
+        (Some(snap), _) => {
+            let clone_only = [
+                ("image", &v.image),
+                ("cmdline", &v.cmdline),
+                ("initrd", &v.initrd),
+            ];
+            if let Some((key, Some(value))) = clone_only.into_iter().find(|(_, v)| v.is_some()) {
+                return Err(at(text, value.span(), K::NotFromSnapshot { key }));
+            }
+            if crate::shell::SnapshotName::new(snap.get_ref()).is_none() {
+                return Err(bad(
+                    text,
+                    "from-snapshot",
+                    snap.span(),
+                    "a snapshot name: 1 to 24 letters, digits, '-' or '_', e.g. \"booted\"",
+                ));
+            }
+            GuestSource::Snapshot(snap.get_ref().clone())
+        }
+        (None, image) => GuestSource::Image(entry(
+            text,
+            "image",
+            image
+                .as_ref()
+                .ok_or_else(|| missing("image", "\"selftest.elf\" (a file in the bundle)"))?,
+        )?),
+    };
     let memory = size(
         text,
         "memory",
@@ -631,7 +653,7 @@ fn convert_vm(
     let vm = VmConfig {
         name,
         kind,
-        image,
+        source,
         memory,
         vcpus: cpu_keys.vcpus,
         cpus: cpu_keys.cpus,

@@ -57,6 +57,9 @@ pub enum ConfigErrorKind {
         key: &'static str,
         kind: &'static str,
     },
+    /// A key a VM started from a snapshot (`from-snapshot`) does not take: its RAM, kernel
+    /// and command line are the snapshot's.
+    NotFromSnapshot { key: &'static str },
     /// A value out of range or malformed; `value` is the text as written in the file.
     BadValue {
         key: String,
@@ -180,6 +183,11 @@ impl fmt::Display for ConfigErrorKind {
                 f,
                 "`{key}` applies only to kind = \"linux\", this VM is kind = \"{kind}\": remove \
                  it"
+            ),
+            K::NotFromSnapshot { key } => write!(
+                f,
+                "`{key}` does not apply to a VM with `from-snapshot`: its RAM, kernel and \
+                 command line are the snapshot's; remove `{key}`"
             ),
             K::BadValue {
                 key,

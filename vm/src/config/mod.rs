@@ -202,12 +202,23 @@ pub enum OnReboot {
     Stop,
 }
 
+/// What a VM's RAM starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestSource {
+    /// `image`: the archive entry its kind's loader loads.
+    Image(String),
+    /// `from-snapshot`: an instant clone of the named snapshot (docs/configuration.md): it
+    /// waits, stopped, until the snapshot exists and `start` or `clone` starts it; its RAM
+    /// is the snapshot's, shared and copied on write.
+    Snapshot(String),
+}
+
 /// One VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmConfig {
     pub name: String,
     pub kind: GuestKind,
-    pub image: String,
+    pub source: GuestSource,
     pub memory: u64,
     /// vCPUs, 1 to [`MAX_VCPUS`].
     pub vcpus: u32,
@@ -319,6 +330,22 @@ pub fn value_position(bytes: &[u8], path: &[&str]) -> Option<(usize, usize)> {
 }
 
 impl VmConfig {
+    /// The archive entry of its guest image (`None` for a clone, `from-snapshot`).
+    pub fn image(&self) -> Option<&str> {
+        match &self.source {
+            GuestSource::Image(i) => Some(i),
+            GuestSource::Snapshot(_) => None,
+        }
+    }
+
+    /// The snapshot it is a clone of (`from-snapshot`).
+    pub fn from_snapshot(&self) -> Option<&str> {
+        match &self.source {
+            GuestSource::Snapshot(s) => Some(s),
+            GuestSource::Image(_) => None,
+        }
+    }
+
     /// The command line a `kind = "linux"` VM boots with: its `cmdline`. Its devices are not
     /// named there: the DSDT describes them ([`VmConfig::acpi_config`]).
     pub fn linux_cmdline(&self) -> String {

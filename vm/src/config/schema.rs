@@ -53,6 +53,7 @@ pub struct HypervisorToml {
 pub struct VmToml {
     pub kind: Option<Spanned<String>>,
     pub image: Option<Spanned<String>>,
+    pub from_snapshot: Option<Spanned<String>>,
     pub memory: Option<Spanned<Size>>,
     pub vcpus: Option<Spanned<i64>>,
     pub cpus: Option<Spanned<Vec<Spanned<i64>>>>,

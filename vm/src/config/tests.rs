@@ -62,6 +62,15 @@ vcpus = 2
 cpus = [3, 2]
 dedicated = true
 
+[vm.clone1]  # an instant clone of the snapshot "booted" (no image: its RAM is the snapshot's)
+kind = "linux"
+from-snapshot = "booted"
+memory = 134217728
+
+[[vm.clone1.virtio-net]]
+mac = "52:54:00:12:34:57"
+network = "lan"
+
 [network.lan]  # shared by the devices that name it
 gateway = false
 uplink = "e1000"
@@ -75,13 +84,20 @@ fn parses_every_key() {
     assert!(c.hypervisor.store_check);
     // File order, not name order.
     let names: Vec<&str> = c.vms.iter().map(|v| v.name.as_str()).collect();
-    assert_eq!(names, ["selftest", "linux", "boot16", "rt"]);
+    assert_eq!(names, ["selftest", "linux", "boot16", "rt", "clone1"]);
+    let clone = &c.vms[4];
+    assert_eq!(clone.source, GuestSource::Snapshot("booted".into()));
+    assert_eq!(
+        (clone.image(), clone.from_snapshot()),
+        (None, Some("booted"))
+    );
+    assert_eq!(c.vms[1].from_snapshot(), None);
     assert_eq!(
         c.vms[0],
         VmConfig {
             name: "selftest".into(),
             kind: GuestKind::Elf64,
-            image: "selftest.elf".into(),
+            source: GuestSource::Image("selftest.elf".into()),
             memory: 16 << 20,
             vcpus: 1,
             cpus: None,
@@ -105,7 +121,7 @@ fn parses_every_key() {
     );
     let l = &c.vms[1];
     assert_eq!(
-        (l.kind, l.image.as_str(), l.memory),
+        (l.kind, l.image().unwrap(), l.memory),
         (GuestKind::Linux, "bzImage", 128 << 20)
     );
     assert_eq!(l.cmdline.as_deref(), Some("console=ttyS0 quiet"));
@@ -303,10 +319,31 @@ const ERRORS: &[(&str, usize, usize, &str)] = &[
         "unknown key `image` in [[vm.a.virtio-net]]; `image` belongs in a [vm.NAME] table",
     ),
     (
+        "[vm.a]\nkind = \"linux\"\nfrom-snapshot = \"s1\"\nimage = \"bzImage\"\nmemory = \"64M\"\n",
+        4,
+        9,
+        "`image` does not apply to a VM with `from-snapshot`: its RAM, kernel and command line \
+         are the snapshot's; remove `image`",
+    ),
+    (
+        "[vm.a]\nkind = \"linux\"\nfrom-snapshot = \"s1\"\ncmdline = \"quiet\"\nmemory = \"64M\"\n",
+        4,
+        11,
+        "`cmdline` does not apply to a VM with `from-snapshot`: its RAM, kernel and command \
+         line are the snapshot's; remove `cmdline`",
+    ),
+    (
+        "[vm.a]\nkind = \"elf64\"\nfrom-snapshot = \"a b\"\nmemory = \"16M\"\n",
+        3,
+        17,
+        "from-snapshot = \"a b\": expected a snapshot name: 1 to 24 letters, digits, '-' or '_', \
+         e.g. \"booted\"",
+    ),
+    (
         "[vm.a]\ncolour = 1\n",
         2,
         1,
-        "unknown key `colour` in [vm.a]; the keys here are `kind`, `image`, `memory`, \
+        "unknown key `colour` in [vm.a]; the keys here are `kind`, `image`, `from-snapshot`, `memory`, \
          `vcpus`, `cpus`, `dedicated`, `console-timestamps`, `kvm-pv`, `on-reboot`, `cmdline`, `initrd`, `heap-budget`, \
          `console-buffer`, \
          `console-rate`, `virtio-console`, `virtio-blk`, `virtio-net`",

@@ -23,7 +23,7 @@ mod session_tests;
 mod tests;
 pub mod top;
 
-pub use parse::{parse, Command, LogLevel, ParseError, SnapshotName, VmName};
+pub use parse::{parse, Command, LogLevel, ParseError, SnapshotName, VmName, MAX_CLONES_AT_ONCE};
 
 /// The escape key: Ctrl-A (ASCII SOH).
 pub const ESCAPE: u8 = 0x01;

@@ -76,6 +76,11 @@ pub enum Command {
         name: SnapshotName,
         vm: usize,
     },
+    /// `clone NAME N`: N stopped clones of snapshot NAME (`from-snapshot`) start.
+    Clone {
+        name: SnapshotName,
+        count: usize,
+    },
     /// `forget NAME`: the snapshot's memory is given back.
     Forget(SnapshotName),
     /// An empty line.
@@ -129,7 +134,7 @@ impl fmt::Display for SnapshotName {
 }
 
 /// The commands `help` lists: (name, usage, what it does).
-pub const COMMANDS: [(&str, &str, &str); 15] = [
+pub const COMMANDS: [(&str, &str, &str); 16] = [
     ("help", "help", "list the commands"),
     (
         "vms",
@@ -155,7 +160,7 @@ pub const COMMANDS: [(&str, &str, &str); 15] = [
     (
         "start",
         "start VM",
-        "start a stopped VM from its configuration",
+        "start a stopped VM from its configuration (a clone: from its snapshot)",
     ),
     ("restart", "restart VM", "stop VM, then start it again"),
     (
@@ -184,12 +189,20 @@ pub const COMMANDS: [(&str, &str, &str); 15] = [
         "start stopped VM from snapshot NAME (same configuration)",
     ),
     (
+        "clone",
+        "clone NAME N",
+        "start N stopped VMs configured from-snapshot = NAME",
+    ),
+    (
         "forget",
         "forget NAME",
         "drop snapshot NAME, freeing its memory",
     ),
     ("exit", "exit", "close the shell (or Ctrl-A)"),
 ];
+
+/// `clone NAME N` starts at most this many clones (the configuration's VM limit).
+pub const MAX_CLONES_AT_ONCE: usize = crate::config::MAX_VMS;
 
 /// Why a line is not a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,6 +230,11 @@ pub enum ParseError<'a> {
         usage: &'static str,
     },
     BadSnapshotName {
+        arg: &'a str,
+        usage: &'static str,
+    },
+    /// `clone`: a count that is not 1 to [`MAX_CLONES_AT_ONCE`].
+    BadCount {
         arg: &'a str,
         usage: &'static str,
     },
@@ -249,6 +267,11 @@ impl fmt::Display for ParseError<'_> {
                 f,
                 "error: `{arg}` is not a snapshot name (1 to {} letters, digits, `-`, `_`); usage: {usage}",
                 SnapshotName::MAX
+            ),
+            ParseError::BadCount { arg, usage } => write!(
+                f,
+                "error: `{arg}` is not a count of clones (1 to {}); usage: {usage}",
+                MAX_CLONES_AT_ONCE
             ),
         }
     }
@@ -304,6 +327,15 @@ pub fn parse<'a>(line: &'a str, vms: &[VmName<'_>]) -> Result<Command, ParseErro
                 name,
                 vm: vm(&mut words)?,
             }
+        }
+        "clone" => {
+            let name = snap(&mut words)?;
+            let arg = words.next().ok_or(ParseError::MissingArgument { usage })?;
+            let count = match arg.parse::<usize>() {
+                Ok(n) if (1..=MAX_CLONES_AT_ONCE).contains(&n) => n,
+                _ => return Err(ParseError::BadCount { arg, usage }),
+            };
+            Command::Clone { name, count }
         }
         "forget" => Command::Forget(snap(&mut words)?),
         "regs" => {

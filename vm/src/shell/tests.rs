@@ -172,6 +172,13 @@ fn parses_every_command() {
         }
     );
     assert_eq!(ok("forget s_2"), Command::Forget(name("s_2")));
+    assert_eq!(
+        ok("clone booted-1 4"),
+        Command::Clone {
+            name: name("booted-1"),
+            count: 4
+        }
+    );
     assert_eq!(name("booted-1").as_str(), "booted-1");
 }
 
@@ -196,6 +203,22 @@ fn snapshot_names_are_short_and_plain() {
         "error: no VM named `windows` (`vms` lists them); usage: restore NAME VM"
     );
     assert_eq!(err("forget"), "error: missing argument; usage: forget NAME");
+    assert_eq!(
+        err("clone s1"),
+        "error: missing argument; usage: clone NAME N"
+    );
+    for bad in ["0", "17", "-1", "four"] {
+        assert_eq!(
+            err(&alloc::format!("clone s1 {bad}")),
+            alloc::format!(
+                "error: `{bad}` is not a count of clones (1 to 16); usage: clone NAME N"
+            )
+        );
+    }
+    assert_eq!(
+        err("clone s1 2 3"),
+        "error: unexpected `3`; usage: clone NAME N"
+    );
 }
 
 #[test]

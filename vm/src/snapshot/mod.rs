@@ -9,6 +9,7 @@
 //! and virtio sections the device models' own encodings; this module carries them checksummed
 //! and checks that one exists per vCPU / per device window.
 
+pub mod clone_memory;
 pub mod codec;
 pub mod format;
 pub mod memory;

@@ -22,9 +22,13 @@
 //! passed (its RTC, read from the host's clock, shows the real time; kvmclock is rewritten
 //! on the first entry).
 
+mod clone;
 mod collect;
 mod devices;
 mod vcpu_state;
+
+pub(in crate::vmm) use clone::resolve as resolve_clone;
+pub use clone::{clone_many, start as start_clone, CloneBase};
 
 use super::scheduler::{self, VmSlot};
 use super::*;
@@ -63,6 +67,8 @@ struct Held {
     snapshot: Arc<Snapshot>,
     /// Its sections' bytes.
     bytes: usize,
+    /// Its data pages in frames, shared by its clones (built on the first clone).
+    base: Option<Arc<CloneBase>>,
 }
 
 static STORE: Mutex<Vec<Held>> = Mutex::new(Vec::new());
@@ -84,13 +90,33 @@ pub enum SnapshotError {
     NameTaken(SnapshotName),
     StoreFull,
     DriveDisk,
-    Heap { needed: usize, available: usize },
+    Heap {
+        needed: usize,
+        available: usize,
+    },
     Stopped,
     NoSuchSnapshot(SnapshotName),
     NotStopped,
     StartPending,
     Incompatible(String),
     Device(String),
+    /// `start`/`clone` of a VM without `from-snapshot`.
+    NotAClone,
+    /// `restore` into a clone: it starts from its own snapshot.
+    IsAClone(String),
+    /// `clone SNAP N`: no VM is configured `from-snapshot = SNAP`.
+    NoClones(SnapshotName),
+    TooFewClones {
+        name: SnapshotName,
+        asked: usize,
+        configured: usize,
+        stopped: usize,
+    },
+    /// Not enough free frames for the snapshot's base.
+    Frames {
+        needed: u64,
+        available: u64,
+    },
 }
 
 impl fmt::Display for SnapshotError {
@@ -115,6 +141,19 @@ impl fmt::Display for SnapshotError {
             SnapshotError::StartPending => f.write_str("the VM is starting already"),
             SnapshotError::Incompatible(why) => write!(f, "the snapshot does not fit this VM: {why}"),
             SnapshotError::Device(why) => write!(f, "{why}"),
+            SnapshotError::NotAClone => f.write_str("the VM is not a clone (it has no `from-snapshot`)"),
+            SnapshotError::IsAClone(snap) => write!(f, "the VM is a clone of snapshot `{snap}`: `start` it to start it from that snapshot"),
+            SnapshotError::NoClones(n) => write!(f, "no VM is configured with from-snapshot = \"{n}\"; add [vm.NAME] tables with it to bulkhead.toml"),
+            SnapshotError::TooFewClones { name, asked, configured, stopped } => write!(
+                f,
+                "{asked} clone(s) of `{name}` asked, but of the {configured} VM(s) configured with from-snapshot = \"{name}\" only {stopped} are stopped; nothing was started"
+            ),
+            SnapshotError::Frames { needed, available } => write!(
+                f,
+                "the snapshot's pages need {} KiB of free memory for its clones to share and {} KiB are free; `forget` a snapshot, stop VMs or give the machine more memory",
+                needed * 4,
+                available * 4
+            ),
         }
     }
 }
@@ -261,6 +300,7 @@ pub fn service() -> Vec<Taken> {
                     vm: vm.name.clone(),
                     snapshot: Arc::new(snapshot.snapshot),
                     bytes,
+                    base: None,
                 });
             }
             Err(error) => done.push(Taken::Failed {
@@ -351,12 +391,17 @@ pub fn list() -> Vec<String> {
         .iter()
         .map(|h| {
             alloc::format!(
-                "{:<24} vm {:<12} {} vCPU(s) {:>6} MiB RAM {:>8} KiB held",
+                "{:<24} vm {:<12} {} vCPU(s) {:>6} MiB RAM {:>8} KiB held{}",
                 h.name.as_str(),
                 h.vm,
                 h.snapshot.vcpus.len(),
                 h.snapshot.info.memory >> 20,
-                h.bytes / 1024
+                h.bytes / 1024,
+                h.base.as_ref().map_or_else(String::new, |b| alloc::format!(
+                    ", {} KiB shared by its clones ({} holding it)",
+                    b.bytes() / 1024,
+                    Arc::strong_count(b) - 1
+                ))
             )
         })
         .collect()
@@ -372,18 +417,26 @@ pub fn forget(name: SnapshotName) -> Result<usize, SnapshotError> {
     Ok(store.remove(at).bytes)
 }
 
+/// The held snapshot `name`.
+fn held(name: SnapshotName) -> Result<Arc<Snapshot>, SnapshotError> {
+    STORE
+        .lock()
+        .iter()
+        .find(|h| h.name == name)
+        .map(|h| h.snapshot.clone())
+        .ok_or(SnapshotError::NoSuchSnapshot(name))
+}
+
 /// `restore NAME VM`: checks the snapshot against the stopped VM and this CPU, then asks for
 /// the VM's rebuild from it (shell_ops::service_starts, restart.rs).
 pub fn restore(name: SnapshotName, vm_index: usize) -> Result<(), SnapshotError> {
     let slot = scheduler::slots()
         .get(vm_index)
         .ok_or(SnapshotError::NoSuchVm)?;
-    let snapshot = STORE
-        .lock()
-        .iter()
-        .find(|h| h.name == name)
-        .map(|h| h.snapshot.clone())
-        .ok_or(SnapshotError::NoSuchSnapshot(name))?;
+    let snapshot = held(name)?;
+    if let Some(snap) = slot.config.from_snapshot() {
+        return Err(SnapshotError::IsAClone(String::from(snap)));
+    }
     let vm = slot.vm.lock();
     check_fits(&vm, slot, &snapshot)?;
     if vm.vcpus_running != 0 || vm.pause.is_some() {
@@ -456,9 +509,21 @@ fn check_fits(vm: &Vm, slot: &VmSlot, snapshot: &Snapshot) -> Result<(), Snapsho
 /// The part of a restore done in the rebuild (restart.rs, the VM stopped and its devices
 /// new): RAM, devices and local APICs from `snapshot`; returns the host TSC the vCPUs'
 /// clocks continue from. On an error the VM stays stopped.
-pub(in crate::vmm) fn restore_devices(vm: &mut Vm, snapshot: &Snapshot) -> Result<u64, String> {
+/// A clone's RAM (`base`) follows the snapshot's base instead of being written.
+pub(in crate::vmm) fn restore_devices(
+    vm: &mut Vm,
+    snapshot: &Snapshot,
+    base: Option<Arc<CloneBase>>,
+) -> Result<u64, String> {
     let restore_tsc = arch::rdtsc();
     let shift = restore_tsc.wrapping_sub(snapshot.info.taken_tsc);
+    if let Some(base) = base {
+        vm.memory
+            .follow(Some(base))
+            .map_err(|e| alloc::format!("its RAM could not follow the snapshot: {e}"))?;
+        devices::load(vm, snapshot, shift)?;
+        return Ok(restore_tsc);
+    }
     let pages = snapshot.info.memory / vm::snapshot::memory::PAGE as u64;
     let runs = vm::snapshot::memory::decode(&snapshot.memory, pages)
         .map_err(|e| alloc::format!("its memory section is malformed: {e}"))?;

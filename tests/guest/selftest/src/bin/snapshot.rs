@@ -6,6 +6,11 @@
 //! TSC moved forward and that its stack and registers survived (a value computed before the
 //! wait), and prints `guest snapshot: resumed sum=S same=1 ticks=20 tsc-forward=1 key=K` before
 //! DONE. Run, snapshotted while it waits and restored, it prints the same line twice.
+//!
+//! The key `w` (for instant clones) writes every page of RAM from 2 MiB to its end, the
+//! 2 MiB region included, with another sequence, checks it back and prints `guest snapshot:
+//! scribbled pages=N ok=1`, then waits for its next key: a clone of the snapshot that does
+//! this must change neither the snapshot's memory nor another clone's.
 
 #![no_std]
 #![no_main]
@@ -29,6 +34,26 @@ const LSR: u16 = guest_rt::uart::COM1 + 5;
 const LSR_DATA_READY: u8 = 1;
 /// The keys that end the wait (others are ignored).
 const KEYS: &[u8] = b"gh";
+/// The key that scribbles over RAM and goes on waiting.
+const SCRIBBLE: u8 = b'w';
+/// Where scribbling starts (the image, stack and page tables lie below).
+const SCRIBBLE_FROM: u64 = 2 << 20;
+
+/// Writes every word of [2 MiB, ram_size) with a sequence unlike `pass_over`'s, then checks
+/// it back; returns (pages, whether every word read back).
+fn scribble(ram_size: u64) -> (u64, bool) {
+    let words = (ram_size - SCRIBBLE_FROM) / 8;
+    let value = |i: u64| (i ^ 0xdead_beef_0000_0000).rotate_left(7);
+    for i in 0..words {
+        // SAFETY: [2 MiB, ram_size) is guest RAM this guest owns and nothing of it is code,
+        // stack or page tables (all below 1 MiB + 64 KiB).
+        unsafe { ((SCRIBBLE_FROM + i * 8) as *mut u64).write_volatile(value(i)) };
+    }
+    // SAFETY: as above, reads only.
+    let ok = (0..words)
+        .all(|i| unsafe { ((SCRIBBLE_FROM + i * 8) as *const u64).read_volatile() } == value(i));
+    ((ram_size - SCRIBBLE_FROM) / 4096, ok)
+}
 
 #[no_mangle]
 extern "C" fn snapshot_tick() {
@@ -60,7 +85,7 @@ fn pass_over(fill: bool) -> u64 {
     sum
 }
 
-fn main(_ram_size: u64, _vm_index: u64) -> ! {
+fn main(ram_size: u64, _vm_index: u64) -> ! {
     guest_rt::trap::init();
     report::start("snapshot");
     // SAFETY: the stub saves every caller-saved register and ends with IRETQ.
@@ -84,6 +109,10 @@ fn main(_ram_size: u64, _vm_index: u64) -> ! {
             // command line after it, which then reaches this UART.
             if KEYS.contains(&byte) {
                 break byte;
+            }
+            if byte == SCRIBBLE {
+                let (pages, ok) = scribble(ram_size);
+                guest_rt::say!("scribbled pages={pages} ok={}", u8::from(ok));
             }
         }
     };
